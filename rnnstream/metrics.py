@@ -1,0 +1,312 @@
+"""Every Prometheus metric the daemon exports, defined once.
+
+``METRIC_SPECS`` is the single list of definitions: ``Metrics`` builds the prometheus_client objects
+from it, ``render_metrics_table`` turns it into the README's reference table, and the deploy tests
+check that dashboards and alert rules use only names it defines.
+
+Hot-path callers should not call ``.labels()`` per event (a labelled child lookup costs a few µs):
+``Metrics.for_detector`` / ``for_topic`` / ``lag`` return pre-resolved children, cached for the life of
+the ``Metrics`` object. Those caches are plain dicts: call them from one thread (the processing loop);
+the metric objects themselves are thread-safe, so the HTTP exporter may scrape concurrently.
+
+No metric carries an entity label, except the opt-in ``rnnstream_entity_score`` whose series count is
+capped at ``top_k_entities`` per detector.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from rnnstream import __version__
+
+UNROUTED = "_unrouted"
+"""Detector label used for events that no detector's stream matched."""
+
+SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+BATCH_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+TRAINING_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+CHECKPOINT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric definition. ``name`` is the exported name (counters include ``_total``)."""
+
+    attr: str
+    name: str
+    kind: str  # "counter" | "gauge" | "histogram"
+    labels: tuple[str, ...]
+    help: str
+    buckets: tuple[float, ...] | None = None
+    optional: bool = False  # registered only when enabled (the top-K entity gauge)
+
+    def series_names(self) -> tuple[str, ...]:
+        """Names of the sample series this metric produces in the exposition format."""
+        if self.kind == "histogram":
+            return (self.name + "_bucket", self.name + "_sum", self.name + "_count")
+        return (self.name,)
+
+
+def _c(attr: str, name: str, labels: tuple[str, ...], doc: str) -> MetricSpec:
+    return MetricSpec(attr, name, "counter", labels, doc)
+
+
+def _g(attr: str, name: str, labels: tuple[str, ...], doc: str, optional: bool = False) -> MetricSpec:
+    return MetricSpec(attr, name, "gauge", labels, doc, optional=optional)
+
+
+def _h(attr: str, name: str, labels: tuple[str, ...], doc: str, buckets: tuple[float, ...]) -> MetricSpec:
+    return MetricSpec(attr, name, "histogram", labels, doc, buckets=buckets)
+
+
+D = ("detector",)
+METRIC_SPECS: tuple[MetricSpec, ...] = (
+    _c("events_consumed", "rnnstream_events_consumed_total", ("topic",),
+       "Records read from Kafka, before routing or validation."),
+    _c("events_processed", "rnnstream_events_processed_total", D,
+       "Events scored by a detector."),
+    _c("events_rejected", "rnnstream_events_rejected_total", ("detector", "reason"),
+       f"Events refused (bad payload, missing field, non-finite value...); detector=\"{UNROUTED}\" "
+       "when no detector's stream matched."),
+    _c("anomalies", "rnnstream_anomalies_total", D,
+       "Events whose anomaly score crossed the detector's threshold (each one is published)."),
+    _h("score", "rnnstream_score", D,
+       "Distribution of anomaly scores (calibrated probability, 0..1).", SCORE_BUCKETS),
+    _h("event_to_score_latency", "rnnstream_event_to_score_latency_seconds", D,
+       "Seconds from the Kafka record timestamp to the score being computed.", LATENCY_BUCKETS),
+    _h("batch_duration", "rnnstream_batch_duration_seconds", D,
+       "Seconds spent scoring one batch of events in a detector.", BATCH_BUCKETS),
+    _g("consumer_lag", "rnnstream_consumer_lag", ("topic", "partition"),
+       "Records between the consumer's position and the partition's high watermark."),
+    _g("entities", "rnnstream_entities", D,
+       "Entities whose hidden state the detector currently holds."),
+    _c("entities_evicted", "rnnstream_entities_evicted_total", D,
+       "Entities dropped from the detector's state (idle or over capacity)."),
+    _c("training_runs", "rnnstream_training_runs_total", ("detector", "outcome"),
+       "Retraining runs finished, by outcome (ok|failed)."),
+    _h("training_duration", "rnnstream_training_duration_seconds", D,
+       "Seconds one retraining run took.", TRAINING_BUCKETS),
+    _g("training_loss", "rnnstream_training_loss", D,
+       "Final training loss of the last successful retraining run."),
+    _g("model_version", "rnnstream_model_version", D,
+       "Version number of the weights currently scoring (increments on each successful retrain)."),
+    _h("checkpoint_duration", "rnnstream_checkpoint_duration_seconds", (),
+       "Seconds one state checkpoint took to write.", CHECKPOINT_BUCKETS),
+    _g("checkpoint_last_success", "rnnstream_checkpoint_last_success_timestamp_seconds", (),
+       "Unix time of the last checkpoint written successfully (0 = none yet)."),
+    _c("checkpoint_failures", "rnnstream_checkpoint_failures_total", (),
+       "Checkpoint writes that failed."),
+    _c("checkpoint_corrupt", "rnnstream_checkpoint_corrupt_total", (),
+       "Checkpoints found unreadable at restore (bad magic, checksum mismatch, truncation)."),
+    _g("ready", "rnnstream_ready", (),
+       "1 once state is restored and the consumer is assigned, else 0 (mirrors /readyz)."),
+    _g("build_info", "rnnstream_build_info", ("version",),
+       "Always 1; the label carries the running rnnstream version."),
+    _g("entity_score", "rnnstream_entity_score", ("detector", "entity"),
+       "Latest score of each detector's top-K entities (only when top_k_entities > 0).", optional=True),
+)
+del D
+
+_KINDS = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}
+
+
+def metric_names(include_optional: bool = True) -> frozenset[str]:
+    """Exported metric names as written in ``METRIC_SPECS``."""
+    return frozenset(s.name for s in METRIC_SPECS if include_optional or not s.optional)
+
+
+def series_names() -> frozenset[str]:
+    """Every sample name a PromQL query may use (histograms add ``_bucket``/``_sum``/``_count``)."""
+    return frozenset(n for s in METRIC_SPECS for n in s.series_names())
+
+
+class DetectorMetrics:
+    """Pre-resolved children of one detector's metrics. Obtain through ``Metrics.for_detector``."""
+
+    __slots__ = ("name", "processed", "anomalies", "score", "latency", "batch_duration", "entities",
+                 "evicted", "training_ok", "training_failed", "training_duration", "training_loss",
+                 "model_version", "_rejected_parent", "_rejected")
+
+    def __init__(self, m: Metrics, name: str):
+        self.name = name
+        self.processed = m.events_processed.labels(name)
+        self.anomalies = m.anomalies.labels(name)
+        self.score = m.score.labels(name)
+        self.latency = m.event_to_score_latency.labels(name)
+        self.batch_duration = m.batch_duration.labels(name)
+        self.entities = m.entities.labels(name)
+        self.evicted = m.entities_evicted.labels(name)
+        self.training_ok = m.training_runs.labels(name, "ok")
+        self.training_failed = m.training_runs.labels(name, "failed")
+        self.training_duration = m.training_duration.labels(name)
+        self.training_loss = m.training_loss.labels(name)
+        self.model_version = m.model_version.labels(name)
+        self._rejected_parent = m.events_rejected
+        self._rejected: dict[str, Counter] = {}
+
+    def rejected(self, reason: str) -> Counter:
+        """The ``rnnstream_events_rejected_total{detector, reason}`` child, resolved once per reason.
+
+        ``reason`` must come from a small fixed set (``InputRejected.reason``), never from event data.
+        """
+        child = self._rejected.get(reason)
+        if child is None:
+            child = self._rejected[reason] = self._rejected_parent.labels(self.name, reason)
+        return child
+
+    def record_training(self, ok: bool, duration_s: float, loss: float | None = None,
+                        model_version: int | None = None) -> None:
+        """Account one finished retraining run; loss and version are set only on success."""
+        self.training_duration.observe(duration_s)
+        if not ok:
+            self.training_failed.inc()
+            return
+        self.training_ok.inc()
+        if loss is not None:
+            self.training_loss.set(loss)
+        if model_version is not None:
+            self.model_version.set(model_version)
+
+
+class Metrics:
+    """All metric objects of one daemon, registered in ``registry``.
+
+    Attribute names are the ``attr`` fields of ``METRIC_SPECS``. ``top_k_entities`` > 0 registers
+    ``rnnstream_entity_score``; with 0 it is not registered and ``set_entity_scores`` does nothing.
+    Creating two ``Metrics`` on the same registry raises (prometheus_client refuses duplicates).
+    """
+
+    events_consumed: Counter
+    events_processed: Counter
+    events_rejected: Counter
+    anomalies: Counter
+    score: Histogram
+    event_to_score_latency: Histogram
+    batch_duration: Histogram
+    consumer_lag: Gauge
+    entities: Gauge
+    entities_evicted: Counter
+    training_runs: Counter
+    training_duration: Histogram
+    training_loss: Gauge
+    model_version: Gauge
+    checkpoint_duration: Histogram
+    checkpoint_last_success: Gauge
+    checkpoint_failures: Counter
+    checkpoint_corrupt: Counter
+    ready: Gauge
+    build_info: Gauge
+    entity_score: Gauge | None
+
+    def __init__(self, registry: CollectorRegistry, *, top_k_entities: int = 0, version: str = __version__):
+        if top_k_entities < 0:
+            raise ValueError(f"top_k_entities must be >= 0, got {top_k_entities}")
+        self.registry = registry
+        self.top_k_entities = top_k_entities
+        for spec in METRIC_SPECS:
+            if spec.optional and top_k_entities == 0:
+                setattr(self, spec.attr, None)
+                continue
+            kwargs = {"buckets": spec.buckets} if spec.buckets else {}
+            setattr(self, spec.attr, _KINDS[spec.kind](spec.name, spec.help, spec.labels, registry=registry, **kwargs))
+        self.build_info.labels(version).set(1)
+        self.ready.set(0)
+        self._detectors: dict[str, DetectorMetrics] = {}
+        self._topics: dict[str, Counter] = {}
+        self._unrouted: dict[str, Counter] = {}
+        self._lag: dict[tuple[str, int], Gauge] = {}
+        self._exported_entities: dict[str, set[str]] = {}
+
+    def for_detector(self, name: str) -> DetectorMetrics:
+        """Cached children of detector ``name``; the first call makes its series appear (at 0).
+
+        Call it for every configured detector at start-up so rate() and absent() see zeros, not gaps.
+        """
+        dm = self._detectors.get(name)
+        if dm is None:
+            if name == UNROUTED:
+                raise ValueError(f"detector name {UNROUTED!r} is reserved for unroutable events")
+            dm = self._detectors[name] = DetectorMetrics(self, name)
+        return dm
+
+    def rejected_unrouted(self, reason: str) -> Counter:
+        """The cached ``rnnstream_events_rejected_total{detector="_unrouted", reason}`` child.
+
+        Kept apart from ``for_detector`` so unroutable events do not create score/latency series.
+        """
+        child = self._unrouted.get(reason)
+        if child is None:
+            child = self._unrouted[reason] = self.events_rejected.labels(UNROUTED, reason)
+        return child
+
+    def for_topic(self, topic: str) -> Counter:
+        """The cached ``rnnstream_events_consumed_total{topic}`` child."""
+        child = self._topics.get(topic)
+        if child is None:
+            child = self._topics[topic] = self.events_consumed.labels(topic)
+        return child
+
+    def lag(self, topic: str, partition: int) -> Gauge:
+        """The cached ``rnnstream_consumer_lag{topic, partition}`` child."""
+        key = (topic, partition)
+        child = self._lag.get(key)
+        if child is None:
+            child = self._lag[key] = self.consumer_lag.labels(topic, str(partition))
+        return child
+
+    def forget_partition(self, topic: str, partition: int) -> None:
+        """Stop exporting lag for a partition this consumer no longer owns (after a rebalance)."""
+        if self._lag.pop((topic, partition), None) is not None:
+            self.consumer_lag.remove(topic, str(partition))
+
+    def set_ready(self, ready: bool) -> None:
+        self.ready.set(1 if ready else 0)
+
+    def record_checkpoint(self, ok: bool, duration_s: float, finished_at: float) -> None:
+        """Account one checkpoint attempt; ``finished_at`` is Unix time (``time.time()``)."""
+        self.checkpoint_duration.observe(duration_s)
+        if ok:
+            self.checkpoint_last_success.set(finished_at)
+        else:
+            self.checkpoint_failures.inc()
+
+    def set_entity_scores(self, detector: str, scores: Mapping[str, float] | Iterable[tuple[str, float]]) -> int:
+        """Replace ``detector``'s exported entity scores with its ``top_k_entities`` highest ones.
+
+        Entities exported before but not in the new top K are removed from the registry, so the
+        series count per detector never exceeds K. Ties at the cut-off are broken arbitrarily.
+        Returns the number of entities now exported (0 when the feature is off).
+        """
+        if self.entity_score is None:
+            return 0
+        items = scores.items() if isinstance(scores, Mapping) else scores
+        top = heapq.nlargest(self.top_k_entities, items, key=lambda kv: kv[1])
+        new = {entity for entity, _ in top}
+        old = self._exported_entities.get(detector, set())
+        for entity in old - new:
+            self.entity_score.remove(detector, entity)
+        for entity, value in top:
+            self.entity_score.labels(detector, entity).set(value)
+        self._exported_entities[detector] = new
+        return len(new)
+
+
+def _fmt_buckets(b: tuple[float, ...]) -> str:
+    return ", ".join(f"{x:g}" for x in b)
+
+
+def render_metrics_table() -> str:
+    """Markdown reference table (name, type, labels, meaning) of every exported metric."""
+    rows = ["| Metric | Type | Labels | Meaning |", "| --- | --- | --- | --- |"]
+    for s in METRIC_SPECS:
+        meaning = s.help.replace("|", "\\|")
+        if s.buckets:
+            meaning += f" Buckets: {_fmt_buckets(s.buckets)}."
+        labels = ", ".join(f"`{label}`" for label in s.labels) or "—"
+        rows.append(f"| `{s.name}` | {s.kind} | {labels} | {meaning} |")
+    return "\n".join(rows) + "\n"
