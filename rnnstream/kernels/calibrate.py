@@ -1,0 +1,88 @@
+"""Error calibration: a prediction error becomes a score in [0, 1], as HTM's anomaly likelihood does.
+
+Per entity, the error of each event is reduced to one number ``e`` (root mean square over features,
+in normalised units). A short exponential mean of ``e`` is set against the long-run distribution of
+that short mean (exponentially weighted mean and variance over ``long_window`` events); the Gaussian
+tail probability ``q`` of the current short mean is mapped to ``log(q + 1e-10) / log(1e-10)``, so that
+0.5 means a one-in-100,000 deviation and 1.0 a one-in-10^10 one. The statistics exclude the current
+event when it is scored, so the score is causal.
+
+Alert hygiene: once an entity raises an anomaly, it raises no other for ``suppress_events`` events and
+``min_gap_seconds`` seconds. Events inside that period carry flag bit ``FLAG_SUPPRESSED``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .jit import device
+from .params import KP_LONG, KP_MIN_GAP, KP_SHORT, KP_SUPPRESS, KP_THRESHOLD, KP_WARMUP
+
+# Layout of the per-entity scorer row (float64).
+SC_SHORT = 0       # short exponential mean of the error
+SC_MEAN = 1        # long-run mean of the short mean
+SC_VAR = 2         # long-run variance of the short mean
+SC_N = 3           # errors folded into the statistics
+SC_ALARMED = 4     # 1.0 once the entity has raised an anomaly
+SC_ALARM_N = 5     # the entity's event count at its last anomaly
+SC_ALARM_T = 6     # the event time of its last anomaly
+SC_SIZE = 8
+
+FLAG_ANOMALY = 1
+FLAG_SUPPRESSED = 2
+
+TAIL_FLOOR = 1e-10
+SD_FLOOR = 1e-6
+
+
+@device
+def tail_score(x):
+    """Map a z-value of the short error mean to a score in [0, 1] (0.5 at a 1e-5 upper tail)."""
+    q = 0.5 * math.erfc(x / math.sqrt(2.0))
+    score = math.log(q + TAIL_FLOOR) / math.log(TAIL_FLOOR)
+    return min(max(score, 0.0), 1.0)
+
+
+@device
+def score_event(err, n, t, s, sc, kp):
+    """Score entity ``s``'s event with prediction error vector ``err``; return ``(score, flags)``.
+
+    ``n`` is the entity's event count before this event; ``t`` its event time in seconds. An entity's
+    first event has no prediction and scores 0 without touching the statistics; events before
+    ``warmup_events`` score 0 but are folded in.
+    """
+    if n == 0:
+        return 0.0, 0
+    acc = 0.0
+    for f in range(err.shape[0]):
+        acc += err[f] * err[f]
+    e = math.sqrt(acc / err.shape[0])
+
+    n_seen = sc[s, SC_N]
+    a_short = max(1.0 / (n_seen + 1.0), 2.0 / (kp[KP_SHORT] + 1.0))
+    short = sc[s, SC_SHORT] + a_short * (e - sc[s, SC_SHORT])
+    sc[s, SC_SHORT] = short
+
+    mu = sc[s, SC_MEAN]
+    var = sc[s, SC_VAR]
+    score = 0.0
+    if n >= kp[KP_WARMUP] and n_seen >= 2.0:
+        sd = max(math.sqrt(var), SD_FLOOR)
+        score = tail_score((short - mu) / sd)
+    a_long = max(1.0 / (n_seen + 1.0), 1.0 / kp[KP_LONG])
+    d = short - mu
+    sc[s, SC_MEAN] = mu + a_long * d
+    sc[s, SC_VAR] = (1.0 - a_long) * (var + a_long * d * d)
+    sc[s, SC_N] = n_seen + 1.0
+
+    flags = 0
+    if sc[s, SC_ALARMED] != 0.0 and (
+        n - sc[s, SC_ALARM_N] <= kp[KP_SUPPRESS] or t - sc[s, SC_ALARM_T] < kp[KP_MIN_GAP]
+    ):
+        flags = FLAG_SUPPRESSED
+    elif score >= kp[KP_THRESHOLD]:
+        flags = FLAG_ANOMALY
+        sc[s, SC_ALARMED] = 1.0
+        sc[s, SC_ALARM_N] = n
+        sc[s, SC_ALARM_T] = t
+    return score, flags

@@ -1,0 +1,38 @@
+"""The model-independent half of one event: prepare the input, measure the error, score it."""
+
+from __future__ import annotations
+
+import math
+
+from .calibrate import score_event
+from .features import prepare_input
+from .jit import device
+
+
+@device
+def observe(i, x, t, s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
+            out_pred, out_z, out_err, out_score, out_flag):
+    """Handle event ``i`` of entity ``s`` up to (not including) the model's state update.
+
+    Fills ``u`` with the model input, writes the event's outputs (the prediction made at the entity's
+    previous event, in the features' own units; the normalised observation; the error; the score and
+    flags) and returns the flags. ``msd`` is a (2, F) scratch for the pre-event mean and deviation.
+    """
+    n = count[s]
+    n_features = x.shape[0]
+    prepare_input(x, t, s, count, last_ts, nmean, nvar, kp, u, msd)
+    acc = 0.0
+    for f in range(n_features):
+        if n > 0:
+            err[f] = u[f] - pred[s, f]
+            out_pred[i, f] = msd[0, f] + msd[1, f] * pred[s, f]
+        else:
+            err[f] = 0.0
+            out_pred[i, f] = x[f]
+        out_z[i, f] = u[f]
+        acc += err[f] * err[f]
+    score, flags = score_event(err, n, t, s, sc, kp)
+    out_err[i] = math.sqrt(acc / n_features)
+    out_score[i] = score
+    out_flag[i] = flags
+    return flags

@@ -1,0 +1,67 @@
+"""The kernel parameter vector: one float64 array, so kernels keep one signature as parameters grow."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Index of each kernel parameter in the vector built by ``kernel_params``.
+KP_HALFLIFE = 0        # normaliser half-life, in events of the entity
+KP_TOD = 1             # 1.0: time-of-day sin/cos features on
+KP_DOW = 2             # 1.0: day-of-week sin/cos features on
+KP_GAP = 3             # 1.0: log(gap since the entity's previous event) feature on
+KP_SHORT = 4           # short window of the error mean, in events
+KP_LONG = 5            # long window of the error distribution, in events
+KP_WARMUP = 6          # events of an entity scored 0 before scoring starts
+KP_THRESHOLD = 7       # score at or above which an event is an anomaly
+KP_SUPPRESS = 8        # events after an anomaly during which the entity raises no other
+KP_MIN_GAP = 9         # seconds after an anomaly during which the entity raises no other
+KP_ZCLIP = 10          # normalised inputs are clipped to [-zclip, zclip]
+KP_NOVELTY = 11        # weight of the value-novelty signal in the score (0 = off)
+KP_SIZE = 16
+
+# Named so that tuning can add parameters without touching kernel signatures.
+KP_NAMES = {
+    "normaliser_halflife": KP_HALFLIFE,
+    "short_window": KP_SHORT,
+    "long_window": KP_LONG,
+    "warmup_events": KP_WARMUP,
+    "threshold": KP_THRESHOLD,
+    "suppress_events": KP_SUPPRESS,
+    "min_gap_seconds": KP_MIN_GAP,
+    "zclip": KP_ZCLIP,
+    "novelty_weight": KP_NOVELTY,
+}
+
+DEFAULTS = {
+    "normaliser_halflife": 1000.0,
+    "short_window": 10.0,
+    "long_window": 1000.0,
+    "warmup_events": 50.0,
+    "threshold": 0.5,
+    "suppress_events": 100.0,
+    "min_gap_seconds": 0.0,
+    "zclip": 10.0,
+    "novelty_weight": 0.0,
+}
+
+
+def n_time_features(time_of_day: bool, day_of_week: bool, log_gap: bool) -> int:
+    """How many time features the input vector carries after the normalised features."""
+    return 2 * int(time_of_day) + 2 * int(day_of_week) + int(log_gap)
+
+
+def kernel_params(time_of_day: bool = True, day_of_week: bool = True, log_gap: bool = True,
+                  **scoring: float) -> np.ndarray:
+    """Build the parameter vector. Unknown names raise KeyError; missing ones take ``DEFAULTS``."""
+    kp = np.zeros(KP_SIZE, dtype=np.float64)
+    values = dict(DEFAULTS)
+    for name, value in scoring.items():
+        if name not in KP_NAMES:
+            raise KeyError(f"unknown kernel parameter {name!r}")
+        values[name] = float(value)
+    for name, value in values.items():
+        kp[KP_NAMES[name]] = value
+    kp[KP_TOD] = float(time_of_day)
+    kp[KP_DOW] = float(day_of_week)
+    kp[KP_GAP] = float(log_gap)
+    return kp

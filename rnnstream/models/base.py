@@ -1,0 +1,141 @@
+"""The model extension point: a small base class and the registry that the config's ``type:`` selects.
+
+A model is one set of weights per detector. Its per-entity recurrent state lives in SlotState fields
+that the model declares (``state_fields``) next to the common ones (``COMMON_FIELDS``), and one call of
+``step`` advances a whole micro-batch through a numba kernel. Training is a pure function of a weight
+snapshot and a batch of history windows, so it can run in a background thread while ``step`` keeps
+scoring with the weights in force; the detector swaps the result in between two micro-batches.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+
+from ..kernels.calibrate import SC_SIZE
+from ..state.slots import FieldSpec
+
+
+def common_fields(n_features: int, n_inputs: int, window: int) -> dict[str, FieldSpec]:
+    """Per-slot fields every model kernel uses (see ``rnnstream.kernels``)."""
+    return {
+        "count": FieldSpec((), "int64"),                 # events seen
+        "last_ts": FieldSpec((), "float64"),             # event time of the previous event, seconds
+        "nmean": FieldSpec((n_features,), "float64"),    # normaliser mean
+        "nvar": FieldSpec((n_features,), "float64"),     # normaliser variance
+        "pred": FieldSpec((n_features,), "float32"),     # prediction of the next normalised features
+        "sc": FieldSpec((SC_SIZE,), "float64"),          # scorer statistics
+        "ring_in": FieldSpec((window, n_inputs), "float32"),  # last `window` model inputs
+        "ring_flag": FieldSpec((window,), "uint8"),      # 1 where that input scored as an anomaly
+    }
+
+
+@dataclass
+class BatchOutput:
+    """Per-event results of one ``step`` call (first ``n`` rows valid). Reused across calls."""
+
+    pred: np.ndarray    # (N, F) float64 prediction made before the event, in the features' units
+    z: np.ndarray       # (N, F) float64 normalised observation
+    err: np.ndarray     # (N,) float64 RMS prediction error, normalised units
+    score: np.ndarray   # (N,) float64 calibrated score in [0, 1]
+    flag: np.ndarray    # (N,) uint8: bit 0 anomaly, bit 1 inside the suppression period
+
+    @classmethod
+    def allocate(cls, capacity: int, n_features: int) -> "BatchOutput":
+        return cls(np.zeros((capacity, n_features)), np.zeros((capacity, n_features)),
+                   np.zeros(capacity), np.zeros(capacity), np.zeros(capacity, dtype=np.uint8))
+
+
+@dataclass
+class FitResult:
+    """What one training run produced; ``weights`` and ``opt_state`` are new arrays, never views."""
+
+    weights: dict[str, np.ndarray]
+    opt_state: dict[str, np.ndarray]
+    loss_before: float
+    loss_after: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Model(ABC):
+    """Base class of model types. Subclasses set ``type_name`` and register with ``@register``.
+
+    ``n_features`` is F (the features predicted), ``n_inputs`` is D = F + time features (the input).
+    Guarantees a subclass must keep (the conformance suite checks them): the same seed gives the same
+    weights and outputs; ``snapshot``/``load_snapshot`` round-trip exactly; finite input gives finite
+    output.
+    """
+
+    type_name: ClassVar[str] = ""
+
+    def __init__(self, n_features: int, n_inputs: int, params: Any, seed: int | None = None):
+        self.n_features = n_features
+        self.n_inputs = n_inputs
+        self.params = params
+        self.seed = int(getattr(params, "seed", 0) if seed is None else seed)
+        self.weights: dict[str, np.ndarray] = self.init_weights()
+        self.opt_state: dict[str, np.ndarray] = {}
+        self.version = 0
+
+    @abstractmethod
+    def init_weights(self) -> dict[str, np.ndarray]:
+        """Fresh weights from ``self.seed``."""
+
+    @abstractmethod
+    def state_fields(self) -> dict[str, FieldSpec]:
+        """Per-slot recurrent state fields, e.g. ``{"h": FieldSpec((H,), "float32")}``."""
+
+    @abstractmethod
+    def step(self, state: Mapping[str, np.ndarray], slots: np.ndarray, x: np.ndarray,
+             ts: np.ndarray, kp: np.ndarray, out: BatchOutput) -> None:
+        """Advance the events ``(slots[i], x[i], ts[i])`` in order, in one kernel call; fill ``out``."""
+
+    @abstractmethod
+    def fit(self, weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray],
+            windows: np.ndarray, training: Any) -> FitResult:
+        """Train on ``windows`` (B, T, D) float32 of past inputs; must not touch ``self.weights``."""
+
+    def swap(self, result: FitResult) -> None:
+        """Put trained weights in force (called between micro-batches by the scoring thread)."""
+        self.weights = result.weights
+        self.opt_state = result.opt_state
+        self.version += 1
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """Weights and optimiser state as named arrays (for checkpoints)."""
+        out = {f"w.{k}": v for k, v in self.weights.items()}
+        out.update({f"opt.{k}": v for k, v in self.opt_state.items()})
+        out["version"] = np.array(self.version, dtype=np.int64)
+        return out
+
+    def load_snapshot(self, arrays: Mapping[str, np.ndarray]) -> None:
+        self.weights = {k[2:]: np.array(v) for k, v in arrays.items() if k.startswith("w.")}
+        self.opt_state = {k[4:]: np.array(v) for k, v in arrays.items() if k.startswith("opt.")}
+        self.version = int(arrays["version"])
+
+
+REGISTRY: dict[str, type[Model]] = {}
+
+
+def register(cls: type[Model]) -> type[Model]:
+    """Class decorator: make ``cls`` selectable as ``model: {type: <cls.type_name>}``."""
+    if not cls.type_name:
+        raise ValueError(f"{cls.__name__} has no type_name")
+    REGISTRY[cls.type_name] = cls
+    return cls
+
+
+def create(type_name: str, n_features: int, n_inputs: int, params: Any) -> Model:
+    _load_builtin()
+    try:
+        cls = REGISTRY[type_name]
+    except KeyError:
+        raise KeyError(f"unknown model type {type_name!r}; known: {sorted(REGISTRY)}") from None
+    return cls(n_features, n_inputs, params)
+
+
+def _load_builtin() -> None:
+    from . import esn, gru  # noqa: F401  (registration happens on import)
