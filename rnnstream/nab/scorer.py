@@ -190,3 +190,26 @@ def read_results_dir(results_dir: str | Path, prefix: str | None = None) -> dict
         key = f"{path.parent.name}/{path.name[len(prefix) + 1:]}"
         out[key] = (as_epoch_seconds(cols["timestamp"], str(path)), to_float(cols["anomaly_score"], str(path)))
     return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m rnnstream.nab.scorer RESULTS_DIR [...] --data NAB_ROOT``: print a markdown score table."""
+    import argparse
+
+    from rnnstream.nab.dataset import load_windows
+    from rnnstream.nab.report import format_table
+
+    ap = argparse.ArgumentParser(prog="python -m rnnstream.nab.scorer", description=main.__doc__)
+    ap.add_argument("results", nargs="+", type=Path, help="results/<detector> directories")
+    ap.add_argument("--data", type=Path, required=True, help="NAB root holding labels/ and profiles.json")
+    args = ap.parse_args(argv)
+    windows = load_windows(args.data)
+    profiles = args.data / "profiles.json"
+    rows = {d.name: score_corpus(read_results_dir(d), windows, profiles if profiles.is_file() else PROFILES)
+            for d in args.results}
+    print(format_table(rows), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
