@@ -1,0 +1,295 @@
+"""The configuration schema: frozen dataclasses, one per YAML section.
+
+Each field is declared with :func:`~rnnstream.config.fields.setting` (default, doc, constraints);
+adding a field is one line. Cross-field rules live in ``_cross_check`` methods returning
+``(relative_path, message)`` pairs; the validator calls them only when every field of the
+section converted cleanly, and prefixes the section's YAML path.
+
+Instances are immutable (``FrozenInstanceError`` on assignment) and hold tuples, never lists.
+Construct them through :func:`rnnstream.config.load_config`: direct construction skips validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .fields import setting
+from .model_params import MODEL_PARAMS, ESNParams, GRUParams, ModelParams
+from .secret import Secret
+
+Problems = list[tuple[str, str]]
+
+TOPIC = r"[A-Za-z0-9._-]{1,249}"
+TOPIC_HINT = "Kafka topic names ([A-Za-z0-9._-], at most 249 characters)"
+FIELD_PATH = r"[^.\s]+(\.[^.\s]+)*"
+FIELD_PATH_HINT = "dotted field paths like 'cpu' or 'stats.cpu.user'"
+
+
+@dataclass(frozen=True, kw_only=True)
+class KafkaConfig:
+    """Connection to the Kafka cluster the daemon consumes from and produces to."""
+
+    bootstrap_servers: tuple[str, ...] = setting(doc="host:port of one or more brokers.", min_items=1, comma_separated=True)
+    client_id: str = setting("rnnstream", doc="Client id shown in broker logs and quotas.")
+    group_id: str = setting("rnnstream", doc="Consumer group; replicas sharing it split the partitions.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = setting("PLAINTEXT", doc="How to talk to the brokers.")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = setting(None, doc="SASL mechanism; required with SASL_PLAINTEXT/SASL_SSL.")
+    sasl_username: str | None = setting(None, doc="SASL user; required with SASL_PLAINTEXT/SASL_SSL.")
+    sasl_password: Secret | None = setting(None, doc="SASL password (use ${ENV_VAR}); never logged.")
+    ssl_cafile: str | None = setting(None, doc="PEM file of the CA that signed the brokers' certificates (SSL/SASL_SSL).")
+    ssl_certfile: str | None = setting(None, doc="PEM client certificate for mutual TLS (SSL/SASL_SSL).")
+    ssl_keyfile: Secret | None = setting(None, doc="PEM private key of the client certificate (SSL/SASL_SSL); never logged.")
+    ssl_password: Secret | None = setting(None, doc="Password of ssl_keyfile; never logged.")
+    max_poll_records: int = setting(5000, doc="Most records one poll returns (the batch size of the hot loop).", min=1)
+    poll_timeout_ms: int = setting(200, doc="How long one poll waits for records, in milliseconds.", min=0)
+    session_timeout_ms: int = setting(30000, doc="Consumer session timeout; the group rebalances after this silence.", min=1000)
+
+    def _cross_check(self) -> Problems:
+        problems: Problems = []
+        sasl = self.security_protocol.startswith("SASL_")
+        for name in ("sasl_mechanism", "sasl_username", "sasl_password"):
+            given = getattr(self, name) is not None
+            if sasl and not given:
+                problems.append((name, f"required when security_protocol is {self.security_protocol}"))
+            elif given and not sasl:
+                problems.append((name, f"only used with SASL_PLAINTEXT or SASL_SSL, but security_protocol is {self.security_protocol}"))
+        if not self.security_protocol.endswith("SSL"):
+            for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password"):
+                if getattr(self, name) is not None:
+                    problems.append((name, f"only used with SSL or SASL_SSL, but security_protocol is {self.security_protocol}"))
+        return problems
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments common to kafka-python's KafkaConsumer, KafkaProducer and KafkaAdminClient.
+
+        Secrets are revealed here and only here; do not log the result. Unset options are omitted
+        so kafka-python keeps its own defaults.
+        """
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": list(self.bootstrap_servers),
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+        }
+        optional = {
+            "sasl_mechanism": self.sasl_mechanism,
+            "sasl_plain_username": self.sasl_username,
+            "sasl_plain_password": self.sasl_password,
+            "ssl_cafile": self.ssl_cafile,
+            "ssl_certfile": self.ssl_certfile,
+            "ssl_keyfile": self.ssl_keyfile,
+            "ssl_password": self.ssl_password,
+        }
+        for key, value in optional.items():
+            if value is not None:
+                kwargs[key] = value.reveal() if isinstance(value, Secret) else value
+        return kwargs
+
+    def consumer_kwargs(self) -> dict[str, Any]:
+        """:meth:`client_kwargs` plus the KafkaConsumer-only options (group, batch size, session)."""
+        return {
+            **self.client_kwargs(),
+            "group_id": self.group_id,
+            "max_poll_records": self.max_poll_records,
+            "session_timeout_ms": self.session_timeout_ms,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckpointConfig:
+    """Periodic snapshots of every detector's per-entity state under state_dir."""
+
+    interval_seconds: float = setting(30.0, doc="Seconds between checkpoints.", gt=0)
+    keep_generations: int = setting(2, doc="Checkpoint generations kept on disk (>= 2 so one survives a crash mid-write).", min=2)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricsConfig:
+    """The Prometheus /metrics endpoint."""
+
+    host: str = setting("0.0.0.0", doc="Address the metrics HTTP server binds.")
+    port: int = setting(9108, doc="Port of the metrics HTTP server (0 lets the OS pick one).", min=0, max=65535)
+    top_k_entities: int = setting(0, doc="Export per-entity scores for this many highest-scoring entities (0 = off).", min=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoggingConfig:
+    """Process logging."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting("INFO", doc="Minimum level logged.")
+    log_payloads: bool = setting(False, doc="Include event payloads in rejection/anomaly logs (may contain sensitive data).")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EntityConfig:
+    """Which entity (host, sensor, user...) an event belongs to; each entity has its own hidden state.
+
+    YAML may write ``entity: host`` as shorthand for ``entity: {field: host}``.
+    """
+
+    field: str | None = setting(None, doc="Dotted path of the payload field naming the entity.", pattern=FIELD_PATH, pattern_hint=FIELD_PATH_HINT)
+    from_key: bool = setting(False, doc="Use the Kafka record key as the entity instead of a payload field.")
+
+    @classmethod
+    def _from_shorthand(cls, raw: object) -> dict | None:
+        return {"field": raw} if isinstance(raw, str) else None
+
+    def _cross_check(self) -> Problems:
+        if (self.field is None) == (not self.from_key):
+            return [("", "set exactly one of 'field' or 'from_key: true'")]
+        return []
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimestampConfig:
+    """Where an event's time comes from."""
+
+    field: str | None = setting(None, doc="Dotted path of the payload field holding the event time.", pattern=FIELD_PATH, pattern_hint=FIELD_PATH_HINT)
+    unit: Literal["s", "ms", "us", "ns", "iso"] = setting("s", doc="Unit of a numeric timestamp field, or 'iso' for ISO-8601 text.")
+    from_record: bool = setting(False, doc="Use the Kafka record timestamp instead of a payload field.")
+
+    def _cross_check(self) -> Problems:
+        if (self.field is None) == (not self.from_record):
+            return [("", "set exactly one of 'field' or 'from_record: true'")]
+        return []
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimeFeaturesConfig:
+    """Calendar inputs appended to the features."""
+
+    time_of_day: bool = setting(True, doc="Add sin/cos of the time of day.")
+    day_of_week: bool = setting(True, doc="Add sin/cos of the day of the week.")
+    log_gap: bool = setting(True, doc="Add log(1 + seconds since the entity's previous event).")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """The recurrent network. ``type`` picks the parameter class; its parameters sit beside ``type``."""
+
+    type: str = setting("gru", doc="Model type; the other keys of this mapping are that type's parameters.", choices=MODEL_PARAMS)
+    params: ModelParams = setting(doc="Parameters of the chosen type.", factory=GRUParams, choices=MODEL_PARAMS, selects="type")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingConfig:
+    """Periodic retraining with truncated back-propagation through time."""
+
+    enabled: bool = setting(True, doc="Retrain at all (false = keep the initial or checkpointed weights).")
+    background: bool = setting(True, doc="Train in a background thread while scoring continues with the old weights.")
+    every_events: int = setting(2000, doc="Retrain after this many new events of the detector...", min=1)
+    every_seconds: float = setting(300.0, doc="...or after this many seconds, whichever comes first.", gt=0)
+    min_events: int = setting(256, doc="Events seen before the first training.", min=1)
+    window: int = setting(64, doc="BPTT truncation length (events per training window).", min=4, max=1024)
+    batch_windows: int = setting(32, doc="Windows per gradient step.", min=1)
+    steps: int = setting(50, doc="Gradient steps per retraining.", min=1)
+    learning_rate: float = setting(3e-3, doc="Adam learning rate.", gt=0)
+    clip_norm: float = setting(1.0, doc="Global gradient-norm clip.", gt=0)
+    exclude_anomalies: bool = setting(True, doc="Leave events scored above the threshold out of the training buffer.")
+    buffer_windows: int = setting(256, doc="Capacity of the training buffer, in windows.", min=1)
+
+    def _cross_check(self) -> Problems:
+        if self.min_events < self.window:
+            return [("min_events", f"must be >= window ({self.window}): one training window needs that many events")]
+        return []
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoringConfig:
+    """Turning prediction errors into an anomaly probability."""
+
+    threshold: float = setting(0.5, doc="Score at or above which an event is reported as an anomaly.", min=0, max=1)
+    warmup_events: int = setting(50, doc="Events of an entity scored 0 before its scores count.", min=0)
+    short_window: int = setting(10, doc="Events averaged for the recent error.", min=1)
+    long_window: int = setting(1000, doc="Events of error history the recent error is compared with.", min=2)
+    suppress_events: int = setting(100, doc="After an anomaly, events of the same entity not reported again.", min=0)
+    min_gap_seconds: float = setting(0.0, doc="Minimum seconds between two reported anomalies of one entity.", min=0)
+    normaliser_halflife: float = setting(1000.0, doc="Half-life, in events, of the running mean/variance that scales features.", gt=0)
+
+    def _cross_check(self) -> Problems:
+        if self.short_window >= self.long_window:
+            return [("short_window", f"must be smaller than long_window ({self.long_window})")]
+        return []
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputsConfig:
+    """Kafka topics written by a detector (null = not written)."""
+
+    anomalies_topic: str | None = setting(None, doc="Anomaly reports (score >= threshold).", pattern=TOPIC, pattern_hint=TOPIC_HINT)
+    scores_topic: str | None = setting(None, doc="Every event's score (high volume).", pattern=TOPIC, pattern_hint=TOPIC_HINT)
+    dead_letter_topic: str | None = setting(None, doc="Rejected events, with the reason in a header.", pattern=TOPIC, pattern_hint=TOPIC_HINT)
+
+    def topics(self) -> tuple[str, ...]:
+        """The configured output topics."""
+        return tuple(t for t in (self.anomalies_topic, self.scores_topic, self.dead_letter_topic) if t)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectorConfig:
+    """One stream: its topics, how to read its events, and its model."""
+
+    name: str = setting(doc="Unique detector name (used in metrics and state files).", pattern=r"[a-z0-9_]+", pattern_hint="lowercase letters, digits and '_'")
+    topics: tuple[str, ...] = setting(doc="Input topics; a topic belongs to one detector only.", min_items=1, unique=True, comma_separated=True, pattern=TOPIC, pattern_hint=TOPIC_HINT)
+    format: Literal["json"] = setting("json", doc="Payload encoding.")
+    entity: EntityConfig = setting(doc="Entity of an event (or shorthand `entity: <field>`).")
+    timestamp: TimestampConfig = setting(doc="Event time.")
+    features: tuple[str, ...] = setting(doc="Numeric payload fields fed to the model, in order.", min_items=1, max_items=16, unique=True, pattern=FIELD_PATH, pattern_hint=FIELD_PATH_HINT)
+    time_features: TimeFeaturesConfig = setting(doc="Calendar inputs.", factory=TimeFeaturesConfig)
+    model: ModelConfig = setting(doc="The recurrent network.", factory=ModelConfig)
+    training: TrainingConfig = setting(doc="Retraining.", factory=TrainingConfig)
+    scoring: ScoringConfig = setting(doc="Scoring.", factory=ScoringConfig)
+    outputs: OutputsConfig = setting(doc="Output topics.", factory=OutputsConfig)
+    max_entities: int = setting(100000, doc="Most entities tracked at once; the least recently seen is evicted beyond.", min=1)
+    idle_ttl_seconds: float = setting(86400.0, doc="Entities silent this long are evicted.", gt=0)
+    max_message_bytes: int = setting(1048576, doc="Larger payloads are rejected to the dead-letter topic.", min=1)
+    late_tolerance_seconds: float = setting(0.0, doc="Events older than the entity's last event by more than this are rejected.", min=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """The whole configuration file."""
+
+    kafka: KafkaConfig | None = setting(None, doc="Kafka connection; omit for replay/NAB runs that read files.")
+    state_dir: str = setting("/var/lib/rnnstream", doc="Directory of checkpoints and state files.")
+    checkpoint: CheckpointConfig = setting(doc="Checkpointing.", factory=CheckpointConfig)
+    metrics: MetricsConfig = setting(doc="Prometheus endpoint.", factory=MetricsConfig)
+    logging: LoggingConfig = setting(doc="Logging.", factory=LoggingConfig)
+    detectors: tuple[DetectorConfig, ...] = setting(doc="The detectors (at least one).", min_items=1)
+
+    def _cross_check(self) -> Problems:
+        problems: Problems = []
+        seen_names: dict[str, int] = {}
+        owner: dict[str, int] = {}
+        for i, det in enumerate(self.detectors):
+            if det.name in seen_names:
+                problems.append((f"detectors[{i}].name", f"duplicate detector name {det.name!r} (also detectors[{seen_names[det.name]}])"))
+            seen_names.setdefault(det.name, i)
+            for j, topic in enumerate(det.topics):
+                if topic in owner and owner[topic] != i:
+                    problems.append((f"detectors[{i}].topics[{j}]", f"topic {topic!r} already belongs to detectors[{owner[topic]}] ({self.detectors[owner[topic]].name})"))
+                owner.setdefault(topic, i)
+        for i, det in enumerate(self.detectors):
+            for key in ("anomalies_topic", "scores_topic", "dead_letter_topic"):
+                topic = getattr(det.outputs, key)
+                if topic is not None and topic in owner:
+                    problems.append((f"detectors[{i}].outputs.{key}", f"topic {topic!r} is an input of detectors[{owner[topic]}]; writing to it would feed results back in"))
+        return problems
+
+    def detector(self, name: str) -> DetectorConfig:
+        """The detector called ``name`` (KeyError if none)."""
+        for det in self.detectors:
+            if det.name == name:
+                return det
+        raise KeyError(name)
+
+    def topic_map(self) -> dict[str, DetectorConfig]:
+        """Input topic -> the detector that owns it."""
+        return {topic: det for det in self.detectors for topic in det.topics}
+
+
+__all__ = [
+    "Config", "KafkaConfig", "CheckpointConfig", "MetricsConfig", "LoggingConfig", "DetectorConfig",
+    "EntityConfig", "TimestampConfig", "TimeFeaturesConfig", "ModelConfig", "TrainingConfig",
+    "ScoringConfig", "OutputsConfig", "MODEL_PARAMS", "GRUParams", "ESNParams", "ModelParams",
+]
