@@ -19,3 +19,13 @@ def key_path(parent: str, key: object) -> str:
 def item_path(parent: str, index: int) -> str:
     """``detectors`` + 0 -> ``detectors[0]``."""
     return f"{parent}[{index}]"
+
+
+class _Unresolved:
+    """Stands for a string whose ``${VAR}`` could not be expanded (the problem is already reported)."""
+
+    def __repr__(self) -> str:
+        return "<unresolved>"
+
+
+UNRESOLVED = _Unresolved()

@@ -5,7 +5,8 @@ Rules (a subset of POSIX shell expansion, applied before validation):
 - ``${VAR:-default}`` is VAR if set and non-empty, else ``default`` (taken literally).
 - ``$${`` writes a literal ``${``. A ``$`` not followed by ``{`` is left alone.
 - Only string values are rewritten, never mapping keys; results are :class:`EnvStr` so the
-  validator may read them as numbers or booleans.
+  validator may read them as numbers or booleans. A string with a failed reference becomes
+  ``UNRESOLVED``, which the validator skips (one problem per failure, not two).
 Not guaranteed: nested references inside a default are not expanded.
 """
 
@@ -15,7 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ._tree import EnvStr, item_path, key_path
+from ._tree import UNRESOLVED, EnvStr, item_path, key_path
 
 _REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
 
@@ -36,7 +37,7 @@ def _walk(node: Any, env: Mapping[str, str], path: str, problems: list[tuple[str
     return node
 
 
-def _expand(text: str, env: Mapping[str, str], path: str, problems: list[tuple[str, str]]) -> str:
+def _expand(text: str, env: Mapping[str, str], path: str, problems: list[tuple[str, str]]) -> Any:
     failed = False
 
     def one(match: re.Match[str]) -> str:
@@ -58,4 +59,4 @@ def _expand(text: str, env: Mapping[str, str], path: str, problems: list[tuple[s
         return value
 
     result = _REF.sub(one, text)
-    return text if failed else EnvStr(result)
+    return UNRESOLVED if failed else EnvStr(result)

@@ -23,7 +23,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from ._tree import EnvStr, item_path, key_path
+from ._tree import UNRESOLVED, EnvStr, item_path, key_path
 from .fields import choice_names, describe, hints, list_item, split_optional
 from .secret import Secret
 
@@ -148,6 +148,8 @@ class _Validator:
         return instance
 
     def value(self, tp: Any, meta: Mapping[str, Any], raw: Any, path: str) -> Any:
+        if raw is UNRESOLVED:  # a failed ${VAR}: env.py already reported it
+            return _INVALID
         inner, optional = split_optional(tp)
         if raw is None:
             return None if optional else self.fail(path, f"expected {describe(tp, meta)}, got null")
