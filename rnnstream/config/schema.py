@@ -130,6 +130,8 @@ class EntityConfig:
     field: str | None = setting(None, doc="Dotted path of the payload field naming the entity.", pattern=FIELD_PATH, pattern_hint=FIELD_PATH_HINT)
     from_key: bool = setting(False, doc="Use the Kafka record key as the entity instead of a payload field.")
 
+    _shorthand_doc = "a field name (shorthand for {field: <name>})"
+
     @classmethod
     def _from_shorthand(cls, raw: object) -> dict | None:
         return {"field": raw} if isinstance(raw, str) else None
@@ -169,6 +171,11 @@ class ModelConfig:
 
     type: str = setting("gru", doc="Model type; the other keys of this mapping are that type's parameters.", choices=MODEL_PARAMS)
     params: ModelParams = setting(doc="Parameters of the chosen type.", factory=GRUParams, choices=MODEL_PARAMS, selects="type")
+
+    def __post_init__(self) -> None:
+        expected = MODEL_PARAMS.get(self.type)
+        if expected is None or not isinstance(self.params, expected):
+            raise TypeError(f"ModelConfig(type={self.type!r}) needs params of {getattr(expected, '__name__', 'a registered type')}, got {type(self.params).__name__}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -88,7 +88,8 @@ class _Validator:
             shorthand = getattr(cls, "_from_shorthand", None)
             converted = shorthand(raw) if shorthand is not None and raw is not None else None
             if converted is None:
-                return self.fail(path, f"expected a mapping, got {show(raw)}")
+                also = f" or {cls._shorthand_doc}" if shorthand is not None else ""
+                return self.fail(path, f"expected a mapping{also}, got {show(raw)}")
             raw = converted
         types = hints(cls)
         fields = dataclasses.fields(cls)

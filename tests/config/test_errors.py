@@ -173,3 +173,16 @@ def test_error_names_the_source_file(tmp_path):
         from rnnstream.config import load_config
         load_config(path, env={})
     assert info.value.source == str(path) and str(info.value).startswith(f"{path}: 1 problem(s)")
+
+
+def test_entity_shorthand_error_mentions_the_shorthand():
+    msg = problem_at(with_detector(entity=5), "detectors[0].entity")
+    assert msg == "expected a mapping or a field name (shorthand for {field: <name>}), got 5"
+
+
+def test_model_config_direct_construction_rejects_mismatched_params():
+    from rnnstream.config import ESNParams, GRUParams, ModelConfig
+
+    assert ModelConfig(type="esn", params=ESNParams()).params.size == 200
+    with pytest.raises(TypeError, match="needs params of ESNParams"):
+        ModelConfig(type="esn", params=GRUParams())
