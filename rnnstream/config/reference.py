@@ -77,6 +77,3 @@ def render_reference() -> str:
         lines.append(f"| `{row.path}` | {_cell(row.type)} | {_cell(default)} | {_cell(row.doc)} |")
     return "\n".join(lines) + "\n"
 
-
-if __name__ == "__main__":  # python -m rnnstream.config.reference > table.md
-    print(render_reference(), end="")
