@@ -34,10 +34,18 @@ class ESNParams:
     seed: int = setting(0, doc="Seed of the reservoir.", min=0)
 
 
-ModelParams = GRUParams | ESNParams
+@dataclass(frozen=True, kw_only=True)
+class NaiveParams:
+    """Persistence baseline (predicts the current value): no weights, for comparison only."""
+
+    seed: int = setting(0, doc="Unused; kept so every model type has a seed.", min=0)
+
+
+ModelParams = GRUParams | ESNParams | NaiveParams
 
 #: ``model.type`` -> parameter dataclass. Keys are the YAML spellings.
 MODEL_PARAMS: dict[str, type] = {
     "gru": GRUParams,
     "esn": ESNParams,
+    "naive": NaiveParams,
 }

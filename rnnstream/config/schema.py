@@ -212,6 +212,8 @@ class ScoringConfig:
     suppress_events: int = setting(100, doc="After an anomaly, events of the same entity not reported again.", min=0)
     min_gap_seconds: float = setting(0.0, doc="Minimum seconds between two reported anomalies of one entity.", min=0)
     normaliser_halflife: float = setting(1000.0, doc="Half-life, in events, of the running mean/variance that scales features.", gt=0)
+    novelty_tolerance: float = setting(0.0, doc="A value beyond the entity's seen range by this share of the range scores 1 (0 = off).", min=0)
+    zclip: float = setting(10.0, doc="Normalised model inputs are clipped to [-zclip, zclip].", gt=0)
 
     def _cross_check(self) -> Problems:
         if self.short_window >= self.long_window:

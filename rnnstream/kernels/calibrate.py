@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 
 from .jit import device
-from .params import KP_LONG, KP_MIN_GAP, KP_SHORT, KP_SUPPRESS, KP_THRESHOLD, KP_WARMUP
+from .params import KP_LONG, KP_NOVELTY, KP_MIN_GAP, KP_SHORT, KP_SUPPRESS, KP_THRESHOLD, KP_WARMUP
 
 # Layout of the per-entity scorer row (float64).
 SC_SHORT = 0       # short exponential mean of the error
@@ -26,7 +26,12 @@ SC_N = 3           # errors folded into the statistics
 SC_ALARMED = 4     # 1.0 once the entity has raised an anomaly
 SC_ALARM_N = 5     # the entity's event count at its last anomaly
 SC_ALARM_T = 6     # the event time of its last anomaly
-SC_SIZE = 8
+SC_RANGE = 8       # then, per feature f: min at SC_RANGE + 2f, max at SC_RANGE + 2f + 1
+
+
+def sc_size(n_features: int) -> int:
+    """Length of the scorer row for ``n_features`` features."""
+    return SC_RANGE + 2 * n_features
 
 FLAG_ANOMALY = 1
 FLAG_SUPPRESSED = 2
@@ -44,13 +49,35 @@ def tail_score(x):
 
 
 @device
-def score_event(err, n, t, s, sc, kp):
+def novelty(x, n, s, sc, kp):
+    """1.0 when a feature leaves the entity's seen range by more than the tolerance; updates the range."""
+    tol = kp[KP_NOVELTY]
+    hit = 0.0
+    for f in range(x.shape[0]):
+        k = SC_RANGE + 2 * f
+        if n == 0:
+            sc[s, k] = x[f]
+            sc[s, k + 1] = x[f]
+            continue
+        lo = sc[s, k]
+        hi = sc[s, k + 1]
+        margin = (hi - lo) * tol
+        if tol > 0.0 and hi > lo and (x[f] > hi + margin or x[f] < lo - margin):
+            hit = 1.0
+        sc[s, k] = min(lo, x[f])
+        sc[s, k + 1] = max(hi, x[f])
+    return hit
+
+
+@device
+def score_event(err, x, n, t, s, sc, kp):
     """Score entity ``s``'s event with prediction error vector ``err``; return ``(score, flags)``.
 
     ``n`` is the entity's event count before this event; ``t`` its event time in seconds. An entity's
     first event has no prediction and scores 0 without touching the statistics; events before
     ``warmup_events`` score 0 but are folded in.
     """
+    novel = novelty(x, n, s, sc, kp)
     if n == 0:
         return 0.0, 0
     acc = 0.0
@@ -68,7 +95,7 @@ def score_event(err, n, t, s, sc, kp):
     score = 0.0
     if n >= kp[KP_WARMUP] and n_seen >= 2.0:
         sd = max(math.sqrt(var), SD_FLOOR)
-        score = tail_score((short - mu) / sd)
+        score = max(tail_score((short - mu) / sd), novel)
     a_long = max(1.0 / (n_seen + 1.0), 1.0 / kp[KP_LONG])
     d = short - mu
     sc[s, SC_MEAN] = mu + a_long * d

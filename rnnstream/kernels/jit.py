@@ -1,15 +1,43 @@
-"""The one place numba's compile options are chosen.
+"""The one place numba's compile options and on-disk cache are chosen.
 
 ``error_model='numpy'`` lets float kernels vectorise (no ZeroDivisionError checks); ``nogil`` lets a
-scoring thread and the trainer run at once; ``cache`` keeps compiled code on disk (NUMBA_CACHE_DIR) so a
-second process starts scoring in seconds.
+scoring thread and the trainer run at once; ``cache`` keeps compiled code on disk so that a second
+process starts scoring in seconds.
+
+numba keys a cached kernel on its own source file only, not on the helpers it calls from other
+modules, so an edited helper would be served stale from the cache. The cache therefore lives in a
+directory named after a hash of every kernel source: ``$NUMBA_CACHE_DIR`` (or
+``~/.cache/rnnstream/numba``) ``/<hash>``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
+
 import numba
+from numba.core import config as numba_config
 
 _OPTIONS = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
+_PACKAGE = Path(__file__).resolve().parent.parent
+
+
+def _source_hash() -> str:
+    digest = hashlib.sha256()
+    for sub in ("kernels", "models"):
+        for path in sorted((_PACKAGE / sub).rglob("*.py")):
+            digest.update(str(path.relative_to(_PACKAGE)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("NUMBA_CACHE_DIR") or str(Path.home() / ".cache" / "rnnstream" / "numba")
+    return Path(base) / _source_hash()
+
+
+numba_config.CACHE_DIR = str(cache_dir())
 
 
 def kernel(fn):
@@ -18,5 +46,5 @@ def kernel(fn):
 
 
 def device(fn):
-    """Decorate a helper called only from other kernels; inlined by LLVM where it pays."""
+    """Decorate a helper called only from other kernels."""
     return numba.njit(**_OPTIONS)(fn)

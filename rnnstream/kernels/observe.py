@@ -31,7 +31,7 @@ def observe(i, x, t, s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
             out_pred[i, f] = x[f]
         out_z[i, f] = u[f]
         acc += err[f] * err[f]
-    score, flags = score_event(err, n, t, s, sc, kp)
+    score, flags = score_event(err, x, n, t, s, sc, kp)
     out_err[i] = math.sqrt(acc / n_features)
     out_score[i] = score
     out_flag[i] = flags

@@ -16,7 +16,7 @@ KP_THRESHOLD = 7       # score at or above which an event is an anomaly
 KP_SUPPRESS = 8        # events after an anomaly during which the entity raises no other
 KP_MIN_GAP = 9         # seconds after an anomaly during which the entity raises no other
 KP_ZCLIP = 10          # normalised inputs are clipped to [-zclip, zclip]
-KP_NOVELTY = 11        # weight of the value-novelty signal in the score (0 = off)
+KP_NOVELTY = 11        # value novelty: a value beyond the entity's seen range by this share of it scores 1 (0 = off)
 KP_SIZE = 16
 
 # Named so that tuning can add parameters without touching kernel signatures.
@@ -29,7 +29,7 @@ KP_NAMES = {
     "suppress_events": KP_SUPPRESS,
     "min_gap_seconds": KP_MIN_GAP,
     "zclip": KP_ZCLIP,
-    "novelty_weight": KP_NOVELTY,
+    "novelty_tolerance": KP_NOVELTY,
 }
 
 DEFAULTS = {
@@ -41,7 +41,7 @@ DEFAULTS = {
     "suppress_events": 100.0,
     "min_gap_seconds": 0.0,
     "zclip": 10.0,
-    "novelty_weight": 0.0,
+    "novelty_tolerance": 0.0,
 }
 
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from ..kernels.calibrate import SC_SIZE
+from ..kernels.calibrate import sc_size
 from ..state.slots import FieldSpec
 
 
@@ -27,7 +27,7 @@ def common_fields(n_features: int, n_inputs: int, window: int) -> dict[str, Fiel
         "nmean": FieldSpec((n_features,), "float64"),    # normaliser mean
         "nvar": FieldSpec((n_features,), "float64"),     # normaliser variance
         "pred": FieldSpec((n_features,), "float32"),     # prediction of the next normalised features
-        "sc": FieldSpec((SC_SIZE,), "float64"),          # scorer statistics
+        "sc": FieldSpec((sc_size(n_features),), "float64"),  # scorer statistics
         "ring_in": FieldSpec((window, n_inputs), "float32"),  # last `window` model inputs
         "ring_flag": FieldSpec((window,), "uint8"),      # 1 where that input scored as an anomaly
     }
@@ -138,4 +138,7 @@ def create(type_name: str, n_features: int, n_inputs: int, params: Any) -> Model
 
 
 def _load_builtin() -> None:
-    from . import esn, gru  # noqa: F401  (registration happens on import)
+    import importlib
+
+    for name in ("esn", "gru", "naive"):  # registration happens on import
+        importlib.import_module(f"{__package__}.{name}")

@@ -1,0 +1,55 @@
+"""The persistence baseline: predicts that the next normalised value equals the current one.
+
+No weights, no recurrent state, no training. It exists so that the ablation table can show what the
+recurrent models add over the calibrated error of the simplest forecaster.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..kernels.jit import kernel
+from ..kernels.observe import observe
+from ..kernels.ring import finish_event
+from ..state.slots import FieldSpec
+from .base import BatchOutput, FitResult, Model, register
+
+
+@kernel
+def naive_step_batch(slots, x, ts, kp, count, last_ts, nmean, nvar, pred, sc, ring_in, ring_flag,
+                     u, err, msd, out_pred, out_z, out_err, out_score, out_flag):
+    n_features = x.shape[1]
+    for i in range(slots.shape[0]):
+        s = slots[i]
+        flags = observe(i, x[i], ts[i], s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
+                        out_pred, out_z, out_err, out_score, out_flag)
+        for f in range(n_features):
+            pred[s, f] = u[f]
+        finish_event(s, ts[i], u, flags & 1, count, last_ts, ring_in, ring_flag)
+
+
+@register
+class NaiveModel(Model):
+    type_name = "naive"
+
+    def init_weights(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def state_fields(self) -> dict[str, FieldSpec]:
+        return {}
+
+    def step(self, state: Mapping[str, np.ndarray], slots: np.ndarray, x: np.ndarray, ts: np.ndarray,
+             kp: np.ndarray, out: BatchOutput) -> None:
+        if not hasattr(self, "_u"):
+            self._u = np.zeros(self.n_inputs, dtype=np.float32)
+            self._err = np.zeros(self.n_features)
+            self._msd = np.zeros((2, self.n_features))
+        naive_step_batch(slots, x, ts, kp, state["count"], state["last_ts"], state["nmean"], state["nvar"],
+                         state["pred"], state["sc"], state["ring_in"], state["ring_flag"],
+                         self._u, self._err, self._msd, out.pred, out.z, out.err, out.score, out.flag)
+
+    def fit(self, weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray],
+            windows: np.ndarray, training: Any) -> FitResult:
+        return FitResult({}, {}, 0.0, 0.0)

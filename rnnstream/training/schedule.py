@@ -1,0 +1,142 @@
+"""When a detector retrains, on what, and when the new weights take effect.
+
+Retraining k is triggered once ``every_events`` events have been processed since retraining k-1 (after
+the first ``min_events``), or, when ``every_seconds`` is set, once that much wall time has passed. At a
+trigger the scoring thread, between two events:
+
+1. puts the previous retraining's result in force, waiting for it if it is still running
+   (background mode), so weights change at a point fixed by the event stream;
+2. cuts fresh windows from the rings of entities seen since the last trigger, adds them to the buffer,
+   and draws the training batch, with a generator seeded by ``(seed, k)``;
+3. starts the fit: in a background thread (background mode), or at once, putting the result in force
+   before the next event (inline mode, used by replay and evaluation).
+
+Guaranteed: with event-count triggers only, the weights every event is scored with, and so every
+output, are a function of the input stream alone (batching and thread timing do not matter). A wall-time
+trigger gives up that guarantee. A failed or non-finite fit is dropped and the old weights stay.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ..models.base import FitResult, Model
+from ..state.slots import SlotState
+from .windows import WindowBuffer, harvest_windows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingStats:
+    runs_ok: int = 0
+    runs_failed: int = 0
+    last_loss: float = float("nan")
+    last_duration: float = 0.0
+
+
+class TrainingSchedule:
+    """Owns a detector's retraining. Call ``events_until_due`` and ``trigger`` from the scoring thread."""
+
+    def __init__(self, model: Model, training: Any, window: int, seed: int = 0,
+                 background: bool | None = None, clock: Callable[[], float] = time.monotonic,
+                 on_result: Callable[[FitResult | None, float], None] | None = None):
+        self.model = model
+        self.cfg = training
+        self.enabled = bool(training.enabled)
+        self.background = bool(training.background if background is None else background)
+        self.seed = seed
+        self.clock = clock
+        self.on_result = on_result
+        self.buffer = WindowBuffer(training.buffer_windows, window, model.n_inputs)
+        self.stats = TrainingStats()
+        self.events = 0             # events processed by the detector
+        self.next_at = max(int(training.min_events), 1)
+        self.k = 0                  # retrainings triggered
+        self.seen_seq = 0           # SlotState clock at the last trigger
+        self._last_time = clock()
+        self._events_at_trigger = 0
+        self._pending: Future | None = None
+        self._started = 0.0
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="rnnstream-train") if self.background else None
+
+    def events_until_due(self) -> int:
+        """How many more events may be processed before the next trigger (a large number if none)."""
+        if not self.enabled:
+            return 1 << 62
+        every_seconds = float(self.cfg.every_seconds or 0)
+        if (every_seconds > 0 and self.events > self._events_at_trigger
+                and self.events >= self.cfg.min_events and self.clock() - self._last_time >= every_seconds):
+            return 0
+        return max(self.next_at - self.events, 0)
+
+    def advance(self, n: int) -> None:
+        self.events += n
+
+    def trigger(self, state: SlotState) -> None:
+        """Run steps 1-3 of the module docstring. Call when ``events_until_due()`` is 0."""
+        self.collect(wait=True)
+        self.k += 1
+        rng = np.random.default_rng([self.seed, self.k])
+        live = np.fromiter(state.index.values(), dtype=np.int64, count=len(state.index))
+        fresh = live[state.arrays["last_seq"][live] >= self.seen_seq]
+        fresh.sort()
+        self.seen_seq = state.seq
+        if fresh.size > self.cfg.batch_windows:
+            fresh = np.sort(rng.choice(fresh, size=self.cfg.batch_windows, replace=False))
+        newest = harvest_windows(state["count"], state["ring_in"], state["ring_flag"], fresh,
+                                 bool(self.cfg.exclude_anomalies))
+        self.buffer.add(newest, rng)
+        batch = self.buffer.sample(self.cfg.batch_windows, rng, newest)
+        self.next_at = self.events + int(self.cfg.every_events)
+        self._last_time = self.clock()
+        self._events_at_trigger = self.events
+        if len(batch) == 0:
+            return
+        weights, opt_state = self.model.weights, self.model.opt_state
+        self._started = time.perf_counter()
+        if self._pool is None:
+            self._finish(self._fit(weights, opt_state, batch))
+        else:
+            self._pending = self._pool.submit(self._fit, weights, opt_state, batch)
+
+    def _fit(self, weights, opt_state, batch) -> FitResult | None:
+        try:
+            return self.model.fit(weights, opt_state, batch, self.cfg)
+        except Exception:  # a failed fit must never stop scoring
+            log.exception("training failed", extra={"model": self.model.type_name})
+            return None
+
+    def collect(self, wait: bool) -> None:
+        """Put a finished background fit in force (waiting for it if ``wait``)."""
+        if self._pending is None or (not wait and not self._pending.done()):
+            return
+        result, self._pending = self._pending.result(), None
+        self._finish(result)
+
+    def _finish(self, result: FitResult | None) -> None:
+        duration = time.perf_counter() - self._started
+        ok = result is not None and np.isfinite(result.loss_after) and all(
+            np.all(np.isfinite(w)) for w in result.weights.values())
+        if ok:
+            self.model.swap(result)
+            self.stats.runs_ok += 1
+            self.stats.last_loss = float(result.loss_after)
+        else:
+            if result is not None:
+                log.warning("training produced non-finite weights or loss; keeping the old weights")
+            self.stats.runs_failed += 1
+        self.stats.last_duration = duration
+        if self.on_result is not None:
+            self.on_result(result if ok else None, duration)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
