@@ -1,0 +1,137 @@
+"""The GRU's batch step kernel: one numba call advances a micro-batch of events in arrival order.
+
+Per event ``i`` of entity ``s = slots[i]``: ``observe`` (shared: normalise, error against the
+prediction made at the entity's previous event, score), then the GRU cell on ``h[s]`` with input ``u``,
+the head's prediction of the next normalised features into ``pred[s]``, and ``finish_event`` (history
+ring, event count). Events of one entity must appear in time order; entities may interleave freely.
+
+The cell runs in float32. The input and recurrent matrices are passed *transposed* (``w_xt`` (D, 3H),
+``w_ht`` (H, 3H), see :func:`transposed`) so the matrix-vector products are axpy loops over contiguous
+rows, which LLVM vectorises without reassociating sums (``fastmath`` stays off: results do not depend
+on the vector width). Nothing is allocated inside the call: ``u`` (D,) float32, ``err`` (F,) float64,
+``msd`` (2, F) float64, ``gates`` (2, 3H) float32 and ``hnew`` (H,) float32 are caller scratch.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from ...kernels.jit import device, kernel
+from ...kernels.observe import observe
+from ...kernels.ring import finish_event
+from .activations import sigmoid32, tanh32
+
+ONE = np.float32(1.0)
+ACT_FLOPS = 20  # one tanh32 / sigmoid32: clamp, 9 multiply-adds, division, clamp (+ sigmoid's affine)
+
+
+def transposed(weights: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """The kernel's weight arguments ``(w_xt, w_ht, b_x, b_h, w_o, b_o)``, contiguous float32."""
+    f32 = np.float32
+    return (np.ascontiguousarray(weights["w_x"].T, dtype=f32), np.ascontiguousarray(weights["w_h"].T, dtype=f32),
+            np.ascontiguousarray(weights["b_x"], dtype=f32), np.ascontiguousarray(weights["b_h"], dtype=f32),
+            np.ascontiguousarray(weights["w_o"], dtype=f32), np.ascontiguousarray(weights["b_o"], dtype=f32))
+
+
+def flops_per_step(hidden: int, n_inputs: int, n_features: int) -> int:
+    """Floating-point operations of one cell + head step (multiply-add = 2; exp/tanh/div count 1).
+
+    Covers the model's own work only, not the shared normaliser and scorer.
+    """
+    h, d, f = hidden, n_inputs, n_features
+    matvec = 2 * 3 * h * (d + h)          # W_x u and W_h h
+    bias = 2 * 3 * h                      # + b_x, + b_h
+    gates = 2 * h * 1 + 2 * h * 3 + 3 * h + h * 4  # r, z: add, sigmoid; n: add, mul, add; h' blend
+    act = 3 * h * ACT_FLOPS
+    head = 2 * f * (h + d) + f
+    return matvec + bias + gates + act + head
+
+
+@device
+def matvec_acc(w_t, v, acc):
+    """``acc[j] += sum_k w_t[k, j] v[k]``, four rows per pass over ``acc`` (fixed summation order)."""
+    n = v.shape[0]
+    m = acc.shape[0]
+    k = 0
+    while k + 4 <= n:
+        r0 = w_t[k]
+        r1 = w_t[k + 1]
+        r2 = w_t[k + 2]
+        r3 = w_t[k + 3]
+        v0 = v[k]
+        v1 = v[k + 1]
+        v2 = v[k + 2]
+        v3 = v[k + 3]
+        for j in range(m):
+            acc[j] += (r0[j] * v0 + r1[j] * v1) + (r2[j] * v2 + r3[j] * v3)
+        k += 4
+    while k < n:
+        r0 = w_t[k]
+        v0 = v[k]
+        for j in range(m):
+            acc[j] += r0[j] * v0
+        k += 1
+
+
+@device
+def gru_cell(hs, u, w_xt, w_ht, b_x, b_h, gates, hnew):
+    """Write the next hidden state for previous state ``hs`` and input ``u`` into ``hnew``."""
+    nh = hnew.shape[0]
+    gx = gates[0]
+    gh = gates[1]
+    for j in range(b_x.shape[0]):
+        gx[j] = b_x[j]
+        gh[j] = b_h[j]
+    matvec_acc(w_xt, u, gx)
+    matvec_acc(w_ht, hs, gh)
+    for j in range(nh):
+        r = sigmoid32(gx[j] + gh[j])
+        z = sigmoid32(gx[nh + j] + gh[nh + j])
+        n = tanh32(gx[2 * nh + j] + r * gh[2 * nh + j])
+        hnew[j] = (ONE - z) * n + z * hs[j]
+
+
+@device
+def gru_head(hnew, u, w_o, b_o, out):
+    """``out[f] = b_o[f] + w_o[f] . [hnew; u]`` (four interleaved partial sums: short dependency chains)."""
+    nh = hnew.shape[0]
+    for f in range(b_o.shape[0]):
+        wf = w_o[f]
+        a0 = np.float32(0.0)
+        a1 = np.float32(0.0)
+        a2 = np.float32(0.0)
+        a3 = np.float32(0.0)
+        k = 0
+        while k + 4 <= nh:
+            a0 += wf[k] * hnew[k]
+            a1 += wf[k + 1] * hnew[k + 1]
+            a2 += wf[k + 2] * hnew[k + 2]
+            a3 += wf[k + 3] * hnew[k + 3]
+            k += 4
+        while k < nh:
+            a0 += wf[k] * hnew[k]
+            k += 1
+        for k in range(u.shape[0]):
+            a1 += wf[nh + k] * u[k]
+        out[f] = b_o[f] + ((a0 + a1) + (a2 + a3))
+
+
+@kernel
+def gru_step_batch(slots, x, ts, kp, w_xt, w_ht, b_x, b_h, w_o, b_o,
+                   count, last_ts, nmean, nvar, pred, sc, ring_in, ring_flag, h,
+                   u, err, msd, gates, hnew,
+                   out_pred, out_z, out_err, out_score, out_flag):
+    """Advance events ``(slots[i], x[i], ts[i])`` for ``i < len(slots)``; fill the ``out_*`` rows."""
+    nh = hnew.shape[0]
+    for i in range(slots.shape[0]):
+        s = slots[i]
+        flags = observe(i, x[i], ts[i], s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
+                        out_pred, out_z, out_err, out_score, out_flag)
+        hs = h[s]
+        gru_cell(hs, u, w_xt, w_ht, b_x, b_h, gates, hnew)
+        for k in range(nh):
+            hs[k] = hnew[k]
+        gru_head(hnew, u, w_o, b_o, pred[s])
+        finish_event(s, ts[i], u, flags & 1, count, last_ts, ring_in, ring_flag)

@@ -1,0 +1,22 @@
+"""Shared helpers of the GRU tests."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from rnnstream.models.base import common_fields
+
+
+def make_state(n_slots: int, n_features: int, n_inputs: int, hidden: int, window: int = 16) -> dict[str, np.ndarray]:
+    fields = common_fields(n_features, n_inputs, window)
+    state = {k: np.zeros((n_slots, *f.shape), dtype=f.dtype) for k, f in fields.items()}
+    state["h"] = np.zeros((n_slots, hidden), dtype=np.float32)
+    return state
+
+
+@pytest.fixture
+def params():
+    return lambda hidden=8, seed=0: SimpleNamespace(hidden=hidden, seed=seed, horizon=1)
