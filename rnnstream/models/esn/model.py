@@ -1,0 +1,105 @@
+"""``type: esn``: echo state network with a fixed sparse reservoir and a ridge-regression readout.
+
+Guaranteed: the same parameters and seed give bit-identical weights and step outputs; the untrained
+readout is the naive last-value forecaster (``pred == u[:F]``); ``fit`` is deterministic, leaves its
+inputs untouched and returns fresh arrays; only ``w_out`` ever changes. Not guaranteed: bit-identical
+results across numpy/BLAS builds for ``fit`` (``np.linalg.solve`` and matmul are BLAS-backed).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from ...state.slots import FieldSpec
+from ..base import BatchOutput, FitResult, Model, register
+from . import readout, reservoir
+from .kernel import esn_step_batch
+
+
+@register
+class ESN(Model):
+    """Echo state network; ``params`` has ``size, spectral_radius, leak_rate, input_scaling, sparsity,
+    ridge, forgetting, seed`` (``config.model_params.ESNParams``)."""
+
+    type_name = "esn"
+
+    def __init__(self, n_features: int, n_inputs: int, params: Any, seed: int | None = None):
+        self._t_of: tuple[np.ndarray, np.ndarray] | None = None
+        self._t: tuple[np.ndarray, np.ndarray] = (np.empty((0, 0), np.float32),) * 2
+        super().__init__(n_features, n_inputs, params, seed)
+        size = int(params.size)
+        # Scratch of the step kernel; only the scoring thread calls ``step``.
+        self._u = np.zeros(n_inputs, dtype=np.float32)
+        self._err = np.zeros(n_features)
+        self._msd = np.zeros((2, n_features))
+        self._pre = np.zeros(size)
+
+    @property
+    def size(self) -> int:
+        return int(self.params.size)
+
+    @property
+    def n_phi(self) -> int:
+        """Length of the readout's feature vector ``[r; u; 1]``."""
+        return self.size + self.n_inputs + 1
+
+    def init_weights(self) -> dict[str, np.ndarray]:
+        return reservoir.init_weights(self.n_features, self.n_inputs, self.params, self.seed)
+
+    def state_fields(self) -> dict[str, FieldSpec]:
+        return {"r": FieldSpec((self.size,), "float32")}
+
+    def _transposed(self) -> tuple[np.ndarray, np.ndarray]:
+        """C-contiguous ``w_in.T`` and ``w_res.T`` for the kernel, cached by array identity (fit never
+        changes them, but ``load_snapshot`` replaces the arrays)."""
+        w_in, w_res = self.weights["w_in"], self.weights["w_res"]
+        if self._t_of is None or self._t_of[0] is not w_in or self._t_of[1] is not w_res:
+            self._t = (np.ascontiguousarray(w_in.T), np.ascontiguousarray(w_res.T))
+            self._t_of = (w_in, w_res)
+        return self._t
+
+    def step(self, state: Mapping[str, np.ndarray], slots: np.ndarray, x: np.ndarray,
+             ts: np.ndarray, kp: np.ndarray, out: BatchOutput) -> None:
+        w = self.weights
+        w_in_t, w_res_t = self._transposed()
+        esn_step_batch(np.asarray(slots, dtype=np.int64), np.asarray(x, dtype=np.float64),
+                       np.asarray(ts, dtype=np.float64), kp,
+                       state["count"], state["last_ts"], state["nmean"], state["nvar"], state["pred"],
+                       state["sc"], state["ring_in"], state["ring_flag"], state["r"],
+                       w_in_t, w_res_t, w["bias"], w["w_out"],
+                       float(self.params.leak_rate),
+                       self._u, self._err, self._msd, self._pre,
+                       out.pred, out.z, out.err, out.score, out.flag)
+
+    def fit(self, weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray],
+            windows: np.ndarray, training: Any = None) -> FitResult:
+        """Update the readout from ``windows`` (B, T, D); see ``readout`` for the exact rule.
+
+        ``opt_state`` holds ``A`` (n, n) and ``b`` (n, F) float64 and ``count`` (samples ever folded
+        in); an empty mapping means no statistics yet. ``training`` is not used (no learning rate or
+        step count: the readout is solved in closed form).
+        """
+        windows = np.asarray(windows)
+        if windows.ndim != 3 or windows.shape[2] != self.n_inputs or windows.shape[0] < 1 \
+                or windows.shape[1] < 2:
+            raise ValueError(f"ESN fit expects windows of shape (B >= 1, T >= 2, D={self.n_inputs}), "
+                             f"got {windows.shape}")
+        n = self.n_phi
+        a_old = np.asarray(opt_state.get("A", np.zeros((n, n))), dtype=np.float64)
+        b_old = np.asarray(opt_state.get("b", np.zeros((n, self.n_features))), dtype=np.float64)
+        count = int(opt_state.get("count", 0))
+        leak = float(self.params.leak_rate)
+        phi, y = readout.samples(weights, windows, leak, self.n_features)
+        a_new, b_new = readout.fold(a_old, b_old, phi, y, float(self.params.forgetting))
+        w_out = readout.solve(a_new, b_new, float(self.params.ridge)).astype(np.float32)
+        new_weights = {k: np.array(v, copy=True) for k, v in weights.items()}
+        new_weights["w_out"] = w_out
+        return FitResult(
+            weights=new_weights,
+            opt_state={"A": a_new, "b": b_new, "count": np.array(count + phi.shape[0], dtype=np.int64)},
+            loss_before=readout.mse(weights["w_out"], phi, y),
+            loss_after=readout.mse(w_out, phi, y),
+            info={"samples": int(phi.shape[0]), "washout": readout.washout(windows.shape[1])},
+        )
