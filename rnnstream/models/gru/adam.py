@@ -1,0 +1,58 @@
+"""Adam with global gradient-norm clipping, on dicts of float64 arrays (updated in place)."""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numpy as np
+
+BETA1 = 0.9
+BETA2 = 0.999
+EPS = 1e-8
+
+
+def global_norm(grads: Mapping[str, np.ndarray]) -> float:
+    return math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
+
+
+def clip_by_global_norm(grads: dict[str, np.ndarray], max_norm: float) -> float:
+    """Scale ``grads`` in place so their joint L2 norm is at most ``max_norm``; return the norm before."""
+    norm = global_norm(grads)
+    if norm > max_norm:
+        for g in grads.values():
+            g *= max_norm / norm
+    return norm
+
+
+def init_state(params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Zero moments ``m.<name>``, ``v.<name>`` and step count ``t``."""
+    state = {f"m.{k}": np.zeros(v.shape) for k, v in params.items()}
+    state.update({f"v.{k}": np.zeros(v.shape) for k, v in params.items()})
+    state["t"] = np.array(0, dtype=np.int64)
+    return state
+
+
+def adopt_state(opt_state: Mapping[str, np.ndarray], params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Copies of ``opt_state`` when it fits ``params`` (same names and shapes), else a fresh state."""
+    fresh = init_state(params)
+    if set(opt_state) != set(fresh) or any(np.shape(opt_state[k]) != fresh[k].shape for k in fresh):
+        return fresh
+    return {k: np.array(v, dtype=fresh[k].dtype) for k, v in opt_state.items()}
+
+
+def adam_step(params: dict[str, np.ndarray], grads: Mapping[str, np.ndarray], state: dict[str, np.ndarray],
+              lr: float) -> None:
+    """One bias-corrected Adam update of ``params`` and ``state``, in place."""
+    t = int(state["t"]) + 1
+    state["t"] = np.array(t, dtype=np.int64)
+    c1 = 1.0 - BETA1 ** t
+    c2 = 1.0 - BETA2 ** t
+    for k, g in grads.items():
+        m = state[f"m.{k}"]
+        v = state[f"v.{k}"]
+        m *= BETA1
+        m += (1.0 - BETA1) * g
+        v *= BETA2
+        v += (1.0 - BETA2) * g * g
+        params[k] -= lr * (m / c1) / (np.sqrt(v / c2) + EPS)

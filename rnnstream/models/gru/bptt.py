@@ -1,0 +1,147 @@
+"""Loss and gradients of the GRU by back-propagation through time over a batch of windows (numba, float64).
+
+Objective (shared with :mod:`.bptt_reference`): for each window ``u[0..T-1]`` (B, T, D), run the GRU from
+``h0 = 0``; at step ``t`` the head predicts ``u[t+1][:F]`` from ``[h_t; u_t]``. The loss is the mean
+squared error over windows, features and the steps ``burn_in(T) <= t <= T-2`` (the first predictions,
+made from a cold state, are left out). Gradients flow through the whole window and stop at its start
+(truncated BPTT with truncation length T).
+
+The kernel releases the GIL, so training can run in a thread beside scoring. Deterministic: a fixed
+summation order, no threads.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...kernels.jit import device, kernel
+
+GRAD_ORDER = ("w_x", "w_h", "b_x", "b_h", "w_o", "b_o")
+
+
+def burn_in(window: int) -> int:
+    """Predictions at the start of a window that the loss skips."""
+    return min(8, window // 4)
+
+
+@device
+def _sigmoid(a):
+    return 1.0 / (1.0 + math.exp(-a))
+
+
+@kernel
+def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, want_grad,
+               g_w_x, g_w_h, g_b_x, g_b_h, g_w_o, g_b_o):
+    """Return the loss over ``windows``; if ``want_grad``, *add* its gradients into the ``g_*`` arrays.
+
+    Weights and gradients are float64; ``windows`` may be float32. ``skip`` is the burn-in.
+    """
+    B, T, D = windows.shape
+    H = w_h.shape[1]
+    F = b_o.shape[0]
+    n_terms = B * (T - 1 - skip) * F
+    scale = 1.0 / n_terms
+    hs = np.zeros((T + 1, H))
+    rs = np.zeros((T, H))
+    zs = np.zeros((T, H))
+    ns = np.zeros((T, H))
+    ghn = np.zeros((T, H))
+    e = np.zeros((T, F))
+    u = np.zeros(D)
+    dh = np.zeros(H)
+    dh_prev = np.zeros(H)
+    dgx = np.zeros(3 * H)
+    dgh = np.zeros(3 * H)
+    sse = 0.0
+    for b in range(B):
+        for t in range(T):
+            for k in range(D):
+                u[k] = windows[b, t, k]
+            for j in range(H):
+                ar = b_x[j] + b_h[j]
+                az = b_x[H + j] + b_h[H + j]
+                axn = b_x[2 * H + j]
+                ahn = b_h[2 * H + j]
+                for k in range(D):
+                    ar += w_x[j, k] * u[k]
+                    az += w_x[H + j, k] * u[k]
+                    axn += w_x[2 * H + j, k] * u[k]
+                for k in range(H):
+                    ar += w_h[j, k] * hs[t, k]
+                    az += w_h[H + j, k] * hs[t, k]
+                    ahn += w_h[2 * H + j, k] * hs[t, k]
+                r = _sigmoid(ar)
+                z = _sigmoid(az)
+                n = math.tanh(axn + r * ahn)
+                rs[t, j] = r
+                zs[t, j] = z
+                ns[t, j] = n
+                ghn[t, j] = ahn
+                hs[t + 1, j] = (1.0 - z) * n + z * hs[t, j]
+            if skip <= t <= T - 2:
+                for f in range(F):
+                    y = b_o[f]
+                    for k in range(H):
+                        y += w_o[f, k] * hs[t + 1, k]
+                    for k in range(D):
+                        y += w_o[f, H + k] * u[k]
+                    d = y - windows[b, t + 1, f]
+                    e[t, f] = d
+                    sse += d * d
+        if not want_grad:
+            continue
+        dh[:] = 0.0
+        for t in range(T - 1, -1, -1):
+            for k in range(D):
+                u[k] = windows[b, t, k]
+            if skip <= t <= T - 2:
+                for f in range(F):
+                    dy = 2.0 * scale * e[t, f]
+                    g_b_o[f] += dy
+                    for k in range(H):
+                        g_w_o[f, k] += dy * hs[t + 1, k]
+                        dh[k] += dy * w_o[f, k]
+                    for k in range(D):
+                        g_w_o[f, H + k] += dy * u[k]
+            for j in range(H):
+                r = rs[t, j]
+                z = zs[t, j]
+                n = ns[t, j]
+                dn = dh[j] * (1.0 - z)
+                dz = dh[j] * (hs[t, j] - n)
+                dh_prev[j] = dh[j] * z
+                dan = dn * (1.0 - n * n)
+                dar = dan * ghn[t, j] * r * (1.0 - r)
+                daz = dz * z * (1.0 - z)
+                dgx[j] = dar
+                dgx[H + j] = daz
+                dgx[2 * H + j] = dan
+                dgh[j] = dar
+                dgh[H + j] = daz
+                dgh[2 * H + j] = dan * r
+            for i in range(3 * H):
+                g_b_x[i] += dgx[i]
+                g_b_h[i] += dgh[i]
+                for k in range(D):
+                    g_w_x[i, k] += dgx[i] * u[k]
+                for k in range(H):
+                    g_w_h[i, k] += dgh[i] * hs[t, k]
+                    dh_prev[k] += dgh[i] * w_h[i, k]
+            for k in range(H):
+                dh[k] = dh_prev[k]
+    return sse * scale
+
+
+def loss_and_grad(weights: dict[str, np.ndarray], windows: np.ndarray,
+                  want_grad: bool = True) -> tuple[float, dict[str, np.ndarray]]:
+    """Loss of float64 ``weights`` on ``windows`` (B, T, D) and, if asked, its gradient (new arrays)."""
+    w = {k: np.ascontiguousarray(weights[k], dtype=np.float64) for k in GRAD_ORDER}
+    grads = {k: np.zeros_like(w[k]) for k in GRAD_ORDER}
+    T = windows.shape[1]
+    if T < 2 or windows.shape[0] < 1:
+        raise ValueError(f"training windows must be (B >= 1, T >= 2, D), got {windows.shape}")
+    loss = bptt_batch(np.ascontiguousarray(windows), *(w[k] for k in GRAD_ORDER), burn_in(T), want_grad,
+                      *(grads[k] for k in GRAD_ORDER))
+    return float(loss), grads

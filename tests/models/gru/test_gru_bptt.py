@@ -1,0 +1,64 @@
+"""BPTT gradients: numba kernel == numpy reference == central finite differences (float64)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rnnstream.models.gru.bptt import GRAD_ORDER, burn_in, loss_and_grad
+from rnnstream.models.gru.bptt_reference import loss_and_grad_reference
+from rnnstream.models.gru.params import weight_shapes
+
+
+def random_net(rng, H, D, F):
+    return {k: rng.normal(scale=0.5, size=s) for k, s in weight_shapes(H, D, F).items()}
+
+
+CASES = [(3, 2, 1), (4, 3, 2), (5, 4, 1), (5, 2, 2)]
+
+
+@pytest.mark.parametrize("H,D,F", CASES)
+def test_gradients_match_central_differences(H, D, F):
+    rng = np.random.default_rng(100 * H + 10 * D + F)
+    w = random_net(rng, H, D, F)
+    windows = rng.normal(size=(3, 6, D))
+    _, grads = loss_and_grad(w, windows)
+    eps = 1e-6
+    for name in GRAD_ORDER:
+        fd = np.zeros_like(w[name])
+        for idx in np.ndindex(w[name].shape):
+            plus = {k: v.copy() for k, v in w.items()}
+            minus = {k: v.copy() for k, v in w.items()}
+            plus[name][idx] += eps
+            minus[name][idx] -= eps
+            fd[idx] = (loss_and_grad(plus, windows, want_grad=False)[0]
+                       - loss_and_grad(minus, windows, want_grad=False)[0]) / (2 * eps)
+        rel = np.linalg.norm(grads[name] - fd) / max(np.linalg.norm(fd), 1e-12)
+        assert rel < 1e-5, f"{name}: relative error {rel:.2e}"
+        assert np.linalg.norm(fd) > 1e-6, f"{name}: no gradient at all, the check would be vacuous"
+
+
+@pytest.mark.parametrize("H,D,F", CASES)
+def test_kernel_matches_numpy_reference(H, D, F):
+    rng = np.random.default_rng(7 * H + D + F)
+    w = random_net(rng, H, D, F)
+    for T in (2, 6, 13, 40):
+        windows = rng.normal(size=(4, T, D)).astype(np.float32)
+        loss, grads = loss_and_grad(w, windows)
+        ref_loss, ref_grads = loss_and_grad_reference(w, windows)
+        assert loss == pytest.approx(ref_loss, rel=1e-12)
+        for name in GRAD_ORDER:
+            np.testing.assert_allclose(grads[name], ref_grads[name], rtol=1e-9, atol=1e-13, err_msg=f"T={T} {name}")
+
+
+def test_burn_in_is_left_out_of_the_loss():
+    """With all-zero weights every prediction is 0, so the loss is the mean square of the scored targets."""
+    assert burn_in(32) == 8 and burn_in(6) == 1 and burn_in(200) == 8
+    rng = np.random.default_rng(5)
+    w0 = {k: np.zeros(s) for k, s in weight_shapes(4, 3, 2).items()}
+    windows = rng.normal(size=(2, 32, 3))
+    windows[:, :9, :2] += 50.0  # targets of the 8 burn-in predictions (and the first input): must not count
+    loss, grads = loss_and_grad(w0, windows)
+    targets = windows[:, 9:, :2]  # u[t+1][:F] for t = 8..30
+    assert loss == pytest.approx(np.mean(targets ** 2), rel=1e-12)
+    np.testing.assert_allclose(grads["b_o"], -2 * targets.mean(axis=(0, 1)) / 2, rtol=1e-12)  # / F

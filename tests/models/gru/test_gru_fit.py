@@ -1,0 +1,91 @@
+"""``fit`` learns, is deterministic, leaves its inputs alone; Adam and clipping behave as specified."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from rnnstream.models.gru import GRUModel
+from rnnstream.models.gru.adam import adam_step, clip_by_global_norm, init_state
+from rnnstream.models.gru.train import fit
+
+
+def training(**kw):
+    base = dict(steps=60, learning_rate=1e-2, clip_norm=1.0, batch_windows=16)
+    base.update(kw)
+    return SimpleNamespace(**base)
+
+
+def sine_windows(n_windows=32, T=48, noise=0.05, seed=0):
+    """Windows of a noisy sine (period 17 events) with a second, pure-noise input column."""
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, 1000, n_windows)
+    t = starts[:, None] + np.arange(T)[None, :]
+    x = np.sin(2 * np.pi * t / 17.0) * 1.4 + rng.normal(scale=noise, size=t.shape)
+    return np.stack([x, rng.normal(scale=0.1, size=t.shape)], axis=2).astype(np.float32)
+
+
+@pytest.fixture
+def model():
+    return GRUModel(1, 2, SimpleNamespace(hidden=12, seed=3))
+
+
+def test_loss_falls_on_a_learnable_series(model):
+    windows = sine_windows()
+    result = model.fit(model.weights, {}, windows, training())
+    assert result.loss_after < 0.5 * result.loss_before, (result.loss_before, result.loss_after)
+    assert {k: v.dtype for k, v in result.weights.items()} == {k: np.dtype(np.float32) for k in model.weights}
+    assert int(result.opt_state["t"]) == 60
+    # training again from there continues (the optimiser state is adopted) and keeps improving
+    again = model.fit(result.weights, result.opt_state, windows, training(steps=20))
+    assert int(again.opt_state["t"]) == 80
+    assert again.loss_after < result.loss_after
+
+
+def test_fit_is_deterministic_and_pure(model):
+    windows = sine_windows(n_windows=20)
+    weights = {k: v.copy() for k, v in model.weights.items()}
+    opt = {k: v.copy() for k, v in init_state({k: v.astype(np.float64) for k, v in weights.items()}).items()}
+    opt["t"] = np.array(5, dtype=np.int64)
+    opt_copy = {k: v.copy() for k, v in opt.items()}
+    windows_copy = windows.copy()
+    a = fit(weights, opt, windows, training(steps=15, batch_windows=7))
+    b = fit(weights, opt, windows, training(steps=15, batch_windows=7))
+    for k in weights:
+        np.testing.assert_array_equal(weights[k], model.weights[k])
+        np.testing.assert_array_equal(a.weights[k], b.weights[k])
+        assert not np.shares_memory(a.weights[k], weights[k])
+    for k in opt:
+        np.testing.assert_array_equal(opt[k], opt_copy[k])
+        np.testing.assert_array_equal(a.opt_state[k], b.opt_state[k])
+    np.testing.assert_array_equal(windows, windows_copy)
+    assert a.loss_after == b.loss_after and a.loss_before == b.loss_before
+    assert any(not np.array_equal(a.weights[k], weights[k]) for k in weights)
+
+
+def test_divergence_returns_the_input_weights(model):
+    windows = sine_windows(n_windows=4)
+    windows[0, 5, 0] = np.inf
+    result = model.fit(model.weights, {}, windows, training(steps=3))
+    assert result.info["diverged"]
+    for k in model.weights:
+        np.testing.assert_array_equal(result.weights[k], model.weights[k])
+
+
+def test_clip_by_global_norm():
+    g = {"a": np.array([3.0, 0.0]), "b": np.array([[4.0]])}
+    assert clip_by_global_norm(g, 1.0) == pytest.approx(5.0)
+    np.testing.assert_allclose(g["a"], [0.6, 0.0])
+    np.testing.assert_allclose(g["b"], [[0.8]])
+    assert clip_by_global_norm(g, 10.0) == pytest.approx(1.0)
+    np.testing.assert_allclose(g["b"], [[0.8]])
+
+
+def test_adam_first_step_moves_each_weight_by_lr_against_its_gradient_sign():
+    p = {"w": np.array([1.0, -2.0, 0.5])}
+    s = init_state(p)
+    adam_step(p, {"w": np.array([0.3, -1e-3, 50.0])}, s, lr=0.1)
+    np.testing.assert_allclose(p["w"], [0.9, -1.9, 0.4], rtol=1e-6)
+    assert int(s["t"]) == 1
