@@ -34,7 +34,7 @@ def generate(n_entities: int = 8, n_steps: int = 3000, step_seconds: float = 300
         level = rng.uniform(20, 60)
         series = level + 0.3 * level * np.sin(day + rng.uniform(0, 2 * np.pi)) + rng.normal(0, 0.03 * level, n_steps)
         if e % 4 != 3:  # one entity in four stays normal
-            kind = KINDS[e % len(KINDS)]
+            kind = KINDS[len(incidents) % len(KINDS)]
             at = int(rng.integers(n_steps // 2, n_steps - 200))
             length = {"spike": 1, "level_shift": 150, "flatline": 120, "noise_burst": 60}[kind]
             if kind == "spike":
