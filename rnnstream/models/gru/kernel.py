@@ -5,7 +5,7 @@ prediction made at the entity's previous event, score), then the GRU cell on ``h
 the head's prediction of the next normalised features into ``pred[s]``, and ``finish_event`` (history
 ring, event count). Events of one entity must appear in time order; entities may interleave freely.
 
-The cell runs in float32. The input and recurrent matrices are passed *transposed* (``w_xt`` (D, 3H),
+The cell runs in float32, with the vectorisable rational tanh/sigmoid of :mod:`.activations`. The input and recurrent matrices are passed *transposed* (``w_xt`` (D, 3H),
 ``w_ht`` (H, 3H), see :func:`transposed`) so the matrix-vector products are axpy loops over contiguous
 rows, which LLVM vectorises without reassociating sums (``fastmath`` stays off: results do not depend
 on the vector width). Nothing is allocated inside the call: ``u`` (D,) float32, ``err`` (F,) float64,

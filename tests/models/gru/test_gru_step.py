@@ -102,3 +102,11 @@ def test_finite_on_extreme_inputs(params):
     model.step(state, np.array([0, 0, 0, 1, 0, 1]), x, 1.7e9 + np.arange(6.0), kernel_params(), out)
     assert np.all(np.isfinite(state["h"])) and np.all(np.abs(state["h"]) <= 1.0)
     assert np.all(np.isfinite(out.score)) and np.all(np.isfinite(state["pred"]))
+
+
+def test_step_rejects_short_buffers(params):
+    model = GRUModel(1, 6, params(8))
+    state = make_state(2, 1, 6, 8)
+    with pytest.raises(ValueError, match="capacity 2"):
+        model.step(state, np.array([0, 1, 0]), np.zeros((3, 1)), np.arange(3.0), kernel_params(),
+                   BatchOutput.allocate(2, 1))
