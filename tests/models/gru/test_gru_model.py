@@ -83,3 +83,11 @@ def test_fit_leaves_model_weights_alone(params):
     assert result.weights["w_h"] is not model.weights["w_h"]
     with pytest.raises(ValueError, match="windows"):
         model.fit(model.weights, {}, windows[0], SimpleNamespace(steps=1, learning_rate=0.1, clip_norm=1.0))
+
+
+def test_accepts_the_config_parameter_class():
+    from rnnstream.config.model_params import GRUParams
+
+    model = GRUModel(1, 6, GRUParams(hidden=16, seed=4))
+    assert model.seed == 4 and model.weights["w_h"].shape == (48, 16)
+    np.testing.assert_array_equal(model.weights["w_h"], GRUModel(1, 6, GRUParams(hidden=16, seed=4)).weights["w_h"])
