@@ -1,0 +1,212 @@
+"""The shared per-event pieces (normalise, score, ring) against the plain reference in kernels.reference.
+
+The naive model's kernel is ``observe`` + ``pred = u[:F]`` + ``finish_event``, so running it beside a
+loop over the reference functions checks the shared pieces end to end, state included.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from rnnstream.kernels import reference as ref
+from rnnstream.kernels.calibrate import (FLAG_ANOMALY, FLAG_SUPPRESSED, SC_ALARMED, SC_N, SC_RANGE, novelty,
+                                         sc_size, score_event, tail_score)
+from rnnstream.kernels.params import kernel_params, n_time_features
+from rnnstream.models.base import BatchOutput, common_fields
+from rnnstream.models.naive import NaiveModel
+
+F, W = 2, 8
+RTOL = 1e-5
+
+
+def _stream(seed: int, n_entities: int = 5, n_events: int = 1500):
+    """Interleaved events: e0 constant, e1 steps up at its 120th event, e2 has long gaps, others noise."""
+    rng = np.random.default_rng(seed)
+    ents = rng.integers(0, n_entities, n_events)
+    clock = 1.7e9 + rng.uniform(0, 7 * 86400, n_entities)
+    seen = np.zeros(n_entities, dtype=int)
+    x = np.empty((n_events, F))
+    ts = np.empty(n_events)
+    for i, e in enumerate(ents):
+        gap = rng.exponential(60.0)
+        if e == 2 and rng.random() < 0.1:
+            gap += 3 * 86400.0  # a three-day silence
+        clock[e] += gap
+        ts[i] = clock[e]
+        if e == 0:
+            x[i] = [3.0, -1.0]
+        elif e == 1:
+            x[i] = [10.0, 10.0] if seen[e] >= 120 else [1.0, 1.0] + 0.01 * rng.standard_normal(F)
+        else:
+            x[i] = [e * 10.0, -e] + rng.standard_normal(F) * [1.0, 0.1]
+            if rng.random() < 0.01:
+                x[i, 0] += 25.0
+        seen[e] += 1
+    return [f"e{e}" for e in ents], x, ts
+
+
+def _reference_run(entities, x, ts, kp, refs: dict, n_inputs: int):
+    out = {"pred": [], "z": [], "err": [], "score": [], "flag": []}
+    for name, xi, t in zip(entities, x, ts):
+        ent = refs.setdefault(name, ref.EntityRef(F, n_inputs, W))
+        n = ent.count
+        u64, mean, sd = ref.prepare_input(ent, xi, t, kp)
+        u = u64.astype(np.float32)  # the naive model's input scratch is float32
+        if n > 0:
+            err = (u[:F] - ent.pred).astype(np.float64)
+            pred = mean + sd * ent.pred
+        else:
+            err, pred = np.zeros(F), xi.copy()
+        score, flag = ref.score_event(ent.sc, err, xi, n, t, kp)
+        ent.pred = u[:F].copy()
+        ref.finish_event(ent, t, u, flag & FLAG_ANOMALY)
+        out["pred"].append(pred)
+        out["z"].append(u[:F].astype(np.float64))
+        out["err"].append(math.sqrt(float(np.mean(err * err))))
+        out["score"].append(score)
+        out["flag"].append(flag)
+    return {k: np.array(v) for k, v in out.items()}
+
+
+@pytest.mark.parametrize("time_features", [(True, True, True), (False, False, True), (False, False, False)])
+def test_naive_kernel_matches_reference(time_features):
+    kp = kernel_params(*time_features, warmup_events=10, short_window=4, long_window=100,
+                       suppress_events=5, threshold=0.4, novelty_tolerance=0.2, normaliser_halflife=50.0)
+    n_inputs = F + n_time_features(*time_features)
+    model = NaiveModel(F, n_inputs, None, seed=0)
+    fields = common_fields(F, n_inputs, W)
+    n_slots = 8
+    state = {k: np.zeros((n_slots, *s.shape), dtype=s.dtype) for k, s in fields.items()}
+    slot_of: dict[str, int] = {}
+    refs: dict[str, ref.EntityRef] = {}
+    entities, x, ts = _stream(seed=sum(time_features))
+    flags_seen = 0
+    for lo, hi in [(0, 1), (1, 300), (300, 301), (301, 900), (900, 1500)]:
+        ents = entities[lo:hi]
+        slots = np.array([slot_of.setdefault(e, len(slot_of)) for e in ents], dtype=np.int64)
+        out = BatchOutput.allocate(hi - lo, F)
+        model.step(state, slots, x[lo:hi], ts[lo:hi], kp, out)
+        want = _reference_run(ents, x[lo:hi], ts[lo:hi], kp, refs, n_inputs)
+        for key in ("pred", "z", "err", "score"):
+            np.testing.assert_allclose(getattr(out, key), want[key], rtol=RTOL, atol=1e-9, err_msg=key)
+        np.testing.assert_array_equal(out.flag, want["flag"])
+        flags_seen |= np.bitwise_or.reduce(out.flag)
+        for name, ent in refs.items():
+            s = slot_of[name]
+            assert state["count"][s] == ent.count
+            assert state["last_ts"][s] == ent.last_ts
+            np.testing.assert_allclose(state["nmean"][s], ent.nmean, rtol=RTOL)
+            np.testing.assert_allclose(state["nvar"][s], ent.nvar, rtol=RTOL, atol=1e-12)
+            np.testing.assert_allclose(state["pred"][s], ent.pred, rtol=RTOL)
+            np.testing.assert_allclose(state["sc"][s], ent.sc.as_row(F), rtol=RTOL, atol=1e-12)
+            np.testing.assert_allclose(state["ring_in"][s], ent.ring_in, rtol=RTOL, atol=1e-7)
+            np.testing.assert_array_equal(state["ring_flag"][s], ent.ring_flag)
+    # The comparison means something only if the stream raised and suppressed anomalies.
+    assert flags_seen & FLAG_ANOMALY and flags_seen & FLAG_SUPPRESSED
+
+
+def test_step_change_scores_high_and_constant_stays_quiet():
+    kp = kernel_params(False, False, False, warmup_events=10, short_window=4, long_window=50, threshold=0.5)
+    model = NaiveModel(1, 1, None, seed=0)
+    state = {k: np.zeros((2, *s.shape), dtype=s.dtype) for k, s in common_fields(1, 1, W).items()}
+    n = 600
+    slots = np.tile([0, 1], n).astype(np.int64)
+    ts = np.repeat(np.arange(n, dtype=float), 2)
+    rng = np.random.default_rng(3)
+    x = np.empty((2 * n, 1))
+    x[0::2, 0] = 5.0
+    x[1::2, 0] = 1.0 + 0.1 * rng.standard_normal(n)
+    x[1::2, 0][400:] += 5.0
+    out = BatchOutput.allocate(2 * n, 1)
+    model.step(state, slots, x, ts, kp, out)
+    # A constant series has no error: its short mean sits at its long-run mean, z = 0.
+    assert np.all(np.isfinite(out.score)) and np.all(out.score[0::2] <= tail_score(0.0) + 1e-12)
+    step_scores = out.score[1::2]
+    assert step_scores[400] > 0.9 and np.all(step_scores[20:400] < 0.5)
+    assert out.flag[1::2][400] & FLAG_ANOMALY
+    assert not np.any(out.flag[0::2])
+
+
+# --- calibrate unit tests ------------------------------------------------------------------------
+
+def test_tail_score_meaning_and_monotone():
+    z_1e5 = 4.264890793922825  # upper-tail probability 1e-5
+    assert tail_score(z_1e5) == pytest.approx(0.5, abs=1e-6)
+    assert tail_score(0.0) == pytest.approx(math.log(0.5 + 1e-10) / math.log(1e-10))
+    assert tail_score(-50.0) == 0.0 and tail_score(50.0) == pytest.approx(1.0)
+    zs = np.linspace(-10, 10, 2001)
+    s = np.array([tail_score(z) for z in zs])
+    assert np.all(np.diff(s) >= 0) and np.all((s >= 0) & (s <= 1))
+    np.testing.assert_allclose(s, [ref.tail_score(z) for z in zs], rtol=1e-12, atol=1e-15)
+
+
+def _scorer(n_features=1):
+    return np.zeros((1, sc_size(n_features)))
+
+
+def test_warmup_scores_zero_but_folds_statistics():
+    kp = kernel_params(warmup_events=20, short_window=3, long_window=50)
+    sc, x = _scorer(), np.zeros(1)
+    for n in range(20):
+        err = np.array([100.0 if n == 15 else 0.1])  # a huge error inside warm-up is not scored
+        score, flags = score_event(err, x, n, float(n), 0, sc, kp)
+        assert score == 0.0 and flags == 0
+    assert sc[0, SC_N] == 19.0  # the first event (no prediction) is not folded in
+    score, _ = score_event(np.array([1e4]), x, 20, 20.0, 0, sc, kp)
+    assert score > 0.5
+
+
+def test_suppression_after_an_anomaly():
+    kp = kernel_params(warmup_events=5, short_window=2, long_window=50, suppress_events=10, threshold=0.5)
+    sc, x = _scorer(), np.zeros(1)
+    rng = np.random.default_rng(0)
+    flags = []
+    for n in range(60):
+        err = np.array([50.0 if n in (30, 35, 50) else 0.1 + 0.01 * rng.standard_normal()])
+        flags.append(score_event(err, x, n, float(n), 0, sc, kp)[1])
+    flags = np.array(flags)
+    assert flags[30] == FLAG_ANOMALY and sc[0, SC_ALARMED] == 1.0
+    assert np.all(flags[31:41] == FLAG_SUPPRESSED)   # n - 30 <= 10
+    assert flags[:30].tolist() == [0] * 30 and np.all(flags[41:50] != FLAG_SUPPRESSED)
+    assert flags[50] == FLAG_ANOMALY
+
+
+def test_min_gap_seconds_suppresses_by_event_time():
+    kp = kernel_params(warmup_events=5, short_window=2, long_window=50, suppress_events=0,
+                       min_gap_seconds=100.0, threshold=0.5)
+    sc, x = _scorer(), np.zeros(1)
+    flags = [score_event(np.array([50.0 if n == 20 else 0.1]), x, n, 10.0 * n, 0, sc, kp)[1] for n in range(40)]
+    assert flags[20] == FLAG_ANOMALY
+    assert all(f == FLAG_SUPPRESSED for f in flags[21:30])  # 10 s apart: within 100 s
+    assert all(f != FLAG_SUPPRESSED for f in flags[30:])
+
+
+def test_novelty_range_and_tolerance():
+    kp = kernel_params(novelty_tolerance=0.5)
+    sc = _scorer(2)
+    assert novelty(np.array([0.0, 5.0]), 0, 0, sc, kp) == 0.0
+    assert novelty(np.array([10.0, 5.0]), 1, 0, sc, kp) == 0.0  # range of feature 0 was empty
+    assert novelty(np.array([14.0, 5.0]), 2, 0, sc, kp) == 0.0  # 14 <= 10 + 0.5 * 10
+    assert novelty(np.array([21.5, 5.0]), 3, 0, sc, kp) == 1.0  # range [0, 14]: limit 14 + 7
+    assert novelty(np.array([-11.0, 5.0]), 5, 0, sc, kp) == 1.0  # range [0, 21.5]: limit -10.75
+    np.testing.assert_array_equal(sc[0, SC_RANGE:], [-11.0, 21.5, 5.0, 5.0])
+    off = kernel_params(novelty_tolerance=0.0)
+    sc2 = _scorer(1)
+    assert [novelty(np.array([v]), n, 0, sc2, off) for n, v in enumerate([0.0, 1.0, 1e9])] == [0.0] * 3
+
+
+def test_reference_score_event_matches_kernel_on_random_errors():
+    kp = kernel_params(warmup_events=3, short_window=3, long_window=20, suppress_events=2, threshold=0.3,
+                       novelty_tolerance=0.1)
+    rng = np.random.default_rng(1)
+    sc, rsc = _scorer(2), ref.ScorerRef()
+    for n in range(500):
+        err = rng.standard_normal(2) * (10.0 if rng.random() < 0.05 else 1.0)
+        x = rng.standard_normal(2) * 3
+        got = score_event(err, x, n, float(n), 0, sc, kp)
+        want = ref.score_event(rsc, err, x, n, float(n), kp)
+        assert got[1] == want[1] and got[0] == pytest.approx(want[0], rel=1e-12, abs=1e-15)
+    np.testing.assert_allclose(sc[0], rsc.as_row(2), rtol=1e-12)
