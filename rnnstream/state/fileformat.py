@@ -99,13 +99,17 @@ def write_state_file(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     data = to_bytes(arrays, meta)
-    # 1. Write the whole file under a temporary name and make its bytes durable.
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    # 2. Atomically replace the target name.
-    os.replace(tmp, path)
+    try:
+        # 1. Write the whole file under a temporary name and make its bytes durable.
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        # 2. Atomically replace the target name.
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write (disk full...) must not leave its debris behind
+        raise
     # 3. Make the rename itself durable.
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
