@@ -1,0 +1,286 @@
+"""Checkpoints of one unit (detector, topic, partition): everything its Detector's future output depends on.
+
+Files: ``<state_dir>/<detector>/<topic>-<partition>/ckpt-<generation:012d>.rns`` in the format of
+``rnnstream.state.fileformat`` (checksummed, written atomically). A unit checkpoint holds:
+
+* the SlotState exactly as it is: every field array (all ``capacity`` rows), the entity of each live
+  slot (slot numbers are kept, since training draws windows by slot), the free-slot stack, the
+  logical clock ``seq`` and ``evicted_total``;
+* ``model.snapshot()`` (weights, Adam state, version) and, in background mode, the result of a fit
+  still to be put in force at the next trigger (waited for, not applied);
+* the training schedule counters (events, next_at, k, seen_seq, events at the last trigger), its
+  WindowBuffer and its stats; the detector's watermark;
+* ``next_offset`` and meta: format, detector, topic, partition, model type, created_at and two config
+  fingerprints: ``shape`` (model type and parameters, features, time features, training window — what
+  the arrays' shapes and meaning depend on) and ``config`` (model, training, scoring, features).
+
+Guaranteed: with event-count triggers only, ``restore_detector(snapshot_detector(d))`` continues with
+outputs bit-identical to ``d``'s. A checkpoint whose ``shape`` fingerprint differs from the current
+config is refused (treated as absent); a scoring- or training-only change is accepted and logged.
+Not guaranteed: wall-time training triggers (``every_seconds``) are not reproducible across a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from concurrent.futures import Future
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..detector import Detector
+from ..errors import StateFormatError
+from ..models.base import FitResult
+from ..state.fileformat import decode_strings, encode_strings, read_state_file, write_state_file
+
+log = logging.getLogger(__name__)
+
+FORMAT = "rnnstream-checkpoint/1"
+_NAME = re.compile(r"^ckpt-(\d{12})\.rns$")
+
+
+# -- fingerprints -----------------------------------------------------------------------------------
+
+def _plain(obj: Any) -> Any:
+    return asdict(obj) if is_dataclass(obj) else obj
+
+
+def _digest(parts: dict[str, Any]) -> str:
+    text = json.dumps({k: _plain(v) for k, v in parts.items()}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def shape_fingerprint(cfg: Any) -> str:
+    """Hash of what the checkpoint's arrays mean: model type/params, features, time features, window."""
+    return _digest({"model": cfg.model, "features": list(cfg.features), "time_features": cfg.time_features,
+                    "window": cfg.training.window})
+
+
+def config_fingerprint(cfg: Any) -> str:
+    """Hash of model, training, scoring and features (changes when any of them changes)."""
+    return _digest({"model": cfg.model, "training": cfg.training, "scoring": cfg.scoring,
+                    "features": list(cfg.features), "time_features": cfg.time_features})
+
+
+# -- Detector <-> arrays ------------------------------------------------------------------------------
+
+def snapshot_detector(det: Detector) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Arrays and meta capturing ``det`` (see the module docstring). Waits for a running background fit."""
+    st, tr = det.state, det.training
+    arrays: dict[str, np.ndarray] = {f"slot.{k}": v for k, v in st.arrays.items()}
+    live = sorted(st.index.items(), key=lambda kv: kv[1])
+    names_data, names_ends = encode_strings([name for name, _ in live])
+    arrays["index.names"], arrays["index.ends"] = names_data, names_ends
+    arrays["index.slots"] = np.array([slot for _, slot in live], dtype=np.int64)
+    arrays["index.free"] = np.array(st._free, dtype=np.int64)
+    arrays.update({f"model.{k}": v for k, v in det.model.snapshot().items()})
+    arrays.update({f"buffer.{k}": v for k, v in tr.buffer.snapshot().items()})
+    pending = "none"
+    if tr._pending is not None:
+        result = tr._pending.result()   # blocks until the fit ends; it is NOT put in force here
+        if result is None:
+            pending = "failed"
+        else:
+            pending = "ok"
+            arrays.update({f"pending.w.{k}": v for k, v in result.weights.items()})
+            arrays.update({f"pending.opt.{k}": v for k, v in result.opt_state.items()})
+            arrays["pending.loss"] = np.array([result.loss_before, result.loss_after])
+    meta = {
+        "capacity": st.capacity, "seq": st.seq, "evicted_total": st.evicted_total,
+        "watermark": det.watermark if np.isfinite(det.watermark) else None,
+        "training": {"events": tr.events, "next_at": tr.next_at, "k": tr.k, "seen_seq": tr.seen_seq,
+                     "events_at_trigger": tr._events_at_trigger, "pending": pending,
+                     "runs_ok": tr.stats.runs_ok, "runs_failed": tr.stats.runs_failed,
+                     "last_loss": tr.stats.last_loss if np.isfinite(tr.stats.last_loss) else None},
+    }
+    return arrays, meta
+
+
+def restore_detector(cfg: Any, arrays: dict[str, np.ndarray], meta: dict[str, Any], *,
+                     background: bool | None = None) -> Detector:
+    """A new Detector built from ``cfg`` holding the state ``snapshot_detector`` captured.
+
+    Raises StateFormatError when arrays are missing or do not fit ``cfg``'s shapes.
+    """
+    det = Detector(cfg, background=background)
+    try:
+        _restore_into(det, arrays, meta)
+    except (KeyError, ValueError, TypeError, IndexError) as exc:
+        det.close()
+        raise StateFormatError(f"checkpoint does not fit detector {cfg.name!r}: {exc!r}") from exc
+    except BaseException:
+        det.close()
+        raise
+    return det
+
+
+def _restore_into(det: Detector, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    st, tr = det.state, det.training
+    capacity = int(meta["capacity"])
+    if not 1 <= capacity <= st.max_entities:
+        raise ValueError(f"checkpoint holds {capacity} slots, max_entities is {st.max_entities}")
+    restored = {}
+    for name, spec in st.fields.items():
+        arr = arrays[f"slot.{name}"]
+        if arr.shape != (capacity, *spec.shape) or arr.dtype != np.dtype(spec.dtype):
+            raise ValueError(f"slot field {name!r} is {arr.dtype}{arr.shape}, expected "
+                             f"{spec.dtype}{(capacity, *spec.shape)}")
+        restored[name] = np.array(arr)
+    names = decode_strings(arrays["index.names"], arrays["index.ends"])
+    slots = arrays["index.slots"].tolist()
+    if len(names) != len(slots) or any(not 0 <= s < capacity for s in slots):
+        raise ValueError("entity index does not match the slot arrays")
+    st.capacity = capacity
+    st.arrays = restored
+    st.index = dict(zip(names, slots))
+    st.names = [None] * capacity
+    for name, slot in zip(names, slots):
+        st.names[slot] = name
+    st._free = arrays["index.free"].tolist()
+    st.seq = int(meta["seq"])
+    st.evicted_total = int(meta["evicted_total"])
+
+    model_arrays = {k[6:]: v for k, v in arrays.items() if k.startswith("model.")}
+    for k, w in det.model.weights.items():
+        got = model_arrays.get(f"w.{k}")
+        if got is None or got.shape != w.shape:
+            raise ValueError(f"model weight {k!r} is {None if got is None else got.shape}, expected {w.shape}")
+    det.model.load_snapshot(model_arrays)
+    tr.buffer.load_snapshot({k[7:]: v for k, v in arrays.items() if k.startswith("buffer.")})
+    t = meta["training"]
+    tr.events, tr.next_at, tr.k = int(t["events"]), int(t["next_at"]), int(t["k"])
+    tr.seen_seq, tr._events_at_trigger = int(t["seen_seq"]), int(t["events_at_trigger"])
+    tr.stats.runs_ok, tr.stats.runs_failed = int(t["runs_ok"]), int(t["runs_failed"])
+    tr.stats.last_loss = float("nan") if t["last_loss"] is None else float(t["last_loss"])
+    if t["pending"] != "none":
+        result = None
+        if t["pending"] == "ok":
+            before, after = (float(v) for v in arrays["pending.loss"])
+            result = FitResult({k[10:]: np.array(v) for k, v in arrays.items() if k.startswith("pending.w.")},
+                               {k[12:]: np.array(v) for k, v in arrays.items() if k.startswith("pending.opt.")},
+                               before, after)
+        done: Future = Future()
+        done.set_result(result)
+        tr._pending = done
+    det.watermark = float("-inf") if meta["watermark"] is None else float(meta["watermark"])
+
+
+# -- the store ----------------------------------------------------------------------------------------
+
+def _tp(tp: Any) -> tuple[str, int]:
+    if hasattr(tp, "topic"):
+        return tp.topic, int(tp.partition)
+    topic, partition = tp
+    return topic, int(partition)
+
+
+class CheckpointStore:
+    """Checkpoint generations of every unit under ``state_dir``.
+
+    ``metrics`` (an ``rnnstream.metrics.Metrics``) is optional; ``corrupt_total`` counts skipped
+    unreadable files either way. One thread should use a store at a time per unit.
+    """
+
+    def __init__(self, state_dir: str | os.PathLike, keep_generations: int = 2, *, metrics: Any = None):
+        if keep_generations < 1:
+            raise ValueError(f"keep_generations must be >= 1, got {keep_generations}")
+        self.root = Path(state_dir)
+        self.keep_generations = int(keep_generations)
+        self.metrics = metrics
+        self.corrupt_total = 0
+
+    def unit_dir(self, detector_name: str, tp: Any) -> Path:
+        topic, partition = _tp(tp)
+        return self.root / detector_name / f"{topic}-{partition}"
+
+    def generations(self, detector_name: str, tp: Any) -> list[tuple[int, Path]]:
+        """``(generation, path)`` of the unit's checkpoint files, newest first."""
+        d = self.unit_dir(detector_name, tp)
+        try:
+            entries = list(d.iterdir())
+        except FileNotFoundError:
+            return []
+        found = [(int(m.group(1)), p) for p in entries if (m := _NAME.match(p.name))]
+        return sorted(found, reverse=True)
+
+    def save(self, detector_name: str, tp: Any, detector: Detector, next_offset: int) -> Path:
+        """Write a new generation for the unit, then delete all but the newest ``keep_generations``."""
+        topic, partition = _tp(tp)
+        d = self.unit_dir(detector_name, tp)
+        d.mkdir(parents=True, exist_ok=True)
+        gens = self.generations(detector_name, tp)
+        generation = gens[0][0] + 1 if gens else 1
+        arrays, meta = snapshot_detector(detector)
+        cfg = detector.cfg
+        meta.update({
+            "format": FORMAT, "detector": detector_name, "topic": topic, "partition": partition,
+            "model_type": cfg.model.type, "shape_fingerprint": shape_fingerprint(cfg),
+            "config_fingerprint": config_fingerprint(cfg), "next_offset": int(next_offset),
+            "generation": generation, "created_at": time.time(),
+        })
+        path = d / f"ckpt-{generation:012d}.rns"
+        write_state_file(path, arrays, meta)
+        for _, old in [(generation, path), *gens][self.keep_generations:]:
+            try:
+                old.unlink()
+            except FileNotFoundError:
+                pass
+        for stale in d.glob(".ckpt-*.tmp-*"):   # left by a crash mid-write
+            if not stale.name.endswith(f".tmp-{os.getpid()}"):
+                stale.unlink(missing_ok=True)
+        return path
+
+    def load(self, detector_name: str, tp: Any, cfg: Any, *,
+             background: bool | None = None) -> tuple[Detector, int] | None:
+        """``(detector, next_offset)`` from the newest readable generation, or None if there is none.
+
+        Unreadable files are logged, counted and skipped for the previous generation. A checkpoint
+        made for a different model shape is refused: logged, and None is returned (start fresh).
+        """
+        topic, partition = _tp(tp)
+        for generation, path in self.generations(detector_name, tp):
+            try:
+                arrays, meta = read_state_file(path)
+                if meta.get("format") != FORMAT:
+                    raise StateFormatError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+                if (meta.get("detector"), meta.get("topic"), meta.get("partition")) != (detector_name, topic, partition):
+                    raise StateFormatError(f"{path}: belongs to {meta.get('detector')}/{meta.get('topic')}-"
+                                           f"{meta.get('partition')}")
+            except StateFormatError as exc:
+                self._corrupt(path, str(exc))
+                continue
+            if meta.get("shape_fingerprint") != shape_fingerprint(cfg):
+                log.warning("checkpoint refused: model shape changed (model type/size, features, time "
+                            "features or training.window); starting this partition fresh",
+                            extra={"path": str(path), "detector": detector_name, "topic": topic,
+                                   "partition": partition, "checkpoint_model_type": meta.get("model_type"),
+                                   "config_model_type": cfg.model.type})
+                return None
+            if meta.get("config_fingerprint") != config_fingerprint(cfg):
+                log.info("checkpoint made with different scoring/training settings; restoring its state "
+                         "under the current settings", extra={"path": str(path), "detector": detector_name})
+            try:
+                detector = restore_detector(cfg, arrays, meta, background=background)
+            except StateFormatError as exc:
+                self._corrupt(path, str(exc))
+                continue
+            log.info("checkpoint restored", extra={"path": str(path), "detector": detector_name, "topic": topic,
+                                                   "partition": partition, "generation": generation,
+                                                   "next_offset": meta["next_offset"],
+                                                   "entities": len(detector.state)})
+            return detector, int(meta["next_offset"])
+        return None
+
+    def _corrupt(self, path: Path, reason: str) -> None:
+        self.corrupt_total += 1
+        if self.metrics is not None:
+            self.metrics.checkpoint_corrupt.inc()
+        log.error("checkpoint unreadable, trying the previous generation",
+                  extra={"path": str(path), "reason": reason})

@@ -1,0 +1,196 @@
+"""CheckpointStore: exact resume, generations, corrupt-file fallback, refusing a different model shape."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from kafka import TopicPartition
+from prometheus_client import CollectorRegistry
+
+from rnnstream.config import load_config
+from rnnstream.daemon.checkpoint import CheckpointStore, restore_detector, snapshot_detector
+from rnnstream.detector import Detector
+from rnnstream.metrics import Metrics
+
+TP = TopicPartition("metrics.hosts", 2)
+
+
+def detector_cfg(hidden: int = 8, threshold: float = 0.5, background: bool = False, max_entities: int = 64):
+    text = f"""
+detectors:
+  - name: hosts
+    topics: [metrics.hosts]
+    entity: host
+    timestamp: {{field: ts}}
+    features: [cpu, mem]
+    model: {{type: gru, hidden: {hidden}, seed: 3}}
+    training: {{enabled: true, background: {str(background).lower()}, every_events: 150,
+                every_seconds: 1.0e9, min_events: 100, window: 8, batch_windows: 8, steps: 3,
+                buffer_windows: 16}}
+    scoring: {{threshold: {threshold}, warmup_events: 5, long_window: 50}}
+    max_entities: {max_entities}
+"""
+    return load_config(text).detectors[0]
+
+
+def stream(n: int, n_entities: int = 12, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    ents = [f"h{int(i)}" for i in rng.integers(0, n_entities, n)]
+    t = 1_700_000_000 + np.arange(n) * 10.0
+    x = np.column_stack([np.sin(np.arange(n) / 7) + 0.1 * rng.standard_normal(n),
+                         50 + rng.standard_normal(n)])
+    x[n // 2 + 17, 0] = 40.0  # a spike after the restart point
+    return ents, x, t
+
+
+def run(det: Detector, ents, x, t, batch: int = 7):
+    """Outputs of ``det`` over the events, copied (process() reuses its buffers)."""
+    outs = []
+    for a in range(0, len(ents), batch):
+        r = det.process(ents[a:a + batch], x[a:a + batch], t[a:a + batch])
+        # Not model_version: BatchResult reports one version per batch, so it depends on batching.
+        outs.append(np.column_stack([r.pred, r.z, r.err, r.score, r.flag]))
+    return np.concatenate(outs)
+
+
+@pytest.mark.parametrize("background,max_entities,half", [
+    (False, 64, 611),   # restart mid-batch: batching does not matter without eviction
+    (True, 64, 611),    # background fit pending at the checkpoint
+    (False, 10, 609),   # 12 entities in 10 slots: eviction too (same batch boundaries, see below)
+])
+def test_resume_is_bit_identical(tmp_path, background, max_entities, half):
+    # Which entity is evicted depends on which entities share its micro-batch (those are protected),
+    # so with eviction the restart must fall on a boundary of the uninterrupted run's batches.
+    cfg = detector_cfg(background=background, max_entities=max_entities)
+    ents, x, t = stream(1200)
+    full = Detector(cfg, background=background)
+    try:
+        expected = run(full, ents, x, t)
+        full_version = full.model.version
+    finally:
+        full.close()
+    assert full_version >= 5, "the stream must trigger several retrainings"
+
+    first = Detector(cfg, background=background)
+    try:
+        head = run(first, ents[:half], x[:half], t[:half])
+        store = CheckpointStore(tmp_path, 2)
+        store.save("hosts", TP, first, next_offset=half)
+    finally:
+        first.close()
+    loaded = store.load("hosts", TP, cfg, background=background)
+    assert loaded is not None
+    second, next_offset = loaded
+    try:
+        assert next_offset == half
+        version_at_restart = second.model.version
+        tail = run(second, ents[half:], x[half:], t[half:])
+        assert second.model.version == full_version > version_at_restart  # retrained after the restart
+    finally:
+        second.close()
+    got = np.concatenate([head, tail])
+    assert got.tobytes() == expected.tobytes()
+
+
+def test_snapshot_keeps_slots_and_counters():
+    cfg = detector_cfg(max_entities=10)
+    ents, x, t = stream(400)
+    det = Detector(cfg)
+    try:
+        run(det, ents, x, t)
+        arrays, meta = snapshot_detector(det)
+        back = restore_detector(cfg, arrays, meta)
+        try:
+            assert back.state.index == det.state.index
+            assert back.state._free == det.state._free
+            assert back.state.seq == det.state.seq and back.state.evicted_total == det.state.evicted_total > 0
+            for k, v in det.state.arrays.items():
+                assert back.state.arrays[k].tobytes() == v.tobytes()
+            for k, v in det.model.weights.items():
+                assert back.model.weights[k].tobytes() == v.tobytes()
+            assert back.model.version == det.model.version
+            assert (back.training.events, back.training.next_at, back.training.k, back.training.seen_seq) == \
+                (det.training.events, det.training.next_at, det.training.k, det.training.seen_seq)
+            assert back.watermark == det.watermark
+        finally:
+            back.close()
+    finally:
+        det.close()
+
+
+def _trained(cfg, n=300):
+    det = Detector(cfg)
+    run(det, *stream(n))
+    return det
+
+
+def test_generations_kept_and_deleted(tmp_path):
+    cfg = detector_cfg()
+    det = _trained(cfg)
+    store = CheckpointStore(tmp_path, keep_generations=3)
+    try:
+        paths = [store.save("hosts", TP, det, next_offset=100 + i) for i in range(5)]
+    finally:
+        det.close()
+    unit = tmp_path / "hosts" / "metrics.hosts-2"
+    assert paths[-1] == unit / "ckpt-000000000005.rns"
+    assert sorted(p.name for p in unit.iterdir()) == [f"ckpt-{g:012d}.rns" for g in (3, 4, 5)]
+    assert [g for g, _ in store.generations("hosts", TP)] == [5, 4, 3]
+    d, offset = store.load("hosts", TP, cfg)
+    d.close()
+    assert offset == 104
+    assert store.load("hosts", TopicPartition("metrics.hosts", 1), cfg) is None
+
+
+def test_corrupt_newest_falls_back(tmp_path, caplog):
+    cfg = detector_cfg()
+    det = _trained(cfg)
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    store = CheckpointStore(tmp_path, 2, metrics=metrics)
+    try:
+        store.save("hosts", TP, det, next_offset=300)
+        newest = store.save("hosts", TP, det, next_offset=400)
+    finally:
+        det.close()
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    newest.write_bytes(bytes(data))
+    with caplog.at_level(logging.ERROR, logger="rnnstream.daemon.checkpoint"):
+        d, offset = store.load("hosts", TP, cfg)
+    d.close()
+    assert offset == 300
+    assert store.corrupt_total == 1
+    assert registry.get_sample_value("rnnstream_checkpoint_corrupt_total") == 1
+    assert any(getattr(r, "path", None) == str(newest) and "checksum" in r.reason for r in caplog.records)
+
+    # Both generations unreadable: nothing to restore.
+    for _, p in store.generations("hosts", TP):
+        p.write_bytes(p.read_bytes()[:100])
+    assert store.load("hosts", TP, cfg) is None
+    assert store.corrupt_total == 3
+
+
+def test_different_hidden_size_refused_scoring_change_accepted(tmp_path, caplog):
+    cfg = detector_cfg(hidden=8)
+    det = _trained(cfg)
+    store = CheckpointStore(tmp_path)
+    try:
+        store.save("hosts", TP, det, next_offset=300)
+        weights = {k: v.copy() for k, v in det.model.weights.items()}
+    finally:
+        det.close()
+    with caplog.at_level(logging.WARNING):
+        assert store.load("hosts", TP, detector_cfg(hidden=16)) is None
+    assert any("shape changed" in r.getMessage() for r in caplog.records)
+    assert store.corrupt_total == 0
+
+    d, offset = store.load("hosts", TP, detector_cfg(hidden=8, threshold=0.9))
+    try:
+        assert offset == 300 and d.cfg.scoring.threshold == 0.9
+        for k, v in weights.items():
+            assert d.model.weights[k].tobytes() == v.tobytes()
+    finally:
+        d.close()
