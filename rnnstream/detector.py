@@ -87,7 +87,7 @@ class Detector:
         n = len(index)
         if n > len(self.out.err):
             self.out = BatchOutput.allocate(max(n, 2 * len(self.out.err)), self.n_features)
-        slots, evicted = self.state.slots_for(entities)
+        evicted: list[str] = []
         out, start = self.out, 0
         while start < n:
             due = self.training.events_until_due()
@@ -95,10 +95,14 @@ class Detector:
                 self.training.trigger(self.state)
                 continue
             stop = min(n, start + due)
+            # Slots are assigned per stretch between triggers, not per batch: a trigger picks the
+            # entities "seen since the last trigger" by their SlotState clock, which must not already
+            # count events after the trigger, or the choice would depend on the batch size.
+            slots, gone = self.state.slots_for(entities[start:stop])
+            evicted += gone
             view = BatchOutput(out.pred[start:stop], out.z[start:stop], out.err[start:stop],
                                out.score[start:stop], out.flag[start:stop])
-            self.model.step(self.state.arrays, slots[start:stop], x[start:stop], ts[start:stop],
-                            self.kp, view)
+            self.model.step(self.state.arrays, slots, x[start:stop], ts[start:stop], self.kp, view)
             self.training.advance(stop - start)
             start = stop
         if n:
