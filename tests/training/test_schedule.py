@@ -1,0 +1,248 @@
+"""Retraining schedule: triggers at fixed event counts, deterministic weights, background swaps, failures."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from rnnstream.config import load_config
+from rnnstream.detector import Detector
+from rnnstream.training.windows import WindowBuffer, harvest_windows
+
+YAML = """
+detectors:
+  - name: test
+    topics: [t]
+    entity: host
+    timestamp: {{field: ts}}
+    features: [cpu, mem]
+    model: {{type: {model}, {model_params}}}
+    training:
+      background: {background}
+      every_events: 60
+      every_seconds: 1.0e9
+      min_events: 40
+      window: 8
+      batch_windows: 6
+      buffer_windows: 12
+      steps: 4
+      exclude_anomalies: {exclude}
+    scoring: {{warmup_events: 10, short_window: 4, long_window: 100}}
+"""
+
+PARAMS = {"gru": "hidden: 6, seed: 3", "esn": "size: 16, seed: 3", "naive": "seed: 0"}
+
+
+def _cfg(model="gru", background=False, exclude=True):
+    text = YAML.format(model=model, model_params=PARAMS[model], background=str(background).lower(),
+                       exclude=str(exclude).lower())
+    return load_config(text).detectors[0]
+
+
+def _stream(n=700, n_entities=6, seed=0):
+    rng = np.random.default_rng(seed)
+    ents = rng.integers(0, n_entities, n)
+    # Entities 4 and 5 appear only late, so "entities seen since the last trigger" matters.
+    ents[: n // 2][ents[: n // 2] >= 4] = 0
+    ts = 1.7e9 + np.cumsum(rng.exponential(30.0, n))
+    x = np.stack([np.sin(ts / 600.0) + ents, np.cos(ts / 900.0)], axis=1) + 0.1 * rng.standard_normal((n, 2))
+    return [f"h{e}" for e in ents], x, ts
+
+
+def _run(cfg, batch, stream=None, **kw):
+    ents, x, ts = stream or _stream()
+    det = Detector(cfg, **kw)
+    outs, versions = [], []
+    try:
+        for lo in range(0, len(ents), batch):
+            res = det.process(ents[lo:lo + batch], x[lo:lo + batch], ts[lo:lo + batch])
+            outs.append(np.column_stack([res.pred, res.z, res.err, res.score, res.flag]).copy())
+            versions += [res.model_version] * len(res.index)
+        det.training.collect(wait=True)
+    finally:
+        det.close()
+    return np.concatenate(outs), det, versions
+
+
+@pytest.mark.parametrize("model", ["gru", "esn"])
+def test_inline_outputs_and_weights_independent_of_batch_size(model):
+    cfg = _cfg(model)
+    ref_out, ref_det, _ = _run(cfg, 1)
+    assert ref_det.training.stats.runs_ok == ref_det.training.k >= 10  # (700 - 40) / 60 + 1 triggers
+    assert ref_det.model.version == ref_det.training.k
+    for batch in (7, 1000):
+        out, det, _ = _run(cfg, batch)
+        assert out.tobytes() == ref_out.tobytes(), f"batch={batch}"
+        assert det.training.k == ref_det.training.k
+        for name, w in ref_det.model.weights.items():
+            assert det.model.weights[name].tobytes() == w.tobytes(), (batch, name)
+        assert det.training.buffer.data.tobytes() == ref_det.training.buffer.data.tobytes()
+
+
+def test_training_changes_the_outputs():
+    """Guards the test above: the weights in force do matter for the outputs."""
+    on, _, _ = _run(_cfg("gru"), 1000)
+    cfg = _cfg("gru")
+    import dataclasses
+    off, _, _ = _run(dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, enabled=False)), 1000)
+    assert on.shape == off.shape and not np.array_equal(on, off)
+    assert np.array_equal(on[:40], off[:40])  # identical before the first trigger
+
+
+def test_inline_swaps_weights_at_the_trigger_event():
+    _, det, versions = _run(_cfg("gru"), 1)   # batch 1: a result's model_version is its event's
+    i = np.arange(len(versions))
+    # min_events 40, every_events 60: triggers before events 40, 100, 160, ...; each fit in force at once.
+    want = np.where(i < 40, 0, (i - 40) // 60 + 1)
+    np.testing.assert_array_equal(versions, want)
+
+
+def test_background_identical_across_batchings_and_never_mutates_weights_during_step():
+    cfg = _cfg("gru", background=True)
+    results = []
+    for batch in (1, 7, 1000):
+        det_holder = {}
+        ents, x, ts = _stream()
+        det = Detector(cfg)
+        assert det.training.background
+        det_holder["det"] = det
+        original_step = det.model.step
+        checks = {"steps": 0}
+
+        def guarded_step(*args, _det=det, _orig=original_step, **kwargs):
+            before = _det.model.weights
+            copies = {k: v.copy() for k, v in before.items()}
+            _orig(*args, **kwargs)
+            assert _det.model.weights is before
+            for k, v in copies.items():
+                assert np.array_equal(before[k], v), k
+            checks["steps"] += 1
+
+        det.model.step = guarded_step
+        outs = []
+        for lo in range(0, len(ents), batch):
+            res = det.process(ents[lo:lo + batch], x[lo:lo + batch], ts[lo:lo + batch])
+            outs.append(np.column_stack([res.pred, res.z, res.err, res.score, res.flag, np.full(len(res.index), res.model_version)]).copy())
+        det.training.collect(wait=True)
+        det.close()
+        assert checks["steps"] > 0 and det.training.stats.runs_ok == det.training.k >= 10
+        results.append((np.concatenate(outs), {k: v.copy() for k, v in det.model.weights.items()}))
+    ref_out, ref_w = results[0]
+    for out, w in results[1:]:
+        # Model versions are per batch, so compare outputs without that column, then the weights.
+        assert out[:, :-1].tobytes() == ref_out[:, :-1].tobytes()
+        assert all(w[k].tobytes() == ref_w[k].tobytes() for k in ref_w)
+
+
+def test_background_result_takes_effect_at_the_next_trigger():
+    import dataclasses
+
+    cfg = _cfg("gru", background=True)
+    frozen = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, enabled=False))
+    untrained, _, _ = _run(frozen, 1000)
+    background, _, versions = _run(cfg, 1)
+    # The fit started at event 40 is put in force at the next trigger (event 100), not before.
+    assert np.array_equal(untrained[:100], background[:100])
+    assert not np.array_equal(untrained[100:160], background[100:160])
+    i = np.arange(len(versions))
+    np.testing.assert_array_equal(versions, np.where(i < 100, 0, (i - 40) // 60))
+
+
+def test_failing_fit_keeps_old_weights_and_counts_a_failure(caplog):
+    cfg = _cfg("gru")
+    ents, x, ts = _stream()
+    det = Detector(cfg, background=False)
+    initial = {k: v.copy() for k, v in det.model.weights.items()}
+    calls = []
+
+    def broken_fit(*args, **kwargs):
+        calls.append(threading.get_ident())
+        raise FloatingPointError("boom")
+
+    det.model.fit = broken_fit
+    res = det.process(ents, x, ts)
+    det.close()
+    assert calls and det.training.stats.runs_failed == len(calls) and det.training.stats.runs_ok == 0
+    assert det.model.version == 0 and res.model_version == 0
+    assert all(np.array_equal(det.model.weights[k], v) for k, v in initial.items())
+    assert np.all(np.isfinite(res.score)) and len(res.index) == len(ents)
+    assert "training failed" in caplog.text
+
+
+def test_non_finite_fit_result_is_dropped():
+    cfg = _cfg("gru")
+    ents, x, ts = _stream()
+    det = Detector(cfg, background=False)
+    real_fit = det.model.fit
+
+    def nan_fit(*args, **kwargs):
+        result = real_fit(*args, **kwargs)
+        result.weights["w_o"][0, 0] = np.nan
+        return result
+
+    det.model.fit = nan_fit
+    det.process(ents, x, ts)
+    det.close()
+    assert det.training.stats.runs_failed > 0 and det.training.stats.runs_ok == 0 and det.model.version == 0
+
+
+# --- windows ----------------------------------------------------------------------------------------
+
+def _rings(n_slots=4, w=5, d=2):
+    count = np.array([3, 5, 12, 7], dtype=np.int64)[:n_slots]
+    ring_in = np.zeros((n_slots, w, d), dtype=np.float32)
+    ring_flag = np.zeros((n_slots, w), dtype=np.uint8)
+    for s in range(n_slots):
+        for k in range(count[s]):     # event k of slot s has value 100 s + k, at position k % w
+            ring_in[s, k % w] = 100 * s + k
+    return count, ring_in, ring_flag
+
+
+def test_harvest_unrolls_oldest_first_and_skips_partial_rings():
+    count, ring_in, ring_flag = _rings()
+    got = harvest_windows(count, ring_in, ring_flag, np.arange(4), exclude_anomalies=True)
+    assert got.shape == (3, 5, 2)   # slot 0 has only 3 events
+    np.testing.assert_array_equal(got[:, :, 0], [[100, 101, 102, 103, 104], [207, 208, 209, 210, 211],
+                                                 [302, 303, 304, 305, 306]])
+
+
+def test_windows_with_anomaly_flags_excluded_only_when_asked():
+    count, ring_in, ring_flag = _rings()
+    ring_flag[2, 3] = 1    # slot 2's window contains an anomaly
+    ring_flag[0, 0] = 1    # irrelevant: slot 0's ring is not full
+    clean = harvest_windows(count, ring_in, ring_flag, np.arange(4), exclude_anomalies=True)
+    assert clean[:, 0, 0].tolist() == [100, 302]
+    everything = harvest_windows(count, ring_in, ring_flag, np.arange(4), exclude_anomalies=False)
+    assert everything[:, 0, 0].tolist() == [100, 207, 302]
+
+
+def test_schedule_excludes_anomalous_windows():
+    """Through the detector: with exclude_anomalies the buffer holds no window with an anomaly flag."""
+    import dataclasses
+
+    for exclude in (True, False):
+        cfg = _cfg("naive", exclude=exclude)
+        cfg = dataclasses.replace(cfg, scoring=dataclasses.replace(cfg.scoring, threshold=0.0, suppress_events=0))
+        ents, x, ts = _stream()
+        det = Detector(cfg, background=False)
+        seen: list[np.ndarray] = []
+        det.model.fit = lambda w, o, windows, t, _seen=seen: (_seen.append(windows.copy()), det.model.__class__.fit(det.model, w, o, windows, t))[1]
+        det.process(ents, x, ts)
+        det.close()
+        # threshold 0: every scored event (after warm-up) is an anomaly, so every full ring has one.
+        assert (sum(len(b) for b in seen) == 0) == exclude
+
+
+def test_window_buffer_reservoir_is_seeded_and_bounded():
+    a, b = WindowBuffer(4, 3, 2), WindowBuffer(4, 3, 2)
+    wins = np.arange(10 * 3 * 2, dtype=np.float32).reshape(10, 3, 2)
+    a.add(wins, np.random.default_rng([0, 1]))
+    b.add(wins, np.random.default_rng([0, 1]))
+    assert a.size == 4 and a.offered == 10 and np.array_equal(a.data, b.data)
+    sample = a.sample(6, np.random.default_rng(0), newest=wins[:2])
+    assert len(sample) == 6 and np.array_equal(sample[:2], wins[:2])
+    restored = WindowBuffer(4, 3, 2)
+    restored.load_snapshot(a.snapshot())
+    assert restored.size == a.size and restored.offered == a.offered and np.array_equal(restored.data, a.data)
