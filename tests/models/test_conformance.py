@@ -1,0 +1,202 @@
+"""Conformance suite: every registered model type keeps the guarantees of ``rnnstream.models.base.Model``.
+
+Parametrised over ``REGISTRY`` after loading the built-in types, so a newly registered type is covered
+without editing this file (it needs a parameter class in ``rnnstream.config.model_params.MODEL_PARAMS``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+import pytest
+
+from rnnstream.config.model_params import MODEL_PARAMS
+from rnnstream.config.schema import TrainingConfig
+from rnnstream.kernels.params import kernel_params, n_time_features
+from rnnstream.models.base import REGISTRY, BatchOutput, FitResult, Model, _load_builtin, common_fields
+from rnnstream.state import fileformat as ff
+
+_load_builtin()
+TYPES = sorted(REGISTRY)
+F = 2
+D = F + n_time_features(True, True, True)
+W = 8
+SMALL = {"hidden": 8, "size": 24}  # keep the suite fast where a type has these knobs
+
+
+def test_builtin_types_registered():
+    assert {"gru", "esn", "naive"} <= set(TYPES)
+
+
+def _params(type_name: str, seed: int = 0):
+    cls = MODEL_PARAMS[type_name]
+    names = {f.name for f in dataclasses.fields(cls)}
+    return dataclasses.replace(cls(), **{k: v for k, v in {**SMALL, "seed": seed}.items() if k in names})
+
+
+def _model(type_name: str, seed: int = 0) -> Model:
+    return REGISTRY[type_name](F, D, _params(type_name, seed))
+
+
+def _state(model: Model, n_slots: int = 6) -> dict[str, np.ndarray]:
+    fields = {**common_fields(F, D, W), **model.state_fields()}
+    return {k: np.zeros((n_slots, *f.shape), dtype=f.dtype) for k, f in fields.items()}
+
+
+KP = kernel_params(warmup_events=5, short_window=3, long_window=50, suppress_events=3, threshold=0.4,
+                   novelty_tolerance=0.1)
+
+
+def _batch(seed: int, n: int = 300, n_slots: int = 6, start: float = 1.7e9):
+    rng = np.random.default_rng(seed)
+    slots = rng.integers(0, n_slots, n).astype(np.int64)
+    ts = start + np.cumsum(rng.exponential(60.0, n))
+    x = np.column_stack([np.sin(ts / 3000.0) * 5 + slots, rng.standard_normal(n)])
+    x[rng.random(n) < 0.02] += 30.0
+    return slots, x, ts
+
+
+def _step(model, state, slots, x, ts) -> np.ndarray:
+    out = BatchOutput.allocate(len(slots), F)
+    model.step(state, slots, x, ts, KP, out)
+    return np.column_stack([out.pred, out.z, out.err, out.score, out.flag]).copy()
+
+
+def _windows(seed: int = 0, b: int = 6) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((b, W, D)).astype(np.float32)
+
+
+TRAINING = dataclasses.replace(TrainingConfig(), steps=3, batch_windows=4, window=W, min_events=W)
+
+
+def _fit_and_swap(model: Model) -> FitResult:
+    result = model.fit(model.weights, model.opt_state, _windows(), TRAINING)
+    model.swap(result)
+    return result
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_seeded_determinism(type_name):
+    a, b = _model(type_name, seed=5), _model(type_name, seed=5)
+    assert a.weights.keys() == b.weights.keys()
+    assert all(a.weights[k].tobytes() == b.weights[k].tobytes() for k in a.weights)
+    sa, sb = _state(a), _state(b)
+    for seed in (1, 2):
+        batch = _batch(seed, start=1.7e9 + seed * 1e6)
+        assert _step(a, sa, *batch).tobytes() == _step(b, sb, *batch).tobytes()
+    assert all(sa[k].tobytes() == sb[k].tobytes() for k in sa)
+    ra, rb = _fit_and_swap(a), _fit_and_swap(b)
+    assert all(ra.weights[k].tobytes() == rb.weights[k].tobytes() for k in ra.weights)
+    batch = _batch(3, start=1.8e9)
+    assert _step(a, sa, *batch).tobytes() == _step(b, sb, *batch).tobytes()
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_different_seed_gives_different_weights_where_there_are_random_weights(type_name):
+    a, b = _model(type_name, seed=1), _model(type_name, seed=2)
+    if a.weights:   # some arrays (a persistence head) are fixed, but the seed must matter somewhere
+        assert any(a.weights[k].tobytes() != b.weights[k].tobytes() for k in a.weights)
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_snapshot_round_trip_then_continue_equals_uninterrupted(type_name):
+    first, second = _batch(1), _batch(2, start=1.75e9)
+    straight = _model(type_name)
+    st = _state(straight)
+    _step(straight, st, *first)
+    _fit_and_swap(straight)
+    # Snapshot weights + optimiser state + slot arrays through the file format (no pickle).
+    buf = ff.to_bytes({**{f"model.{k}": v for k, v in straight.snapshot().items()},
+                       **{f"state.{k}": v for k, v in st.items()}}, {"type": type_name})
+    arrays, meta = ff.from_bytes(buf)
+    assert meta == {"type": type_name}
+    restored = _model(type_name, seed=99)   # a different seed: everything must come from the snapshot
+    restored.load_snapshot({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
+    rst = {k[6:]: v for k, v in arrays.items() if k.startswith("state.")}
+    assert restored.version == straight.version == 1
+    assert all(restored.weights[k].tobytes() == straight.weights[k].tobytes() for k in straight.weights)
+    expected = _step(straight, st, *second)
+    got = _step(restored, rst, *second)
+    assert got.tobytes() == expected.tobytes()
+    assert all(rst[k].tobytes() == st[k].tobytes() for k in st)
+    # And training continues identically from the restored optimiser state.
+    ra, rb = _fit_and_swap(straight), _fit_and_swap(restored)
+    assert all(ra.weights[k].tobytes() == rb.weights[k].tobytes() for k in ra.weights)
+
+
+EXTREME = {
+    "huge": lambda n: np.full((n, F), 1e12),
+    "huge_negative": lambda n: np.full((n, F), -1e12),
+    "alternating_huge": lambda n: np.where(np.arange(n)[:, None] % 2 == 0, 1e12, -1e12) * np.ones((1, F)),
+    "constant": lambda n: np.full((n, F), 3.0),
+    "zeros": lambda n: np.zeros((n, F)),
+    "tiny_steps": lambda n: 1.0 + 1e-300 * np.arange(n)[:, None] * np.ones((1, F)),
+    "jump": lambda n: np.where(np.arange(n)[:, None] < n // 2, 0.0, 1e12) * np.ones((1, F)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXTREME))
+@pytest.mark.parametrize("type_name", TYPES)
+def test_finite_input_gives_finite_output_and_state(type_name, case):
+    model = _model(type_name)
+    state = _state(model, n_slots=2)
+    n = 200
+    slots = np.zeros(n, dtype=np.int64)
+    ts = 1e9 + np.arange(n) * 60.0
+    ts[n // 3:] += 1e9          # a thirty-year silence
+    ts[2 * n // 3:] += 1e-6     # and near-simultaneous events
+    x = EXTREME[case](n)
+    out = _step(model, state, slots, x, ts)
+    assert np.all(np.isfinite(out)), case
+    for name, arr in state.items():
+        assert np.all(np.isfinite(arr)), (case, name)
+    assert np.all((out[:, 2 * F + 1] >= 0) & (out[:, 2 * F + 1] <= 1))
+    # Training on what was seen keeps weights finite too.
+    windows = state["ring_in"][:1]
+    result = model.fit(model.weights, model.opt_state, windows, TRAINING)
+    assert all(np.all(np.isfinite(w)) for w in result.weights.values())
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_fit_is_pure_and_returns_finite_fresh_weights(type_name):
+    model = _model(type_name)
+    _fit_and_swap(model)                     # non-empty optimiser state from here
+    weights_in = copy.deepcopy(model.weights)
+    opt_in = copy.deepcopy(model.opt_state)
+    windows = _windows(7)
+    windows_in = windows.copy()
+    result = model.fit(model.weights, model.opt_state, windows, TRAINING)
+    assert isinstance(result, FitResult)
+    for k, v in weights_in.items():
+        assert model.weights[k].tobytes() == v.tobytes(), k
+    for k, v in opt_in.items():
+        assert np.asarray(model.opt_state[k]).tobytes() == np.asarray(v).tobytes(), k
+    assert windows.tobytes() == windows_in.tobytes()
+    assert result.weights.keys() == weights_in.keys()
+    for k, w in result.weights.items():
+        assert w.shape == weights_in[k].shape and w.dtype == weights_in[k].dtype, k
+        assert np.all(np.isfinite(w)), k
+        assert not np.shares_memory(w, model.weights[k]), k
+    assert np.isfinite(result.loss_before) and np.isfinite(result.loss_after)
+    assert model.version == 1  # fit never swaps by itself
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_state_rows_are_per_slot(type_name):
+    model = _model(type_name)
+    for name, spec in model.state_fields().items():
+        assert name not in common_fields(F, D, W), name
+        assert isinstance(spec.shape, tuple) and np.dtype(spec.dtype).kind in "biuf"
+    state = _state(model, n_slots=4)
+    slots, x, ts = _batch(4, n=100, n_slots=1)
+    out0 = _step(model, state, slots, x, ts)                      # slot 0 only
+    for k, arr in state.items():
+        assert not arr[1:].any(), f"{k}: a step of slot 0 wrote into other slots' rows"
+    out2 = _step(model, state, slots + 2, x, ts)                  # same events in slot 2
+    assert out2.tobytes() == out0.tobytes()
+    for k, arr in state.items():
+        assert arr[2].tobytes() == arr[0].tobytes(), k
+        assert not arr[1].any() and not arr[3].any(), k
