@@ -1,0 +1,114 @@
+"""One HTTP port for Prometheus and the orchestrator: /metrics, /healthz, /readyz.
+
+* ``/metrics``: ``prometheus_client.generate_latest`` of the registry (text format 0.0.4).
+* ``/healthz``: 200 "ok" while the process serves HTTP at all (liveness).
+* ``/readyz``: 200 "ready" after ``set_ready(True)``; otherwise 503 with the reason (readiness: state
+  restored, kernels compiled, partitions assigned — the runner decides).
+
+Served by a ``ThreadingHTTPServer`` in a daemon thread; requests never touch the processing loop's
+state, only the (thread-safe) registry and the ready flag. Not guaranteed: TLS or authentication.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+log = logging.getLogger(__name__)
+
+
+class HttpServer:
+    """``HttpServer(registry, metrics=None)``; ``metrics`` (rnnstream.metrics.Metrics) mirrors readiness
+    into the ``rnnstream_ready`` gauge."""
+
+    def __init__(self, registry: CollectorRegistry, metrics: Any = None):
+        self.registry = registry
+        self.metrics = metrics
+        self._ready = False
+        self._reason = "starting"
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @property
+    def reason(self) -> str:
+        return "ready" if self._ready else self._reason
+
+    def set_ready(self, ready: bool = True, reason: str = "") -> None:
+        """Mark ready, or not ready with ``reason`` (shown in the /readyz 503 body)."""
+        self._reason = reason or ("not ready" if not ready else "")
+        self._ready = bool(ready)
+        if self.metrics is not None:
+            self.metrics.set_ready(self._ready)
+
+    def start(self, host: str = "0.0.0.0", port: int = 0) -> int:
+        """Bind and serve in a daemon thread; returns the bound port (``port=0`` lets the OS pick)."""
+        if self._server is not None:
+            raise RuntimeError("HttpServer already started")
+        owner = self
+
+        class Handler(_Handler):
+            server_owner = owner
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="rnnstream-http", daemon=True)
+        self._thread.start()
+        bound = self._server.server_address[1]
+        log.info("http server listening", extra={"host": host, "port": bound})
+        return bound
+
+    def stop(self) -> None:
+        """Stop serving and close the socket (idempotent)."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_owner: HttpServer
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+        path = self.path.split("?", 1)[0]
+        owner = self.server_owner
+        if path == "/metrics":
+            self._reply(200, generate_latest(owner.registry), CONTENT_TYPE_LATEST)
+        elif path == "/healthz":
+            self._reply(200, b"ok\n")
+        elif path == "/readyz":
+            if owner.ready:
+                self._reply(200, b"ready\n")
+            else:
+                self._reply(503, f"not ready: {owner.reason}\n".encode())
+        else:
+            self._reply(404, b"not found: try /metrics, /healthz or /readyz\n")
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self.do_GET()
+
+    def _reply(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # scrapes every few seconds: keep quiet
+        log.debug("http %s", format % args)
+
+
+MetricsServer = HttpServer
+"""Alias: the same class."""

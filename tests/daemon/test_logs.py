@@ -1,0 +1,81 @@
+"""JSON-lines logging: fields, extras, payload omission, masked secrets, exceptions."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from rnnstream.config import load_config
+from rnnstream.config.secret import Secret
+from rnnstream.daemon.logs import OMITTED, setup_logging
+
+
+@pytest.fixture
+def capture():
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+
+    def install(log_payloads=False, level="INFO"):
+        buf = io.StringIO()
+        setup_logging(level, log_payloads, stream=buf)
+        return buf
+
+    yield install
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+    logging.captureWarnings(False)
+
+
+def lines(buf):
+    return [json.loads(line) for line in buf.getvalue().splitlines()]
+
+
+def test_fields_and_extras(capture):
+    buf = capture(level="INFO")
+    log = logging.getLogger("rnnstream.test")
+    log.debug("hidden")
+    log.info("checkpoint %s", "written", extra={"path": "/x", "partition": np.int64(3), "dur": np.float32(0.5),
+                                                   "tags": ("a", "b"), "raw": b"\xff"})
+    (rec,) = lines(buf)
+    assert rec["level"] == "INFO" and rec["logger"] == "rnnstream.test" and rec["msg"] == "checkpoint written"
+    assert rec["ts"].endswith("Z") and "T" in rec["ts"]
+    assert rec["path"] == "/x" and rec["partition"] == 3 and rec["dur"] == 0.5 and rec["tags"] == ["a", "b"]
+    assert rec["raw"] == "\ufffd"
+
+
+def test_payloads_omitted_unless_asked(capture):
+    buf = capture()
+    logging.getLogger("t").warning("rejected", extra={"payload": '{"password": 1}', "reason": "oversize"})
+    (rec,) = lines(buf)
+    assert rec["payload"] == OMITTED and rec["reason"] == "oversize"
+    buf = capture(log_payloads=True)
+    logging.getLogger("t").warning("rejected", extra={"payload": '{"cpu": 1}'})
+    assert lines(buf)[0]["payload"] == '{"cpu": 1}'
+
+
+def test_secrets_stay_masked(capture):
+    buf = capture()
+    cfg = load_config("""
+kafka: {bootstrap_servers: "b:9092", security_protocol: SASL_SSL, sasl_mechanism: PLAIN,
+        sasl_username: u, sasl_password: hunter2}
+detectors: [{name: d, topics: [t], entity: h, timestamp: {field: ts}, features: [x]}]
+""")
+    log = logging.getLogger("t")
+    log.info("config %r", cfg.kafka, extra={"kafka": cfg.kafka, "pw": Secret("hunter2")})
+    text = buf.getvalue()
+    assert "hunter2" not in text
+    assert json.loads(text)["kafka"]["sasl_username"] == "u"
+
+
+def test_exception_traceback(capture):
+    buf = capture()
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("t").exception("failed")
+    (rec,) = lines(buf)
+    assert rec["level"] == "ERROR" and "ValueError: boom" in rec["exc"]
