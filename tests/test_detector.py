@@ -1,0 +1,164 @@
+"""Detector glue: rejected rows, mapping results back to input positions, eviction reports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rnnstream.config import load_config
+from rnnstream.detector import REASON_NON_FINITE, Detector
+from rnnstream.kernels.calibrate import FLAG_ANOMALY, FLAG_SUPPRESSED
+
+YAML = """
+detectors:
+  - name: test
+    topics: [t]
+    entity: host
+    timestamp: {{field: ts}}
+    features: [a, b]
+    max_entities: {max_entities}
+    idle_ttl_seconds: 1000
+    model: {{type: {model}, seed: 1{extra}}}
+    training: {{enabled: {training}, background: false, every_events: 50, every_seconds: 1.0e9, min_events: 16, window: 8, steps: 2}}
+    scoring: {{warmup_events: 5, short_window: 3, long_window: 50, suppress_events: 2, threshold: 0.4}}
+"""
+
+
+def _det(model="gru", max_entities=100, training=True) -> Detector:
+    extra = ", hidden: 4" if model == "gru" else ""
+    text = YAML.format(model=model, extra=extra, max_entities=max_entities, training=str(training).lower())
+    return Detector(load_config(text).detectors[0])
+
+
+def _stream(n=200, n_entities=4, seed=0, spikes=0.03):
+    rng = np.random.default_rng(seed)
+    ents = [f"h{e}" for e in rng.integers(0, n_entities, n)]
+    ts = 1.7e9 + np.cumsum(rng.exponential(10.0, n))
+    x = rng.standard_normal((n, 2)) + 5
+    x[rng.random(n) < spikes] += 40
+    return ents, x, ts
+
+
+def _rows(res):
+    return np.column_stack([res.pred, res.z, res.err, res.score, res.flag]).copy()
+
+
+@pytest.mark.parametrize("model", ["gru", "naive"])
+def test_non_finite_rows_rejected_with_reason_and_never_touch_state(model):
+    ents, x, ts = _stream()
+    bad_x, bad_ts = x.copy(), ts.copy()
+    bad_ents = list(ents)
+    bad = {3: "nan", 10: "inf", 11: "-inf", 50: "ts", 120: "newcomer"}
+    bad_x[3, 0] = np.nan
+    bad_x[10, 1] = np.inf
+    bad_x[11, 0] = -np.inf
+    bad_ts[50] = np.nan
+    bad_ents[120] = "only-bad"          # an entity whose only event is rejected
+    bad_x[120, 1] = np.nan
+    clean, dirty = _det(model), _det(model)
+    try:
+        keep = [i for i in range(len(ents)) if i not in bad]
+        want = clean.process([ents[i] for i in keep], x[keep], ts[keep])
+        got = dirty.process(bad_ents, bad_x, bad_ts)
+        assert got.rejected == [(i, REASON_NON_FINITE) for i in sorted(bad)]
+        np.testing.assert_array_equal(got.index, keep)
+        assert _rows(got).tobytes() == _rows(want).tobytes()
+        assert "only-bad" not in dirty.state.index
+        assert dirty.state.index.keys() == clean.state.index.keys()
+        for k, arr in clean.state.arrays.items():
+            assert dirty.state.arrays[k].tobytes() == arr.tobytes(), k
+        assert dirty.training.events == clean.training.events == len(keep)
+        assert dirty.watermark == clean.watermark
+    finally:
+        clean.close()
+        dirty.close()
+
+
+def test_all_rows_rejected():
+    det = _det()
+    try:
+        res = det.process(["a", "b"], np.array([[np.nan, 1.0], [1.0, 1.0]]), np.array([1.0, np.inf]))
+        assert res.rejected == [(0, REASON_NON_FINITE), (1, REASON_NON_FINITE)]
+        assert len(res.index) == len(res.score) == 0 and len(det.state) == 0
+        assert det.watermark == float("-inf")
+    finally:
+        det.close()
+
+
+def test_results_map_back_to_input_positions():
+    ents, x, ts = _stream(n=60)
+    x[7, 0] = np.nan
+    det = _det("naive", training=False)
+    try:
+        res = det.process(ents, x, ts)
+        assert len(res.index) == len(res.pred) == 59 and 7 not in res.index.tolist()
+        # Row k describes input position index[k]: the naive model's first prediction for an
+        # entity is its observation, and z is the normalised input, 0 at each entity's first event.
+        first = {}
+        for k, pos in enumerate(res.index):
+            first.setdefault(ents[pos], (k, pos))
+        for k, pos in first.values():
+            np.testing.assert_array_equal(res.pred[k], x[pos])
+            assert np.all(res.z[k] == 0.0)
+        # An entity's second accepted event is predicted as its first (persistence, z = 0).
+        seen = {}
+        for k, pos in enumerate(res.index):
+            seen[ents[pos]] = seen.get(ents[pos], []) + [pos]
+            if len(seen[ents[pos]]) == 2:
+                np.testing.assert_allclose(res.pred[k], x[seen[ents[pos]][0]], rtol=1e-12)
+    finally:
+        det.close()
+
+
+def test_batch_result_helpers():
+    ents, x, ts = _stream(n=300, n_entities=1, spikes=0.0)
+    x[150:] += 100.0
+    det = _det("naive", training=False)
+    try:
+        res = det.process(ents, x, ts)
+        assert len(res.anomalies) > 0 and np.all(res.flag[res.anomalies] & FLAG_ANOMALY)
+        reported = res.reported_score()
+        suppressed = (res.flag & FLAG_SUPPRESSED) != 0
+        assert suppressed.any()
+        assert np.all(reported[suppressed] == 0) and np.array_equal(reported[~suppressed], res.score[~suppressed])
+    finally:
+        det.close()
+
+
+def test_entity_eviction_reported():
+    det = _det("naive", max_entities=3, training=False)
+    one = np.ones((1, 2))
+    try:
+        for t, e in enumerate(["a", "b", "c", "a"]):
+            assert det.process([e], one, np.array([float(t)])).evicted == []
+        res = det.process(["d"], one, np.array([10.0]))
+        assert res.evicted == ["b"]                      # least recently seen
+        res = det.process(["e", "a", "f"], np.ones((3, 2)), np.array([11.0, 12.0, 13.0]))
+        assert res.evicted == ["c", "d"]                 # never "a", which is in this batch
+        assert set(det.state.index) == {"a", "e", "f"}
+        assert det.state.evicted_total == 3
+    finally:
+        det.close()
+
+
+def test_evict_idle_uses_event_time_watermark():
+    det = _det("naive", training=False)
+    try:
+        det.process(["old", "new"], np.ones((2, 2)), np.array([0.0, 500.0]))
+        assert det.evict_idle() == []                   # watermark 500, ttl 1000
+        det.process(["new"], np.ones((1, 2)), np.array([1500.0]))
+        assert det.evict_idle() == ["old"]
+        assert set(det.state.index) == {"new"}
+    finally:
+        det.close()
+
+
+def test_batch_larger_than_output_buffer():
+    det = Detector(load_config(YAML.format(model="naive", extra="", max_entities=10, training="false")).detectors[0],
+                   batch_capacity=8)
+    ents, x, ts = _stream(n=50)
+    try:
+        res = det.process(ents, x, ts)
+        assert len(res.index) == 50 and np.all(np.isfinite(res.score))
+    finally:
+        det.close()
