@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -22,24 +22,37 @@ log = logging.getLogger(__name__)
 
 
 class HttpServer:
-    """``HttpServer(registry, metrics=None)``; ``metrics`` (rnnstream.metrics.Metrics) mirrors readiness
-    into the ``rnnstream_ready`` gauge."""
+    """``HttpServer(registry, metrics=None, ready=None)``.
 
-    def __init__(self, registry: CollectorRegistry, metrics: Any = None):
+    Readiness comes either from ``set_ready`` (``metrics``, an rnnstream.metrics.Metrics, then mirrors
+    it into the ``rnnstream_ready`` gauge) or, when given, from ``ready()`` returning
+    ``(is_ready, reason)`` at each /readyz request (the caller then owns the gauge).
+    """
+
+    def __init__(self, registry: CollectorRegistry, metrics: Any = None, *,
+                 ready: Callable[[], tuple[bool, str]] | None = None):
         self.registry = registry
         self.metrics = metrics
+        self._probe = ready
         self._ready = False
         self._reason = "starting"
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
+    def readiness(self) -> tuple[bool, str]:
+        """``(is_ready, reason)`` as /readyz reports it."""
+        if self._probe is not None:
+            ok, reason = self._probe()
+            return bool(ok), reason or ("ready" if ok else "not ready")
+        return self._ready, "ready" if self._ready else self._reason
+
     @property
     def ready(self) -> bool:
-        return self._ready
+        return self.readiness()[0]
 
     @property
     def reason(self) -> str:
-        return "ready" if self._ready else self._reason
+        return self.readiness()[1]
 
     def set_ready(self, ready: bool = True, reason: str = "") -> None:
         """Mark ready, or not ready with ``reason`` (shown in the /readyz 503 body)."""
@@ -88,10 +101,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/healthz":
             self._reply(200, b"ok\n")
         elif path == "/readyz":
-            if owner.ready:
+            ok, reason = owner.readiness()
+            if ok:
                 self._reply(200, b"ready\n")
             else:
-                self._reply(503, f"not ready: {owner.reason}\n".encode())
+                self._reply(503, f"not ready: {reason}\n".encode())
         else:
             self._reply(404, b"not found: try /metrics, /healthz or /readyz\n")
 
@@ -110,5 +124,5 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("http %s", format % args)
 
 
-MetricsServer = HttpServer
-"""Alias: the same class."""
+HealthServer = MetricsServer = HttpServer
+"""Aliases: the same class."""

@@ -69,8 +69,14 @@ class JsonFormatter(logging.Formatter):
                                  for k, v in out.items()}).decode()
 
 
-def setup_logging(level: str | int = "INFO", log_payloads: bool = False, stream: TextIO | None = None) -> logging.Handler:
-    """Replace the root logger's handlers with one JSON-lines handler on ``stream`` (default stdout)."""
+def setup_logging(level: Any = "INFO", log_payloads: bool = False, stream: TextIO | None = None) -> logging.Handler:
+    """Replace the root logger's handlers with one JSON-lines handler on ``stream`` (default stdout).
+
+    ``level`` is a level name/number, or a ``LoggingConfig`` (its ``level`` and ``log_payloads`` win).
+    """
+    if hasattr(level, "level"):
+        log_payloads = bool(getattr(level, "log_payloads", log_payloads))
+        level = level.level
     handler = logging.StreamHandler(sys.stdout if stream is None else stream)
     handler.setFormatter(JsonFormatter(log_payloads))
     root = logging.getLogger()

@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 from prometheus_client import CollectorRegistry
 
-from rnnstream.daemon.httpserver import HttpServer
+from rnnstream.daemon.httpserver import HealthServer, HttpServer
 from rnnstream.metrics import Metrics
 
 
@@ -65,3 +65,16 @@ def test_stop_frees_the_port():
     server.stop()   # idempotent
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+
+def test_ready_probe_callable():
+    state = {"ok": False, "reason": "restoring state"}
+    server = HealthServer(CollectorRegistry(), ready=lambda: (state["ok"], state["reason"]))
+    port = server.start("127.0.0.1", 0)
+    try:
+        status, _, body = get(port, "/readyz")
+        assert status == 503 and "restoring state" in body
+        state.update(ok=True, reason="")
+        assert get(port, "/readyz")[0] == 200
+    finally:
+        server.stop()

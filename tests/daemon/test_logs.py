@@ -79,3 +79,17 @@ def test_exception_traceback(capture):
         logging.getLogger("t").exception("failed")
     (rec,) = lines(buf)
     assert rec["level"] == "ERROR" and "ValueError: boom" in rec["exc"]
+
+
+def test_setup_from_logging_config(capture):
+    root = logging.getLogger()
+    cfg = load_config("""
+logging: {level: WARNING, log_payloads: true}
+detectors: [{name: d, topics: [t], entity: h, timestamp: {field: ts}, features: [x]}]
+""")
+    buf = io.StringIO()
+    setup_logging(cfg.logging, stream=buf)
+    assert root.level == logging.WARNING
+    logging.getLogger("t").info("dropped")
+    logging.getLogger("t").warning("kept", extra={"payload": "p"})
+    assert [(r["msg"], r["payload"]) for r in lines(buf)] == [("kept", "p")]
