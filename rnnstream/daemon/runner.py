@@ -1,0 +1,400 @@
+"""``rnnstream run -c FILE``: the daemon's poll loop.
+
+One KafkaConsumer (manual commits) subscribes to every detector's input topics. Each assigned
+partition of a detector's topic gets its own ``Detector`` instance, a *unit* (``rnnstream.daemon.units``):
+a detector's "global" model is therefore kept per partition shard. Records of one partition arrive in
+offset order and a unit's output is a function of its input alone (with event-count training
+triggers), so a unit's state after offset ``o`` is deterministic: a restart from a checkpoint, or a
+partition moved to another replica sharing ``state_dir``, continues exactly where the stream left off.
+
+Per poll, each partition's records are one ``decode_batch`` + one ``Detector.process`` call
+(``Unit.handle``). Every ``checkpoint.interval_seconds``, on partition revocation and at shutdown
+(``Runner.checkpoint``): 1. ``producer.flush()`` so the outputs of every covered event are durable,
+2. save each unit's checkpoint with its next offset, 3. commit those offsets. Hence after a crash:
+committed <= checkpointed offset, nothing is lost, and events after the last checkpoint are scored
+again (their outputs may be published twice, with the same deterministic ``event_id``).
+
+Invariant kept per detector: consumed = processed + rejected (dead-lettered).
+
+Signals (``main`` installs them): SIGTERM/SIGINT stop after the current batch, checkpoint, commit and
+close (exit 0); SIGHUP re-reads the config file: detectors added or removed are (un)subscribed,
+changed detectors get fresh units from their checkpoints, unchanged ones keep theirs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from typing import Any, Callable
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+from prometheus_client import CollectorRegistry
+
+from ..config import Config, load_config
+from ..detector import Detector
+from ..errors import RnnstreamError
+from ..metrics import Metrics
+from .checkpoint import CheckpointStore
+from .decode import decode_batch
+from .outputs import DeliveryError, Outputs
+from .units import Unit
+
+log = logging.getLogger("rnnstream.daemon")
+
+
+class _Listener(ConsumerRebalanceListener):
+    """Called by kafka-python on its I/O thread while the loop thread is blocked in ``poll``."""
+
+    def __init__(self, runner: Runner):
+        self.runner = runner
+
+    def on_partitions_revoked(self, revoked):
+        self.runner._on_revoked(list(revoked))
+
+    def on_partitions_assigned(self, assigned):
+        self.runner._on_assigned(list(assigned))
+
+    def on_partitions_lost(self, lost):
+        self.runner._on_lost(list(lost))
+
+
+class Runner:
+    """The daemon loop for one ``Config``. ``run()`` blocks until ``stop()`` (any thread) and returns 0.
+
+    ``consumer_factory`` / ``producer_factory`` exist for tests; by default they build kafka-python
+    clients from ``config.kafka``. ``http`` starts the /metrics, /healthz, /readyz server.
+    """
+
+    def __init__(self, config: Config, *, config_path: str | None = None,
+                 registry: CollectorRegistry | None = None, http: bool = True,
+                 instance_id: str | None = None,
+                 consumer_factory: Callable[[Config, list[str]], Any] | None = None,
+                 producer_factory: Callable[[Config], Any] | None = None):
+        if config.kafka is None:
+            raise RnnstreamError(f"{config_path or 'config'}: the 'kafka' section is required to run the daemon")
+        self.config = config
+        self.config_path = config_path
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = Metrics(self.registry, top_k_entities=config.metrics.top_k_entities)
+        self.instance_id = instance_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.store = CheckpointStore(config.state_dir, keep_generations=config.checkpoint.keep_generations,
+                                     metrics=self.metrics)
+        self._consumer_factory = consumer_factory or _default_consumer
+        self._producer_factory = producer_factory or _default_producer
+        self._http_enabled = http
+        self.http = None
+        self.units: dict[TopicPartition, Unit] = {}
+        self._parked: dict[TopicPartition, Unit] = {}
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self.started = threading.Event()   # consumer created and subscribed
+        self.consumer = None
+        self.producer = None
+        self.outputs: dict[str, Outputs] = {}
+        self._topic_map = config.topic_map()
+        self.checkpoints = 0
+        self._ready_reason = "starting"
+        self.failure: Exception | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to finish its batch, checkpoint, commit and return. Safe from any thread/signal."""
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        """Ask the loop to re-read ``config_path`` between two polls (what SIGHUP does)."""
+        self._reload.set()
+
+    def run(self) -> int:
+        cfg = self.config
+        for det in cfg.detectors:
+            self.metrics.for_detector(det.name)
+        self._start_http()
+        self._set_ready(False, "compiling kernels and connecting to Kafka")
+        self.producer = self._producer_factory(cfg)
+        self._build_outputs()
+        self.consumer = self._consumer_factory(cfg, self._topics())
+        self.consumer.subscribe(self._topics(), listener=_Listener(self))
+        self.started.set()
+        notify("READY=1")
+        log.info("daemon started", extra={"instance_id": self.instance_id, "topics": self._topics(),
+                                           "state_dir": cfg.state_dir})
+        last_ckpt = time.monotonic()
+        timeout_ms = cfg.kafka.poll_timeout_ms
+        try:
+            while not self._stop.is_set():
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self._do_reload()
+                batch = self.consumer.poll(timeout_ms=timeout_ms)
+                if batch:
+                    self._process(batch)
+                now = time.monotonic()
+                if now - last_ckpt >= self.config.checkpoint.interval_seconds:
+                    self._evict_idle()
+                    self.checkpoint(list(self.units))
+                    last_ckpt = time.monotonic()
+                notify("WATCHDOG=1")
+            notify("STOPPING=1")
+            if self.failure is None:
+                log.info("stopping: final checkpoint", extra={"partitions": len(self.units)})
+                self.checkpoint(list(self.units))
+        finally:
+            self._shutdown()
+        return 0 if self.failure is None else 1
+
+    def _shutdown(self) -> None:
+        self._set_ready(False, "shutting down")
+        for unit in list(self.units.values()) + list(self._parked.values()):
+            unit.close()
+        self.units.clear()
+        self._parked.clear()
+        if self.consumer is not None:
+            try:
+                self.consumer.close(autocommit=False)
+            except Exception:
+                log.exception("closing the consumer failed")
+        if self.producer is not None:
+            try:
+                self.producer.flush()
+                self.producer.close()
+            except Exception:
+                log.exception("closing the producer failed")
+        if self.http is not None:
+            self.http.stop()
+
+    # -- per poll ----------------------------------------------------------------------------------
+
+    def _process(self, batch: dict) -> None:
+        m = self.metrics
+        for tp, records in batch.items():
+            m.for_topic(tp.topic).inc(len(records))
+            unit = self.units.get(tp)
+            if unit is None:  # cannot happen with subscribe(topics); keep the invariant anyway
+                m.rejected_unrouted("unrouted").inc(len(records))
+                continue
+            unit.handle(records, self.outputs[unit.name], decode_batch)
+            hw = self.consumer.highwater(tp)
+            if hw is not None and unit.next_offset is not None:
+                m.lag(tp.topic, tp.partition).set(max(hw - unit.next_offset, 0))
+        for name, dm in self._detector_metrics():
+            dm.entities.set(sum(len(u.detector.state) for u in self.units.values() if u.name == name))
+
+    def _detector_metrics(self):
+        for det in self.config.detectors:
+            yield det.name, self.metrics.for_detector(det.name)
+
+    def _evict_idle(self) -> None:
+        for unit in self.units.values():
+            evicted = unit.detector.evict_idle()
+            if evicted:
+                unit.metrics.evicted.inc(len(evicted))
+
+    # -- checkpoints -------------------------------------------------------------------------------
+
+    def checkpoint(self, tps: list, *, commit: str = "sync") -> bool:
+        """Flush outputs, save the units of ``tps``, commit their offsets. False if any step failed.
+
+        ``commit`` is "sync" (the loop thread), "async" (inside a rebalance callback, which runs on
+        kafka-python's I/O thread and must not block on the consumer) or "none".
+        """
+        units = [self.units[tp] for tp in tps if tp in self.units and self.units[tp].next_offset is not None]
+        if not units:
+            return True
+        started = time.perf_counter()
+        ok = True
+        try:
+            self.producer.flush()
+            for name in {u.name for u in units}:
+                self.outputs[name].raise_if_failed()
+            offsets = {}
+            for unit in units:
+                unit.saved_path = self.store.save(unit.name, unit.tp, unit.detector, unit.next_offset)
+                offsets[unit.tp] = OffsetAndMetadata(unit.next_offset, "", -1)
+            if commit == "sync":
+                self.consumer.commit(offsets)
+            elif commit == "async":
+                self.consumer.commit_async(offsets)
+        except DeliveryError as exc:
+            # Outputs of covered events are lost: never commit past them. Exit, so a restart replays
+            # from the last good checkpoint.
+            ok = False
+            self.failure = exc
+            self._stop.set()
+            log.error("output delivery failed; stopping without committing", extra={"error": str(exc)})
+        except Exception:
+            ok = False
+            log.exception("checkpoint failed", extra={"partitions": _names(u.tp for u in units)})
+        self.metrics.record_checkpoint(ok, time.perf_counter() - started, time.time())
+        self.checkpoints += ok
+        return ok
+
+    # -- rebalance ---------------------------------------------------------------------------------
+    # kafka-python 3 calls these on its I/O thread while the loop thread waits inside poll(), so they
+    # may touch the units but must not block on the consumer (no commit(), committed(), position()).
+    # The checkpoint written at revocation, not the group offset, is what the next owner resumes from.
+
+    def _on_revoked(self, revoked: list) -> None:
+        self._set_ready(False, "rebalancing")
+        mine = [tp for tp in revoked if tp in self.units]
+        self.checkpoint(mine, commit="async")
+        for tp in mine:
+            self._parked[tp] = self.units.pop(tp)
+            self.metrics.forget_partition(tp.topic, tp.partition)
+        log.info("partitions revoked", extra={"partitions": _names(mine)})
+
+    def _on_lost(self, lost: list) -> None:
+        # Another member may own these already: its checkpoints win, ours would be stale.
+        for tp in lost:
+            unit = self.units.pop(tp, None)
+            if unit is not None:
+                unit.close()
+        log.warning("partitions lost (group membership expired); their progress since the last "
+                    "checkpoint will be replayed", extra={"partitions": _names(lost)})
+
+    def _on_assigned(self, assigned: list) -> None:
+        for tp in assigned:
+            cfg = self._topic_map.get(tp.topic)
+            if cfg is None or tp in self.units:
+                continue
+            self.units[tp] = self._unit_for(tp, cfg)
+        for unit in self._parked.values():
+            unit.close()
+        self._parked.clear()
+        self._set_ready(True, "")
+        log.info("partitions assigned", extra={"partitions": _names(assigned)})
+
+    def _unit_for(self, tp, cfg) -> Unit:
+        parked = self._parked.pop(tp, None)
+        gens = self.store.generations(cfg.name, tp)
+        newest = gens[0][1] if gens else None
+        if parked is not None and parked.cfg == cfg and parked.saved_path == newest:
+            # Nobody checkpointed this partition since we did: our in-memory state is current.
+            if parked.next_offset is not None:
+                self.consumer.seek(tp, parked.next_offset)
+            return parked
+        if parked is not None:
+            parked.close()
+        dm = self.metrics.for_detector(cfg.name)
+        loaded = self.store.load(cfg.name, tp, cfg)
+        if loaded is not None:
+            detector, next_offset = loaded
+            self.consumer.seek(tp, next_offset)
+            unit = Unit(cfg.name, tp, cfg, detector, dm, next_offset, restored=True)
+        else:
+            unit = Unit(cfg.name, tp, cfg, Detector(cfg), dm)
+            log.info("no checkpoint; starting fresh from the group's committed offset",
+                     extra={"partition": _names([tp])[0]})
+        self._hook_training(unit)
+        return unit
+
+    def _hook_training(self, unit: Unit) -> None:
+        dm, model = unit.metrics, unit.detector.model
+
+        def on_result(result, duration):
+            dm.record_training(result is not None, duration,
+                               None if result is None else float(result.loss_after), model.version)
+        unit.detector.training.on_result = on_result
+
+    # -- config --------------------------------------------------------------------------------------
+
+    def _topics(self) -> list[str]:
+        return sorted(self._topic_map)
+
+    def _build_outputs(self) -> None:
+        self.outputs = {det.name: Outputs(self.producer, det, self.instance_id) for det in self.config.detectors}
+
+    def _do_reload(self) -> None:
+        if not self.config_path:
+            log.warning("reload requested but the daemon was not started from a file")
+            return
+        try:
+            new = load_config(self.config_path)
+        except RnnstreamError as exc:
+            log.error("config reload failed; keeping the running config", extra={"error": str(exc)})
+            return
+        old = {d.name: d for d in self.config.detectors}
+        changed = {name for name, d in old.items() if new_detector(new, name) != d}
+        stale = [tp for tp, u in self.units.items() if u.name in changed]
+        self.checkpoint(stale)
+        for tp in stale:
+            self.units.pop(tp).close()
+        self.config = new
+        self._topic_map = new.topic_map()
+        for det in new.detectors:
+            self.metrics.for_detector(det.name)
+        self._build_outputs()
+        # Units of changed detectors are rebuilt from their checkpoints at the next assignment.
+        for tp in stale:
+            cfg = self._topic_map.get(tp.topic)
+            if cfg is not None:
+                self.units[tp] = self._unit_for(tp, cfg)
+        self.consumer.subscribe(self._topics(), listener=_Listener(self))
+        log.info("config reloaded", extra={"changed": sorted(changed), "topics": self._topics()})
+
+    def _start_http(self) -> None:
+        if not self._http_enabled:
+            return
+        from .httpserver import HealthServer
+
+        self.http = HealthServer(self.registry, ready=lambda: (not self._ready_reason, self._ready_reason))
+        port = self.http.start(self.config.metrics.host, self.config.metrics.port)
+        log.info("metrics endpoint up", extra={"port": port})
+
+    def _set_ready(self, ready: bool, reason: str) -> None:
+        self._ready_reason = "" if ready else reason
+        self.metrics.set_ready(ready)
+
+
+def new_detector(config: Config, name: str):
+    try:
+        return config.detector(name)
+    except KeyError:
+        return None
+
+
+def _names(tps) -> list[str]:
+    return [f"{tp.topic}[{tp.partition}]" for tp in tps]
+
+
+def _default_consumer(cfg: Config, topics: list[str]) -> KafkaConsumer:
+    return KafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
+                         **cfg.kafka.consumer_kwargs())
+
+
+def _default_producer(cfg: Config) -> KafkaProducer:
+    return KafkaProducer(acks="all", linger_ms=5, **cfg.kafka.client_kwargs())
+
+
+def notify(state: str) -> None:
+    from .notify import sd_notify
+
+    sd_notify(state)
+
+
+def main(config_path: str) -> int:
+    """Entry point of ``rnnstream run -c FILE``. Returns the process exit code."""
+    from .logs import setup_logging
+
+    try:
+        config = load_config(config_path)
+    except RnnstreamError as exc:
+        print(f"rnnstream: {exc}", flush=True)
+        return 2
+    setup_logging(config.logging)
+    runner = Runner(config, config_path=config_path)
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    signal.signal(signal.SIGINT, lambda *_: runner.stop())
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda *_: runner.request_reload())
+    try:
+        return runner.run()
+    except RnnstreamError as exc:
+        log.error("daemon failed", extra={"error": str(exc)})
+        return 1

@@ -1,0 +1,187 @@
+"""One unit of daemon state: a Detector bound to one (detector, topic, partition), and its batch step.
+
+A unit sees the records of its partition in offset order; ``Unit.handle`` turns one poll's records of
+that partition into one ``Detector.process`` call plus the outputs and metrics of the batch. Python
+work per event is limited to decoding (``decode_batch``), the late-event check's entity lookup and
+building the output messages; metric updates are per batch (histograms are filled from numpy bucket
+counts, see ``observe_many``).
+
+Late events: an event older than its entity's previous accepted event by more than
+``late_tolerance_seconds`` is rejected with reason ``"late"`` before it touches any state. The check
+is sequential within a batch (an event is compared with the entity's last *accepted* event, which
+may be earlier in the same batch), so it gives the same verdicts however the stream is batched.
+
+Not thread-safe: one thread (the poll loop) owns every unit.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+from numba import njit
+
+from ..detector import Detector
+from ..kernels.calibrate import FLAG_ANOMALY
+from ..metrics import DetectorMetrics
+
+REASON_LATE = "late"
+
+
+@njit(cache=True)
+def _late_mask(codes: np.ndarray, ts: np.ndarray, last: np.ndarray, tolerance: float) -> np.ndarray:
+    """keep[i] is False when ts[i] is older than its entity's last accepted time by more than tolerance.
+
+    ``last[c]`` is the entity's last accepted time before the batch (NaN = none); updated in place.
+    """
+    keep = np.ones(codes.shape[0], dtype=np.bool_)
+    for i in range(codes.shape[0]):
+        c = codes[i]
+        prev = last[c]
+        if prev == prev and ts[i] < prev - tolerance:
+            keep[i] = False
+        elif np.isfinite(ts[i]):
+            last[c] = ts[i]
+    return keep
+
+
+def late_mask(detector: Detector, entities: Sequence[str], ts: np.ndarray, tolerance: float) -> np.ndarray:
+    """Boolean mask of the events that are NOT late (see the module docstring)."""
+    codes_of: dict[str, int] = {}
+    codes = np.fromiter((codes_of.setdefault(e, len(codes_of)) for e in entities), dtype=np.int64,
+                        count=len(entities))
+    last = np.full(len(codes_of), np.nan)
+    index = detector.state.index
+    count, last_ts = detector.state.arrays["count"], detector.state.arrays["last_ts"]
+    for entity, code in codes_of.items():
+        slot = index.get(entity)
+        if slot is not None and count[slot] > 0:
+            last[code] = last_ts[slot]
+    return _late_mask(codes, np.ascontiguousarray(ts, dtype=np.float64), last, float(tolerance))
+
+
+def observe_many(histogram_child: Any, values: np.ndarray) -> None:
+    """``observe`` every value of ``values`` on a prometheus_client Histogram child, in O(buckets) calls.
+
+    prometheus_client has no bulk observe; this fills the child's per-bucket counters (non-cumulative,
+    as ``Histogram.observe`` stores them) and its sum from numpy counts. Falls back to one
+    ``observe`` per value if the client's internals ever change shape.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return
+    bounds = getattr(histogram_child, "_upper_bounds", None)
+    buckets = getattr(histogram_child, "_buckets", None)
+    total = getattr(histogram_child, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for v in values.tolist():
+            histogram_child.observe(v)
+        return
+    where = np.searchsorted(np.asarray(bounds, dtype=np.float64), values, side="left")
+    counts = np.bincount(where, minlength=len(bounds) + 1)
+    for i in np.flatnonzero(counts[:len(bounds)]):
+        buckets[i].inc(int(counts[i]))
+    total.inc(float(values.sum()))
+
+
+@dataclass
+class BatchCounts:
+    """What one ``Unit.handle`` call did, for the runner's invariants and tests."""
+
+    consumed: int = 0
+    processed: int = 0
+    rejected: int = 0
+    anomalies: int = 0
+
+
+@dataclass
+class Unit:
+    """A detector instance owning one partition of one of its topics."""
+
+    name: str
+    tp: Any                      # kafka TopicPartition
+    cfg: Any                     # DetectorConfig
+    detector: Detector
+    metrics: DetectorMetrics
+    next_offset: int | None = None   # offset of the next record to process (None: nothing seen yet)
+    restored: bool = False
+    saved_path: Any = None           # the checkpoint file this unit wrote last
+    totals: BatchCounts = field(default_factory=BatchCounts)
+
+    def handle(self, records: list, outputs: Any, decode_batch: Any) -> BatchCounts:
+        """Process one poll's records of this unit's partition (offset order). Returns the counts."""
+        counts = BatchCounts(consumed=len(records))
+        if not records:
+            return counts
+        dm, cfg = self.metrics, self.cfg
+        dec = decode_batch(records, cfg)
+        for rej in dec.rejects:
+            outputs.dead_letter(rej.record, rej.reason, rej.detail)
+            dm.rejected(rej.reason).inc()
+        counts.rejected += len(dec.rejects)
+        raw, entities, x, ts = dec.raw, dec.entities, dec.x, dec.ts
+        if entities:
+            keep = late_mask(self.detector, entities, ts, cfg.late_tolerance_seconds)
+            if not keep.all():
+                late = np.flatnonzero(~keep)
+                for i in late.tolist():
+                    outputs.dead_letter(raw[i], REASON_LATE,
+                                        f"event time {ts[i]:.3f} is more than {cfg.late_tolerance_seconds:g} s "
+                                        f"older than entity's previous event")
+                dm.rejected(REASON_LATE).inc(len(late))
+                counts.rejected += len(late)
+                kept = np.flatnonzero(keep)
+                raw = [raw[i] for i in kept.tolist()]
+                entities = [entities[i] for i in kept.tolist()]
+                x, ts = x[kept], ts[kept]
+        if entities:
+            started = time.perf_counter()
+            res = self.detector.process(entities, x, ts)
+            dm.batch_duration.observe(time.perf_counter() - started)
+            for pos, reason in res.rejected:
+                outputs.dead_letter(raw[pos], reason, "non-finite feature value or timestamp")
+                dm.rejected(reason).inc()
+            counts.rejected += len(res.rejected)
+            n = len(res.index)
+            counts.processed = n
+            if n:
+                self._emit(res, raw, entities, x, ts, outputs, counts)
+            if res.evicted:
+                dm.evicted.inc(len(res.evicted))
+        dm.processed.inc(counts.processed)
+        self.next_offset = records[-1].offset + 1
+        t = self.totals
+        t.consumed += counts.consumed
+        t.processed += counts.processed
+        t.rejected += counts.rejected
+        t.anomalies += counts.anomalies
+        return counts
+
+    def _emit(self, res: Any, raw: list, entities: list, x: np.ndarray, ts: np.ndarray, outputs: Any,
+              counts: BatchCounts) -> None:
+        dm = self.metrics
+        index = res.index
+        reported = res.reported_score()
+        observe_many(dm.score, reported)
+        now = time.time()
+        record_ts = np.fromiter((raw[i].timestamp for i in index.tolist()), dtype=np.float64, count=len(index))
+        observe_many(dm.latency, np.maximum(now - record_ts * 1e-3, 0.0))
+        hits = np.flatnonzero(res.flag & FLAG_ANOMALY)
+        version = int(res.model_version)
+        for j in hits.tolist():
+            i = int(index[j])
+            outputs.anomaly(raw[i], entities[i], float(ts[i]), float(res.score[j]), float(res.err[j]),
+                            x[i], res.pred[j], res.z[j], version)
+        if len(hits):
+            dm.anomalies.inc(len(hits))
+            counts.anomalies = len(hits)
+        if self.cfg.outputs.scores_topic:
+            flags = res.flag.tolist()
+            scores, errs = res.score.tolist(), res.err.tolist()
+            for j, i in enumerate(index.tolist()):
+                outputs.score(raw[i], entities[i], float(ts[i]), scores[j], errs[j], flags[j], version)
+
+    def close(self) -> None:
+        self.detector.close()
