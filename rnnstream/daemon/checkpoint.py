@@ -16,7 +16,8 @@ Files: ``<state_dir>/<detector>/<topic>-<partition>/ckpt-<generation:012d>.rns``
 
 Guaranteed: with event-count triggers only, ``restore_detector(snapshot_detector(d))`` continues with
 outputs bit-identical to ``d``'s. A checkpoint whose ``shape`` fingerprint differs from the current
-config is refused (treated as absent); a scoring- or training-only change is accepted and logged.
+config, or that holds more slots than ``max_entities`` now allows, is refused (treated as absent); a
+scoring- or training-only change is accepted and logged.
 Not guaranteed: wall-time training triggers (``every_seconds``) are not reproducible across a restart.
 """
 
@@ -262,6 +263,13 @@ class CheckpointStore:
                             extra={"path": str(path), "detector": detector_name, "topic": topic,
                                    "partition": partition, "checkpoint_model_type": meta.get("model_type"),
                                    "config_model_type": cfg.model.type})
+                return None
+            if int(meta.get("capacity", 0)) > cfg.max_entities:
+                log.warning("checkpoint refused: it holds more entity slots than max_entities allows; "
+                            "starting this partition fresh",
+                            extra={"path": str(path), "detector": detector_name, "topic": topic,
+                                   "partition": partition, "slots": meta.get("capacity"),
+                                   "max_entities": cfg.max_entities})
                 return None
             if meta.get("config_fingerprint") != config_fingerprint(cfg):
                 log.info("checkpoint made with different scoring/training settings; restoring its state "

@@ -194,3 +194,16 @@ def test_different_hidden_size_refused_scoring_change_accepted(tmp_path, caplog)
             assert d.model.weights[k].tobytes() == v.tobytes()
     finally:
         d.close()
+
+
+def test_lowered_max_entities_refused(tmp_path):
+    cfg = detector_cfg(max_entities=64)
+    det = _trained(cfg)
+    store = CheckpointStore(tmp_path)
+    try:
+        assert det.state.capacity > 8
+        store.save("hosts", TP, det, next_offset=300)
+    finally:
+        det.close()
+    assert store.load("hosts", TP, detector_cfg(max_entities=8)) is None
+    assert store.corrupt_total == 0
