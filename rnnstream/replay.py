@@ -125,7 +125,7 @@ def _flush(det: Detector, batch: list, writer: Any, summary: ReplaySummary, plot
                 summary.anomalies.append((entity, t, float(res.score[j])))
         summary.processed += len(res.index)
     done = {k for k, _ in rows}
-    width = 8 + 2 * det.n_features  # every column but the last, "rejected"
+    width = 7 + 2 * det.n_features  # every column but the last, "rejected"
     for k, (_, _, reason) in enumerate(batch):
         if k not in done:
             rows.append((k, [""] * width + [reason]))
