@@ -125,7 +125,8 @@ class Runner:
         notify("READY=1")
         log.info("daemon started", extra={"instance_id": self.instance_id, "topics": self._topics(),
                                            "state_dir": cfg.state_dir})
-        last_ckpt = time.monotonic()
+        last_ckpt = last_dog = time.monotonic()
+        dog_every = watchdog_interval()
         timeout_ms = cfg.kafka.poll_timeout_ms
         try:
             while not self._stop.is_set():
@@ -140,7 +141,9 @@ class Runner:
                     self._evict_idle()
                     self.checkpoint(list(self.units))
                     last_ckpt = time.monotonic()
-                notify("WATCHDOG=1")
+                if dog_every is not None and now - last_dog >= dog_every:
+                    notify("WATCHDOG=1")
+                    last_dog = now
             notify("STOPPING=1")
             if self.failure is None:
                 log.info("stopping: final checkpoint", extra={"partitions": len(self.units)})
@@ -341,9 +344,9 @@ class Runner:
     def _start_http(self) -> None:
         if not self._http_enabled:
             return
-        from .httpserver import HealthServer
+        from .httpserver import HttpServer
 
-        self.http = HealthServer(self.registry, ready=lambda: (not self._ready_reason, self._ready_reason))
+        self.http = HttpServer(self.registry, ready=lambda: (not self._ready_reason, self._ready_reason))
         port = self.http.start(self.config.metrics.host, self.config.metrics.port)
         log.info("metrics endpoint up", extra={"port": port})
 
@@ -376,6 +379,12 @@ def notify(state: str) -> None:
     from .notify import sd_notify
 
     sd_notify(state)
+
+
+def watchdog_interval() -> float | None:
+    from .notify import watchdog_interval as interval
+
+    return interval()
 
 
 def main(config_path: str) -> int:
