@@ -2,8 +2,13 @@
 
 ``Detector.process`` takes a micro-batch of events (entity, features, event time) in arrival order and
 returns, for each accepted event, the prediction made before it, its error, its calibrated score and
-its flags. The model kernel runs once per batch, or once per stretch between two retraining triggers
-(``rnnstream.training.schedule`` explains why triggers fall between fixed events).
+its flags. The model kernel runs once per batch, or once per stretch between two points fixed by the
+event sequence: a retraining trigger (``rnnstream.training.schedule``), an idle sweep, or the state
+filling up (then the least recently seen entities are evicted).
+
+Guaranteed: outputs and state are a function of the event sequence alone, whatever the batching
+(wall-time retraining triggers excepted). An entity whose event comes more than ``idle_ttl_seconds``
+of event time after its previous one starts afresh, as if it had been evicted.
 
 Not thread-safe: one thread calls ``process``; training runs beside it in the schedule's own thread.
 """
@@ -22,6 +27,7 @@ from .state.slots import SlotState
 from .training.schedule import TrainingSchedule
 
 REASON_NON_FINITE = "non_finite_value"
+SWEEP_EVERY = 65536  # events between two sweeps of idle entities (memory only: expiry is per event)
 
 
 @dataclass
@@ -40,7 +46,7 @@ class BatchResult:
     flag: np.ndarray
     rejected: list[tuple[int, str]]
     evicted: list[str]
-    model_version: int
+    model_version: np.ndarray   # (N,) the version of the weights each event was scored with
 
     @property
     def anomalies(self) -> np.ndarray:
@@ -70,7 +76,11 @@ class Detector:
         self.training = TrainingSchedule(self.model, cfg.training, window, seed=self.model.seed,
                                          background=background)
         self.out = BatchOutput.allocate(batch_capacity, self.n_features)
+        self.versions = np.zeros(batch_capacity, dtype=np.int64)
         self.watermark = float("-inf")   # newest event time seen, for idle eviction
+        self.ttl = float(cfg.idle_ttl_seconds)
+        self.events = 0                  # events processed
+        self._next_sweep = SWEEP_EVERY
 
     def process(self, entities: Sequence[str], x: np.ndarray, ts: np.ndarray) -> BatchResult:
         """Advance the batch ``(entities[i], x[i], ts[i])`` in order. ``x`` is (N, F), ``ts`` seconds."""
@@ -87,32 +97,71 @@ class Detector:
         n = len(index)
         if n > len(self.out.err):
             self.out = BatchOutput.allocate(max(n, 2 * len(self.out.err)), self.n_features)
+            self.versions = np.zeros(len(self.out.err), dtype=np.int64)
         evicted: list[str] = []
         out, start = self.out, 0
+        # The batch runs as stretches whose ends fall at fixed event counts (retraining triggers, idle
+        # sweeps) or where the state is full, so every decision below depends on the event sequence
+        # alone, never on how it was cut into batches.
         while start < n:
-            due = self.training.events_until_due()
-            if due == 0:
+            if self.training.events_until_due() == 0:
                 self.training.trigger(self.state)
                 continue
-            stop = min(n, start + due)
-            # Slots are assigned per stretch between triggers, not per batch: a trigger picks the
-            # entities "seen since the last trigger" by their SlotState clock, which must not already
-            # count events after the trigger, or the choice would depend on the batch size.
-            slots, gone = self.state.slots_for(entities[start:stop])
-            evicted += gone
+            if self.events >= self._next_sweep:
+                evicted += self.state.evict_idle(self.watermark, self.ttl)
+                self._next_sweep = self.events + SWEEP_EVERY
+                continue
+            stop = min(n, start + self.training.events_until_due(), start + self._next_sweep - self.events)
+            slots = self.state.assign(entities[start:stop])
+            if slots.size == 0:
+                evicted += self.state.evict_lru()
+                continue
+            stop = start + self._expire(slots, ts[start:start + slots.size])
+            slots = slots[: stop - start]
             view = BatchOutput(out.pred[start:stop], out.z[start:stop], out.err[start:stop],
                                out.score[start:stop], out.flag[start:stop])
             self.model.step(self.state.arrays, slots, x[start:stop], ts[start:stop], self.kp, view)
+            self.versions[start:stop] = self.model.version
             self.training.advance(stop - start)
+            self.events += stop - start
+            self.watermark = max(self.watermark, float(ts[start:stop].max()))
             start = stop
-        if n:
-            self.watermark = max(self.watermark, float(ts.max()))
         return BatchResult(index, out.pred[:n], out.z[:n], out.err[:n], out.score[:n], out.flag[:n],
-                           rejected, evicted, self.model.version)
+                           rejected, evicted, self.versions[:n])
+
+    def _expire(self, slots: np.ndarray, ts: np.ndarray) -> int:
+        """Start afresh the entities whose event comes more than ``idle_ttl_seconds`` after their last.
+
+        Returns how many of the events may run now: an expiry that falls after an earlier event of
+        the same entity in this stretch ends the stretch just before it.
+        """
+        if not np.isfinite(self.ttl):
+            return slots.size
+        order = np.argsort(slots, kind="stable")
+        ss, st = slots[order], ts[order]
+        first = np.ones(ss.size, dtype=bool)
+        first[1:] = ss[1:] != ss[:-1]
+        prev = np.where(first, self.state["last_ts"][ss], np.concatenate(([0.0], st[:-1])))
+        seen = ~first | (self.state["count"][ss] > 0)
+        expired = seen & (st - prev > self.ttl)
+        if not expired.any():
+            return slots.size
+        later = order[expired & ~first]
+        limit = int(later.min()) if later.size else slots.size
+        reset = order[expired & first]
+        reset = reset[reset < limit]
+        if reset.size:
+            self.state.reset_rows(slots[reset])
+        return limit
 
     def evict_idle(self) -> list[str]:
-        """Evict entities idle for more than ``idle_ttl_seconds`` of event time before the watermark."""
-        return self.state.evict_idle(self.watermark, float(self.cfg.idle_ttl_seconds))
+        """Sweep entities idle for more than ``idle_ttl_seconds`` before the watermark now.
+
+        ``process`` already sweeps every ``SWEEP_EVERY`` events and expires an idle entity at its next
+        event; an extra sweep only frees memory sooner. Outputs stay the same, except that a sweep
+        between two retraining triggers can keep a just-expired entity's window out of training.
+        """
+        return self.state.evict_idle(self.watermark, self.ttl)
 
     def close(self) -> None:
         self.training.close()

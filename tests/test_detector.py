@@ -162,3 +162,41 @@ def test_batch_larger_than_output_buffer():
         assert len(res.index) == 50 and np.all(np.isfinite(res.score))
     finally:
         det.close()
+
+
+def test_eviction_and_idle_expiry_do_not_depend_on_batching():
+    """More entities than max_entities, and gaps beyond the idle TTL: outputs are a function of the
+    event sequence alone, whatever the batch sizes (the daemon's restart promise rests on this)."""
+    cfg = load_config("""
+detectors:
+  - name: d
+    topics: [t]
+    entity: host
+    timestamp: {field: ts}
+    features: [v]
+    model: {type: gru, hidden: 4}
+    max_entities: 6
+    idle_ttl_seconds: 1500
+    training: {every_events: 97, min_events: 64, window: 8, steps: 2, batch_windows: 4}
+    scoring: {warmup_events: 5}
+""").detectors[0]
+    rng = np.random.default_rng(3)
+    n = 900
+    ents = [f"e{k}" for k in rng.choice(8, size=n, p=[.3, .25, .15, .1, .08, .06, .04, .02])]
+    ts = np.cumsum(rng.exponential(60.0, n))
+    x = rng.normal(size=(n, 1))
+    runs = []
+    for batch in (1, 7, 250, n):
+        det = Detector(cfg, background=False)
+        got, evicted = [], 0
+        for lo in range(0, n, batch):
+            res = det.process(ents[lo:lo + batch], x[lo:lo + batch], ts[lo:lo + batch])
+            got.append(np.column_stack([res.pred[:, 0], res.err, res.score, res.flag, res.model_version]).copy())
+            evicted += len(res.evicted)
+        runs.append((np.concatenate(got), evicted, det.model.version))
+        det.close()
+    first, n_evicted, version = runs[0]
+    assert n_evicted > 0 and version > 0   # both mechanisms were exercised
+    for other, other_evicted, other_version in runs[1:]:
+        np.testing.assert_array_equal(other, first)
+        assert (other_evicted, other_version) == (n_evicted, version)

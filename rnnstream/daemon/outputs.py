@@ -148,16 +148,17 @@ class Outputs:
             counts["dead_letter"] += self.dead_letter(rec, reason, detail)
         flags = result.flag
         anomalies = np.flatnonzero(flags & FLAG_ANOMALY)
-        version = int(result.model_version)
+        versions = result.model_version
         for j in anomalies.tolist():
             pos = int(result.index[j])
             self.anomaly(decoded.raw[pos], decoded.entities[pos], float(decoded.ts[pos]), float(result.score[j]),
-                         float(result.err[j]), decoded.x[pos], result.pred[j], result.z[j], version)
+                         float(result.err[j]), decoded.x[pos], result.pred[j], result.z[j], int(versions[j]))
             counts["anomaly"] += 1
         if self.scores_topic is not None:
             for j, pos in enumerate(result.index.tolist()):
                 counts["score"] += self.score(decoded.raw[pos], decoded.entities[pos], float(decoded.ts[pos]),
-                                              float(result.score[j]), float(result.err[j]), int(flags[j]), version)
+                                              float(result.score[j]), float(result.err[j]), int(flags[j]),
+                                              int(versions[j]))
         return counts
 
     # -- delivery ---------------------------------------------------------------------------------

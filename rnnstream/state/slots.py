@@ -2,8 +2,8 @@
 
 Every field is an array whose first axis is the slot. Slots are handed out on an entity's first event,
 recycled when it is evicted, and the arrays grow by doubling up to ``max_entities``. When full, the
-least recently seen entities (by a logical clock, so that replays evict identically) make room, never
-one that appears in the batch being assigned.
+least recently seen entities (by a logical clock that ticks once per event, so that replays evict
+identically whatever the batching) make room.
 
 Guaranteed: a slot's row is all zeros when an entity first gets it; ``export``/``restore`` round-trip
 rows bit for bit. Not guaranteed: slot numbers stay the same across export/restore or growth.
@@ -59,44 +59,67 @@ class SlotState:
     def __getitem__(self, name: str) -> np.ndarray:
         return self.arrays[name]
 
-    def slots_for(self, entities: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-        """Slot of each entity (new ones get a zeroed slot); returns ``(slots, evicted_entities)``.
+    def assign(self, entities: Sequence[str]) -> np.ndarray:
+        """Slots of the longest prefix of ``entities`` that fits without evicting anyone.
 
-        Marks every listed entity as seen now, in list order.
+        New entities get a zeroed slot (growing the arrays while below ``max_entities``). The result
+        is shorter than ``entities`` only when the state is full: process that prefix, call
+        ``evict_lru``, and assign the rest. Marks every assigned entity as seen, in list order.
         """
         slots = np.empty(len(entities), dtype=np.int64)
-        evicted: list[str] = []
         index = self.index
-        for k, entity in enumerate(entities):
+        k = 0
+        for entity in entities:
             slot = index.get(entity)
             if slot is None:
                 if not self._free:
-                    evicted += self._make_room(entities)
+                    if self.capacity >= self.max_entities:
+                        break
+                    self._grow(min(self.capacity * 2, self.max_entities))
                 slot = self._free.pop()
                 index[entity] = slot
                 self.names[slot] = entity
             slots[k] = slot
-        # A logical clock, one tick per batch position, keeps LRU order deterministic across replays.
-        self.arrays["last_seq"][slots] = np.arange(self.seq, self.seq + len(slots))
-        self.seq += len(slots)
-        return slots, evicted
+            k += 1
+        slots = slots[:k]
+        # A logical clock, one tick per event, makes LRU order a function of the event sequence alone.
+        self.arrays["last_seq"][slots] = np.arange(self.seq, self.seq + k)
+        self.seq += k
+        return slots
 
-    def _make_room(self, protected: Iterable[str]) -> list[str]:
-        if self.capacity < self.max_entities:
-            self._grow(min(self.capacity * 2, self.max_entities))
+    def evict_lru(self) -> list[str]:
+        """Evict the least recently seen entities: 1% of capacity (at least one). Returns their names."""
+        live = np.fromiter(self.index.values(), dtype=np.int64, count=len(self.index))
+        n_evict = min(max(1, int(self.capacity * EVICT_FRACTION)), live.size)
+        if n_evict == 0:
             return []
-        keep = {self.index[e] for e in protected if e in self.index}
-        n_evict = max(1, int(self.capacity * EVICT_FRACTION))
-        last = self.arrays["last_seq"].copy()
-        if keep:
-            last[list(keep)] = np.iinfo(np.int64).max
-        n_evict = min(n_evict, self.capacity - len(keep))
-        if n_evict <= 0:
-            raise RuntimeError(f"one batch holds more than max_entities={self.max_entities} entities")
-        victims = np.argpartition(last, n_evict - 1)[:n_evict]
+        order = np.argpartition(self.arrays["last_seq"][live], n_evict - 1)[:n_evict]
+        victims = live[order]
         names = [self.names[int(s)] for s in victims]
         self._release(victims)
         return [n for n in names if n is not None]
+
+    def slots_for(self, entities: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+        """Slots of all ``entities``, evicting the least recently seen as needed.
+
+        Returns ``(slots, evicted)``. Entities of the list itself are protected from eviction, so
+        the list may hold at most ``max_entities`` distinct entities. The Detector uses ``assign`` and
+        ``evict_lru`` instead, whose choice of victims does not depend on how events are batched.
+        """
+        distinct = set(entities)
+        if len(distinct) > self.max_entities:
+            raise ValueError(f"{len(distinct)} distinct entities exceed max_entities={self.max_entities}")
+        slots, evicted = self.assign(entities), []
+        while len(slots) < len(entities):
+            live = np.fromiter(self.index.values(), dtype=np.int64, count=len(self.index))
+            keep = np.array([e in distinct for e in (self.names[int(s)] for s in live)])
+            last = self.arrays["last_seq"][live[~keep]]
+            victim = live[~keep][int(np.argmin(last))]
+            evicted.append(self.names[int(victim)])
+            self._release(np.array([victim]))
+            more = self.assign(entities[len(slots):])
+            slots = np.concatenate([slots, more])
+        return slots, evicted
 
     def _grow(self, capacity: int) -> None:
         for name, arr in self.arrays.items():
@@ -143,6 +166,12 @@ class SlotState:
         self._release(slots)
         self.evicted_total = before
         return int(slots.size)
+
+    def reset_rows(self, slots: np.ndarray) -> None:
+        """Zero the rows of ``slots`` (all fields but the LRU clock): the entities start afresh."""
+        for name, arr in self.arrays.items():
+            if name != "last_seq":
+                arr[slots] = 0
 
     def restore(self, blob: StateBlob) -> None:
         """Put the rows of ``blob`` back (replacing those entities' current rows, if any)."""

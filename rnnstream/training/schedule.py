@@ -86,10 +86,11 @@ class TrainingSchedule:
         rng = np.random.default_rng([self.seed, self.k])
         live = np.fromiter(state.index.values(), dtype=np.int64, count=len(state.index))
         fresh = live[state.arrays["last_seq"][live] >= self.seen_seq]
-        fresh.sort()
+        # In order of last appearance, not slot number: slot numbers depend on eviction history.
+        fresh = fresh[np.argsort(state.arrays["last_seq"][fresh], kind="stable")]
         self.seen_seq = state.seq
         if fresh.size > self.cfg.batch_windows:
-            fresh = np.sort(rng.choice(fresh, size=self.cfg.batch_windows, replace=False))
+            fresh = fresh[np.sort(rng.choice(fresh.size, size=self.cfg.batch_windows, replace=False))]
         newest = harvest_windows(state["count"], state["ring_in"], state["ring_flag"], fresh,
                                  bool(self.cfg.exclude_anomalies))
         self.buffer.add(newest, rng)

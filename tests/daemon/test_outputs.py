@@ -114,7 +114,7 @@ def test_publish_batch_routes_everything():
     result = BatchResult(index=np.array([0, 2]), pred=np.array([[1.0, 2.0], [3.0, 4.0]]),
                          z=np.array([[0.1, 0.2], [5.0, 0.3]]), err=np.array([0.5, 6.0]),
                          score=np.array([0.1, 0.999]), flag=np.array([2, 1], dtype=np.uint8),
-                         rejected=[(1, "non_finite_value")], evicted=[], model_version=3)
+                         rejected=[(1, "non_finite_value")], evicted=[], model_version=np.array([3, 3]))
     p = FakeProducer()
     counts = Outputs(p, cfg, "i").publish(decoded, result)
     assert counts == {"anomaly": 1, "score": 2, "dead_letter": 2}

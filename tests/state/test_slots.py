@@ -81,7 +81,7 @@ def test_eviction_never_takes_an_entity_of_the_current_batch():
 
 def test_batch_larger_than_max_entities_is_refused():
     st = SlotState(FIELDS, max_entities=3, initial_capacity=3)
-    with pytest.raises(RuntimeError, match="max_entities=3"):
+    with pytest.raises(ValueError, match="max_entities=3"):
         st.slots_for(["a", "b", "c", "d"])
 
 
@@ -100,10 +100,26 @@ def test_evicted_slot_is_zeroed_and_reused():
 
 def test_eviction_amortised_share_of_capacity():
     st = SlotState(FIELDS, max_entities=300, initial_capacity=300)
-    st.slots_for([f"e{i}" for i in range(300)])
-    _, evicted = st.slots_for(["new"])
+    st.assign([f"e{i}" for i in range(300)])
+    assert st.assign(["new"]).size == 0          # full: nothing assigned, nobody evicted yet
+    evicted = st.evict_lru()
     assert sorted(evicted) == ["e0", "e1", "e2"]  # 1% of 300, the oldest
+    assert st.assign(["new"]).size == 1
     assert len(st) == 298
+
+
+def test_assign_stops_at_the_first_entity_that_needs_room():
+    st = SlotState(FIELDS, max_entities=3, initial_capacity=1)
+    slots = st.assign(["a", "b", "a", "c", "d", "a"])
+    assert [st.names[s] for s in slots] == ["a", "b", "a", "c"]   # grew 1 -> 2 -> 3, then full
+    assert st.evict_lru() == ["b"]                # "a" and "c" were seen after "b"
+
+
+def test_slots_for_protects_its_own_entities():
+    st = SlotState(FIELDS, max_entities=3, initial_capacity=3)
+    st.slots_for(["a", "b", "c"])
+    slots, evicted = st.slots_for(["a", "d"])
+    assert evicted == ["b"] and [st.names[s] for s in slots] == ["a", "d"]
 
 
 def test_evict_idle_by_event_time():
@@ -170,8 +186,10 @@ def test_million_entities_memory_and_time():
     st = SlotState(fields, max_entities=n, initial_capacity=n)
     names = [f"host-{i}" for i in range(n)]
     for lo in range(0, n, 100_000):
-        st.slots_for(names[lo:lo + 100_000])
-    _, evicted = st.slots_for(["one-more"])
+        st.assign(names[lo:lo + 100_000])
+    assert st.assign(["one-more"]).size == 0
+    evicted = st.evict_lru()
+    st.assign(["one-more"])
     elapsed = time.perf_counter() - started
     per_entity = sum(a.nbytes for a in st.arrays.values()) / st.capacity
     assert len(st) == n - len(evicted) + 1 and len(evicted) == n // 100

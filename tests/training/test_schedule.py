@@ -59,7 +59,7 @@ def _run(cfg, batch, stream=None, **kw):
         for lo in range(0, len(ents), batch):
             res = det.process(ents[lo:lo + batch], x[lo:lo + batch], ts[lo:lo + batch])
             outs.append(np.column_stack([res.pred, res.z, res.err, res.score, res.flag]).copy())
-            versions += [res.model_version] * len(res.index)
+            versions += res.model_version.tolist()
         det.training.collect(wait=True)
     finally:
         det.close()
@@ -124,7 +124,7 @@ def test_background_identical_across_batchings_and_never_mutates_weights_during_
         outs = []
         for lo in range(0, len(ents), batch):
             res = det.process(ents[lo:lo + batch], x[lo:lo + batch], ts[lo:lo + batch])
-            outs.append(np.column_stack([res.pred, res.z, res.err, res.score, res.flag, np.full(len(res.index), res.model_version)]).copy())
+            outs.append(np.column_stack([res.pred, res.z, res.err, res.score, res.flag, res.model_version]).copy())
         det.training.collect(wait=True)
         det.close()
         assert checks["steps"] > 0 and det.training.stats.runs_ok == det.training.k >= 10
@@ -165,7 +165,7 @@ def test_failing_fit_keeps_old_weights_and_counts_a_failure(caplog):
     res = det.process(ents, x, ts)
     det.close()
     assert calls and det.training.stats.runs_failed == len(calls) and det.training.stats.runs_ok == 0
-    assert det.model.version == 0 and res.model_version == 0
+    assert det.model.version == 0 and not res.model_version.any()
     assert all(np.array_equal(det.model.weights[k], v) for k, v in initial.items())
     assert np.all(np.isfinite(res.score)) and len(res.index) == len(ents)
     assert "training failed" in caplog.text
