@@ -119,7 +119,7 @@ def _flush(det: Detector, batch: list, writer: Any, summary: ReplaySummary, plot
             flag = int(res.flag[j])
             rows.append((k, [entity, datetime.fromtimestamp(t, timezone.utc).isoformat(), *map(repr, xv.tolist()), *map(repr, res.pred[j].tolist()),
                              f"{res.err[j]:.6g}", f"{res.score[j]:.6g}", int(bool(flag & FLAG_ANOMALY)),
-                             int(bool(flag & FLAG_SUPPRESSED)), res.model_version, ""]))
+                             int(bool(flag & FLAG_SUPPRESSED)), int(res.model_version[j]), ""]))
             plot_rows.append((entity, t, xv.copy(), res.pred[j].copy(), float(res.score[j]), bool(flag & FLAG_ANOMALY)))
             if flag & FLAG_ANOMALY:
                 summary.anomalies.append((entity, t, float(res.score[j])))
