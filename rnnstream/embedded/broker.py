@@ -153,7 +153,7 @@ class EmbeddedKafka:
         common = [f"-Dlog4j2.configurationFile={self._dir / 'log4j2.properties'}",
                   "-Djava.awt.headless=true", "-cp", os.pathsep.join(map(str, jars))]
         fmt = subprocess.run(
-            [java, "-Xmx256m", *common, "kafka.tools.StorageTool", "format",
+            [java, "-Xmx256m", "-XX:TieredStopAtLevel=1", *common, "kafka.tools.StorageTool", "format",
              "--config", str(props_path), "--cluster-id", _cluster_id(), "--standalone"],
             capture_output=True, text=True, timeout=120,
         )
@@ -259,6 +259,13 @@ class EmbeddedKafka:
         except Exception as exc:
             raise BrokerError(f"creating topics {names} on {self.bootstrap} failed: {type(exc).__name__}: {exc}") from exc
         return names
+
+
+    def new_topic(self, prefix: str = "t", partitions: int = 1) -> str:
+        """Create a topic named ``<prefix>-<8 random hex>`` (unique on a shared broker); returns its name."""
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        self.create_topics([(name, partitions)])
+        return name
 
 
 def _to_new_topic(item: TopicSpec, partitions: int) -> NewTopic:
