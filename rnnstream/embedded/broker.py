@@ -120,8 +120,8 @@ class EmbeddedKafka:
         """Fetch jars if needed, format a fresh log dir, launch the JVM and wait until it serves."""
         if self.running:
             return self
-        jars = ensure_jars(self.version, self._cache)
         java = find_java(17)
+        jars = ensure_jars(self.version, self._cache)
         t0 = time.monotonic()
         self._dir = Path(tempfile.mkdtemp(prefix="rnnstream-kafka-"))
         atexit.register(self.stop)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from rnnstream.errors import BrokerError
 
-KAFKA_VERSION = "4.1.1"
+KAFKA_VERSION = "4.1.2"
 # Kafka's poms leave the SLF4J binding to the distribution; pin one log4j2 line for all of it.
 LOG4J_VERSION = "2.24.3"
 _DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"

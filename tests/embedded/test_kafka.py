@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
+import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import kafka.record.util as record_util
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.serializer import DefaultSerializer, JsonSerializer
 
 from rnnstream.embedded import EmbeddedKafka, ensure_jars
@@ -137,7 +140,7 @@ def test_stop_removes_directory_and_frees_port():
 def test_missing_maven_names_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no mvn, no java
     with pytest.raises(BrokerError, match=r"Maven \('mvn'\) is not on PATH.*apt-get install"):
-        ensure_jars("4.1.1", cache=tmp_path / "cache")
+        ensure_jars("4.1.2", cache=tmp_path / "cache")
 
 
 def test_cached_jars_do_not_need_maven(tmp_path, monkeypatch):
@@ -163,3 +166,26 @@ def test_foreground_runner_fetch_only():
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert "jars in" in out.stdout and "RuntimeWarning" not in out.stderr
+
+
+@pytest.mark.kafka
+def test_foreground_runner_serves_until_sigterm_then_cleans_up():
+    proc = subprocess.Popen([sys.executable, "-m", "rnnstream.embedded.kafka", "--topic", "fg:2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()  # the runner prints once, when ready (or exits on failure)
+        match = re.search(r"ready at (127\.0\.0\.1:\d+) .*\(log: (\S+)/broker\.log\)", line)
+        assert match, f"unexpected first line {line!r}; stderr: {proc.stderr.read() if proc.poll() is not None else ''}"
+        bootstrap, directory = match.group(1), Path(match.group(2))
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            assert len(admin.describe_topics(["fg"])[0]["partitions"]) == 2
+        finally:
+            admin.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        assert not directory.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
