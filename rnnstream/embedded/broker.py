@@ -26,6 +26,7 @@ from __future__ import annotations
 import atexit
 import base64
 import os
+import re
 import shutil
 import signal
 import socket
@@ -160,7 +161,7 @@ class EmbeddedKafka:
         if fmt.returncode != 0:
             raise BrokerError(
                 f"formatting Kafka storage in {data} failed (exit {fmt.returncode}):\n"
-                + "\n".join((fmt.stdout + fmt.stderr).strip().splitlines()[-20:])
+                + _errors_then_tail(fmt.stdout + fmt.stderr)
             )
         log = open(self._dir / "broker.log", "ab")
         try:
@@ -181,7 +182,7 @@ class EmbeddedKafka:
                     raise _PortTaken()
                 code = self._proc.returncode if self._proc else None
                 raise BrokerError(
-                    f"the Kafka broker exited with code {code} during start-up; log {self.log_path}:\n"
+                    f"the Kafka broker exited with code {code} during start-up; last lines of its log:\n"
                     f"{self.log_tail()}"
                 )
             if _accepts(self._port):
@@ -196,7 +197,7 @@ class EmbeddedKafka:
             if time.monotonic() > deadline:
                 raise BrokerError(
                     f"the Kafka broker at 127.0.0.1:{self._port} was not ready within "
-                    f"{self._startup_timeout_s:.0f} s (last: {last_error}); log {self.log_path}:\n"
+                    f"{self._startup_timeout_s:.0f} s (last: {last_error}); last lines of its log:\n"
                     f"{self.log_tail()}"
                 )
             time.sleep(0.2)
@@ -275,6 +276,13 @@ def _to_new_topic(item: TopicSpec, partitions: int) -> NewTopic:
         return NewTopic(item, partitions, 1)
     name, n = item
     return NewTopic(name, int(n), 1)
+
+
+def _errors_then_tail(output: str, tail: int = 8) -> str:
+    """The lines naming an exception or error (a Java stack trace buries them), then the last lines."""
+    lines = output.strip().splitlines()
+    errors = [ln for ln in lines if re.search(r"Exception|Error|ERROR", ln) and not ln.lstrip().startswith("at ")]
+    return "\n".join(errors[:5] + ["..."] + lines[-tail:])
 
 
 def _cluster_id() -> str:

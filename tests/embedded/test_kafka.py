@@ -192,3 +192,10 @@ def test_foreground_runner_serves_until_sigterm_then_cleans_up():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_bad_setting_fails_start_with_the_reason_and_cleans_up():
+    broker = EmbeddedKafka(extra_properties={"log.segment.bytes": "12"})
+    with pytest.raises(BrokerError, match=r"Invalid value 12 for configuration log.segment.bytes"):
+        broker.start()
+    assert broker.directory is None and not broker.running
