@@ -96,6 +96,7 @@ def snapshot_detector(det: Detector) -> tuple[dict[str, np.ndarray], dict[str, A
     meta = {
         "capacity": st.capacity, "seq": st.seq, "evicted_total": st.evicted_total,
         "watermark": det.watermark if np.isfinite(det.watermark) else None,
+        "events": det.events, "next_sweep": det._next_sweep,
         "training": {"events": tr.events, "next_at": tr.next_at, "k": tr.k, "seen_seq": tr.seen_seq,
                      "events_at_trigger": tr._events_at_trigger, "pending": pending,
                      "runs_ok": tr.stats.runs_ok, "runs_failed": tr.stats.runs_failed,
@@ -171,6 +172,7 @@ def _restore_into(det: Detector, arrays: dict[str, np.ndarray], meta: dict[str, 
         done.set_result(result)
         tr._pending = done
     det.watermark = float("-inf") if meta["watermark"] is None else float(meta["watermark"])
+    det.events, det._next_sweep = int(meta["events"]), int(meta["next_sweep"])
 
 
 # -- the store ----------------------------------------------------------------------------------------
