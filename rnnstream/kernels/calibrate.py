@@ -1,11 +1,17 @@
 """Error calibration: a prediction error becomes a score in [0, 1], as HTM's anomaly likelihood does.
 
-Per entity, the error of each event is reduced to one number ``e`` (root mean square over features,
-in normalised units). A short exponential mean of ``e`` is set against the long-run distribution of
-that short mean (exponentially weighted mean and variance over ``long_window`` events); the Gaussian
-tail probability ``q`` of the current short mean is mapped to ``log(q + 1e-10) / log(1e-10)``, so that
-0.5 means a one-in-100,000 deviation and 1.0 a one-in-10^10 one. The statistics exclude the current
-event when it is scored, so the score is causal.
+Per entity, the error of each event is reduced to one number: the root mean square over features, in
+normalised units (standard deviations of the series), taken on a log scale ``log(e + error_floor)``
+so that the long-run statistics are not ruled by the heaviest errors and errors well below
+``error_floor`` count as equally small (``error_floor: 0`` keeps the raw error). A short exponential
+mean of that number is set against the long-run distribution of the short mean (exponentially
+weighted mean and variance over ``long_window`` events); the Gaussian upper-tail probability ``q`` of
+the current short mean is mapped to ``log(q + 1e-10) / log(1e-10)``, so that 0.5 means a
+one-in-100,000 deviation and 1.0 a one-in-10^10 one. The statistics exclude the current event when it
+is scored, so the score is causal.
+
+Value novelty (like NAB's numenta detector's spatial anomaly): an event whose value leaves the
+entity's seen range by more than ``novelty_tolerance`` of that range scores 1.
 
 Alert hygiene: once an entity raises an anomaly, it raises no other for ``suppress_events`` events and
 ``min_gap_seconds`` seconds. Events inside that period carry flag bit ``FLAG_SUPPRESSED``.
@@ -16,7 +22,8 @@ from __future__ import annotations
 import math
 
 from .jit import device
-from .params import KP_LONG, KP_NOVELTY, KP_MIN_GAP, KP_SHORT, KP_SUPPRESS, KP_THRESHOLD, KP_WARMUP
+from .params import (KP_ERR_FLOOR, KP_LONG, KP_MIN_GAP, KP_NOVELTY, KP_SHORT, KP_SUPPRESS, KP_THRESHOLD,
+                     KP_WARMUP)
 
 # Layout of the per-entity scorer row (float64).
 SC_SHORT = 0       # short exponential mean of the error
@@ -84,6 +91,8 @@ def score_event(err, x, n, t, s, sc, kp):
     for f in range(err.shape[0]):
         acc += err[f] * err[f]
     e = math.sqrt(acc / err.shape[0])
+    if kp[KP_ERR_FLOOR] > 0.0:
+        e = math.log(e + kp[KP_ERR_FLOOR])
 
     n_seen = sc[s, SC_N]
     a_short = max(1.0 / (n_seen + 1.0), 2.0 / (kp[KP_SHORT] + 1.0))

@@ -17,6 +17,7 @@ KP_SUPPRESS = 8        # events after an anomaly during which the entity raises 
 KP_MIN_GAP = 9         # seconds after an anomaly during which the entity raises no other
 KP_ZCLIP = 10          # normalised inputs are clipped to [-zclip, zclip]
 KP_NOVELTY = 11        # value novelty: a value beyond the entity's seen range by this share of it scores 1 (0 = off)
+KP_ERR_FLOOR = 12      # errors are calibrated as log(error + this), in normalised units (0 = raw error)
 KP_SIZE = 16
 
 # Named so that tuning can add parameters without touching kernel signatures.
@@ -30,6 +31,7 @@ KP_NAMES = {
     "min_gap_seconds": KP_MIN_GAP,
     "zclip": KP_ZCLIP,
     "novelty_tolerance": KP_NOVELTY,
+    "error_floor": KP_ERR_FLOOR,
 }
 
 DEFAULTS = {
@@ -42,6 +44,7 @@ DEFAULTS = {
     "min_gap_seconds": 0.0,
     "zclip": 10.0,
     "novelty_tolerance": 0.0,
+    "error_floor": 0.0,     # the configuration default is 0.3; 0 keeps bare kernel_params() on the raw error
 }
 
 
