@@ -214,7 +214,7 @@ class ScoringConfig:
     normaliser_halflife: float = setting(1000.0, doc="Half-life, in events, of the running mean/variance that scales features.", gt=0)
     novelty_tolerance: float = setting(0.0, doc="A value beyond the entity's seen range by this share of the range scores 1 (0 = off).", min=0)
     zclip: float = setting(10.0, doc="Normalised model inputs are clipped to [-zclip, zclip].", gt=0)
-    error_floor: float = setting(0.3, doc="Errors are calibrated on a log scale, log(error + error_floor), in series standard deviations (0 = raw error).", min=0)
+    error_floor: float = setting(0.0, doc="Errors are calibrated on a log scale, log(error + error_floor), in series standard deviations (0 = raw error).", min=0)
 
     def _cross_check(self) -> Problems:
         if self.short_window >= self.long_window:

@@ -44,7 +44,7 @@ DEFAULTS = {
     "min_gap_seconds": 0.0,
     "zclip": 10.0,
     "novelty_tolerance": 0.0,
-    "error_floor": 0.0,     # the configuration default is 0.3; 0 keeps bare kernel_params() on the raw error
+    "error_floor": 0.0,
 }
 
 
