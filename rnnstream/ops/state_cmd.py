@@ -1,0 +1,401 @@
+"""``rnnstream state inspect|export|reset``: look into and reset the daemon's checkpoints.
+
+Checkpoints live in ``<state_dir>/<detector>/<topic>-<partition>/ckpt-<generation>.rns`` (see
+``rnnstream.daemon.checkpoint``). These commands only read them, except ``reset``, which moves unit
+directories aside into ``<state_dir>/reset-<UTC timestamp>/`` and deletes nothing.
+
+Not guaranteed: consistency with a running daemon. Inspecting or exporting while it runs is safe
+(files are replaced atomically), but a reset must be done with the daemon stopped, otherwise its next
+checkpoint recreates the unit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from ..config import Config, load_config_file
+from ..daemon.checkpoint import CheckpointStore, shape_fingerprint
+from ..errors import RnnstreamError, StateFormatError
+from ..kernels import calibrate as C
+from ..state.fileformat import decode_strings, read_state_file
+
+_DETECTOR_DIR = re.compile(r"^[a-z0-9_]+$")
+_UNIT_DIR = re.compile(r"^(.+)-(\d+)$")
+COMMON_FIELDS = {"count", "last_ts", "nmean", "nvar", "pred", "sc", "ring_in", "ring_flag", "last_seq"}
+
+
+def _iso(seconds: float | None) -> str | None:
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+# -- finding units ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Unit:
+    detector: str
+    topic: str
+    partition: int
+    path: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.detector}/{self.topic}-{self.partition}"
+
+
+def parse_partition(text: str) -> tuple[str, int]:
+    """``"metrics.hosts-3"`` -> ``("metrics.hosts", 3)``; RnnstreamError otherwise."""
+    m = _UNIT_DIR.match(text)
+    if not m:
+        raise RnnstreamError(f"--partition {text!r}: expected TOPIC-PARTITION, e.g. metrics.hosts-0")
+    return m.group(1), int(m.group(2))
+
+
+def find_units(state_dir: str | Path, detector: str | None = None, partition: str | None = None) -> list[Unit]:
+    """Unit directories under ``state_dir`` (optionally of one detector / one ``TOPIC-P``), sorted."""
+    root = Path(state_dir)
+    wanted = parse_partition(partition) if partition else None
+    units = []
+    if not root.is_dir():
+        return units
+    for det_dir in sorted(root.iterdir()):
+        if not det_dir.is_dir() or not _DETECTOR_DIR.match(det_dir.name):
+            continue   # reset-* directories and anything else that is not a detector
+        if detector is not None and det_dir.name != detector:
+            continue
+        for unit_dir in sorted(det_dir.iterdir()):
+            m = _UNIT_DIR.match(unit_dir.name)
+            if not unit_dir.is_dir() or not m:
+                continue
+            unit = Unit(det_dir.name, m.group(1), int(m.group(2)), unit_dir)
+            if wanted is None or (unit.topic, unit.partition) == wanted:
+                units.append(unit)
+    return units
+
+
+def _nothing_found(state_dir: str | Path, detector: str | None, partition: str | None) -> str:
+    what = " ".join(x for x in (f"detector {detector!r}" if detector else "",
+                                f"partition {partition!r}" if partition else "") if x) or "any detector"
+    return f"no checkpoint directories for {what} under {Path(state_dir).resolve()}"
+
+
+# -- inspect ----------------------------------------------------------------------------------------
+
+@dataclass
+class GenerationInfo:
+    generation: int
+    path: str
+    size_bytes: int
+    valid: bool
+    error: str | None = None
+
+
+@dataclass
+class UnitInfo:
+    detector: str
+    topic: str
+    partition: int
+    path: str
+    size_bytes: int                        # every file of the unit directory
+    generations: list[GenerationInfo] = field(default_factory=list)
+    newest_valid: bool = False
+    # from the newest readable generation (None when there is none)
+    generation: int | None = None
+    entities: int | None = None
+    model_type: str | None = None
+    model_version: int | None = None
+    next_offset: int | None = None
+    created_at: str | None = None
+    age_seconds: float | None = None
+
+
+def inspect_unit(store: CheckpointStore, unit: Unit, now: float | None = None) -> UnitInfo:
+    """Read and checksum every generation of ``unit``."""
+    now = time.time() if now is None else now
+    size = sum(p.stat().st_size for p in unit.path.iterdir() if p.is_file())
+    info = UnitInfo(unit.detector, unit.topic, unit.partition, str(unit.path), size)
+    for generation, path in store.generations(unit.detector, (unit.topic, unit.partition)):
+        gen = GenerationInfo(generation, str(path), path.stat().st_size, False)
+        info.generations.append(gen)
+        try:
+            arrays, meta = read_state_file(path)
+        except StateFormatError as exc:
+            gen.error = str(exc)
+            continue
+        gen.valid = True
+        if info.generation is None:
+            info.generation = generation
+            info.entities = int(arrays["index.slots"].size) if "index.slots" in arrays else None
+            info.model_type = meta.get("model_type")
+            info.model_version = int(arrays["model.version"]) if "model.version" in arrays else None
+            info.next_offset = meta.get("next_offset")
+            created = meta.get("created_at")
+            info.created_at = _iso(created)
+            info.age_seconds = None if created is None else round(now - float(created), 3)
+    info.newest_valid = bool(info.generations) and info.generations[0].valid
+    return info
+
+
+def inspect_state(cfg: Config, detector: str | None = None, now: float | None = None) -> list[UnitInfo]:
+    store = CheckpointStore(cfg.state_dir, cfg.checkpoint.keep_generations)
+    return [inspect_unit(store, u, now) for u in find_units(cfg.state_dir, detector)]
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def format_inspect(units: list[UnitInfo]) -> str:
+    header = ("DETECTOR", "UNIT", "GENS", "ENTITIES", "MODEL", "VERSION", "NEXT_OFFSET", "AGE", "SIZE", "NEWEST")
+    rows = [header]
+    notes = []
+    for u in units:
+        gens = ",".join(str(g.generation) for g in u.generations) or "-"
+        newest = "ok" if u.newest_valid else ("none" if not u.generations else "CORRUPT")
+        rows.append((u.detector, f"{u.topic}-{u.partition}", gens, _dash(u.entities), _dash(u.model_type),
+                     _dash(u.model_version), _dash(u.next_offset), _age(u.age_seconds),
+                     f"{u.size_bytes / 1024:.1f}KiB", newest))
+        notes += [f"{u.detector}/{u.topic}-{u.partition} generation {g.generation}: {g.error}"
+                  for g in u.generations if not g.valid]
+        if u.generations and not u.newest_valid and u.generation is not None:
+            notes.append(f"{u.detector}/{u.topic}-{u.partition}: the daemon would restore generation {u.generation}")
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines + notes)
+
+
+def _dash(v: Any) -> str:
+    return "-" if v is None else str(v)
+
+
+# -- export -----------------------------------------------------------------------------------------
+
+def _newest_readable(store: CheckpointStore, unit: Unit) -> tuple[Path, dict, dict] | None:
+    for _, path in store.generations(unit.detector, (unit.topic, unit.partition)):
+        try:
+            arrays, meta = read_state_file(path)
+        except StateFormatError:
+            continue
+        return path, arrays, meta
+    return None
+
+
+def _time_feature_names(cfg: Any) -> list[str]:
+    tf = cfg.time_features
+    return ((["time_of_day_sin", "time_of_day_cos"] if tf.time_of_day else [])
+            + (["day_of_week_sin", "day_of_week_cos"] if tf.day_of_week else [])
+            + (["log_gap"] if tf.log_gap else []))
+
+
+def entity_state(cfg: Any, unit: Unit, path: Path, arrays: dict[str, np.ndarray], meta: dict,
+                 slot: int) -> dict[str, Any]:
+    """One entity's row of a checkpoint as plain JSON-able values (see ``export_entity``)."""
+    row = {k[5:]: v[slot] for k, v in arrays.items() if k.startswith("slot.")}
+    n_features = row["nmean"].shape[0]
+    features = list(cfg.features) if len(cfg.features) == n_features else [f"f{i}" for i in range(n_features)]
+    sc = row["sc"]
+    count = int(row["count"])
+    window = row["ring_in"].shape[0]
+    inputs = features + _time_feature_names(cfg)
+    if len(inputs) != row["ring_in"].shape[1]:
+        inputs = [f"u{j}" for j in range(row["ring_in"].shape[1])]
+    n_hist = min(count, window)
+    first = count % window if count >= window else 0
+    history = [{"input": dict(zip(inputs, row["ring_in"][p].astype(float).tolist())),
+                "anomaly": bool(row["ring_flag"][p])}
+               for p in ((first + i) % window for i in range(n_hist))]
+    alarmed = bool(sc[C.SC_ALARMED])
+    return {
+        "detector": unit.detector,
+        "entity": None,   # filled by the caller
+        "unit": {"topic": unit.topic, "partition": unit.partition},
+        "checkpoint": {"path": str(path), "generation": meta.get("generation"),
+                       "created_at": _iso(meta.get("created_at")), "next_offset": meta.get("next_offset"),
+                       "config_matches_shape": meta.get("shape_fingerprint") == shape_fingerprint(cfg)},
+        "model_type": meta.get("model_type"),
+        "model_version": int(arrays["model.version"]) if "model.version" in arrays else None,
+        "event_count": count,
+        "last_event_time": _iso(float(row["last_ts"])) if count else None,
+        "last_event_epoch": float(row["last_ts"]) if count else None,
+        "normaliser": {f: {"mean": float(row["nmean"][i]), "std": math.sqrt(max(float(row["nvar"][i]), 0.0))}
+                       for i, f in enumerate(features)},
+        "next_prediction_normalised": dict(zip(features, row["pred"].astype(float).tolist())),
+        "scorer": {
+            "short_error_mean": float(sc[C.SC_SHORT]),
+            "long_mean": float(sc[C.SC_MEAN]),
+            "long_variance": float(sc[C.SC_VAR]),
+            "errors_seen": int(sc[C.SC_N]),
+            "alarmed": alarmed,
+            "last_alarm_event_count": int(sc[C.SC_ALARM_N]) if alarmed else None,
+            "last_alarm_time": _iso(float(sc[C.SC_ALARM_T])) if alarmed else None,
+            "range": {f: {"min": float(sc[C.SC_RANGE + 2 * i]), "max": float(sc[C.SC_RANGE + 2 * i + 1])}
+                      for i, f in enumerate(features)},
+        },
+        "recurrent_state": {k: v.astype(float).tolist() for k, v in row.items() if k not in COMMON_FIELDS},
+        "history": history,
+    }
+
+
+def export_entity(cfg: Config, detector: str, entity: str, partition: str | None = None) -> dict[str, Any]:
+    """The state of ``entity`` in the newest readable checkpoint of the detector's units.
+
+    When several units hold the entity, the one with its latest event is returned and the others
+    are listed under ``also_in``. Raises RnnstreamError naming what was searched when it is absent.
+    """
+    det_cfg = cfg.detector(detector) if detector in {d.name for d in cfg.detectors} else None
+    if det_cfg is None:
+        raise RnnstreamError(f"no detector named {detector!r} in the config; it has {[d.name for d in cfg.detectors]}")
+    store = CheckpointStore(cfg.state_dir, cfg.checkpoint.keep_generations)
+    units = find_units(cfg.state_dir, detector, partition)
+    if not units:
+        raise RnnstreamError(_nothing_found(cfg.state_dir, detector, partition))
+    found, searched = [], []
+    for unit in units:
+        got = _newest_readable(store, unit)
+        if got is None:
+            searched.append(f"{unit.label} (no readable checkpoint)")
+            continue
+        path, arrays, meta = got
+        names = decode_strings(arrays["index.names"], arrays["index.ends"])
+        searched.append(f"{path} ({len(names)} entities)")
+        if entity in names:
+            slot = int(arrays["index.slots"][names.index(entity)])
+            state = entity_state(det_cfg, unit, path, arrays, meta, slot)
+            state["entity"] = entity
+            found.append(state)
+    if not found:
+        raise RnnstreamError(f"entity {entity!r} is in none of the newest checkpoints of detector {detector!r}; "
+                             "searched: " + "; ".join(searched))
+    found.sort(key=lambda s: s["last_event_epoch"] or -math.inf, reverse=True)
+    best = found[0]
+    best["also_in"] = [s["unit"] for s in found[1:]]
+    return best
+
+
+# -- reset ------------------------------------------------------------------------------------------
+
+@dataclass
+class ResetResult:
+    moved: list[tuple[str, str]]        # (from, to)
+    refused: list[str]
+    destination: str | None
+
+
+def _newest_age(store: CheckpointStore, unit: Unit, now: float) -> float | None:
+    gens = store.generations(unit.detector, (unit.topic, unit.partition))
+    if not gens:
+        return None
+    path = gens[0][1]
+    try:
+        created = float(read_state_file(path)[1]["created_at"])
+    except (StateFormatError, KeyError, TypeError, ValueError):
+        created = path.stat().st_mtime   # unreadable newest: its write time is the best we know
+    return now - created
+
+
+def reset_state(cfg: Config, detector: str | None = None, partition: str | None = None, *, yes: bool = False,
+                min_age: float = 0.0, force: bool = False, out: TextIO | None = None,
+                now: float | None = None) -> int:
+    """Move the selected unit directories aside (see the module docstring). Returns the exit code:
+    0 done, 1 refused (no ``--yes``, a too recent checkpoint, or nothing selected)."""
+    out = out or sys.stdout
+    now = time.time() if now is None else now
+    store = CheckpointStore(cfg.state_dir, cfg.checkpoint.keep_generations)
+    units = find_units(cfg.state_dir, detector, partition)
+    if not units:
+        print(_nothing_found(cfg.state_dir, detector, partition) + "; nothing to reset", file=out)
+        return 1
+    too_young = []
+    for unit in units:
+        age = _newest_age(store, unit, now)
+        if age is not None and age < min_age:
+            too_young.append(f"{unit.label}: newest checkpoint is {age:.0f}s old (< --min-age {min_age:g}s)")
+    print("would reset:" if not yes or (too_young and not force) else "resetting:", file=out)
+    for unit in units:
+        print(f"  {unit.label}  ({unit.path})", file=out)
+    if too_young and not force:
+        print("refused: " + "; ".join(too_young) + ". Is the daemon still running? Stop it, or pass --force.", file=out)
+        return 1
+    if not yes:
+        print("refused: nothing was changed; pass --yes to reset (stop the daemon first).", file=out)
+        return 1
+    root = Path(cfg.state_dir)
+    stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    dest, k = root / f"reset-{stamp}", 1
+    while dest.exists():
+        k += 1
+        dest = root / f"reset-{stamp}-{k}"
+    for unit in units:
+        target = dest / unit.detector / unit.path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        unit.path.rename(target)
+        print(f"moved {unit.path} -> {target}", file=out)
+    _print_after_reset(cfg, units, dest, out)
+    return 0
+
+
+def _print_after_reset(cfg: Config, units: list[Unit], dest: Path, out: TextIO) -> None:
+    root = Path(cfg.state_dir)
+    print(f"nothing was deleted; to undo (daemon stopped): move each directory back, e.g.\n"
+          f"  mv {dest}/<detector>/<topic>-<partition> {root}/<detector>/", file=out)
+    print("The daemon must be stopped while resetting, or its next checkpoint rewrites the state.", file=out)
+    group = cfg.kafka.group_id if cfg.kafka else "<group_id>"
+    bootstrap = cfg.kafka.bootstrap_servers[0] if cfg.kafka else "<broker:port>"
+    print(f"The consumer group {group!r} keeps its committed offsets: on restart the reset partitions resume "
+          "at those offsets with fresh state (models and entity state start empty).", file=out)
+    by_topic: dict[str, list[int]] = {}
+    for u in units:
+        by_topic.setdefault(u.topic, []).append(u.partition)
+    print("To also reprocess from the beginning (daemon stopped), rewind the group:", file=out)
+    for topic, parts in sorted(by_topic.items()):
+        print(f"  kafka-consumer-groups.sh --bootstrap-server {bootstrap} --group {group} "
+              f"--topic {topic}:{','.join(map(str, sorted(parts)))} --reset-offsets --to-earliest --execute", file=out)
+
+
+# -- entry points ------------------------------------------------------------------------------------
+
+def inspect_main(config_path: str, detector: str | None = None, as_json: bool = False,
+                 out: TextIO | None = None) -> int:
+    """``rnnstream state inspect``: 0 when every unit's newest checkpoint is valid, 1 otherwise."""
+    out = out or sys.stdout
+    cfg = load_config_file(config_path)
+    units = inspect_state(cfg, detector)
+    if as_json:
+        print(json.dumps([asdict(u) for u in units], indent=2), file=out)
+    elif not units:
+        print(_nothing_found(cfg.state_dir, detector, None), file=out)
+    else:
+        print(format_inspect(units), file=out)
+    return 0 if units and all(u.newest_valid for u in units) else 1
+
+
+def export_main(config_path: str, detector: str, entity: str, partition: str | None = None,
+                out: TextIO | None = None) -> int:
+    """``rnnstream state export``: the entity's state as JSON on ``out`` (RnnstreamError when absent)."""
+    out = out or sys.stdout
+    state = export_entity(load_config_file(config_path), detector, entity, partition)
+    print(json.dumps(state, indent=2), file=out)
+    return 0
+
+
+def reset_main(config_path: str, detector: str | None = None, partition: str | None = None, yes: bool = False,
+               min_age: float = 0.0, force: bool = False, out: TextIO | None = None) -> int:
+    """``rnnstream state reset``."""
+    return reset_state(load_config_file(config_path), detector, partition, yes=yes, min_age=min_age,
+                       force=force, out=out)
