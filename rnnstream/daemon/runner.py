@@ -138,7 +138,6 @@ class Runner:
                     self._process(batch)
                 now = time.monotonic()
                 if now - last_ckpt >= self.config.checkpoint.interval_seconds:
-                    self._evict_idle()
                     self.checkpoint(list(self.units))
                     last_ckpt = time.monotonic()
                 if dog_every is not None and now - last_dog >= dog_every:
@@ -192,12 +191,6 @@ class Runner:
     def _detector_metrics(self):
         for det in self.config.detectors:
             yield det.name, self.metrics.for_detector(det.name)
-
-    def _evict_idle(self) -> None:
-        for unit in self.units.values():
-            evicted = unit.detector.evict_idle()
-            if evicted:
-                unit.metrics.evicted.inc(len(evicted))
 
     # -- checkpoints -------------------------------------------------------------------------------
 

@@ -50,15 +50,16 @@ def _late_mask(codes: np.ndarray, ts: np.ndarray, last: np.ndarray, tolerance: f
 def late_mask(detector: Detector, entities: Sequence[str], ts: np.ndarray, tolerance: float) -> np.ndarray:
     """Boolean mask of the events that are NOT late (see the module docstring)."""
     codes_of: dict[str, int] = {}
-    codes = np.fromiter((codes_of.setdefault(e, len(codes_of)) for e in entities), dtype=np.int64,
-                        count=len(entities))
+    setdefault = codes_of.setdefault
+    codes = np.array([setdefault(e, len(codes_of)) for e in entities], dtype=np.int64)
+    get = detector.state.index.get
+    slots = np.array([get(e, -1) for e in codes_of], dtype=np.int64)
     last = np.full(len(codes_of), np.nan)
-    index = detector.state.index
-    count, last_ts = detector.state.arrays["count"], detector.state.arrays["last_ts"]
-    for entity, code in codes_of.items():
-        slot = index.get(entity)
-        if slot is not None and count[slot] > 0:
-            last[code] = last_ts[slot]
+    known = np.flatnonzero(slots >= 0)
+    if known.size:
+        count, last_ts = detector.state.arrays["count"], detector.state.arrays["last_ts"]
+        seen = known[count[slots[known]] > 0]
+        last[seen] = last_ts[slots[seen]]
     return _late_mask(codes, np.ascontiguousarray(ts, dtype=np.float64), last, float(tolerance))
 
 
@@ -169,11 +170,11 @@ class Unit:
         record_ts = np.fromiter((raw[i].timestamp for i in index.tolist()), dtype=np.float64, count=len(index))
         observe_many(dm.latency, np.maximum(now - record_ts * 1e-3, 0.0))
         hits = np.flatnonzero(res.flag & FLAG_ANOMALY)
-        version = int(res.model_version)
+        versions = np.broadcast_to(np.asarray(res.model_version), index.shape).tolist()
         for j in hits.tolist():
             i = int(index[j])
             outputs.anomaly(raw[i], entities[i], float(ts[i]), float(res.score[j]), float(res.err[j]),
-                            x[i], res.pred[j], res.z[j], version)
+                            x[i], res.pred[j], res.z[j], versions[j])
         if len(hits):
             dm.anomalies.inc(len(hits))
             counts.anomalies = len(hits)
@@ -181,7 +182,7 @@ class Unit:
             flags = res.flag.tolist()
             scores, errs = res.score.tolist(), res.err.tolist()
             for j, i in enumerate(index.tolist()):
-                outputs.score(raw[i], entities[i], float(ts[i]), scores[j], errs[j], flags[j], version)
+                outputs.score(raw[i], entities[i], float(ts[i]), scores[j], errs[j], flags[j], versions[j])
 
     def close(self) -> None:
         self.detector.close()
