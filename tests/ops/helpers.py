@@ -37,7 +37,7 @@ def write_config(path: Path, **kw) -> Path:
     return path
 
 
-def synthetic(n_entities: int = 4, n_steps: int = 120, seed: int = 7):
+def synthetic(n_entities: int = 4, n_steps: int = 500, seed: int = 7):
     """(entities, x (n,1), ts) of rnnstream.synth records, in time order."""
     records, _ = generate(n_entities=n_entities, n_steps=n_steps, seed=seed)
     ents = [r["host"] for r in records]
