@@ -51,6 +51,12 @@ def cmd_eval_nab(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .daemon.runner import main as run_main
+
+    return run_main(args.config)
+
+
 def cmd_warmup(args: argparse.Namespace) -> int:
     from .warmup import warmup
 
@@ -62,6 +68,10 @@ def cmd_warmup(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rnnstream", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="the daemon: consume Kafka, score, publish anomalies, serve metrics")
+    p.add_argument("-c", "--config", required=True)
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("validate", help="check a configuration file without touching the network")
     p.add_argument("-c", "--config", required=True)
