@@ -237,6 +237,7 @@ def entity_state(cfg: Any, unit: Unit, path: Path, arrays: dict[str, np.ndarray]
                        for i, f in enumerate(features)},
         "next_prediction_normalised": dict(zip(features, row["pred"].astype(float).tolist())),
         "scorer": {
+            "error_scale": "log(RMS normalised error + scoring.error_floor)",
             "short_error_mean": float(sc[C.SC_SHORT]),
             "long_mean": float(sc[C.SC_MEAN]),
             "long_variance": float(sc[C.SC_VAR]),
