@@ -29,7 +29,7 @@ def cmd_state_export(args: argparse.Namespace) -> int:
 
 
 def cmd_state_reset(args: argparse.Namespace) -> int:
-    from .state_cmd import reset_main
+    from .state_reset import reset_main
 
     return reset_main(args.config, detector=args.detector, partition=args.partition, yes=args.yes,
                       min_age=args.min_age, force=args.force)

@@ -57,7 +57,7 @@ def _probe_tcp(server: str, timeout_s: float) -> str:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
             return "accepts TCP connections"
     except ValueError:
-        return f"is not host:port"
+        return "is not host:port"
     except socket.gaierror as exc:
         return f"host name does not resolve ({exc.strerror})"
     except TimeoutError:

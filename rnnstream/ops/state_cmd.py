@@ -84,7 +84,7 @@ def find_units(state_dir: str | Path, detector: str | None = None, partition: st
     return units
 
 
-def _nothing_found(state_dir: str | Path, detector: str | None, partition: str | None) -> str:
+def nothing_found(state_dir: str | Path, detector: str | None, partition: str | None) -> str:
     what = " ".join(x for x in (f"detector {detector!r}" if detector else "",
                                 f"partition {partition!r}" if partition else "") if x) or "any detector"
     return f"no checkpoint directories for {what} under {Path(state_dir).resolve()}"
@@ -265,7 +265,7 @@ def export_entity(cfg: Config, detector: str, entity: str, partition: str | None
     store = CheckpointStore(cfg.state_dir, cfg.checkpoint.keep_generations)
     units = find_units(cfg.state_dir, detector, partition)
     if not units:
-        raise RnnstreamError(_nothing_found(cfg.state_dir, detector, partition))
+        raise RnnstreamError(nothing_found(cfg.state_dir, detector, partition))
     found, searched = [], []
     for unit in units:
         got = _newest_readable(store, unit)
@@ -289,86 +289,6 @@ def export_entity(cfg: Config, detector: str, entity: str, partition: str | None
     return best
 
 
-# -- reset ------------------------------------------------------------------------------------------
-
-@dataclass
-class ResetResult:
-    moved: list[tuple[str, str]]        # (from, to)
-    refused: list[str]
-    destination: str | None
-
-
-def _newest_age(store: CheckpointStore, unit: Unit, now: float) -> float | None:
-    gens = store.generations(unit.detector, (unit.topic, unit.partition))
-    if not gens:
-        return None
-    path = gens[0][1]
-    try:
-        created = float(read_state_file(path)[1]["created_at"])
-    except (StateFormatError, KeyError, TypeError, ValueError):
-        created = path.stat().st_mtime   # unreadable newest: its write time is the best we know
-    return now - created
-
-
-def reset_state(cfg: Config, detector: str | None = None, partition: str | None = None, *, yes: bool = False,
-                min_age: float = 0.0, force: bool = False, out: TextIO | None = None,
-                now: float | None = None) -> int:
-    """Move the selected unit directories aside (see the module docstring). Returns the exit code:
-    0 done, 1 refused (no ``--yes``, a too recent checkpoint, or nothing selected)."""
-    out = out or sys.stdout
-    now = time.time() if now is None else now
-    store = CheckpointStore(cfg.state_dir, cfg.checkpoint.keep_generations)
-    units = find_units(cfg.state_dir, detector, partition)
-    if not units:
-        print(_nothing_found(cfg.state_dir, detector, partition) + "; nothing to reset", file=out)
-        return 1
-    too_young = []
-    for unit in units:
-        age = _newest_age(store, unit, now)
-        if age is not None and age < min_age:
-            too_young.append(f"{unit.label}: newest checkpoint is {age:.0f}s old (< --min-age {min_age:g}s)")
-    print("would reset:" if not yes or (too_young and not force) else "resetting:", file=out)
-    for unit in units:
-        print(f"  {unit.label}  ({unit.path})", file=out)
-    if too_young and not force:
-        print("refused: " + "; ".join(too_young) + ". Is the daemon still running? Stop it, or pass --force.", file=out)
-        return 1
-    if not yes:
-        print("refused: nothing was changed; pass --yes to reset (stop the daemon first).", file=out)
-        return 1
-    root = Path(cfg.state_dir)
-    stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    dest, k = root / f"reset-{stamp}", 1
-    while dest.exists():
-        k += 1
-        dest = root / f"reset-{stamp}-{k}"
-    for unit in units:
-        target = dest / unit.detector / unit.path.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        unit.path.rename(target)
-        print(f"moved {unit.path} -> {target}", file=out)
-    _print_after_reset(cfg, units, dest, out)
-    return 0
-
-
-def _print_after_reset(cfg: Config, units: list[Unit], dest: Path, out: TextIO) -> None:
-    root = Path(cfg.state_dir)
-    print(f"nothing was deleted; to undo (daemon stopped): move each directory back, e.g.\n"
-          f"  mv {dest}/<detector>/<topic>-<partition> {root}/<detector>/", file=out)
-    print("The daemon must be stopped while resetting, or its next checkpoint rewrites the state.", file=out)
-    group = cfg.kafka.group_id if cfg.kafka else "<group_id>"
-    bootstrap = cfg.kafka.bootstrap_servers[0] if cfg.kafka else "<broker:port>"
-    print(f"The consumer group {group!r} keeps its committed offsets: on restart the reset partitions resume "
-          "at those offsets with fresh state (models and entity state start empty).", file=out)
-    by_topic: dict[str, list[int]] = {}
-    for u in units:
-        by_topic.setdefault(u.topic, []).append(u.partition)
-    print("To also reprocess from the beginning (daemon stopped), rewind the group:", file=out)
-    for topic, parts in sorted(by_topic.items()):
-        print(f"  kafka-consumer-groups.sh --bootstrap-server {bootstrap} --group {group} "
-              f"--topic {topic}:{','.join(map(str, sorted(parts)))} --reset-offsets --to-earliest --execute", file=out)
-
-
 # -- entry points ------------------------------------------------------------------------------------
 
 def inspect_main(config_path: str, detector: str | None = None, as_json: bool = False,
@@ -380,7 +300,7 @@ def inspect_main(config_path: str, detector: str | None = None, as_json: bool = 
     if as_json:
         print(json.dumps([asdict(u) for u in units], indent=2), file=out)
     elif not units:
-        print(_nothing_found(cfg.state_dir, detector, None), file=out)
+        print(nothing_found(cfg.state_dir, detector, None), file=out)
     else:
         print(format_inspect(units), file=out)
     return 0 if units and all(u.newest_valid for u in units) else 1
@@ -393,10 +313,3 @@ def export_main(config_path: str, detector: str, entity: str, partition: str | N
     state = export_entity(load_config_file(config_path), detector, entity, partition)
     print(json.dumps(state, indent=2), file=out)
     return 0
-
-
-def reset_main(config_path: str, detector: str | None = None, partition: str | None = None, yes: bool = False,
-               min_age: float = 0.0, force: bool = False, out: TextIO | None = None) -> int:
-    """``rnnstream state reset``."""
-    return reset_state(load_config_file(config_path), detector, partition, yes=yes, min_age=min_age,
-                       force=force, out=out)

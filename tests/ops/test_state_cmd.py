@@ -16,7 +16,8 @@ from rnnstream.daemon.checkpoint import CheckpointStore
 from rnnstream.detector import Detector
 from rnnstream.errors import RnnstreamError
 from rnnstream.kernels.calibrate import FLAG_ANOMALY, SC_N, SC_RANGE
-from rnnstream.ops.state_cmd import export_main, inspect_main, inspect_state, reset_main
+from rnnstream.ops.state_cmd import export_main, inspect_main, inspect_state
+from rnnstream.ops.state_reset import reset_main
 
 from .helpers import synthetic, write_config
 
