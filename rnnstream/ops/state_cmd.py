@@ -1,8 +1,8 @@
 """``rnnstream state inspect|export|reset``: look into and reset the daemon's checkpoints.
 
 Checkpoints live in ``<state_dir>/<detector>/<topic>-<partition>/ckpt-<generation>.rns`` (see
-``rnnstream.daemon.checkpoint``). These commands only read them, except ``reset``, which moves unit
-directories aside into ``<state_dir>/reset-<UTC timestamp>/`` and deletes nothing.
+``rnnstream.daemon.checkpoint``). inspect and export only read them; reset (``rnnstream.ops.state_reset``)
+moves unit directories aside into ``<state_dir>/reset-<UTC timestamp>/`` and deletes nothing.
 
 Not guaranteed: consistency with a running daemon. Inspecting or exporting while it runs is safe
 (files are replaced atomically), but a reset must be done with the daemon stopped, otherwise its next

@@ -65,3 +65,23 @@ def test_no_kafka_section(tmp_path):
     out = io.StringIO()
     assert check_connection_main(str(cfg_path), out=out) == 1
     assert "no 'kafka' section" in out.getvalue()
+
+
+def test_wrong_security_protocol_says_port_answers(kafka, tmp_path):
+    """SASL against the PLAINTEXT broker: bounded failure that says TCP works, the protocol does not."""
+    topic = kafka.new_topic("ops-in", 1)
+    path = tmp_path / "c.yaml"
+    path.write_text(f"""
+kafka: {{bootstrap_servers: [{kafka.bootstrap}], security_protocol: SASL_PLAINTEXT, sasl_mechanism: PLAIN,
+        sasl_username: u, sasl_password: secret-pw}}
+detectors:
+  - {{name: d, topics: [{topic}], entity: host, timestamp: {{field: ts}}, features: [cpu]}}
+""")
+    out = io.StringIO()
+    started = time.monotonic()
+    assert check_connection_main(str(path), timeout_s=2, out=out) == 1
+    assert time.monotonic() - started < 10
+    text = out.getvalue()
+    assert f"could not bootstrap from {kafka.bootstrap} with SASL_PLAINTEXT" in text
+    assert f"{kafka.bootstrap}: accepts TCP connections" in text
+    assert "secret-pw" not in text
