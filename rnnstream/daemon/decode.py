@@ -1,9 +1,13 @@
 """Kafka records of one partition -> the columns ``Detector.process`` takes, plus the rejects.
 
-``decode_batch`` reads each record's value as one JSON object (orjson) and pulls the entity, the event
-time and the features out of it with the same rules as replay (``rnnstream.events``): dotted paths
+``decode_batch`` reads each record's value as one JSON object and pulls the entity, the event time
+and the features out of it with the same rules as replay (``rnnstream.events``): dotted paths
 (a key that itself contains dots is found first), numbers or numeric strings as features, timestamps
 in s/ms/us/ns or ISO-8601 text (naive means UTC).
+
+Speed: a batch of clean events with top-level fields is decoded in one msgspec call into typed
+columns (~0.5 µs an event); any other batch goes record by record (a fast path per record, then
+the general path, which names the reason a record is refused).
 
 Guaranteed: every input record ends up in exactly one of ``raw`` (accepted, input order kept) and
 ``rejects`` (with one of ``REASONS``); an accepted record has a non-empty entity, finite features and
@@ -15,8 +19,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Sequence
 
+import msgspec
 import numpy as np
 import orjson
 
@@ -28,6 +34,7 @@ REASONS = ("oversize", "undecodable", "not_object", "missing_field", "wrong_type
            "non_finite_value")
 """Every reject reason decode_batch emits (the ``reason`` label of rnnstream_events_rejected_total)."""
 
+_SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 # Event times datetime can turn into ISO-8601 text (years 1..9999), in epoch seconds.
 _TS_MIN, _TS_MAX = -62135596800.0, 253402300799.0
 
@@ -134,9 +141,88 @@ class _Decoder:
         return self.entity(record, obj), self.features_of(obj), self.timestamp(record, obj)
 
 
+def _fast_path(dec: _Decoder):
+    """A decoder for the common layout (top-level fields, numeric time), or None when it does not apply.
+
+    It accepts a record only when every check of the general path would pass with the same values;
+    any other record is handed to the general path, which names the reason it is refused.
+    """
+    paths = [dec.entity_field, dec.ts_field, *dec.features]
+    if dec.from_key or dec.from_record or dec.ts_unit == "iso" or any(p is None for p in paths):
+        return None
+    ent, tsf, feats = dec.entity_field, dec.ts_field, dec.features
+    scale = _SCALE[dec.ts_unit]
+    max_bytes, loads, isfinite = dec.max_bytes, orjson.loads, math.isfinite
+    num = (int, float)
+
+    def one(record: Any):
+        value = record.value
+        if value is None or len(value) > max_bytes:
+            return None
+        try:
+            obj = loads(value)
+            entity, t = obj[ent], obj[tsf]
+            xs = [obj[f] for f in feats]
+        except (orjson.JSONDecodeError, TypeError, KeyError):
+            return None
+        if type(entity) is not str or not entity or type(t) not in num:
+            return None
+        seconds = t * scale
+        if not _TS_MIN <= seconds <= _TS_MAX:
+            return None
+        for v in xs:
+            if type(v) not in num or not isfinite(v):
+                return None
+        return entity, [float(v) for v in xs], seconds
+
+    return one
+
+
+@lru_cache(maxsize=64)
+def _batch_decoder(entity: str, ts_field: str, features: tuple[str, ...]) -> msgspec.json.Decoder:
+    """A msgspec decoder of a JSON array of events with exactly these top-level fields (others ignored)."""
+    names = [entity, ts_field, *features]
+    event = msgspec.defstruct("Event", [(f"f{i}", str if i == 0 else float) for i in range(len(names))],
+                              rename={f"f{i}": name for i, name in enumerate(names)})
+    return msgspec.json.Decoder(list[event])
+
+
+def _decode_columns(dec: _Decoder, records: Sequence[Any]) -> Decoded | None:
+    """The whole batch in one msgspec call, when every record is a clean event; else None.
+
+    msgspec checks types strictly (no booleans or strings for numbers), so a batch it accepts is one
+    the general path would accept record by record, with the same values.
+    """
+    paths = [dec.entity_field, dec.ts_field, *dec.features]
+    if (dec.from_key or dec.from_record or dec.ts_unit == "iso" or None in paths
+            or len(set(paths)) != len(paths) or not records):
+        return None
+    values = [r.value for r in records]
+    if None in values or max(map(len, values)) > dec.max_bytes:
+        return None
+    try:
+        events = _batch_decoder(paths[0], paths[1], tuple(paths[2:])).decode(b"[" + b",".join(values) + b"]")
+    except msgspec.DecodeError:
+        return None
+    entities = [e.f0 for e in events]
+    if not all(entities):
+        return None
+    ts = np.array([e.f1 for e in events], dtype=np.float64) * _SCALE[dec.ts_unit]
+    cols = [np.array([getattr(e, f"f{k + 2}") for e in events], dtype=np.float64) for k in range(len(dec.features))]
+    x = np.column_stack(cols) if cols else np.zeros((len(events), 0))
+    if not (np.isfinite(x).all() and ((ts >= _TS_MIN) & (ts <= _TS_MAX)).all()):
+        return None
+    offsets = np.fromiter((r.offset for r in records), dtype=np.int64, count=len(records))
+    return Decoded(entities, x, ts, offsets, list(records), [])
+
+
 def decode_batch(records: Sequence[Any], cfg: Any) -> Decoded:
     """Decode ``records`` (kafka-python ConsumerRecords of ONE partition, offset order) for detector ``cfg``."""
     dec = _Decoder(cfg)
+    columns = _decode_columns(dec, records)
+    if columns is not None:
+        return columns
+    fast = _fast_path(dec)
     entities: list[str] = []
     rows: list[list[float]] = []
     times: list[float] = []
@@ -144,11 +230,14 @@ def decode_batch(records: Sequence[Any], cfg: Any) -> Decoded:
     raw: list[Any] = []
     rejects: list[Reject] = []
     for record in records:
-        try:
-            entity, x, t = dec.one(record)
-        except InputRejected as exc:
-            rejects.append(Reject(record, exc.reason, f"{_where(record)}: {exc.detail}"))
-            continue
+        got = fast(record) if fast is not None else None
+        if got is None:
+            try:
+                got = dec.one(record)
+            except InputRejected as exc:
+                rejects.append(Reject(record, exc.reason, f"{_where(record)}: {exc.detail}"))
+                continue
+        entity, x, t = got
         entities.append(entity)
         rows.append(x)
         times.append(t)

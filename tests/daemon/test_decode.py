@@ -161,3 +161,39 @@ def test_throughput_100k(capsys):
     assert len(d) == 100_000 and not d.rejects
     with capsys.disabled():
         print(f"\ndecode_batch: {len(records) / elapsed:,.0f} records/s (100k small JSON records)")
+
+
+def _general_path(records, cfg):
+    """Each record through the record-by-record general path, for comparison."""
+    from rnnstream.daemon.decode import _Decoder
+    from rnnstream.errors import InputRejected
+
+    dec, out = _Decoder(cfg), []
+    for r in records:
+        try:
+            out.append(dec.one(r))
+        except InputRejected as exc:
+            out.append(exc.reason)
+    return out
+
+
+@pytest.mark.parametrize("odd", [None, {"cpu": True}, {"cpu": "7.5"}, {"ts": "100"}, {"host": 7},
+                                 {"host": ""}, {"cpu": 1.5e300}, {"extra": [1, {"a": 2}]}, b"huge"])
+def test_batch_path_agrees_with_the_general_path(odd):
+    """Clean polls take the one-call msgspec path; a poll with one odd record must give exactly what
+    the general path gives record by record (accepted values and reject reasons)."""
+    cfg = detector_cfg(features="[cpu, mem]")
+    docs = [{"host": f"h{i % 3}", "ts": 1_700_000_000 + 60 * i, "cpu": i * 0.25, "mem": i, "noise": "x"}
+            for i in range(40)]
+    if isinstance(odd, dict):
+        docs[17] = {**docs[17], **odd}
+    records = [rec(d, offset=i) for i, d in enumerate(docs)]
+    if odd == b"huge":  # a number JSON can write but no float holds
+        records[17] = rec(b'{"host": "h9", "ts": 1700000000, "cpu": 1e400, "mem": 2}', offset=17)
+    got = decode_batch(records, cfg)
+    want = _general_path(records, cfg)
+    accepted = [w for w in want if not isinstance(w, str)]
+    assert got.entities == [w[0] for w in accepted]
+    np.testing.assert_array_equal(got.x, np.array([w[1] for w in accepted]))
+    np.testing.assert_array_equal(got.ts, np.array([w[2] for w in accepted]))
+    assert [r.reason for r in got.rejects] == [w for w in want if isinstance(w, str)]
