@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("warmup", help="compile and cache every kernel (e.g. at image build time)")
     p.set_defaults(func=cmd_warmup)
+
+    from .ops.commands import register
+
+    register(sub)  # check-connection, state inspect|export|reset, plot
     return parser
 
 

@@ -166,9 +166,7 @@ class Unit:
         index = res.index
         reported = res.reported_score()
         observe_many(dm.score, reported)
-        now = time.time()
-        record_ts = np.fromiter((raw[i].timestamp for i in index.tolist()), dtype=np.float64, count=len(index))
-        observe_many(dm.latency, np.maximum(now - record_ts * 1e-3, 0.0))
+        observe_many(dm.latency, np.maximum(time.time() - ts[index], 0.0))
         hits = np.flatnonzero(res.flag & FLAG_ANOMALY)
         versions = np.broadcast_to(np.asarray(res.model_version), index.shape).tolist()
         for j in hits.tolist():
