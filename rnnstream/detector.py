@@ -7,7 +7,9 @@ event sequence: a retraining trigger (``rnnstream.training.schedule``), an idle 
 filling up (then the least recently seen entities are evicted).
 
 Guaranteed: outputs and state are a function of the event sequence alone, whatever the batching
-(wall-time retraining triggers excepted). An entity whose event comes more than ``idle_ttl_seconds``
+(wall-time retraining triggers excepted). Events with a non-finite value or time, and late events
+(older than the entity's previous event by more than ``late_tolerance_seconds``), are refused with a
+reason and touch no state. An entity whose event comes more than ``idle_ttl_seconds``
 of event time after its previous one starts afresh, as if it had been evicted.
 
 Not thread-safe: one thread calls ``process``; training runs beside it in the schedule's own thread.
@@ -20,13 +22,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .kernels.calibrate import FLAG_ANOMALY, FLAG_SUPPRESSED
-from .kernels.params import KP_NAMES, kernel_params, n_time_features
+from .kernels.calibrate import FLAG_ANOMALY, FLAG_LATE, FLAG_SUPPRESSED
+from .kernels.params import KP_LATE, KP_NAMES, kernel_params, n_time_features
 from .models.base import BatchOutput, common_fields, create
 from .state.slots import SlotState
 from .training.schedule import TrainingSchedule
 
 REASON_NON_FINITE = "non_finite_value"
+REASON_LATE = "late"
 SWEEP_EVERY = 65536  # events between two sweeps of idle entities (memory only: expiry is per event)
 
 
@@ -70,6 +73,7 @@ class Detector:
         self.model = create(cfg.model.type, self.n_features, n_inputs, cfg.model.params)
         scoring = {name: getattr(cfg.scoring, name) for name in KP_NAMES if hasattr(cfg.scoring, name)}
         self.kp = kernel_params(tf.time_of_day, tf.day_of_week, tf.log_gap, **scoring)
+        self.kp[KP_LATE] = float(cfg.late_tolerance_seconds)
         window = cfg.training.window
         fields = {**common_fields(self.n_features, n_inputs, window), **self.model.state_fields()}
         self.state = SlotState(fields, cfg.max_entities)
@@ -126,8 +130,14 @@ class Detector:
             self.events += stop - start
             self.watermark = max(self.watermark, float(ts[start:stop].max()))
             start = stop
-        return BatchResult(index, out.pred[:n], out.z[:n], out.err[:n], out.score[:n], out.flag[:n],
-                           rejected, evicted, self.versions[:n])
+        late = out.flag[:n] & FLAG_LATE
+        if not late.any():
+            return BatchResult(index, out.pred[:n], out.z[:n], out.err[:n], out.score[:n], out.flag[:n],
+                               rejected, evicted, self.versions[:n])
+        rejected = sorted(rejected + [(int(index[k]), REASON_LATE) for k in np.flatnonzero(late)])
+        keep = late == 0
+        return BatchResult(index[keep], out.pred[:n][keep], out.z[:n][keep], out.err[:n][keep],
+                           out.score[:n][keep], out.flag[:n][keep], rejected, evicted, self.versions[:n][keep])
 
     def _expire(self, slots: np.ndarray, ts: np.ndarray) -> int:
         """Start afresh the entities whose event comes more than ``idle_ttl_seconds`` after their last.

@@ -200,3 +200,28 @@ detectors:
     for other, other_evicted, other_version in runs[1:]:
         np.testing.assert_array_equal(other, first)
         assert (other_evicted, other_version) == (n_evicted, version)
+
+
+def test_late_events_are_refused_in_order_and_touch_no_state():
+    cfg = load_config("""
+detectors:
+  - name: d
+    topics: [t]
+    entity: host
+    timestamp: {field: ts}
+    features: [v]
+    model: {type: gru, hidden: 4}
+    late_tolerance_seconds: 30
+""").detectors[0]
+    det = Detector(cfg, background=False)
+    try:
+        # a: 100, 200, then 150 (late by 50 > 30), 180 (late by 20: accepted), b: 120 (its first event)
+        res = det.process(["a", "a", "a", "a", "b"], np.array([[1.0], [2.0], [9.0], [3.0], [4.0]]),
+                          np.array([100.0, 200.0, 150.0, 180.0, 120.0]))
+        assert res.rejected == [(2, "late")]
+        assert res.index.tolist() == [0, 1, 3, 4]
+        assert not (res.flag & 4).any()
+        slot = det.state.index["a"]
+        assert det.state["count"][slot] == 3 and det.state["last_ts"][slot] == 180.0
+    finally:
+        det.close()

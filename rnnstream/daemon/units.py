@@ -2,14 +2,9 @@
 
 A unit sees the records of its partition in offset order; ``Unit.handle`` turns one poll's records of
 that partition into one ``Detector.process`` call plus the outputs and metrics of the batch. Python
-work per event is limited to decoding (``decode_batch``), the late-event check's entity lookup and
-building the output messages; metric updates are per batch (histograms are filled from numpy bucket
-counts, see ``observe_many``).
-
-Late events: an event older than its entity's previous accepted event by more than
-``late_tolerance_seconds`` is rejected with reason ``"late"`` before it touches any state. The check
-is sequential within a batch (an event is compared with the entity's last *accepted* event, which
-may be earlier in the same batch), so it gives the same verdicts however the stream is batched.
+work per event is limited to decoding (``decode_batch``) and building the output messages; metric
+updates are per batch (histograms are filled from numpy bucket counts, see ``observe_many``). Late
+and non-finite events are refused by the Detector (in its kernel) and go to the dead-letter topic.
 
 Not thread-safe: one thread (the poll loop) owns every unit.
 """
@@ -18,49 +13,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
-from numba import njit
 
-from ..detector import Detector
+from ..detector import REASON_LATE, REASON_NON_FINITE, Detector
 from ..kernels.calibrate import FLAG_ANOMALY
 from ..metrics import DetectorMetrics
 
-REASON_LATE = "late"
-
-
-@njit(cache=True)
-def _late_mask(codes: np.ndarray, ts: np.ndarray, last: np.ndarray, tolerance: float) -> np.ndarray:
-    """keep[i] is False when ts[i] is older than its entity's last accepted time by more than tolerance.
-
-    ``last[c]`` is the entity's last accepted time before the batch (NaN = none); updated in place.
-    """
-    keep = np.ones(codes.shape[0], dtype=np.bool_)
-    for i in range(codes.shape[0]):
-        c = codes[i]
-        prev = last[c]
-        if prev == prev and ts[i] < prev - tolerance:
-            keep[i] = False
-        elif np.isfinite(ts[i]):
-            last[c] = ts[i]
-    return keep
-
-
-def late_mask(detector: Detector, entities: Sequence[str], ts: np.ndarray, tolerance: float) -> np.ndarray:
-    """Boolean mask of the events that are NOT late (see the module docstring)."""
-    codes_of: dict[str, int] = {}
-    setdefault = codes_of.setdefault
-    codes = np.array([setdefault(e, len(codes_of)) for e in entities], dtype=np.int64)
-    get = detector.state.index.get
-    slots = np.array([get(e, -1) for e in codes_of], dtype=np.int64)
-    last = np.full(len(codes_of), np.nan)
-    known = np.flatnonzero(slots >= 0)
-    if known.size:
-        count, last_ts = detector.state.arrays["count"], detector.state.arrays["last_ts"]
-        seen = known[count[slots[known]] > 0]
-        last[seen] = last_ts[slots[seen]]
-    return _late_mask(codes, np.ascontiguousarray(ts, dtype=np.float64), last, float(tolerance))
+_DETAIL = {
+    REASON_NON_FINITE: "non-finite feature value or event time",
+    REASON_LATE: "event time {ts:.3f} is more than {tol:g} s older than the entity's previous event",
+}
 
 
 def observe_many(histogram_child: Any, values: np.ndarray) -> None:
@@ -124,25 +88,11 @@ class Unit:
         counts.rejected += len(dec.rejects)
         raw, entities, x, ts = dec.raw, dec.entities, dec.x, dec.ts
         if entities:
-            keep = late_mask(self.detector, entities, ts, cfg.late_tolerance_seconds)
-            if not keep.all():
-                late = np.flatnonzero(~keep)
-                for i in late.tolist():
-                    outputs.dead_letter(raw[i], REASON_LATE,
-                                        f"event time {ts[i]:.3f} is more than {cfg.late_tolerance_seconds:g} s "
-                                        f"older than entity's previous event")
-                dm.rejected(REASON_LATE).inc(len(late))
-                counts.rejected += len(late)
-                kept = np.flatnonzero(keep)
-                raw = [raw[i] for i in kept.tolist()]
-                entities = [entities[i] for i in kept.tolist()]
-                x, ts = x[kept], ts[kept]
-        if entities:
             started = time.perf_counter()
             res = self.detector.process(entities, x, ts)
             dm.batch_duration.observe(time.perf_counter() - started)
             for pos, reason in res.rejected:
-                outputs.dead_letter(raw[pos], reason, "non-finite feature value or timestamp")
+                outputs.dead_letter(raw[pos], reason, _DETAIL[reason].format(ts=ts[pos], tol=cfg.late_tolerance_seconds))
                 dm.rejected(reason).inc()
             counts.rejected += len(res.rejected)
             n = len(res.index)

@@ -42,6 +42,7 @@ def sc_size(n_features: int) -> int:
 
 FLAG_ANOMALY = 1
 FLAG_SUPPRESSED = 2
+FLAG_LATE = 4       # refused: older than the entity's previous event beyond late_tolerance_seconds
 
 TAIL_FLOOR = 1e-10
 SD_FLOOR = 1e-6

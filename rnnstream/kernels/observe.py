@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
-from .calibrate import score_event
+from .calibrate import FLAG_LATE, score_event
 from .features import prepare_input
 from .jit import device
+from .params import KP_LATE
 
 
 @device
@@ -17,9 +18,20 @@ def observe(i, x, t, s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
     Fills ``u`` with the model input, writes the event's outputs (the prediction made at the entity's
     previous event, in the features' own units; the normalised observation; the error; the score and
     flags) and returns the flags. ``msd`` is a (2, F) scratch for the pre-event mean and deviation.
+
+    A late event (older than the entity's previous event by more than ``kp[KP_LATE]`` seconds) is
+    refused: it returns ``FLAG_LATE`` having touched no state, and the model kernel skips it.
     """
     n = count[s]
     n_features = x.shape[0]
+    if n > 0 and t < last_ts[s] - kp[KP_LATE]:
+        for f in range(n_features):
+            out_pred[i, f] = 0.0
+            out_z[i, f] = 0.0
+        out_err[i] = 0.0
+        out_score[i] = 0.0
+        out_flag[i] = FLAG_LATE
+        return FLAG_LATE
     prepare_input(x, t, s, count, last_ts, nmean, nvar, kp, u, msd)
     acc = 0.0
     for f in range(n_features):

@@ -18,6 +18,7 @@ KP_MIN_GAP = 9         # seconds after an anomaly during which the entity raises
 KP_ZCLIP = 10          # normalised inputs are clipped to [-zclip, zclip]
 KP_NOVELTY = 11        # value novelty: a value beyond the entity's seen range by this share of it scores 1 (0 = off)
 KP_ERR_FLOOR = 12      # errors are calibrated as log(error + this), in normalised units (0 = raw error)
+KP_LATE = 15           # an event older than its entity's previous one by more than this many seconds is late
 KP_SIZE = 16
 
 # Named so that tuning can add parameters without touching kernel signatures.
@@ -64,6 +65,7 @@ def kernel_params(time_of_day: bool = True, day_of_week: bool = True, log_gap: b
         values[name] = float(value)
     for name, value in values.items():
         kp[KP_NAMES[name]] = value
+    kp[KP_LATE] = np.inf  # the Detector sets the configured late tolerance
     kp[KP_TOD] = float(time_of_day)
     kp[KP_DOW] = float(day_of_week)
     kp[KP_GAP] = float(log_gap)

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..kernels.jit import kernel
+from ..kernels.calibrate import FLAG_LATE
 from ..kernels.observe import observe
 from ..kernels.ring import finish_event
 from ..state.slots import FieldSpec
@@ -25,6 +26,8 @@ def naive_step_batch(slots, x, ts, kp, count, last_ts, nmean, nvar, pred, sc, ri
         s = slots[i]
         flags = observe(i, x[i], ts[i], s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
                         out_pred, out_z, out_err, out_score, out_flag)
+        if flags & FLAG_LATE:
+            continue
         for f in range(n_features):
             pred[s, f] = u[f]
         finish_event(s, ts[i], u, flags & 1, count, last_ts, ring_in, ring_flag)

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from ...kernels.calibrate import FLAG_ANOMALY
+from ...kernels.calibrate import FLAG_ANOMALY, FLAG_LATE
 from ...kernels.jit import device, kernel
 from ...kernels.observe import observe
 from ...kernels.ring import finish_event
@@ -93,6 +93,8 @@ def esn_step_batch(slots, x, ts, kp,
         t = ts[i]
         flags = observe(i, x[i], t, s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
                         out_pred, out_z, out_err, out_score, out_flag)
+        if flags & FLAG_LATE:
+            continue
         reservoir_update(s, u, r, w_in_t, w_res_t, bias, leak, pre)
         readout(s, u, r, w_out, pred)
         finish_event(s, t, u, flags & FLAG_ANOMALY, count, last_ts, ring_in, ring_flag)

@@ -19,6 +19,7 @@ from typing import Mapping
 import numpy as np
 
 from ...kernels.jit import device, kernel
+from ...kernels.calibrate import FLAG_LATE
 from ...kernels.observe import observe
 from ...kernels.ring import finish_event
 from .activations import sigmoid32, tanh32
@@ -129,6 +130,8 @@ def gru_step_batch(slots, x, ts, kp, w_xt, w_ht, b_x, b_h, w_o, b_o,
         s = slots[i]
         flags = observe(i, x[i], ts[i], s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
                         out_pred, out_z, out_err, out_score, out_flag)
+        if flags & FLAG_LATE:
+            continue
         hs = h[s]
         gru_cell(hs, u, w_xt, w_ht, b_x, b_h, gates, hnew)
         for k in range(nh):
