@@ -340,8 +340,8 @@ class Runner:
         from .httpserver import HttpServer
 
         self.http = HttpServer(self.registry, ready=lambda: (not self._ready_reason, self._ready_reason))
-        port = self.http.start(self.config.metrics.host, self.config.metrics.port)
-        log.info("metrics endpoint up", extra={"port": port})
+        self.http_port = self.http.start(self.config.metrics.host, self.config.metrics.port)
+        log.info("metrics endpoint up", extra={"port": self.http_port})
 
     def _set_ready(self, ready: bool, reason: str) -> None:
         self._ready_reason = "" if ready else reason
