@@ -6,8 +6,7 @@ its flags. The model kernel runs once per batch, or once per stretch between two
 event sequence: a retraining trigger (``rnnstream.training.schedule``), an idle sweep, or the state
 filling up (then the least recently seen entities are evicted).
 
-Guaranteed: outputs and state are a function of the event sequence alone, whatever the batching
-(wall-time retraining triggers excepted). Events with a non-finite value or time, and late events
+Guaranteed: outputs and state are a function of the event sequence alone, whatever the batching. Events with a non-finite value or time, and late events
 (older than the entity's previous event by more than ``late_tolerance_seconds``), are refused with a
 reason and touch no state. An entity whose event comes more than ``idle_ttl_seconds``
 of event time after its previous one starts afresh, as if it had been evicted.
@@ -108,20 +107,24 @@ class Detector:
         # sweeps) or where the state is full, so every decision below depends on the event sequence
         # alone, never on how it was cut into batches.
         while start < n:
-            if self.training.events_until_due() == 0:
-                self.training.trigger(self.state)
+            if self.training.events_until_due() == 0 or self.training.due_by_time(self.watermark):
+                self.training.trigger(self.state, self.watermark)
                 continue
             if self.events >= self._next_sweep:
                 evicted += self.state.evict_idle(self.watermark, self.ttl)
                 self._next_sweep = self.events + SWEEP_EVERY
                 continue
             stop = min(n, start + self.training.events_until_due(), start + self._next_sweep - self.events)
-            slots = self.state.assign(entities[start:stop])
+            stop = self._time_trigger_cut(ts, start, stop)
+            slots, new = self.state.lookup(entities[start:stop])
             if slots.size == 0:
                 evicted += self.state.evict_lru()
                 continue
             stop = start + self._expire(slots, ts[start:start + slots.size])
+            if new and new[-1] >= stop - start:  # entities first met beyond the stretch: not yet
+                self.state.drop([entities[start + k] for k in new if k >= stop - start])
             slots = slots[: stop - start]
+            self.state.touch(slots)
             view = BatchOutput(out.pred[start:stop], out.z[start:stop], out.err[start:stop],
                                out.score[start:stop], out.flag[start:stop])
             self.model.step(self.state.arrays, slots, x[start:stop], ts[start:stop], self.kp, view)
@@ -138,6 +141,18 @@ class Detector:
         keep = late == 0
         return BatchResult(index[keep], out.pred[:n][keep], out.z[:n][keep], out.err[:n][keep],
                            out.score[:n][keep], out.flag[:n][keep], rejected, evicted, self.versions[:n][keep])
+
+    def _time_trigger_cut(self, ts: np.ndarray, start: int, stop: int) -> int:
+        """End the stretch just after the event at which a time-based trigger becomes due."""
+        due = self.training.time_due_at()
+        if not np.isfinite(due):
+            return stop
+        skip = max(self.training.first_time_event() - self.events - 1, 0)
+        if skip >= stop - start:
+            return stop
+        wm = np.maximum(np.maximum.accumulate(ts[start + skip:stop]), self.watermark)
+        hits = np.flatnonzero(wm >= due)
+        return stop if hits.size == 0 else start + skip + int(hits[0]) + 1
 
     def _expire(self, slots: np.ndarray, ts: np.ndarray) -> int:
         """Start afresh the entities whose event comes more than ``idle_ttl_seconds`` after their last.

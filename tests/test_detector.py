@@ -225,3 +225,33 @@ detectors:
         assert det.state["count"][slot] == 3 and det.state["last_ts"][slot] == 180.0
     finally:
         det.close()
+
+
+def test_event_time_training_triggers_do_not_depend_on_batching():
+    cfg = load_config("""
+detectors:
+  - name: d
+    topics: [t]
+    entity: host
+    timestamp: {field: ts}
+    features: [v]
+    model: {type: gru, hidden: 4}
+    training: {every_events: 1000000, every_seconds: 3600, min_events: 64, window: 8, steps: 2, batch_windows: 4}
+""").detectors[0]
+    rng = np.random.default_rng(5)
+    n = 600
+    ents = [f"e{k}" for k in rng.integers(0, 4, n)]
+    ts = np.cumsum(rng.exponential(60.0, n))
+    x = rng.normal(size=(n, 1))
+    runs = []
+    for batch in (1, 13, n):
+        det = Detector(cfg, background=False)
+        got = []
+        for lo in range(0, n, batch):
+            res = det.process(ents[lo:lo + batch], x[lo:lo + batch], ts[lo:lo + batch])
+            got.append(np.column_stack([res.pred[:, 0], res.score, res.model_version]).copy())
+        runs.append(np.concatenate(got))
+        det.close()
+    assert runs[0][-1, 2] >= 5          # ~10 h of event time: retrained about hourly
+    for other in runs[1:]:
+        np.testing.assert_array_equal(other, runs[0])

@@ -185,7 +185,7 @@ class TrainingConfig:
     enabled: bool = setting(True, doc="Retrain at all (false = keep the initial or checkpointed weights).")
     background: bool = setting(True, doc="Train in a background thread while scoring continues with the old weights.")
     every_events: int = setting(2000, doc="Retrain after this many new events of the detector...", min=1)
-    every_seconds: float = setting(300.0, doc="...or after this many seconds, whichever comes first (0 = event counts only, which keeps outputs reproducible).", min=0)
+    every_seconds: float = setting(300.0, doc="...or once event time has advanced this many seconds, whichever comes first (0 = off).", min=0)
     min_events: int = setting(256, doc="Events seen before the first training.", min=1)
     window: int = setting(64, doc="BPTT truncation length (events per training window).", min=4, max=1024)
     batch_windows: int = setting(32, doc="Windows per gradient step.", min=1)

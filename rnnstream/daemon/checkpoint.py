@@ -18,7 +18,6 @@ Guaranteed: with event-count triggers only, ``restore_detector(snapshot_detector
 outputs bit-identical to ``d``'s. A checkpoint whose ``shape`` fingerprint differs from the current
 config, or that holds more slots than ``max_entities`` now allows, is refused (treated as absent); a
 scoring- or training-only change is accepted and logged.
-Not guaranteed: wall-time training triggers (``every_seconds``) are not reproducible across a restart.
 """
 
 from __future__ import annotations
@@ -99,6 +98,7 @@ def snapshot_detector(det: Detector) -> tuple[dict[str, np.ndarray], dict[str, A
         "events": det.events, "next_sweep": det._next_sweep,
         "training": {"events": tr.events, "next_at": tr.next_at, "k": tr.k, "seen_seq": tr.seen_seq,
                      "events_at_trigger": tr._events_at_trigger, "pending": pending,
+                     "last_time": tr.last_time if np.isfinite(tr.last_time) else None,
                      "runs_ok": tr.stats.runs_ok, "runs_failed": tr.stats.runs_failed,
                      "last_loss": tr.stats.last_loss if np.isfinite(tr.stats.last_loss) else None},
     }
@@ -159,6 +159,7 @@ def _restore_into(det: Detector, arrays: dict[str, np.ndarray], meta: dict[str, 
     t = meta["training"]
     tr.events, tr.next_at, tr.k = int(t["events"]), int(t["next_at"]), int(t["k"])
     tr.seen_seq, tr._events_at_trigger = int(t["seen_seq"]), int(t["events_at_trigger"])
+    tr.last_time = float("-inf") if t["last_time"] is None else float(t["last_time"])
     tr.stats.runs_ok, tr.stats.runs_failed = int(t["runs_ok"]), int(t["runs_failed"])
     tr.stats.last_loss = float("nan") if t["last_loss"] is None else float(t["last_loss"])
     if t["pending"] != "none":

@@ -66,8 +66,19 @@ class SlotState:
         is shorter than ``entities`` only when the state is full: process that prefix, call
         ``evict_lru``, and assign the rest. Marks every assigned entity as seen, in list order.
         """
+        slots, _ = self.lookup(entities)
+        self.touch(slots)
+        return slots
+
+    def lookup(self, entities: Sequence[str]) -> tuple[np.ndarray, list[int]]:
+        """``assign`` without marking anyone as seen; also returns the positions of new entities.
+
+        For a caller that may process only part of the prefix: it calls ``touch`` on the slots it
+        processed and ``drop`` on the new entities it did not reach.
+        """
         slots = np.empty(len(entities), dtype=np.int64)
         index = self.index
+        new: list[int] = []
         k = 0
         for entity in entities:
             slot = index.get(entity)
@@ -79,13 +90,18 @@ class SlotState:
                 slot = self._free.pop()
                 index[entity] = slot
                 self.names[slot] = entity
+                new.append(k)
             slots[k] = slot
             k += 1
-        slots = slots[:k]
-        # A logical clock, one tick per event, makes LRU order a function of the event sequence alone.
-        self.arrays["last_seq"][slots] = np.arange(self.seq, self.seq + k)
-        self.seq += k
-        return slots
+        return slots[:k], new
+
+    def touch(self, slots: np.ndarray) -> None:
+        """Mark the entities of ``slots`` as seen, in order: one tick of the logical clock each.
+
+        That clock makes LRU order a function of the event sequence alone.
+        """
+        self.arrays["last_seq"][slots] = np.arange(self.seq, self.seq + len(slots))
+        self.seq += len(slots)
 
     def evict_lru(self) -> list[str]:
         """Evict the least recently seen entities: 1% of capacity (at least one). Returns their names."""

@@ -1,8 +1,10 @@
 """When a detector retrains, on what, and when the new weights take effect.
 
 Retraining k is triggered once ``every_events`` events have been processed since retraining k-1 (after
-the first ``min_events``), or, when ``every_seconds`` is set, once that much wall time has passed. At a
-trigger the scoring thread, between two events:
+the first ``min_events``), or, when ``every_seconds`` is set, once the event time (the newest event
+time seen) has advanced that much since retraining k-1. On a live stream event time follows the
+clock, so this is "every N seconds"; on a replay it follows the data. At a trigger the scoring
+thread, between two events:
 
 1. puts the previous retraining's result in force, waiting for it if it is still running
    (background mode), so weights change at a point fixed by the event stream;
@@ -11,9 +13,9 @@ trigger the scoring thread, between two events:
 3. starts the fit: in a background thread (background mode), or at once, putting the result in force
    before the next event (inline mode, used by replay and evaluation).
 
-Guaranteed: with event-count triggers only, the weights every event is scored with, and so every
-output, are a function of the input stream alone (batching and thread timing do not matter). A wall-time
-trigger gives up that guarantee. A failed or non-finite fit is dropped and the old weights stay.
+Guaranteed: the weights every event is scored with, and so every output, are a function of the
+input stream alone: batching, thread timing and restarts do not matter. A failed or non-finite fit
+is dropped and the old weights stay.
 """
 
 from __future__ import annotations
@@ -45,14 +47,13 @@ class TrainingSchedule:
     """Owns a detector's retraining. Call ``events_until_due`` and ``trigger`` from the scoring thread."""
 
     def __init__(self, model: Model, training: Any, window: int, seed: int = 0,
-                 background: bool | None = None, clock: Callable[[], float] = time.monotonic,
+                 background: bool | None = None,
                  on_result: Callable[[FitResult | None, float], None] | None = None):
         self.model = model
         self.cfg = training
         self.enabled = bool(training.enabled)
         self.background = bool(training.background if background is None else background)
         self.seed = seed
-        self.clock = clock
         self.on_result = on_result
         self.buffer = WindowBuffer(training.buffer_windows, window, model.n_inputs)
         self.stats = TrainingStats()
@@ -60,7 +61,7 @@ class TrainingSchedule:
         self.next_at = max(int(training.min_events), 1)
         self.k = 0                  # retrainings triggered
         self.seen_seq = 0           # SlotState clock at the last trigger
-        self._last_time = clock()
+        self.last_time = float("-inf")  # event time of the last trigger
         self._events_at_trigger = 0
         self._pending: Future | None = None
         self._started = 0.0
@@ -70,17 +71,31 @@ class TrainingSchedule:
         """How many more events may be processed before the next trigger (a large number if none)."""
         if not self.enabled:
             return 1 << 62
-        every_seconds = float(self.cfg.every_seconds or 0)
-        if (every_seconds > 0 and self.events > self._events_at_trigger
-                and self.events >= self.cfg.min_events and self.clock() - self._last_time >= every_seconds):
-            return 0
         return max(self.next_at - self.events, 0)
+
+    def time_due_at(self) -> float:
+        """Event time from which a time-based trigger is due (infinity when time triggers are off)."""
+        every_seconds = float(self.cfg.every_seconds or 0)
+        if not self.enabled or every_seconds <= 0:
+            return float("inf")
+        return self.last_time + every_seconds
+
+    def first_time_event(self) -> int:
+        """The event count from which a time-based trigger may fire: after min_events, and after at
+        least one event since the last trigger."""
+        return max(int(self.cfg.min_events), self._events_at_trigger + 1)
+
+    def due_by_time(self, watermark: float) -> bool:
+        return self.events >= self.first_time_event() and watermark >= self.time_due_at()
 
     def advance(self, n: int) -> None:
         self.events += n
 
-    def trigger(self, state: SlotState) -> None:
-        """Run steps 1-3 of the module docstring. Call when ``events_until_due()`` is 0."""
+    def trigger(self, state: SlotState, now: float) -> None:
+        """Run steps 1-3 of the module docstring at event time ``now`` (the detector's watermark).
+
+        Call when ``events_until_due()`` is 0 or ``due_by_time(now)``.
+        """
         self.collect(wait=True)
         self.k += 1
         rng = np.random.default_rng([self.seed, self.k])
@@ -96,7 +111,7 @@ class TrainingSchedule:
         self.buffer.add(newest, rng)
         batch = self.buffer.sample(self.cfg.batch_windows, rng, newest)
         self.next_at = self.events + int(self.cfg.every_events)
-        self._last_time = self.clock()
+        self.last_time = now
         self._events_at_trigger = self.events
         if len(batch) == 0:
             return
