@@ -2,13 +2,13 @@
 
 Per entity, the error of each event is reduced to one number: the root mean square over features, in
 normalised units (standard deviations of the series), taken on a log scale ``log(e + error_floor)``
-so that the long-run statistics are not ruled by the heaviest errors and errors well below
-``error_floor`` count as equally small (``error_floor: 0`` keeps the raw error). A short exponential
-mean of that number is set against the long-run distribution of the short mean (exponentially
-weighted mean and variance over ``long_window`` events); the Gaussian upper-tail probability ``q`` of
-the current short mean is mapped to ``log(q + 1e-10) / log(1e-10)``, so that 0.5 means a
-one-in-100,000 deviation and 1.0 a one-in-10^10 one. The statistics exclude the current event when it
-is scored, so the score is causal.
+so that the long-run statistics are not ruled by the heaviest errors, and errors well below
+``error_floor`` count as equally small (on that scale the long-run deviation is at least
+``LOG_SD_FLOOR``); ``error_floor: 0`` keeps the raw error. A short exponential mean of that number is
+set against the long-run distribution of the short mean (exponentially weighted mean and variance over
+``long_window`` events); the Gaussian upper-tail probability ``q`` of the current short mean is mapped
+to ``log(q + 1e-10) / log(1e-10)``, so that 0.5 means a one-in-100,000 deviation and 1.0 a
+one-in-10^10 one. The statistics exclude the current event when it is scored, so the score is causal.
 
 Value novelty (like NAB's numenta detector's spatial anomaly): an event whose value leaves the
 entity's seen range by more than ``novelty_tolerance`` of that range scores 1.
@@ -46,6 +46,7 @@ FLAG_LATE = 4       # refused: older than the entity's previous event beyond lat
 
 TAIL_FLOOR = 1e-10
 SD_FLOOR = 1e-6
+LOG_SD_FLOOR = 0.05  # on the log scale: a 5% change of error + error_floor is at most one deviation
 
 
 @device
@@ -92,8 +93,10 @@ def score_event(err, x, n, t, s, sc, kp):
     for f in range(err.shape[0]):
         acc += err[f] * err[f]
     e = math.sqrt(acc / err.shape[0])
+    sd_floor = SD_FLOOR
     if kp[KP_ERR_FLOOR] > 0.0:
         e = math.log(e + kp[KP_ERR_FLOOR])
+        sd_floor = LOG_SD_FLOOR
 
     n_seen = sc[s, SC_N]
     a_short = max(1.0 / (n_seen + 1.0), 2.0 / (kp[KP_SHORT] + 1.0))
@@ -104,7 +107,7 @@ def score_event(err, x, n, t, s, sc, kp):
     var = sc[s, SC_VAR]
     score = 0.0
     if n >= kp[KP_WARMUP] and n_seen >= 2.0:
-        sd = max(math.sqrt(var), SD_FLOOR)
+        sd = max(math.sqrt(var), sd_floor)
         score = max(tail_score((short - mu) / sd), novel)
     a_long = max(1.0 / (n_seen + 1.0), 1.0 / kp[KP_LONG])
     d = short - mu
