@@ -31,7 +31,8 @@ import threading
 import time
 from typing import Any, Callable
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
@@ -47,20 +48,46 @@ from .units import Unit
 log = logging.getLogger("rnnstream.daemon")
 
 
-class _Listener(ConsumerRebalanceListener):
-    """Called by kafka-python on its I/O thread while the loop thread is blocked in ``poll``."""
+class _Listener(AsyncConsumerRebalanceListener):
+    """Rebalance callbacks. kafka-python 3 awaits them on its I/O loop, whose heartbeats and group
+    protocol stall while a callback blocks; so the work (flushing outputs, writing checkpoints) runs
+    in a worker thread and the callback yields to the loop until it is done. The poll loop thread is
+    blocked in ``poll`` meanwhile, so the units are not touched concurrently.
+    """
 
     def __init__(self, runner: Runner):
         self.runner = runner
 
-    def on_partitions_revoked(self, revoked):
-        self.runner._on_revoked(list(revoked))
+    async def _run(self, fn, arg) -> None:
+        done = threading.Event()
+        failure: list[BaseException] = []
 
-    def on_partitions_assigned(self, assigned):
-        self.runner._on_assigned(list(assigned))
+        def work():
+            try:
+                fn(list(arg))
+            except BaseException as exc:  # re-raised on the loop, where kafka-python logs it
+                failure.append(exc)
+            finally:
+                done.set()
 
-    def on_partitions_lost(self, lost):
-        self.runner._on_lost(list(lost))
+        threading.Thread(target=work, name="rnnstream-rebalance", daemon=True).start()
+        net = getattr(self.runner.consumer, "_net", None)
+        while not done.is_set():
+            if net is None:
+                done.wait()
+            else:
+                await net.sleep(0.005)
+        if failure:
+            raise failure[0]
+
+    async def on_partitions_revoked(self, revoked):
+        await self._run(self.runner._on_revoked, revoked)
+
+    async def on_partitions_assigned(self, assigned):
+        await self._run(self.runner._on_assigned, assigned)
+
+    async def on_partitions_lost(self, lost):
+        await self._run(self.runner._on_lost, lost)
 
 
 class Runner:
@@ -260,9 +287,12 @@ class Runner:
             if cfg is None or tp in self.units:
                 continue
             self.units[tp] = self._unit_for(tp, cfg)
-        for unit in self._parked.values():
-            unit.close()
-        self._parked.clear()
+        if assigned:
+            # The rest went to other members (an empty assignment can be a transient first round,
+            # e.g. while the metadata of a new topic is unknown, so parked units wait for a real one).
+            for unit in self._parked.values():
+                unit.close()
+            self._parked.clear()
         self._set_ready(True, "")
         log.info("partitions assigned", extra={"partitions": _names(assigned)})
 
@@ -316,21 +346,24 @@ class Runner:
             log.error("config reload failed; keeping the running config", extra={"error": str(exc)})
             return
         old = {d.name: d for d in self.config.detectors}
-        changed = {name for name, d in old.items() if new_detector(new, name) != d}
-        stale = [tp for tp, u in self.units.items() if u.name in changed]
-        self.checkpoint(stale)
-        for tp in stale:
-            self.units.pop(tp).close()
+        changed = sorted(name for name, d in old.items() if new_detector(new, name) != d)
+        # 1. Checkpoint and commit every unit, then leave the group: changing the subscription of a
+        #    live kafka-python 3 consumer can strand it without an assignment (seen in tests).
+        self._set_ready(False, "reloading the configuration")
+        self.checkpoint(list(self.units))
+        self._parked.update(self.units)
+        self.units.clear()
+        self.consumer.close(autocommit=False)
+        # 2. Switch the config. Parked units of unchanged detectors are taken back at the next
+        #    assignment if nobody checkpointed their partition since; changed detectors restart
+        #    from their checkpoints; removed ones are closed once the assignment is known.
         self.config = new
         self._topic_map = new.topic_map()
         for det in new.detectors:
             self.metrics.for_detector(det.name)
         self._build_outputs()
-        # Units of changed detectors are rebuilt from their checkpoints at the next assignment.
-        for tp in stale:
-            cfg = self._topic_map.get(tp.topic)
-            if cfg is not None:
-                self.units[tp] = self._unit_for(tp, cfg)
+        # 3. Join the group again with the new subscription.
+        self.consumer = self._consumer_factory(new, self._topics())
         self.consumer.subscribe(self._topics(), listener=_Listener(self))
         log.info("config reloaded", extra={"changed": sorted(changed), "topics": self._topics()})
 
