@@ -68,13 +68,15 @@ class Detector:
         self.name = cfg.name
         tf = cfg.time_features
         self.n_features = len(cfg.features)
-        n_inputs = self.n_features + n_time_features(tf.time_of_day, tf.day_of_week, tf.log_gap)
+        bins = int(tf.daily_profile_bins)
+        n_inputs = self.n_features + n_time_features(tf.time_of_day, tf.day_of_week, tf.log_gap, bins,
+                                                     self.n_features)
         self.model = create(cfg.model.type, self.n_features, n_inputs, cfg.model.params)
         scoring = {name: getattr(cfg.scoring, name) for name in KP_NAMES if hasattr(cfg.scoring, name)}
-        self.kp = kernel_params(tf.time_of_day, tf.day_of_week, tf.log_gap, **scoring)
+        self.kp = kernel_params(tf.time_of_day, tf.day_of_week, tf.log_gap, bins, **scoring)
         self.kp[KP_LATE] = float(cfg.late_tolerance_seconds)
         window = cfg.training.window
-        fields = {**common_fields(self.n_features, n_inputs, window), **self.model.state_fields()}
+        fields = {**common_fields(self.n_features, n_inputs, window, bins), **self.model.state_fields()}
         self.state = SlotState(fields, cfg.max_entities)
         self.training = TrainingSchedule(self.model, cfg.training, window, seed=self.model.seed,
                                          background=background)

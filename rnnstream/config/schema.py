@@ -163,6 +163,7 @@ class TimeFeaturesConfig:
     time_of_day: bool = setting(True, doc="Add sin/cos of the time of day.")
     day_of_week: bool = setting(True, doc="Add sin/cos of the day of the week.")
     log_gap: bool = setting(True, doc="Add log(1 + seconds since the entity's previous event).")
+    daily_profile_bins: int = setting(0, doc="Add, per feature, the entity's mean value at this time of day and at the expected next event's, learnt in this many time-of-day bins (0 = off).", min=0, max=1440)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -215,6 +216,7 @@ class ScoringConfig:
     novelty_tolerance: float = setting(0.0, doc="A value beyond the entity's seen range by this share of the range scores 1 (0 = off).", min=0)
     zclip: float = setting(10.0, doc="Normalised model inputs are clipped to [-zclip, zclip].", gt=0)
     error_floor: float = setting(0.0, doc="Errors are calibrated on a log scale, log(error + error_floor), in series standard deviations (0 = raw error).", min=0)
+    profile_cap: float = setting(0.0, doc="With time_features.daily_profile_bins, the scored error is at most this multiple of the value's distance from its time-of-day mean (0 = off).", min=0)
 
     def _cross_check(self) -> Problems:
         if self.short_window >= self.long_window:

@@ -34,11 +34,18 @@ SC_ALARMED = 4     # 1.0 once the entity has raised an anomaly
 SC_ALARM_N = 5     # the entity's event count at its last anomaly
 SC_ALARM_T = 6     # the event time of its last anomaly
 SC_RANGE = 8       # then, per feature f: min at SC_RANGE + 2f, max at SC_RANGE + 2f + 1
+# After the ranges, when the daily profile is on (``features.prepare_input``): per time-of-day bin b,
+# its event count at ``profile_offset(F) + b * (F + 1)``, then the F per-feature means.
 
 
-def sc_size(n_features: int) -> int:
-    """Length of the scorer row for ``n_features`` features."""
+def profile_offset(n_features: int) -> int:
+    """Where the daily profile starts in the per-entity statistics row."""
     return SC_RANGE + 2 * n_features
+
+
+def sc_size(n_features: int, profile_bins: int = 0) -> int:
+    """Length of the per-entity statistics row for ``n_features`` features and a daily profile."""
+    return profile_offset(n_features) + profile_bins * (n_features + 1)
 
 FLAG_ANOMALY = 1
 FLAG_SUPPRESSED = 2
@@ -79,6 +86,15 @@ def novelty(x, n, s, sc, kp):
 
 
 @device
+def rms(err):
+    """Root mean square of the vector ``err``."""
+    acc = 0.0
+    for f in range(err.shape[0]):
+        acc += err[f] * err[f]
+    return math.sqrt(acc / err.shape[0])
+
+
+@device
 def score_event(err, x, n, t, s, sc, kp):
     """Score entity ``s``'s event with prediction error vector ``err``; return ``(score, flags)``.
 
@@ -86,13 +102,15 @@ def score_event(err, x, n, t, s, sc, kp):
     first event has no prediction and scores 0 without touching the statistics; events before
     ``warmup_events`` score 0 but are folded in.
     """
+    return score_error(rms(err), x, n, t, s, sc, kp)
+
+
+@device
+def score_error(e, x, n, t, s, sc, kp):
+    """``score_event`` for an error already reduced to the scalar ``e`` (RMS over features)."""
     novel = novelty(x, n, s, sc, kp)
     if n == 0:
         return 0.0, 0
-    acc = 0.0
-    for f in range(err.shape[0]):
-        acc += err[f] * err[f]
-    e = math.sqrt(acc / err.shape[0])
     sd_floor = SD_FLOOR
     if kp[KP_ERR_FLOOR] > 0.0:
         e = math.log(e + kp[KP_ERR_FLOOR])

@@ -5,6 +5,14 @@ count-based warm start (the first events are weighted as a plain running mean). 
 normalised with the statistics *before* it, then folded in: the input is causal. A constant series has
 zero variance; its deviations are measured against a small floor relative to its level and clipped to
 ``[-zclip, zclip]`` so that one step change cannot blow up the recurrent state.
+
+Daily profile (``profile_bins`` B > 0): per entity, time-of-day bin and feature, the mean of the raw
+values that fell in that bin (a running mean over the bin's first ``1 / profile_rate`` values, then
+exponential). The input gets, per feature, the profile at the event's bin (as it was before the event)
+and at the bin of the expected next event (the event time plus the previous gap, after the event is
+folded in), both normalised like the feature. A bin with no value yet stands in with the event's own
+normalised value (current bin) or the current bin's profile (next bin), so an empty profile implies no
+change. The profile lives in the per-entity statistics row (``calibrate.profile_offset``).
 """
 
 from __future__ import annotations
@@ -12,7 +20,8 @@ from __future__ import annotations
 import math
 
 from .jit import device
-from .params import KP_DOW, KP_GAP, KP_HALFLIFE, KP_TOD, KP_ZCLIP
+from .calibrate import SC_RANGE
+from .params import KP_DOW, KP_GAP, KP_HALFLIFE, KP_PROFILE_BINS, KP_PROFILE_RATE, KP_TOD, KP_ZCLIP
 
 DAY = 86400.0
 WEEK_OFFSET_DAYS = 3.0  # 1970-01-01 was a Thursday; shift so that Monday 00:00 UTC is angle 0
@@ -22,12 +31,14 @@ ABS_FLOOR = 1e-9
 
 
 @device
-def prepare_input(x, t, s, count, last_ts, nmean, nvar, kp, u, msd):
+def prepare_input(x, t, s, count, last_ts, nmean, nvar, sc, kp, u, msd):
     """Write entity ``s``'s model input for the event ``(x, t)`` into ``u``; update its normaliser.
 
     ``u[:F]`` is the clipped normalised feature vector, then the time features that ``kp`` enables
-    (time of day sin/cos, day of week sin/cos, log of the gap since the entity's previous event).
-    ``msd[0]`` and ``msd[1]`` receive the mean and deviation the event was normalised with. Does not
+    (time of day sin/cos, day of week sin/cos, log of the gap since the entity's previous event, the
+    daily profile at the current and the expected next bin, see the module docstring); updates the
+    profile in ``sc[s]`` and returns how many values the event's bin held before it (0.0 when the profile
+    is off). ``msd[0]`` and ``msd[1]`` receive the mean and deviation the event was normalised with. Does not
     touch ``count`` or ``last_ts``: ``ring.finish_event`` does, once the event is scored.
     """
     n = count[s]
@@ -58,8 +69,47 @@ def prepare_input(x, t, s, count, last_ts, nmean, nvar, kp, u, msd):
         u[k] = math.sin(a)
         u[k + 1] = math.cos(a)
         k += 2
+    gap = 0.0
+    if n > 0:
+        gap = max(t - last_ts[s], 0.0)
     if kp[KP_GAP] != 0.0:
-        gap = 0.0
-        if n > 0:
-            gap = max(t - last_ts[s], 0.0)
         u[k] = math.log1p(gap) / GAP_SCALE
+        k += 1
+    n_bins = int(kp[KP_PROFILE_BINS])
+    if n_bins > 0:
+        return daily_profile(x, t, gap, s, sc, n_bins, kp[KP_PROFILE_RATE], zclip, u, k, msd)
+    return 0.0
+
+
+@device
+def day_bin(t, n_bins):
+    """The time-of-day bin of event time ``t`` (seconds, UTC)."""
+    return min(int((t % DAY) / DAY * n_bins), n_bins - 1)
+
+
+@device
+def daily_profile(x, t, gap, s, sc, n_bins, rate, zclip, u, k, msd):
+    """Write the profile inputs at ``u[k:k + 2F]`` (current bin, then next bin); fold ``x`` into its bin.
+
+    Returns the number of values the current bin held before ``x``.
+    """
+    n_features = x.shape[0]
+    base = SC_RANGE + 2 * n_features  # calibrate.profile_offset
+    cur = base + day_bin(t, n_bins) * (n_features + 1)
+    nxt = base + day_bin(t + gap, n_bins) * (n_features + 1)
+    n_cur = sc[s, cur]
+    for f in range(n_features):
+        p = u[f]
+        if n_cur > 0.0:
+            p = min(max((sc[s, cur + 1 + f] - msd[0, f]) / msd[1, f], -zclip), zclip)
+        u[k + f] = p
+    a = max(1.0 / (n_cur + 1.0), rate)
+    for f in range(n_features):
+        sc[s, cur + 1 + f] += a * (x[f] - sc[s, cur + 1 + f])
+    sc[s, cur] = n_cur + 1.0
+    for f in range(n_features):
+        p = u[k + f]
+        if sc[s, nxt] > 0.0:
+            p = min(max((sc[s, nxt + 1 + f] - msd[0, f]) / msd[1, f], -zclip), zclip)
+        u[k + n_features + f] = p
+    return n_cur

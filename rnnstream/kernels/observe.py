@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
-from .calibrate import FLAG_LATE, score_event
+from .calibrate import FLAG_LATE, rms, score_error
 from .features import prepare_input
 from .jit import device
-from .params import KP_LATE
+from .params import KP_LATE, KP_PROFILE_CAP, KP_PROFILE_RATE
 
 
 @device
@@ -18,6 +18,12 @@ def observe(i, x, t, s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
     Fills ``u`` with the model input, writes the event's outputs (the prediction made at the entity's
     previous event, in the features' own units; the normalised observation; the error; the score and
     flags) and returns the flags. ``msd`` is a (2, F) scratch for the pre-event mean and deviation.
+
+    With a daily profile and ``profile_cap`` c > 0, the error that is scored is at most c times the
+    RMS distance between the normalised value and the profile at its bin (its last ``2F`` inputs hold
+    the profile), once that bin has been through its running-mean phase (``1 / profile_rate`` values):
+    a value the time of day explains well does not count as a surprise, however the model did.
+    ``out_err`` stays the model's own error.
 
     A late event (older than the entity's previous event by more than ``kp[KP_LATE]`` seconds) is
     refused: it returns ``FLAG_LATE`` having touched no state, and the model kernel skips it.
@@ -32,7 +38,7 @@ def observe(i, x, t, s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
         out_score[i] = 0.0
         out_flag[i] = FLAG_LATE
         return FLAG_LATE
-    prepare_input(x, t, s, count, last_ts, nmean, nvar, kp, u, msd)
+    in_bin = prepare_input(x, t, s, count, last_ts, nmean, nvar, sc, kp, u, msd)
     acc = 0.0
     for f in range(n_features):
         if n > 0:
@@ -43,7 +49,15 @@ def observe(i, x, t, s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
             out_pred[i, f] = x[f]
         out_z[i, f] = u[f]
         acc += err[f] * err[f]
-    score, flags = score_event(err, x, n, t, s, sc, kp)
+    e = rms(err)
+    cap = kp[KP_PROFILE_CAP]
+    if cap > 0.0 and in_bin * kp[KP_PROFILE_RATE] >= 1.0:
+        k = u.shape[0] - 2 * n_features
+        dev = 0.0
+        for f in range(n_features):
+            dev += (u[f] - u[k + f]) * (u[f] - u[k + f])
+        e = min(e, cap * math.sqrt(dev / n_features))
+    score, flags = score_error(e, x, n, t, s, sc, kp)
     out_err[i] = math.sqrt(acc / n_features)
     out_score[i] = score
     out_flag[i] = flags

@@ -18,8 +18,11 @@ KP_MIN_GAP = 9         # seconds after an anomaly during which the entity raises
 KP_ZCLIP = 10          # normalised inputs are clipped to [-zclip, zclip]
 KP_NOVELTY = 11        # value novelty: a value beyond the entity's seen range by this share of it scores 1 (0 = off)
 KP_ERR_FLOOR = 12      # errors are calibrated as log(error + this), in normalised units (0 = raw error)
+KP_PROFILE_BINS = 13   # daily profile: time-of-day bins (0 = off)
+KP_PROFILE_RATE = 14   # daily profile: smallest weight of a bin's newest value in its mean
 KP_LATE = 15           # an event older than its entity's previous one by more than this many seconds is late
-KP_SIZE = 16
+KP_PROFILE_CAP = 16    # the scored error is at most this multiple of the error of the daily profile (0 = off)
+KP_SIZE = 17
 
 # Named so that tuning can add parameters without touching kernel signatures.
 KP_NAMES = {
@@ -33,6 +36,7 @@ KP_NAMES = {
     "zclip": KP_ZCLIP,
     "novelty_tolerance": KP_NOVELTY,
     "error_floor": KP_ERR_FLOOR,
+    "profile_cap": KP_PROFILE_CAP,
 }
 
 DEFAULTS = {
@@ -46,16 +50,25 @@ DEFAULTS = {
     "zclip": 10.0,
     "novelty_tolerance": 0.0,
     "error_floor": 0.0,
+    "profile_cap": 0.0,
 }
 
 
-def n_time_features(time_of_day: bool, day_of_week: bool, log_gap: bool) -> int:
-    """How many time features the input vector carries after the normalised features."""
-    return 2 * int(time_of_day) + 2 * int(day_of_week) + int(log_gap)
+PROFILE_RATE = 0.1  # a bin's mean is a running mean over its first 10 values, then exponential
+
+
+def n_time_features(time_of_day: bool, day_of_week: bool, log_gap: bool, profile_bins: int = 0,
+                    n_features: int = 1) -> int:
+    """How many inputs the input vector carries after the normalised features.
+
+    With a daily profile (``profile_bins > 0``), two per feature: the profile at the event's bin and
+    at the bin of the expected next event.
+    """
+    return 2 * int(time_of_day) + 2 * int(day_of_week) + int(log_gap) + (2 * n_features if profile_bins else 0)
 
 
 def kernel_params(time_of_day: bool = True, day_of_week: bool = True, log_gap: bool = True,
-                  **scoring: float) -> np.ndarray:
+                  profile_bins: int = 0, **scoring: float) -> np.ndarray:
     """Build the parameter vector. Unknown names raise KeyError; missing ones take ``DEFAULTS``."""
     kp = np.zeros(KP_SIZE, dtype=np.float64)
     values = dict(DEFAULTS)
@@ -69,4 +82,6 @@ def kernel_params(time_of_day: bool = True, day_of_week: bool = True, log_gap: b
     kp[KP_TOD] = float(time_of_day)
     kp[KP_DOW] = float(day_of_week)
     kp[KP_GAP] = float(log_gap)
+    kp[KP_PROFILE_BINS] = float(profile_bins)
+    kp[KP_PROFILE_RATE] = PROFILE_RATE
     return kp

@@ -44,14 +44,19 @@ class ScorerRef:
     alarm_t: float = 0.0
     lo: list[float] = field(default_factory=list)
     hi: list[float] = field(default_factory=list)
+    prof_n: np.ndarray = field(default_factory=lambda: np.zeros(0))          # (B,) values per day bin
+    prof: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))       # (B, F) mean per day bin
 
     def as_row(self, n_features: int) -> np.ndarray:
         """The same numbers in the layout of ``calibrate.SC_*`` (for comparing with a kernel's ``sc``)."""
-        row = np.zeros(C.sc_size(n_features))
+        bins = len(self.prof_n)
+        row = np.zeros(C.sc_size(n_features, bins))
         row[[C.SC_SHORT, C.SC_MEAN, C.SC_VAR, C.SC_N, C.SC_ALARMED, C.SC_ALARM_N, C.SC_ALARM_T]] = [
             self.short, self.mean, self.var, self.n, float(self.alarmed), self.alarm_n, self.alarm_t]
         for f in range(len(self.lo)):
             row[C.SC_RANGE + 2 * f], row[C.SC_RANGE + 2 * f + 1] = self.lo[f], self.hi[f]
+        if bins:
+            row[C.profile_offset(n_features):] = np.column_stack([self.prof_n, self.prof]).ravel()
         return row
 
 
@@ -62,6 +67,8 @@ class EntityRef:
     n_features: int
     n_inputs: int
     window: int
+    profile_bins: int = 0
+    in_bin: float = 0.0       # values the latest event's day bin held before it (set by prepare_input)
     count: int = 0
     last_ts: float = 0.0
     nmean: np.ndarray = None  # type: ignore[assignment]
@@ -77,6 +84,8 @@ class EntityRef:
         self.pred = np.zeros(self.n_features, dtype=np.float32)
         self.ring_in = np.zeros((self.window, self.n_inputs), dtype=np.float32)
         self.ring_flag = np.zeros(self.window, dtype=np.uint8)
+        self.sc.prof_n = np.zeros(self.profile_bins)
+        self.sc.prof = np.zeros((self.profile_bins, self.n_features))
 
 
 def prepare_input(ent: EntityRef, x: np.ndarray, t: float, kp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -105,7 +114,28 @@ def prepare_input(ent: EntityRef, x: np.ndarray, t: float, kp: np.ndarray) -> tu
     if kp[P.KP_GAP]:
         gap = max(t - ent.last_ts, 0.0) if n > 0 else 0.0
         time_feats.append(math.log1p(gap) / GAP_SCALE)
+    if kp[P.KP_PROFILE_BINS]:
+        time_feats += list(daily_profile(ent, x, z, t, mean, sd, kp))
     return np.concatenate([z, time_feats]), mean, sd
+
+
+def daily_profile(ent: EntityRef, x: np.ndarray, z: np.ndarray, t: float, mean: np.ndarray, sd: np.ndarray,
+                  kp: np.ndarray) -> np.ndarray:
+    """Profile inputs (current bin, then expected next bin, per feature); folds ``x`` into its bin."""
+    bins, zclip, sc = int(kp[P.KP_PROFILE_BINS]), kp[P.KP_ZCLIP], ent.sc
+
+    def bin_of(when: float) -> int:
+        return min(int((when % DAY) / DAY * bins), bins - 1)
+
+    gap = max(t - ent.last_ts, 0.0) if ent.count > 0 else 0.0
+    cur, nxt = bin_of(t), bin_of(t + gap)
+    ent.in_bin = float(sc.prof_n[cur])
+    p_cur = np.clip((sc.prof[cur] - mean) / sd, -zclip, zclip) if sc.prof_n[cur] > 0 else z.copy()
+    weight = max(1.0 / (sc.prof_n[cur] + 1.0), kp[P.KP_PROFILE_RATE])
+    sc.prof[cur] += weight * (x - sc.prof[cur])
+    sc.prof_n[cur] += 1.0
+    p_next = np.clip((sc.prof[nxt] - mean) / sd, -zclip, zclip) if sc.prof_n[nxt] > 0 else p_cur.copy()
+    return np.concatenate([p_cur, p_next])
 
 
 def tail_score(z: float) -> float:
@@ -128,12 +158,28 @@ def novelty(sc: ScorerRef, x: np.ndarray, n: int, kp: np.ndarray) -> float:
     return hit
 
 
-def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float, kp: np.ndarray) -> tuple[float, int]:
-    """``(score, flags)`` of one event; updates ``sc``. ``n`` is the entity's count before the event."""
+def capped_error(ent: EntityRef, err: np.ndarray, u: np.ndarray, kp: np.ndarray) -> float:
+    """The error ``observe`` scores: the RMS of ``err``, at most ``profile_cap`` times the RMS distance
+    of the value ``u[:F]`` from its bin's profile ``u[-2F:-F]`` once the bin holds ``1 / rate`` values."""
+    e = math.sqrt(float(np.mean(np.square(err))))
+    F = ent.n_features
+    if kp[P.KP_PROFILE_CAP] > 0 and kp[P.KP_PROFILE_BINS] and ent.in_bin * kp[P.KP_PROFILE_RATE] >= 1.0:
+        dev = np.asarray(u[:F], dtype=np.float64) - np.asarray(u[len(u) - 2 * F:len(u) - F], dtype=np.float64)
+        e = min(e, kp[P.KP_PROFILE_CAP] * math.sqrt(float(np.mean(dev * dev))))
+    return e
+
+
+def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float, kp: np.ndarray,
+                e: float | None = None) -> tuple[float, int]:
+    """``(score, flags)`` of one event; updates ``sc``. ``n`` is the entity's count before the event.
+
+    ``e`` replaces the RMS of ``err`` as the error scored (see :func:`capped_error`).
+    """
     novel = novelty(sc, x, n, kp)
     if n == 0:
         return 0.0, 0
-    e = math.sqrt(float(np.mean(np.square(err))))
+    if e is None:
+        e = math.sqrt(float(np.mean(np.square(err))))
     a_short = max(1.0 / (sc.n + 1.0), 2.0 / (kp[P.KP_SHORT] + 1.0))
     sc.short += a_short * (e - sc.short)
     score = 0.0

@@ -19,15 +19,18 @@ from ..kernels.calibrate import sc_size
 from ..state.slots import FieldSpec
 
 
-def common_fields(n_features: int, n_inputs: int, window: int) -> dict[str, FieldSpec]:
-    """Per-slot fields every model kernel uses (see ``rnnstream.kernels``)."""
+def common_fields(n_features: int, n_inputs: int, window: int, profile_bins: int = 0) -> dict[str, FieldSpec]:
+    """Per-slot fields every model kernel uses (see ``rnnstream.kernels``).
+
+    ``profile_bins`` > 0 makes room for the daily profile in the statistics row ``sc``.
+    """
     return {
         "count": FieldSpec((), "int64"),                 # events seen
         "last_ts": FieldSpec((), "float64"),             # event time of the previous event, seconds
         "nmean": FieldSpec((n_features,), "float64"),    # normaliser mean
         "nvar": FieldSpec((n_features,), "float64"),     # normaliser variance
         "pred": FieldSpec((n_features,), "float32"),     # prediction of the next normalised features
-        "sc": FieldSpec((sc_size(n_features),), "float64"),  # scorer statistics
+        "sc": FieldSpec((sc_size(n_features, profile_bins),), "float64"),  # scorer statistics, daily profile
         "ring_in": FieldSpec((window, n_inputs), "float32"),  # last `window` model inputs
         "ring_flag": FieldSpec((window,), "uint8"),      # 1 where that input scored as an anomaly
     }

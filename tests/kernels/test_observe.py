@@ -48,10 +48,10 @@ def _stream(seed: int, n_entities: int = 5, n_events: int = 1500):
     return [f"e{e}" for e in ents], x, ts
 
 
-def _reference_run(entities, x, ts, kp, refs: dict, n_inputs: int):
+def _reference_run(entities, x, ts, kp, refs: dict, n_inputs: int, profile_bins: int = 0):
     out = {"pred": [], "z": [], "err": [], "score": [], "flag": []}
     for name, xi, t in zip(entities, x, ts):
-        ent = refs.setdefault(name, ref.EntityRef(F, n_inputs, W))
+        ent = refs.setdefault(name, ref.EntityRef(F, n_inputs, W, profile_bins))
         n = ent.count
         u64, mean, sd = ref.prepare_input(ent, xi, t, kp)
         u = u64.astype(np.float32)  # the naive model's input scratch is float32
@@ -60,7 +60,7 @@ def _reference_run(entities, x, ts, kp, refs: dict, n_inputs: int):
             pred = mean + sd * ent.pred
         else:
             err, pred = np.zeros(F), xi.copy()
-        score, flag = ref.score_event(ent.sc, err, xi, n, t, kp)
+        score, flag = ref.score_event(ent.sc, err, xi, n, t, kp, ref.capped_error(ent, err, u, kp))
         ent.pred = u[:F].copy()
         ref.finish_event(ent, t, u, flag & FLAG_ANOMALY)
         out["pred"].append(pred)
@@ -71,25 +71,29 @@ def _reference_run(entities, x, ts, kp, refs: dict, n_inputs: int):
     return {k: np.array(v) for k, v in out.items()}
 
 
-@pytest.mark.parametrize("time_features", [(True, True, True), (False, False, True), (False, False, False)])
-def test_naive_kernel_matches_reference(time_features):
-    kp = kernel_params(*time_features, warmup_events=10, short_window=4, long_window=100,
-                       suppress_events=5, threshold=0.4, novelty_tolerance=0.2, normaliser_halflife=50.0)
-    n_inputs = F + n_time_features(*time_features)
+@pytest.mark.parametrize("time_features", [(True, True, True, 0), (False, False, True, 0), (False, False, False, 0),
+                                           (True, False, True, 288), (False, False, False, 7)])
+@pytest.mark.parametrize("profile_cap", [0.0, 1.5])
+def test_naive_kernel_matches_reference(time_features, profile_cap):
+    *calendar, bins = time_features
+    kp = kernel_params(*calendar, bins, warmup_events=10, short_window=4, long_window=100,
+                       suppress_events=5, threshold=0.4, novelty_tolerance=0.2, normaliser_halflife=50.0,
+                       profile_cap=profile_cap)
+    n_inputs = F + n_time_features(*calendar, bins, F)
     model = NaiveModel(F, n_inputs, None, seed=0)
-    fields = common_fields(F, n_inputs, W)
+    fields = common_fields(F, n_inputs, W, bins)
     n_slots = 8
     state = {k: np.zeros((n_slots, *s.shape), dtype=s.dtype) for k, s in fields.items()}
     slot_of: dict[str, int] = {}
     refs: dict[str, ref.EntityRef] = {}
-    entities, x, ts = _stream(seed=sum(time_features))
+    entities, x, ts = _stream(seed=sum(calendar) + bins)
     flags_seen = 0
     for lo, hi in [(0, 1), (1, 300), (300, 301), (301, 900), (900, 1500)]:
         ents = entities[lo:hi]
         slots = np.array([slot_of.setdefault(e, len(slot_of)) for e in ents], dtype=np.int64)
         out = BatchOutput.allocate(hi - lo, F)
         model.step(state, slots, x[lo:hi], ts[lo:hi], kp, out)
-        want = _reference_run(ents, x[lo:hi], ts[lo:hi], kp, refs, n_inputs)
+        want = _reference_run(ents, x[lo:hi], ts[lo:hi], kp, refs, n_inputs, bins)
         for key in ("pred", "z", "err", "score"):
             np.testing.assert_allclose(getattr(out, key), want[key], rtol=RTOL, atol=1e-9, err_msg=key)
         np.testing.assert_array_equal(out.flag, want["flag"])
@@ -106,6 +110,37 @@ def test_naive_kernel_matches_reference(time_features):
             np.testing.assert_array_equal(state["ring_flag"][s], ent.ring_flag)
     # The comparison means something only if the stream raised and suppressed anomalies.
     assert flags_seen & FLAG_ANOMALY and flags_seen & FLAG_SUPPRESSED
+    if bins:  # ... and if the profile filled several bins and fed inputs that differ from the value
+        assert max(np.count_nonzero(e.sc.prof_n) for e in refs.values()) >= 2
+        ring = state["ring_in"][: len(refs)]
+        assert np.any(ring[:, :, -2 * F:-F] != ring[:, :, :F])
+
+
+def test_daily_profile_anticipates_a_daily_jump():
+    """After a few days of a square wave, the next-bin input carries the jump before it happens."""
+    bins = 48
+    kp = kernel_params(False, False, False, bins, warmup_events=5, short_window=2, long_window=50)
+    n_inputs = 1 + n_time_features(False, False, False, bins, 1)
+    assert n_inputs == 3
+    model = NaiveModel(1, n_inputs, None, seed=0)
+    state = {k: np.zeros((1, *s.shape), dtype=s.dtype) for k, s in common_fields(1, n_inputs, 64, bins).items()}
+    step = 600.0
+    ts = np.arange(0.0, 5 * 86400.0, step)
+    x = np.where((ts % 86400.0 >= 9 * 3600.0) & (ts % 86400.0 < 17 * 3600.0), 10.0, 0.0)[:, None]
+    out = BatchOutput.allocate(len(ts), 1)
+    inputs = []
+    for i in range(len(ts)):
+        model.step(state, np.zeros(1, dtype=np.int64), x[i:i + 1], ts[i:i + 1], kp, out)
+        inputs.append(state["ring_in"][0, i % 64].copy())
+    u = np.array(inputs)
+    day4 = int(4 * 86400 / step)
+    before_up = day4 + int(9 * 3600 / step) - 1   # 08:50: value low, next event at 09:00 is high
+    assert u[before_up, 0] < 0 < u[before_up, 2]
+    assert u[before_up, 1] == pytest.approx(u[before_up, 0], abs=1e-3)   # the 08:30 bin is low, like the value
+    before_down = day4 + int(17 * 3600 / step) - 1
+    assert u[before_down, 0] > 0 > u[before_down, 2]
+    # On the first day every bin is new: the profile inputs repeat the value.
+    np.testing.assert_allclose(u[1:100, 1], u[1:100, 0], atol=1e-6)
 
 
 def test_step_change_scores_high_and_constant_stays_quiet():
