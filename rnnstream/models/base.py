@@ -91,6 +91,15 @@ class Model(ABC):
     def state_fields(self) -> dict[str, FieldSpec]:
         """Per-slot recurrent state fields, e.g. ``{"h": FieldSpec((H,), "float32")}``."""
 
+    def check_step(self, slots: np.ndarray, x: np.ndarray, ts: np.ndarray, out: BatchOutput) -> None:
+        """Refuse arrays too short for ``slots``: numba does not bounds-check, a kernel would write
+        past their end. Every ``step`` calls this before its kernel."""
+        n = slots.shape[0]
+        if (x.ndim != 2 or x.shape[0] < n or x.shape[1] != self.n_features or ts.shape[0] < n
+                or out.err.shape[0] < n or out.pred.shape[0] < n):
+            raise ValueError(f"step: {n} slots need x ({x.shape}) with {self.n_features} features, and ts "
+                             f"({ts.shape}) and out (capacity {out.err.shape[0]}) with at least {n} rows")
+
     @abstractmethod
     def step(self, state: Mapping[str, np.ndarray], slots: np.ndarray, x: np.ndarray,
              ts: np.ndarray, kp: np.ndarray, out: BatchOutput) -> None:

@@ -45,6 +45,7 @@ class NaiveModel(Model):
 
     def step(self, state: Mapping[str, np.ndarray], slots: np.ndarray, x: np.ndarray, ts: np.ndarray,
              kp: np.ndarray, out: BatchOutput) -> None:
+        self.check_step(slots, x, ts, out)
         if not hasattr(self, "_u"):
             self._u = np.zeros(self.n_inputs, dtype=np.float32)
             self._err = np.zeros(self.n_features)

@@ -200,3 +200,16 @@ def test_state_rows_are_per_slot(type_name):
     for k, arr in state.items():
         assert arr[2].tobytes() == arr[0].tobytes(), k
         assert not arr[1].any() and not arr[3].any(), k
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_step_refuses_buffers_shorter_than_the_batch(type_name):
+    """numba does not bounds-check: every model must refuse a short buffer, not corrupt memory."""
+    model = _model(type_name)
+    state = _state(model, n_slots=10)
+    slots = np.arange(10, dtype=np.int64)
+    x, ts = np.zeros((10, model.n_features)), np.arange(10.0)
+    with pytest.raises(ValueError, match="at least 10 rows"):
+        model.step(state, slots, x, ts, KP, BatchOutput.allocate(5, model.n_features))
+    with pytest.raises(ValueError):
+        model.step(state, slots, x[:5], ts, KP, BatchOutput.allocate(10, model.n_features))

@@ -62,10 +62,12 @@ class ESN(Model):
 
     def step(self, state: Mapping[str, np.ndarray], slots: np.ndarray, x: np.ndarray,
              ts: np.ndarray, kp: np.ndarray, out: BatchOutput) -> None:
+        slots, x, ts = (np.asarray(slots, dtype=np.int64), np.asarray(x, dtype=np.float64),
+                        np.asarray(ts, dtype=np.float64))
+        self.check_step(slots, x, ts, out)
         w = self.weights
         w_in_t, w_res_t = self._transposed()
-        esn_step_batch(np.asarray(slots, dtype=np.int64), np.asarray(x, dtype=np.float64),
-                       np.asarray(ts, dtype=np.float64), kp,
+        esn_step_batch(slots, x, ts, kp,
                        state["count"], state["last_ts"], state["nmean"], state["nvar"], state["pred"],
                        state["sc"], state["ring_in"], state["ring_flag"], state["r"],
                        w_in_t, w_res_t, w["bias"], w["w_out"],

@@ -60,11 +60,7 @@ class GRUModel(Model):
 
     def step(self, state: Mapping[str, np.ndarray], slots: np.ndarray, x: np.ndarray,
              ts: np.ndarray, kp: np.ndarray, out: BatchOutput) -> None:
-        n = slots.shape[0]
-        if x.shape[0] < n or ts.shape[0] < n or out.err.shape[0] < n or x.shape[1] != self.n_features:
-            # numba does not bounds-check: a short array would be written past its end
-            raise ValueError(f"step: {n} slots need x ({x.shape}) with {self.n_features} features, and ts "
-                             f"({ts.shape}) and out (capacity {out.err.shape[0]}) with at least {n} rows")
+        self.check_step(slots, x, ts, out)
         w_xt, w_ht, b_x, b_h, w_o, b_o = self._kernel_weights()
         gru_step_batch(slots, x, ts, kp, w_xt, w_ht, b_x, b_h, w_o, b_o,
                        state["count"], state["last_ts"], state["nmean"], state["nvar"], state["pred"],
