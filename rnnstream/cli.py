@@ -11,12 +11,10 @@ from .errors import RnnstreamError
 
 
 def _detector(config, name: str | None):
-    if name is None:
-        return config.detectors[0]
-    for det in config.detectors:
-        if det.name == name:
-            return det
-    raise RnnstreamError(f"no detector named {name!r}; the config has {[d.name for d in config.detectors]}")
+    try:
+        return config.detector(name)
+    except KeyError as exc:
+        raise RnnstreamError(exc.args[0]) from None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

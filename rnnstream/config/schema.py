@@ -288,12 +288,17 @@ class Config:
                     problems.append((f"detectors[{i}].outputs.{key}", f"topic {topic!r} is an input of detectors[{owner[topic]}]; writing to it would feed results back in"))
         return problems
 
-    def detector(self, name: str) -> DetectorConfig:
-        """The detector called ``name`` (KeyError if none)."""
+    def detector(self, name: str | None = None) -> DetectorConfig:
+        """The detector called ``name``, or the first one when ``name`` is None.
+
+        Raises KeyError naming the detectors the config does have.
+        """
+        if name is None:
+            return self.detectors[0]
         for det in self.detectors:
             if det.name == name:
                 return det
-        raise KeyError(name)
+        raise KeyError(f"no detector named {name!r}; the config has {[d.name for d in self.detectors]}")
 
     def topic_map(self) -> dict[str, DetectorConfig]:
         """Input topic -> the detector that owns it."""

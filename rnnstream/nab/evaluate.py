@@ -41,7 +41,7 @@ def score_series(detector_cfg: Any, timestamps: np.ndarray, values: np.ndarray) 
 
 def _run_one(args: tuple[str, str | None, str, str, str]) -> tuple[str, np.ndarray, np.ndarray, float]:
     config_path, detector_name, root, key, out = args
-    cfg = _detector(load_config(config_path), detector_name)
+    cfg = load_config(config_path).detector(detector_name)
     started = time.perf_counter()
     timestamps, values = dataset.load_series(root, key)
     scores = score_series(cfg, timestamps, values)
@@ -49,20 +49,11 @@ def _run_one(args: tuple[str, str | None, str, str, str]) -> tuple[str, np.ndarr
     return key, timestamps, scores, time.perf_counter() - started
 
 
-def _detector(config: Any, name: str | None) -> Any:
-    if name is None:
-        return config.detectors[0]
-    for det in config.detectors:
-        if det.name == name:
-            return det
-    raise KeyError(f"no detector named {name!r} in the configuration")
-
-
 def evaluate(root: str | Path, config_path: str | Path, out: str | Path, detector: str | None = None,
              workers: int | None = None, files: list[str] | None = None) -> dict[str, dict]:
     """Write ``<out>/<category>/rnnstream_<file>.csv`` for every file and return the NAB scores."""
     root, out = Path(root), Path(out)
-    _detector(load_config(config_path), detector)  # fail early, in this process, on a bad config
+    load_config(config_path).detector(detector)  # fail early, in this process, on a bad config
     keys = files or dataset.list_files(root)
     jobs = [(str(config_path), detector, str(root), key, str(out)) for key in keys]
     workers = workers or min(len(jobs), os.cpu_count() or 1)
