@@ -49,7 +49,7 @@ detectors:
     features: [cpu]
     time_features: {{time_of_day: true, day_of_week: true, log_gap: true}}
     model: {{type: gru, hidden: 32}}
-    training: {{background: true, every_events: 20000, every_seconds: 300}}
+    training: {{background: true, every_events: 200000, every_seconds: 300}}
     outputs: {{anomalies_topic: {topic}.anomalies}}
 """
 

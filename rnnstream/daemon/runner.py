@@ -23,6 +23,7 @@ changed detectors get fresh units from their checkpoints, unchanged ones keep th
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -155,6 +156,12 @@ class Runner:
         last_ckpt = last_dog = time.monotonic()
         dog_every = watchdog_interval()
         timeout_ms = cfg.kafka.poll_timeout_ms
+        # Python's cyclic collector, run by allocation count, kept re-traversing each poll's live
+        # records: ~40% of throughput. Objects alive now are frozen out of it, and it runs once per
+        # checkpoint interval instead (our own code makes no reference cycles; libraries rarely).
+        gc_was_enabled = gc.isenabled()
+        gc.freeze()
+        gc.disable()
         try:
             while not self._stop.is_set():
                 if self._reload.is_set():
@@ -166,6 +173,7 @@ class Runner:
                 now = time.monotonic()
                 if now - last_ckpt >= self.config.checkpoint.interval_seconds:
                     self.checkpoint(list(self.units))
+                    gc.collect()
                     last_ckpt = time.monotonic()
                 if dog_every is not None and now - last_dog >= dog_every:
                     notify("WATCHDOG=1")
@@ -176,6 +184,9 @@ class Runner:
                 self.checkpoint(list(self.units))
         finally:
             self._shutdown()
+            gc.unfreeze()
+            if gc_was_enabled:
+                gc.enable()
         return 0 if self.failure is None else 1
 
     def _shutdown(self) -> None:
