@@ -12,6 +12,8 @@ both and the ratio (target >= 0.8). Kernel compilation is excluded (warmed up be
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import platform
 import subprocess
 import tempfile
@@ -122,25 +124,47 @@ def daemon_run(bootstrap: str, topic: str, n: int, state_dir: str) -> tuple[floa
     return n / took, runner
 
 
+def measure(kind: str, bootstrap: str, topic: str, n: int, state_dir: str) -> float:
+    """Events/s of one loop, measured in a fresh process (no heap or GC state carried over)."""
+    out = subprocess.run([sys.executable, __file__, "--measure", kind, "--bootstrap", bootstrap,
+                          "--topic", topic, "--events", str(n), "--state-dir", state_dir],
+                         capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--entities", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--measure", choices=["bare", "daemon"], help=argparse.SUPPRESS)
+    parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
+    parser.add_argument("--topic", help=argparse.SUPPRESS)
+    parser.add_argument("--state-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.measure == "bare":
+        print(bare_loop(args.bootstrap, args.topic, args.events))
+        return
+    if args.measure == "daemon":
+        print(daemon_run(args.bootstrap, args.topic, args.events, args.state_dir)[0])
+        return
     with EmbeddedKafka(heap="1g") as broker, tempfile.TemporaryDirectory() as tmp:
         topic = "bench-events"
         broker.create_topics([(topic, PARTITIONS), (f"{topic}.anomalies", 1)])
         t0 = time.perf_counter()
         fill(broker.bootstrap, topic, args.events, args.entities)
         print(f"filled {args.events} events over {args.entities} entities in {time.perf_counter() - t0:.1f} s")
-        bare = bare_loop(broker.bootstrap, topic, args.events)
-        print(f"(a) bare poll + orjson.loads: {bare:,.0f} events/s")
-        daemon, runner = daemon_run(broker.bootstrap, topic, args.events, str(Path(tmp) / "state"))
-        anomalies = runner.registry.get_sample_value("rnnstream_anomalies_total", {"detector": "bench"})
-        print(f"(b) daemon (GRU H=32, time features, background training): {daemon:,.0f} events/s "
-              f"({anomalies:.0f} anomalies)")
-        print(f"ratio daemon/bare: {daemon / bare:.2f} (target >= 0.8); CPU: {cpu_model()}")
-
+        bares, daemons = [], []
+        for r in range(args.rounds):  # alternate, so both see the same machine load
+            bares.append(measure("bare", broker.bootstrap, topic, args.events, tmp))
+            daemons.append(measure("daemon", broker.bootstrap, topic, args.events, str(Path(tmp) / f"state{r}")))
+            print(f"round {r + 1}: bare {bares[-1]:,.0f} events/s, daemon {daemons[-1]:,.0f} events/s, "
+                  f"ratio {daemons[-1] / bares[-1]:.2f}", flush=True)
+        bare, daemon = float(np.median(bares)), float(np.median(daemons))
+        print(f"(a) bare poll + orjson.loads: median {bare:,.0f} events/s")
+        print(f"(b) daemon (GRU H=32, time features, background training): median {daemon:,.0f} events/s")
+        print(f"ratio of medians daemon/bare: {daemon / bare:.2f} (target >= 0.8); "
+              f"{args.rounds} rounds; CPU: {cpu_model()}, {os.cpu_count()} cores")
 
 if __name__ == "__main__":
     main()

@@ -76,8 +76,11 @@ class SlotState:
         For a caller that may process only part of the prefix: it calls ``touch`` on the slots it
         processed and ``drop`` on the new entities it did not reach.
         """
-        slots = np.empty(len(entities), dtype=np.int64)
         index = self.index
+        known = list(map(index.get, entities))
+        if None not in known:  # the steady state: every entity already has a slot
+            return np.array(known, dtype=np.int64), []
+        slots = np.empty(len(entities), dtype=np.int64)
         new: list[int] = []
         k = 0
         for entity in entities:
