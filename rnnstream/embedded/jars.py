@@ -1,8 +1,10 @@
 """Fetch and cache the jars of an Apache Kafka broker, and find a Java runtime to run them.
 
 What a machine needs: a Java runtime 17 or newer (``java`` on PATH or under ``$JAVA_HOME``) to run
-the broker, and Apache Maven 3.6.3+ (``mvn``) plus access to Maven Central the first time a
-version is fetched. On Debian/Ubuntu: ``apt-get install openjdk-17-jre-headless maven``.
+the broker, and access to Maven Central the first time a version is fetched. With Apache Maven
+(``mvn``) installed, Maven resolves the class path. Without it, the versions that ship a lock file
+(``kafka-<version>.lock`` beside this module: each jar's coordinates and SHA-256) are downloaded
+jar by jar from ``$RNNSTREAM_MAVEN_REPO`` (default Maven Central) and checked against it.
 
 Layout of the cache (``$RNNSTREAM_CACHE``, default ``~/.cache/rnnstream``)::
 
@@ -18,7 +20,9 @@ own repository (``~/.m2``) is shared with the user's Maven and is not cleaned.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
+import urllib.request
 import re
 import shutil
 import subprocess
@@ -84,8 +88,62 @@ def _read_manifest(home: Path) -> list[Path] | None:
     return jars
 
 
+MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
+
+
+def _lock_file(version: str) -> Path:
+    return Path(__file__).with_name(f"kafka-{version}.lock")
+
+
+def read_lock(path: Path) -> list[tuple[str, str, str, str]]:
+    """``(group, artifact, version, sha256)`` of every jar a lock file lists."""
+    entries = []
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            coords, sha = line.split()
+            group, artifact, ver = coords.split(":")
+            entries.append((group, artifact, ver, sha))
+    return entries
+
+
+def download_locked(version: str, home: Path, repo: str | None = None) -> list[Path]:
+    """Fetch the jars of ``kafka-<version>.lock`` over HTTPS, checking each SHA-256; no Maven needed."""
+    repo = (repo or os.environ.get("RNNSTREAM_MAVEN_REPO") or MAVEN_CENTRAL).rstrip("/")
+    staging = home / "libs.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    names = []
+    for group, artifact, ver, sha in read_lock(_lock_file(version)):
+        name = f"{artifact}-{ver}.jar"
+        url = f"{repo}/{group.replace('.', '/')}/{artifact}/{ver}/{name}"
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                data = response.read()
+        except OSError as exc:
+            raise BrokerError(f"cannot download {url}: {exc} (install Maven, or set RNNSTREAM_MAVEN_REPO "
+                              f"to a reachable Maven repository)") from exc
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise BrokerError(f"{url}: SHA-256 {hashlib.sha256(data).hexdigest()} differs from the "
+                              f"pinned {sha}; refusing to run it")
+        (staging / name).write_bytes(data)
+        names.append(name)
+    return _install(version, home, staging, sorted(names))
+
+
+def _install(version: str, home: Path, staging: Path, names: list[str]) -> list[Path]:
+    if not any(n.startswith(f"kafka_2.13-{version}") for n in names):
+        raise BrokerError(f"{staging} holds no kafka_2.13-{version} jar: {names}")
+    shutil.rmtree(home / "libs", ignore_errors=True)
+    staging.rename(home / "libs")
+    (home / "classpath.txt.tmp").write_text("\n".join(names) + "\n")
+    (home / "classpath.txt.tmp").rename(home / "classpath.txt")
+    return [home / "libs" / n for n in names]
+
+
 def _fetch(version: str, home: Path) -> list[Path]:
     mvn = shutil.which("mvn")
+    if mvn is None and _lock_file(version).is_file():
+        return download_locked(version, home)
     if mvn is None:
         raise BrokerError(
             f"cannot fetch Apache Kafka {version}: Maven ('mvn') is not on PATH. Install Apache Maven "
@@ -109,14 +167,7 @@ def _fetch(version: str, home: Path) -> list[Path]:
             f"Maven could not resolve org.apache.kafka:kafka_2.13:{version} from Maven Central "
             f"(exit {done.returncode}).\ncommand: {' '.join(cmd)}\n{tail}"
         )
-    names = sorted(p.name for p in staging.glob("*.jar"))
-    if not any(n.startswith(f"kafka_2.13-{version}") for n in names):
-        raise BrokerError(f"Maven finished but {staging} holds no kafka_2.13-{version} jar: {names}")
-    shutil.rmtree(home / "libs", ignore_errors=True)
-    staging.rename(home / "libs")
-    (home / "classpath.txt.tmp").write_text("\n".join(names) + "\n")
-    (home / "classpath.txt.tmp").rename(home / "classpath.txt")
-    return [home / "libs" / n for n in names]
+    return _install(version, home, staging, sorted(p.name for p in staging.glob("*.jar")))
 
 
 def find_java(minimum: int = 17) -> str:

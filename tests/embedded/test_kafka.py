@@ -141,9 +141,64 @@ def test_stop_removes_directory_and_frees_port():
 
 
 def test_missing_maven_names_what_to_install(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", str(tmp_path))  # no mvn, no java
+    monkeypatch.setenv("PATH", str(tmp_path))  # no mvn, no java; and no lock file for this version
     with pytest.raises(BrokerError, match=r"Maven \('mvn'\) is not on PATH.*apt-get install"):
-        ensure_jars("4.1.2", cache=tmp_path / "cache")
+        ensure_jars("4.0.0", cache=tmp_path / "cache")
+
+
+def _fake_repo(tmp_path, jars: dict[str, bytes]):
+    """A Maven-layout repository served on loopback, and a lock file pinning ``jars``."""
+    import hashlib
+    import http.server
+    import threading
+    from functools import partial
+
+    lines = []
+    for coords, data in jars.items():
+        group, artifact, ver = coords.split(":")
+        d = tmp_path / "repo" / group.replace(".", "/") / artifact / ver
+        d.mkdir(parents=True)
+        (d / f"{artifact}-{ver}.jar").write_bytes(data)
+        lines.append(f"{coords} {hashlib.sha256(data).hexdigest()}")
+    lock = tmp_path / "kafka-9.9.9.lock"
+    lock.write_text("# test lock\n" + "\n".join(lines) + "\n")
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "repo"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return lock, f"http://127.0.0.1:{server.server_address[1]}", server
+
+
+def test_without_maven_locked_jars_are_downloaded_and_checked(tmp_path, monkeypatch):
+    from rnnstream.embedded import jars as jars_mod
+
+    lock, url, server = _fake_repo(tmp_path, {"org.apache.kafka:kafka_2.13:9.9.9": b"broker",
+                                              "org.example:dep:1.0": b"dependency"})
+    try:
+        monkeypatch.setattr(jars_mod, "_lock_file", lambda version: lock)
+        monkeypatch.setenv("RNNSTREAM_MAVEN_REPO", url)
+        monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no mvn
+        got = ensure_jars("9.9.9", cache=tmp_path / "cache")
+        assert sorted(p.name for p in got) == ["dep-1.0.jar", "kafka_2.13-9.9.9.jar"]
+        assert {p.name: p.read_bytes() for p in got}["kafka_2.13-9.9.9.jar"] == b"broker"
+        # a tampered jar is refused and nothing is cached
+        (tmp_path / "repo/org/example/dep/1.0/dep-1.0.jar").write_bytes(b"tampered")
+        with pytest.raises(BrokerError, match="SHA-256"):
+            ensure_jars("9.9.9", cache=tmp_path / "cache2")
+        assert not (tmp_path / "cache2" / "kafka-9.9.9" / "classpath.txt").exists()
+    finally:
+        server.shutdown()
+
+
+def test_shipped_lock_matches_what_maven_resolved():
+    """The lock file used without Maven pins exactly the class path Maven resolves (cached by the fixture)."""
+    import hashlib
+
+    from rnnstream.embedded.jars import KAFKA_VERSION, _lock_file, read_lock
+
+    jars = {p.name: p for p in ensure_jars()}
+    pinned = {f"{a}-{v}.jar": sha for _, a, v, sha in read_lock(_lock_file(KAFKA_VERSION))}
+    assert set(pinned) == set(jars)
+    assert all(hashlib.sha256(jars[n].read_bytes()).hexdigest() == sha for n, sha in pinned.items())
 
 
 def test_cached_jars_do_not_need_maven(tmp_path, monkeypatch):
