@@ -43,10 +43,12 @@ detectors:
     features: [value]
     idle_ttl_seconds: 1.0e+9
     late_tolerance_seconds: 1.0e+9
-    model: {{type: gru, hidden: 32}}
-    training: {{every_events: 2000, every_seconds: 0, min_events: 1000, steps: 30, batch_windows: 32}}
-    scoring: {{warmup_events: 300, short_window: 1, long_window: 1000, suppress_events: 300,
-               novelty_tolerance: 0.05, threshold: 0.5}}
+    time_features: {{daily_profile_bins: 24}}
+    model: {{type: gru, hidden: 16}}
+    training: {{every_events: 256, every_seconds: 0, min_events: 128, window: 128, batch_windows: 16,
+               steps: 10}}
+    scoring: {{warmup_events: 50, short_window: 1, long_window: 1000, suppress_events: 110,
+               novelty_tolerance: 0.01, error_floor: 0.7, profile_cap: 0.75, threshold: 0.5}}
     outputs: {{anomalies_topic: demo.anomalies, dead_letter_topic: demo.deadletter}}
 """
 
