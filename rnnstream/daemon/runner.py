@@ -225,6 +225,12 @@ class Runner:
                 m.lag(tp.topic, tp.partition).set(max(hw - unit.next_offset, 0))
         for name, dm in self._detector_metrics():
             dm.entities.set(sum(len(u.detector.state) for u in self.units.values() if u.name == name))
+            if self.config.metrics.top_k_entities:
+                latest = {}
+                for u in self.units.values():
+                    if u.name == name:
+                        latest.update(u.latest)
+                m.set_entity_scores(name, latest)
 
     def _detector_metrics(self):
         for det in self.config.detectors:
@@ -328,6 +334,7 @@ class Runner:
             unit = Unit(cfg.name, tp, cfg, Detector(cfg), dm)
             log.info("no checkpoint; starting fresh from the group's committed offset",
                      extra={"partition": _names([tp])[0]})
+        unit.top_k = self.config.metrics.top_k_entities
         self._hook_training(unit)
         return unit
 

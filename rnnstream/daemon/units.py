@@ -74,6 +74,8 @@ class Unit:
     restored: bool = False
     saved_path: Any = None           # the checkpoint file this unit wrote last
     totals: BatchCounts = field(default_factory=BatchCounts)
+    top_k: int = 0                   # metrics.top_k_entities: keep the latest scores of candidates
+    latest: dict = field(default_factory=dict)   # entity -> latest reported score (top_k > 0 only)
 
     def handle(self, records: list, outputs: Any, decode_batch: Any) -> BatchCounts:
         """Process one poll's records of this unit's partition (offset order). Returns the counts."""
@@ -116,6 +118,8 @@ class Unit:
         index = res.index
         reported = res.reported_score()
         observe_many(dm.score, reported)
+        if self.top_k:
+            self._track_top(entities, index, reported)
         observe_many(dm.latency, np.maximum(time.time() - ts[index], 0.0))
         hits = np.flatnonzero(res.flag & FLAG_ANOMALY)
         versions = np.broadcast_to(np.asarray(res.model_version), index.shape).tolist()
@@ -131,6 +135,20 @@ class Unit:
             scores, errs = res.score.tolist(), res.err.tolist()
             for j, i in enumerate(index.tolist()):
                 outputs.score(raw[i], entities[i], float(ts[i]), scores[j], errs[j], flags[j], versions[j])
+
+    def _track_top(self, entities: list, index: np.ndarray, reported: np.ndarray) -> None:
+        """Latest score of the entities that could be in the top K: this batch's K highest, plus
+        those already tracked (so a tracked entity's score falls when it calms down)."""
+        latest = self.latest
+        for j, i in enumerate(index.tolist()):
+            if entities[i] in latest:
+                latest[entities[i]] = float(reported[j])
+        k = min(self.top_k, len(reported))
+        for j in np.argpartition(-reported, k - 1)[:k].tolist():
+            latest[entities[int(index[j])]] = float(reported[j])
+        if len(latest) > 4 * self.top_k:
+            keep = sorted(latest.items(), key=lambda kv: kv[1], reverse=True)[: self.top_k]
+            self.latest = dict(keep)
 
     def close(self) -> None:
         self.detector.close()
