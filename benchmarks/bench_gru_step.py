@@ -47,14 +47,17 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=10_000)
     ap.add_argument("--window", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--no-time-features", action="store_true",
+                    help="the feature alone as input (D=1): no time-of-day, day-of-week or gap inputs")
     args = ap.parse_args()
 
-    f, d = 1, 6
+    tf = not args.no_time_features
+    f, d = 1, (6 if tf else 1)
     model = GRUModel(f, d, SimpleNamespace(hidden=args.hidden, seed=0))
     fields = {**common_fields(f, d, args.window), **model.state_fields()}
     state = SlotState(fields, max_entities=args.entities, initial_capacity=args.entities)
     state.slots_for([f"e{k}" for k in range(args.entities)])
-    kp = kernel_params()
+    kp = kernel_params(tf, tf, tf)
     rng = np.random.default_rng(1)
     out = BatchOutput.allocate(args.batch, f)
     t0 = 1.7e9
