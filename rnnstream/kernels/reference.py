@@ -88,6 +88,11 @@ class EntityRef:
         self.sc.prof = np.zeros((self.profile_bins, self.n_features))
 
 
+def is_late(ent: EntityRef, t: float, kp: np.ndarray) -> bool:
+    """A late event: older than the entity's previous one by more than the late tolerance."""
+    return ent.count > 0 and t < ent.last_ts - kp[P.KP_LATE]
+
+
 def prepare_input(ent: EntityRef, x: np.ndarray, t: float, kp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(u, mean, sd)``: the model input (float64) and the statistics ``x`` was normalised with.
 

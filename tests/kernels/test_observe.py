@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from rnnstream.kernels import reference as ref
-from rnnstream.kernels.calibrate import (FLAG_ANOMALY, FLAG_SUPPRESSED, SC_ALARMED, SC_N, SC_RANGE, novelty,
+from rnnstream.kernels.calibrate import (FLAG_ANOMALY, FLAG_LATE, FLAG_SUPPRESSED, SC_ALARMED, SC_N, SC_RANGE, novelty,
                                          sc_size, score_event, tail_score)
-from rnnstream.kernels.params import kernel_params, n_time_features
+from rnnstream.kernels.params import KP_LATE, kernel_params, n_time_features
 from rnnstream.models.base import BatchOutput, common_fields
 from rnnstream.models.naive import NaiveModel
 
@@ -36,6 +36,8 @@ def _stream(seed: int, n_entities: int = 5, n_events: int = 1500):
             gap += 3 * 86400.0  # a three-day silence
         clock[e] += gap
         ts[i] = clock[e]
+        if e == 3 and rng.random() < 0.05:
+            ts[i] -= 600.0  # out of order by ten minutes: late beyond the test's 120 s tolerance
         if e == 0:
             x[i] = [3.0, -1.0]
         elif e == 1:
@@ -53,6 +55,11 @@ def _reference_run(entities, x, ts, kp, refs: dict, n_inputs: int, profile_bins:
     for name, xi, t in zip(entities, x, ts):
         ent = refs.setdefault(name, ref.EntityRef(F, n_inputs, W, profile_bins))
         n = ent.count
+        if ref.is_late(ent, t, kp):  # refused: no state touched, zero outputs
+            for key, value in (("pred", np.zeros(F)), ("z", np.zeros(F)), ("err", 0.0), ("score", 0.0),
+                               ("flag", FLAG_LATE)):
+                out[key].append(value)
+            continue
         u64, mean, sd = ref.prepare_input(ent, xi, t, kp)
         u = u64.astype(np.float32)  # the naive model's input scratch is float32
         if n > 0:
@@ -79,6 +86,7 @@ def test_naive_kernel_matches_reference(time_features, profile_cap):
     kp = kernel_params(*calendar, bins, warmup_events=10, short_window=4, long_window=100,
                        suppress_events=5, threshold=0.4, novelty_tolerance=0.2, normaliser_halflife=50.0,
                        profile_cap=profile_cap)
+    kp[KP_LATE] = 120.0
     n_inputs = F + n_time_features(*calendar, bins, F)
     model = NaiveModel(F, n_inputs, None, seed=0)
     fields = common_fields(F, n_inputs, W, bins)
@@ -109,7 +117,7 @@ def test_naive_kernel_matches_reference(time_features, profile_cap):
             np.testing.assert_allclose(state["ring_in"][s], ent.ring_in, rtol=RTOL, atol=1e-7)
             np.testing.assert_array_equal(state["ring_flag"][s], ent.ring_flag)
     # The comparison means something only if the stream raised and suppressed anomalies.
-    assert flags_seen & FLAG_ANOMALY and flags_seen & FLAG_SUPPRESSED
+    assert flags_seen & FLAG_ANOMALY and flags_seen & FLAG_SUPPRESSED and flags_seen & FLAG_LATE
     if bins:  # ... and if the profile filled several bins and fed inputs that differ from the value
         assert max(np.count_nonzero(e.sc.prof_n) for e in refs.values()) >= 2
         ring = state["ring_in"][: len(refs)]
