@@ -6,16 +6,15 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
-import orjson
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from rnnstream.config import load_config
 from rnnstream.daemon.checkpoint import CheckpointStore
 from rnnstream.daemon.runner import Runner
+from rnnstream.embedded.testing import produce, wait_until  # noqa: F401  (re-exported to the tests)
 from rnnstream.synth import generate
 
 CONFIG = """\
@@ -78,19 +77,6 @@ def synth_events(n_entities: int, n_steps: int, seed: int = 3) -> list[dict]:
     return records
 
 
-def produce(bootstrap: str, topic: str, values: list[Any], key: Callable[[Any], bytes | None] | None = None) -> None:
-    """Send ``values`` (dicts become JSON, bytes go as they are) keyed by host, and flush."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
-    try:
-        for v in values:
-            payload = v if isinstance(v, (bytes, bytearray)) else orjson.dumps(v)
-            k = key(v) if key else (v["host"].encode() if isinstance(v, dict) and "host" in v else None)
-            producer.send(topic, key=k, value=payload)
-        producer.flush(30)
-    finally:
-        producer.close()
-
-
 def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap)
     try:
@@ -107,16 +93,6 @@ def committed(bootstrap: str, group: str) -> dict[int, int]:
         return {tp.partition: om.offset for tp, om in offsets.items()}
     finally:
         admin.close()
-
-
-def wait_until(cond: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def read_all(bootstrap: str, topic: str, idle_s: float = 3.0, timeout_s: float = 30.0) -> list:

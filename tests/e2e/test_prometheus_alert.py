@@ -14,12 +14,11 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import orjson
 import pytest
-from kafka import KafkaProducer
 
 from rnnstream.config import load_config
 from rnnstream.daemon.runner import Runner
+from rnnstream.embedded.testing import produce, wait_until
 
 from .prometheus_server import PrometheusServer
 
@@ -65,26 +64,6 @@ def normal_events() -> list[dict]:
             cpu = 50 + 10 * np.sin(2 * np.pi * i / 40 + e) + rng.normal(0, 0.5)
             out.append({"host": host, "ts": T0 + STEP_S * i, "cpu": round(float(cpu), 3)})
     return out
-
-
-def produce(bootstrap: str, topic: str, events: list[dict]) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    try:
-        for ev in events:
-            producer.send(topic, key=ev["host"].encode(), value=orjson.dumps(ev))
-        producer.flush(30)
-    finally:
-        producer.close()
-
-
-def wait_until(cond, timeout: float, what: str, every: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def rfc3339(text: str) -> float:
