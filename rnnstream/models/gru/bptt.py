@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from ...kernels.jit import device, kernel
+from ...kernels.jit import device, trainer
 
 GRAD_ORDER = ("w_x", "w_h", "b_x", "b_h", "w_o", "b_o")
 
@@ -31,7 +31,7 @@ def _sigmoid(a):
     return 1.0 / (1.0 + math.exp(-a))
 
 
-@kernel
+@trainer
 def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, want_grad,
                g_w_x, g_w_h, g_b_x, g_b_h, g_w_o, g_b_o):
     """Return the loss over ``windows``; if ``want_grad``, *add* its gradients into the ``g_*`` arrays.

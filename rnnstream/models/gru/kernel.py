@@ -5,11 +5,13 @@ prediction made at the entity's previous event, score), then the GRU cell on ``h
 the head's prediction of the next normalised features into ``pred[s]``, and ``finish_event`` (history
 ring, event count). Events of one entity must appear in time order; entities may interleave freely.
 
-The cell runs in float32, with the vectorisable rational tanh/sigmoid of :mod:`.activations`. The input and recurrent matrices are passed *transposed* (``w_xt`` (D, 3H),
-``w_ht`` (H, 3H), see :func:`transposed`) so the matrix-vector products are axpy loops over contiguous
-rows, which LLVM vectorises without reassociating sums (``fastmath`` stays off: results do not depend
-on the vector width). Nothing is allocated inside the call: ``u`` (D,) float32, ``err`` (F,) float64,
-``msd`` (2, F) float64, ``gates`` (2, 3H) float32 and ``hnew`` (H,) float32 are caller scratch.
+The cell runs in float32, with the vectorisable rational tanh/sigmoid of :mod:`.activations`. The
+input and recurrent matrices are passed *transposed* (``w_xt`` (D, 3H), ``w_ht`` (H, 3H), see
+:func:`transposed`) so the matrix-vector products run over contiguous rows
+(:func:`rnnstream.kernels.simd.matvec_bias`: register-blocked, in a fixed summation order whatever the
+vector width; ``fastmath`` stays off). Nothing is allocated inside the call: ``u`` (D,) float32,
+``err`` (F,) float64, ``msd`` (2, F) float64, ``gates`` (2, 3H) float32 and ``hnew`` (H,) float32 are
+caller scratch.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ...kernels.jit import device, kernel
 from ...kernels.calibrate import FLAG_LATE
 from ...kernels.observe import observe
 from ...kernels.ring import finish_event
+from ...kernels.simd import matvec_bias
 from .activations import sigmoid32, tanh32
 
 ONE = np.float32(1.0)
@@ -52,42 +55,13 @@ def flops_per_step(hidden: int, n_inputs: int, n_features: int) -> int:
 
 
 @device
-def matvec_acc(w_t, v, acc):
-    """``acc[j] += sum_k w_t[k, j] v[k]``, four rows per pass over ``acc`` (fixed summation order)."""
-    n = v.shape[0]
-    m = acc.shape[0]
-    k = 0
-    while k + 4 <= n:
-        r0 = w_t[k]
-        r1 = w_t[k + 1]
-        r2 = w_t[k + 2]
-        r3 = w_t[k + 3]
-        v0 = v[k]
-        v1 = v[k + 1]
-        v2 = v[k + 2]
-        v3 = v[k + 3]
-        for j in range(m):
-            acc[j] += (r0[j] * v0 + r1[j] * v1) + (r2[j] * v2 + r3[j] * v3)
-        k += 4
-    while k < n:
-        r0 = w_t[k]
-        v0 = v[k]
-        for j in range(m):
-            acc[j] += r0[j] * v0
-        k += 1
-
-
-@device
 def gru_cell(hs, u, w_xt, w_ht, b_x, b_h, gates, hnew):
     """Write the next hidden state for previous state ``hs`` and input ``u`` into ``hnew``."""
     nh = hnew.shape[0]
     gx = gates[0]
     gh = gates[1]
-    for j in range(b_x.shape[0]):
-        gx[j] = b_x[j]
-        gh[j] = b_h[j]
-    matvec_acc(w_xt, u, gx)
-    matvec_acc(w_ht, hs, gh)
+    matvec_bias(w_xt, u, b_x, gx)
+    matvec_bias(w_ht, hs, b_h, gh)
     for j in range(nh):
         r = sigmoid32(gx[j] + gh[j])
         z = sigmoid32(gx[nh + j] + gh[nh + j])
