@@ -60,14 +60,10 @@ def prepare_input(x, t, s, count, last_ts, nmean, nvar, sc, kp, u, msd):
         nvar[s, f] = (1.0 - alpha) * (v + alpha * d * d)
     k = n_features
     if kp[KP_TOD] != 0.0:
-        a = 2.0 * math.pi * ((t % DAY) / DAY)
-        u[k] = math.sin(a)
-        u[k + 1] = math.cos(a)
+        u[k], u[k + 1] = turn_sincos((t % DAY) / DAY)
         k += 2
     if kp[KP_DOW] != 0.0:
-        a = 2.0 * math.pi * (((t / DAY + WEEK_OFFSET_DAYS) % 7.0) / 7.0)
-        u[k] = math.sin(a)
-        u[k + 1] = math.cos(a)
+        u[k], u[k + 1] = turn_sincos(((t / DAY + WEEK_OFFSET_DAYS) % 7.0) / 7.0)
         k += 2
     gap = 0.0
     if n > 0:
@@ -79,6 +75,30 @@ def prepare_input(x, t, s, count, last_ts, nmean, nvar, sc, kp, u, msd):
     if n_bins > 0:
         return daily_profile(x, t, gap, s, sc, n_bins, kp[KP_PROFILE_RATE], zclip, u, k, msd)
     return 0.0
+
+
+@device
+def turn_sincos(f):
+    """``(sin(2 pi f), cos(2 pi f))`` for ``f`` in [0, 1], within 1e-11 (tested against ``math``).
+
+    Inline polynomials instead of libm's ``sincos`` call: ``f`` is reduced to the nearest quarter
+    turn, leaving an angle within pi/4, where Taylor series to degree 11 and 12 suffice.
+    """
+    q = math.floor(4.0 * f + 0.5)
+    a = (2.0 * math.pi) * (f - 0.25 * q)
+    a2 = a * a
+    sn = a * (1.0 + a2 * (-1.0 / 6 + a2 * (1.0 / 120 + a2 * (-1.0 / 5040 + a2 * (1.0 / 362880
+                                                                                  + a2 * (-1.0 / 39916800))))))
+    cs = 1.0 + a2 * (-0.5 + a2 * (1.0 / 24 + a2 * (-1.0 / 720 + a2 * (1.0 / 40320 + a2 * (-1.0 / 3628800
+                                                                                        + a2 * (1.0 / 479001600))))))
+    quadrant = int(q) & 3
+    if quadrant == 0:
+        return sn, cs
+    if quadrant == 1:
+        return cs, -sn
+    if quadrant == 2:
+        return -sn, -cs
+    return -cs, sn
 
 
 @device

@@ -24,6 +24,7 @@ import numpy as np
 from ...kernels.calibrate import FLAG_ANOMALY, FLAG_LATE
 from ...kernels.jit import device, kernel
 from ...kernels.observe import observe
+from ...kernels.prefetch import AHEAD, prefetch_common, prefetch_row
 from ...kernels.ring import finish_event
 
 
@@ -88,9 +89,13 @@ def esn_step_batch(slots, x, ts, kp,
     ``msd`` (2, F) float64, ``pre`` (R,) float64; ``w_in_t`` (D, R) and ``w_res_t`` (R, R) are the
     transposed, C-contiguous input and reservoir matrices (``ESN`` caches them). Events of one entity must appear in time order.
     """
-    for i in range(slots.shape[0]):
+    n = slots.shape[0]
+    for i in range(n):
         s = slots[i]
         t = ts[i]
+        prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, ring_in, ring_flag)
+        if i + 2 * AHEAD < n:
+            prefetch_row(r, slots[i + 2 * AHEAD])
         flags = observe(i, x[i], t, s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
                         out_pred, out_z, out_err, out_score, out_flag)
         if flags & FLAG_LATE:

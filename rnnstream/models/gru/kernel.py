@@ -24,11 +24,11 @@ from ...kernels.jit import device, kernel
 from ...kernels.calibrate import FLAG_LATE
 from ...kernels.observe import observe
 from ...kernels.ring import finish_event
+from ...kernels.prefetch import AHEAD, prefetch_common, prefetch_row
 from ...kernels.simd import matvec_bias
 from .activations import sigmoid32, tanh32
 
 ONE = np.float32(1.0)
-AHEAD = 2  # events ahead whose state rows are pulled into the cache
 ACT_FLOPS = 20  # one tanh32 / sigmoid32: clamp, 9 multiply-adds, division, clamp (+ sigmoid's affine)
 
 
@@ -94,15 +94,6 @@ def gru_head(hnew, u, w_o, b_o, out):
         out[f] = b_o[f] + ((a0 + a1) + (a2 + a3))
 
 
-@device
-def warm(s, count, last_ts, nmean, nvar, pred, sc, h, ring_in, ring_flag):
-    """Read one word of each of slot ``s``'s rows so their cache lines load while the current event
-    computes (a software prefetch: events of random entities miss the cache otherwise)."""
-    return (count[s] + last_ts[s] + nmean[s, 0] + nvar[s, 0] + pred[s, 0] + sc[s, 0]
-            + sc[s, sc.shape[1] - 1] + h[s, 0] + h[s, h.shape[1] - 1]
-            + ring_in[s, count[s] % ring_in.shape[1], 0] + ring_flag[s, 0]) * 0.0
-
-
 @kernel
 def gru_step_batch(slots, x, ts, kp, w_xt, w_ht, b_x, b_h, w_o, b_o,
                    count, last_ts, nmean, nvar, pred, sc, ring_in, ring_flag, h,
@@ -111,11 +102,11 @@ def gru_step_batch(slots, x, ts, kp, w_xt, w_ht, b_x, b_h, w_o, b_o,
     """Advance events ``(slots[i], x[i], ts[i])`` for ``i < len(slots)``; fill the ``out_*`` rows."""
     nh = hnew.shape[0]
     n = slots.shape[0]
-    touch = 0.0
     for i in range(n):
         s = slots[i]
-        if i + AHEAD < n:
-            touch += warm(slots[i + AHEAD], count, last_ts, nmean, nvar, pred, sc, h, ring_in, ring_flag)
+        prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, ring_in, ring_flag)
+        if i + 2 * AHEAD < n:
+            prefetch_row(h, slots[i + 2 * AHEAD])
         flags = observe(i, x[i], ts[i], s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
                         out_pred, out_z, out_err, out_score, out_flag)
         if flags & FLAG_LATE:
@@ -126,4 +117,3 @@ def gru_step_batch(slots, x, ts, kp, w_xt, w_ht, b_x, b_h, w_o, b_o,
             hs[k] = hnew[k]
         gru_head(hnew, u, w_o, b_o, pred[s])
         finish_event(s, ts[i], u, flags & 1, count, last_ts, ring_in, ring_flag)
-    msd[0, 0] = touch
