@@ -1,11 +1,13 @@
 """Throughput of the GRU batch step kernel (cell + head + shared normaliser/scorer/ring).
 
 Setup: H=32, F=1, all time features on (D=6), micro-batches of 10,000 events over 10,000 entities
-(random slots), history ring of 64 events. Prints the median over repeated runs, the model's FLOP count
+(random slots), history ring of 64 events. Untimed batches first, until every entity is past its
+scoring warm-up. Prints the median over repeated runs, the model's FLOP count
 per step and the ceiling that count implies at an assumed float32 peak of 32 FLOP/cycle/core
 (two 256-bit FMA pipes: AVX2/AVX-512 machines such as Zen 4 or Skylake-SP) on one core.
 
-Run: ``.venv/bin/python benchmarks/bench_gru_step.py [--hidden 32] [--repeats 30]``
+Run: ``.venv/bin/python benchmarks/bench_gru_step.py [--hidden 32] [--repeats 30] [--entities N]
+[--no-time-features]``
 """
 
 from __future__ import annotations
