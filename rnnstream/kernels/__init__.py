@@ -1,14 +1,18 @@
 """Shared numba pieces of every model's step kernel: input preparation, error calibration, history ring.
 
 Every model's batch kernel (``rnnstream.models.<type>.kernel``) runs one loop over a micro-batch in
-arrival order and, per event, calls:
+arrival order and, per event:
 
-1. ``features.prepare_input``  normalise the features with the entity's online statistics
-                                (then update them) and append the time features: the model input ``u``;
-2. the model's own ``predict``: nothing to do, the prediction for this event was made at the previous one;
-3. ``calibrate.score_event``   turn the prediction error into a calibrated score in [0, 1];
-4. the model's own cell step   advance the entity's recurrent state with ``u``, write the next prediction;
-5. ``ring.ring_write``         append ``u`` (and whether the event was an anomaly) to the entity's history.
+0. ``prefetch.prefetch_common``  asks for the state rows of the events a few places ahead;
+1. ``observe.observe``           ``features.prepare_input`` normalises the features with the entity's
+                                 online statistics (then updates them) and appends the time features:
+                                 the model input ``u``; the error of the prediction made at the entity's
+                                 previous event becomes a calibrated score in [0, 1] (``calibrate``);
+2. the model's own cell step     advances the entity's recurrent state with ``u`` and writes the next
+                                 prediction (the GRU's products use ``simd.matvec_bias``);
+3. ``ring.finish_event``         appends ``u`` (and whether the event was an anomaly) to the entity's
+                                 history and counts the event.
 
-Scalar parameters travel in one float64 vector whose layout ``params.KP`` names.
+Helpers are inlined into the kernel, and kernels run without reference counting (``jit``). Scalar
+parameters travel in one float64 vector whose layout ``params`` names.
 """
