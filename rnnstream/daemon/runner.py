@@ -147,8 +147,7 @@ class Runner:
         self._set_ready(False, "compiling kernels and connecting to Kafka")
         self.producer = self._producer_factory(cfg)
         self._build_outputs()
-        self.consumer = self._consumer_factory(cfg, self._topics())
-        self.consumer.subscribe(self._topics(), listener=_Listener(self))
+        self._subscribe(cfg)
         self.started.set()
         notify("READY=1")
         log.info("daemon started", extra={"instance_id": self.instance_id, "topics": self._topics(),
@@ -188,6 +187,20 @@ class Runner:
             if gc_was_enabled:
                 gc.enable()
         return 0 if self.failure is None else 1
+
+    def _subscribe(self, cfg: Config) -> None:
+        """A new consumer, subscribed to every configured topic, with their metadata fetched first.
+
+        The group leader assigns only the partitions its client knows of. Joining before the metadata
+        of a just-created topic arrived left the daemon without that topic's partitions until
+        kafka-python's next metadata refresh (minutes), so each topic's partitions are asked for here.
+        A topic that does not exist yet is left to that refresh.
+        """
+        topics = self._topics()
+        self.consumer = self._consumer_factory(cfg, topics)
+        for topic in topics:
+            self.consumer.partitions_for_topic(topic)
+        self.consumer.subscribe(topics, listener=_Listener(self))
 
     def _shutdown(self) -> None:
         self._set_ready(False, "shutting down")
@@ -381,8 +394,7 @@ class Runner:
             self.metrics.for_detector(det.name)
         self._build_outputs()
         # 3. Join the group again with the new subscription.
-        self.consumer = self._consumer_factory(new, self._topics())
-        self.consumer.subscribe(self._topics(), listener=_Listener(self))
+        self._subscribe(new)
         log.info("config reloaded", extra={"changed": sorted(changed), "topics": self._topics()})
 
     def _start_http(self) -> None:
