@@ -24,6 +24,22 @@ detectors:
 """
 
 
+ONE_FEATURE_GRU = """
+detectors:
+  - name: d
+    topics: [t]
+    entity: host
+    timestamp: {field: ts}
+    features: [v]
+    model: {type: gru, hidden: 4}
+"""
+
+
+def _one_feature_gru(settings: str):
+    """Detector ``d``'s config: a small GRU on feature ``v``, plus ``settings`` (detector-level YAML lines)."""
+    return load_config(ONE_FEATURE_GRU + settings).detectors[0]
+
+
 def _det(model="gru", max_entities=100, training=True) -> Detector:
     extra = ", hidden: 4" if model == "gru" else ""
     text = YAML.format(model=model, extra=extra, max_entities=max_entities, training=str(training).lower())
@@ -182,19 +198,12 @@ def _run_batched(cfg, ents, x, ts, batch: int) -> tuple[np.ndarray, int, int]:
 def test_eviction_and_idle_expiry_do_not_depend_on_batching():
     """More entities than max_entities, and gaps beyond the idle TTL: outputs are a function of the
     event sequence alone, whatever the batch sizes (the daemon's restart promise rests on this)."""
-    cfg = load_config("""
-detectors:
-  - name: d
-    topics: [t]
-    entity: host
-    timestamp: {field: ts}
-    features: [v]
-    model: {type: gru, hidden: 4}
+    cfg = _one_feature_gru("""
     max_entities: 6
     idle_ttl_seconds: 1500
     training: {every_events: 97, min_events: 64, window: 8, steps: 2, batch_windows: 4}
     scoring: {warmup_events: 5}
-""").detectors[0]
+""")
     rng = np.random.default_rng(3)
     n = 900
     ents = [f"e{k}" for k in rng.choice(8, size=n, p=[.3, .25, .15, .1, .08, .06, .04, .02])]
@@ -209,16 +218,9 @@ detectors:
 
 
 def test_late_events_are_refused_in_order_and_touch_no_state():
-    cfg = load_config("""
-detectors:
-  - name: d
-    topics: [t]
-    entity: host
-    timestamp: {field: ts}
-    features: [v]
-    model: {type: gru, hidden: 4}
+    cfg = _one_feature_gru("""
     late_tolerance_seconds: 30
-""").detectors[0]
+""")
     det = Detector(cfg, background=False)
     try:
         # a: 100, 200, then 150 (late by 50 > 30), 180 (late by 20: accepted), b: 120 (its first event)
@@ -234,16 +236,9 @@ detectors:
 
 
 def test_event_time_training_triggers_do_not_depend_on_batching():
-    cfg = load_config("""
-detectors:
-  - name: d
-    topics: [t]
-    entity: host
-    timestamp: {field: ts}
-    features: [v]
-    model: {type: gru, hidden: 4}
+    cfg = _one_feature_gru("""
     training: {every_events: 1000000, every_seconds: 3600, min_events: 64, window: 8, steps: 2, batch_windows: 4}
-""").detectors[0]
+""")
     rng = np.random.default_rng(5)
     n = 600
     ents = [f"e{k}" for k in rng.integers(0, 4, n)]
