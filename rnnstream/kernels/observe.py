@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .calibrate import FLAG_LATE, rms, score_error
+from .calibrate import FLAG_LATE, score_error
 from .features import prepare_input
 from .jit import device
 from .params import KP_LATE, KP_PROFILE_CAP, KP_PROFILE_RATE
@@ -49,7 +49,8 @@ def observe(i, x, t, s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
             out_pred[i, f] = x[f]
         out_z[i, f] = u[f]
         acc += err[f] * err[f]
-    e = rms(err)
+    model_err = math.sqrt(acc / n_features)
+    e = model_err
     cap = kp[KP_PROFILE_CAP]
     if cap > 0.0 and in_bin * kp[KP_PROFILE_RATE] >= 1.0:
         k = u.shape[0] - 2 * n_features
@@ -58,7 +59,7 @@ def observe(i, x, t, s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
             dev += (u[f] - u[k + f]) * (u[f] - u[k + f])
         e = min(e, cap * math.sqrt(dev / n_features))
     score, flags = score_error(e, x, n, t, s, sc, kp)
-    out_err[i] = math.sqrt(acc / n_features)
+    out_err[i] = model_err
     out_score[i] = score
     out_flag[i] = flags
     return flags
