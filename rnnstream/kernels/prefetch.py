@@ -42,14 +42,13 @@ def prefetch_row(typingctx, a, i):
             "llvm.prefetch.p0")
         read, keep, data = ir.Constant(ir.IntType(32), 0), ir.Constant(ir.IntType(32), 3), ir.Constant(ir.IntType(32), 1)
         # the lines from the one holding the first byte to the one holding the last
-        first = builder.and_(builder.ptrtoint(start, i64), ir.Constant(i64, -LINE))
-        last = builder.and_(builder.add(builder.ptrtoint(start, i64), builder.sub(row_bytes, ir.Constant(i64, 1))),
-                            ir.Constant(i64, -LINE))
+        start_at = builder.ptrtoint(start, i64)
+        first = builder.and_(start_at, ir.Constant(i64, -LINE))
+        last = builder.and_(builder.add(start_at, builder.sub(row_bytes, ir.Constant(i64, 1))), ir.Constant(i64, -LINE))
         lines = builder.add(builder.udiv(builder.sub(last, first), ir.Constant(i64, LINE)), ir.Constant(i64, 1))
         with cgutils.for_range(builder, lines) as loop:
-            offset = builder.sub(builder.add(first, builder.mul(loop.index, ir.Constant(i64, LINE))),
-                                 builder.ptrtoint(start, i64))
-            builder.call(fn, [builder.gep(start, [offset]), read, keep, data])
+            line_at = builder.add(first, builder.mul(loop.index, ir.Constant(i64, LINE)))
+            builder.call(fn, [builder.inttoptr(line_at, byte_ptr), read, keep, data])
         return context.get_dummy_value()
 
     return types.void(a, i), codegen
