@@ -141,14 +141,22 @@ class _Decoder:
         return self.entity(record, obj), self.features_of(obj), self.timestamp(record, obj)
 
 
+def _top_level_paths(dec: _Decoder) -> list[str] | None:
+    """The entity, time and feature field names when all are plain top-level JSON fields of the value
+    and the time is numeric (the layout the fast paths handle); else None."""
+    paths = [dec.entity_field, dec.ts_field, *dec.features]
+    if dec.from_key or dec.from_record or dec.ts_unit == "iso" or None in paths:
+        return None
+    return paths
+
+
 def _fast_path(dec: _Decoder):
     """A decoder for the common layout (top-level fields, numeric time), or None when it does not apply.
 
     It accepts a record only when every check of the general path would pass with the same values;
     any other record is handed to the general path, which names the reason it is refused.
     """
-    paths = [dec.entity_field, dec.ts_field, *dec.features]
-    if dec.from_key or dec.from_record or dec.ts_unit == "iso" or any(p is None for p in paths):
+    if _top_level_paths(dec) is None:
         return None
     ent, tsf, feats = dec.entity_field, dec.ts_field, dec.features
     scale = _SCALE[dec.ts_unit]
@@ -193,9 +201,8 @@ def _decode_columns(dec: _Decoder, records: Sequence[Any]) -> Decoded | None:
     msgspec checks types strictly (no booleans or strings for numbers), so a batch it accepts is one
     the general path would accept record by record, with the same values.
     """
-    paths = [dec.entity_field, dec.ts_field, *dec.features]
-    if (dec.from_key or dec.from_record or dec.ts_unit == "iso" or None in paths
-            or len(set(paths)) != len(paths) or not records):
+    paths = _top_level_paths(dec)
+    if paths is None or len(set(paths)) != len(paths) or not records:
         return None
     values = [r.value for r in records]
     if None in values or max(map(len, values)) > dec.max_bytes:
