@@ -37,6 +37,7 @@ CONFIG = """\
 kafka:
   bootstrap_servers: {bootstrap}
   group_id: {group}
+  auto_offset_reset: earliest   # events are produced before the group joins
   max_poll_records: 5000
   poll_timeout_ms: 100
 state_dir: {state_dir}

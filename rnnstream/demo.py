@@ -31,6 +31,7 @@ CONFIG = """
 kafka:
   bootstrap_servers: {bootstrap}
   group_id: rnnstream-demo
+  auto_offset_reset: earliest   # the replay may start before the daemon joins
 state_dir: {state_dir}
 checkpoint: {{interval_seconds: 10}}
 metrics: {{host: 127.0.0.1, port: {port}}}

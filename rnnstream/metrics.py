@@ -11,17 +11,30 @@ the metric objects themselves are thread-safe, so the HTTP exporter may scrape c
 
 No metric carries an entity label, except the opt-in ``rnnstream_entity_score`` whose series count is
 capped at ``top_k_entities`` per detector.
+
+Histograms are ``BulkHistogram`` collectors: the daemon keeps the bucket counts itself (numpy, filled a
+whole batch at a time) and the collector yields them as a ``HistogramMetricFamily`` at each scrape, the
+supported way to export counts prometheus_client did not observe. No ``*_created`` series are
+exported; the registry also carries the standard ``process_*`` metrics (RSS, CPU, open fds).
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, disable_created_metrics
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from rnnstream import __version__
+
+disable_created_metrics()   # no *_created series: they double the series count and nobody queries them
 
 UNROUTED = "_unrouted"
 """Detector label used for events that no detector's stream matched."""
@@ -78,7 +91,11 @@ METRIC_SPECS: tuple[MetricSpec, ...] = (
     _h("score", "rnnstream_score", D,
        "Distribution of anomaly scores (calibrated probability, 0..1).", SCORE_BUCKETS),
     _h("event_to_score_latency", "rnnstream_event_to_score_latency_seconds", D,
-       "Seconds from the Kafka record timestamp to the score being computed.", LATENCY_BUCKETS),
+       "Seconds from the Kafka record timestamp to the score being computed (processing latency; a "
+       "producer that sets old record timestamps inflates it).", LATENCY_BUCKETS),
+    _g("event_time_lag", "rnnstream_event_time_lag_seconds", D,
+       "Seconds between now and the newest event time the detector scored (how far behind the "
+       "data is, including any delay before Kafka; large during a backfill)."),
     _h("batch_duration", "rnnstream_batch_duration_seconds", D,
        "Seconds spent scoring one batch of events in a detector.", BATCH_BUCKETS),
     _g("consumer_lag", "rnnstream_consumer_lag", ("topic", "partition"),
@@ -91,10 +108,11 @@ METRIC_SPECS: tuple[MetricSpec, ...] = (
        "Retraining runs finished, by outcome (ok|failed)."),
     _h("training_duration", "rnnstream_training_duration_seconds", D,
        "Seconds one retraining run took.", TRAINING_BUCKETS),
-    _g("training_loss", "rnnstream_training_loss", D,
-       "Final training loss of the last successful retraining run."),
-    _g("model_version", "rnnstream_model_version", D,
-       "Version number of the weights currently scoring (increments on each successful retrain)."),
+    _g("training_loss", "rnnstream_training_loss", ("detector", "topic", "partition"),
+       "Final training loss of the last successful retraining run of each partition's model."),
+    _g("model_version", "rnnstream_model_version", ("detector", "topic", "partition"),
+       "Version number of the weights scoring each partition (each partition has its own model; "
+       "increments on each successful retrain)."),
     _h("checkpoint_duration", "rnnstream_checkpoint_duration_seconds", (),
        "Seconds one state checkpoint took to write.", CHECKPOINT_BUCKETS),
     _g("checkpoint_last_success", "rnnstream_checkpoint_last_success_timestamp_seconds", (),
@@ -112,7 +130,88 @@ METRIC_SPECS: tuple[MetricSpec, ...] = (
 )
 del D
 
-_KINDS = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}
+class _HistogramChild:
+    """The counts of one label set; ``observe`` / ``observe_many`` under the parent's lock."""
+
+    __slots__ = ("_parent", "_bounds", "counts", "sum")
+
+    def __init__(self, parent: "BulkHistogram"):
+        self._parent = parent
+        self._bounds = parent.bounds
+        self.counts = np.zeros(len(parent.bounds) + 1, dtype=np.int64)   # non-cumulative; last: +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        i = int(np.searchsorted(self._bounds, value, side="left"))
+        with self._parent.lock:
+            self.counts[i] += 1
+            self.sum += float(value)
+
+    def observe_many(self, values: Any) -> None:
+        """Observe every value of ``values`` in O(buckets) numpy work."""
+        values = np.asarray(values, dtype=np.float64).ravel()
+        if values.size == 0:
+            return
+        add = np.bincount(np.searchsorted(self._bounds, values, side="left"), minlength=len(self.counts))
+        total = float(values.sum())
+        with self._parent.lock:
+            self.counts += add
+            self.sum += total
+
+
+class BulkHistogram(Collector):
+    """A histogram whose counts rnnstream keeps; exported through ``collect()`` as a HistogramMetricFamily.
+
+    ``labels(*values)`` returns the child of a label set (created at zero on first use). Thread-safe:
+    the processing loop observes while the HTTP thread collects.
+    """
+
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...] = (), *,
+                 buckets: tuple[float, ...], registry: CollectorRegistry | None = None):
+        self.name, self.documentation, self.labelnames = name, documentation, tuple(labelnames)
+        self.bounds = np.asarray([b for b in buckets if b != float("inf")], dtype=np.float64)
+        self.lock = threading.Lock()
+        self._children: dict[tuple[str, ...], _HistogramChild] = {}
+        if not self.labelnames:
+            self._children[()] = _HistogramChild(self)
+        if registry is not None:
+            registry.register(self)
+
+    def labels(self, *values: str) -> _HistogramChild:
+        key = tuple(str(v) for v in values)
+        if len(key) != len(self.labelnames):
+            raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {key}")
+        child = self._children.get(key)
+        if child is None:
+            with self.lock:
+                child = self._children.setdefault(key, _HistogramChild(self))
+        return child
+
+    def observe(self, value: float) -> None:
+        self.labels().observe(value)
+
+    def observe_many(self, values: Any) -> None:
+        self.labels().observe_many(values)
+
+    def describe(self) -> Iterator[HistogramMetricFamily]:
+        yield HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        edges = [_le(b) for b in self.bounds.tolist()] + ["+Inf"]
+        with self.lock:
+            snapshot = [(key, np.cumsum(c.counts).tolist(), c.sum) for key, c in self._children.items()]
+        for key, cumulative, total in snapshot:
+            family.add_metric(list(key), list(zip(edges, cumulative)), total)
+        yield family
+
+
+def _le(bound: float) -> str:
+    """A bucket bound as prometheus_client writes it (``floatToGoString``: 1.0, 0.005, 1e-05)."""
+    return floatToGoString(bound)
+
+
+_KINDS = {"counter": Counter, "gauge": Gauge, "histogram": BulkHistogram}
 
 
 def metric_names(include_optional: bool = True) -> frozenset[str]:
@@ -129,8 +228,8 @@ class DetectorMetrics:
     """Pre-resolved children of one detector's metrics. Obtain through ``Metrics.for_detector``."""
 
     __slots__ = ("name", "processed", "anomalies", "score", "latency", "batch_duration", "entities",
-                 "evicted", "training_ok", "training_failed", "training_duration", "training_loss",
-                 "model_version", "_rejected_parent", "_rejected")
+                 "evicted", "training_ok", "training_failed", "training_duration", "event_time_lag",
+                 "_training_loss", "_model_version", "_rejected_parent", "_rejected")
 
     def __init__(self, m: Metrics, name: str):
         self.name = name
@@ -144,8 +243,9 @@ class DetectorMetrics:
         self.training_ok = m.training_runs.labels(name, "ok")
         self.training_failed = m.training_runs.labels(name, "failed")
         self.training_duration = m.training_duration.labels(name)
-        self.training_loss = m.training_loss.labels(name)
-        self.model_version = m.model_version.labels(name)
+        self.event_time_lag = m.event_time_lag.labels(name)
+        self._training_loss = m.training_loss
+        self._model_version = m.model_version
         self._rejected_parent = m.events_rejected
         self._rejected: dict[str, Counter] = {}
 
@@ -160,17 +260,33 @@ class DetectorMetrics:
         return child
 
     def record_training(self, ok: bool, duration_s: float, loss: float | None = None,
-                        model_version: int | None = None) -> None:
-        """Account one finished retraining run; loss and version are set only on success."""
+                        model_version: int | None = None, *, partition: Any = None) -> None:
+        """Account one finished retraining run of ``partition``'s model (a TopicPartition or a
+        ``(topic, partition)`` pair); loss and version are set only on success, and only with a partition."""
         self.training_duration.observe(duration_s)
         if not ok:
             self.training_failed.inc()
             return
         self.training_ok.inc()
+        if partition is None:
+            return
+        topic, part = _tp(partition)
         if loss is not None:
-            self.training_loss.set(loss)
+            self._training_loss.labels(self.name, topic, part).set(loss)
         if model_version is not None:
-            self.model_version.set(model_version)
+            self._model_version.labels(self.name, topic, part).set(model_version)
+
+    def set_model_version(self, partition: Any, version: int) -> None:
+        """The version of ``partition``'s weights (at assignment, from a checkpoint or a fresh model)."""
+        topic, part = _tp(partition)
+        self._model_version.labels(self.name, topic, part).set(version)
+
+
+def _tp(partition: Any) -> tuple[str, str]:
+    if hasattr(partition, "topic"):
+        return partition.topic, str(partition.partition)
+    topic, part = partition
+    return str(topic), str(part)
 
 
 class Metrics:
@@ -185,17 +301,18 @@ class Metrics:
     events_processed: Counter
     events_rejected: Counter
     anomalies: Counter
-    score: Histogram
-    event_to_score_latency: Histogram
-    batch_duration: Histogram
+    score: BulkHistogram
+    event_to_score_latency: BulkHistogram
+    event_time_lag: Gauge
+    batch_duration: BulkHistogram
     consumer_lag: Gauge
     entities: Gauge
     entities_evicted: Counter
     training_runs: Counter
-    training_duration: Histogram
+    training_duration: BulkHistogram
     training_loss: Gauge
     model_version: Gauge
-    checkpoint_duration: Histogram
+    checkpoint_duration: BulkHistogram
     checkpoint_last_success: Gauge
     checkpoint_failures: Counter
     checkpoint_corrupt: Counter
@@ -216,6 +333,7 @@ class Metrics:
             setattr(self, spec.attr, _KINDS[spec.kind](spec.name, spec.help, spec.labels, registry=registry, **kwargs))
         self.build_info.labels(version).set(1)
         self.ready.set(0)
+        ProcessCollector(registry=registry)   # process_* (Linux /proc): RSS, CPU seconds, open fds
         self._detectors: dict[str, DetectorMetrics] = {}
         self._topics: dict[str, Counter] = {}
         self._unrouted: dict[str, Counter] = {}
@@ -259,10 +377,17 @@ class Metrics:
             child = self._lag[key] = self.consumer_lag.labels(topic, str(partition))
         return child
 
-    def forget_partition(self, topic: str, partition: int) -> None:
-        """Stop exporting lag for a partition this consumer no longer owns (after a rebalance)."""
+    def forget_partition(self, topic: str, partition: int, detector: str | None = None) -> None:
+        """Stop exporting lag (and ``detector``'s model gauges) for a partition this consumer no
+        longer owns (after a rebalance)."""
         if self._lag.pop((topic, partition), None) is not None:
             self.consumer_lag.remove(topic, str(partition))
+        if detector is not None:
+            for gauge in (self.model_version, self.training_loss):
+                try:
+                    gauge.remove(detector, topic, str(partition))
+                except KeyError:
+                    pass
 
     def set_ready(self, ready: bool) -> None:
         self.ready.set(1 if ready else 0)

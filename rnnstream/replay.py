@@ -1,16 +1,23 @@
 """``rnnstream replay``: run one detector over a CSV or JSON-lines file and write every event's results.
 
-Column (or field) names come from the detector's config: ``entity.field``, ``timestamp.field`` with its
-unit, and ``features``. A file without the entity column is one entity named after the file. Rows
-are processed in file order, in micro-batches, with inline (deterministic) retraining. Rows that are
-refused (missing or non-numeric fields, non-finite values) are counted by reason and reported, and
-appear in the output with an empty score and their reason.
+Fields are read with the daemon's parser (``rnnstream.events.RecordParser``): ``entity.field``,
+``timestamp.field`` with its unit, and ``features``, as dotted paths. With ``entity.from_key`` the
+entity comes from a ``key`` column, with ``timestamp.from_record`` the time from a ``timestamp`` column
+in milliseconds (the Kafka record's key and timestamp). A file whose first row has no entity is one
+entity named after the file. Rows are processed in file order, in micro-batches, with inline
+(deterministic) retraining. Refused rows are counted by reason, the first of each reason kept as an
+example, and appear in the output with an empty score and their reason.
+
+``check_paths`` refuses unusable paths before any work starts. Not guaranteed: the daemon's exact
+scores, which come from one model per partition fed that partition's events (see the README's
+runbook: replay one partition's events from its checkpoint's offset to reproduce them).
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass, field as dc_field
 from datetime import datetime, timezone
@@ -22,11 +29,28 @@ import orjson
 
 from .detector import Detector
 from .errors import InputRejected, RnnstreamError
-from .events import field, number, to_seconds
+from .events import RecordParser, has_field
 from .kernels.calibrate import FLAG_ANOMALY, FLAG_SUPPRESSED
+from .progress import progress
 
 log = logging.getLogger(__name__)
 BATCH = 1024
+SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")
+PLOT_ENTITIES_NAMED = 10
+
+
+@dataclass
+class PlotSeries:
+    """The scored events of one entity, in file order, for ``rnnstream.plot.plot_series``."""
+
+    entity: str
+    t: list[float] = dc_field(default_factory=list)
+    x: list[np.ndarray] = dc_field(default_factory=list)
+    pred: list[np.ndarray] = dc_field(default_factory=list)
+    z: list[np.ndarray] = dc_field(default_factory=list)
+    score: list[float] = dc_field(default_factory=list)
+    anomaly: list[bool] = dc_field(default_factory=list)
+    suppressed: list[bool] = dc_field(default_factory=list)
 
 
 @dataclass
@@ -35,99 +59,215 @@ class ReplaySummary:
     processed: int = 0
     anomalies: list[tuple[str, float, float]] = dc_field(default_factory=list)  # (entity, ts, score)
     rejected: Counter = dc_field(default_factory=Counter)
+    examples: dict[str, tuple[int, str, str]] = dc_field(default_factory=dict)   # reason -> (line, detail, row)
+    entities: Counter = dc_field(default_factory=Counter)                         # scored events per entity
+    columns: list[str] = dc_field(default_factory=list)                           # keys of the first row
+
+    def reject(self, reason: str, line: int, detail: str, record: Any) -> None:
+        self.rejected[reason] += 1
+        if reason not in self.examples:
+            shown = orjson.dumps(record, default=str).decode()
+            self.examples[reason] = (line, detail, shown if len(shown) <= 200 else shown[:197] + "...")
+
+    def explain_rejections(self, path: str | Path, limit: int = 3) -> str:
+        """The most frequent refusal reasons, each with its first example row, for a person."""
+        lines = []
+        for reason, n in self.rejected.most_common(limit):
+            line, detail, row = self.examples.get(reason, (0, "", ""))
+            lines.append(f"  {reason} x{n}: first at {path}:{line}: {detail}")
+            lines.append(f"    row: {row}")
+            if reason == "missing_field" and self.columns:
+                lines.append(f"    the first row has: {', '.join(self.columns)}")
+        return "\n".join(lines)
 
 
 def read_records(path: Path) -> Iterator[dict[str, Any]]:
     """Rows of a ``.csv`` (with header) or ``.jsonl`` file as dicts."""
+    for _, rec in numbered_records(Path(path)):
+        yield rec
+
+
+def numbered_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, row)`` of a ``.csv`` (with header) or ``.jsonl`` file."""
     if path.suffix == ".csv":
         with path.open(newline="") as fh:
-            yield from csv.DictReader(fh)
+            reader = csv.DictReader(fh)
+            for rec in reader:
+                yield reader.line_num, rec
     elif path.suffix in (".jsonl", ".ndjson", ".json"):
         with path.open("rb") as fh:
             for n, line in enumerate(fh, 1):
                 if line.strip():
                     try:
-                        yield orjson.loads(line)
+                        yield n, orjson.loads(line)
                     except orjson.JSONDecodeError as exc:
                         raise RnnstreamError(f"{path}:{n}: not JSON ({exc})") from None
     else:
         raise RnnstreamError(f"{path}: expected a .csv or .jsonl file")
 
 
-def parse_record(rec: dict[str, Any], cfg: Any, default_entity: str) -> tuple[str, np.ndarray, float]:
-    """(entity, features, seconds) of one record; raises InputRejected."""
-    ent_field = cfg.entity.field
-    entity = str(rec[ent_field]) if ent_field and rec.get(ent_field) not in (None, "") else default_entity
-    ts_field = cfg.timestamp.field or "timestamp"
-    t = to_seconds(field(rec, ts_field), cfg.timestamp.unit, ts_field)
-    x = np.array([number(field(rec, f), f) for f in cfg.features])
-    return entity, x, t
+def _writable_file(path: Path, what: str) -> None:
+    if path.is_dir():
+        raise RnnstreamError(f"{what} {path} is a directory; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise RnnstreamError(f"{what} {path}: directory {parent} does not exist (create it first)")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise RnnstreamError(f"{what} {path}: not writable by this user")
 
 
-def replay(cfg: Any, input_path: str | Path, output_path: str | Path, plot_path: str | Path | None = None) -> ReplaySummary:
-    """Replay ``input_path`` through a fresh detector built from ``cfg``; write ``output_path`` (CSV)."""
+def check_paths(input_path: str | Path, output_path: str | Path, plot_path: str | Path | None = None) -> None:
+    """Raise RnnstreamError naming the first unusable path; nothing is written."""
+    src, out = Path(input_path), Path(output_path)
+    if not src.exists():
+        raise RnnstreamError(f"--input {src}: no such file")
+    if not src.is_file():
+        raise RnnstreamError(f"--input {src}: not a regular file")
+    if src.suffix not in SUFFIXES:
+        raise RnnstreamError(f"--input {src}: expected a .csv or .jsonl file")
+    if not os.access(src, os.R_OK):
+        raise RnnstreamError(f"--input {src}: not readable by this user")
+    _writable_file(out, "--output")
+    if out.resolve() == src.resolve():
+        raise RnnstreamError("--output is the --input file; choose another file")
+    if plot_path is not None:
+        png = Path(plot_path)
+        _writable_file(png, "--plot")
+        if png.resolve() in (src.resolve(), out.resolve()):
+            raise RnnstreamError("--plot must differ from --input and --output")
+        from .plot import require_matplotlib
+
+        require_matplotlib()
+
+
+def _count_rows(path: Path) -> int:
+    """Rows of the file, for the progress bar (lines, minus a CSV header)."""
+    n = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            n += chunk.count(b"\n")
+    return max(n - (path.suffix == ".csv"), 0)
+
+
+class _Source:
+    """The parser of one file, with replay's stand-ins for the Kafka key and record timestamp."""
+
+    def __init__(self, cfg: Any, first: dict[str, Any], stem: str):
+        self.from_key = bool(cfg.entity.from_key)
+        self.from_record = bool(cfg.timestamp.from_record)
+        one_entity = (not has_field(first, "key")) if self.from_key else not has_field(first, cfg.entity.field)
+        self.stem = stem if one_entity else None
+        self.parser = RecordParser(cfg, default_entity=None if self.from_key else self.stem)
+
+    def parse(self, rec: dict[str, Any]) -> tuple[str, list[float], float]:
+        key = (self.stem or rec.get("key")) if self.from_key else None
+        ts_ms = None
+        if self.from_record:
+            try:
+                ts_ms = float(rec.get("timestamp"))   # a CSV cell is text
+            except (TypeError, ValueError):
+                ts_ms = None
+        return self.parser.parse(rec, key=key, record_ts_ms=ts_ms)
+
+
+def replay(cfg: Any, input_path: str | Path, output_path: str | Path, plot_path: str | Path | None = None, *,
+           entity: str | None = None, show_progress: bool | None = None) -> ReplaySummary:
+    """Replay ``input_path`` through a fresh detector built from ``cfg``; write ``output_path`` (CSV).
+
+    With ``plot_path``, also draw ``entity`` (default: the first one scored). Paths are checked first.
+    """
+    check_paths(input_path, output_path, plot_path)
     input_path, output_path = Path(input_path), Path(output_path)
-    det = Detector(cfg, background=False)
     summary = ReplaySummary()
     names = list(cfg.features)
     header = ["entity", "timestamp", *names, *(f"{n}_predicted" for n in names), "error", "score",
               "anomaly", "suppressed", "model_version", "rejected"]
-    plot_rows: list[tuple] = []
+    series = PlotSeries(entity) if entity is not None else None
+    want_plot = plot_path is not None
+    det = Detector(cfg, background=False)
+    bar = progress(total=_count_rows(input_path), desc=f"replay {input_path.name}", unit="rows",
+                   enabled=show_progress)
     try:
         with output_path.open("w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(header)
-            batch: list[tuple[dict, tuple | None, str]] = []
-            for rec in read_records(input_path):
+            batch: list[tuple[int, dict, tuple | None, str]] = []
+            source = None
+            for line, rec in numbered_records(input_path):
+                if source is None:
+                    source = _Source(cfg, rec, input_path.stem)
+                    summary.columns = list(rec)[:20] if isinstance(rec, dict) else []
                 summary.events += 1
                 try:
-                    batch.append((rec, parse_record(rec, cfg, input_path.stem), ""))
+                    if not isinstance(rec, dict):
+                        raise InputRejected("not_object", f"row is a JSON {type(rec).__name__}, expected an object")
+                    batch.append((line, rec, source.parse(rec), ""))
                 except InputRejected as exc:
-                    summary.rejected[exc.reason] += 1
-                    batch.append((rec, None, exc.reason))
+                    summary.reject(exc.reason, line, exc.detail, rec)
+                    batch.append((line, rec, None, exc.reason))
                 if len(batch) >= BATCH:
-                    _flush(det, batch, writer, summary, plot_rows)
+                    series = _flush(det, batch, writer, summary, series, want_plot)
+                    bar.update(len(batch))
                     batch = []
-            _flush(det, batch, writer, summary, plot_rows)
+            series = _flush(det, batch, writer, summary, series, want_plot)
+            bar.update(len(batch))
     finally:
+        bar.close()
         det.close()
-    if plot_path is not None:
-        from .plot import plot_entity
+    if want_plot:
+        from .plot import plot_series
 
-        plot_entity(plot_rows, names, plot_path)
+        if series is None or not series.t:
+            seen = ", ".join(e for e, _ in summary.entities.most_common(PLOT_ENTITIES_NAMED))
+            more = f" (and {len(summary.entities) - PLOT_ENTITIES_NAMED} more)" if len(summary.entities) > PLOT_ENTITIES_NAMED else ""
+            what = f"entity {entity!r} has no scored events" if entity is not None else "no event was scored"
+            raise RnnstreamError(f"--plot: {what}; nothing drawn." + (f" Entities scored: {seen}{more}" if seen else ""))
+        plot_series(series, names, plot_path, threshold=float(cfg.scoring.threshold))
     return summary
 
 
-def _flush(det: Detector, batch: list, writer: Any, summary: ReplaySummary, plot_rows: list) -> None:
-    good = [k for k, (_, parsed, _) in enumerate(batch) if parsed is not None]
-    if not good:
-        rows = []
-    else:
-        ents = [batch[k][1][0] for k in good]
-        x = np.stack([batch[k][1][1] for k in good])
-        ts = np.array([batch[k][1][2] for k in good])
+def _flush(det: Detector, batch: list, writer: Any, summary: ReplaySummary, series: PlotSeries | None,
+           want_plot: bool) -> PlotSeries | None:
+    good = [k for k, item in enumerate(batch) if item[2] is not None]
+    rows = []
+    if good:
+        ents = [batch[k][2][0] for k in good]
+        x = np.array([batch[k][2][1] for k in good], dtype=np.float64).reshape(len(good), det.n_features)
+        ts = np.array([batch[k][2][2] for k in good], dtype=np.float64)
         res = det.process(ents, x, ts)
         for pos, reason in res.rejected:
             k = good[pos]
-            rec, _, _ = batch[k]
-            batch[k] = (rec, None, reason)
-            summary.rejected[reason] += 1
-        rows = []
+            line, rec, _, _ = batch[k]
+            batch[k] = (line, rec, None, reason)
+            summary.reject(reason, line, f"refused by the detector ({reason})", rec)
         for j, pos in enumerate(res.index):
             k = good[int(pos)]
-            entity, xv, t = batch[k][1]
+            entity, xv, t = batch[k][2]
             flag = int(res.flag[j])
-            rows.append((k, [entity, datetime.fromtimestamp(t, timezone.utc).isoformat(), *map(repr, xv.tolist()), *map(repr, res.pred[j].tolist()),
-                             f"{res.err[j]:.6g}", f"{res.score[j]:.6g}", int(bool(flag & FLAG_ANOMALY)),
-                             int(bool(flag & FLAG_SUPPRESSED)), int(res.model_version[j]), ""]))
-            plot_rows.append((entity, t, xv.copy(), res.pred[j].copy(), float(res.score[j]), bool(flag & FLAG_ANOMALY)))
-            if flag & FLAG_ANOMALY:
+            anomaly, suppressed = bool(flag & FLAG_ANOMALY), bool(flag & FLAG_SUPPRESSED)
+            rows.append((k, [entity, datetime.fromtimestamp(t, timezone.utc).isoformat(), *map(repr, xv),
+                             *map(repr, res.pred[j].tolist()), f"{res.err[j]:.6g}", f"{res.score[j]:.6g}",
+                             int(anomaly), int(suppressed), int(res.model_version[j]), ""]))
+            summary.entities[entity] += 1
+            if want_plot:
+                if series is None:
+                    series = PlotSeries(entity)
+                if entity == series.entity:
+                    series.t.append(t)
+                    series.x.append(np.asarray(xv, dtype=np.float64))
+                    series.pred.append(res.pred[j].copy())
+                    series.z.append(res.z[j].copy())
+                    series.score.append(float(res.score[j]))
+                    series.anomaly.append(anomaly)
+                    series.suppressed.append(suppressed)
+            if anomaly:
                 summary.anomalies.append((entity, t, float(res.score[j])))
         summary.processed += len(res.index)
     done = {k for k, _ in rows}
     width = 7 + 2 * det.n_features  # every column but the last, "rejected"
-    for k, (_, _, reason) in enumerate(batch):
+    for k, item in enumerate(batch):
         if k not in done:
-            rows.append((k, [""] * width + [reason]))
+            rows.append((k, [""] * width + [item[3]]))
     for _, row in sorted(rows, key=lambda r: r[0]):
         writer.writerow(row)
+    return series

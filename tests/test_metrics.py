@@ -24,14 +24,15 @@ EXPECTED = {
     "rnnstream_anomalies_total": ("counter", ("detector",)),
     "rnnstream_score": ("histogram", ("detector",)),
     "rnnstream_event_to_score_latency_seconds": ("histogram", ("detector",)),
+    "rnnstream_event_time_lag_seconds": ("gauge", ("detector",)),
     "rnnstream_batch_duration_seconds": ("histogram", ("detector",)),
     "rnnstream_consumer_lag": ("gauge", ("topic", "partition")),
     "rnnstream_entities": ("gauge", ("detector",)),
     "rnnstream_entities_evicted_total": ("counter", ("detector",)),
     "rnnstream_training_runs_total": ("counter", ("detector", "outcome")),
     "rnnstream_training_duration_seconds": ("histogram", ("detector",)),
-    "rnnstream_training_loss": ("gauge", ("detector",)),
-    "rnnstream_model_version": ("gauge", ("detector",)),
+    "rnnstream_training_loss": ("gauge", ("detector", "topic", "partition")),
+    "rnnstream_model_version": ("gauge", ("detector", "topic", "partition")),
     "rnnstream_checkpoint_duration_seconds": ("histogram", ()),
     "rnnstream_checkpoint_last_success_timestamp_seconds": ("gauge", ()),
     "rnnstream_checkpoint_failures_total": ("counter", ()),
@@ -65,6 +66,8 @@ def test_exposition_has_every_name_with_its_type_and_help():
     m.rejected_unrouted("no_route")
     m.set_entity_scores("cpu", {"a": 0.5})
     fams = _families(reg)
+    m.for_detector("cpu").set_model_version(("events", 0), 0)
+    m.for_detector("cpu").record_training(True, 1.0, 0.5, 1, partition=("events", 0))
     for name, (kind, _labels) in EXPECTED.items():
         base = name[: -len("_total")] if kind == "counter" else name
         assert base in fams, f"{name} not exported"
@@ -122,13 +125,21 @@ def test_training_and_checkpoint_helpers():
     reg = CollectorRegistry()
     m = Metrics(reg)
     d = m.for_detector("cpu")
-    d.record_training(True, 2.0, loss=0.25, model_version=3)
-    d.record_training(False, 1.0, loss=9.0, model_version=9)
-    assert reg.get_sample_value("rnnstream_training_runs_total", {"detector": "cpu", "outcome": "ok"}) == 1.0
+    d.record_training(True, 2.0, loss=0.25, model_version=3, partition=("events", 0))
+    d.record_training(True, 2.0, loss=0.75, model_version=5, partition=("events", 1))
+    d.record_training(False, 1.0, loss=9.0, model_version=9, partition=("events", 0))
+    assert reg.get_sample_value("rnnstream_training_runs_total", {"detector": "cpu", "outcome": "ok"}) == 2.0
     assert reg.get_sample_value("rnnstream_training_runs_total", {"detector": "cpu", "outcome": "failed"}) == 1.0
-    assert reg.get_sample_value("rnnstream_training_loss", {"detector": "cpu"}) == 0.25
-    assert reg.get_sample_value("rnnstream_model_version", {"detector": "cpu"}) == 3.0
-    assert reg.get_sample_value("rnnstream_training_duration_seconds_count", {"detector": "cpu"}) == 2.0
+    # one series per partition shard: each partition has its own model
+    p0, p1 = ({"detector": "cpu", "topic": "events", "partition": str(p)} for p in (0, 1))
+    assert reg.get_sample_value("rnnstream_training_loss", p0) == 0.25
+    assert reg.get_sample_value("rnnstream_training_loss", p1) == 0.75
+    assert reg.get_sample_value("rnnstream_model_version", p0) == 3.0
+    assert reg.get_sample_value("rnnstream_model_version", p1) == 5.0
+    m.forget_partition("events", 1, "cpu")
+    assert reg.get_sample_value("rnnstream_model_version", p1) is None
+    assert reg.get_sample_value("rnnstream_model_version", p0) == 3.0
+    assert reg.get_sample_value("rnnstream_training_duration_seconds_count", {"detector": "cpu"}) == 3.0
     m.record_checkpoint(True, 0.5, finished_at=1_700_000_000.0)
     m.record_checkpoint(False, 0.1, finished_at=1_700_000_100.0)
     assert reg.get_sample_value("rnnstream_checkpoint_last_success_timestamp_seconds") == 1_700_000_000.0
@@ -210,3 +221,35 @@ def test_series_names_include_histogram_suffixes():
     assert "rnnstream_ready" in s
     assert metric_names() >= {"rnnstream_score", "rnnstream_entity_score"}
     assert "rnnstream_entity_score" not in metric_names(include_optional=False)
+
+
+def test_bulk_histogram_matches_prometheus_client_histogram():
+    """observe_many on the collector exports what prometheus_client's own Histogram would."""
+    import numpy as np
+    from prometheus_client import Histogram
+
+    values = np.array([0.0, 0.05, 0.1, 0.1000001, 0.5, 0.7, 0.999, 1.0, 1.5, 0.3])
+    reg, ref = CollectorRegistry(), CollectorRegistry()
+    d = Metrics(reg).for_detector("cpu")
+    d.score.observe_many(values[:6])
+    d.score.observe_many(values[6:0:-1][:0])   # empty: no-op
+    for v in values[6:]:
+        d.score.observe(v)
+    h = Histogram("rnnstream_score", "x", ["detector"], buckets=SCORE_BUCKETS, registry=ref).labels("cpu")
+    for v in values:
+        h.observe(v)
+    for le in [*(str(b) for b in SCORE_BUCKETS), "+Inf"]:
+        labels = {"detector": "cpu", "le": le}
+        assert reg.get_sample_value("rnnstream_score_bucket", labels) == ref.get_sample_value(
+            "rnnstream_score_bucket", labels), le
+    assert reg.get_sample_value("rnnstream_score_count", {"detector": "cpu"}) == len(values)
+    assert reg.get_sample_value("rnnstream_score_sum", {"detector": "cpu"}) == pytest.approx(values.sum())
+
+
+def test_no_created_series_and_process_metrics_present():
+    reg = CollectorRegistry()
+    m = Metrics(reg)
+    m.for_detector("cpu").processed.inc()
+    text = generate_latest(reg).decode()
+    assert "_created" not in text
+    assert "process_resident_memory_bytes" in text and "process_open_fds" in text

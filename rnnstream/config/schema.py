@@ -44,6 +44,7 @@ class KafkaConfig:
     max_poll_records: int = setting(5000, doc="Most records one poll returns (the batch size of the hot loop).", min=1)
     poll_timeout_ms: int = setting(200, doc="How long one poll waits for records, in milliseconds.", min=0)
     session_timeout_ms: int = setting(30000, doc="Consumer session timeout; the group rebalances after this silence.", min=1000)
+    auto_offset_reset: Literal["latest", "earliest"] = setting("latest", doc="Where a partition without a committed offset or checkpoint starts: 'latest' (new events only) or 'earliest' (backfill the topic's whole retention).")
 
     def _cross_check(self) -> Problems:
         problems: Problems = []
@@ -92,6 +93,7 @@ class KafkaConfig:
             "group_id": self.group_id,
             "max_poll_records": self.max_poll_records,
             "session_timeout_ms": self.session_timeout_ms,
+            "auto_offset_reset": self.auto_offset_reset,
         }
 
 
@@ -117,6 +119,7 @@ class LoggingConfig:
     """Process logging."""
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting("INFO", doc="Minimum level logged.")
+    loggers: tuple[str, ...] = setting((), doc="Per-logger levels as 'logger=LEVEL', e.g. ['rnnstream.daemon=DEBUG', 'kafka=DEBUG']. kafka-python's own lines are DEBUG unless a connection problem starts or ends (one WARNING each).", comma_separated=True, pattern=r"[A-Za-z0-9_.]+=(DEBUG|INFO|WARNING|ERROR)", pattern_hint="logger=LEVEL with LEVEL one of DEBUG, INFO, WARNING, ERROR")
     log_payloads: bool = setting(False, doc="Include event payloads in rejection/anomaly logs (may contain sensitive data).")
 
 

@@ -7,7 +7,8 @@ and whose keys sit inline beside it (``model: {type: esn, size: 400}``).
 
 Guarantees: every problem found is reported, each as ``(yaml_path, message)`` with paths like
 ``detectors[0].model.hidden``; checking does not stop at the first one. A section's
-``_cross_check`` runs only if all its own fields converted. ``bool`` never passes for ``int``; ints
+``_cross_check`` also runs when some of its fields failed, on those that converted (checks needing a
+failed field are skipped), so cross-field problems appear in the same pass as type errors. ``bool`` never passes for ``int``; ints
 pass for ``float``. Values of :class:`Secret` fields never appear in messages. Strings produced by
 ``${VAR}`` substitution (:class:`EnvStr`) are also accepted for int/float/bool fields; ordinary
 YAML strings are not.
@@ -21,6 +22,7 @@ import math
 import re
 import typing
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
 from ._tree import UNRESOLVED, EnvStr, item_path, key_path
@@ -28,7 +30,23 @@ from .fields import choice_names, describe, hints, list_item, split_optional
 from .secret import Secret
 
 Problem = tuple[str, str]
-_INVALID: Any = object()
+
+
+class _Invalid:
+    """A value that failed conversion; ``partial`` keeps what did convert (a namespace of a section's
+    good fields, or a list's items) so cross-field checks can still run on it."""
+
+    __slots__ = ("partial",)
+
+    def __init__(self, partial: Any = None):
+        self.partial = partial
+
+
+_INVALID: Any = _Invalid()
+
+
+def _bad(value: Any) -> bool:
+    return isinstance(value, _Invalid)
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
@@ -41,7 +59,7 @@ def convert(cls: type, raw: Any, path: str = "") -> tuple[Any, list[Problem]]:
     """
     v = _Validator()
     result = v.build(cls, raw, path)
-    return (None if result is _INVALID else result), v.problems
+    return (None if _bad(result) else result), v.problems
 
 
 def show(raw: Any, secret: bool = False) -> str:
@@ -111,6 +129,7 @@ class _Validator:
             ok = ok and not leftover
 
         kwargs: dict[str, Any] = {}
+        partial: dict[str, Any] = {}
         for f in plain:
             p = key_path(path, f.name)
             if f.name in raw:
@@ -119,8 +138,10 @@ class _Validator:
                 value = self.fail(p, f"required key is missing (expected {describe(types[f.name], f.metadata)})")
             else:
                 continue
-            if value is _INVALID:
+            if _bad(value):
                 ok = False
+                if value.partial is not None:
+                    partial[f.name] = value.partial
             else:
                 kwargs[f.name] = value
 
@@ -134,19 +155,46 @@ class _Validator:
             else:
                 choice = next(g.default for g in plain if g.name == selector)
             value = self.build(f.metadata["choices"][choice], leftover, path, f" for {selector} {choice!r}")
-            if value is _INVALID:
+            if _bad(value):
                 ok = False
             else:
                 kwargs[f.name] = value
 
         if not ok:
-            return _INVALID
+            return self._partial_cross_check(cls, plain, kwargs, partial, raw, path)
         instance = cls(**kwargs)
         check = getattr(instance, "_cross_check", None)
         if check is not None:
             for rel, message in check():
                 self.fail(key_path(path, rel) if rel else path, message)
         return instance
+
+    def _partial_cross_check(self, cls: type, plain: list, kwargs: dict, partial: dict, raw: Mapping,
+                             path: str) -> _Invalid:
+        """Run ``cls._cross_check`` on the fields that did convert, so cross-field problems (a
+        duplicate name, a topic in two detectors) show in the same pass as type errors. A check that
+        needs a field that failed is skipped (its AttributeError is the signal)."""
+        ns = SimpleNamespace()
+        for f in plain:
+            if f.name in kwargs:
+                setattr(ns, f.name, kwargs[f.name])
+            elif f.name in partial:
+                setattr(ns, f.name, partial[f.name])
+            elif f.name in raw:     # given but failed: absent, so checks that need it are skipped
+                continue
+            elif f.default is not dataclasses.MISSING:
+                setattr(ns, f.name, f.default)
+            elif f.default_factory is not dataclasses.MISSING:
+                setattr(ns, f.name, f.default_factory())
+        check = getattr(cls, "_cross_check", None)
+        if check is not None:
+            try:
+                found = check(ns)
+            except (AttributeError, TypeError):
+                found = []
+            for rel, message in found:
+                self.fail(key_path(path, rel) if rel else path, message)
+        return _Invalid(ns)
 
     def value(self, tp: Any, meta: Mapping[str, Any], raw: Any, path: str) -> Any:
         if raw is UNRESOLVED:  # a failed ${VAR}: env.py already reported it
@@ -221,7 +269,7 @@ class _Validator:
         out, ok = [], True
         for i, element in enumerate(raw):
             value = self.value(item, item_meta, element, item_path(path, i))
-            ok = ok and value is not _INVALID
+            ok = ok and not _bad(value)
             out.append(value)
         lo, hi = meta.get("min_items"), meta.get("max_items")
         if (lo is not None and len(out) < lo) or (hi is not None and len(out) > hi):
@@ -233,8 +281,9 @@ class _Validator:
                     self.fail(item_path(path, i), f"duplicate {show(value)} (also at index {first[value]})")
                     ok = False
                 first.setdefault(value, i)
-        if not ok:
-            return _INVALID
+        if not ok:   # keep a partial only when every failed item kept one (sections, not scalars)
+            whole = all(v.partial is not None for v in out if _bad(v))
+            return _Invalid([v.partial if _bad(v) else v for v in out] if whole else None)
         return tuple(out) if typing.get_origin(tp) is tuple else out
 
 

@@ -1,9 +1,9 @@
 """Kafka records of one partition -> the columns ``Detector.process`` takes, plus the rejects.
 
 ``decode_batch`` reads each record's value as one JSON object and pulls the entity, the event time
-and the features out of it with the same rules as replay (``rnnstream.events``): dotted paths
-(a key that itself contains dots is found first), numbers or numeric strings as features, timestamps
-in s/ms/us/ns or ISO-8601 text (naive means UTC).
+and the features out of it with replay's parser (``rnnstream.events.RecordParser``, the one rule):
+dotted paths (a key that itself contains dots is found first), numbers or numeric strings as
+features, timestamps in s/ms/us/ns or ISO-8601 text (naive means UTC).
 
 Speed: a batch of clean events with top-level fields is decoded in one msgspec call into typed
 columns (~0.5 µs an event); any other batch goes record by record (a fast path per record, then
@@ -27,16 +27,15 @@ import numpy as np
 import orjson
 
 from ..errors import InputRejected
-from ..events import field as get_field
-from ..events import number, to_seconds
+from ..events import TS_MAX as _TS_MAX
+from ..events import TS_MIN as _TS_MIN
+from ..events import SCALE as _SCALE
+from ..events import RecordParser
 
 REASONS = ("oversize", "undecodable", "not_object", "missing_field", "wrong_type", "bad_timestamp",
            "non_finite_value")
 """Every reject reason decode_batch emits (the ``reason`` label of rnnstream_events_rejected_total)."""
 
-_SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
-# Event times datetime can turn into ISO-8601 text (years 1..9999), in epoch seconds.
-_TS_MIN, _TS_MAX = -62135596800.0, 253402300799.0
 
 
 @dataclass(frozen=True)
@@ -67,64 +66,13 @@ def _where(record: Any) -> str:
     return f"{record.topic}[{record.partition}]@{record.offset}"
 
 
-class _Decoder:
-    """The per-detector settings of decode_batch, resolved once per batch."""
+class _Decoder(RecordParser):
+    """The per-detector settings of decode_batch, resolved once per batch: the shared record parser
+    (``rnnstream.events.RecordParser``) plus the Kafka-only steps (size limit, JSON, key, timestamp)."""
 
     def __init__(self, cfg: Any):
+        super().__init__(cfg)
         self.max_bytes = int(cfg.max_message_bytes)
-        self.features = tuple(cfg.features)
-        self.entity_field = cfg.entity.field
-        self.from_key = bool(cfg.entity.from_key)
-        self.ts_field = cfg.timestamp.field
-        self.ts_unit = cfg.timestamp.unit
-        self.from_record = bool(cfg.timestamp.from_record)
-
-    def entity(self, record: Any, obj: dict) -> str:
-        if self.from_key:
-            key = record.key
-            if key is None:
-                raise InputRejected("missing_field", "record has no key (entity.from_key is set)")
-            if isinstance(key, (bytes, bytearray, memoryview)):
-                try:
-                    key = bytes(key).decode("utf-8")
-                except UnicodeDecodeError:
-                    raise InputRejected("undecodable", "record key is not UTF-8 (entity.from_key is set)") from None
-            entity = str(key)
-            path = "<record key>"
-        else:
-            path = self.entity_field
-            value = get_field(obj, path)
-            if isinstance(value, (dict, list)):
-                raise InputRejected("wrong_type", f"field {path!r} is {type(value).__name__}, expected a scalar entity name")
-            entity = value if isinstance(value, str) else str(value)
-        if not entity:
-            raise InputRejected("missing_field", f"entity {path!r} is empty")
-        return entity
-
-    def timestamp(self, record: Any, obj: dict) -> float:
-        if self.from_record:
-            t = record.timestamp
-            if t is None or t < 0:
-                raise InputRejected("bad_timestamp", f"record has no timestamp ({t!r}) (timestamp.from_record is set)")
-            seconds = t / 1000.0
-            path = "<record timestamp>"
-        else:
-            path = self.ts_field
-            seconds = to_seconds(get_field(obj, path), self.ts_unit, path)
-        if not (_TS_MIN <= seconds <= _TS_MAX):  # also false for NaN
-            raise InputRejected("bad_timestamp", f"{path!r} is {seconds!r} s since 1970, outside years 1..9999 "
-                                                 f"(unit {self.ts_unit!r})")
-        return seconds
-
-    def features_of(self, obj: dict) -> list[float]:
-        out = []
-        for path in self.features:
-            v = get_field(obj, path)
-            value = v if type(v) is float else number(v, path)
-            if not math.isfinite(value):
-                raise InputRejected("non_finite_value", f"field {path!r} is {value!r}")
-            out.append(value)
-        return out
 
     def one(self, record: Any) -> tuple[str, list[float], float]:
         value = record.value
@@ -138,7 +86,7 @@ class _Decoder:
             raise InputRejected("undecodable", f"value is not UTF-8 JSON: {exc}") from None
         if not isinstance(obj, dict):
             raise InputRejected("not_object", f"value is a JSON {type(obj).__name__}, expected an object")
-        return self.entity(record, obj), self.features_of(obj), self.timestamp(record, obj)
+        return self.parse(obj, key=record.key, record_ts_ms=record.timestamp)
 
 
 def _top_level_paths(dec: _Decoder) -> list[str] | None:

@@ -1,6 +1,8 @@
 """One HTTP port for Prometheus and the orchestrator: /metrics, /healthz, /readyz.
 
-* ``/metrics``: ``prometheus_client.generate_latest`` of the registry (text format 0.0.4).
+* ``/metrics``: the registry in the format the scraper asks for, chosen by prometheus_client's own
+  ``choose_encoder`` from the Accept header (OpenMetrics or text 0.0.4), gzip-compressed when the
+  Accept-Encoding header allows it (Prometheus always sends both).
 * ``/healthz``: 200 "ok" while the process serves HTTP at all (liveness).
 * ``/readyz``: 200 "ready" after ``set_ready(True)``; otherwise 503 with the reason (readiness: state
   restored, kernels compiled, partitions assigned — the runner decides).
@@ -16,7 +18,10 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+import gzip
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         owner = self.server_owner
         if path == "/metrics":
-            self._reply(200, generate_latest(owner.registry), CONTENT_TYPE_LATEST)
+            self._metrics(owner.registry)
         elif path == "/healthz":
             self._reply(200, b"ok\n")
         elif path == "/readyz":
@@ -109,12 +114,24 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._reply(404, b"not found: try /metrics, /healthz or /readyz\n")
 
+    def _metrics(self, registry: CollectorRegistry) -> None:
+        encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+        body = encoder(registry)
+        accepted = [e.split(";")[0].strip() for e in self.headers.get("Accept-Encoding", "").split(",")]
+        if "gzip" in accepted:
+            self._reply(200, gzip.compress(body, compresslevel=1), content_type, {"Content-Encoding": "gzip"})
+        else:
+            self._reply(200, body, content_type)
+
     def do_HEAD(self) -> None:  # noqa: N802
         self.do_GET()
 
-    def _reply(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+    def _reply(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8",
+               headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":

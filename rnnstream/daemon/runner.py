@@ -41,6 +41,7 @@ from ..config import Config, load_config
 from ..detector import Detector
 from ..errors import RnnstreamError
 from ..metrics import Metrics
+from ..ops.preflight import lock_state_dir, state_dir_problem
 from .checkpoint import CheckpointStore
 from .decode import decode_batch
 from .outputs import DeliveryError, Outputs
@@ -128,6 +129,7 @@ class Runner:
         self.checkpoints = 0
         self._ready_reason = "starting"
         self.failure: Exception | None = None
+        self._state_lock = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -143,6 +145,7 @@ class Runner:
         cfg = self.config
         for det in cfg.detectors:
             self.metrics.for_detector(det.name)
+        self._preflight()
         self._start_http()
         self._set_ready(False, "compiling kernels and connecting to Kafka")
         self.producer = self._producer_factory(cfg)
@@ -188,6 +191,14 @@ class Runner:
                 gc.enable()
         return 0 if self.failure is None else 1
 
+    def _preflight(self) -> None:
+        """Fail with one clear error, before joining the group, when state_dir is unusable; then hold
+        its shared lock (``rnnstream state reset`` refuses while any daemon holds it)."""
+        problem = state_dir_problem(self.config.state_dir)
+        if problem:
+            raise RnnstreamError(f"{problem} (checked before joining the consumer group)")
+        self._state_lock = lock_state_dir(self.config.state_dir)
+
     def _subscribe(self, cfg: Config) -> None:
         """A new consumer, subscribed to every configured topic, with their metadata fetched first.
 
@@ -221,6 +232,8 @@ class Runner:
                 log.exception("closing the producer failed")
         if self.http is not None:
             self.http.stop()
+        if self._state_lock is not None:
+            self._state_lock.release()
 
     # -- per poll ----------------------------------------------------------------------------------
 
@@ -284,8 +297,11 @@ class Runner:
         except Exception:
             ok = False
             log.exception("checkpoint failed", extra={"partitions": _names(u.tp for u in units)})
-        self.metrics.record_checkpoint(ok, time.perf_counter() - started, time.time())
+        took = time.perf_counter() - started
+        self.metrics.record_checkpoint(ok, took, time.time())
         self.checkpoints += ok
+        if ok:
+            log.info("checkpoint written", extra={"partitions": len(units), "duration_s": round(took, 3)})
         return ok
 
     # -- rebalance ---------------------------------------------------------------------------------
@@ -299,7 +315,7 @@ class Runner:
         self.checkpoint(mine, commit="async")
         for tp in mine:
             self._parked[tp] = self.units.pop(tp)
-            self.metrics.forget_partition(tp.topic, tp.partition)
+            self.metrics.forget_partition(tp.topic, tp.partition, self._parked[tp].name)
         log.info("partitions revoked", extra={"partitions": _names(mine)})
 
     def _on_lost(self, lost: list) -> None:
@@ -345,18 +361,29 @@ class Runner:
             unit = Unit(cfg.name, tp, cfg, detector, dm, next_offset, restored=True)
         else:
             unit = Unit(cfg.name, tp, cfg, Detector(cfg), dm)
-            log.info("no checkpoint; starting fresh from the group's committed offset",
+            log.info("no checkpoint; starting fresh at the group's committed offset, else at kafka.auto_offset_reset",
                      extra={"partition": _names([tp])[0]})
         unit.top_k = self.config.metrics.top_k_entities
+        dm.set_model_version(tp, unit.detector.model.version)
         self._hook_training(unit)
         return unit
 
     def _hook_training(self, unit: Unit) -> None:
         dm, model = unit.metrics, unit.detector.model
 
+        where = _names([unit.tp])[0]
+
         def on_result(result, duration):
             dm.record_training(result is not None, duration,
-                               None if result is None else float(result.loss_after), model.version)
+                               None if result is None else float(result.loss_after), model.version,
+                               partition=unit.tp)
+            if result is None:
+                log.warning("training failed; scoring continues with the previous weights",
+                            extra={"detector": unit.name, "partition": where, "duration_s": round(duration, 3)})
+            else:
+                log.info("model retrained", extra={"detector": unit.name, "partition": where,
+                                                   "model_version": model.version, "loss": float(result.loss_after),
+                                                   "duration_s": round(duration, 3)})
         unit.detector.training.on_result = on_result
 
     # -- config --------------------------------------------------------------------------------------
@@ -403,7 +430,14 @@ class Runner:
         from .httpserver import HttpServer
 
         self.http = HttpServer(self.registry, ready=lambda: (not self._ready_reason, self._ready_reason))
-        self.http_port = self.http.start(self.config.metrics.host, self.config.metrics.port)
+        host, port = self.config.metrics.host, self.config.metrics.port
+        try:
+            self.http_port = self.http.start(host, port)
+        except OSError as exc:
+            from ..ops.preflight import port_problem
+
+            self.http = None
+            raise RnnstreamError(port_problem(host, port) or f"metrics port {port} on {host}: {exc.strerror or exc}") from None
         log.info("metrics endpoint up", extra={"port": self.http_port})
 
     def _set_ready(self, ready: bool, reason: str) -> None:
@@ -423,8 +457,7 @@ def _names(tps) -> list[str]:
 
 
 def _default_consumer(cfg: Config, topics: list[str]) -> KafkaConsumer:
-    return KafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
-                         **cfg.kafka.consumer_kwargs())
+    return KafkaConsumer(enable_auto_commit=False, **cfg.kafka.consumer_kwargs())
 
 
 def _default_producer(cfg: Config) -> KafkaProducer:

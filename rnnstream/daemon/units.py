@@ -3,7 +3,9 @@
 A unit sees the records of its partition in offset order; ``Unit.handle`` turns one poll's records of
 that partition into one ``Detector.process`` call plus the outputs and metrics of the batch. Python
 work per event is limited to decoding (``decode_batch``) and building the output messages; metric
-updates are per batch (histograms are filled from numpy bucket counts, see ``observe_many``). Late
+updates are per batch (histograms are filled from numpy bucket counts, ``BulkHistogram.observe_many``).
+Processing latency is measured from each record's Kafka timestamp; event-time lag from the newest
+event time scored. Each published anomaly is logged at INFO, rate-limited (``ANOMALY_LOG``). Late
 and non-finite events are refused by the Detector (in its kernel) and go to the dead-letter topic.
 
 Not thread-safe: one thread (the poll loop) owns every unit.
@@ -11,6 +13,7 @@ Not thread-safe: one thread (the poll loop) owns every unit.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,35 +23,16 @@ import numpy as np
 from ..detector import REASON_LATE, REASON_NON_FINITE, Detector
 from ..kernels.calibrate import FLAG_ANOMALY
 from ..metrics import DetectorMetrics
+from .logs import RateLimitedLog
+
+log = logging.getLogger("rnnstream.daemon")
+ANOMALY_LOG = RateLimitedLog(log, burst=20, period=60.0)
+"""One INFO line per published anomaly, at most 20 a minute per process (then a count of the skipped)."""
 
 _DETAIL = {
     REASON_NON_FINITE: "non-finite feature value or event time",
     REASON_LATE: "event time {ts:.3f} is more than {tol:g} s older than the entity's previous event",
 }
-
-
-def observe_many(histogram_child: Any, values: np.ndarray) -> None:
-    """``observe`` every value of ``values`` on a prometheus_client Histogram child, in O(buckets) calls.
-
-    prometheus_client has no bulk observe; this fills the child's per-bucket counters (non-cumulative,
-    as ``Histogram.observe`` stores them) and its sum from numpy counts. Falls back to one
-    ``observe`` per value if the client's internals ever change shape.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        return
-    bounds = getattr(histogram_child, "_upper_bounds", None)
-    buckets = getattr(histogram_child, "_buckets", None)
-    total = getattr(histogram_child, "_sum", None)
-    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
-        for v in values.tolist():
-            histogram_child.observe(v)
-        return
-    where = np.searchsorted(np.asarray(bounds, dtype=np.float64), values, side="left")
-    counts = np.bincount(where, minlength=len(bounds) + 1)
-    for i in np.flatnonzero(counts[:len(bounds)]):
-        buckets[i].inc(int(counts[i]))
-    total.inc(float(values.sum()))
 
 
 @dataclass
@@ -117,16 +101,23 @@ class Unit:
         dm = self.metrics
         index = res.index
         reported = res.reported_score()
-        observe_many(dm.score, reported)
+        dm.score.observe_many(reported)
         if self.top_k:
             self._track_top(entities, index, reported)
-        observe_many(dm.latency, np.maximum(time.time() - ts[index], 0.0))
+        now = time.time()
+        record_ts = np.fromiter((raw[i].timestamp for i in index.tolist()), dtype=np.float64, count=len(index))
+        known = record_ts >= 0            # -1: the record has no timestamp
+        dm.latency.observe_many(np.maximum(now - record_ts[known] / 1000.0, 0.0))
+        dm.event_time_lag.set(max(now - float(ts[index].max()), 0.0))
         hits = np.flatnonzero(res.flag & FLAG_ANOMALY)
         versions = np.broadcast_to(np.asarray(res.model_version), index.shape).tolist()
         for j in hits.tolist():
             i = int(index[j])
             outputs.anomaly(raw[i], entities[i], float(ts[i]), float(res.score[j]), float(res.err[j]),
                             x[i], res.pred[j], res.z[j], versions[j])
+            ANOMALY_LOG.info("anomaly published", detector=self.name, entity=entities[i],
+                             score=round(float(res.score[j]), 4), event_time=float(ts[i]),
+                             partition=f"{raw[i].topic}[{raw[i].partition}]", offset=raw[i].offset)
         if len(hits):
             dm.anomalies.inc(len(hits))
             counts.anomalies = len(hits)

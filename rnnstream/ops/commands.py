@@ -45,43 +45,72 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add the operator subcommands to ``sub`` (the result of ``parser.add_subparsers``)."""
-    p = sub.add_parser("check-connection", help="reach the brokers and check every detector's topics")
-    p.add_argument("-c", "--config", required=True)
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the brokers (default 10)")
+    from ..cli import add_command, add_config
+
+    p = add_command(sub, "check-connection", "reach the brokers and check every detector's topics",
+                    "Connect with the config's exact security settings, list the brokers, and check that\n"
+                    "every input topic exists with a leader per partition (output topics: warnings only).\n"
+                    "An address that refuses connections fails at once. Exit 0 when OK, 1 otherwise.",
+                    ["rnnstream check-connection -c /etc/rnnstream/config.yaml --timeout 5"])
+    add_config(p)
+    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="seconds to wait for the brokers (default 10)")
     p.set_defaults(func=cmd_check_connection)
 
-    p = sub.add_parser("state", help="inspect, export or reset the checkpoints under state_dir")
-    ssub = p.add_subparsers(dest="state_command", required=True)
-    q = ssub.add_parser("inspect", help="per detector and partition: generations, entities, model, offset, age, validity")
-    q.add_argument("-c", "--config", required=True)
+    p = add_command(sub, "state", "inspect, export or reset the checkpoints under state_dir",
+                    "Look into the daemon's checkpoints (<state_dir>/<detector>/<topic>-<partition>/).",
+                    ["rnnstream state inspect -c cfg.yaml", "rnnstream state export -c cfg.yaml --detector cpu --entity web-1",
+                     "rnnstream state reset -c cfg.yaml --detector cpu --yes"])
+    ssub = p.add_subparsers(dest="state_command", required=True, metavar="ACTION")
+    q = add_command(ssub, "inspect", "per detector and partition: generations, entities, model, offset, age, validity",
+                    "Read and checksum every checkpoint generation. Exit 0 when every newest generation is\n"
+                    "valid (also when there is no checkpoint yet), 1 when one is unreadable.",
+                    ["rnnstream state inspect -c cfg.yaml", "rnnstream state inspect -c cfg.yaml --json | jq '.[0]'"])
+    add_config(q)
     q.add_argument("--detector", help="only this detector")
-    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.add_argument("--json", action="store_true", help="machine-readable output (a JSON list, one object per partition)")
     q.set_defaults(func=cmd_state_inspect)
-    q = ssub.add_parser("export", help="one entity's state as JSON, from the newest checkpoints")
-    q.add_argument("-c", "--config", required=True)
-    q.add_argument("--detector", required=True)
-    q.add_argument("--entity", required=True)
-    q.add_argument("--partition", help="only search TOPIC-PARTITION, e.g. metrics.hosts-0")
+    q = add_command(ssub, "export", "one entity's state as JSON, from the newest checkpoints",
+                    "Print one entity's state (normaliser, error statistics, history ring, model version and\n"
+                    "the offset the checkpoint covers) from the newest readable checkpoint holding it.",
+                    ["rnnstream state export -c cfg.yaml --detector cpu --entity web-1 --partition metrics.hosts-3"])
+    add_config(q)
+    q.add_argument("--detector", required=True, help="the detector whose state to read")
+    q.add_argument("--entity", required=True, help="the entity (as it appears in anomaly events)")
+    q.add_argument("--partition", metavar="TOPIC-PARTITION", help="only search TOPIC-PARTITION, e.g. metrics.hosts-0")
     q.set_defaults(func=cmd_state_export)
-    q = ssub.add_parser("reset", help="move checkpoints aside (nothing deleted); the daemon must be stopped")
-    q.add_argument("-c", "--config", required=True)
+    q = add_command(ssub, "reset", "move checkpoints aside (nothing deleted); the daemon must be stopped",
+                    "Move unit directories into <state_dir>/reset-<time>/ (undo by moving them back). Refused\n"
+                    "without --yes, and while a running daemon holds the state_dir lock or a checkpoint is\n"
+                    "younger than --min-age, unless --force.",
+                    ["rnnstream state reset -c cfg.yaml                 # shows what would be reset",
+                     "rnnstream state reset -c cfg.yaml --partition metrics.hosts-0 --yes"])
+    add_config(q)
     q.add_argument("--detector", help="only this detector (default: all)")
-    q.add_argument("--partition", help="only TOPIC-PARTITION, e.g. metrics.hosts-0")
+    q.add_argument("--partition", metavar="TOPIC-PARTITION", help="only TOPIC-PARTITION, e.g. metrics.hosts-0")
     q.add_argument("--yes", action="store_true", help="really do it (without: print what would be reset)")
-    q.add_argument("--min-age", type=float, default=0.0,
+    q.add_argument("--min-age", type=float, default=0.0, metavar="SECONDS",
                    help="refuse if a newest checkpoint is younger than this many seconds (default 0)")
-    q.add_argument("--force", action="store_true", help="reset even checkpoints younger than --min-age")
+    q.add_argument("--force", action="store_true",
+                   help="reset even while a daemon holds the lock or checkpoints are younger than --min-age")
     q.set_defaults(func=cmd_state_reset)
 
-    p = sub.add_parser("plot", help="PNG of one entity from a replay scores CSV or the anomalies topic")
-    p.add_argument("--out", required=True, help="PNG file to write")
-    p.add_argument("--entity", required=True)
+    p = add_command(sub, "plot", "PNG of one entity from a replay scores CSV or the anomalies topic",
+                    "Draw one entity: observed and predicted values per feature, the score and the anomalies.\n"
+                    "From a `replay --output` CSV, or from the detector's anomalies topic (read without a\n"
+                    "consumer group; nothing is committed).",
+                    ["rnnstream plot --scores scores.csv --entity web-1 --out web-1.png",
+                     "rnnstream plot -c cfg.yaml --anomalies --detector cpu --entity web-1 --since 2026-11-25T00:00Z --out a.png"])
+    p.add_argument("--out", required=True, metavar="PNG", help="PNG file to write")
+    p.add_argument("--entity", required=True, help="the entity to draw")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--scores", help="CSV written by `rnnstream replay --output`")
+    src.add_argument("--scores", metavar="CSV", help="CSV written by `rnnstream replay --output`")
     src.add_argument("--anomalies", action="store_true", help="read the detector's anomalies topic (needs -c, --detector)")
-    p.add_argument("-c", "--config")
-    p.add_argument("--detector")
-    p.add_argument("--since", help="ISO-8601 time; only anomalies at or after it")
-    p.add_argument("--max-records", type=int, default=100_000, help="most records read from the topic (default 100000)")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds to spend reading the topic (default 30)")
+    add_config(p, required=False)
+    p.add_argument("--detector", help="the detector whose anomalies topic to read (with --anomalies)")
+    p.add_argument("--since", metavar="ISO-TIME", help="ISO-8601 time; only events at or after it")
+    p.add_argument("--max-records", type=int, default=100_000, metavar="N",
+                   help="most records read from the topic (default 100000)")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="seconds to spend reading the topic (default 30)")
     p.set_defaults(func=cmd_plot)

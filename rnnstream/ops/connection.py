@@ -14,6 +14,7 @@ to the output topics are authorised.
 
 from __future__ import annotations
 
+import errno
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -50,20 +51,31 @@ class ConnectionReport:
     warnings: list[str] = field(default_factory=list)
 
 
+ACCEPTS = "accepts TCP connections"
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` once (kafka-python's errors already start their text with the type name)."""
+    name, text = type(exc).__name__, str(exc).strip()
+    if text.startswith(name):
+        text = text[len(name):].lstrip(": ").strip()
+    return f"{name}: {text}" if text and text != name else name
+
+
 def _probe_tcp(server: str, timeout_s: float) -> str:
-    """What a plain TCP connect to ``host:port`` does: "accepts connections" or the reason it fails."""
+    """What a plain TCP connect to ``host:port`` does: ACCEPTS or the reason it fails."""
     host, _, port = server.rpartition(":")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
-            return "accepts TCP connections"
+            return ACCEPTS
     except ValueError:
         return "is not host:port"
     except socket.gaierror as exc:
-        return f"host name does not resolve ({exc.strerror})"
+        return f"does not resolve ({exc.strerror})"
     except TimeoutError:
-        return f"no answer within {timeout_s:g}s (firewall or wrong address?)"
+        return f"gives no answer within {timeout_s:g}s (firewall or wrong address?)"
     except OSError as exc:
-        return exc.strerror or repr(exc)
+        return f"refuses connections ({exc.strerror})" if exc.errno == errno.ECONNREFUSED else (exc.strerror or repr(exc))
 
 
 def _topic_list(cfg: Config) -> list[TopicCheck]:
@@ -88,6 +100,13 @@ def check_connection(cfg: Config, timeout_s: float = 10.0) -> ConnectionReport:
                               "bootstrap_timeout_ms": timeout_ms, "reconnect_backoff_max_ms": 1000}
     report = ConnectionReport(False, topics=_topic_list(cfg))
     proto = cfg.kafka.security_protocol
+    # A refused or unresolvable address fails in milliseconds; without this, the client would retry
+    # it for the whole timeout and report only a timeout.
+    probes = {server: _probe_tcp(server, min(timeout_s, 3.0)) for server in servers}
+    if not any(p == ACCEPTS for p in probes.values()):
+        report.problems.append(f"could not bootstrap from {', '.join(servers)}: "
+                               + "; ".join(f"{s} {p}" for s, p in probes.items()))
+        return report
     try:
         admin = KafkaAdminClient(**kwargs)
     except AUTH_ERRORS as exc:
@@ -96,9 +115,9 @@ def check_connection(cfg: Config, timeout_s: float = 10.0) -> ConnectionReport:
         return report
     except (kerr.KafkaError, OSError) as exc:
         report.problems.append(f"could not bootstrap from {', '.join(servers)} with {proto} within "
-                               f"{timeout_s:g}s: {type(exc).__name__}: {exc}")
+                               f"{timeout_s:g}s: {_describe(exc)}")
         for server in servers:
-            report.problems.append(f"  {server}: {_probe_tcp(server, min(timeout_s, 3.0))}")
+            report.problems.append(f"  {server}: {probes[server]}")
         if proto != "PLAINTEXT":
             report.problems.append(f"  if a server accepts TCP connections, check that it speaks {proto} on "
                                    "that port and the credentials/certificates are right")

@@ -293,7 +293,8 @@ def export_entity(cfg: Config, detector: str, entity: str, partition: str | None
 
 def inspect_main(config_path: str, detector: str | None = None, as_json: bool = False,
                  out: TextIO | None = None) -> int:
-    """``rnnstream state inspect``: 0 when every unit's newest checkpoint is valid, 1 otherwise."""
+    """``rnnstream state inspect``: 0 when every unit's newest checkpoint is valid (or there is no
+    checkpoint yet: a fresh state_dir is not an error), 1 when one is unreadable."""
     out = out or sys.stdout
     cfg = load_config_file(config_path)
     units = inspect_state(cfg, detector)
@@ -303,7 +304,7 @@ def inspect_main(config_path: str, detector: str | None = None, as_json: bool = 
         print(nothing_found(cfg.state_dir, detector, None), file=out)
     else:
         print(format_inspect(units), file=out)
-    return 0 if units and all(u.newest_valid for u in units) else 1
+    return 0 if all(u.newest_valid for u in units) else 1
 
 
 def export_main(config_path: str, detector: str, entity: str, partition: str | None = None,

@@ -2,12 +2,14 @@
 
 The selected ``<state_dir>/<detector>/<topic>-<partition>/`` directories go to
 ``<state_dir>/reset-<UTC timestamp>/<detector>/``; moving one back undoes the reset. Refuses without
-``yes`` (and prints what would be reset), and when a unit's newest checkpoint is younger than
-``min_age`` seconds (a sign the daemon still runs) unless ``force``. The consumer group's committed
+``yes`` (and prints what would be reset); refuses while a daemon holds ``state_dir``'s lock
+(``rnnstream.ops.preflight.StateLock``: every running daemon holds it shared), and when a unit's
+newest checkpoint is younger than ``min_age`` seconds, unless ``force``. The consumer group's committed
 offsets are not touched: the daemon resumes at them with fresh state; the printed
 ``kafka-consumer-groups.sh`` command rewinds them when reprocessing is wanted.
 
-Not guaranteed: safety while the daemon runs (its next checkpoint would recreate the unit); stop it first.
+Not guaranteed: safety with ``force`` while a daemon runs (its next checkpoint would recreate the unit),
+nor the lock on a file system without ``flock``; stop the daemons first.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..config import Config, load_config_file
 from ..daemon.checkpoint import CheckpointStore
 from ..errors import StateFormatError
 from ..state.fileformat import read_state_file
+from .preflight import StateLock
 from .state_cmd import Unit, find_units, nothing_found
 
 
@@ -49,16 +52,30 @@ def reset_state(cfg: Config, detector: str | None = None, partition: str | None 
     if not units:
         print(nothing_found(cfg.state_dir, detector, partition) + "; nothing to reset", file=out)
         return 1
-    too_young = []
+    lock = StateLock(cfg.state_dir)
+    running = not lock.acquire(exclusive=True)
+    try:
+        return _reset(cfg, units, lock_path=lock.path if running else None, yes=yes, min_age=min_age,
+                      force=force, out=out, now=now, store=store)
+    finally:
+        lock.release()
+
+
+def _reset(cfg: Config, units: list[Unit], *, lock_path: Path | None, yes: bool, min_age: float, force: bool,
+           out: TextIO, now: float, store: CheckpointStore) -> int:
+    blockers = []
+    if lock_path is not None:
+        blockers.append(f"a running daemon holds {lock_path}")
     for unit in units:
         age = _newest_age(store, unit, now)
         if age is not None and age < min_age:
-            too_young.append(f"{unit.label}: newest checkpoint is {age:.0f}s old (< --min-age {min_age:g}s)")
-    print("would reset:" if not yes or (too_young and not force) else "resetting:", file=out)
+            blockers.append(f"{unit.label}: newest checkpoint is {age:.0f}s old (< --min-age {min_age:g}s)")
+    print("would reset:" if not yes or (blockers and not force) else "resetting:", file=out)
     for unit in units:
         print(f"  {unit.label}  ({unit.path})", file=out)
-    if too_young and not force:
-        print("refused: " + "; ".join(too_young) + ". Is the daemon still running? Stop it, or pass --force.", file=out)
+    if blockers and not force:
+        print("refused: " + "; ".join(blockers) + ". Is the daemon still running? Stop it (every replica "
+              "sharing this state_dir), or pass --force.", file=out)
         return 1
     if not yes:
         print("refused: nothing was changed; pass --yes to reset (stop the daemon first).", file=out)

@@ -21,6 +21,7 @@ CONFIG = """\
 kafka:
   bootstrap_servers: {bootstrap}
   group_id: {group}
+  auto_offset_reset: earliest   # events are produced before the group joins
   poll_timeout_ms: 100
   max_poll_records: {max_poll}
   session_timeout_ms: 6000

@@ -26,6 +26,7 @@ HEAD = """\
 kafka:
   bootstrap_servers: {bootstrap}
   group_id: {group}
+  auto_offset_reset: earliest   # events are produced before the group joins
   poll_timeout_ms: 100
   session_timeout_ms: 6000
 state_dir: {state_dir}

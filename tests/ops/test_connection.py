@@ -53,11 +53,11 @@ def test_unreachable_broker_is_bounded_and_named(tmp_path):
     cfg_path = write_config(tmp_path / "c.yaml", bootstrap=f"127.0.0.1:{port}")
     out = io.StringIO()
     started = time.monotonic()
-    assert check_connection_main(str(cfg_path), timeout_s=1.5, out=out) == 1
-    assert time.monotonic() - started < 10
+    assert check_connection_main(str(cfg_path), timeout_s=5, out=out) == 1
+    assert time.monotonic() - started < 1.0      # a refused port fails at once, not after the timeout
     text = out.getvalue()
-    assert f"could not bootstrap from 127.0.0.1:{port}" in text
-    assert f"127.0.0.1:{port}: Connection refused" in text
+    assert text == (f"problem: could not bootstrap from 127.0.0.1:{port}: 127.0.0.1:{port} refuses connections "
+                    "(Connection refused)\nFAILED\n")
 
 
 def test_no_kafka_section(tmp_path):
