@@ -276,10 +276,12 @@ class DetectorMetrics:
         if model_version is not None:
             self._model_version.labels(self.name, topic, part).set(model_version)
 
-    def set_model_version(self, partition: Any, version: int) -> None:
-        """The version of ``partition``'s weights (at assignment, from a checkpoint or a fresh model)."""
+    def start_partition(self, partition: Any, version: int) -> None:
+        """Export ``partition``'s model at assignment: its weights' version (from a checkpoint or a
+        fresh model) and a NaN training loss until its first retraining in this process."""
         topic, part = _tp(partition)
         self._model_version.labels(self.name, topic, part).set(version)
+        self._training_loss.labels(self.name, topic, part).set(float("nan"))
 
 
 def _tp(partition: Any) -> tuple[str, str]:

@@ -66,7 +66,7 @@ def test_exposition_has_every_name_with_its_type_and_help():
     m.rejected_unrouted("no_route")
     m.set_entity_scores("cpu", {"a": 0.5})
     fams = _families(reg)
-    m.for_detector("cpu").set_model_version(("events", 0), 0)
+    m.for_detector("cpu").start_partition(("events", 0), 0)
     m.for_detector("cpu").record_training(True, 1.0, 0.5, 1, partition=("events", 0))
     for name, (kind, _labels) in EXPECTED.items():
         base = name[: -len("_total")] if kind == "counter" else name

@@ -364,7 +364,7 @@ class Runner:
             log.info("no checkpoint; starting fresh at the group's committed offset, else at kafka.auto_offset_reset",
                      extra={"partition": _names([tp])[0]})
         unit.top_k = self.config.metrics.top_k_entities
-        dm.set_model_version(tp, unit.detector.model.version)
+        dm.start_partition(tp, unit.detector.model.version)
         self._hook_training(unit)
         return unit
 

@@ -78,3 +78,23 @@ def test_ready_probe_callable():
         assert get(port, "/readyz")[0] == 200
     finally:
         server.stop()
+
+
+def test_metrics_negotiates_openmetrics_and_gzip(served):
+    """/metrics uses prometheus_client's own encoder choice (Accept) and compresses on request."""
+    import gzip
+
+    _, metrics, _, port = served
+    metrics.for_detector("cpu").processed.inc(3)
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={
+        "Accept": "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        "Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert resp.headers["Content-Encoding"] == "gzip"
+        text = gzip.decompress(resp.read()).decode()
+    assert 'rnnstream_events_processed_total{detector="cpu"} 3.0' in text
+    assert text.rstrip().endswith("# EOF")          # the OpenMetrics terminator
+    status, ctype, plain = get(port, "/metrics")     # no Accept: the classic text format, uncompressed
+    assert status == 200 and ctype.startswith("text/plain") and "# EOF" not in plain
+    assert "_created" not in plain and "process_cpu_seconds_total" in plain

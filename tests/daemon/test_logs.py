@@ -93,3 +93,58 @@ detectors: [{name: d, topics: [t], entity: h, timestamp: {field: ts}, features: 
     logging.getLogger("t").info("dropped")
     logging.getLogger("t").warning("kept", extra={"payload": "p"})
     assert [(r["msg"], r["payload"]) for r in lines(buf)] == [("kept", "p")]
+
+
+def _kafka_lines(buf):
+    return [r for r in lines(buf) if r["logger"].startswith("kafka")]
+
+
+def test_kafka_python_is_quiet_one_warning_per_state_change(capture):
+    buf = capture()
+    conn = logging.getLogger("kafka.net.transport")
+    coord = logging.getLogger("kafka.coordinator.base")
+    conn.info("<conn>: connected to <socket>")           # start-up chatter: DEBUG, hidden
+    for _ in range(80):                                    # an outage: ~80 ERROR lines
+        conn.error("<conn>: socket disconnected")
+        coord.warning("Heartbeat failed: coordinator unavailable")
+    conn.info("<conn>: connected to <socket>")           # back
+    for _ in range(5):
+        conn.error("<conn>: socket disconnected")          # a second outage
+    got = _kafka_lines(buf)
+    assert [(r["level"], r["msg"]) for r in got] == [
+        ("WARNING", "kafka client problem"), ("WARNING", "kafka client recovered"),
+        ("WARNING", "kafka client problem")]
+    assert got[0]["detail"] == "<conn>: socket disconnected"
+    assert got[1]["kafka_lines_held_back"] == 159
+
+
+def test_kafka_debug_and_per_logger_levels(capture):
+    buf = io.StringIO()
+    cfg = load_config("logging: {level: WARNING, loggers: ['kafka=DEBUG', 'rnnstream.replay=INFO']}\n"
+                      "detectors: [{name: d, topics: [t], entity: h, timestamp: {field: ts}, features: [x]}]")
+    capture()   # saves and restores the root logger
+    try:
+        setup_logging(cfg.logging, stream=buf)
+        logging.getLogger("kafka.conn").info("connected")           # kafka=DEBUG: shown, as DEBUG
+        logging.getLogger("rnnstream.replay").info("replay line")   # its own level: shown
+        logging.getLogger("rnnstream.other").info("hidden")         # root WARNING: hidden
+        got = [(r["logger"], r["level"], r["msg"]) for r in lines(buf)]
+        assert got == [("kafka.conn", "DEBUG", "connected"), ("rnnstream.replay", "INFO", "replay line")]
+    finally:
+        for name in ("kafka", "rnnstream.replay"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+def test_rate_limited_log_counts_what_it_skipped(capture):
+    from rnnstream.daemon.logs import RateLimitedLog
+
+    buf = capture()
+    now = [0.0]
+    limited = RateLimitedLog(logging.getLogger("rnnstream.daemon"), burst=3, period=60.0, clock=lambda: now[0])
+    logged = [limited.info("anomaly published", entity=f"e{i}") for i in range(10)]
+    assert logged == [True] * 3 + [False] * 7
+    now[0] = 61.0
+    assert limited.info("anomaly published", entity="late")
+    got = lines(buf)
+    assert [r["entity"] for r in got] == ["e0", "e1", "e2", "late"]
+    assert got[-1]["skipped"] == 7 and "skipped" not in got[0]
