@@ -127,6 +127,9 @@ METRIC_SPECS: tuple[MetricSpec, ...] = (
        "Always 1; the label carries the running rnnstream version."),
     _g("entity_score", "rnnstream_entity_score", ("detector", "entity"),
        "Latest score of each detector's top-K entities (only when top_k_entities > 0).", optional=True),
+    _g("entity_last_anomaly", "rnnstream_entity_last_anomaly_timestamp_seconds", ("detector", "entity"),
+       "Unix time each of the detector's top-K most recently anomalous entities last had an anomaly "
+       "published (only when top_k_entities > 0; the per-entity alert reads it).", optional=True),
 )
 del D
 
@@ -229,7 +232,7 @@ class DetectorMetrics:
 
     __slots__ = ("name", "processed", "anomalies", "score", "latency", "batch_duration", "entities",
                  "evicted", "training_ok", "training_failed", "training_duration", "event_time_lag",
-                 "_training_loss", "_model_version", "_rejected_parent", "_rejected")
+                 "_training_loss", "_model_version", "_rejected_parent", "_rejected", "_parent")
 
     def __init__(self, m: Metrics, name: str):
         self.name = name
@@ -248,6 +251,11 @@ class DetectorMetrics:
         self._model_version = m.model_version
         self._rejected_parent = m.events_rejected
         self._rejected: dict[str, Counter] = {}
+        self._parent = m
+
+    def note_anomaly(self, entity: str, when: float) -> None:
+        """An anomaly of ``entity`` was published at Unix time ``when`` (see ``Metrics.note_anomaly``)."""
+        self._parent.note_anomaly(self.name, entity, when)
 
     def rejected(self, reason: str) -> Counter:
         """The ``rnnstream_events_rejected_total{detector, reason}`` child, resolved once per reason.
@@ -321,6 +329,7 @@ class Metrics:
     ready: Gauge
     build_info: Gauge
     entity_score: Gauge | None
+    entity_last_anomaly: Gauge | None
 
     def __init__(self, registry: CollectorRegistry, *, top_k_entities: int = 0, version: str = __version__):
         if top_k_entities < 0:
@@ -341,6 +350,7 @@ class Metrics:
         self._unrouted: dict[str, Counter] = {}
         self._lag: dict[tuple[str, int], Gauge] = {}
         self._exported_entities: dict[str, set[str]] = {}
+        self._recent_anomalies: dict[str, dict[str, float]] = {}
 
     def for_detector(self, name: str) -> DetectorMetrics:
         """Cached children of detector ``name``; the first call makes its series appear (at 0).
@@ -421,6 +431,21 @@ class Metrics:
             self.entity_score.labels(detector, entity).set(value)
         self._exported_entities[detector] = new
         return len(new)
+
+
+    def note_anomaly(self, detector: str, entity: str, when: float) -> None:
+        """Export ``when`` as the entity's last anomaly time, keeping the ``top_k_entities`` most recent
+        entities per detector (older ones are removed). Does nothing when the feature is off."""
+        if self.entity_last_anomaly is None:
+            return
+        recent = self._recent_anomalies.setdefault(detector, {})
+        recent.pop(entity, None)
+        recent[entity] = when                       # dicts keep insertion order: oldest first
+        self.entity_last_anomaly.labels(detector, entity).set(when)
+        while len(recent) > self.top_k_entities:
+            oldest = next(iter(recent))
+            del recent[oldest]
+            self.entity_last_anomaly.remove(detector, oldest)
 
 
 def _fmt_buckets(b: tuple[float, ...]) -> str:

@@ -40,6 +40,7 @@ EXPECTED = {
     "rnnstream_ready": ("gauge", ()),
     "rnnstream_build_info": ("gauge", ("version",)),
     "rnnstream_entity_score": ("gauge", ("detector", "entity")),
+    "rnnstream_entity_last_anomaly_timestamp_seconds": ("gauge", ("detector", "entity")),
 }
 
 
@@ -65,6 +66,7 @@ def test_exposition_has_every_name_with_its_type_and_help():
     m.lag("events", 0).set(1)
     m.rejected_unrouted("no_route")
     m.set_entity_scores("cpu", {"a": 0.5})
+    m.for_detector("cpu").note_anomaly("a", 1_700_000_000.0)
     fams = _families(reg)
     m.for_detector("cpu").start_partition(("events", 0), 0)
     m.for_detector("cpu").record_training(True, 1.0, 0.5, 1, partition=("events", 0))
@@ -253,3 +255,17 @@ def test_no_created_series_and_process_metrics_present():
     text = generate_latest(reg).decode()
     assert "_created" not in text
     assert "process_resident_memory_bytes" in text and "process_open_fds" in text
+
+
+def test_last_anomaly_per_entity_keeps_the_k_most_recent():
+    reg = CollectorRegistry()
+    m = Metrics(reg, top_k_entities=2)
+    d = m.for_detector("cpu")
+    for entity, when in (("a", 10.0), ("b", 20.0), ("a", 30.0), ("c", 40.0)):
+        d.note_anomaly(entity, when)
+    got = {e: reg.get_sample_value("rnnstream_entity_last_anomaly_timestamp_seconds", {"detector": "cpu", "entity": e})
+           for e in "abc"}
+    assert got == {"a": 30.0, "b": None, "c": 40.0}        # b was the oldest when c came
+    off = Metrics(CollectorRegistry())
+    off.for_detector("cpu").note_anomaly("a", 1.0)          # top_k 0: nothing exported, no error
+    assert off.entity_last_anomaly is None

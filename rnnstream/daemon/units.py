@@ -115,6 +115,7 @@ class Unit:
             i = int(index[j])
             outputs.anomaly(raw[i], entities[i], float(ts[i]), float(res.score[j]), float(res.err[j]),
                             x[i], res.pred[j], res.z[j], versions[j])
+            dm.note_anomaly(entities[i], now)
             ANOMALY_LOG.info("anomaly published", detector=self.name, entity=entities[i],
                              score=round(float(res.score[j]), 4), event_time=float(ts[i]),
                              partition=f"{raw[i].topic}[{raw[i].partition}]", offset=raw[i].offset)

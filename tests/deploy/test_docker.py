@@ -3,6 +3,7 @@
 
 import fnmatch
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,9 @@ def test_multi_stage_on_python_slim_bookworm(cmds):
     for stage in stages:
         image = stage[0].value[0]
         image = args.get(image.strip("${}"), image)
-        assert image == "python:3.11-slim-bookworm"
+        name, _, digest = image.partition("@")
+        assert name == "python:3.11-slim-bookworm"
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), "the base image is pinned by digest"
     final = stages[-1]
     assert any(c.cmd == "COPY" and any(f.startswith("--from=") for f in c.flags) for c in final)
     assert not any(c.cmd == "COPY" and "/src" in c.value for c in final), "sources must not reach the runtime image"
@@ -102,3 +105,28 @@ def test_copy_sources_exist_and_survive_the_ignore_file(cmds, deploy_dir):
 def test_healthcheck_is_exec_form_and_hits_healthz(cmds):
     hc = [c for c in cmds if c.cmd == "HEALTHCHECK"]
     assert hc and "/healthz" in json.dumps(hc[-1].value)
+
+
+def test_dependencies_come_from_the_hash_lock(cmds, deploy_dir):
+    """Every dependency pinned with hashes, installed with --require-hashes before the project (--no-deps)."""
+    builder = _stages(cmds)[0]
+    runs = [c.value[0] for c in builder if c.cmd == "RUN"]
+    lock_run = next(r for r in runs if "requirements.lock" in r)
+    assert "--require-hashes" in lock_run
+    project_run = next(r for r in runs if "rnnstream-*.whl" in r)
+    assert "pip install --no-deps /wheels/rnnstream-*.whl" in project_run
+    lock = (deploy_dir / "docker" / "requirements.lock").read_text()
+    pinned = {m.group(1).lower() for m in re.finditer(r"^([A-Za-z0-9_.-]+)==\S+ \\$", lock, re.M)}
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for dep in deps:
+        name = re.match(r"[A-Za-z0-9_.-]+", dep).group(0).lower()
+        assert name in pinned, f"{name} is not in requirements.lock (regenerate it)"
+    hashed = re.findall(r"^[A-Za-z0-9_.-]+==\S+(?: \\\n\s+--hash=sha256:[0-9a-f]{64})+", lock, re.M)
+    assert len(hashed) == len(pinned) == len(re.findall(r"==", lock)), "every pin carries its hashes"
+
+
+def test_no_config_is_baked_in(cmds):
+    for c in cmds:
+        assert not (c.cmd == "COPY" and any("config" in v for v in c.value)), "mount the config; do not bake the example"

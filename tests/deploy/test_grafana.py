@@ -12,7 +12,8 @@ import yaml
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
 # Grafana's own variables, replaced by plausible values so promtool can parse the expressions.
-GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1h", "$detector": ".*"}
+GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1h", "$detector": ".*", "$job": ".*",
+                "$namespace": ".*"}
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +51,8 @@ def test_dashboard_shape(dash):
     variables = {v["name"]: v for v in dash["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
-    assert variables["detector"]["type"] == "query"
-    assert variables["detector"]["datasource"] == DS
+    for name in ("job", "namespace", "detector"):
+        assert variables[name]["type"] == "query" and variables[name]["datasource"] == DS, name
     ids = [p["id"] for p in _panels(dash)]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
     cells = set()
@@ -70,6 +71,8 @@ def test_datasource_is_the_variable_everywhere(dash):
         if p["type"] == "row":
             continue
         assert p["datasource"] == DS, p["title"]
+        for t in p["targets"]:     # every panel follows the job and namespace variables
+            assert 'job=~"$job"' in t["expr"] and 'namespace=~"$namespace"' in t["expr"], p["title"]
         assert p["targets"], p["title"]
         for t in p["targets"]:
             assert t["datasource"] == DS, p["title"]
@@ -80,7 +83,8 @@ def test_datasource_is_the_variable_everywhere(dash):
 
 def test_required_panels_exist(dash):
     titles = " | ".join(p["title"].lower() for p in _panels(dash))
-    for word in ("events/s", "consumer lag", "event-to-score latency", "batch duration", "anomaly rate",
+    for word in ("events/s", "consumer lag", "event-to-score latency", "event-time lag", "batch duration",
+                 "anomaly rate", "top entities", "memory", "cpu",
                  "score distribution", "entities tracked", "evicted", "training runs", "training duration",
                  "training loss", "model version", "checkpoint age", "checkpoint duration", "checkpoint failures"):
         assert word in titles, word
@@ -116,3 +120,15 @@ def test_queries_are_valid_promql(dash, tmp_path):
     f.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     r = subprocess.run([exe, "check", "rules", str(f)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_no_panel_needs_the_recording_rules(dash, recorded_names, promql_names):
+    """A Prometheus without rnnstream.rules.yml still fills every panel."""
+    for title, expr in _exprs(dash):
+        assert not (promql_names(expr) & recorded_names), f"{title} reads a recording rule: {expr}"
+
+
+def test_model_gauges_are_shown_per_partition(dash):
+    for title in ("Training loss", "Model version"):
+        panel = next(p for p in _panels(dash) if p["title"] == title)
+        assert "by (detector, topic, partition)" in panel["targets"][0]["expr"], title

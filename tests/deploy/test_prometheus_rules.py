@@ -33,7 +33,7 @@ def test_rules_use_only_defined_metrics(rules_doc, known_names, promql_names):
     for group in rules_doc["groups"]:
         for rule in group["rules"]:
             names = promql_names(rule["expr"])
-            if rule.get("alert") != "RnnstreamDown":  # that one uses Prometheus' own `up`
+            if rule.get("alert") not in ("RnnstreamDown", "RnnstreamAbsent"):  # Prometheus' own `up`
                 assert names, f"{rule.get('alert') or rule.get('record')}: references no rnnstream metric?"
             assert names <= known_names, f"{rule.get('alert') or rule.get('record')}: unknown {names - known_names}"
             used |= names
@@ -44,7 +44,7 @@ def test_rules_use_only_defined_metrics(rules_doc, known_names, promql_names):
 
 
 EXPECTED_ALERTS = {
-    "RnnstreamDown", "RnnstreamAnomalyRateHigh", "RnnstreamAnomalyDetected", "RnnstreamConsumerLagGrowing",
+    "RnnstreamDown", "RnnstreamAbsent", "RnnstreamAnomalyRateHigh", "RnnstreamAnomalyDetected", "RnnstreamConsumerLagGrowing",
     "RnnstreamCheckpointFailing", "RnnstreamCheckpointStale", "RnnstreamTrainingFailing",
     "RnnstreamDeadLetterRateHigh", "RnnstreamNotReady",
 }
@@ -59,7 +59,7 @@ def test_every_alert_is_documented_and_unit_tested(rules_doc, deploy_dir):
     for a in alerts:
         ann = a["annotations"]
         assert ann["summary"] and ann["description"], a["alert"]
-        assert ann["runbook_url"] == f"README.md#runbook-{a['alert'].lower()}", a["alert"]
+        assert ann["runbook_url"] == f"${{RUNBOOK_BASE_URL}}#runbook-{a['alert'].lower()}", a["alert"]
         assert a["labels"]["severity"] in {"critical", "warning", "info"}
     assert next(a for a in alerts if a["alert"] == "RnnstreamAnomalyDetected")["labels"]["severity"] == "info"
     tests = yaml.safe_load((deploy_dir / "prometheus" / "rnnstream.rules.test.yml").read_text())["tests"]
@@ -67,3 +67,37 @@ def test_every_alert_is_documented_and_unit_tested(rules_doc, deploy_dir):
     quiet = {t["alertname"] for case in tests for t in case.get("alert_rule_test", []) if not t["exp_alerts"]}
     assert names <= fired, f"alerts never shown firing: {names - fired}"
     assert names <= quiet, f"alerts never shown quiet: {names - quiet}"
+
+
+def test_every_runbook_link_has_its_readme_section(rules_doc):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for group in rules_doc["groups"]:
+        for rule in group["rules"]:
+            if "alert" in rule:
+                assert f"### Runbook: {rule['alert']}\n" in readme, rule["alert"]
+
+
+def test_rendered_rules_have_absolute_runbook_links_and_pass_promtool(deploy_dir, tmp_path):
+    import sys
+
+    import yaml
+
+    sys.path.insert(0, str(deploy_dir / "prometheus"))
+    try:
+        import render_rules
+    finally:
+        sys.path.pop(0)
+    base = "https://git.example.com/ops/rnnstream/blob/v0.1.0/README.md"
+    text = render_rules.render(base + "/")
+    assert "${" not in text
+    alerts = [r for g in yaml.safe_load(text)["groups"] for r in g["rules"] if "alert" in r]
+    for a in alerts:
+        assert a["annotations"]["runbook_url"] == f"{base}#runbook-{a['alert'].lower()}"
+    (tmp_path / "rendered.yml").write_text(text)
+    r = _promtool("check", "rules", "rendered.yml", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    with pytest.raises(ValueError, match="http"):
+        render_rules.render("README.md")
+    assert render_rules.main(["--runbook-base-url", "ftp://x/README.md"]) == 2

@@ -26,8 +26,10 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str)
 
 
-def render() -> str:
-    groups = yaml.safe_load(RULES.read_text())["groups"]
+def render(rules_text: str | None = None) -> str:
+    """The PrometheusRule of ``rules_text`` (default: the rules file, runbook links as placeholders;
+    deploy/prometheus/render_rules.py --prometheusrule fills them in)."""
+    groups = yaml.safe_load(RULES.read_text() if rules_text is None else rules_text)["groups"]
     doc = {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
