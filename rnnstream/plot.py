@@ -124,6 +124,8 @@ def plot_series(series: Any, feature_names: Sequence[str], out: str | Path, *, t
     ax.scatter(t[s.anomaly], s.score[s.anomaly], color="red", zorder=4, s=18, label="anomaly")
     ax.set_ylabel("score")
     ax.set_ylim(0, 1.02)
+    if start is not None and end is not None:
+        ax.set_xlim(np.datetime64(int(start), "s"), np.datetime64(int(end), "s"))
     ax.legend(loc="upper left", fontsize=7)
     fig.suptitle(title or f"entity {s.entity}")
     fig.tight_layout()

@@ -146,7 +146,11 @@ class Runner:
         for det in cfg.detectors:
             self.metrics.for_detector(det.name)
         self._preflight()
-        self._start_http()
+        try:
+            self._start_http()
+        except RnnstreamError:
+            self._state_lock.release()
+            raise
         self._set_ready(False, "compiling kernels and connecting to Kafka")
         self.producer = self._producer_factory(cfg)
         self._build_outputs()

@@ -40,7 +40,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     return plot_main(out=args.out, entity=args.entity, scores=args.scores, config=args.config,
                      anomalies=args.anomalies, detector=args.detector, since=args.since,
-                     max_records=args.max_records, timeout_s=args.timeout)
+                     max_records=args.max_records, timeout_s=args.timeout, context_s=args.context * 3600.0)
 
 
 def register(sub: Any) -> None:
@@ -98,7 +98,8 @@ def register(sub: Any) -> None:
     p = add_command(sub, "plot", "PNG of one entity from a replay scores CSV or the anomalies topic",
                     "Draw one entity: observed and predicted values per feature, the score and the anomalies.\n"
                     "From a `replay --output` CSV, or from the detector's anomalies topic (read without a\n"
-                    "consumer group; nothing is committed).",
+                    "consumer group; nothing is committed), with --context hours around the anomalies and\n"
+                    "every score in that range when the detector writes a scores topic.",
                     ["rnnstream plot --scores scores.csv --entity web-1 --out web-1.png",
                      "rnnstream plot -c cfg.yaml --anomalies --detector cpu --entity web-1 --since 2026-11-25T00:00Z --out a.png"])
     p.add_argument("--out", required=True, metavar="PNG", help="PNG file to write")
@@ -113,4 +114,7 @@ def register(sub: Any) -> None:
                    help="most records read from the topic (default 100000)")
     p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
                    help="seconds to spend reading the topic (default 30)")
+    p.add_argument("--context", type=float, default=6.0, metavar="HOURS",
+                   help="with --anomalies: hours drawn either side of the anomalies, with every score "
+                        "from the scores topic when the detector has one (default 6)")
     p.set_defaults(func=cmd_plot)

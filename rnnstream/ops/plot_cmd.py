@@ -3,12 +3,14 @@
 * ``--scores FILE``: the CSV ``rnnstream replay`` writes (``entity, timestamp (ISO), <f>...,
   <f>_predicted..., error, score, anomaly, ...``); features are the columns that have a
   ``<f>_predicted`` partner. Rejected rows (empty score) are skipped.
-* ``--anomalies``: reads the detector's ``outputs.anomalies_topic`` from the beginning without a
-  consumer group (nothing is committed), up to the end offsets seen at the start, ``max_records``
-  records or ``timeout_s`` seconds, whichever comes first, and plots the entity's anomaly events
-  (observed vs predicted per feature, and scores).
+* ``--anomalies``: reads the detector's ``outputs.anomalies_topic`` without a consumer group (nothing
+  is committed), from ``since`` (found with the brokers' time index) or the beginning, up to the end
+  offsets seen at the start, ``max_records`` records or ``timeout_s`` seconds, whichever comes first.
+  It draws the entity's anomaly events (observed vs predicted per feature, and scores) on a time axis
+  of ``context`` seconds either side of them; when the detector also has ``outputs.scores_topic``,
+  the entity's every score in that range is read from it and drawn too (with suppressed events).
 
-Both draw with ``rnnstream.plot.plot_entity``.
+Both draw with ``rnnstream.plot.plot_series``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from kafka.errors import KafkaError
 
 from ..config import Config, load_config_file
 from ..errors import RnnstreamError
-from ..plot import plot_entity
+from ..plot import Series, plot_entity, plot_series
 
 
 def _seconds(iso: str) -> float:
@@ -72,14 +74,29 @@ def rows_from_scores(path: str | Path, entity: str) -> tuple[list[tuple], list[s
 def read_anomalies(cfg: Config, detector: str, entity: str, *, since: float | None = None,
                    max_records: int = 100_000, timeout_s: float = 30.0) -> tuple[list[dict], int]:
     """The anomaly events of ``entity`` by ``detector`` on its anomalies topic, and records scanned."""
-    if cfg.kafka is None:
-        raise RnnstreamError("the config has no 'kafka' section: cannot read the anomalies topic")
-    det = next((d for d in cfg.detectors if d.name == detector), None)
-    if det is None:
-        raise RnnstreamError(f"no detector named {detector!r}; the config has {[d.name for d in cfg.detectors]}")
+    det = _detector_of(cfg, detector)
     topic = det.outputs.anomalies_topic
     if topic is None:
         raise RnnstreamError(f"detectors[{detector}].outputs.anomalies_topic is not set: no anomalies to read")
+    return read_entity_events(cfg, topic, detector, entity, since=since, max_records=max_records,
+                              timeout_s=timeout_s, what="anomalies topic")
+
+
+def _detector_of(cfg: Config, detector: str):
+    if cfg.kafka is None:
+        raise RnnstreamError("the config has no 'kafka' section: cannot read the output topics")
+    det = next((d for d in cfg.detectors if d.name == detector), None)
+    if det is None:
+        raise RnnstreamError(f"no detector named {detector!r}; the config has {[d.name for d in cfg.detectors]}")
+    return det
+
+
+def read_entity_events(cfg: Config, topic: str, detector: str, entity: str, *, since: float | None = None,
+                       until: float | None = None, max_records: int = 100_000, timeout_s: float = 30.0,
+                       what: str = "topic") -> tuple[list[dict], int]:
+    """JSON events of ``entity`` by ``detector`` on an output ``topic`` with ``since <= event_time <=
+    until``, sorted by event time, and the number of records scanned. Starts at the offsets the
+    brokers' time index gives for ``since`` (record timestamps), else at the beginning."""
     timeout_ms = max(1, int(timeout_s * 1000))
     try:
         consumer = KafkaConsumer(**cfg.kafka.client_kwargs(), group_id=None, enable_auto_commit=False,
@@ -93,13 +110,19 @@ def read_anomalies(cfg: Config, detector: str, entity: str, *, since: float | No
     try:
         parts = consumer.partitions_for_topic(topic)
         if not parts:
-            raise RnnstreamError(f"anomalies topic {topic!r} does not exist on {', '.join(det_servers(cfg))}")
+            raise RnnstreamError(f"{what} {topic!r} does not exist on {', '.join(det_servers(cfg))}")
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         end = consumer.end_offsets(tps)
+        if since is not None:
+            # Record timestamps are publication times, at or after the event time: seeking to `since`
+            # skips nothing wanted (a replayed event published later is still found).
+            starts = consumer.offsets_for_times({tp: max(int(since * 1000), 0) for tp in tps})
+            for tp, found_at in starts.items():
+                consumer.seek(tp, end[tp] if found_at is None else found_at.offset)
         deadline = time.monotonic() + timeout_s
-        pending = {tp for tp in tps if end[tp] > 0}
+        pending = {tp for tp in tps if end[tp] > 0 and consumer.position(tp) < end[tp]}
         while pending and scanned < max_records and time.monotonic() < deadline:
             batch = consumer.poll(timeout_ms=min(1000, timeout_ms), max_records=max_records - scanned)
             for tp, records in batch.items():
@@ -107,7 +130,7 @@ def read_anomalies(cfg: Config, detector: str, entity: str, *, since: float | No
                     if rec.offset >= end[tp]:
                         continue
                     scanned += 1
-                    event = _match(rec, detector, entity, since)
+                    event = _match(rec, detector, entity, since, until)
                     if event is not None:
                         found.append(event)
             pending = {tp for tp in pending if consumer.position(tp) < end[tp]}
@@ -121,7 +144,7 @@ def det_servers(cfg: Config) -> list[str]:
     return list(cfg.kafka.bootstrap_servers) if cfg.kafka else []
 
 
-def _match(rec: Any, detector: str, entity: str, since: float | None) -> dict | None:
+def _match(rec: Any, detector: str, entity: str, since: float | None, until: float | None = None) -> dict | None:
     if rec.key is not None and rec.key != entity.encode():
         return None
     try:
@@ -130,24 +153,39 @@ def _match(rec: Any, detector: str, entity: str, since: float | None) -> dict | 
         return None
     if not isinstance(event, dict) or event.get("detector") != detector or event.get("entity") != entity:
         return None
-    if since is not None and float(event.get("event_time", 0.0)) < since:
+    t = float(event.get("event_time", 0.0))
+    if (since is not None and t < since) or (until is not None and t > until):
         return None
     return event
 
 
-def rows_from_anomalies(events: list[dict], features: list[str]) -> list[tuple]:
-    rows = []
-    for e in events:
-        feats = e.get("features", {})
-        x = np.array([float(feats.get(f, {}).get("observed", np.nan)) for f in features])
-        pred = np.array([float(feats.get(f, {}).get("predicted", np.nan)) for f in features])
-        rows.append((e["entity"], float(e["event_time"]), x, pred, float(e["score"]), True))
-    return rows
+def series_from_topics(entity: str, anomalies: list[dict], scores: list[dict], features: list[str]) -> Series:
+    """One entity's scores (every event, from the scores topic) with the observed and predicted
+    values of its anomalies (from the anomalies topic) at their times; NaN where not known."""
+    by_time = {float(e["event_time"]): e for e in anomalies}
+    times = sorted(set(by_time) | {float(e["event_time"]) for e in scores})
+    score_at = {float(e["event_time"]): e for e in scores}
+    n, f = len(times), len(features)
+    x, pred = np.full((n, f), np.nan), np.full((n, f), np.nan)
+    score, anomaly, suppressed = np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    z = np.zeros((n, f))
+    for i, t in enumerate(times):
+        a, sc = by_time.get(t), score_at.get(t)
+        if sc is not None:
+            score[i], anomaly[i], suppressed[i] = float(sc["score"]), bool(sc.get("anomaly")), bool(sc.get("suppressed"))
+        if a is not None:
+            feats = a.get("features", {})
+            x[i] = [float(feats.get(k, {}).get("observed", np.nan)) for k in features]
+            pred[i] = [float(feats.get(k, {}).get("predicted", np.nan)) for k in features]
+            z[i] = [float(feats.get(k, {}).get("z", 0.0)) for k in features]
+            score[i], anomaly[i] = float(a["score"]), True
+    return Series.of(entity, times, x, pred, score, anomaly, suppressed, z=z)
 
 
 def plot_main(*, out: str, entity: str, scores: str | None = None, config: str | None = None,
               anomalies: bool = False, detector: str | None = None, since: str | None = None,
-              max_records: int = 100_000, timeout_s: float = 30.0, stdout: TextIO | None = None) -> int:
+              max_records: int = 100_000, timeout_s: float = 30.0, context_s: float = 6 * 3600.0,
+              stdout: TextIO | None = None) -> int:
     """``rnnstream plot``: exactly one of ``scores`` or ``anomalies`` (which needs ``config``)."""
     stdout = stdout or sys.stdout
     if (scores is None) == (not anomalies):
@@ -169,9 +207,24 @@ def plot_main(*, out: str, entity: str, scores: str | None = None, config: str |
         if not events:
             raise RnnstreamError(f"no anomalies of entity {entity!r} by detector {detector!r} in the first "
                                  f"{scanned} record(s) of topic {topic!r}" + (f" since {since}" if since else ""))
-        features = list(cfg.detector(detector).features)
-        rows = rows_from_anomalies(events, features)
-        source = f"{len(rows)} anomalies from {topic} ({scanned} records read)"
+        det = cfg.detector(detector)
+        features = list(det.features)
+        start = events[0]["event_time"] - context_s
+        end = events[-1]["event_time"] + context_s
+        context: list[dict] = []
+        if det.outputs.scores_topic:
+            context, _ = read_entity_events(cfg, det.outputs.scores_topic, detector, entity, since=start, until=end,
+                                            max_records=max_records, timeout_s=timeout_s, what="scores topic")
+        series = series_from_topics(entity, events, context, features)
+        source = f"{len(events)} anomalies from {topic} ({scanned} records read)"
+        if context:
+            source += f", {len(context)} scores from {det.outputs.scores_topic}"
+        else:
+            source += " (set outputs.scores_topic to draw every score around them)"
+        path = plot_series(series, features, out, threshold=float(det.scoring.threshold), start=start, end=end,
+                           title=f"entity {entity}: {len(events)} anomalies, {context_s / 3600:g} h either side")
+        print(f"{source} -> {path}", file=stdout)
+        return 0
     path = plot_entity(rows, features, out, entity=entity)
     print(f"{source} -> {path}", file=stdout)
     return 0

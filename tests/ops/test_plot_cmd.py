@@ -7,6 +7,8 @@ import struct
 from collections import namedtuple
 from pathlib import Path
 
+import numpy as np
+
 import orjson
 import pytest
 from kafka import KafkaProducer
@@ -109,3 +111,40 @@ def test_plot_anomalies_missing_topic(kafka, tmp_path):
         plot_main(config=str(cfg_path), anomalies=True, detector="hosts", entity="e",
                   out=str(tmp_path / "b.png"), timeout_s=5)
     assert "ops-never-created" not in kafka.admin_client().list_topics()
+
+
+def test_series_from_topics_puts_anomalies_in_their_score_context():
+    from rnnstream.ops.plot_cmd import series_from_topics
+
+    scores = [{"event_time": T0 + 60.0 * i, "score": i / 10, "anomaly": i == 5, "suppressed": i == 6}
+              for i in range(8)]
+    anomaly = {"event_time": T0 + 300.0, "score": 0.5,
+               "features": {"cpu": {"observed": 97.0, "predicted": 41.0, "z": 5.3}}}
+    s = series_from_topics("web-1", [anomaly], scores, ["cpu"])
+    assert len(s.t) == 8 and s.anomaly.tolist() == [False] * 5 + [True, False, False]
+    assert s.suppressed.tolist() == [False] * 6 + [True, False]
+    assert s.x[5, 0] == 97.0 and s.pred[5, 0] == 41.0 and np.isnan(s.x[0, 0])
+    assert s.culprits()[5].tolist() == [True]
+
+
+def test_plot_anomalies_draws_the_scores_around_them(kafka, tmp_path):
+    anomalies_t, scores_t = kafka.new_topic("ops-anom-ctx", 1), kafka.new_topic("ops-scores-ctx", 1)
+    cfg_path = write_config(tmp_path / "c.yaml", bootstrap=kafka.bootstrap, anomalies=anomalies_t, scores=scores_t)
+    cfg = load_config_file(cfg_path)
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap)
+    outputs = Outputs(producer, cfg.detectors[0], "test-instance")
+    for i in range(300):                    # an hour's worth of scores either side of the anomaly, and far away
+        t = T0 + 60.0 * i
+        rec = Source("metrics.hosts", 0, i)
+        is_anomaly = i == 150
+        outputs.score(rec, "host-01", t, 0.9 if is_anomaly else 0.1, 1.0, 1 if is_anomaly else 0, 1)
+        if is_anomaly:
+            outputs.anomaly(rec, "host-01", t, 0.9, 5.0, [90.0], [40.0], [5.0], 1)
+    producer.flush()
+    producer.close()
+    out, msg = tmp_path / "ctx.png", io.StringIO()
+    assert plot_main(config=str(cfg_path), anomalies=True, detector="hosts", entity="host-01", out=str(out),
+                     timeout_s=20, context_s=3600.0, stdout=msg) == 0
+    # 60 scores either side of the anomaly (the rest is outside the hour of context), the anomaly's own
+    assert f"1 anomalies from {anomalies_t}" in msg.getvalue() and f"121 scores from {scores_t}" in msg.getvalue()
+    assert png_size(out) == (1200, 480)
