@@ -96,7 +96,7 @@ def plot_series(series: Any, feature_names: Sequence[str], out: str | Path, *, t
     plt = require_matplotlib()
     s = series if isinstance(series, Series) else Series.of(
         series.entity, series.t, series.x, series.pred, series.score, series.anomaly,
-        getattr(series, "suppressed", None), getattr(series, "z", None), getattr(series, "blame", None))
+        getattr(series, "suppressed", None), getattr(series, "z", None) or None, getattr(series, "blame", None) or None)
     s = s.window(start, end)
     if len(s.t) == 0:
         raise RnnstreamError(f"entity {s.entity!r}: no events to plot in the chosen time range")

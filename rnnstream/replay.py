@@ -51,6 +51,7 @@ class PlotSeries:
     score: list[float] = dc_field(default_factory=list)
     anomaly: list[bool] = dc_field(default_factory=list)
     suppressed: list[bool] = dc_field(default_factory=list)
+    blame: list[np.ndarray] | None = None   # per-feature blame, when the detector's results carry one
 
 
 @dataclass
@@ -235,6 +236,9 @@ def _flush(det: Detector, batch: list, writer: Any, summary: ReplaySummary, seri
         x = np.array([batch[k][2][1] for k in good], dtype=np.float64).reshape(len(good), det.n_features)
         ts = np.array([batch[k][2][2] for k in good], dtype=np.float64)
         res = det.process(ents, x, ts)
+        # Hook: a detector that reports which features caused each anomaly (a ``blame`` array of
+        # events x features) is drawn with it; otherwise the plot blames by |z|.
+        blame = getattr(res, "blame", None)
         for pos, reason in res.rejected:
             k = good[pos]
             line, rec, _, _ = batch[k]
@@ -260,6 +264,10 @@ def _flush(det: Detector, batch: list, writer: Any, summary: ReplaySummary, seri
                     series.score.append(float(res.score[j]))
                     series.anomaly.append(anomaly)
                     series.suppressed.append(suppressed)
+                    if blame is not None:
+                        if series.blame is None:
+                            series.blame = []
+                        series.blame.append(np.asarray(blame[j], dtype=bool))
             if anomaly:
                 summary.anomalies.append((entity, t, float(res.score[j])))
         summary.processed += len(res.index)

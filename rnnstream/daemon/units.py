@@ -60,6 +60,7 @@ class Unit:
     totals: BatchCounts = field(default_factory=BatchCounts)
     top_k: int = 0                   # metrics.top_k_entities: keep the latest scores of candidates
     latest: dict = field(default_factory=dict)   # entity -> latest reported score (top_k > 0 only)
+    anomaly_log: Any = ANOMALY_LOG               # the per-process limit of "anomaly published" lines
 
     def handle(self, records: list, outputs: Any, decode_batch: Any) -> BatchCounts:
         """Process one poll's records of this unit's partition (offset order). Returns the counts."""
@@ -116,7 +117,7 @@ class Unit:
             outputs.anomaly(raw[i], entities[i], float(ts[i]), float(res.score[j]), float(res.err[j]),
                             x[i], res.pred[j], res.z[j], versions[j])
             dm.note_anomaly(entities[i], now)
-            ANOMALY_LOG.info("anomaly published", detector=self.name, entity=entities[i],
+            self.anomaly_log.info("anomaly published", detector=self.name, entity=entities[i],
                              score=round(float(res.score[j]), 4), event_time=float(ts[i]),
                              partition=f"{raw[i].topic}[{raw[i].partition}]", offset=raw[i].offset)
         if len(hits):
