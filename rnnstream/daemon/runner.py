@@ -41,7 +41,7 @@ from ..config import Config, load_config
 from ..detector import Detector
 from ..errors import RnnstreamError
 from ..metrics import Metrics
-from ..ops.preflight import lock_state_dir, state_dir_problem
+from ..ops.preflight import lock_state_dir, port_problem, state_dir_problem
 from .checkpoint import CheckpointStore
 from .decode import decode_batch
 from .outputs import DeliveryError, Outputs
@@ -374,17 +374,13 @@ class Runner:
 
     def _hook_training(self, unit: Unit) -> None:
         dm, model = unit.metrics, unit.detector.model
-
         where = _names([unit.tp])[0]
 
         def on_result(result, duration):
             dm.record_training(result is not None, duration,
                                None if result is None else float(result.loss_after), model.version,
                                partition=unit.tp)
-            if result is None:
-                log.warning("training failed; scoring continues with the previous weights",
-                            extra={"detector": unit.name, "partition": where, "duration_s": round(duration, 3)})
-            else:
+            if result is not None:   # a failure is logged where it happens (training.schedule)
                 log.info("model retrained", extra={"detector": unit.name, "partition": where,
                                                    "model_version": model.version, "loss": float(result.loss_after),
                                                    "duration_s": round(duration, 3)})
@@ -438,8 +434,6 @@ class Runner:
         try:
             self.http_port = self.http.start(host, port)
         except OSError as exc:
-            from ..ops.preflight import port_problem
-
             self.http = None
             raise RnnstreamError(port_problem(host, port) or f"metrics port {port} on {host}: {exc.strerror or exc}") from None
         log.info("metrics endpoint up", extra={"port": self.http_port})
