@@ -117,6 +117,20 @@ def _writable_file(path: Path, what: str) -> None:
         raise RnnstreamError(f"{what} {path}: not writable by this user")
 
 
+def check_outputs(output_path: str | Path, plot_path: str | Path | None = None) -> None:
+    """Raise RnnstreamError naming the first output (CSV, PNG) that cannot be written; nothing is written."""
+    out = Path(output_path)
+    _writable_file(out, "--output")
+    if plot_path is not None:
+        png = Path(plot_path)
+        _writable_file(png, "--plot")
+        if png.resolve() == out.resolve():
+            raise RnnstreamError("--plot must differ from --output")
+        from .plot import require_matplotlib
+
+        require_matplotlib()
+
+
 def check_paths(input_path: str | Path, output_path: str | Path, plot_path: str | Path | None = None) -> None:
     """Raise RnnstreamError naming the first unusable path; nothing is written."""
     src, out = Path(input_path), Path(output_path)
@@ -128,17 +142,9 @@ def check_paths(input_path: str | Path, output_path: str | Path, plot_path: str 
         raise RnnstreamError(f"--input {src}: expected a .csv or .jsonl file")
     if not os.access(src, os.R_OK):
         raise RnnstreamError(f"--input {src}: not readable by this user")
-    _writable_file(out, "--output")
-    if out.resolve() == src.resolve():
-        raise RnnstreamError("--output is the --input file; choose another file")
-    if plot_path is not None:
-        png = Path(plot_path)
-        _writable_file(png, "--plot")
-        if png.resolve() in (src.resolve(), out.resolve()):
-            raise RnnstreamError("--plot must differ from --input and --output")
-        from .plot import require_matplotlib
-
-        require_matplotlib()
+    check_outputs(out, plot_path)
+    if src.resolve() in {out.resolve(), *([Path(plot_path).resolve()] if plot_path is not None else [])}:
+        raise RnnstreamError("--output and --plot must differ from --input")
 
 
 def _count_rows(path: Path) -> int:

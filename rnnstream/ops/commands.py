@@ -1,4 +1,5 @@
-"""argparse wiring of the operator subcommands: ``register(sub)`` adds check-connection, state, plot.
+"""argparse wiring of the operator subcommands: ``register(sub)`` adds check-connection, state,
+reproduce and plot.
 
 Each ``cmd_*`` takes the parsed namespace and returns the exit code; RnnstreamError propagates to the
 caller (``rnnstream.cli.main`` prints it and exits 2). Heavy imports happen inside the commands.
@@ -41,6 +42,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return plot_main(out=args.out, entity=args.entity, scores=args.scores, config=args.config,
                      anomalies=args.anomalies, detector=args.detector, since=args.since,
                      max_records=args.max_records, timeout_s=args.timeout, context_s=args.context * 3600.0)
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import reproduce_main
+
+    return reproduce_main(args.config, args.detector, args.partition, args.output, until_offset=args.until_offset,
+                          from_beginning=args.from_beginning, plot=args.plot, entity=args.entity,
+                          timeout_s=args.timeout)
 
 
 def register(sub: Any) -> None:
@@ -94,6 +103,27 @@ def register(sub: Any) -> None:
     q.add_argument("--force", action="store_true",
                    help="reset even while a daemon holds the lock or checkpoints are younger than --min-age")
     q.set_defaults(func=cmd_state_reset)
+
+    p = add_command(sub, "reproduce", "the daemon's exact scores of one partition, from its checkpoint",
+                    "Restore a partition's checkpoint from state_dir (the newest at or before --until-offset),\n"
+                    "read the partition's records from there without a consumer group, and score them as the\n"
+                    "daemon did: one model per partition, the same decoder, the same results.",
+                    ["rnnstream reproduce -c cfg.yaml --detector cpu --partition metrics.hosts-3 "
+                     "--until-offset 81723 --output p3.csv --plot web-17.png --entity web-17"])
+    add_config(p)
+    p.add_argument("--detector", required=True, help="the detector whose partition to reproduce")
+    p.add_argument("--partition", required=True, metavar="TOPIC-PARTITION",
+                   help="the partition, e.g. metrics.hosts-3 (an anomaly event's source)")
+    p.add_argument("--until-offset", type=int, metavar="OFFSET",
+                   help="last offset to score, e.g. the anomaly's (default: the end of the partition)")
+    p.add_argument("--from-beginning", action="store_true",
+                   help="start a fresh detector at the partition's first record instead of a checkpoint")
+    p.add_argument("--output", required=True, metavar="CSV", help="one row per record: replay's columns plus offset")
+    p.add_argument("--plot", metavar="PNG", help="also draw --entity")
+    p.add_argument("--entity", help="the entity --plot draws")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="most seconds to spend reading the partition (default 60)")
+    p.set_defaults(func=cmd_reproduce)
 
     p = add_command(sub, "plot", "PNG of one entity from a replay scores CSV or the anomalies topic",
                     "Draw one entity: observed and predicted values per feature, the score and the anomalies.\n"
