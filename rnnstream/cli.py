@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--detector")
     q.add_argument("--workers", type=int, help="processes (default: one per core)")
     q.set_defaults(func=cmd_eval_nab)
+    from .evaluation.commands import register as register_eval
+
+    register_eval(evsub)  # eval generate | corpus
 
     p = sub.add_parser("warmup", help="compile and cache every kernel (e.g. at image build time)")
     p.set_defaults(func=cmd_warmup)
