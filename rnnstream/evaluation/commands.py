@@ -72,7 +72,7 @@ def _open(args: argparse.Namespace):
 
     defn = load_definition(args.corpus, args.preset, args.streams)
     started = time.perf_counter()
-    root = ensure(defn, args.corpus_seed, args.out)
+    root = ensure(defn, args.corpus_seed, args.corpus_dir)
     print(f"corpus {root} ({time.perf_counter() - started:.1f}s)", file=sys.stderr)
     return open_generic(root)
 
@@ -99,10 +99,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     corpus = _open(args)
     specs = _specs(args)
-    out = Path(args.out_results)
+    out = Path(args.out)
     cache = Path(args.cache) if args.cache else out / "cache"
     runs, raw = [], []
-    results_by_run = []
     for name, seed, spec in specs:
         t0 = time.perf_counter()
         print(f"{name}{'' if seed is None else f' seed {seed}'}: {len(corpus.keys)} streams", file=sys.stderr)
@@ -112,7 +111,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         runs.append(ev.flat(fig))
         raw.append({"name": name, "seed": seed, "seconds": time.perf_counter() - t0, "figures": runs[-1],
                     "nab": {p: {k: v for k, v in r.items() if k != "files"} for p, r in fig["nab"].items()}})
-        results_by_run.append(results)
+        if corpus.kind == "nab" and args.baseline is None:
+            _write_nab_results(corpus, results, out if len(specs) == 1 else out / f"seed{seed}")
     label = "zscore" if args.baseline == "zscore" else "detector"
     table = {label: ev.over_seeds(runs)}
     seeds = {label: len(runs)}
@@ -132,8 +132,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_nab_results(corpus, results, out: Path) -> None:
+    """``<out>/<category>/rnnstream_<file>.csv`` for every NAB file (readable by NAB's own scorer)."""
+    from rnnstream.nab import dataset, report
+
+    for key, res in results.items():
+        ts, values = dataset.load_series(corpus.root, key)
+        report.write_result(out, "rnnstream", key, ts, values, res.score)
+
+
 def register(evsub: argparse._SubParsersAction) -> None:
-    """Add ``generate`` and ``corpus`` under ``rnnstream eval``."""
+    """Add ``nab``, ``generate`` and ``corpus`` under ``rnnstream eval``."""
+    q = evsub.add_parser("nab", help="Numenta Anomaly Benchmark layout: data/<category>/<file>.csv + labels/")
+    q.add_argument("--data", required=True, help="NAB root (data/, labels/combined_windows.json)")
+    q.add_argument("--out", required=True,
+                   help="per-file results in NAB's layout (<out>/<category>/rnnstream_<file>.csv; "
+                        "<out>/seed<N>/... with several seeds) and the score cache")
+    add_run_options(q)
+    q.set_defaults(func=cmd_evaluate)
+
     q = evsub.add_parser("generate", help="write the generated corpus of a definition (generic layout)")
     corpus_options(q)
     q.add_argument("--out", default="out/corpus", help="parent directory (default out/corpus)")
@@ -143,7 +160,7 @@ def register(evsub: argparse._SubParsersAction) -> None:
     q = evsub.add_parser("corpus", help="evaluate on a labelled corpus in the generic layout (generated if needed)")
     corpus_options(q)
     q.add_argument("--data", help="an existing generic-layout directory (instead of --corpus)")
-    q.add_argument("--out", default="out/corpus", help="where generated corpora live (default out/corpus)")
-    q.add_argument("--results", dest="out_results", default="out/eval", help="cache and results (default out/eval)")
+    q.add_argument("--corpus-dir", default="out/corpus", help="where generated corpora live (default out/corpus)")
+    q.add_argument("--out", default="out/eval", help="cache of per-stream scores (default out/eval)")
     add_run_options(q)
     q.set_defaults(func=cmd_evaluate)

@@ -40,7 +40,8 @@ def flat(fig: dict) -> dict[str, float]:
     out.update({"found %": op["found_pct"], "median delay (rows)": op["delay_rows"],
                 "median delay (s)": op["delay_seconds"], "false alarms /10k": op["fa_per_10k"],
                 "alarms per true alarm": op["alarms_per_true"]})
-    out.update({f"found % {t}": v for t, v in op["found_pct_by_type"].items()})
+    if len(op["found_pct_by_type"]) > 1:  # NAB's windows have no type
+        out.update({f"found % {t}": v for t, v in op["found_pct_by_type"].items()})
     out.update({f"found % [{c}]": v for c, v in op["found_pct_by_category"].items()})
     return out
 

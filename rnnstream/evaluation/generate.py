@@ -29,6 +29,7 @@ import contextlib
 import io
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -282,7 +283,9 @@ def gutentag_config(plan: StreamPlan) -> list[dict]:
 
 def run_gutentag(entries: list[dict], seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{name: (values (n, channels), labels (n,))}`` from GutenTAG, its progress bars silenced."""
-    from gutenTAG import GutenTAG  # the `eval` extra; imported here so the rest of rnnstream runs without it
+    with warnings.catch_warnings():  # its jsonschema RefResolver import is deprecated upstream
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from gutenTAG import GutenTAG  # the `eval` extra; imported here so the rest of rnnstream runs without it
 
     with contextlib.redirect_stderr(io.StringIO()):
         gt = GutenTAG(n_jobs=1, seed=seed).load_config_dict({"timeseries": entries})

@@ -8,11 +8,12 @@ with inline training, so each row's score depends on the rows before it alone. P
 Streams run in ``workers`` processes; results are collected by key, so they never depend on the
 number of workers or the order in which streams finish. A result is cached under
 ``<cache>/<spec hash>/<key>.npz`` (the hash covers the configuration text, the baseline, the corpus
-root and the data file's size and mtime), so LOCO grids and repeated runs score each stream once.
+root, the data file's size and mtime, and the rnnstream source code), so LOCO grids and repeated runs score each stream once.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -49,8 +50,20 @@ class Spec:
         return "zscore" if self.zscore is not None else "detector"
 
     def digest(self) -> str:
-        payload = json.dumps([self.config_text, self.detector, None if self.zscore is None else vars(self.zscore)])
+        payload = json.dumps([self.config_text, self.detector, None if self.zscore is None else vars(self.zscore),
+                              code_digest()])
         return hashlib.sha1(payload.encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """Hash of every rnnstream source file: a cached score is never reused after the code changed."""
+    h = hashlib.sha1()
+    package = Path(__file__).resolve().parents[1]
+    for path in sorted(package.rglob("*.py")):
+        h.update(path.relative_to(package).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
 
 
 @dataclass
