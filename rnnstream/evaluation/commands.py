@@ -42,6 +42,8 @@ def add_run_options(q: argparse.ArgumentParser) -> None:
                    help=f"rows a window is extended by for alarms and (generic layout) NAB scoring (default {TOLERANCE_ROWS})")
     q.add_argument("--workers", type=int, help="processes (default: 2 at most)")
     q.add_argument("--cache", help="directory of cached per-stream scores (default: <out>/cache)")
+    q.add_argument("--loco", metavar="GRID",
+                   help="leave-one-category-out over the candidates of this YAML grid (e.g. config/loco.yaml)")
     q.add_argument("--json", help="write every figure of every run to this file")
 
 
@@ -77,8 +79,8 @@ def _open(args: argparse.Namespace):
     return open_generic(root)
 
 
-def _specs(args: argparse.Namespace) -> list[tuple[str, int | None, object]]:
-    """(run name, seed, Spec) of every run the arguments ask for."""
+def _specs(args: argparse.Namespace, candidate: dict | None = None) -> list[tuple[str, int | None, object]]:
+    """(run name, seed, Spec) of every run the arguments ask for; ``candidate`` overrides win over --set."""
     from . import zscore
     from .run import Spec, config_text, parse_overrides
 
@@ -87,32 +89,84 @@ def _specs(args: argparse.Namespace) -> list[tuple[str, int | None, object]]:
         return [("zscore", None, Spec(zscore=zs))]
     if not args.config:
         raise RnnstreamError("-c/--config is required (or --baseline zscore)")
-    overrides = parse_overrides(args.set)
+    overrides = {**parse_overrides(args.set), **(candidate or {})}
     return [("detector", s, Spec(config_text(args.config, args.detector, overrides, s), args.detector))
             for s in _seeds(args.seeds)]
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, corpus, spec, cache: Path, title: str) -> tuple[dict, float]:
+    """One run over the corpus, per-stream lines on stderr; (figures, seconds)."""
     from . import evaluate as ev
     from .run import run_corpus
 
+    t0 = time.perf_counter()
+    print(f"{title}: {len(corpus.keys)} streams", file=sys.stderr)
+    results = run_corpus(spec, corpus, args.workers, cache,
+                         lambda r: print(ev.stream_line(corpus, r, args.tolerance), file=sys.stderr, flush=True))
+    fig = ev.figures(corpus, results, args.tolerance)
+    fig["results"] = results
+    return fig, time.perf_counter() - t0
+
+
+def cmd_loco(args: argparse.Namespace, corpus, cache: Path) -> int:
+    """Every candidate of the grid on every stream (cached), then leave-one-category-out per seed."""
+    from . import evaluate as ev, loco
+    from .operator import Outcome, summarise
+
+    if args.baseline:
+        raise RnnstreamError("--loco tunes a detector configuration; it does not apply to --baseline")
+    started = time.perf_counter()
+    grid = loco.load_grid(args.loco)
+    per_seed: dict[int | None, dict[str, dict]] = {}
+    for cand, overrides in grid.items():
+        for name, seed, spec in _specs(args, overrides):
+            fig, _ = _run(args, corpus, spec, cache, f"{cand}{'' if seed is None else f' seed {seed}'}")
+            fig.pop("results")
+            per_seed.setdefault(seed, {})[cand] = fig
+    figures_loco, raw = [], []
+    for seed, figs in per_seed.items():
+        held = loco.leave_one_out({c: f["events"] for c, f in figs.items()})
+        in_sample = {c: f["nab"][loco.PROFILE]["score"] for c, f in figs.items()}
+        print(f"\nleave-one-category-out{'' if seed is None else f', model seed {seed}'}:")
+        print(loco.format_loco(held, in_sample), end="")
+        row = {"LOCO NAB standard": loco.overall(held)}
+        for h in held:
+            outcome = sum((o for k, o in figs[h.chosen]["by_stream"].items() if loco.category_of(k) == h.category),
+                          start=Outcome())
+            op = summarise(outcome)
+            row[f"[{h.category}] held-out NAB standard"] = h.score
+            row[f"[{h.category}] found %"] = op["found_pct"]
+            row[f"[{h.category}] false alarms /10k"] = op["fa_per_10k"]
+        figures_loco.append(row)
+        raw.append({"seed": seed, "held_out": [vars(h) for h in held], "in_sample": in_sample, "figures": row})
+    if len(figures_loco) > 1:
+        print()
+        print(ev.format_report({"LOCO": ev.over_seeds(figures_loco)}, {"LOCO": len(figures_loco)}), end="")
+    print(f"{time.perf_counter() - started:.1f}s")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(raw, indent=1, default=float) + "\n")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from . import evaluate as ev
+
     started = time.perf_counter()
     corpus = _open(args)
-    specs = _specs(args)
     out = Path(args.out)
     cache = Path(args.cache) if args.cache else out / "cache"
+    if args.loco:
+        return cmd_loco(args, corpus, cache)
+    specs = _specs(args)
     runs, raw = [], []
     for name, seed, spec in specs:
-        t0 = time.perf_counter()
-        print(f"{name}{'' if seed is None else f' seed {seed}'}: {len(corpus.keys)} streams", file=sys.stderr)
-        results = run_corpus(spec, corpus, args.workers, cache,
-                             lambda r: print(ev.stream_line(corpus, r, args.tolerance), file=sys.stderr, flush=True))
-        fig = ev.figures(corpus, results, args.tolerance)
+        fig, seconds = _run(args, corpus, spec, cache, f"{name}{'' if seed is None else f' seed {seed}'}")
         runs.append(ev.flat(fig))
-        raw.append({"name": name, "seed": seed, "seconds": time.perf_counter() - t0, "figures": runs[-1],
+        raw.append({"name": name, "seed": seed, "seconds": seconds, "figures": runs[-1],
                     "nab": {p: {k: v for k, v in r.items() if k != "files"} for p, r in fig["nab"].items()}})
         if corpus.kind == "nab" and args.baseline is None:
-            _write_nab_results(corpus, results, out if len(specs) == 1 else out / f"seed{seed}")
+            _write_nab_results(corpus, fig["results"], out if len(specs) == 1 else out / f"seed{seed}")
     label = "zscore" if args.baseline == "zscore" else "detector"
     table = {label: ev.over_seeds(runs)}
     seeds = {label: len(runs)}

@@ -21,7 +21,8 @@ PROFILE_LABELS = {"standard": "NAB standard", "reward_low_FP_rate": "NAB low FP"
 
 
 def figures(corpus: Corpus, results: Mapping[str, StreamScores], tolerance: int = TOLERANCE_ROWS) -> dict:
-    """``{"nab": {profile: score_events result}, "operator": summarise(...), "by_stream": {...}}``."""
+    """``{"nab": {profile: score_events result}, "operator": summarise(...), "by_stream": {key: Outcome},
+    "events": {events key: FileEvents}}`` (events keys: NAB file keys, or ``<key>#<entity>``)."""
     events, per_stream = {}, {}
     total = Outcome()
     for key, res in results.items():
@@ -30,7 +31,8 @@ def figures(corpus: Corpus, results: Mapping[str, StreamScores], tolerance: int 
         o = stream_result(corpus, stream, res.alarm, tolerance)
         per_stream[key] = o
         total = total + o
-    return {"nab": scorer.score_events(events), "operator": summarise(total), "by_stream": per_stream}
+    return {"nab": scorer.score_events(events), "operator": summarise(total), "by_stream": per_stream,
+            "events": events}
 
 
 def flat(fig: dict) -> dict[str, float]:
