@@ -42,6 +42,7 @@ def add_run_options(q: argparse.ArgumentParser) -> None:
                    help=f"rows a window is extended by for alarms and (generic layout) NAB scoring (default {TOLERANCE_ROWS})")
     q.add_argument("--workers", type=int, help="processes (default: 2 at most)")
     q.add_argument("--cache", help="directory of cached per-stream scores (default: <out>/cache)")
+    q.add_argument("--no-cache", action="store_true", help="score every stream afresh and cache nothing")
     q.add_argument("--loco", metavar="GRID",
                    help="leave-one-category-out over the candidates of this YAML grid (e.g. config/loco.yaml)")
     q.add_argument("--json", help="write every figure of every run to this file")
@@ -94,7 +95,7 @@ def _specs(args: argparse.Namespace, candidate: dict | None = None) -> list[tupl
             for s in _seeds(args.seeds)]
 
 
-def _run(args: argparse.Namespace, corpus, spec, cache: Path, title: str) -> tuple[dict, float]:
+def _run(args: argparse.Namespace, corpus, spec, cache: Path | None, title: str) -> tuple[dict, float]:
     """One run over the corpus, per-stream lines on stderr; (figures, seconds)."""
     from . import evaluate as ev
     from .run import run_corpus
@@ -108,7 +109,7 @@ def _run(args: argparse.Namespace, corpus, spec, cache: Path, title: str) -> tup
     return fig, time.perf_counter() - t0
 
 
-def cmd_loco(args: argparse.Namespace, corpus, cache: Path) -> int:
+def cmd_loco(args: argparse.Namespace, corpus, cache: Path | None) -> int:
     """Every candidate of the grid on every stream (cached), then leave-one-category-out per seed."""
     from . import evaluate as ev, loco
     from .operator import Outcome, summarise
@@ -155,7 +156,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     corpus = _open(args)
     out = Path(args.out)
-    cache = Path(args.cache) if args.cache else out / "cache"
+    cache = None if args.no_cache else Path(args.cache) if args.cache else out / "cache"
     if args.loco:
         return cmd_loco(args, corpus, cache)
     specs = _specs(args)
