@@ -12,7 +12,7 @@ rows of its entity (the labels are the injected rows only, where NAB's windows a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +30,18 @@ class Corpus:
     kind: str                                   # "nab" or "generic"
     keys: list[str]
     windows: dict[str, list[layout.Window]]
+    _loaded: dict[str, layout.Stream] = field(default_factory=dict, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_loaded": {}}   # workers load their own streams; never ship the memo
 
     def load(self, key: str) -> layout.Stream:
+        """The stream of ``key`` (read once per process, then kept: the figures read it several times)."""
+        if key not in self._loaded:
+            self._loaded[key] = self._read(key)
+        return self._loaded[key]
+
+    def _read(self, key: str) -> layout.Stream:
         if self.kind == "nab":
             ts, values = nab_dataset.load_series(self.root, key)
             return layout.Stream(key, ["series"], np.zeros(ts.size, dtype=np.int64), as_epoch_seconds(ts),

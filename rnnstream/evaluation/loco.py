@@ -97,7 +97,10 @@ def format_loco(held: Sequence[HeldOut], in_sample: Mapping[str, float]) -> str:
     """Markdown: one row per held-out category, then the LOCO figure and each candidate's in-sample score."""
     lines = ["| held-out category | chosen on the others | NAB threshold | score on the others | held-out score |",
              "|---|---|---:|---:|---:|"]
-    lines += [f"| {h.category} | {h.chosen} | {h.threshold:.4f} | {h.train_score:.2f} | {h.score:.2f} |" for h in held]
+    lines += [f"| {h.category} | {h.chosen} | {h.threshold:.4f} | {h.train_score:.2f} | "
+              f"{h.score:.2f} |" if h.perfect != h.null else
+              f"| {h.category} | {h.chosen} | {h.threshold:.4f} | {h.train_score:.2f} | no windows; raw {h.raw:+.2f} |"
+              for h in held]
     lines.append(f"| **LOCO ({PROFILE})** | | | | **{overall(held):.2f}** |")
     lines.append("")
     lines.append("| candidate | in-sample NAB standard (threshold optimised on all categories) |")
