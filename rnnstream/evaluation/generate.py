@@ -38,7 +38,7 @@ import numpy as np
 import yaml
 
 from rnnstream.errors import RnnstreamError
-from rnnstream.nab.dataset import parse_timestamps
+from rnnstream.nab.dataset import parse_timestamps, read_parsed
 
 from .layout import Stream, Window, write_manifest, write_stream, write_windows
 
@@ -68,12 +68,7 @@ REQUIRED = ("name", "streams", "entities", "features", "events", "step_seconds",
 def load_definition(path: str | Path, preset: str | None = None, streams: int | None = None) -> dict:
     """The corpus definition at ``path``, with a preset's keys and ``streams`` applied, checked."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise CorpusDefinitionError(f"{path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise CorpusDefinitionError(f"{path}: not valid YAML ({exc})") from None
+    raw = read_parsed(path, yaml.safe_load, "YAML", (yaml.YAMLError,), CorpusDefinitionError)
     if not isinstance(raw, dict):
         raise CorpusDefinitionError(f"{path}: expected a mapping")
     presets = raw.pop("presets", {}) or {}

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnstream.nab.dataset import NabDataError, parse_timestamps, read_csv_columns, to_float
+from rnnstream.nab.dataset import NabDataError, parse_timestamps, read_csv_columns, read_parsed, to_float
 from rnnstream.nab.report import format_timestamps
 
 MANIFEST = "corpus.json"
@@ -137,12 +137,7 @@ def write_windows(root: str | Path, windows: dict[str, list[Window]]) -> Path:
 def load_windows(root: str | Path) -> dict[str, list[Window]]:
     """``labels/windows.json`` as ``{key: [Window, ...]}`` (file order kept)."""
     path = Path(root) / WINDOWS_FILE
-    try:
-        raw = json.loads(path.read_text())
-    except OSError as exc:
-        raise CorpusDataError(f"{path}: cannot read ({exc.strerror})") from None
-    except json.JSONDecodeError as exc:
-        raise CorpusDataError(f"{path}: not valid JSON ({exc})") from None
+    raw = read_parsed(path, json.loads, "JSON", (json.JSONDecodeError,), CorpusDataError)
     if not isinstance(raw, dict):
         raise CorpusDataError(f"{path}: expected an object mapping stream keys to window lists")
     out: dict[str, list[Window]] = {}

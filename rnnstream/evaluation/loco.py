@@ -24,6 +24,7 @@ import yaml
 
 from rnnstream.errors import RnnstreamError
 from rnnstream.nab import scorer
+from rnnstream.nab.dataset import read_parsed
 
 PROFILE = "standard"
 
@@ -43,12 +44,7 @@ class HeldOut:
 def load_grid(path: str | Path) -> dict[str, dict[str, Any]]:
     """``candidates: {name: {dotted.path: value}}`` from a YAML file (order kept)."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise RnnstreamError(f"{path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise RnnstreamError(f"{path}: not valid YAML ({exc})") from None
+    raw = read_parsed(path, yaml.safe_load, "YAML", (yaml.YAMLError,), RnnstreamError)
     cands = raw.get("candidates") if isinstance(raw, dict) else None
     if not isinstance(cands, dict) or not cands:
         raise RnnstreamError(f"{path}: candidates: expected a mapping of name -> {{setting.path: value}}")
