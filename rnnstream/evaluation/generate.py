@@ -213,7 +213,9 @@ def _length(atype: str, lohi, rng: np.random.Generator) -> int:
 
 
 def _place(n: int, lengths: list[int], start: int, rng: np.random.Generator) -> list[int] | None:
-    """Non-overlapping positions, MIN_SEPARATION apart, in [start, n - 1 - MIN_SEPARATION]."""
+    """Non-overlapping positions, MIN_SEPARATION apart, in [start, n - 1 - MIN_SEPARATION]; None if none fit."""
+    if any(n - L - MIN_SEPARATION <= start for L in lengths):
+        return None
     for _ in range(50):
         pos = [int(rng.integers(start, n - L - MIN_SEPARATION)) for L in lengths]
         spans = sorted(zip(pos, lengths))

@@ -130,3 +130,11 @@ def test_bad_definitions_name_the_key(tmp_path):
         gen.load_definition(bad)
     with pytest.raises(gen.CorpusDefinitionError, match="presets.nope"):
         gen.load_definition(CORPUS, preset="nope")
+
+
+def test_anomalies_that_do_not_fit_are_left_out_not_crashed_on(small):
+    defn = {**small, "events": [200, 200], "normal_share": 0.0, "anomalies": [1, 1],
+            "anomaly_types": {**small["anomaly_types"], "mean": {"length": [150, 150], "magnitude": [1, 1]}},
+            "categories": {"gauge": {"anomalies": ["mean"]}}}
+    plan = gen.plan_stream(defn, 0, 0)
+    assert all(e.anomalies == [] for e in plan.entities)
