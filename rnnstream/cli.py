@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .kernels.jit import configure_cache
+
+    configure_cache()  # before any kernel compiles: $NUMBA_CACHE_DIR or ~/.cache/rnnstream/numba
     try:
         return args.func(args)
     except RnnstreamError as exc:
