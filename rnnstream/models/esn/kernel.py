@@ -120,15 +120,19 @@ def esn_step_batch(slots, x, ts, kp,
     for f in range(ob.shape[0]):
         ob[f] = w_out[f, n_res + u.shape[0]]
     g = 0
-    for i in range(n):
+    for i in range(n + 1):
+        # one call site for the group's update (it is inlined): when full, before a second event of
+        # one of its entities, and at the end
+        if g > 0 and (i == n or g == z.shape[1] or in_group(slots[i], members, g)):
+            advance(g, r, pred, ptr, col, val, bias, w_out, leak, z, pre, pacc, ob, members)
+            g = 0
+        if i == n:
+            break
         s = slots[i]
         t = ts[i]
         prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, ring_in, ring_flag)
         if i + 2 * AHEAD < n:
             prefetch_row(r, slots[i + 2 * AHEAD])
-        if in_group(s, members, g):
-            advance(g, r, pred, ptr, col, val, bias, w_out, leak, z, pre, pacc, ob, members)
-            g = 0
         flags = observe(i, x[i], t, s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
                         out_pred, out_z, out_err, out_score, out_flag)
         if flags & FLAG_LATE:
@@ -136,8 +140,3 @@ def esn_step_batch(slots, x, ts, kp,
         stage(g, s, u, r, z, members)
         g += 1
         finish_event(s, t, u, flags & FLAG_ANOMALY, count, last_ts, ring_in, ring_flag)
-        if g == z.shape[1]:
-            advance(g, r, pred, ptr, col, val, bias, w_out, leak, z, pre, pacc, ob, members)
-            g = 0
-    if g > 0:
-        advance(g, r, pred, ptr, col, val, bias, w_out, leak, z, pre, pacc, ob, members)
