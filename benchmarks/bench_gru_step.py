@@ -16,6 +16,10 @@ what this machine and the compiled kernel actually do:
 The ceiling counts the model's own FLOPs only (``flops_per_step``: cell, gates, head), not the
 shared normaliser and scorer, which take a large part of a step, so it is a bound, not a target.
 
+Times are wall time and the thread's CPU time (``time.thread_time``: without the waits for a core on
+a shared machine). Set ``NUMBA_CPU_NAME`` (e.g. ``skylake-avx512``) to see the code and speed LLVM
+gives another CPU model (it must run on this one).
+
 Run: ``.venv/bin/python benchmarks/bench_gru_step.py [--hidden 32] [--repeats 30] [--entities N]
 [--no-time-features] [--fp-pipes 2]``
 """
@@ -23,6 +27,7 @@ Run: ``.venv/bin/python benchmarks/bench_gru_step.py [--hidden 32] [--repeats 30
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import time
@@ -124,16 +129,17 @@ def main() -> None:
     # Untimed batches first: compilation, caches, and every entity past its warm-up (a warming entity
     # skips the score's tail probability, so timing it would flatter the kernel).
     untimed = 3 + int(np.ceil(args.entities * (kp[KP_WARMUP] + 5) / args.batch))
-    times = []
+    times, cpu = [], []
     for rep in range(args.repeats + untimed):
         slots = rng.integers(0, args.entities, args.batch)
         x = rng.normal(size=(args.batch, f))
         ts = t0 + rep * 60.0 + np.sort(rng.uniform(0, 60.0, args.batch))
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         model.step(state.arrays, slots, x, ts, kp, out)
-        elapsed = time.perf_counter() - start
+        elapsed, elapsed_cpu = time.perf_counter() - start, time.thread_time() - start_cpu
         if rep >= untimed:
             times.append(elapsed)
+            cpu.append(elapsed_cpu)
     scored = float(np.mean(state.arrays["count"][:args.entities] > kp[KP_WARMUP]))
     med = float(np.median(times))
     rate = args.batch / med
@@ -150,8 +156,10 @@ def main() -> None:
           f"{cpuinfo_mhz():.0f} MHz")
     print(f"H={args.hidden} F={f} D={d} batch={args.batch} entities={args.entities} window={args.window} "
           f"(entities past warm-up: {scored:.0%})")
+    rate_cpu = args.batch / float(np.median(cpu))
     print(f"median of {args.repeats}: {med * 1e3:.2f} ms/batch, {rate / 1e6:.2f} M entity-steps/s, "
-          f"{1e6 / rate:.3f} us/step")
+          f"{1e6 / rate:.3f} us/step (wall); {rate_cpu / 1e6:.2f} M/s by thread CPU time "
+          f"(load average {os.getloadavg()[0]:.1f})")
     print("compiled kernel, float32 arithmetic instructions (static count): "
           + ", ".join(f"{op} {w if w > 32 else 'scalar'}{'-bit' if w > 32 else ''}: {n}"
                       for (op, w), n in sorted(mix.items())))

@@ -11,7 +11,8 @@ The numba seam: the kernels use numba internals in three places, the LLVM intrin
 kernel). ``RNNSTREAM_NUMBA_INTRINSICS=0`` in the environment, read once at import, replaces all three
 with plain numba (the same arithmetic bit for bit, see each module; prefetching becomes a no-op),
 for a numba release on which an intrinsic no longer compiles. The tested numba range is bounded in
-``pyproject.toml``.
+``pyproject.toml``. ``RNNSTREAM_VECTOR_BITS=256`` makes the intrinsics use 8-float vectors instead of
+16 (for CPUs that lower their clock for 512-bit instructions); results are the same bit for bit.
 
 The on-disk cache is not set up by importing this module: :func:`configure_cache` (called by the
 command line at start-up, before any kernel runs) enables it for every kernel. Until then kernels
@@ -43,6 +44,17 @@ def _intrinsics_enabled() -> bool:
 
 
 INTRINSICS = _intrinsics_enabled()
+VECTOR_BITS_ENV = "RNNSTREAM_VECTOR_BITS"
+
+
+def _vector_bits() -> int:
+    value = os.environ.get(VECTOR_BITS_ENV, "512").strip() or "512"
+    if value not in ("256", "512"):
+        raise ValueError(f"{VECTOR_BITS_ENV}={value!r}: expected 512 (the default) or 256")
+    return int(value)
+
+
+VECTOR_BITS = _vector_bits()
 _OPTIONS = dict(nogil=True, error_model="numpy", fastmath=False)
 _NO_REFCOUNT = dict(_nrt=False) if INTRINSICS else {}
 _PACKAGE = Path(__file__).resolve().parent.parent
@@ -56,7 +68,7 @@ def _source_hash() -> str:
         for path in sorted((_PACKAGE / sub).rglob("*.py")):
             digest.update(str(path.relative_to(_PACKAGE)).encode())
             digest.update(path.read_bytes())
-    digest.update(b"intrinsics" if INTRINSICS else b"plain")
+    digest.update(f"intrinsics={INTRINSICS} vector_bits={VECTOR_BITS}".encode())
     return digest.hexdigest()[:16]
 
 

@@ -17,7 +17,8 @@ Guaranteed: every lane ``e`` is computed exactly as the scalar loop ``s = b[j]; 
 + w * z[c, e]`` computes it (a float32 multiply, then a float32 add, in the stated order; no fused
 multiply-add, no reassociation across terms), so a lane's result depends on nothing but its own
 column: not on the other lanes, on ``L``, on the vector width or on the CPU. ``L`` must be a positive
-multiple of ``LANES`` and all arrays C-contiguous; nothing is checked at run time. Not guaranteed:
+multiple of ``LANES`` (16 is one whatever ``RNNSTREAM_VECTOR_BITS``) and all arrays C-contiguous;
+nothing is checked at run time. Not guaranteed:
 anything when ``acc`` overlaps an input.
 
 With ``RNNSTREAM_NUMBA_INTRINSICS=0`` (:mod:`.jit`) both names are plain numba loops with the same
@@ -32,9 +33,9 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .jit import INTRINSICS, device
+from .jit import INTRINSICS, VECTOR_BITS, device
 
-LANES = 16            # floats per vector (one AVX-512 register, two AVX2 registers)
+LANES = VECTOR_BITS // 32  # floats per vector: 16 (one AVX-512 register, two AVX2 registers), or 8
 BLOCKS = (2, 1)       # vectors per pass over a row's terms: two independent chains where L allows
 
 

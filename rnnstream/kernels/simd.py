@@ -21,10 +21,11 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .jit import INTRINSICS, device
+from .jit import INTRINSICS, VECTOR_BITS, device
 
-LANES = 16            # floats per vector (one AVX-512 register, two AVX2 registers)
-BLOCKS = (6, 2, 1)    # vectors per pass over the rows: 3H = 96 columns is one pass of six at H=32
+LANES = VECTOR_BITS // 32  # floats per vector: 16 (one AVX-512 register, two AVX2 registers), or 8
+# vectors per pass over the rows: 3H = 96 columns is one pass of six (of 16) at H=32
+BLOCKS = (6, 2, 1) if LANES == 16 else (12, 4, 2, 1)
 
 
 def _c_float32(a, ndim: int) -> bool:

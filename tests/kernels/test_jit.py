@@ -13,7 +13,9 @@ from types import SimpleNamespace
 import numba
 import numpy as np
 
-from rnnstream.kernels.jit import INTRINSICS, INTRINSICS_ENV
+import pytest
+
+from rnnstream.kernels.jit import INTRINSICS, INTRINSICS_ENV, VECTOR_BITS, VECTOR_BITS_ENV
 
 HERE = Path(__file__).resolve().parent
 
@@ -22,7 +24,7 @@ def compute() -> dict[str, np.ndarray]:
     """Every function behind the seam, and both step kernels, on fixed inputs."""
     from rnnstream.config.model_params import ESNParams
     from rnnstream.kernels import jit
-    from rnnstream.kernels.lanes import LANES, csr_lanes, dense_lanes
+    from rnnstream.kernels.lanes import csr_lanes, dense_lanes
     from rnnstream.kernels.params import kernel_params
     from rnnstream.kernels.simd import matvec_bias
     from rnnstream.models.base import BatchOutput, common_fields
@@ -37,16 +39,17 @@ def compute() -> dict[str, np.ndarray]:
 
     rng = np.random.default_rng(0)
     f32 = np.float32
-    out: dict[str, np.ndarray] = {"intrinsics": np.array(jit.INTRINSICS)}
+    out: dict[str, np.ndarray] = {"setting": np.array([jit.INTRINSICS, jit.VECTOR_BITS])}
     w_t, v, b = (rng.normal(size=(33, 100)).astype(f32), rng.normal(size=33).astype(f32),
                  rng.normal(size=100).astype(f32))
     ptr = np.array([0, 3, 3, 7], dtype=np.int64)
     col = np.array([4, 0, 2, 1, 2, 3, 4], dtype=np.int32)
     val = rng.normal(size=7).astype(f32)
-    z = rng.normal(size=(5, 2 * LANES)).astype(f32)
+    lanes = 32  # a multiple of the vector width at either setting
+    z = rng.normal(size=(5, lanes)).astype(f32)
     w = rng.normal(size=(2, 6)).astype(f32)
-    out["matvec"], out["csr"], out["dense"] = (np.empty(100, f32), np.empty((3, 2 * LANES), f32),
-                                               np.empty((2, 2 * LANES), f32))
+    out["matvec"], out["csr"], out["dense"] = (np.empty(100, f32), np.empty((3, lanes), f32),
+                                               np.empty((2, lanes), f32))
     products(w_t, v, b, ptr, col, val, z, w, out["matvec"], out["csr"], out["dense"])
     kp = kernel_params()
     for name, model in (("gru", GRUModel(1, 6, SimpleNamespace(hidden=32, seed=0))),
@@ -64,30 +67,35 @@ def compute() -> dict[str, np.ndarray]:
     return out
 
 
-def test_fallbacks_match_the_intrinsics_bit_for_bit(tmp_path):
-    """The choice is made at import, so the fallback side runs in its own process."""
-    assert INTRINSICS, f"run the test suite without {INTRINSICS_ENV}=0"
+@pytest.mark.parametrize("setting", [{INTRINSICS_ENV: "0"}, {VECTOR_BITS_ENV: "256"}])
+def test_fallbacks_and_vector_widths_match_the_default_bit_for_bit(tmp_path, setting):
+    """The choice is made at import, so the other side runs in its own process."""
+    assert INTRINSICS and VECTOR_BITS == 512, "run the test suite with the default settings"
     script = textwrap.dedent(f"""
         import sys, numpy as np
         sys.path.insert(0, {str(HERE)!r})
+        from rnnstream.kernels.jit import configure_cache
+        configure_cache()
         from test_jit import compute
         np.savez({str(tmp_path / "plain.npz")!r}, **compute())
     """)
-    env = dict(os.environ, **{INTRINSICS_ENV: "0"})
+    env = dict(os.environ, **setting)
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=600)
     plain = np.load(tmp_path / "plain.npz")
     mine = compute()
-    assert bool(mine["intrinsics"]) and not bool(plain["intrinsics"])
+    expected = [0 if setting.get(INTRINSICS_ENV) == "0" else 1, int(setting.get(VECTOR_BITS_ENV, 512))]
+    assert list(mine["setting"]) == [1, 512] and list(plain["setting"]) == expected
     assert set(plain.files) == set(mine)
-    for key in set(mine) - {"intrinsics"}:
+    for key in set(mine) - {"setting"}:
         np.testing.assert_array_equal(plain[key], mine[key], err_msg=key)
     assert np.any(mine["esn_state"] != 0) and np.any(mine["gru_state"] != 0)
 
 
-def test_a_bad_seam_setting_is_refused():
+@pytest.mark.parametrize("name", [INTRINSICS_ENV, VECTOR_BITS_ENV])
+def test_a_bad_seam_setting_is_refused(name):
     result = subprocess.run([sys.executable, "-c", "import rnnstream.kernels.jit"], capture_output=True,
-                            text=True, env=dict(os.environ, **{INTRINSICS_ENV: "maybe"}), timeout=120)
-    assert result.returncode != 0 and f"{INTRINSICS_ENV}='maybe'" in result.stderr
+                            text=True, env=dict(os.environ, **{name: "maybe"}), timeout=120)
+    assert result.returncode != 0 and f"{name}='maybe'" in result.stderr
 
 
 def test_the_cache_is_chosen_by_configure_cache_not_by_import(tmp_path):
