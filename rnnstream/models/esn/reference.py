@@ -12,7 +12,7 @@ float64 with the exact ``tanh``, which the float32 kernel must stay close to.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -58,57 +58,55 @@ def readout_float32(w_out: np.ndarray, phi: np.ndarray) -> np.ndarray:
     return acc
 
 
+def _run_events(state: Mapping[str, np.ndarray], n_inputs: int, slots: np.ndarray, x: np.ndarray,
+                ts: np.ndarray, kp: np.ndarray, out: BatchOutput, advance: Callable[[int, np.ndarray], None]) -> None:
+    """The event loop both references share: observe, then ``advance(s, u)`` (the model's update of
+    ``state["r"][s]`` and ``state["pred"][s]``), then the history ring; late events are skipped."""
+    n_features = x.shape[1]
+    u = np.zeros(n_inputs, dtype=_F32)
+    err = np.zeros(n_features)
+    msd = np.zeros((2, n_features))
+    for i in range(len(slots)):
+        s = int(slots[i])
+        t = float(ts[i])
+        flags = observe(i, np.ascontiguousarray(x[i], dtype=np.float64), t, s, state["count"],
+                        state["last_ts"], state["nmean"], state["nvar"], state["pred"], state["sc"],
+                        kp, u, err, msd, out.pred, out.z, out.err, out.score, out.flag)
+        if flags & FLAG_LATE:
+            continue
+        advance(s, u)
+        finish_event(s, t, u, flags & FLAG_ANOMALY, state["count"], state["last_ts"],
+                     state["ring_in"], state["ring_flag"])
+
+
 def reference_step(state: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray], leak: float,
                    slots: np.ndarray, x: np.ndarray, ts: np.ndarray, kp: np.ndarray,
                    out: BatchOutput) -> None:
     """What ``esn_step_batch`` must do, bit for bit, event by event (mutates ``state`` and ``out``)."""
     w = {k: np.asarray(weights[k], dtype=_F32) for k in ("w_in", "w_res", "bias", "w_out")}
-    n_features = x.shape[1]
-    u = np.zeros(w["w_in"].shape[1], dtype=_F32)
-    err = np.zeros(n_features)
-    msd = np.zeros((2, n_features))
-    for i in range(len(slots)):
-        s = int(slots[i])
-        t = float(ts[i])
-        flags = observe(i, np.ascontiguousarray(x[i], dtype=np.float64), t, s, state["count"],
-                        state["last_ts"], state["nmean"], state["nvar"], state["pred"], state["sc"],
-                        kp, u, err, msd, out.pred, out.z, out.err, out.score, out.flag)
-        if flags & FLAG_LATE:
-            continue
+
+    def advance(s: int, u: np.ndarray) -> None:
         state["r"][s] = reservoir_float32(w["w_in"], w["w_res"], w["bias"], leak, state["r"][s], u)
         state["pred"][s] = readout_float32(w["w_out"], np.concatenate([state["r"][s], u]))
-        finish_event(s, t, u, flags & FLAG_ANOMALY, state["count"], state["last_ts"],
-                     state["ring_in"], state["ring_flag"])
+
+    _run_events(state, w["w_in"].shape[1], slots, x, ts, kp, out, advance)
 
 
 def reference_step_float64(state: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray], leak: float,
-                   slots: np.ndarray, x: np.ndarray, ts: np.ndarray, kp: np.ndarray,
-                   out: BatchOutput) -> None:
+                           slots: np.ndarray, x: np.ndarray, ts: np.ndarray, kp: np.ndarray,
+                           out: BatchOutput) -> None:
     """The model in float64 with the exact tanh (state and prediction still stored as float32)."""
-    w_in = weights["w_in"].astype(np.float64)
-    w_res = weights["w_res"].astype(np.float64)
-    bias = weights["bias"].astype(np.float64)
-    w_out = weights["w_out"].astype(np.float64)
-    n_features = x.shape[1]
-    u = np.zeros(w_in.shape[1], dtype=np.float32)
-    err = np.zeros(n_features)
-    msd = np.zeros((2, n_features))
-    for i in range(len(slots)):
-        s = int(slots[i])
-        t = float(ts[i])
-        flags = observe(i, np.ascontiguousarray(x[i], dtype=np.float64), t, s, state["count"],
-                        state["last_ts"], state["nmean"], state["nvar"], state["pred"], state["sc"],
-                        kp, u, err, msd, out.pred, out.z, out.err, out.score, out.flag)
-        if flags & FLAG_LATE:
-            continue
+    w_in, w_res, bias, w_out = (weights[k].astype(np.float64) for k in ("w_in", "w_res", "bias", "w_out"))
+
+    def advance(s: int, u: np.ndarray) -> None:
         r_old = state["r"][s].astype(np.float64)
         u64 = u.astype(np.float64)
         r_new = (1.0 - leak) * r_old + leak * np.tanh(w_in @ u64 + w_res @ r_old + bias)
         state["r"][s] = r_new.astype(np.float32)
         phi = np.concatenate([state["r"][s].astype(np.float64), u64, [1.0]])
         state["pred"][s] = (w_out @ phi).astype(np.float32)
-        finish_event(s, t, u, flags & FLAG_ANOMALY, state["count"], state["last_ts"],
-                     state["ring_in"], state["ring_flag"])
+
+    _run_events(state, w_in.shape[1], slots, x, ts, kp, out, advance)
 
 
 def reference_fit(weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray],
