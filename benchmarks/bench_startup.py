@@ -21,6 +21,8 @@ import time, numpy as np
 t0 = time.perf_counter()
 from rnnstream.config import load_config
 from rnnstream.detector import Detector
+from rnnstream.kernels.jit import configure_cache
+configure_cache()  # as the command line does at start-up
 cfg = load_config('''
 detectors:
   - name: d

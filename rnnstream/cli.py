@@ -171,6 +171,9 @@ def _stdout_closed() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .kernels.jit import configure_cache
+
+    configure_cache()  # before any kernel compiles: $NUMBA_CACHE_DIR or ~/.cache/rnnstream/numba
     try:
         rc = args.func(args)
         sys.stdout.flush()   # a closed pipe shows here, not in the interpreter's exit

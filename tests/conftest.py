@@ -5,6 +5,9 @@ from pathlib import Path
 import pytest
 
 from rnnstream.embedded.testing import session_broker
+from rnnstream.kernels.jit import configure_cache
+
+configure_cache()  # as the command line does: compiled kernels are reused across test runs
 
 
 @pytest.fixture(scope="session")

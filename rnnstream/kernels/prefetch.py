@@ -4,6 +4,7 @@ Events of random entities miss the cache in every per-slot array they touch (abo
 event). Reading those rows early, as plain loads, stalls the core once the loads fill its reorder
 window; a prefetch instruction (``llvm.prefetch``) does not hold the core up, so the lines of events
 several places ahead can be in flight at once. A prefetch has no effect on results: it only hints.
+With ``RNNSTREAM_NUMBA_INTRINSICS=0`` (:mod:`.jit`) ``prefetch_row`` does nothing.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .jit import device
+from .jit import INTRINSICS, device
 
 LINE = 64  # bytes per cache line
 
 
 @intrinsic
-def prefetch_row(typingctx, a, i):
+def _prefetch_row_ir(typingctx, a, i):
     """Prefetch every cache line of ``a[i]`` (the ``i``-th entry along axis 0 of a C-contiguous array).
 
     ``i`` is not bounds-checked; a prefetch of an invalid address is harmless (it is dropped).
@@ -53,6 +54,14 @@ def prefetch_row(typingctx, a, i):
 
     return types.void(a, i), codegen
 
+
+@device
+def _prefetch_row_none(a, i):
+    pass
+
+
+# ``prefetch_row(a, i)``: prefetch the cache lines of ``a[i]`` (see _prefetch_row_ir).
+prefetch_row = _prefetch_row_ir if INTRINSICS else _prefetch_row_none
 
 AHEAD = 4  # prefetch distance in events (2 to 8 measured alike; 10k and 1M entities)
 

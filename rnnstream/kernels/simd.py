@@ -9,6 +9,9 @@ Guaranteed: ``acc[j]`` is computed exactly as the scalar loop ``s = b[j]; for k 
 w_t[k, j] * v[k]`` computes it (a float32 multiply, then a float32 add, in row order; no fused
 multiply-add, no reassociation), so the result does not depend on the vector width, on where a column
 falls in the blocking, or on the CPU. Not guaranteed: anything when ``acc`` overlaps an input.
+
+With ``RNNSTREAM_NUMBA_INTRINSICS=0`` (:mod:`.jit`) ``matvec_bias`` is that scalar loop in plain numba:
+the same results bit for bit, slower.
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-LANES = 16            # floats per vector (one AVX-512 register, two AVX2 registers)
-BLOCKS = (6, 2, 1)    # vectors per pass over the rows: 3H = 96 columns is one pass of six at H=32
+from .jit import INTRINSICS, VECTOR_BITS, device
+
+LANES = VECTOR_BITS // 32  # floats per vector: 16 (one AVX-512 register, two AVX2 registers), or 8
+# vectors per pass over the rows: 3H = 96 columns is one pass of six (of 16) at H=32
+BLOCKS = (6, 2, 1) if LANES == 16 else (12, 4, 2, 1)
 
 
 def _c_float32(a, ndim: int) -> bool:
@@ -27,7 +33,7 @@ def _c_float32(a, ndim: int) -> bool:
 
 
 @intrinsic
-def matvec_bias(typingctx, w_t, v, b, acc):
+def _matvec_bias_ir(typingctx, w_t, v, b, acc):
     """``acc[j] = b[j] + sum_k w_t[k, j] * v[k]`` for ``w_t`` (n, m), ``v`` (n,), ``b`` and ``acc`` (m,).
 
     All four are C-contiguous float32 arrays; the caller guarantees the shapes (nothing is checked at
@@ -95,3 +101,16 @@ def _emit_matvec(builder: ir.IRBuilder, w_arr, v_arr, b_arr, acc_arr) -> None:
     start = done
     with cgutils.for_range(builder, builder.sub(m, start)) as loop:
         emit_pass(builder.add(start, loop.index), 1, f32, lambda x: x)
+
+
+@device
+def _matvec_bias_loop(w_t, v, b, acc):
+    for j in range(acc.shape[0]):
+        s = b[j]
+        for k in range(v.shape[0]):
+            s = s + w_t[k, j] * v[k]
+        acc[j] = s
+
+
+# ``matvec_bias(w_t, v, b, acc)``: ``acc[j] = b[j] + sum_k w_t[k, j] * v[k]`` (see _matvec_bias_ir).
+matvec_bias = _matvec_bias_ir if INTRINSICS else _matvec_bias_loop

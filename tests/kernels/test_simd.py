@@ -4,7 +4,7 @@ import numpy as np
 import numba
 import pytest
 
-from rnnstream.kernels.simd import LANES, matvec_bias
+from rnnstream.kernels.simd import LANES, _matvec_bias_ir, matvec_bias
 
 
 @numba.njit(cache=False)
@@ -51,6 +51,10 @@ def test_row_view_inputs_and_outputs():
     assert not gates[0].any()
 
 
-def test_refuses_other_dtypes_at_compile_time():
+def test_the_intrinsic_refuses_other_dtypes_at_compile_time():
+    @numba.njit(cache=False)
+    def product_ir(w_t, v, b, acc):
+        _matvec_bias_ir(w_t, v, b, acc)
+
     with pytest.raises(numba.core.errors.TypingError):
-        product(np.zeros((2, 3)), np.zeros(2), np.zeros(3), np.zeros(3))
+        product_ir(np.zeros((2, 3)), np.zeros(2), np.zeros(3), np.zeros(3))

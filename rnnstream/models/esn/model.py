@@ -15,7 +15,7 @@ import numpy as np
 from ...state.slots import FieldSpec
 from ..base import BatchOutput, FitResult, Model, register
 from . import readout, reservoir
-from .kernel import esn_step_batch
+from .kernel import GROUP, esn_step_batch, reservoir_csr
 
 
 @register
@@ -26,15 +26,20 @@ class ESN(Model):
     type_name = "esn"
 
     def __init__(self, n_features: int, n_inputs: int, params: Any, seed: int | None = None):
-        self._t_of: tuple[np.ndarray, np.ndarray] | None = None
-        self._t: tuple[np.ndarray, np.ndarray] = (np.empty((0, 0), np.float32),) * 2
+        self._csr_of: tuple[np.ndarray, np.ndarray] | None = None
+        self._csr: tuple[np.ndarray, ...] = ()
         super().__init__(n_features, n_inputs, params, seed)
         size = int(params.size)
+        f32 = np.float32
         # Scratch of the step kernel; only the scoring thread calls ``step``.
-        self._u = np.zeros(n_inputs, dtype=np.float32)
+        self._u = np.zeros(n_inputs, dtype=f32)
         self._err = np.zeros(n_features)
         self._msd = np.zeros((2, n_features))
-        self._pre = np.zeros(size)
+        self._z = np.zeros((size + n_inputs, GROUP), dtype=f32)
+        self._pre = np.zeros((size, GROUP), dtype=f32)
+        self._pacc = np.zeros((n_features, GROUP), dtype=f32)
+        self._ob = np.zeros(n_features, dtype=f32)
+        self._members = np.zeros(GROUP, dtype=np.int64)
 
     @property
     def size(self) -> int:
@@ -51,14 +56,15 @@ class ESN(Model):
     def state_fields(self) -> dict[str, FieldSpec]:
         return {"r": FieldSpec((self.size,), "float32")}
 
-    def _transposed(self) -> tuple[np.ndarray, np.ndarray]:
-        """C-contiguous ``w_in.T`` and ``w_res.T`` for the kernel, cached by array identity (fit never
-        changes them, but ``load_snapshot`` replaces the arrays)."""
+    def _reservoir(self) -> tuple[np.ndarray, ...]:
+        """The kernel's ``(ptr, col, val)`` (``kernel.reservoir_csr``), cached by array identity: fit
+        never changes ``w_in`` or ``w_res`` (it returns new arrays for all weights), ``load_snapshot``
+        replaces them; editing them in place is not supported."""
         w_in, w_res = self.weights["w_in"], self.weights["w_res"]
-        if self._t_of is None or self._t_of[0] is not w_in or self._t_of[1] is not w_res:
-            self._t = (np.ascontiguousarray(w_in.T), np.ascontiguousarray(w_res.T))
-            self._t_of = (w_in, w_res)
-        return self._t
+        if self._csr_of is None or self._csr_of[0] is not w_in or self._csr_of[1] is not w_res:
+            self._csr = reservoir_csr(w_in, w_res)
+            self._csr_of = (w_in, w_res)
+        return self._csr
 
     def step(self, state: Mapping[str, np.ndarray], slots: np.ndarray, x: np.ndarray,
              ts: np.ndarray, kp: np.ndarray, out: BatchOutput) -> None:
@@ -66,13 +72,13 @@ class ESN(Model):
                         np.asarray(ts, dtype=np.float64))
         self.check_step(slots, x, ts, out)
         w = self.weights
-        w_in_t, w_res_t = self._transposed()
+        ptr, col, val = self._reservoir()
         esn_step_batch(slots, x, ts, kp,
                        state["count"], state["last_ts"], state["nmean"], state["nvar"], state["pred"],
                        state["sc"], state["ring_in"], state["ring_flag"], state["r"],
-                       w_in_t, w_res_t, w["bias"], w["w_out"],
-                       float(self.params.leak_rate),
-                       self._u, self._err, self._msd, self._pre,
+                       ptr, col, val, np.ascontiguousarray(w["bias"], dtype=np.float32),
+                       np.ascontiguousarray(w["w_out"], dtype=np.float32), np.float32(self.params.leak_rate),
+                       self._u, self._err, self._msd, self._z, self._pre, self._pacc, self._ob, self._members,
                        out.pred, out.z, out.err, out.score, out.flag)
 
     def fit(self, weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray],

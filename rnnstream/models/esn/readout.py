@@ -3,7 +3,8 @@
 Only ``w_out`` is trained. For every window (B, T, D) the reservoir is run from ``r = 0``; the first
 ``washout(T) = min(T // 4, 16)`` states are discarded (they still remember the zero start), and each
 later step ``t < T - 1`` gives one sample: features ``phi = [r_t; u_t; 1]`` (``r_t`` is the state after
-reading ``u_t``, exactly what the step kernel's readout sees) and target ``y = u_{t+1}[:F]``.
+reading ``u_t``, what the step kernel's readout sees; here in float64 with the exact tanh, where the
+kernel runs in float32 with a rational tanh, which differ by about 1e-6) and target ``y = u_{t+1}[:F]``.
 
 Forgetting rule (exact): with ``m`` new samples in one fit,
 
