@@ -17,14 +17,25 @@ from typing import Any
 
 import numpy as np
 
-from ..detector import REASON_LATE, REASON_NON_FINITE, Detector
+from ..detector import (MAX_ABS_VALUE, REASON_FUTURE, REASON_LATE, REASON_NON_FINITE, REASON_OUT_OF_RANGE,
+                        Detector)
 from ..kernels.calibrate import FLAG_ANOMALY
 from ..metrics import DetectorMetrics
 
 _DETAIL = {
     REASON_NON_FINITE: "non-finite feature value or event time",
+    REASON_OUT_OF_RANGE: f"a feature value's magnitude exceeds {MAX_ABS_VALUE:g}",
+    REASON_FUTURE: "event time {ts:.3f} is more than {future:g} s after the record timestamp {ref:.3f}",
     REASON_LATE: "event time {ts:.3f} is more than {tol:g} s older than the entity's previous event",
 }
+
+
+def record_times(records: list) -> np.ndarray:
+    """Kafka record timestamps in seconds (NaN where a record has none): the reference clock of the
+    ``future`` check. They are stored with the records, so a replay of the partition sees the same."""
+    ms = np.fromiter((r.timestamp if r.timestamp is not None and r.timestamp >= 0 else np.nan
+                      for r in records), dtype=np.float64, count=len(records))
+    return ms / 1000.0
 
 
 def observe_many(histogram_child: Any, values: np.ndarray) -> None:
@@ -91,10 +102,12 @@ class Unit:
         raw, entities, x, ts = dec.raw, dec.entities, dec.x, dec.ts
         if entities:
             started = time.perf_counter()
-            res = self.detector.process(entities, x, ts)
+            ref = record_times(raw)
+            res = self.detector.process(entities, x, ts, ref)
             dm.batch_duration.observe(time.perf_counter() - started)
             for pos, reason in res.rejected:
-                outputs.dead_letter(raw[pos], reason, _DETAIL[reason].format(ts=ts[pos], tol=cfg.late_tolerance_seconds))
+                outputs.dead_letter(raw[pos], reason, _DETAIL[reason].format(
+                    ts=ts[pos], tol=cfg.late_tolerance_seconds, future=cfg.future_tolerance_seconds, ref=ref[pos]))
                 dm.rejected(reason).inc()
             counts.rejected += len(res.rejected)
             n = len(res.index)
