@@ -103,6 +103,16 @@ METRIC_SPECS: tuple[MetricSpec, ...] = (
        "Checkpoint writes that failed."),
     _c("checkpoint_corrupt", "rnnstream_checkpoint_corrupt_total", (),
        "Checkpoints found unreadable at restore (bad magic, checksum mismatch, truncation)."),
+    _c("output_send_failures", "rnnstream_output_send_failures_total", ("detector", "topic"),
+       "Output records (anomalies, scores, dead letters) whose send failed; they are kept and retried."),
+    _g("outputs_pending", "rnnstream_outputs_pending", D,
+       "Output records waiting to be sent again; while > 0 the detector's partitions are paused and not committed."),
+    _c("outputs_truncated", "rnnstream_outputs_truncated_total", D,
+       "Output records too large for Kafka, sent as a reference to their source record instead."),
+    _c("outputs_dropped", "rnnstream_outputs_dropped_total", D,
+       "Output records that could never be sent (logged with their source record)."),
+    _g("broker_connected", "rnnstream_broker_connected", (),
+       "1 while the consumer is connected to its group coordinator, else 0 (also shown by /readyz)."),
     _g("ready", "rnnstream_ready", (),
        "1 once state is restored and the consumer is assigned, else 0 (mirrors /readyz)."),
     _g("build_info", "rnnstream_build_info", ("version",),
@@ -130,7 +140,8 @@ class DetectorMetrics:
 
     __slots__ = ("name", "processed", "anomalies", "score", "latency", "batch_duration", "entities",
                  "evicted", "training_ok", "training_failed", "training_duration", "training_loss",
-                 "model_version", "_rejected_parent", "_rejected")
+                 "model_version", "outputs_pending", "outputs_truncated", "outputs_dropped",
+                 "_rejected_parent", "_rejected", "_failed_parent", "_failed")
 
     def __init__(self, m: Metrics, name: str):
         self.name = name
@@ -146,8 +157,20 @@ class DetectorMetrics:
         self.training_duration = m.training_duration.labels(name)
         self.training_loss = m.training_loss.labels(name)
         self.model_version = m.model_version.labels(name)
+        self.outputs_pending = m.outputs_pending.labels(name)
+        self.outputs_truncated = m.outputs_truncated.labels(name)
+        self.outputs_dropped = m.outputs_dropped.labels(name)
         self._rejected_parent = m.events_rejected
         self._rejected: dict[str, Counter] = {}
+        self._failed_parent = m.output_send_failures
+        self._failed: dict[str, Counter] = {}
+
+    def output_failed(self, topic: str) -> Counter:
+        """The ``rnnstream_output_send_failures_total{detector, topic}`` child (topics come from the config)."""
+        child = self._failed.get(topic)
+        if child is None:
+            child = self._failed[topic] = self._failed_parent.labels(self.name, topic)
+        return child
 
     def rejected(self, reason: str) -> Counter:
         """The ``rnnstream_events_rejected_total{detector, reason}`` child, resolved once per reason.
@@ -199,6 +222,11 @@ class Metrics:
     checkpoint_last_success: Gauge
     checkpoint_failures: Counter
     checkpoint_corrupt: Counter
+    output_send_failures: Counter
+    outputs_pending: Gauge
+    outputs_truncated: Counter
+    outputs_dropped: Counter
+    broker_connected: Gauge
     ready: Gauge
     build_info: Gauge
     entity_score: Gauge | None
