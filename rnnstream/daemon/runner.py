@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 import signal
 import socket
@@ -197,7 +198,9 @@ class Runner:
                 now = time.monotonic()
                 self._track_progress(now, bool(batch))
                 if now - last_ckpt >= self.config.checkpoint.interval_seconds:
-                    self.checkpoint(list(self.units))
+                    # While the coordinator is unreachable a commit can only time out: save, commit later.
+                    reachable = self._disconnected_since is None and self._broker_down_since is None
+                    self.checkpoint(list(self.units), commit="sync" if reachable else "none")
                     gc.collect()
                     last_ckpt = time.monotonic()
                 self._last_iteration = time.monotonic()
@@ -402,7 +405,7 @@ class Runner:
             if not offsets:
                 pass
             elif commit == "sync":
-                self.consumer.commit(offsets, timeout_ms=int(self._remaining(5.0) * 1000))
+                self.consumer.commit(offsets, timeout_ms=int(self._remaining(3.0) * 1000))
             elif commit == "async":
                 self.consumer.commit_async(offsets)
         except _Skipped as exc:
@@ -551,10 +554,12 @@ class _Skipped(Exception):
 
 
 def broker_connected(consumer: Any) -> bool | None:
-    """Whether ``consumer`` is connected to its group coordinator (None: unknown, e.g. a test double).
+    """Whether ``consumer`` talks to its group coordinator (None: unknown, e.g. a test double).
 
-    Reads kafka-python 3's connection table without side effects (``coordinator_unknown()`` would
-    mark the coordinator dead from this thread); a missing attribute means "unknown", never an error.
+    False when no coordinator is known or its connection is down, and when a heartbeat has been
+    outstanding with no answer for a session timeout (a hung broker keeps its connections open).
+    Reads kafka-python 3's state without side effects (``coordinator_unknown()`` would mark the
+    coordinator dead from this thread); a missing attribute means "unknown", never an error.
     """
     coordinator = getattr(consumer, "_coordinator", None)
     conns = getattr(getattr(consumer, "_manager", None), "_conns", None)
@@ -564,7 +569,16 @@ def broker_connected(consumer: Any) -> bool | None:
     if node is None:
         return False
     conn = conns.get(node)
-    return bool(conn is not None and getattr(conn, "connected", False))
+    if conn is None or not getattr(conn, "connected", False):
+        return False
+    beat = getattr(coordinator, "heartbeat", None)
+    # The last heartbeat answered, or the join (before the first heartbeat).
+    answered = max(getattr(beat, "last_receive", -math.inf), getattr(beat, "last_reset", -math.inf))
+    session = getattr(beat, "config", {}).get("session_timeout_ms") if beat is not None else None
+    stable = getattr(coordinator, "stable", None)
+    if callable(stable) and stable() and session and time.monotonic() - answered > session / 1000:
+        return False   # in the group, yet no heartbeat answered for a whole session timeout
+    return True
 
 
 def missing_topics(consumer: Any, topics: list[str]) -> list[str]:
