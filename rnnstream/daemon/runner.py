@@ -65,6 +65,20 @@ from .units import Unit
 
 log = logging.getLogger("rnnstream.daemon")
 
+REBALANCE_POLL_MS = 1000
+"""Poll timeout while a rebalance is in progress, and no checkpoint (nor its gc.collect) meanwhile.
+
+kafka-python 3.0.12 drives JoinGroup/SyncGroup as a task that ``poll`` awaits for at most its
+timeout. When that task completes while the application is *outside* ``poll``, the next ``poll``
+finds it done, takes that for a failed attempt and sends a fresh JoinGroup: the assignment is
+discarded and a new generation begins (``join_group_async`` in kafka/coordinator/base.py tests
+``self._join_task.is_done`` before awaiting the result). With short polls and work between them
+this repeats: the group never stabilises. Minimal reproduction, on a 3-partition topic with one
+consumer: ``while not c.assignment(): c.poll(timeout_ms=1); time.sleep(0.2)`` climbs generations
+for ever; with ``sleep(0)`` it is assigned in about 2 s. The daemon's poll loop did work between
+polls (a checkpoint, a full ``gc.collect()``) and hung in about one start in nine. Staying inside
+``poll`` for long stretches while rebalancing makes the window a few milliseconds per second."""
+
 
 class _Listener(AsyncConsumerRebalanceListener):
     """Rebalance callbacks. kafka-python 3 awaits them on its I/O loop, whose heartbeats and group
@@ -191,13 +205,14 @@ class Runner:
                 if self._reload.is_set():
                     self._reload.clear()
                     self._do_reload()
-                batch = self.consumer.poll(timeout_ms=timeout_ms)
+                rebalancing = self._rebalancing_since is not None
+                batch = self.consumer.poll(timeout_ms=max(timeout_ms, REBALANCE_POLL_MS) if rebalancing else timeout_ms)
                 if batch:
                     self._process(batch)
                 self._service_outputs()
                 now = time.monotonic()
                 self._track_progress(now, bool(batch))
-                if now - last_ckpt >= self.config.checkpoint.interval_seconds:
+                if not rebalancing and now - last_ckpt >= self.config.checkpoint.interval_seconds:
                     # While the coordinator is unreachable a commit can only time out: save, commit later.
                     reachable = self._disconnected_since is None and self._broker_down_since is None
                     self.checkpoint(list(self.units), commit="sync" if reachable else "none")
