@@ -106,6 +106,7 @@ def test_broker_stopped_30_s_then_sigterm_during_an_outage(tmp_path):
             finally:
                 resume(pid)
             assert took < 10, took
+            print(f"hung broker: caught up {resumed:.1f} s after its return; SIGTERM during the outage took {took:.1f} s")
         finally:
             d.kill()
 
@@ -115,10 +116,16 @@ def test_broker_stopped_30_s_then_sigterm_during_an_outage(tmp_path):
         try:
             wait_until(lambda: committed(broker.bootstrap, group) == ends, 60, "the restart to finish the stream")
             check_invariants(again, topic)
-            code, took = again.terminate()
-            assert code == 0 and took < 10
+            assert check_state(cfg_path, topic, 2) == 6
+            # The broker gone entirely (connections refused): SIGTERM still ends within the budget.
+            broker._proc.kill()
+            broker._proc.wait(10)
+            time.sleep(2)
+            assert again.alive and again.get("/healthz")[0] == 200
+            code, took = again.terminate(budget=10.0)
+            assert took < 10, took
+            print(f"broker killed: SIGTERM took {took:.1f} s (exit {code})")
         finally:
             again.kill()
-        assert check_state(cfg_path, topic, 2) == 6
     finally:
         broker.stop()

@@ -107,3 +107,30 @@ def test_a_rebalance_that_never_completes_fails_healthz(kafka, tmp_path):
         gate.set()
         code = hr.stop()
     assert code == 0
+
+
+def test_broker_connected_and_missing_topics_read_the_client_state():
+    """The two probes behind readiness, on stand-ins shaped like kafka-python 3's objects."""
+    from types import SimpleNamespace as NS
+
+    from rnnstream.daemon.runner import broker_connected, missing_topics
+
+    now = time.monotonic()
+    beat = NS(last_receive=now - 1, last_reset=now - 100, config={"session_timeout_ms": 6000})
+    coordinator = NS(coordinator_id="c1", heartbeat=beat, stable=lambda: True)
+    consumer = NS(_coordinator=coordinator, _manager=NS(_conns={"c1": NS(connected=True)}))
+    assert broker_connected(consumer) is True
+    beat.last_receive = now - 7                 # stable, yet no heartbeat answered for a session: hung
+    assert broker_connected(consumer) is False
+    coordinator.stable = lambda: False          # mid-rebalance: heartbeats pause, nothing concluded
+    assert broker_connected(consumer) is True
+    consumer._manager._conns["c1"].connected = False
+    assert broker_connected(consumer) is False
+    coordinator.coordinator_id = None
+    assert broker_connected(consumer) is False
+    assert broker_connected(object()) is None   # not a kafka-python consumer: unknown, never an error
+
+    cluster = NS(topics=lambda: {"a", "b"}, partitions_for_topic=lambda t: {0, 1} if t == "a" else None)
+    assert missing_topics(NS(_client=NS(cluster=cluster)), ["a", "b"]) == ["b"]
+    empty = NS(topics=lambda: set(), partitions_for_topic=lambda t: None)
+    assert missing_topics(NS(_client=NS(cluster=empty)), ["a"]) == []   # no metadata yet: nothing said
