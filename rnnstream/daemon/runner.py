@@ -571,8 +571,8 @@ class _Skipped(Exception):
 def broker_connected(consumer: Any) -> bool | None:
     """Whether ``consumer`` talks to its group coordinator (None: unknown, e.g. a test double).
 
-    False when no coordinator is known or its connection is down, and when a heartbeat has been
-    outstanding with no answer for a session timeout (a hung broker keeps its connections open).
+    False when no coordinator is known or its connection is down, and when, in the group, no
+    heartbeat has been answered for a session timeout (a hung broker keeps its connections open).
     Reads kafka-python 3's state without side effects (``coordinator_unknown()`` would mark the
     coordinator dead from this thread); a missing attribute means "unknown", never an error.
     """
@@ -599,8 +599,8 @@ def broker_connected(consumer: Any) -> bool | None:
 def missing_topics(consumer: Any, topics: list[str]) -> list[str]:
     """The subscribed ``topics`` of which the consumer's cluster metadata knows no partition (no I/O)."""
     cluster = getattr(getattr(consumer, "_client", None), "cluster", None)
-    if cluster is None or not getattr(cluster, "topics", None) or not cluster.topics():
-        return []   # metadata not loaded yet: nothing to say
+    if cluster is None or not getattr(cluster, "_last_successful_refresh_ms", 0):
+        return []   # no metadata answer yet: nothing to say
     return [t for t in topics if not cluster.partitions_for_topic(t)]
 
 

@@ -130,7 +130,26 @@ def test_broker_connected_and_missing_topics_read_the_client_state():
     assert broker_connected(consumer) is False
     assert broker_connected(object()) is None   # not a kafka-python consumer: unknown, never an error
 
-    cluster = NS(topics=lambda: {"a", "b"}, partitions_for_topic=lambda t: {0, 1} if t == "a" else None)
+    cluster = NS(_last_successful_refresh_ms=1, partitions_for_topic=lambda t: {0, 1} if t == "a" else None)
     assert missing_topics(NS(_client=NS(cluster=cluster)), ["a", "b"]) == ["b"]
-    empty = NS(topics=lambda: set(), partitions_for_topic=lambda t: None)
-    assert missing_topics(NS(_client=NS(cluster=empty)), ["a"]) == []   # no metadata yet: nothing said
+    assert missing_topics(NS(_client=NS(cluster=cluster)), ["b"]) == ["b"]
+    cluster._last_successful_refresh_ms = 0
+    assert missing_topics(NS(_client=NS(cluster=cluster)), ["b"]) == []   # no metadata yet: nothing said
+
+
+def test_missing_input_topic_is_reported_by_readiness_not_liveness(kafka, tmp_path):
+    """/readyz used to say 200 with the input topic missing."""
+    topic = unique("health-notopic")             # never created
+    kafka.create_topics([(f"{topic}.anomalies", 1), (f"{topic}.dlq", 1)])
+    hr = HttpRunner(_config(tmp_path, kafka, topic))
+    try:
+        status, body = wait_until(lambda: (r := hr.get("/readyz"))[1].find("input topic") >= 0 and r, 30,
+                                  "/readyz to name the missing topic")
+        assert status == 503 and topic in body, body
+        time.sleep(3.5)                            # past progress_stall_seconds: still alive
+        assert hr.get("/healthz") == (200, "ok\n")
+        kafka.create_topics([(topic, 1)])
+        wait_until(lambda: hr.get("/readyz")[0] == 200, 60, "/readyz 200 once the topic exists")
+    finally:
+        code = hr.stop()
+    assert code == 0
