@@ -50,7 +50,7 @@ from typing import Any, Callable
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
-from kafka.errors import KafkaTimeoutError
+from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
@@ -206,7 +206,12 @@ class Runner:
                     self._reload.clear()
                     self._do_reload()
                 rebalancing = self._rebalancing_since is not None
-                batch = self.consumer.poll(timeout_ms=max(timeout_ms, REBALANCE_POLL_MS) if rebalancing else timeout_ms)
+                try:
+                    batch = self.consumer.poll(timeout_ms=max(timeout_ms, REBALANCE_POLL_MS) if rebalancing else timeout_ms)
+                except KafkaError as exc:   # the client recovers by itself; the loop must go on
+                    log.warning("poll failed; polling again", extra={"error": f"{type(exc).__name__}: {exc}"})
+                    batch = {}
+                    self._stop.wait(0.2)
                 if batch:
                     self._process(batch)
                 self._service_outputs()
