@@ -335,7 +335,11 @@ class Runner:
         topics = self._topics()
         self.consumer = self._consumer_factory(cfg, topics)
         for topic in topics:
-            self.consumer.partitions_for_topic(topic)
+            try:
+                self.consumer.partitions_for_topic(topic)
+            except KafkaError as exc:   # only a head start: the metadata refresh finds them later
+                log.warning("could not fetch a topic's metadata before joining",
+                            extra={"topic": topic, "error": f"{type(exc).__name__}: {exc}"})
         self._rebalancing_since = time.monotonic()
         self.consumer.subscribe(topics, listener=_Listener(self))
 
