@@ -65,6 +65,10 @@ from .units import Unit
 
 log = logging.getLogger("rnnstream.daemon")
 
+COMMIT_TIMEOUT_S = 10.0
+"""Longest a synchronous commit may take (less at shutdown: what is left of the budget). A slow broker
+under load can take seconds; while the coordinator is known unreachable, commits are skipped."""
+
 REBALANCE_POLL_MS = 500
 """Poll timeout while a rebalance is in progress, and no checkpoint (nor its gc.collect) meanwhile.
 
@@ -432,7 +436,7 @@ class Runner:
             if not offsets:
                 pass
             elif commit == "sync":
-                self.consumer.commit(offsets, timeout_ms=int(self._remaining(3.0) * 1000))
+                self.consumer.commit(offsets, timeout_ms=int(self._remaining(COMMIT_TIMEOUT_S) * 1000))
             elif commit == "async":
                 self.consumer.commit_async(offsets)
         except _Skipped as exc:
