@@ -6,9 +6,13 @@ its flags. The model kernel runs once per batch, or once per stretch between two
 event sequence: a retraining trigger (``rnnstream.training.schedule``), an idle sweep, or the state
 filling up (then the least recently seen entities are evicted).
 
-Guaranteed: outputs and state are a function of the event sequence alone, whatever the batching. Events with a non-finite value or time, and late events
-(older than the entity's previous event by more than ``late_tolerance_seconds``), are refused with a
-reason and touch no state. An entity whose event comes more than ``idle_ttl_seconds``
+Guaranteed: outputs and state are a function of the event sequence alone, whatever the batching.
+Refused with a reason, touching no state: events with a non-finite value or time
+(``non_finite_value``); a feature value whose magnitude exceeds ``MAX_ABS_VALUE`` (``out_of_range``:
+the normaliser squares deviations, and above ~1e154 the square overflows to inf, so such values could
+only ever poison state); an event time more than ``future_tolerance_seconds`` after the reference
+clock the caller passes (``future``, see ``process``); late events (older than the entity's previous
+event by more than ``late_tolerance_seconds``). An entity whose event comes more than ``idle_ttl_seconds``
 of event time after its previous one starts afresh, as if it had been evicted.
 
 Not thread-safe: one thread calls ``process``; training runs beside it in the schedule's own thread.
@@ -28,7 +32,12 @@ from .state.slots import SlotState
 from .training.schedule import TrainingSchedule
 
 REASON_NON_FINITE = "non_finite_value"
+REASON_OUT_OF_RANGE = "out_of_range"
+REASON_FUTURE = "future"
 REASON_LATE = "late"
+MAX_ABS_VALUE = 1e100
+"""Largest feature magnitude accepted. Squares of deviations stay below ~1e201, far from overflow,
+and no real metric comes near it; the one bound checked by ``Detector.process``."""
 SWEEP_EVERY = 65536  # events between two sweeps of idle entities (memory only: expiry is per event)
 
 
@@ -84,18 +93,34 @@ class Detector:
         self.versions = np.zeros(batch_capacity, dtype=np.int64)
         self.watermark = float("-inf")   # newest event time seen, for idle eviction
         self.ttl = float(cfg.idle_ttl_seconds)
+        self.future_tolerance = float(cfg.future_tolerance_seconds)
         self.events = 0                  # events processed
         self._next_sweep = SWEEP_EVERY
 
-    def process(self, entities: Sequence[str], x: np.ndarray, ts: np.ndarray) -> BatchResult:
-        """Advance the batch ``(entities[i], x[i], ts[i])`` in order. ``x`` is (N, F), ``ts`` seconds."""
+    def process(self, entities: Sequence[str], x: np.ndarray, ts: np.ndarray,
+                reference: np.ndarray | None = None) -> BatchResult:
+        """Advance the batch ``(entities[i], x[i], ts[i])`` in order. ``x`` is (N, F), ``ts`` seconds.
+
+        ``reference`` (N,), optional: a clock each event is checked against, in seconds; an event
+        dated more than ``future_tolerance_seconds`` after its reference is refused as ``future``
+        (a non-finite reference checks nothing). The daemon passes the Kafka record timestamps: they
+        are stored with the records, so the outcome depends on the input stream alone.
+        """
         x = np.ascontiguousarray(x, dtype=np.float64).reshape(len(entities), self.n_features)
         ts = np.ascontiguousarray(ts, dtype=np.float64).reshape(len(entities))
-        ok = np.isfinite(x).all(axis=1) & np.isfinite(ts)
+        finite = np.isfinite(x).all(axis=1) & np.isfinite(ts)
+        in_range = (np.abs(x) <= MAX_ABS_VALUE).all(axis=1)   # False for NaN too
+        ok = finite & in_range
+        if reference is not None:
+            future = ts > np.asarray(reference, dtype=np.float64) + self.future_tolerance   # False for NaN
+            ok &= ~future
         rejected: list[tuple[int, str]] = []
         index = np.arange(len(entities))
         if not ok.all():
-            rejected = [(int(i), REASON_NON_FINITE) for i in np.flatnonzero(~ok)]
+            for i in np.flatnonzero(~ok).tolist():
+                reason = (REASON_NON_FINITE if not finite[i] else REASON_OUT_OF_RANGE if not in_range[i]
+                          else REASON_FUTURE)
+                rejected.append((i, reason))
             index = index[ok]
             entities = [entities[i] for i in index]
             x, ts = x[ok], ts[ok]

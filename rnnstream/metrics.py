@@ -109,7 +109,8 @@ METRIC_SPECS: tuple[MetricSpec, ...] = (
     _h("training_duration", "rnnstream_training_duration_seconds", D,
        "Seconds one retraining run took.", TRAINING_BUCKETS),
     _g("training_loss", "rnnstream_training_loss", ("detector", "topic", "partition"),
-       "Final training loss of the last successful retraining run of each partition's model."),
+       "Final training loss of the last successful retraining run of each partition's model (a partition's "
+       "series appears with its first retraining in this process: no NaN placeholder)."),
     _g("model_version", "rnnstream_model_version", ("detector", "topic", "partition"),
        "Version number of the weights scoring each partition (each partition has its own model; "
        "increments on each successful retrain)."),
@@ -121,6 +122,16 @@ METRIC_SPECS: tuple[MetricSpec, ...] = (
        "Checkpoint writes that failed."),
     _c("checkpoint_corrupt", "rnnstream_checkpoint_corrupt_total", (),
        "Checkpoints found unreadable at restore (bad magic, checksum mismatch, truncation)."),
+    _c("output_send_failures", "rnnstream_output_send_failures_total", ("detector", "topic"),
+       "Output records (anomalies, scores, dead letters) whose send failed; they are kept and retried."),
+    _g("outputs_pending", "rnnstream_outputs_pending", D,
+       "Output records waiting to be sent again; while > 0 the detector's partitions are paused and not committed."),
+    _c("outputs_truncated", "rnnstream_outputs_truncated_total", D,
+       "Output records too large for Kafka, sent as a reference to their source record instead."),
+    _c("outputs_dropped", "rnnstream_outputs_dropped_total", D,
+       "Output records that could never be sent (logged with their source record)."),
+    _g("broker_connected", "rnnstream_broker_connected", (),
+       "1 while the consumer is connected to its group coordinator, else 0 (also shown by /readyz)."),
     _g("ready", "rnnstream_ready", (),
        "1 once state is restored and the consumer is assigned, else 0 (mirrors /readyz)."),
     _g("build_info", "rnnstream_build_info", ("version",),
@@ -232,7 +243,9 @@ class DetectorMetrics:
 
     __slots__ = ("name", "processed", "anomalies", "score", "latency", "batch_duration", "entities",
                  "evicted", "training_ok", "training_failed", "training_duration", "event_time_lag",
-                 "_training_loss", "_model_version", "_rejected_parent", "_rejected", "_parent")
+                 "outputs_pending", "outputs_truncated", "outputs_dropped",
+                 "_training_loss", "_model_version", "_rejected_parent", "_rejected", "_parent",
+                 "_failed_parent", "_failed")
 
     def __init__(self, m: Metrics, name: str):
         self.name = name
@@ -247,15 +260,27 @@ class DetectorMetrics:
         self.training_failed = m.training_runs.labels(name, "failed")
         self.training_duration = m.training_duration.labels(name)
         self.event_time_lag = m.event_time_lag.labels(name)
+        self.outputs_pending = m.outputs_pending.labels(name)
+        self.outputs_truncated = m.outputs_truncated.labels(name)
+        self.outputs_dropped = m.outputs_dropped.labels(name)
         self._training_loss = m.training_loss
         self._model_version = m.model_version
         self._rejected_parent = m.events_rejected
         self._rejected: dict[str, Counter] = {}
+        self._failed_parent = m.output_send_failures
+        self._failed: dict[str, Counter] = {}
         self._parent = m
 
     def note_anomaly(self, entity: str, when: float) -> None:
         """An anomaly of ``entity`` was published at Unix time ``when`` (see ``Metrics.note_anomaly``)."""
         self._parent.note_anomaly(self.name, entity, when)
+
+    def output_failed(self, topic: str) -> Counter:
+        """The ``rnnstream_output_send_failures_total{detector, topic}`` child (topics come from the config)."""
+        child = self._failed.get(topic)
+        if child is None:
+            child = self._failed[topic] = self._failed_parent.labels(self.name, topic)
+        return child
 
     def rejected(self, reason: str) -> Counter:
         """The ``rnnstream_events_rejected_total{detector, reason}`` child, resolved once per reason.
@@ -286,10 +311,10 @@ class DetectorMetrics:
 
     def start_partition(self, partition: Any, version: int) -> None:
         """Export ``partition``'s model at assignment: its weights' version (from a checkpoint or a
-        fresh model) and a NaN training loss until its first retraining in this process."""
+        fresh model). Its training loss appears with its first retraining in this process (no NaN
+        placeholder: no metric ever holds a non-finite value)."""
         topic, part = _tp(partition)
         self._model_version.labels(self.name, topic, part).set(version)
-        self._training_loss.labels(self.name, topic, part).set(float("nan"))
 
 
 def _tp(partition: Any) -> tuple[str, str]:
@@ -326,6 +351,11 @@ class Metrics:
     checkpoint_last_success: Gauge
     checkpoint_failures: Counter
     checkpoint_corrupt: Counter
+    output_send_failures: Counter
+    outputs_pending: Gauge
+    outputs_truncated: Counter
+    outputs_dropped: Counter
+    broker_connected: Gauge
     ready: Gauge
     build_info: Gauge
     entity_score: Gauge | None

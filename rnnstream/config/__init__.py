@@ -9,6 +9,7 @@ from .reference import render_reference, schema_paths
 from .schema import (
     CheckpointConfig,
     Config,
+    DaemonConfig,
     DetectorConfig,
     EntityConfig,
     KafkaConfig,
@@ -25,7 +26,7 @@ from .secret import Secret
 
 __all__ = [
     "load_config", "load_config_file", "load_config_text", "validate_main", "render_reference", "schema_paths",
-    "Config", "KafkaConfig", "CheckpointConfig", "MetricsConfig", "LoggingConfig", "DetectorConfig",
+    "Config", "KafkaConfig", "CheckpointConfig", "DaemonConfig", "MetricsConfig", "LoggingConfig", "DetectorConfig",
     "EntityConfig", "TimestampConfig", "TimeFeaturesConfig", "ModelConfig", "TrainingConfig",
     "ScoringConfig", "OutputsConfig", "MODEL_PARAMS", "GRUParams", "ESNParams", "Secret",
 ]

@@ -45,6 +45,7 @@ class KafkaConfig:
     poll_timeout_ms: int = setting(200, doc="How long one poll waits for records, in milliseconds.", min=0)
     session_timeout_ms: int = setting(30000, doc="Consumer session timeout; the group rebalances after this silence.", min=1000)
     auto_offset_reset: Literal["latest", "earliest"] = setting("latest", doc="Where a partition without a committed offset or checkpoint starts: 'latest' (new events only) or 'earliest' (backfill the topic's whole retention).")
+    reconnect_backoff_max_ms: int = setting(1000, doc="Longest wait between two attempts to reconnect to a broker (kafka-python's default, 30 s, delays the recovery from an outage by as much).", min=10)
 
     def _cross_check(self) -> Problems:
         problems: Problems = []
@@ -71,6 +72,7 @@ class KafkaConfig:
             "bootstrap_servers": list(self.bootstrap_servers),
             "client_id": self.client_id,
             "security_protocol": self.security_protocol,
+            "reconnect_backoff_max_ms": self.reconnect_backoff_max_ms,
         }
         optional = {
             "sasl_mechanism": self.sasl_mechanism,
@@ -112,6 +114,19 @@ class MetricsConfig:
     host: str = setting("0.0.0.0", doc="Address the metrics HTTP server binds.")
     port: int = setting(9108, doc="Port of the metrics HTTP server (0 lets the OS pick one).", min=0, max=65535)
     top_k_entities: int = setting(0, doc="Export per-entity scores for this many highest-scoring entities (0 = off).", min=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DaemonConfig:
+    """Deadlines, liveness and output retries of ``rnnstream run``."""
+
+    shutdown_timeout_seconds: float = setting(8.0, doc="SIGTERM/SIGINT: the final checkpoint, commit and close get this long in all; past it, what is not committed is replayed after the restart, and the process exits anyway at this plus 1.5 s.", gt=0, max=60)
+    loop_stall_seconds: float = setting(60.0, doc="/healthz fails (and the systemd watchdog is no longer fed) when the poll loop has not completed an iteration for this long.", gt=0)
+    progress_stall_seconds: float = setting(300.0, doc="/healthz fails when, for this long, a rebalance has not completed, or records waited on owned partitions and none was processed (waiting for outputs to be delivered does not count).", gt=0)
+    output_send_timeout_ms: int = setting(2000, doc="Longest a send to an output topic may block the loop (metadata of a missing topic, a full buffer); the record is then retried.", min=10)
+    output_retry_backoff_ms: int = setting(500, doc="First wait before retrying output records that could not be delivered; doubles on each failure.", min=1)
+    output_retry_backoff_max_ms: int = setting(30000, doc="Longest wait between two retries of undeliverable output records.", min=1)
+    flush_timeout_seconds: float = setting(5.0, doc="Longest a checkpoint waits for the producer to deliver outputs; a checkpoint that cannot is skipped and retried.", gt=0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -255,10 +270,11 @@ class DetectorConfig:
     training: TrainingConfig = setting(doc="Retraining.", factory=TrainingConfig)
     scoring: ScoringConfig = setting(doc="Scoring.", factory=ScoringConfig)
     outputs: OutputsConfig = setting(doc="Output topics.", factory=OutputsConfig)
-    max_entities: int = setting(100000, doc="Most entities tracked at once; the least recently seen is evicted beyond.", min=1)
+    max_entities: int = setting(100000, doc="Most entities tracked at once per partition shard (the daemon keeps one detector instance per assigned partition, so a process holding k partitions of this detector holds up to k times this); the least recently seen is evicted beyond.", min=1)
     idle_ttl_seconds: float = setting(86400.0, doc="Entities silent this long are evicted.", gt=0)
     max_message_bytes: int = setting(1048576, doc="Larger payloads are rejected to the dead-letter topic.", min=1)
     late_tolerance_seconds: float = setting(0.0, doc="Events older than the entity's last event by more than this are rejected.", min=0)
+    future_tolerance_seconds: float = setting(3600.0, doc="Events dated more than this after their Kafka record timestamp are rejected as 'future' (daemon only; the record timestamp is the producer's or broker's clock, stored with the record).", gt=0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -269,6 +285,7 @@ class Config:
     state_dir: str = setting("/var/lib/rnnstream", doc="Directory of checkpoints and state files.")
     checkpoint: CheckpointConfig = setting(doc="Checkpointing.", factory=CheckpointConfig)
     metrics: MetricsConfig = setting(doc="Prometheus endpoint.", factory=MetricsConfig)
+    daemon: DaemonConfig = setting(doc="Deadlines, liveness and output retries of the daemon.", factory=DaemonConfig)
     logging: LoggingConfig = setting(doc="Logging.", factory=LoggingConfig)
     detectors: tuple[DetectorConfig, ...] = setting(doc="The detectors (at least one).", min_items=1)
 
@@ -309,7 +326,7 @@ class Config:
 
 
 __all__ = [
-    "Config", "KafkaConfig", "CheckpointConfig", "MetricsConfig", "LoggingConfig", "DetectorConfig",
+    "Config", "KafkaConfig", "CheckpointConfig", "DaemonConfig", "MetricsConfig", "LoggingConfig", "DetectorConfig",
     "EntityConfig", "TimestampConfig", "TimeFeaturesConfig", "ModelConfig", "TrainingConfig",
     "ScoringConfig", "OutputsConfig", "MODEL_PARAMS", "GRUParams", "ESNParams", "ModelParams",
 ]

@@ -3,7 +3,8 @@
 * ``/metrics``: the registry in the format the scraper asks for, chosen by prometheus_client's own
   ``choose_encoder`` from the Accept header (OpenMetrics or text 0.0.4), gzip-compressed when the
   Accept-Encoding header allows it (Prometheus always sends both).
-* ``/healthz``: 200 "ok" while the process serves HTTP at all (liveness).
+* ``/healthz``: 200 "ok" while alive: with a ``health()`` callable, 503 and its reason when it says the
+  process is stuck (the runner's: poll loop or progress stalled); without one, 200 while HTTP is served.
 * ``/readyz``: 200 "ready" after ``set_ready(True)``; otherwise 503 with the reason (readiness: state
   restored, kernels compiled, partitions assigned — the runner decides).
 
@@ -35,10 +36,12 @@ class HttpServer:
     """
 
     def __init__(self, registry: CollectorRegistry, metrics: Any = None, *,
-                 ready: Callable[[], tuple[bool, str]] | None = None):
+                 ready: Callable[[], tuple[bool, str]] | None = None,
+                 health: Callable[[], tuple[bool, str]] | None = None):
         self.registry = registry
         self.metrics = metrics
         self._probe = ready
+        self._health = health
         self._ready = False
         self._reason = "starting"
         self._server: ThreadingHTTPServer | None = None
@@ -50,6 +53,13 @@ class HttpServer:
             ok, reason = self._probe()
             return bool(ok), reason or ("ready" if ok else "not ready")
         return self._ready, "ready" if self._ready else self._reason
+
+    def liveness(self) -> tuple[bool, str]:
+        """``(is_alive, reason)`` as /healthz reports it."""
+        if self._health is None:
+            return True, ""
+        ok, reason = self._health()
+        return bool(ok), reason or ("" if ok else "unhealthy")
 
     @property
     def ready(self) -> bool:
@@ -104,7 +114,11 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/metrics":
             self._metrics(owner.registry)
         elif path == "/healthz":
-            self._reply(200, b"ok\n")
+            ok, reason = owner.liveness()
+            if ok:
+                self._reply(200, b"ok\n")
+            else:
+                self._reply(503, f"unhealthy: {reason}\n".encode())
         elif path == "/readyz":
             ok, reason = owner.readiness()
             if ok:

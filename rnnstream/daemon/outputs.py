@@ -12,28 +12,47 @@ daemon guarantees at-least-once delivery, not exactly-once). Score events carry 
 subset of the fields plus ``anomaly``/``suppressed``. A dead letter is the ORIGINAL key and value bytes
 with the source record's headers followed by ``rnnstream.*`` headers saying why.
 
-Sends are asynchronous (the producer batches); failures are collected, and ``raise_if_failed`` (call it
-after ``producer.flush()``, before committing offsets) reports them. A topic set to null in the config
-is not written, and the call returns False.
+Delivery. Sends are asynchronous (the producer batches). No output failure raises out of this module:
+
+* an output larger than the producer's ``max_request_size``, or refused by the broker as too large
+  (the topic's ``max.message.bytes``), is replaced by a *reference*: value
+  ``{"reference": {"topic", "partition", "offset"}, "size", "reason", "detector"}`` naming the source
+  record, key kept when short, the ``rnnstream.*`` headers kept, and a header ``rnnstream.truncated``
+  saying why (counted in ``rnnstream_outputs_truncated_total``);
+* any other failure (a missing topic, a broker outage, a send blocked past ``max_block_ms``) keeps the
+  record in a retry queue: ``service()``, called by the loop, sends it again with exponential backoff
+  (``retry_backoff_ms`` doubling up to ``retry_backoff_max_ms``); meanwhile new outputs to a failing
+  topic join the queue without blocking the loop. Counted in ``rnnstream_output_send_failures_total``,
+  queued records in ``rnnstream_outputs_pending``;
+* an output that can never be sent (the producer refuses its types, or is closed) is logged with its
+  source and counted in ``rnnstream_outputs_dropped_total``.
+
+While ``pending`` is non-zero the runner neither checkpoints nor commits this detector's partitions, and
+pauses them, so what was not delivered is re-sent, or replayed after a restart (at least once). A topic
+set to null in the config is not written, and the call returns False.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-import numpy as np
 import orjson
+from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 
-from ..errors import RnnstreamError
 from ..kernels.calibrate import FLAG_ANOMALY, FLAG_SUPPRESSED
 
+log = logging.getLogger(__name__)
+
 MAX_DETAIL_BYTES = 1024
-
-
-class DeliveryError(RnnstreamError):
-    """At least one output record could not be delivered to Kafka."""
+MAX_REFERENCE_KEY_BYTES = 1024
+DEFAULT_MAX_REQUEST_BYTES = 1048576          # kafka-python's max_request_size default
+RECORD_OVERHEAD_BYTES = 512                  # batch and record framing, with a margin
+_TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)
 
 
 def iso_utc(seconds: float) -> str:
@@ -45,13 +64,28 @@ def event_id(detector: str, topic: str, partition: int, offset: int) -> str:
     return f"{detector}:{topic}:{partition}:{offset}"
 
 
+@dataclass
+class _Out:
+    """One output record, kept until delivered (``source`` is the input record it came from)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list | None
+    kind: str
+    source: Any
+    reference: bool = False
+
+
 class Outputs:
     """Writes one detector's outputs through a kafka-python ``KafkaProducer`` (or anything with ``send``).
 
     The producer must have no serializers: keys, values and header values are passed as bytes.
     """
 
-    def __init__(self, producer: Any, cfg: Any, instance_id: str):
+    def __init__(self, producer: Any, cfg: Any, instance_id: str, *, metrics: Any = None,
+                 retry_backoff_ms: int = 500, retry_backoff_max_ms: int = 30000,
+                 clock: Callable[[], float] = time.monotonic):
         self.producer = producer
         self.cfg = cfg
         self.detector = cfg.name
@@ -60,9 +94,27 @@ class Outputs:
         self.anomalies_topic = cfg.outputs.anomalies_topic
         self.scores_topic = cfg.outputs.scores_topic
         self.dead_letter_topic = cfg.outputs.dead_letter_topic
+        self.metrics = metrics          # an rnnstream.metrics.DetectorMetrics, or None
+        config = getattr(producer, "config", None)
+        limit = config.get("max_request_size") if isinstance(config, dict) else None
+        self.max_record_bytes = int(limit or DEFAULT_MAX_REQUEST_BYTES)
+        self._backoff_first = retry_backoff_ms / 1000.0
+        self._backoff_max = retry_backoff_max_ms / 1000.0
+        self._backoff = self._backoff_first
+        self._clock = clock
         self._lock = threading.Lock()   # errbacks run on the producer's I/O thread
-        self._failures: list[str] = []
+        self._failed: list[tuple[_Out, BaseException]] = []
+        self._pending: list[_Out] = []
+        self._blocked: dict[str, str] = {}      # topic -> last error, while it is failing
+        self._failing_since: float | None = None
+        self._next_retry = 0.0
         self.sent = {"anomaly": 0, "score": 0, "dead_letter": 0}
+        self.truncated = 0
+        self.dropped = 0
+        self.send_failures = 0
+        if metrics is not None:                 # every series exists from the start, at 0
+            for topic in cfg.outputs.topics():
+                metrics.output_failed(topic)
 
     # -- single records ---------------------------------------------------------------------------
 
@@ -74,7 +126,7 @@ class Outputs:
             return False
         event = self.anomaly_event(record, entity, event_time, score, error, observed, predicted, z,
                                    model_version)
-        self._send(self.anomalies_topic, entity.encode(), orjson.dumps(event), None, "anomaly")
+        self._send(_Out(self.anomalies_topic, entity.encode(), orjson.dumps(event), None, "anomaly", record))
         return True
 
     def anomaly_event(self, record: Any, entity: str, event_time: float, score: float, error: float,
@@ -113,7 +165,7 @@ class Outputs:
             "suppressed": bool(flag & FLAG_SUPPRESSED),
             "model_version": int(model_version),
         }
-        self._send(self.scores_topic, entity.encode(), orjson.dumps(event), None, "score")
+        self._send(_Out(self.scores_topic, entity.encode(), orjson.dumps(event), None, "score", record))
         return True
 
     def dead_letter(self, record: Any, reason: str, detail: str) -> bool:
@@ -129,63 +181,130 @@ class Outputs:
             ("rnnstream.source.offset", str(record.offset).encode()),
             ("rnnstream.detector", self.detector.encode()),
         ]
-        self._send(self.dead_letter_topic, record.key, record.value, headers, "dead_letter")
+        key, value = record.key, record.value
+        if key is None and value is None:   # a tombstone: Kafka needs one of them
+            value = b""
+        self._send(_Out(self.dead_letter_topic, key, value, headers, "dead_letter", record))
         return True
-
-    # -- one processed batch ----------------------------------------------------------------------
-
-    def publish(self, decoded: Any, result: Any) -> dict[str, int]:
-        """All outputs of one batch: dead letters for ``decoded.rejects`` and ``result.rejected``,
-        anomaly events for flag bit 0, scores when ``scores_topic`` is set. Returns counts sent
-        (keys "anomaly", "score", "dead_letter"); anomalies are counted even when no topic is set.
-        """
-        counts = {"anomaly": 0, "score": 0, "dead_letter": 0}
-        for rej in decoded.rejects:
-            counts["dead_letter"] += self.dead_letter(rej.record, rej.reason, rej.detail)
-        for pos, reason in result.rejected:
-            rec = decoded.raw[pos]
-            detail = f"{rec.topic}[{rec.partition}]@{rec.offset}: rejected by the detector"
-            counts["dead_letter"] += self.dead_letter(rec, reason, detail)
-        flags = result.flag
-        anomalies = np.flatnonzero(flags & FLAG_ANOMALY)
-        versions = result.model_version
-        for j in anomalies.tolist():
-            pos = int(result.index[j])
-            self.anomaly(decoded.raw[pos], decoded.entities[pos], float(decoded.ts[pos]), float(result.score[j]),
-                         float(result.err[j]), decoded.x[pos], result.pred[j], result.z[j], int(versions[j]))
-            counts["anomaly"] += 1
-        if self.scores_topic is not None:
-            for j, pos in enumerate(result.index.tolist()):
-                counts["score"] += self.score(decoded.raw[pos], decoded.entities[pos], float(decoded.ts[pos]),
-                                              float(result.score[j]), float(result.err[j]), int(flags[j]),
-                                              int(versions[j]))
-        return counts
 
     # -- delivery ---------------------------------------------------------------------------------
 
-    def _send(self, topic: str, key: bytes | None, value: bytes | None, headers: list | None, kind: str) -> None:
-        kwargs: dict[str, Any] = {"key": key, "value": value}
-        if headers is not None:
-            kwargs["headers"] = headers
-        future = self.producer.send(topic, **kwargs)
-        self.sent[kind] += 1
+    @property
+    def pending(self) -> int:
+        """Output records waiting to be sent again (0 when everything sent was accepted so far)."""
+        return len(self._pending)
+
+    def problem(self) -> str:
+        """Why outputs are not being delivered ('' when they are): for /readyz and logs."""
+        if not self._pending:
+            return ""
+        since = self._clock() - (self._failing_since or self._clock())
+        topics = ", ".join(f"{t} ({e})" for t, e in sorted(self._blocked.items())) or "retrying"
+        return (f"detector {self.detector}: {len(self._pending)} output record(s) undeliverable for "
+                f"{since:.0f} s: {topics}")
+
+    def service(self, force: bool = False) -> None:
+        """Take the failures the producer reported, and re-send the queue once its backoff is over
+        (``force``: now). Call from the loop thread, often; cheap when there is nothing to do."""
+        with self._lock:
+            failed, self._failed = self._failed, []
+        for out, exc in failed:
+            self._handle_failure(out, exc)
+        if not self._pending or (not force and self._clock() < self._next_retry):
+            return
+        queue, self._pending = self._pending, []
+        self._blocked.clear()
+        for out in queue:
+            self._send(out, retry=True)
+        if self._pending:
+            self._backoff = min(self._backoff * 2, self._backoff_max)
+            self._next_retry = self._clock() + self._backoff
+        else:
+            log.warning("outputs delivered again", extra={"detector": self.detector, "records": len(queue)})
+            self._backoff = self._backoff_first
+            self._failing_since = None
+        self._set_pending_gauge()
+
+    def _send(self, out: _Out, retry: bool = False) -> None:
+        if out.topic in self._blocked:           # failing: queue without blocking the loop again
+            self._pending.append(out)
+            return
+        size = (len(out.key or b"") + len(out.value or b"") + RECORD_OVERHEAD_BYTES
+                + sum(len(k) + len(v) for k, v in out.headers or ()))
+        if size > self.max_record_bytes and not out.reference:
+            out = self._reference(out, size, f"{size} bytes exceed the producer's {self.max_record_bytes}-byte limit")
+        kwargs: dict[str, Any] = {"key": out.key, "value": out.value}
+        if out.headers is not None:
+            kwargs["headers"] = out.headers
+        try:
+            future = self.producer.send(out.topic, **kwargs)
+        except _TOO_LARGE as exc:
+            self._handle_failure(out, exc)
+            return
+        except KafkaError as exc:                 # KafkaTimeoutError (metadata, buffer), ...
+            self._queue(out, exc)
+            return
+        except Exception as exc:                   # TypeError, IllegalStateError: never deliverable
+            self._drop(out, exc)
+            return
+        if not retry:
+            self.sent[out.kind] += 1
         if future is not None and hasattr(future, "add_errback"):
-            future.add_errback(self._failed, topic)
+            future.add_errback(self._failed_async, out)
 
-    def _failed(self, topic: str, exc: BaseException) -> None:
+    def _failed_async(self, out: _Out, exc: BaseException) -> None:   # on the producer's I/O thread
         with self._lock:
-            self._failures.append(f"{topic}: {exc!r}")
+            self._failed.append((out, exc))
 
-    def take_failures(self) -> list[str]:
-        """Delivery failures seen since the last call (topic and error), and forget them."""
-        with self._lock:
-            failures, self._failures = self._failures, []
-        return failures
+    def _handle_failure(self, out: _Out, exc: BaseException) -> None:
+        if isinstance(exc, _TOO_LARGE):
+            if out.reference:
+                self._drop(out, exc)
+            else:
+                self._send(self._reference(out, len(out.value or b""), f"refused as too large: {type(exc).__name__}"))
+            return
+        self._queue(out, exc)
 
-    def raise_if_failed(self) -> None:
-        """Raise DeliveryError if any send failed since the last check (call after ``producer.flush()``)."""
-        failures = self.take_failures()
-        if failures:
-            more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
-            raise DeliveryError(f"detector {self.detector}: {len(failures)} output record(s) not delivered: "
-                                + "; ".join(failures[:3]) + more)
+    def _queue(self, out: _Out, exc: BaseException) -> None:
+        self.send_failures += 1
+        if self.metrics is not None:
+            self.metrics.output_failed(out.topic).inc()
+        if out.topic not in self._blocked:
+            log.warning("output topic unavailable; records are kept and retried with backoff",
+                        extra={"detector": self.detector, "topic": out.topic, "error": f"{type(exc).__name__}: {exc}"})
+        self._blocked[out.topic] = type(exc).__name__
+        if self._failing_since is None:
+            self._failing_since = self._clock()
+            self._next_retry = self._clock() + self._backoff
+        self._pending.append(out)
+        self._set_pending_gauge()
+
+    def _drop(self, out: _Out, exc: BaseException) -> None:
+        self.dropped += 1
+        if self.metrics is not None:
+            self.metrics.outputs_dropped.inc()
+        src = out.source
+        log.error("output record cannot be sent; dropped", extra={
+            "detector": self.detector, "topic": out.topic, "kind": out.kind, "error": f"{type(exc).__name__}: {exc}",
+            "source": f"{src.topic}[{src.partition}]@{src.offset}" if src is not None else None})
+
+    def _reference(self, out: _Out, size: int, why: str) -> _Out:
+        """A small stand-in for ``out`` naming its source record, with the rnnstream headers kept."""
+        self.truncated += 1
+        if self.metrics is not None:
+            self.metrics.outputs_truncated.inc()
+        src = out.source
+        value = orjson.dumps({"reference": {"topic": src.topic, "partition": int(src.partition),
+                                            "offset": int(src.offset)},
+                              "size": int(size), "reason": why, "kind": out.kind, "detector": self.detector})
+        headers = [(k, v[:MAX_DETAIL_BYTES]) for k, v in out.headers or () if k.startswith("rnnstream.")]
+        headers.append(("rnnstream.truncated", f"value replaced by a reference to the source record: {why}".encode()))
+        key = out.key if out.key is not None and len(out.key) <= MAX_REFERENCE_KEY_BYTES else None
+        log.warning("output too large; sent a reference to its source record instead", extra={
+            "detector": self.detector, "topic": out.topic, "kind": out.kind, "size": size,
+            "source": f"{src.topic}[{src.partition}]@{src.offset}"})
+        return _Out(out.topic, key, value, headers, out.kind, src, reference=True)
+
+    def _set_pending_gauge(self) -> None:
+        if self.metrics is not None:
+            self.metrics.outputs_pending.set(len(self._pending))

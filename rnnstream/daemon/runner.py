@@ -16,15 +16,31 @@ again (their outputs may be published twice, with the same deterministic ``event
 
 Invariant kept per detector: consumed = processed + rejected (dead-lettered).
 
+Outputs that cannot be delivered (``rnnstream.daemon.outputs``) never stop the loop: they are retried
+with backoff, and meanwhile their detector's partitions are paused and left out of checkpoints and
+commits, so nothing is committed past an undelivered output.
+
+Health (``health()``, served as /healthz and gating the systemd watchdog) fails when the loop has not
+completed an iteration for ``daemon.loop_stall_seconds``, when a rebalance has not completed for
+``daemon.progress_stall_seconds``, or when records waited on owned partitions and none was processed
+for that long (while the broker is reachable and outputs are not being retried: those are reported by
+readiness, and a restart would not cure them). Readiness (``readiness()``, /readyz and
+``rnnstream_ready``) also fails while the group coordinator is unreachable, while outputs are being
+retried, and while an input topic is missing.
+
 Signals (``main`` installs them): SIGTERM/SIGINT stop after the current batch, checkpoint, commit and
-close (exit 0); SIGHUP re-reads the config file: detectors added or removed are (un)subscribed,
-changed detectors get fresh units from their checkpoints, unchanged ones keep theirs.
+close (exit 0). Every blocking call on that path has a deadline within
+``daemon.shutdown_timeout_seconds``; what could not be committed in time is replayed after the restart
+(at least once), and the process exits at that budget plus 1.5 s whatever the broker does.
+SIGHUP re-reads the config file: detectors added or removed are (un)subscribed, changed detectors get
+fresh units from their checkpoints, unchanged ones keep theirs.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 import signal
 import socket
@@ -34,6 +50,7 @@ from typing import Any, Callable
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
+from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
@@ -44,10 +61,31 @@ from ..metrics import Metrics
 from ..ops.preflight import lock_state_dir, port_problem, state_dir_problem
 from .checkpoint import CheckpointStore
 from .decode import decode_batch
-from .outputs import DeliveryError, Outputs
+from .outputs import Outputs
 from .units import Unit
 
 log = logging.getLogger("rnnstream.daemon")
+
+COMMIT_TIMEOUT_S = 10.0
+"""Longest a synchronous commit may take (less at shutdown: what is left of the budget). A slow broker
+under load can take seconds; while the coordinator is known unreachable, commits are skipped."""
+
+REBALANCE_POLL_MS = 500
+"""Poll timeout while a rebalance is in progress, and no checkpoint (nor its gc.collect) meanwhile.
+
+kafka-python 3.0.12 drives JoinGroup/SyncGroup as a task that ``poll`` awaits for at most its
+timeout. When that task completes while the application is *outside* ``poll``, the next ``poll``
+finds it done, takes that for a failed attempt and sends a fresh JoinGroup: the assignment is
+discarded and a new generation begins (``join_group_async`` in kafka/coordinator/base.py tests
+``self._join_task.is_done`` before awaiting the result). With short polls and work between them
+this repeats: the group never stabilises. Minimal reproduction, on a 3-partition topic with one
+consumer: ``while not c.assignment(): c.poll(timeout_ms=1); time.sleep(0.2)`` climbs generations
+for ever; with ``sleep(0)`` it is assigned in about 2 s. The daemon's poll loop did work between
+polls even while rebalancing (a checkpoint, a full ``gc.collect()``): the most likely cause of the
+start that hung in about one in nine (its log shows a new generation and "performing partition
+assignments", then no assignment), though that hang did not recur here unforced (30 process
+restarts, 50 in-process starts). Staying inside ``poll`` for long stretches while rebalancing, with
+no other work between them, shrinks the window to a few milliseconds per stretch."""
 
 
 class _Listener(AsyncConsumerRebalanceListener):
@@ -128,8 +166,16 @@ class Runner:
         self._topic_map = config.topic_map()
         self.checkpoints = 0
         self._ready_reason = "starting"
-        self.failure: Exception | None = None
         self._state_lock = None
+        self._last_iteration = time.monotonic()   # liveness: end of the last loop iteration
+        self._last_progress = time.monotonic()    # liveness: records processed, or none waiting
+        self._rebalancing_since: float | None = None
+        self._broker_down_since: float | None = None
+        self._disconnected_since: float | None = None
+        self._missing_topics: list[str] = []
+        self._paused: set[str] = set()             # detectors whose partitions wait for their outputs
+        self._deadline: float | None = None        # monotonic end of the shutdown budget, once stopping
+        self._last_check = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -159,7 +205,7 @@ class Runner:
         notify("READY=1")
         log.info("daemon started", extra={"instance_id": self.instance_id, "topics": self._topics(),
                                            "state_dir": cfg.state_dir})
-        last_ckpt = last_dog = time.monotonic()
+        last_ckpt = last_dog = self._last_iteration = self._last_progress = time.monotonic()
         dog_every = watchdog_interval()
         timeout_ms = cfg.kafka.poll_timeout_ms
         # Python's cyclic collector, run by allocation count, kept re-traversing each poll's live
@@ -173,27 +219,121 @@ class Runner:
                 if self._reload.is_set():
                     self._reload.clear()
                     self._do_reload()
-                batch = self.consumer.poll(timeout_ms=timeout_ms)
+                rebalancing = self._rebalancing_since is not None
+                try:
+                    batch = self.consumer.poll(timeout_ms=max(timeout_ms, REBALANCE_POLL_MS) if rebalancing else timeout_ms)
+                except KafkaError as exc:   # the client recovers by itself; the loop must go on
+                    log.warning("poll failed; polling again", extra={"error": f"{type(exc).__name__}: {exc}"})
+                    batch = {}
+                    self._stop.wait(0.2)
                 if batch:
                     self._process(batch)
+                self._service_outputs()
                 now = time.monotonic()
-                if now - last_ckpt >= self.config.checkpoint.interval_seconds:
-                    self.checkpoint(list(self.units))
+                self._track_progress(now, bool(batch))
+                if not rebalancing and now - last_ckpt >= self.config.checkpoint.interval_seconds:
+                    # While the coordinator is unreachable a commit can only time out: save, commit later.
+                    reachable = self._disconnected_since is None and self._broker_down_since is None
+                    self.checkpoint(list(self.units), commit="sync" if reachable else "none")
                     gc.collect()
                     last_ckpt = time.monotonic()
-                if dog_every is not None and now - last_dog >= dog_every:
-                    notify("WATCHDOG=1")
+                self._last_iteration = time.monotonic()
+                if dog_every is not None and now - last_dog >= dog_every and self.health()[0]:
+                    notify("WATCHDOG=1")   # withheld while unhealthy: systemd then restarts us
                     last_dog = now
             notify("STOPPING=1")
-            if self.failure is None:
-                log.info("stopping: final checkpoint", extra={"partitions": len(self.units)})
-                self.checkpoint(list(self.units))
+            self._deadline = time.monotonic() + self.config.daemon.shutdown_timeout_seconds
+            log.info("stopping: final checkpoint", extra={"partitions": len(self.units)})
+            self.checkpoint(list(self.units))
         finally:
             self._shutdown()
             gc.unfreeze()
             if gc_was_enabled:
                 gc.enable()
-        return 0 if self.failure is None else 1
+        return 0
+
+    # -- health ------------------------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, str]:
+        """``(alive, reason)`` for /healthz and the systemd watchdog (see the module docstring)."""
+        d, now = self.config.daemon, time.monotonic()
+        stalled = now - self._last_iteration
+        if stalled > d.loop_stall_seconds:
+            return False, f"the poll loop has not completed an iteration for {stalled:.0f} s"
+        if self._rebalancing_since is not None and now - self._rebalancing_since > d.progress_stall_seconds:
+            return False, f"no rebalance has completed for {now - self._rebalancing_since:.0f} s"
+        if now - self._last_progress > d.progress_stall_seconds:
+            return False, (f"records are waiting on owned partitions and none was processed for "
+                           f"{now - self._last_progress:.0f} s")
+        return True, ""
+
+    def readiness(self) -> tuple[bool, str]:
+        """``(ready, reason)`` for /readyz and ``rnnstream_ready``."""
+        if self._ready_reason:
+            return False, self._ready_reason
+        if self._broker_down_since is not None:
+            return False, (f"Kafka unreachable (group coordinator not connected) for "
+                           f"{time.monotonic() - self._broker_down_since:.0f} s")
+        problems = [o.problem() for o in self.outputs.values() if o.pending]
+        if problems:
+            return False, "; ".join(problems)
+        if self._missing_topics:
+            return False, f"input topic(s) missing: {', '.join(self._missing_topics)}"
+        return True, ""
+
+    def _track_progress(self, now: float, processed: bool) -> None:
+        """Liveness and readiness bookkeeping, once per loop iteration (topic checks once a second)."""
+        if now - self._last_check >= 1.0:
+            self._last_check = now
+            connected = broker_connected(self.consumer)
+            if connected is False:
+                # A coordinator move or a rebalance disconnects it for a moment: 3 s before it counts.
+                self._disconnected_since = self._disconnected_since or now
+                if self._broker_down_since is None and now - self._disconnected_since >= 3.0:
+                    self._broker_down_since = self._disconnected_since
+                    log.warning("Kafka unreachable: the group coordinator is not connected")
+            else:
+                self._disconnected_since = None
+                if self._broker_down_since is not None:
+                    log.warning("Kafka reachable again", extra={"after_s": round(now - self._broker_down_since, 1)})
+                    self._broker_down_since = None
+            self.metrics.broker_connected.set(0 if self._broker_down_since is not None else 1)
+            self._missing_topics = missing_topics(self.consumer, self._topics())
+            self.metrics.set_ready(self.readiness()[0])
+        if processed or self._broker_down_since is not None or self._paused or not self._waiting():
+            self._last_progress = now
+
+    def _waiting(self) -> bool:
+        """Whether records wait on a partition this process owns (its high watermark is past it)."""
+        for tp, unit in self.units.items():
+            hw = self.consumer.highwater(tp)
+            if hw is not None and unit.next_offset is not None and hw > unit.next_offset:
+                return True
+        return False
+
+    def _service_outputs(self) -> None:
+        """Retry undelivered outputs; pause the partitions of detectors that have some, resume the rest."""
+        for name, outputs in self.outputs.items():
+            outputs.service()
+            tps = [tp for tp, u in self.units.items() if u.name == name]
+            if outputs.pending:
+                if tps:
+                    self.consumer.pause(*tps)
+                if name not in self._paused:
+                    self._paused.add(name)
+                    log.warning("detector paused until its outputs are delivered",
+                                extra={"detector": name, "reason": outputs.problem()})
+            elif name in self._paused:
+                self._paused.discard(name)
+                if tps:
+                    self.consumer.resume(*tps)
+                log.warning("detector resumed: its outputs are delivered again", extra={"detector": name})
+
+    def _remaining(self, cap: float) -> float:
+        """``cap`` seconds, or less when the shutdown budget ends sooner (never below 0.1)."""
+        if self._deadline is None:
+            return cap
+        return max(min(cap, self._deadline - time.monotonic()), 0.1)
 
     def _preflight(self) -> None:
         """Fail with one clear error, before joining the group, when state_dir is unusable; then hold
@@ -214,10 +354,18 @@ class Runner:
         topics = self._topics()
         self.consumer = self._consumer_factory(cfg, topics)
         for topic in topics:
-            self.consumer.partitions_for_topic(topic)
+            try:
+                self.consumer.partitions_for_topic(topic)
+            except KafkaError as exc:   # only a head start: the metadata refresh finds them later
+                log.warning("could not fetch a topic's metadata before joining",
+                            extra={"topic": topic, "error": f"{type(exc).__name__}: {exc}"})
+        self._rebalancing_since = time.monotonic()
         self.consumer.subscribe(topics, listener=_Listener(self))
 
     def _shutdown(self) -> None:
+        """Close everything, each blocking call within what is left of the shutdown budget."""
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self.config.daemon.shutdown_timeout_seconds
         self._set_ready(False, "shutting down")
         for unit in list(self.units.values()) + list(self._parked.values()):
             unit.close()
@@ -225,15 +373,18 @@ class Runner:
         self._parked.clear()
         if self.consumer is not None:
             try:
-                self.consumer.close(autocommit=False)
+                self.consumer.close(autocommit=False, timeout_ms=int(self._remaining(3.0) * 1000))
             except Exception:
                 log.exception("closing the consumer failed")
         if self.producer is not None:
             try:
-                self.producer.flush()
-                self.producer.close()
+                self.producer.close(timeout=self._remaining(3.0))
             except Exception:
                 log.exception("closing the producer failed")
+        undelivered = sum(o.pending for o in self.outputs.values())
+        if undelivered:
+            log.warning("stopped with undelivered outputs; their partitions were not committed past them "
+                        "and are replayed after the restart", extra={"records": undelivered})
         if self.http is not None:
             self.http.stop()
         if self._state_lock is not None:
@@ -273,6 +424,10 @@ class Runner:
 
         ``commit`` is "sync" (the loop thread), "async" (inside a rebalance callback, which runs on
         kafka-python's I/O thread and must not block on the consumer) or "none".
+
+        Units of detectors with undelivered outputs are left out (their outputs are retried, and a
+        restart replays them from the previous checkpoint); when the producer cannot deliver within
+        ``daemon.flush_timeout_seconds`` nothing is saved or committed, and the next checkpoint tries again.
         """
         units = [self.units[tp] for tp in tps if tp in self.units and self.units[tp].next_offset is not None]
         if not units:
@@ -280,24 +435,30 @@ class Runner:
         started = time.perf_counter()
         ok = True
         try:
-            self.producer.flush()
+            try:
+                self.producer.flush(timeout=self._remaining(self.config.daemon.flush_timeout_seconds))
+            except KafkaTimeoutError:
+                raise _Skipped("the producer did not deliver the outputs in time") from None
             for name in {u.name for u in units}:
-                self.outputs[name].raise_if_failed()
+                self.outputs[name].service()
+            held = sorted({u.name for u in units if self.outputs[u.name].pending})
+            if held:
+                units = [u for u in units if u.name not in held]
+                log.warning("checkpoint leaves out detectors with undelivered outputs", extra={"detectors": held})
+                ok = False
             offsets = {}
             for unit in units:
                 unit.saved_path = self.store.save(unit.name, unit.tp, unit.detector, unit.next_offset)
                 offsets[unit.tp] = OffsetAndMetadata(unit.next_offset, "", -1)
-            if commit == "sync":
-                self.consumer.commit(offsets)
+            if not offsets:
+                pass
+            elif commit == "sync":
+                self.consumer.commit(offsets, timeout_ms=int(self._remaining(COMMIT_TIMEOUT_S) * 1000))
             elif commit == "async":
                 self.consumer.commit_async(offsets)
-        except DeliveryError as exc:
-            # Outputs of covered events are lost: never commit past them. Exit, so a restart replays
-            # from the last good checkpoint.
+        except _Skipped as exc:
             ok = False
-            self.failure = exc
-            self._stop.set()
-            log.error("output delivery failed; stopping without committing", extra={"error": str(exc)})
+            log.warning("checkpoint skipped; retried at the next one", extra={"reason": str(exc)})
         except Exception:
             ok = False
             log.exception("checkpoint failed", extra={"partitions": _names(u.tp for u in units)})
@@ -315,6 +476,8 @@ class Runner:
 
     def _on_revoked(self, revoked: list) -> None:
         self._set_ready(False, "rebalancing")
+        if self._rebalancing_since is None:
+            self._rebalancing_since = time.monotonic()
         mine = [tp for tp in revoked if tp in self.units]
         self.checkpoint(mine, commit="async")
         for tp in mine:
@@ -343,6 +506,8 @@ class Runner:
             for unit in self._parked.values():
                 unit.close()
             self._parked.clear()
+        self._rebalancing_since = None
+        self._last_progress = time.monotonic()
         self._set_ready(True, "")
         log.info("partitions assigned", extra={"partitions": _names(assigned)})
 
@@ -392,7 +557,11 @@ class Runner:
         return sorted(self._topic_map)
 
     def _build_outputs(self) -> None:
-        self.outputs = {det.name: Outputs(self.producer, det, self.instance_id) for det in self.config.detectors}
+        d = self.config.daemon
+        self.outputs = {det.name: Outputs(self.producer, det, self.instance_id, metrics=self.metrics.for_detector(det.name),
+                                          retry_backoff_ms=d.output_retry_backoff_ms,
+                                          retry_backoff_max_ms=d.output_retry_backoff_max_ms)
+                        for det in self.config.detectors}
 
     def _do_reload(self) -> None:
         if not self.config_path:
@@ -411,7 +580,7 @@ class Runner:
         self.checkpoint(list(self.units))
         self._parked.update(self.units)
         self.units.clear()
-        self.consumer.close(autocommit=False)
+        self.consumer.close(autocommit=False, timeout_ms=5000)
         # 2. Switch the config. Parked units of unchanged detectors are taken back at the next
         #    assignment if nobody checkpointed their partition since; changed detectors restart
         #    from their checkpoints; removed ones are closed once the assignment is known.
@@ -429,7 +598,7 @@ class Runner:
             return
         from .httpserver import HttpServer
 
-        self.http = HttpServer(self.registry, ready=lambda: (not self._ready_reason, self._ready_reason))
+        self.http = HttpServer(self.registry, ready=self.readiness, health=self.health)
         host, port = self.config.metrics.host, self.config.metrics.port
         try:
             self.http_port = self.http.start(host, port)
@@ -440,7 +609,47 @@ class Runner:
 
     def _set_ready(self, ready: bool, reason: str) -> None:
         self._ready_reason = "" if ready else reason
-        self.metrics.set_ready(ready)
+        self.metrics.set_ready(self.readiness()[0])
+
+
+class _Skipped(Exception):
+    """A checkpoint that could not run now (outputs not delivered in time); the next one retries."""
+
+
+def broker_connected(consumer: Any) -> bool | None:
+    """Whether ``consumer`` talks to its group coordinator (None: unknown, e.g. a test double).
+
+    False when no coordinator is known or its connection is down, and when, in the group, no
+    heartbeat has been answered for a session timeout (a hung broker keeps its connections open).
+    Reads kafka-python 3's state without side effects (``coordinator_unknown()`` would mark the
+    coordinator dead from this thread); a missing attribute means "unknown", never an error.
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    conns = getattr(getattr(consumer, "_manager", None), "_conns", None)
+    if coordinator is None or conns is None:
+        return None
+    node = getattr(coordinator, "coordinator_id", None)
+    if node is None:
+        return False
+    conn = conns.get(node)
+    if conn is None or not getattr(conn, "connected", False):
+        return False
+    beat = getattr(coordinator, "heartbeat", None)
+    # The last heartbeat answered, or the join (before the first heartbeat).
+    answered = max(getattr(beat, "last_receive", -math.inf), getattr(beat, "last_reset", -math.inf))
+    session = getattr(beat, "config", {}).get("session_timeout_ms") if beat is not None else None
+    stable = getattr(coordinator, "stable", None)
+    if callable(stable) and stable() and session and time.monotonic() - answered > session / 1000:
+        return False   # in the group, yet no heartbeat answered for a whole session timeout
+    return True
+
+
+def missing_topics(consumer: Any, topics: list[str]) -> list[str]:
+    """The subscribed ``topics`` of which the consumer's cluster metadata knows no partition (no I/O)."""
+    cluster = getattr(getattr(consumer, "_client", None), "cluster", None)
+    if cluster is None or not getattr(cluster, "_last_successful_refresh_ms", 0):
+        return []   # no metadata answer yet: nothing to say
+    return [t for t in topics if not cluster.partitions_for_topic(t)]
 
 
 def new_detector(config: Config, name: str):
@@ -459,7 +668,8 @@ def _default_consumer(cfg: Config, topics: list[str]) -> KafkaConsumer:
 
 
 def _default_producer(cfg: Config) -> KafkaProducer:
-    return KafkaProducer(acks="all", linger_ms=5, **cfg.kafka.client_kwargs())
+    return KafkaProducer(acks="all", linger_ms=5, max_block_ms=cfg.daemon.output_send_timeout_ms,
+                         **cfg.kafka.client_kwargs())
 
 
 def notify(state: str) -> None:
@@ -474,6 +684,27 @@ def watchdog_interval() -> float | None:
     return interval()
 
 
+_hard_exit_timer: threading.Timer | None = None
+
+
+def hard_exit_after(seconds: float) -> None:
+    """End the process after ``seconds`` if it is still running (first call only): the last resort of
+    the shutdown budget, when a library call ignores its deadline. Offsets not committed by then are
+    replayed after the restart."""
+    global _hard_exit_timer
+    if _hard_exit_timer is not None:
+        return
+
+    def bail() -> None:
+        log.error("shutdown budget exceeded; exiting without a clean close",
+                  extra={"budget_s": seconds})
+        logging.shutdown()
+        os._exit(3)
+    _hard_exit_timer = threading.Timer(seconds, bail)
+    _hard_exit_timer.daemon = True
+    _hard_exit_timer.start()
+
+
 def main(config_path: str) -> int:
     """Entry point of ``rnnstream run -c FILE``. Returns the process exit code."""
     from .logs import setup_logging
@@ -485,8 +716,12 @@ def main(config_path: str) -> int:
         return 2
     setup_logging(config.logging)
     runner = Runner(config, config_path=config_path)
-    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
-    signal.signal(signal.SIGINT, lambda *_: runner.stop())
+
+    def on_stop(*_: Any) -> None:
+        runner.stop()
+        hard_exit_after(runner.config.daemon.shutdown_timeout_seconds + 1.5)
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, lambda *_: runner.request_reload())
     try:

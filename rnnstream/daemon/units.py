@@ -5,8 +5,9 @@ that partition into one ``Detector.process`` call plus the outputs and metrics o
 work per event is limited to decoding (``decode_batch``) and building the output messages; metric
 updates are per batch (histograms are filled from numpy bucket counts, ``BulkHistogram.observe_many``).
 Processing latency is measured from each record's Kafka timestamp; event-time lag from the newest
-event time scored. Each published anomaly is logged at INFO, rate-limited (``ANOMALY_LOG``). Late
-and non-finite events are refused by the Detector (in its kernel) and go to the dead-letter topic.
+event time scored. Each published anomaly is logged at INFO, rate-limited (``ANOMALY_LOG``).
+Non-finite, out-of-range, future-dated (against the Kafka record timestamp) and late events are
+refused by the Detector and go to the dead-letter topic.
 
 Not thread-safe: one thread (the poll loop) owns every unit.
 """
@@ -20,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ..detector import REASON_LATE, REASON_NON_FINITE, Detector
+from ..detector import (MAX_ABS_VALUE, REASON_FUTURE, REASON_LATE, REASON_NON_FINITE, REASON_OUT_OF_RANGE,
+                        Detector)
 from ..kernels.calibrate import FLAG_ANOMALY
 from ..metrics import DetectorMetrics
 from .logs import RateLimitedLog
@@ -31,8 +33,18 @@ ANOMALY_LOG = RateLimitedLog(log, burst=20, period=60.0)
 
 _DETAIL = {
     REASON_NON_FINITE: "non-finite feature value or event time",
+    REASON_OUT_OF_RANGE: f"a feature value's magnitude exceeds {MAX_ABS_VALUE:g}",
+    REASON_FUTURE: "event time {ts:.3f} is more than {future:g} s after the record timestamp {ref:.3f}",
     REASON_LATE: "event time {ts:.3f} is more than {tol:g} s older than the entity's previous event",
 }
+
+
+def record_times(records: list) -> np.ndarray:
+    """Kafka record timestamps in seconds (NaN where a record has none): the reference clock of the
+    ``future`` check. They are stored with the records, so a replay of the partition sees the same."""
+    ms = np.array([r.timestamp for r in records], dtype=np.float64)   # None becomes NaN
+    ms[ms < 0] = np.nan                                                  # -1: the record has none
+    return ms / 1000.0
 
 
 @dataclass
@@ -76,16 +88,18 @@ class Unit:
         raw, entities, x, ts = dec.raw, dec.entities, dec.x, dec.ts
         if entities:
             started = time.perf_counter()
-            res = self.detector.process(entities, x, ts)
+            ref = record_times(raw)
+            res = self.detector.process(entities, x, ts, ref)
             dm.batch_duration.observe(time.perf_counter() - started)
             for pos, reason in res.rejected:
-                outputs.dead_letter(raw[pos], reason, _DETAIL[reason].format(ts=ts[pos], tol=cfg.late_tolerance_seconds))
+                outputs.dead_letter(raw[pos], reason, _DETAIL[reason].format(
+                    ts=ts[pos], tol=cfg.late_tolerance_seconds, future=cfg.future_tolerance_seconds, ref=ref[pos]))
                 dm.rejected(reason).inc()
             counts.rejected += len(res.rejected)
             n = len(res.index)
             counts.processed = n
             if n:
-                self._emit(res, raw, entities, x, ts, outputs, counts)
+                self._emit(res, raw, entities, x, ts, ref, outputs, counts)
             if res.evicted:
                 dm.evicted.inc(len(res.evicted))
         dm.processed.inc(counts.processed)
@@ -97,8 +111,8 @@ class Unit:
         t.anomalies += counts.anomalies
         return counts
 
-    def _emit(self, res: Any, raw: list, entities: list, x: np.ndarray, ts: np.ndarray, outputs: Any,
-              counts: BatchCounts) -> None:
+    def _emit(self, res: Any, raw: list, entities: list, x: np.ndarray, ts: np.ndarray, ref: np.ndarray,
+              outputs: Any, counts: BatchCounts) -> None:
         dm = self.metrics
         index = res.index
         reported = res.reported_score()
@@ -106,9 +120,9 @@ class Unit:
         if self.top_k:
             self._track_top(entities, index, reported)
         now = time.time()
-        record_ts = np.fromiter((raw[i].timestamp for i in index.tolist()), dtype=np.float64, count=len(index))
-        known = record_ts >= 0            # -1: the record has no timestamp
-        dm.latency.observe_many(np.maximum(now - record_ts[known] / 1000.0, 0.0))
+        record_ts = ref[index]
+        known = np.isfinite(record_ts)    # NaN: the record has no timestamp
+        dm.latency.observe_many(np.maximum(now - record_ts[known], 0.0))
         dm.event_time_lag.set(max(now - float(ts[index].max()), 0.0))
         hits = np.flatnonzero(res.flag & FLAG_ANOMALY)
         versions = np.broadcast_to(np.asarray(res.model_version), index.shape).tolist()

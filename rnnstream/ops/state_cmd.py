@@ -312,5 +312,17 @@ def export_main(config_path: str, detector: str, entity: str, partition: str | N
     """``rnnstream state export``: the entity's state as JSON on ``out`` (RnnstreamError when absent)."""
     out = out or sys.stdout
     state = export_entity(load_config_file(config_path), detector, entity, partition)
-    print(json.dumps(state, indent=2), file=out)
+    print(json.dumps(json_safe(state), indent=2, allow_nan=False), file=out)
     return 0
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN/inf float replaced by None, so the output is strict JSON (a checkpoint
+    written before values were range-checked may hold them)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value

@@ -140,4 +140,5 @@ def test_client_kwargs_reveal_secrets_and_match_kafka_python_names():
 def test_plaintext_client_kwargs_are_minimal():
     doc = {**minimal(), "kafka": {"bootstrap_servers": ["localhost:9092"], "client_id": "c"}}
     kafka = load_config_text(dump(doc), env={}).kafka
-    assert kafka.client_kwargs() == {"bootstrap_servers": ["localhost:9092"], "client_id": "c", "security_protocol": "PLAINTEXT"}
+    assert kafka.client_kwargs() == {"bootstrap_servers": ["localhost:9092"], "client_id": "c", "security_protocol": "PLAINTEXT",
+                                     "reconnect_backoff_max_ms": 1000}

@@ -12,8 +12,7 @@ from kafka.future import Future
 
 from rnnstream.config import load_config
 from rnnstream.daemon.decode import decode_batch
-from rnnstream.daemon.outputs import DeliveryError, Outputs
-from rnnstream.detector import BatchResult
+from rnnstream.daemon.outputs import Outputs
 
 
 class FakeProducer:
@@ -28,7 +27,7 @@ class FakeProducer:
         return fut
 
 
-def detector_cfg(outputs: str = "{anomalies_topic: anomalies, dead_letter_topic: dlq}"):
+def detector_cfg(outputs: str = "{anomalies_topic: anomalies, dead_letter_topic: dlq}", extra: str = ""):
     return load_config(f"""
 detectors:
   - name: hosts
@@ -37,11 +36,11 @@ detectors:
     timestamp: {{field: ts}}
     features: [cpu, mem.used]
     outputs: {outputs}
-""").detectors[0]
+{extra}""").detectors[0]
 
 
-def rec(value: bytes, offset: int, key=None, headers=()):
-    return ConsumerRecord("metrics", 4, 0, offset, 1_700_000_000_000, 0, key, value, list(headers), None,
+def rec(value: bytes, offset: int, key=None, headers=(), timestamp_ms=1_700_000_000_000):
+    return ConsumerRecord("metrics", 4, 0, offset, timestamp_ms, 0, key, value, list(headers), None,
                           -1, len(value), -1)
 
 
@@ -104,42 +103,168 @@ def test_unconfigured_topics_are_not_written():
     assert p.sent == []
 
 
-def test_publish_batch_routes_everything():
-    cfg = detector_cfg("{anomalies_topic: anomalies, scores_topic: scores, dead_letter_topic: dlq}")
-    records = [rec(orjson.dumps({"host": h, "ts": 100 + i, "cpu": i, "mem": {"used": 1}}), 10 + i)
-               for i, h in enumerate(["a", "b", "c"])]
-    records.insert(1, rec(b"[]", 50))
-    decoded = decode_batch(records, cfg)
-    # The detector refused accepted event 1 ("b") and flagged event 2 ("c") as an anomaly.
-    result = BatchResult(index=np.array([0, 2]), pred=np.array([[1.0, 2.0], [3.0, 4.0]]),
-                         z=np.array([[0.1, 0.2], [5.0, 0.3]]), err=np.array([0.5, 6.0]),
-                         score=np.array([0.1, 0.999]), flag=np.array([2, 1], dtype=np.uint8),
-                         rejected=[(1, "non_finite_value")], evicted=[], model_version=np.array([3, 3]))
+def _unit(cfg):
+    from prometheus_client import CollectorRegistry
+
+    from rnnstream.daemon.units import Unit
+    from rnnstream.detector import Detector
+    from rnnstream.metrics import Metrics
+
+    metrics = Metrics(CollectorRegistry())
+    return Unit(cfg.name, ("metrics", 4), cfg, Detector(cfg), metrics.for_detector(cfg.name)), metrics
+
+
+def test_unit_handle_routes_every_output():
+    """The one publishing path production runs: decode rejects, detector rejects, anomalies, scores."""
+    cfg = detector_cfg("{anomalies_topic: anomalies, scores_topic: scores, dead_letter_topic: dlq}",
+                       "    scoring: {warmup_events: 10, long_window: 50, novelty_tolerance: 0.1}\n")
+    t0 = 1_700_000_000
+    records = [rec(orjson.dumps({"host": "a", "ts": t0 + 60 * i, "cpu": 1.0 + (i % 3) * 0.01, "mem": {"used": 1}}), 10 + i,
+                   timestamp_ms=(t0 + 60 * i) * 1000) for i in range(80)]
+    records.append(rec(orjson.dumps({"host": "a", "ts": t0 + 60 * 80, "cpu": 5000.0, "mem": {"used": 1}}), 90,
+                       timestamp_ms=(t0 + 60 * 80) * 1000))   # a spike
+    records.insert(1, rec(b"[]", 50))                                                              # not an object
+    records.insert(2, rec(orjson.dumps({"host": "b", "ts": t0, "cpu": 1e300, "mem": {"used": 1}}), 51))   # out of range
+    records.insert(3, rec(orjson.dumps({"host": "c", "ts": t0 + 10 ** 8, "cpu": 1, "mem": {"used": 1}}), 52))  # future
+    unit, metrics = _unit(cfg)
     p = FakeProducer()
-    counts = Outputs(p, cfg, "i").publish(decoded, result)
-    assert counts == {"anomaly": 1, "score": 2, "dead_letter": 2}
+    out = Outputs(p, cfg, "i", metrics=unit.metrics)
+    try:
+        counts = unit.handle(records, out, decode_batch)
+    finally:
+        unit.close()
+    assert (counts.consumed, counts.processed, counts.rejected) == (84, 81, 3)
     by_topic = {}
     for m in p.sent:
         by_topic.setdefault(m["topic"], []).append(m)
-    assert [dict(m["headers"])["rnnstream.reason"] for m in by_topic["dlq"]] == [b"not_object", b"non_finite_value"]
-    assert [dict(m["headers"])["rnnstream.source.offset"] for m in by_topic["dlq"]] == [b"50", b"11"]
-    (anomaly,) = [orjson.loads(m["value"]) for m in by_topic["anomalies"]]
-    assert anomaly["entity"] == "c" and anomaly["event_id"] == "hosts:metrics:4:12"
-    assert anomaly["features"]["cpu"] == {"observed": 2.0, "predicted": 3.0, "z": 5.0}
+    reasons = [(dict(m["headers"])["rnnstream.reason"], dict(m["headers"])["rnnstream.source.offset"]) for m in by_topic["dlq"]]
+    assert reasons == [(b"not_object", b"50"), (b"out_of_range", b"51"), (b"future", b"52")]
+    assert b"after the record timestamp" in dict(by_topic["dlq"][2]["headers"])["rnnstream.detail"]
+    assert len(by_topic["scores"]) == 81
     scores = [orjson.loads(m["value"]) for m in by_topic["scores"]]
-    assert [(s["entity"], s["anomaly"], s["suppressed"], s["model_version"]) for s in scores] == \
-        [("a", False, True, 3), ("c", True, False, 3)]
+    assert [s["event_id"] for s in scores][:2] == ["hosts:metrics:4:10", "hosts:metrics:4:11"]
+    (anomaly,) = [orjson.loads(m["value"]) for m in by_topic["anomalies"]]
+    assert anomaly["event_id"] == "hosts:metrics:4:90" and anomaly["features"]["cpu"]["observed"] == 5000.0
+    assert sum(s["anomaly"] for s in scores) == 1
+    for reason in ("not_object", "out_of_range", "future"):
+        assert metrics.registry.get_sample_value("rnnstream_events_rejected_total",
+                                                 {"detector": "hosts", "reason": reason}) == 1
 
 
-def test_delivery_failures_are_reported():
-    p = FakeProducer()
+class FailingProducer(FakeProducer):
+    """Raises ``fail[topic]`` (an exception instance) from send while the topic is in ``fail``."""
+
+    def __init__(self, max_request_size=1048576):
+        super().__init__()
+        self.config = {"max_request_size": max_request_size}
+        self.fail: dict = {}
+        self.calls = 0
+
+    def send(self, topic, **kwargs):
+        self.calls += 1
+        if topic in self.fail:
+            raise self.fail[topic]
+        return super().send(topic, **kwargs)
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_oversize_dead_letter_becomes_a_reference():
+    p = FailingProducer(max_request_size=10_000)
     out = Outputs(p, detector_cfg(), "pod-1")
-    r = rec(b"{}", 1)
-    out.dead_letter(r, "oversize", "")
-    out.dead_letter(r, "oversize", "")
-    p.futures[0].success(None)
-    out.raise_if_failed()
-    p.futures[1].failure(RuntimeError("broker gone"))
-    with pytest.raises(DeliveryError, match="dlq: RuntimeError"):
-        out.raise_if_failed()
-    out.raise_if_failed()   # reported once
+    big = rec(b'{"pad": "' + b"x" * 20_000 + b'"}', 7, key=b"k", headers=[("trace", b"t" * 5000)])
+    out.dead_letter(big, "oversize", "payload is 20012 bytes")
+    (msg,) = p.sent
+    assert msg["topic"] == "dlq" and msg["key"] == b"k"
+    ref = orjson.loads(msg["value"])
+    assert ref["reference"] == {"topic": "metrics", "partition": 4, "offset": 7}
+    assert ref["size"] > 25_000 and "exceed the producer's 10000-byte limit" in ref["reason"]
+    assert (ref["kind"], ref["detector"]) == ("dead_letter", "hosts")
+    headers = dict(msg["headers"])
+    assert "trace" not in headers and headers["rnnstream.reason"] == b"oversize"
+    assert headers["rnnstream.source.offset"] == b"7"
+    assert b"reference" in headers["rnnstream.truncated"] and b"10000-byte limit" in headers["rnnstream.truncated"]
+    assert out.truncated == 1 and out.pending == 0
+
+
+def test_record_refused_as_too_large_synchronously_or_by_the_broker_is_referenced():
+    from kafka.errors import MessageSizeTooLargeError
+
+    p = FailingProducer()
+    out = Outputs(p, detector_cfg(), "pod-1")
+    p.fail["dlq"] = MessageSizeTooLargeError("too big")
+    out.dead_letter(rec(b"v" * 100, 1), "oversize", "")   # the reference fails the same way: dropped, logged
+    assert (out.truncated, out.dropped, out.pending) == (1, 1, 0)
+    del p.fail["dlq"]
+    out.dead_letter(rec(b"v" * 100, 2), "oversize", "")
+    p.futures[-1].failure(MessageSizeTooLargeError("broker: topic max.message.bytes"))   # async, I/O thread
+    out.service()
+    assert out.truncated == 2
+    assert orjson.loads(p.sent[-1]["value"])["reference"]["offset"] == 2
+
+
+def test_undeliverable_outputs_are_queued_retried_with_backoff_and_never_raise():
+    from kafka.errors import KafkaTimeoutError, NotLeaderForPartitionError
+    from prometheus_client import CollectorRegistry
+
+    from rnnstream.metrics import Metrics
+
+    clock = Clock()
+    metrics = Metrics(CollectorRegistry())
+    p = FailingProducer()
+    out = Outputs(p, detector_cfg(), "pod-1", metrics=metrics.for_detector("hosts"),
+                  retry_backoff_ms=1000, retry_backoff_max_ms=3000, clock=clock)
+    p.fail["dlq"] = KafkaTimeoutError("Failed to update metadata after 2.0 secs.")
+    for i in range(5):
+        out.dead_letter(rec(b"{}", i), "undecodable", "")
+    assert p.calls == 1            # the first send found the topic failing; the rest queue without blocking
+    assert out.pending == 5 and "dlq (KafkaTimeoutError)" in out.problem()
+    out.anomaly(rec(b"{}", 9), "web1", 0.0, 1.0, 1.0, [0, 0], [0, 0], [0, 0], 1)   # another topic still flows
+    assert p.sent[-1]["topic"] == "anomalies"
+
+    clock.t = 0.5
+    out.service()
+    assert p.calls == 2            # backoff not over: nothing tried
+    clock.t = 1.0
+    out.service()
+    assert p.calls == 3 and out.pending == 5      # one probe per failing topic, then back off 2 s
+    clock.t = 2.9
+    out.service()
+    assert p.calls == 3
+    del p.fail["dlq"]
+    clock.t = 3.0
+    out.service()
+    assert out.pending == 0 and out.problem() == ""
+    assert [m["headers"][-2][1] for m in p.sent if m["topic"] == "dlq"] == [b"0", b"1", b"2", b"3", b"4"]
+    # An asynchronous failure (after the producer's own retries) is queued the same way.
+    out.dead_letter(rec(b"{}", 6), "undecodable", "")
+    p.futures[-1].failure(NotLeaderForPartitionError())
+    out.service()
+    assert out.pending == 1
+    clock.t = 10.0
+    out.service()
+    assert out.pending == 0
+    assert metrics.registry.get_sample_value("rnnstream_output_send_failures_total",
+                                             {"detector": "hosts", "topic": "dlq"}) == 3
+    assert metrics.registry.get_sample_value("rnnstream_outputs_pending", {"detector": "hosts"}) == 0
+
+
+def test_a_record_that_can_never_be_sent_is_dropped_and_counted_not_raised():
+    p = FailingProducer()
+    out = Outputs(p, detector_cfg(), "pod-1")
+    p.fail["anomalies"] = TypeError("bad header type")
+    assert out.anomaly(rec(b"{}", 1), "web1", 0.0, 1.0, 1.0, [0, 0], [0, 0], [0, 0], 1)
+    assert (out.dropped, out.pending) == (1, 0)
+
+
+def test_record_times_are_the_reference_clock_nan_when_absent():
+    from rnnstream.daemon.units import record_times
+
+    times = record_times([rec(b"{}", 1, timestamp_ms=1_500), rec(b"{}", 2, timestamp_ms=-1), rec(b"{}", 3, timestamp_ms=None)])
+    assert times[0] == 1.5 and np.isnan(times[1:]).all()

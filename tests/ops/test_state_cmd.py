@@ -217,3 +217,14 @@ def test_nothing_to_reset(tmp_path):
     out = io.StringIO()
     assert reset_main(str(cfg_path), yes=True, out=out) == 1
     assert "nothing to reset" in out.getvalue()
+
+
+def test_export_is_strict_json_even_for_non_finite_state():
+    import json
+    import math
+
+    from rnnstream.ops.state_cmd import json_safe
+
+    state = {"a": math.nan, "b": [1.0, math.inf, {"c": -math.inf}], "d": "x", "e": 2}
+    text = json.dumps(json_safe(state), allow_nan=False)
+    assert json.loads(text) == {"a": None, "b": [1.0, None, {"c": None}], "d": "x", "e": 2}
