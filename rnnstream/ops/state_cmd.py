@@ -27,7 +27,8 @@ from ..config import Config, load_config_file
 from ..daemon.checkpoint import CheckpointStore, shape_fingerprint
 from ..errors import RnnstreamError, StateFormatError
 from ..kernels import calibrate as C
-from ..state.fileformat import decode_strings, read_state_file
+from ..state.fileformat import read_state_file
+from ..state.slots import SlotState
 
 _DETECTOR_DIR = re.compile(r"^[a-z0-9_]+$")
 _UNIT_DIR = re.compile(r"^(.+)-(\d+)$")
@@ -136,9 +137,12 @@ def inspect_unit(store: CheckpointStore, unit: Unit, now: float | None = None) -
         gen.valid = True
         if info.generation is None:
             info.generation = generation
-            info.entities = int(arrays["index.slots"].size) if "index.slots" in arrays else None
+            try:
+                info.entities = len(SlotState.from_snapshot(arrays, meta))
+            except (KeyError, ValueError):
+                info.entities = None
             info.model_type = meta.get("model_type")
-            info.model_version = int(arrays["model.version"]) if "model.version" in arrays else None
+            info.model_version = _model_version(arrays)
             info.next_offset = meta.get("next_offset")
             created = meta.get("created_at")
             info.created_at = _iso(created)
@@ -196,6 +200,11 @@ def _newest_readable(store: CheckpointStore, unit: Unit) -> tuple[Path, dict, di
     return None
 
 
+def _model_version(arrays: dict[str, np.ndarray]) -> int | None:
+    """The model version in a ``Detector.snapshot`` (its model's arrays are under ``model.``)."""
+    return int(arrays["model.version"]) if "model.version" in arrays else None
+
+
 def _time_feature_names(cfg: Any) -> list[str]:
     tf = cfg.time_features
     return ((["time_of_day_sin", "time_of_day_cos"] if tf.time_of_day else [])
@@ -203,10 +212,10 @@ def _time_feature_names(cfg: Any) -> list[str]:
             + (["log_gap"] if tf.log_gap else []))
 
 
-def entity_state(cfg: Any, unit: Unit, path: Path, arrays: dict[str, np.ndarray], meta: dict,
-                 slot: int) -> dict[str, Any]:
-    """One entity's row of a checkpoint as plain JSON-able values (see ``export_entity``)."""
-    row = {k[5:]: v[slot] for k, v in arrays.items() if k.startswith("slot.")}
+def entity_state(cfg: Any, unit: Unit, source: dict[str, Any], row: dict[str, np.ndarray],
+                 model_type: str | None, model_version: int | None) -> dict[str, Any]:
+    """One entity's row (its fields, as ``SlotState.export`` copies them out) as plain JSON-able
+    values (see ``export_entity``). ``source`` says where the row was read (shown as ``checkpoint``)."""
     n_features = row["nmean"].shape[0]
     features = list(cfg.features) if len(cfg.features) == n_features else [f"f{i}" for i in range(n_features)]
     sc = row["sc"]
@@ -225,11 +234,9 @@ def entity_state(cfg: Any, unit: Unit, path: Path, arrays: dict[str, np.ndarray]
         "detector": unit.detector,
         "entity": None,   # filled by the caller
         "unit": {"topic": unit.topic, "partition": unit.partition},
-        "checkpoint": {"path": str(path), "generation": meta.get("generation"),
-                       "created_at": _iso(meta.get("created_at")), "next_offset": meta.get("next_offset"),
-                       "config_matches_shape": meta.get("shape_fingerprint") == shape_fingerprint(cfg)},
-        "model_type": meta.get("model_type"),
-        "model_version": int(arrays["model.version"]) if "model.version" in arrays else None,
+        "checkpoint": source,
+        "model_type": model_type,
+        "model_version": model_version,
         "event_count": count,
         "last_event_time": _iso(float(row["last_ts"])) if count else None,
         "last_event_epoch": float(row["last_ts"]) if count else None,
@@ -273,11 +280,19 @@ def export_entity(cfg: Config, detector: str, entity: str, partition: str | None
             searched.append(f"{unit.label} (no readable checkpoint)")
             continue
         path, arrays, meta = got
-        names = decode_strings(arrays["index.names"], arrays["index.ends"])
-        searched.append(f"{path} ({len(names)} entities)")
-        if entity in names:
-            slot = int(arrays["index.slots"][names.index(entity)])
-            state = entity_state(det_cfg, unit, path, arrays, meta, slot)
+        try:
+            slots = SlotState.from_snapshot(arrays, meta)
+        except (KeyError, ValueError) as exc:
+            searched.append(f"{path} (unreadable state: {exc})")
+            continue
+        searched.append(f"{path} ({len(slots)} entities)")
+        blob = slots.export([entity])
+        if blob.entities:
+            source = {"path": str(path), "generation": meta.get("generation"),
+                      "created_at": _iso(meta.get("created_at")), "next_offset": meta.get("next_offset"),
+                      "config_matches_shape": meta.get("shape_fingerprint") == shape_fingerprint(det_cfg)}
+            row = {k: v[0] for k, v in blob.arrays.items()}
+            state = entity_state(det_cfg, unit, source, row, meta.get("model_type"), _model_version(arrays))
             state["entity"] = entity
             found.append(state)
     if not found:
