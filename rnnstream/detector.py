@@ -236,6 +236,10 @@ class Detector:
                      "events": self.events, "next_sweep": self._next_sweep, "training": train_meta})
         return arrays, meta
 
+    def arrays_version(self) -> str:
+        """Changes whenever the arrays of ``snapshot(entities=False)`` may have (model or schedule)."""
+        return f"{self.model.version}:{self.training.arrays_version()}"
+
     def restore(self, arrays: dict[str, np.ndarray], meta: dict[str, Any], entities: bool = True) -> None:
         """Put back what ``snapshot(entities)`` captured. Raises KeyError/ValueError/TypeError/IndexError
         when it does not fit this detector's shapes (the detector is then unusable: close it)."""

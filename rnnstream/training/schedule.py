@@ -176,6 +176,11 @@ class TrainingSchedule:
                 "last_loss": self.stats.last_loss if np.isfinite(self.stats.last_loss) else None}
         return arrays, meta
 
+    def arrays_version(self) -> str:
+        """Changes whenever ``snapshot()``'s arrays may have (a trigger, a fit put in force or failed),
+        so a writer can tell that arrays it already wrote are still current."""
+        return f"{self.k}:{'none' if self._pending is None else 'pending'}:{self.stats.runs_ok}:{self.stats.runs_failed}"
+
     def restore(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         """Put back what ``snapshot`` captured (KeyError/ValueError when something is missing)."""
         self.buffer.load_snapshot({k[7:]: v for k, v in arrays.items() if k.startswith("buffer.")})
