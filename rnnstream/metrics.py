@@ -119,6 +119,20 @@ METRIC_SPECS: tuple[MetricSpec, ...] = (
        "Always 1; the label carries the running rnnstream version."),
     _g("entity_score", "rnnstream_entity_score", ("detector", "entity"),
        "Latest score of each detector's top-K entities (only when top_k_entities > 0).", optional=True),
+    _g("restoring_partitions", "rnnstream_restoring_partitions", (),
+       "Partitions whose state is being restored from the changelog now (/readyz says restoring meanwhile)."),
+    _c("restore_records", "rnnstream_restore_records_total", D,
+       "Changelog records read to restore partitions' state."),
+    _c("restore_bytes", "rnnstream_restore_bytes_total", D,
+       "Bytes of changelog records read to restore partitions' state."),
+    _h("restore_duration", "rnnstream_restore_duration_seconds", D,
+       "Seconds one partition's restore from the changelog took.", CHECKPOINT_BUCKETS),
+    _c("changelog_records", "rnnstream_changelog_records_total", D,
+       "Changelog records written (entity rows, tombstones, shard arrays, heads)."),
+    _c("changelog_bytes", "rnnstream_changelog_bytes_total", D,
+       "Bytes of changelog records written (keys and values)."),
+    _c("transactions", "rnnstream_transactions_total", ("result",),
+       "exactly_once: transactions by result (committed, aborted)."),
 )
 del D
 
@@ -230,6 +244,13 @@ class Metrics:
     ready: Gauge
     build_info: Gauge
     entity_score: Gauge | None
+    restoring_partitions: Gauge
+    restore_records: Counter
+    restore_bytes: Counter
+    restore_duration: Histogram
+    changelog_records: Counter
+    changelog_bytes: Counter
+    transactions: Counter
 
     def __init__(self, registry: CollectorRegistry, *, top_k_entities: int = 0, version: str = __version__):
         if top_k_entities < 0:

@@ -130,8 +130,11 @@ class CheckpointStore:
         found = [(int(m.group(1)), p) for p in entries if (m := _NAME.match(p.name))]
         return sorted(found, reverse=True)
 
-    def save(self, detector_name: str, tp: Any, detector: Detector, next_offset: int) -> Path:
-        """Write a new generation for the unit, then delete all but the newest ``keep_generations``."""
+    def save(self, detector_name: str, tp: Any, detector: Detector, next_offset: int,
+             extra: dict[str, Any] | None = None) -> Path:
+        """Write a new generation for the unit, then delete all but the newest ``keep_generations``.
+
+        ``extra`` (JSON-able) is kept in the meta, e.g. the changelog offset this state reflects."""
         topic, partition = _tp(tp)
         d = self.unit_dir(detector_name, tp)
         d.mkdir(parents=True, exist_ok=True)
@@ -143,7 +146,7 @@ class CheckpointStore:
             "format": FORMAT, "detector": detector_name, "topic": topic, "partition": partition,
             "model_type": cfg.model.type, "shape_fingerprint": shape_fingerprint(cfg),
             "config_fingerprint": config_fingerprint(cfg), "next_offset": int(next_offset),
-            "generation": generation, "created_at": time.time(),
+            "generation": generation, "created_at": time.time(), **(extra or {}),
         })
         path = d / f"ckpt-{generation:012d}.rns"
         write_state_file(path, arrays, meta)
@@ -164,6 +167,12 @@ class CheckpointStore:
         Unreadable files are logged, counted and skipped for the previous generation. A checkpoint
         made for a different model shape is refused: logged, and None is returned (start fresh).
         """
+        got = self.load_with_meta(detector_name, tp, cfg, background=background)
+        return None if got is None else (got[0], got[1])
+
+    def load_with_meta(self, detector_name: str, tp: Any, cfg: Any, *,
+                       background: bool | None = None) -> tuple[Detector, int, dict[str, Any]] | None:
+        """``load``, plus the checkpoint's meta (with what ``save`` got as ``extra``)."""
         topic, partition = _tp(tp)
         for generation, path in self.generations(detector_name, tp):
             try:
@@ -202,7 +211,7 @@ class CheckpointStore:
                                                    "partition": partition, "generation": generation,
                                                    "next_offset": meta["next_offset"],
                                                    "entities": len(detector.state)})
-            return detector, int(meta["next_offset"])
+            return detector, int(meta["next_offset"]), meta
         return None
 
     def _corrupt(self, path: Path, reason: str) -> None:

@@ -59,7 +59,9 @@ from ..errors import RnnstreamError
 from ..metrics import Metrics
 from .checkpoint import CheckpointStore
 from .decode import decode_batch
+from .changelog import Reader
 from .outputs import Outputs
+from .statelog import StateLog
 from .units import Unit
 
 log = logging.getLogger("rnnstream.daemon")
@@ -152,6 +154,8 @@ class Runner:
         self._paused: set[str] = set()             # detectors whose partitions wait for their outputs
         self._deadline: float | None = None        # monotonic end of the shutdown budget, once stopping
         self._last_check = 0.0
+        self.eos = config.processing.guarantee == "exactly_once"
+        self.statelog: StateLog | None = None      # with processing.changelog: the changelog topics
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -170,6 +174,7 @@ class Runner:
         self._start_http()
         self._set_ready(False, "compiling kernels and connecting to Kafka")
         self.producer = self._producer_factory(cfg)
+        self._start_changelog()
         self._build_outputs()
         self._subscribe(cfg)
         self.started.set()
@@ -378,6 +383,8 @@ class Runner:
         restart replays them from the previous checkpoint); when the producer cannot deliver within
         ``daemon.flush_timeout_seconds`` nothing is saved or committed, and the next checkpoint tries again.
         """
+        if self.eos:
+            return self._commit_transaction()
         units = [self.units[tp] for tp in tps if tp in self.units and self.units[tp].next_offset is not None]
         if not units:
             return True
@@ -396,8 +403,21 @@ class Runner:
                 log.warning("checkpoint leaves out detectors with undelivered outputs", extra={"detectors": held})
                 ok = False
             offsets = {}
+            if self.statelog is not None:
+                # The changelog records go before the offsets are committed: a crash in between
+                # replays events whose state is already written, and restore ignores a commit whose
+                # head did not make it (rnnstream.daemon.changelog).
+                sent = self.statelog.write(units)
+                try:
+                    self.producer.flush(timeout=self._remaining(self.config.daemon.flush_timeout_seconds))
+                except KafkaTimeoutError:
+                    raise _Skipped("the producer did not deliver the changelog records in time") from None
+                written = self.statelog.confirm(sent)
+                ok = ok and len(written) == len(units)
+                units = written
             for unit in units:
-                unit.saved_path = self.store.save(unit.name, unit.tp, unit.detector, unit.next_offset)
+                if self.statelog is None:
+                    unit.saved_path = self.store.save(unit.name, unit.tp, unit.detector, unit.next_offset)
                 offsets[unit.tp] = OffsetAndMetadata(unit.next_offset, "", -1)
             if not offsets:
                 pass
@@ -437,10 +457,16 @@ class Runner:
             unit = self.units.pop(tp, None)
             if unit is not None:
                 unit.close()
+        if self.eos:   # the open transaction holds outputs of the lost partitions: none may commit
+            self._abort_and_recover("partitions lost")
         log.warning("partitions lost (group membership expired); their progress since the last "
                     "checkpoint will be replayed", extra={"partitions": _names(lost)})
 
     def _on_assigned(self, assigned: list) -> None:
+        if self.statelog is not None:
+            todo = [tp for tp in assigned if tp.topic in self._topic_map and tp not in self.units]
+            if todo:
+                self._set_ready(False, f"restoring the state of {len(todo)} partition(s) from the changelog")
         for tp in assigned:
             cfg = self._topic_map.get(tp.topic)
             if cfg is None or tp in self.units:
@@ -458,6 +484,8 @@ class Runner:
         log.info("partitions assigned", extra={"partitions": _names(assigned)})
 
     def _unit_for(self, tp, cfg) -> Unit:
+        if self.statelog is not None:
+            return self._unit_from_changelog(tp, cfg)
         parked = self._parked.pop(tp, None)
         gens = self.store.generations(cfg.name, tp)
         newest = gens[0][1] if gens else None
@@ -481,6 +509,105 @@ class Runner:
         unit.top_k = self.config.metrics.top_k_entities
         self._hook_training(unit)
         return unit
+
+    def _unit_from_changelog(self, tp, cfg) -> Unit:
+        """The unit of ``tp`` rebuilt from the changelog (the local cache saves reading all of it), or
+        the parked one when no other replica has written the partition's changelog since we did."""
+        statelog = self.statelog
+        statelog.ensure(cfg, self._partition_count(cfg))
+        parked = self._parked.pop(tp, None)
+        if (parked is not None and parked.cfg == cfg and parked.changelog_offset is not None
+                and statelog.end_offset(cfg.name, tp.partition) == parked.changelog_offset):
+            if parked.next_offset is not None:
+                self.consumer.seek(tp, parked.next_offset)
+            return parked
+        if parked is not None:
+            parked.close()
+        detector, next_offset, writer, changelog_offset = statelog.restore(cfg, tp)
+        dm = self.metrics.for_detector(cfg.name)
+        unit = Unit(cfg.name, tp, cfg, detector, dm, next_offset, restored=next_offset is not None)
+        unit.changelog, unit.changelog_offset = writer, changelog_offset
+        if next_offset is not None:
+            self.consumer.seek(tp, next_offset)
+        else:
+            log.info("no state in the changelog; starting fresh from the group's committed offset",
+                     extra={"partition": _names([tp])[0]})
+        unit.top_k = self.config.metrics.top_k_entities
+        self._hook_training(unit)
+        return unit
+
+    def _partition_count(self, cfg) -> int:
+        """Partitions of the detector's input topics (the most of any), from the consumer's metadata."""
+        cluster = getattr(getattr(self.consumer, "_client", None), "cluster", None)
+        counts = [len(cluster.partitions_for_topic(t) or ()) for t in cfg.topics] if cluster is not None else []
+        return max(counts + [1])
+
+    # -- changelog and transactions -------------------------------------------------------------------
+
+    def _start_changelog(self) -> None:
+        cfg = self.config
+        if not cfg.processing.changelog:
+            return
+        self.statelog = StateLog(cfg, self.producer, Reader(lambda: _restore_consumer(cfg)), self.store,
+                                 self.metrics, admin_factory=lambda: _admin(cfg))
+        if self.eos:
+            self.producer.init_transactions()
+            self.producer.begin_transaction()
+
+    def _commit_transaction(self) -> bool:
+        """exactly_once: the open transaction (outputs since the last commit) gets every unit's
+        changelog records and input offsets, and commits. A failure aborts it and restores every unit
+        from the changelog, seeking back to what was committed."""
+        units = [u for u in self.units.values() if u.next_offset is not None]
+        started = time.perf_counter()
+        for outputs in self.outputs.values():
+            outputs.service()
+        if any(o.pending for o in self.outputs.values()):
+            log.warning("transaction kept open: outputs are not delivered yet")
+            return False
+        try:
+            sent = self.statelog.write(units)
+            offsets = {u.tp: OffsetAndMetadata(u.next_offset, "", -1) for u in units}
+            if offsets:
+                self.producer.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
+            self.producer.commit_transaction()
+        except Exception as exc:
+            log.error("transaction failed; aborting it and restoring the partitions' state",
+                      extra={"error": f"{type(exc).__name__}: {exc}"})
+            self.metrics.record_checkpoint(False, time.perf_counter() - started, time.time())
+            self._abort_and_recover("the transaction failed")
+            return False
+        self.metrics.transactions.labels("committed").inc()
+        self.statelog.confirm(sent)
+        self.producer.begin_transaction()
+        self.metrics.record_checkpoint(True, time.perf_counter() - started, time.time())
+        self.checkpoints += 1
+        return True
+
+    def _abort_and_recover(self, why: str) -> None:
+        """Abort the open transaction (a new producer when this one cannot: fenced or failed fatally),
+        drop what the outputs still hold, and rebuild every unit from the changelog."""
+        try:
+            self.producer.abort_transaction()
+        except Exception as exc:
+            log.error("the producer cannot abort; replacing it", extra={"error": f"{type(exc).__name__}: {exc}"})
+            try:
+                self.producer.close(timeout=self._remaining(3.0))
+            except Exception:
+                log.exception("closing the failed producer failed")
+            self.producer = self._producer_factory(self.config)
+            self.statelog.producer = self.producer
+            self.producer.init_transactions()
+            self._build_outputs()
+        self.metrics.transactions.labels("aborted").inc()
+        for outputs in self.outputs.values():
+            outputs.discard_pending()
+        for tp, unit in list(self.units.items()):
+            unit.close()
+            self.units[tp] = self._unit_from_changelog(tp, unit.cfg)
+        self.producer.begin_transaction()
+        log.warning("transaction aborted; partitions restored to their last commit",
+                    extra={"reason": why, "partitions": _names(self.units)})
 
     def _hook_training(self, unit: Unit) -> None:
         dm, model = unit.metrics, unit.detector.model
@@ -587,13 +714,39 @@ def _names(tps) -> list[str]:
 
 
 def _default_consumer(cfg: Config, topics: list[str]) -> KafkaConsumer:
+    extra = {"isolation_level": "read_committed"} if cfg.processing.guarantee == "exactly_once" else {}
     return KafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
-                         **cfg.kafka.consumer_kwargs())
+                         **cfg.kafka.consumer_kwargs(), **extra)
 
 
 def _default_producer(cfg: Config) -> KafkaProducer:
+    extra: dict[str, Any] = {}
+    if cfg.processing.guarantee == "exactly_once":
+        extra = {"transactional_id": transactional_id(cfg),
+                 "transaction_timeout_ms": cfg.processing.transaction_timeout_ms}
     return KafkaProducer(acks="all", linger_ms=5, max_block_ms=cfg.daemon.output_send_timeout_ms,
+                         **cfg.kafka.client_kwargs(), **extra)
+
+
+def transactional_id(cfg: Config) -> str:
+    """This replica's transactional.id: ``processing.transactional_id``, default ``<group_id>.<hostname>``.
+
+    Stable across the replica's restarts (so a restart fences its previous incarnation) and unique
+    among replicas; fencing of a replica whose partitions moved relies on the consumer group
+    generation sent with the offsets (KIP-447), not on the id."""
+    template = cfg.processing.transactional_id or "{group_id}." + socket.gethostname()
+    return template.replace("{group_id}", cfg.kafka.group_id)
+
+
+def _restore_consumer(cfg: Config) -> KafkaConsumer:
+    return KafkaConsumer(group_id=None, enable_auto_commit=False, isolation_level="read_committed",
                          **cfg.kafka.client_kwargs())
+
+
+def _admin(cfg: Config):
+    from kafka.admin import KafkaAdminClient
+
+    return KafkaAdminClient(**cfg.kafka.client_kwargs())
 
 
 def notify(state: str) -> None:

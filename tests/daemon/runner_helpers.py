@@ -18,6 +18,7 @@ from rnnstream.embedded.testing import produce, wait_until  # noqa: F401  (re-ex
 from rnnstream.synth import generate
 
 CONFIG = """\
+{extra}
 kafka:
   bootstrap_servers: {bootstrap}
   group_id: {group}
@@ -64,11 +65,12 @@ def unique(prefix: str) -> str:
 
 
 def write_config(tmp: Path, bootstrap: str, topic: str, *, group: str | None = None, state_dir: Path | None = None,
-                 interval: float = 0.5, max_poll: int = 200, name: str = "cfg.yaml") -> Path:
+                 interval: float = 0.5, max_poll: int = 200, name: str = "cfg.yaml", extra: str = "") -> Path:
+    """A daemon config file for ``topic``; ``extra`` is top-level YAML added to it (e.g. a processing section)."""
     state_dir = state_dir or tmp / unique("state")
     path = tmp / name
     path.write_text(CONFIG.format(bootstrap=bootstrap, group=group or unique("g"), state_dir=state_dir,
-                                  interval=interval, topic=topic, max_poll=max_poll))
+                                  interval=interval, topic=topic, max_poll=max_poll, extra=extra))
     return path
 
 
