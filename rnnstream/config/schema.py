@@ -292,7 +292,7 @@ class DetectorConfig:
     training: TrainingConfig = setting(doc="Retraining.", factory=TrainingConfig)
     scoring: ScoringConfig = setting(doc="Scoring.", factory=ScoringConfig)
     outputs: OutputsConfig = setting(doc="Output topics.", factory=OutputsConfig)
-    max_entities: int = setting(100000, doc="Most entities tracked at once; the least recently seen is evicted beyond.", min=1)
+    max_entities: int = setting(100000, doc="Most entities tracked at once per partition shard (the daemon keeps one detector instance per assigned partition, so a process holding k partitions of this detector holds up to k times this); the least recently seen is evicted beyond.", min=1)
     idle_ttl_seconds: float = setting(86400.0, doc="Entities silent this long are evicted.", gt=0)
     max_message_bytes: int = setting(1048576, doc="Larger payloads are rejected to the dead-letter topic.", min=1)
     late_tolerance_seconds: float = setting(0.0, doc="Events older than the entity's last event by more than this are rejected.", min=0)

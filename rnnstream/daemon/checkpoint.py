@@ -104,8 +104,8 @@ def _tp(tp: Any) -> tuple[str, int]:
 class CheckpointStore:
     """Checkpoint generations of every unit under ``state_dir``.
 
-    ``metrics`` (an ``rnnstream.metrics.Metrics``) is optional; ``corrupt_total`` counts skipped
-    unreadable files either way. One thread should use a store at a time per unit.
+    ``metrics`` (an ``rnnstream.metrics.Metrics``) is optional; ``corrupt_total`` counts unreadable
+    files either way, each once: they are moved to ``<unit dir>/corrupt/`` when found. One thread should use a store at a time per unit.
     """
 
     def __init__(self, state_dir: str | os.PathLike, keep_generations: int = 2, *, metrics: Any = None):
@@ -215,8 +215,22 @@ class CheckpointStore:
         return None
 
     def _corrupt(self, path: Path, reason: str) -> None:
+        """Count an unreadable file once and move it aside to ``<unit dir>/corrupt/``, where neither a
+        later load (which would count it again) nor the rotation of generations (which would delete
+        it) touches it: it is kept for investigation."""
         self.corrupt_total += 1
         if self.metrics is not None:
             self.metrics.checkpoint_corrupt.inc()
+        aside = path.parent / "corrupt" / path.name
+        try:
+            aside.parent.mkdir(exist_ok=True)
+            if aside.exists():
+                aside = aside.with_name(f"{path.name}.{time.time_ns()}")
+            path.rename(aside)
+        except FileNotFoundError:      # another replica sharing state_dir moved it first
+            aside = None
+        except OSError as exc:
+            log.error("could not move the corrupt checkpoint aside", extra={"path": str(path), "error": str(exc)})
+            aside = None
         log.error("checkpoint unreadable, trying the previous generation",
-                  extra={"path": str(path), "reason": reason})
+                  extra={"path": str(path), "moved_to": None if aside is None else str(aside), "reason": reason})

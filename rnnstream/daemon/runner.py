@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 import signal
 import socket
@@ -65,6 +66,20 @@ from .statelog import StateLog
 from .units import Unit
 
 log = logging.getLogger("rnnstream.daemon")
+
+REBALANCE_POLL_MS = 1000
+"""Poll timeout while a rebalance is in progress, and no checkpoint (nor its gc.collect) meanwhile.
+
+kafka-python 3.0.12 drives JoinGroup/SyncGroup as a task that ``poll`` awaits for at most its
+timeout. When that task completes while the application is *outside* ``poll``, the next ``poll``
+finds it done, takes that for a failed attempt and sends a fresh JoinGroup: the assignment is
+discarded and a new generation begins (``join_group_async`` in kafka/coordinator/base.py tests
+``self._join_task.is_done`` before awaiting the result). With short polls and work between them
+this repeats: the group never stabilises. Minimal reproduction, on a 3-partition topic with one
+consumer: ``while not c.assignment(): c.poll(timeout_ms=1); time.sleep(0.2)`` climbs generations
+for ever; with ``sleep(0)`` it is assigned in about 2 s. The daemon's poll loop did work between
+polls (a checkpoint, a full ``gc.collect()``) and hung in about one start in nine. Staying inside
+``poll`` for long stretches while rebalancing makes the window a few milliseconds per second."""
 
 
 class _Listener(AsyncConsumerRebalanceListener):
@@ -195,14 +210,17 @@ class Runner:
                 if self._reload.is_set():
                     self._reload.clear()
                     self._do_reload()
-                batch = self.consumer.poll(timeout_ms=timeout_ms)
+                rebalancing = self._rebalancing_since is not None
+                batch = self.consumer.poll(timeout_ms=max(timeout_ms, REBALANCE_POLL_MS) if rebalancing else timeout_ms)
                 if batch:
                     self._process(batch)
                 self._service_outputs()
                 now = time.monotonic()
                 self._track_progress(now, bool(batch))
-                if now - last_ckpt >= self.config.checkpoint.interval_seconds:
-                    self.checkpoint(list(self.units))
+                if not rebalancing and now - last_ckpt >= self.config.checkpoint.interval_seconds:
+                    # While the coordinator is unreachable a commit can only time out: save, commit later.
+                    reachable = self._disconnected_since is None and self._broker_down_since is None
+                    self.checkpoint(list(self.units), commit="sync" if reachable else "none")
                     gc.collect()
                     last_ckpt = time.monotonic()
                 self._last_iteration = time.monotonic()
@@ -422,7 +440,7 @@ class Runner:
             if not offsets:
                 pass
             elif commit == "sync":
-                self.consumer.commit(offsets, timeout_ms=int(self._remaining(5.0) * 1000))
+                self.consumer.commit(offsets, timeout_ms=int(self._remaining(3.0) * 1000))
             elif commit == "async":
                 self.consumer.commit_async(offsets)
         except _Skipped as exc:
@@ -678,10 +696,12 @@ class _Skipped(Exception):
 
 
 def broker_connected(consumer: Any) -> bool | None:
-    """Whether ``consumer`` is connected to its group coordinator (None: unknown, e.g. a test double).
+    """Whether ``consumer`` talks to its group coordinator (None: unknown, e.g. a test double).
 
-    Reads kafka-python 3's connection table without side effects (``coordinator_unknown()`` would
-    mark the coordinator dead from this thread); a missing attribute means "unknown", never an error.
+    False when no coordinator is known or its connection is down, and when, in the group, no
+    heartbeat has been answered for a session timeout (a hung broker keeps its connections open).
+    Reads kafka-python 3's state without side effects (``coordinator_unknown()`` would mark the
+    coordinator dead from this thread); a missing attribute means "unknown", never an error.
     """
     coordinator = getattr(consumer, "_coordinator", None)
     conns = getattr(getattr(consumer, "_manager", None), "_conns", None)
@@ -691,14 +711,23 @@ def broker_connected(consumer: Any) -> bool | None:
     if node is None:
         return False
     conn = conns.get(node)
-    return bool(conn is not None and getattr(conn, "connected", False))
+    if conn is None or not getattr(conn, "connected", False):
+        return False
+    beat = getattr(coordinator, "heartbeat", None)
+    # The last heartbeat answered, or the join (before the first heartbeat).
+    answered = max(getattr(beat, "last_receive", -math.inf), getattr(beat, "last_reset", -math.inf))
+    session = getattr(beat, "config", {}).get("session_timeout_ms") if beat is not None else None
+    stable = getattr(coordinator, "stable", None)
+    if callable(stable) and stable() and session and time.monotonic() - answered > session / 1000:
+        return False   # in the group, yet no heartbeat answered for a whole session timeout
+    return True
 
 
 def missing_topics(consumer: Any, topics: list[str]) -> list[str]:
     """The subscribed ``topics`` of which the consumer's cluster metadata knows no partition (no I/O)."""
     cluster = getattr(getattr(consumer, "_client", None), "cluster", None)
-    if cluster is None or not getattr(cluster, "topics", None) or not cluster.topics():
-        return []   # metadata not loaded yet: nothing to say
+    if cluster is None or not getattr(cluster, "_last_successful_refresh_ms", 0):
+        return []   # no metadata answer yet: nothing to say
     return [t for t in topics if not cluster.partitions_for_topic(t)]
 
 

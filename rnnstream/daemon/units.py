@@ -3,8 +3,9 @@
 A unit sees the records of its partition in offset order; ``Unit.handle`` turns one poll's records of
 that partition into one ``Detector.process`` call plus the outputs and metrics of the batch. Python
 work per event is limited to decoding (``decode_batch``) and building the output messages; metric
-updates are per batch (histograms are filled from numpy bucket counts, see ``observe_many``). Late
-and non-finite events are refused by the Detector (in its kernel) and go to the dead-letter topic.
+updates are per batch (histograms are filled from numpy bucket counts, see ``observe_many``).
+Non-finite, out-of-range, future-dated (against the Kafka record timestamp) and late events are
+refused by the Detector and go to the dead-letter topic.
 
 Not thread-safe: one thread (the poll loop) owns every unit.
 """

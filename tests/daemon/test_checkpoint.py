@@ -165,12 +165,27 @@ def test_corrupt_newest_falls_back(tmp_path, caplog):
     assert store.corrupt_total == 1
     assert registry.get_sample_value("rnnstream_checkpoint_corrupt_total") == 1
     assert any(getattr(r, "path", None) == str(newest) and "checksum" in r.reason for r in caplog.records)
+    # Moved aside, byte for byte: a second load does not count it again, rotation cannot delete it.
+    aside = newest.parent / "corrupt" / newest.name
+    assert aside.read_bytes() == bytes(data) and not newest.exists()
+    d, offset = store.load("hosts", TP, cfg)
+    d.close()
+    assert (offset, store.corrupt_total) == (300, 1)
+    det = _trained(cfg)
+    try:
+        for k in range(3):
+            store.save("hosts", TP, det, next_offset=500 + k)
+    finally:
+        det.close()
+    assert aside.read_bytes() == bytes(data)
 
-    # Both generations unreadable: nothing to restore.
+    # Every generation unreadable: nothing to restore; each file counted once.
     for _, p in store.generations("hosts", TP):
         p.write_bytes(p.read_bytes()[:100])
     assert store.load("hosts", TP, cfg) is None
+    assert store.load("hosts", TP, cfg) is None
     assert store.corrupt_total == 3
+    assert len(list((newest.parent / "corrupt").iterdir())) == 3
 
 
 def test_different_hidden_size_refused_scoring_change_accepted(tmp_path, caplog):

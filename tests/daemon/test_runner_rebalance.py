@@ -50,3 +50,36 @@ def test_partitions_move_between_daemons_with_their_state(kafka, tmp_path):
                             max_poll=500, name="ref.yaml")
     run_to_end(ref_path, kafka.bootstrap, topic, 2)
     assert_same_states(unit_states(cfg_path, topic, 2), unit_states(ref_path, topic, 2))
+
+
+def test_rebalance_completes_although_the_loop_works_between_polls(kafka, tmp_path):
+    """kafka-python discards a JoinGroup/SyncGroup that completes while the caller is outside poll()
+    and starts a new generation (see runner.REBALANCE_POLL_MS); with 0.3 s of work between polls
+    shorter than a join round trip, the daemon never got its partitions. It must, within a few seconds."""
+    import time
+
+    from rnnstream.config import load_config
+    from rnnstream.daemon.runner import Runner
+
+    topic = unique("rebal-slow")
+    kafka.create_topics([(topic, 3), (f"{topic}.anomalies", 1), (f"{topic}.dlq", 1)])
+    cfg_path = write_config(tmp_path, kafka.bootstrap, topic, state_dir=tmp_path / "state")
+    # Polls shorter than a JoinGroup/SyncGroup round trip: its completion falls between two polls.
+    cfg_path.write_text(cfg_path.read_text().replace("poll_timeout_ms: 100", "poll_timeout_ms: 5"))
+    runner = Runner(load_config(cfg_path), config_path=str(cfg_path), http=False)
+    service = runner._service_outputs
+
+    def slow_service():            # the loop's own work between two polls
+        time.sleep(0.3)
+        service()
+    runner._service_outputs = slow_service
+    import threading
+
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: len(runner.units) == 3, 30, "all 3 partitions assigned")
+    finally:
+        runner.stop()
+        thread.join(30)
+    assert not thread.is_alive()

@@ -46,7 +46,7 @@ def test_rules_use_only_defined_metrics(rules_doc, known_names, promql_names):
 EXPECTED_ALERTS = {
     "RnnstreamDown", "RnnstreamAnomalyRateHigh", "RnnstreamAnomalyDetected", "RnnstreamConsumerLagGrowing",
     "RnnstreamCheckpointFailing", "RnnstreamCheckpointStale", "RnnstreamTrainingFailing",
-    "RnnstreamDeadLetterRateHigh", "RnnstreamNotReady",
+    "RnnstreamDeadLetterRateHigh", "RnnstreamNotReady", "RnnstreamOutputsUndeliverable", "RnnstreamKafkaUnreachable",
 }
 
 
