@@ -329,6 +329,10 @@ def ensure_topic(admin: Any, topic: str, partitions: int) -> bool:
         except TopicAlreadyExistsError:
             described = {t["name"]: t for t in admin.describe_topics([topic])}
     have = len(described[topic]["partitions"])
+    deadline = time.monotonic() + 10.0
+    while have == 0 and time.monotonic() < deadline:   # just created elsewhere: metadata catching up
+        time.sleep(0.2)
+        have = max((len(t["partitions"]) for t in admin.describe_topics([topic]) if t["name"] == topic), default=0)
     if have < partitions:
         raise RnnstreamError(f"changelog topic {topic!r} has {have} partition(s), its input has {partitions}: "
                              "changelog partition p must hold input partition p's state. Delete it "

@@ -84,11 +84,11 @@ def test_changelog_topic_is_created_compacted_and_a_wrong_one_is_refused(kafka):
     assert ensure_topic(admin, name, 3) is True
     assert ensure_topic(admin, name, 3) is False                       # exists with the right settings
     few = unique("few")
-    admin.create_topics({few: {"num_partitions": 1, "configs": {"cleanup.policy": "compact"}}})
+    admin.create_topics({few: {"num_partitions": 1, "configs": {"cleanup.policy": "compact"}}}, wait_for_metadata=True)
     with pytest.raises(RnnstreamError, match="has 1 partition"):
         ensure_topic(admin, few, 2)
     deleting = unique("del")
-    admin.create_topics({deleting: {"num_partitions": 2}})
+    admin.create_topics({deleting: {"num_partitions": 2}}, wait_for_metadata=True)
     with pytest.raises(RnnstreamError, match="cleanup.policy"):
         ensure_topic(admin, deleting, 2)
 
