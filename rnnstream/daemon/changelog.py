@@ -67,6 +67,14 @@ def parse_key(key: bytes) -> tuple[bytes, int, str, bytes] | None:
         return None
 
 
+def restore_consumer(config: Any) -> Any:
+    """A group-less ``read_committed`` KafkaConsumer for ``Reader``, from the config's kafka section."""
+    from kafka import KafkaConsumer
+
+    return KafkaConsumer(group_id=None, enable_auto_commit=False, isolation_level="read_committed",
+                         **config.kafka.client_kwargs())
+
+
 def changelog_topic(config: Any, detector: str) -> str:
     """The changelog topic of ``detector`` (the config's ``processing.changelog_topic``)."""
     return config.processing.changelog_topic_for(config.kafka.group_id, detector)
@@ -160,6 +168,7 @@ def commit_records(det: Detector, topic: str, next_offset: int, ws: WriterState,
         records += [(_key(_ARRAYS, i, topic, str(parity).encode()), part) for i, part in enumerate(chunks)]
         ws.parity, ws.arrays_id, ws.chunks = parity, aid, len(chunks)
     head = {"format": FORMAT, "meta": meta, "next_offset": int(next_offset), "parity": ws.parity,
+            "model_type": det.cfg.model.type, "model_version": int(det.model.version),
             "chunks": ws.chunks, "arrays_id": ws.arrays_id, "row_bytes": codec.row_bytes,
             "written_at": time.time(), **fingerprints}
     records.append((_key(_HEAD, 0, topic, b""), orjson.dumps(head)))
@@ -233,6 +242,10 @@ class Reader:
         if self._consumer is None:
             self._consumer = self._factory()
         return self._consumer
+
+    def partitions(self, topic: str) -> list[int]:
+        """The partitions of ``topic`` (empty when it does not exist)."""
+        return sorted(self._get().partitions_for_topic(topic) or ())
 
     def bounds(self, topic: str, partition: int) -> tuple[int, int]:
         from kafka import TopicPartition

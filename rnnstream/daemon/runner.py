@@ -60,7 +60,7 @@ from ..errors import RnnstreamError
 from ..metrics import Metrics
 from .checkpoint import CheckpointStore
 from .decode import decode_batch
-from .changelog import Reader
+from .changelog import Reader, restore_consumer
 from .outputs import Outputs
 from .statelog import StateLog
 from .units import Unit
@@ -566,7 +566,7 @@ class Runner:
         cfg = self.config
         if not cfg.processing.changelog:
             return
-        self.statelog = StateLog(cfg, self.producer, Reader(lambda: _restore_consumer(cfg)), self.store,
+        self.statelog = StateLog(cfg, self.producer, Reader(lambda: restore_consumer(cfg)), self.store,
                                  self.metrics, admin_factory=lambda: _admin(cfg))
         if self.eos:
             self.producer.init_transactions()
@@ -765,11 +765,6 @@ def transactional_id(cfg: Config) -> str:
     generation sent with the offsets (KIP-447), not on the id."""
     template = cfg.processing.transactional_id or "{group_id}." + socket.gethostname()
     return template.replace("{group_id}", cfg.kafka.group_id)
-
-
-def _restore_consumer(cfg: Config) -> KafkaConsumer:
-    return KafkaConsumer(group_id=None, enable_auto_commit=False, isolation_level="read_committed",
-                         **cfg.kafka.client_kwargs())
 
 
 def _admin(cfg: Config):

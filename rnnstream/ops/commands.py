@@ -25,7 +25,8 @@ def cmd_state_inspect(args: argparse.Namespace) -> int:
 def cmd_state_export(args: argparse.Namespace) -> int:
     from .state_cmd import export_main
 
-    return export_main(args.config, args.detector, args.entity, partition=args.partition)
+    return export_main(args.config, args.detector, args.entity, partition=args.partition,
+                       from_kafka=args.from_kafka)
 
 
 def cmd_state_reset(args: argparse.Namespace) -> int:
@@ -62,6 +63,8 @@ def register(sub: Any) -> None:
     q.add_argument("--detector", required=True)
     q.add_argument("--entity", required=True)
     q.add_argument("--partition", help="only search TOPIC-PARTITION, e.g. metrics.hosts-0")
+    q.add_argument("--from-kafka", action="store_true",
+                   help="read the detector's changelog topic (processing.changelog) instead of state_dir")
     q.set_defaults(func=cmd_state_export)
     q = ssub.add_parser("reset", help="move checkpoints aside (nothing deleted); the daemon must be stopped")
     q.add_argument("-c", "--config", required=True)

@@ -1,5 +1,8 @@
 """``rnnstream state inspect|export|reset``: look into and reset the daemon's checkpoints.
 
+``export --from-kafka`` reads an entity's state from the detector's changelog topic instead
+(``processing.changelog``), as any replica taking the partition over would restore it.
+
 Checkpoints live in ``<state_dir>/<detector>/<topic>-<partition>/ckpt-<generation>.rns`` (see
 ``rnnstream.daemon.checkpoint``). inspect and export only read them; reset (``rnnstream.ops.state_reset``)
 moves unit directories aside into ``<state_dir>/reset-<UTC timestamp>/`` and deletes nothing.
@@ -295,9 +298,70 @@ def export_entity(cfg: Config, detector: str, entity: str, partition: str | None
             state = entity_state(det_cfg, unit, source, row, meta.get("model_type"), _model_version(arrays))
             state["entity"] = entity
             found.append(state)
+    return _latest(found, f"entity {entity!r} is in none of the newest checkpoints of detector {detector!r}; "
+                          "searched: " + "; ".join(searched))
+
+
+def export_entity_from_kafka(cfg: Config, detector: str, entity: str, partition: str | None = None,
+                             reader: Any = None) -> dict[str, Any]:
+    """``export_entity`` from the detector's changelog topic instead of ``state_dir``: the entity's
+    state as of the last complete commit of each partition (read_committed). RnnstreamError when the
+    changelog is off, missing, or does not hold the entity."""
+    from ..daemon import changelog as cl
+    from ..detector import Detector
+
+    if cfg.kafka is None or not cfg.processing.changelog:
+        raise RnnstreamError("--from-kafka needs a 'kafka' section and processing.changelog: true in the config")
+    det_cfg = cfg.detector(detector) if detector in {d.name for d in cfg.detectors} else None
+    if det_cfg is None:
+        raise RnnstreamError(f"no detector named {detector!r} in the config; it has {[d.name for d in cfg.detectors]}")
+    topic = cl.changelog_topic(cfg, detector)
+    own = reader is None
+    reader = reader or cl.Reader(lambda: cl.restore_consumer(cfg))
+    det = Detector(det_cfg, background=False)
+    codec = cl.RowCodec(det.state)
+    det.close()
+    wanted = parse_partition(partition) if partition else None
+    found, searched = [], []
+    try:
+        parts = reader.partitions(topic)
+        if not parts:
+            raise RnnstreamError(f"changelog topic {topic!r} does not exist (or has no partitions)")
+        for input_topic in det_cfg.topics:
+            for p in parts:
+                if wanted is not None and wanted != (input_topic, p):
+                    continue
+                restored = reader.read(topic, p, input_topic)
+                head = restored.head
+                searched.append(f"{topic}[{p}] for {input_topic} ({len(restored.entities)} entities)")
+                chunks = restored.entities.get(entity)
+                if head is None or not chunks or any(c is None for c in chunks):
+                    continue
+                try:
+                    blob = codec.decode([entity], [b"".join(chunks)])
+                except ValueError as exc:
+                    searched[-1] += f": unreadable ({exc})"
+                    continue
+                source = {"changelog": topic, "partition": p, "read_to_offset": restored.end_offset,
+                          "next_offset": head.get("next_offset"), "written_at": _iso(head.get("written_at")),
+                          "config_matches_shape": head.get("shape_fingerprint") == shape_fingerprint(det_cfg)}
+                row = {k: v[0] for k, v in blob.arrays.items()}
+                state = entity_state(det_cfg, Unit(detector, input_topic, p, Path(topic)), source, row,
+                                     head.get("model_type"), head.get("model_version"))
+                state["entity"] = entity
+                found.append(state)
+    finally:
+        if own:
+            reader.close()
+    return _latest(found, f"entity {entity!r} is in no partition of changelog {topic!r}; searched: "
+                          + "; ".join(searched))
+
+
+def _latest(found: list[dict[str, Any]], absent: str) -> dict[str, Any]:
+    """The state with the entity's latest event, the other units listed under ``also_in``;
+    RnnstreamError(``absent``) when there is none."""
     if not found:
-        raise RnnstreamError(f"entity {entity!r} is in none of the newest checkpoints of detector {detector!r}; "
-                             "searched: " + "; ".join(searched))
+        raise RnnstreamError(absent)
     found.sort(key=lambda s: s["last_event_epoch"] or -math.inf, reverse=True)
     best = found[0]
     best["also_in"] = [s["unit"] for s in found[1:]]
@@ -322,10 +386,12 @@ def inspect_main(config_path: str, detector: str | None = None, as_json: bool = 
 
 
 def export_main(config_path: str, detector: str, entity: str, partition: str | None = None,
-                out: TextIO | None = None) -> int:
-    """``rnnstream state export``: the entity's state as JSON on ``out`` (RnnstreamError when absent)."""
+                out: TextIO | None = None, from_kafka: bool = False) -> int:
+    """``rnnstream state export``: the entity's state as JSON on ``out`` (RnnstreamError when absent),
+    from ``state_dir`` or, with ``from_kafka``, from the detector's changelog topic."""
     out = out or sys.stdout
-    state = export_entity(load_config_file(config_path), detector, entity, partition)
+    cfg = load_config_file(config_path)
+    state = (export_entity_from_kafka if from_kafka else export_entity)(cfg, detector, entity, partition)
     print(json.dumps(json_safe(state), indent=2, allow_nan=False), file=out)
     return 0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import shutil
 from pathlib import Path
 
@@ -11,12 +13,12 @@ from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from rnnstream.config import load_config
-from rnnstream.daemon.changelog import Reader, changelog_topic, ensure_topic
+from rnnstream.daemon.changelog import Reader, changelog_topic, ensure_topic, restore_consumer
 from rnnstream.daemon.checkpoint import CheckpointStore
-from rnnstream.daemon.runner import _restore_consumer
 from rnnstream.daemon.statelog import StateLog
 from rnnstream.errors import RnnstreamError
 from rnnstream.metrics import Metrics
+from rnnstream.ops.state_cmd import export_main
 
 from .runner_helpers import (assert_same_states, produce, run_to_end, synth_events, unique, unit_states,
                              write_config)
@@ -32,7 +34,7 @@ def changelog_states(cfg_path: Path, topic: str, partitions: int, tmp: Path) -> 
     det_cfg = cfg.detectors[0]
     empty = tmp / unique("empty")
     store = CheckpointStore(empty)
-    reader = Reader(lambda: _restore_consumer(cfg))
+    reader = Reader(lambda: restore_consumer(cfg))
     log = StateLog(cfg, None, reader, store, Metrics(CollectorRegistry()))
     out: dict = {}
     try:
@@ -76,6 +78,16 @@ def test_empty_state_dir_resumes_from_the_changelog(kafka, tmp_path):
     assert len(want) == 8 + 2 * 2
     assert_same_states(unit_states(cfg_path, topic, 2), want)          # the cache written afterwards
     assert_same_states(changelog_states(cfg_path, topic, 2, tmp_path), want)   # Kafka alone
+
+    # `rnnstream state export --from-kafka` shows the state the file export shows (all but the source)
+    from_disk, from_kafka = io.StringIO(), io.StringIO()
+    assert export_main(str(cfg_path), "hosts", "host-03", out=from_disk) == 0
+    shutil.rmtree(state_dir)
+    assert export_main(str(cfg_path), "hosts", "host-03", out=from_kafka, from_kafka=True) == 0
+    disk, kafka_state = json.loads(from_disk.getvalue()), json.loads(from_kafka.getvalue())
+    assert kafka_state.pop("checkpoint")["changelog"] == changelog_topic(load_config(cfg_path), "hosts")
+    disk.pop("checkpoint")
+    assert kafka_state == disk and disk["event_count"] > 0
 
 
 def test_changelog_topic_is_created_compacted_and_a_wrong_one_is_refused(kafka):
