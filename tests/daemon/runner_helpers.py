@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaError
 
 from rnnstream.config import load_config
 from rnnstream.daemon.checkpoint import CheckpointStore
@@ -89,10 +90,16 @@ def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
 
 
 def committed(bootstrap: str, group: str) -> dict[int, int]:
+    """The group's committed offsets per partition ({} while the group coordinator is not available
+    yet, e.g. loading the offsets topic just after the broker started)."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         offsets = admin.list_group_offsets(group).get(group, {})
         return {tp.partition: om.offset for tp, om in offsets.items()}
+    except KafkaError as exc:
+        if not exc.retriable:
+            raise
+        return {}
     finally:
         admin.close()
 
