@@ -104,10 +104,11 @@ def committed(bootstrap: str, group: str) -> dict[int, int]:
         admin.close()
 
 
-def read_all(bootstrap: str, topic: str, idle_s: float = 3.0, timeout_s: float = 30.0) -> list:
+def read_all(bootstrap: str, topic: str, idle_s: float = 3.0, timeout_s: float = 30.0,
+             isolation_level: str = "read_uncommitted") -> list:
     """Every record of ``topic`` (all partitions), read until ``idle_s`` without new records."""
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, group_id=None)
+                             enable_auto_commit=False, group_id=None, isolation_level=isolation_level)
     out: list = []
     deadline, last = time.monotonic() + timeout_s, time.monotonic()
     try:
@@ -169,17 +170,21 @@ def unit_states(config_path: Path, topic: str, partitions: int) -> dict[tuple[in
     for p in range(partitions):
         loaded = store.load(det_cfg.name, TopicPartition(topic, p), det_cfg)
         assert loaded is not None, f"no checkpoint for {topic}-{p} in {cfg.state_dir}"
-        det, next_offset = loaded
-        try:
-            for entity, slot in det.state.index.items():
-                out[(p, entity)] = {k: np.array(v[slot]) for k, v in det.state.arrays.items()}
-            out[(p, "_model")] = {k: np.array(v) for k, v in det.model.snapshot().items()}
-            tr = det.training
-            out[(p, "_counters")] = {"events": np.array(tr.events), "k": np.array(tr.k),
-                                     "next_offset": np.array(next_offset)}
-        finally:
-            det.close()
+        add_detector_state(out, p, *loaded)
     return out
+
+
+def add_detector_state(out: dict, p: int, det, next_offset: int) -> None:
+    """Put ``det``'s state into ``out`` as ``unit_states`` lays it out (partition ``p``), and close it."""
+    try:
+        for entity, slot in det.state.index.items():
+            out[(p, entity)] = {k: np.array(v[slot]) for k, v in det.state.arrays.items()}
+        out[(p, "_model")] = {k: np.array(v) for k, v in det.model.snapshot().items()}
+        tr = det.training
+        out[(p, "_counters")] = {"events": np.array(tr.events), "k": np.array(tr.k),
+                                 "next_offset": np.array(next_offset)}
+    finally:
+        det.close()
 
 
 def assert_same_states(got: dict, want: dict) -> None:

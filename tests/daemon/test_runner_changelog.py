@@ -7,7 +7,6 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
@@ -20,7 +19,7 @@ from rnnstream.errors import RnnstreamError
 from rnnstream.metrics import Metrics
 from rnnstream.ops.state_cmd import export_main
 
-from .runner_helpers import (assert_same_states, produce, run_to_end, synth_events, unique, unit_states,
+from .runner_helpers import (add_detector_state, assert_same_states, produce, run_to_end, synth_events, unique, unit_states,
                              write_config)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -41,17 +40,10 @@ def changelog_states(cfg_path: Path, topic: str, partitions: int, tmp: Path) -> 
         for p in range(partitions):
             det, next_offset, _, _ = log.restore(det_cfg, TopicPartition(topic, p))
             assert next_offset is not None, f"no state for {topic}-{p} in the changelog"
-            try:
-                for entity, slot in det.state.index.items():
-                    out[(p, entity)] = {k: np.array(v[slot]) for k, v in det.state.arrays.items()}
-                out[(p, "_model")] = {k: np.array(v) for k, v in det.model.snapshot().items()}
-                out[(p, "_counters")] = {"events": np.array(det.training.events), "k": np.array(det.training.k),
-                                         "next_offset": np.array(next_offset)}
-            finally:
-                det.close()
+            add_detector_state(out, p, det, next_offset)
     finally:
         reader.close()
-    assert not any(empty.iterdir()) if empty.exists() else True
+    assert not empty.exists(), "restoring wrote to the cache directory"
     return out
 
 

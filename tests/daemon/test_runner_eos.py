@@ -15,11 +15,11 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
 from rnnstream.config import load_config
 
-from .runner_helpers import (assert_same_states, committed, end_offsets, run_to_end, synth_events,
+from .runner_helpers import (assert_same_states, committed, end_offsets, read_all, run_to_end, synth_events,
                              unique, unit_states, wait_until, write_config)
 from .test_runner_changelog import changelog_states
 
@@ -29,20 +29,9 @@ LAUNCH = ("import faulthandler, signal, sys; faulthandler.register(signal.SIGUSR
           "from rnnstream.daemon.runner import main; sys.exit(main(sys.argv[1]))")
 
 
-def read_committed(bootstrap: str, topic: str, idle_s: float = 3.0, timeout_s: float = 60.0) -> list:
-    """Every record a read_committed consumer sees on ``topic``, until ``idle_s`` without new ones."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
-                             enable_auto_commit=False, isolation_level="read_committed")
-    out: list = []
-    deadline, last = time.monotonic() + timeout_s, time.monotonic()
-    try:
-        while time.monotonic() < deadline and time.monotonic() - last < idle_s:
-            for records in consumer.poll(timeout_ms=300).values():
-                out.extend(records)
-                last = time.monotonic()
-    finally:
-        consumer.close()
-    return out
+def read_committed(bootstrap: str, topic: str) -> list:
+    """Every record a read_committed consumer sees on ``topic``."""
+    return read_all(bootstrap, topic, timeout_s=60.0, isolation_level="read_committed")
 
 
 def produce_spread(bootstrap: str, topic: str, values: list[dict], partitions: int) -> None:
