@@ -125,7 +125,8 @@ class _Listener(AsyncConsumerRebalanceListener):
 
 
 class Runner:
-    """The daemon loop for one ``Config``. ``run()`` blocks until ``stop()`` (any thread) and returns 0.
+    """The daemon loop for one ``Config``. ``run()`` blocks until ``stop()`` (any thread) and returns 0
+    (1 when it stopped by itself: exactly_once and no transactional producer could be started).
 
     ``consumer_factory`` / ``producer_factory`` exist for tests; by default they build kafka-python
     clients from ``config.kafka``. ``http`` starts the /metrics, /healthz, /readyz server.
@@ -168,6 +169,9 @@ class Runner:
         self._missing_topics: list[str] = []
         self._paused: set[str] = set()             # detectors whose partitions wait for their outputs
         self._deadline: float | None = None        # monotonic end of the shutdown budget, once stopping
+        self._unrestored: dict = {}                # assigned partitions whose restore failed -> config
+        self._failed = False                       # stopped because it could not go on (exit 1)
+        self._last_restore_try = 0.0
         self._last_check = 0.0
         self.eos = config.processing.guarantee == "exactly_once"
         self.statelog: StateLog | None = None      # with processing.changelog: the changelog topics
@@ -214,6 +218,7 @@ class Runner:
                 batch = self.consumer.poll(timeout_ms=max(timeout_ms, REBALANCE_POLL_MS) if rebalancing else timeout_ms)
                 if batch:
                     self._process(batch)
+                self._retry_restores()
                 self._service_outputs()
                 now = time.monotonic()
                 self._track_progress(now, bool(batch))
@@ -230,13 +235,14 @@ class Runner:
             notify("STOPPING=1")
             self._deadline = time.monotonic() + self.config.daemon.shutdown_timeout_seconds
             log.info("stopping: final checkpoint", extra={"partitions": len(self.units)})
-            self.checkpoint(list(self.units))
+            if not self._failed:
+                self.checkpoint(list(self.units))
         finally:
             self._shutdown()
             gc.unfreeze()
             if gc_was_enabled:
                 gc.enable()
-        return 0
+        return 1 if self._failed else 0
 
     # -- health ------------------------------------------------------------------------------------
 
@@ -401,8 +407,8 @@ class Runner:
         restart replays them from the previous checkpoint); when the producer cannot deliver within
         ``daemon.flush_timeout_seconds`` nothing is saved or committed, and the next checkpoint tries again.
         """
-        if self.eos:
-            return self._commit_transaction()
+        if self.eos:   # one transaction holds every unit's outputs: all commit together, or none
+            return commit != "none" and self._commit_transaction()
         units = [self.units[tp] for tp in tps if tp in self.units and self.units[tp].next_offset is not None]
         if not units:
             return True
@@ -462,6 +468,8 @@ class Runner:
         self._set_ready(False, "rebalancing")
         if self._rebalancing_since is None:
             self._rebalancing_since = time.monotonic()
+        for tp in revoked:
+            self._unrestored.pop(tp, None)
         mine = [tp for tp in revoked if tp in self.units]
         self.checkpoint(mine, commit="async")
         for tp in mine:
@@ -489,7 +497,7 @@ class Runner:
             cfg = self._topic_map.get(tp.topic)
             if cfg is None or tp in self.units:
                 continue
-            self.units[tp] = self._unit_for(tp, cfg)
+            self._take(tp, cfg)
         if assigned:
             # The rest went to other members (an empty assignment can be a transient first round,
             # e.g. while the metadata of a new topic is unknown, so parked units wait for a real one).
@@ -498,8 +506,39 @@ class Runner:
             self._parked.clear()
         self._rebalancing_since = None
         self._last_progress = time.monotonic()
-        self._set_ready(True, "")
+        self._set_ready(not self._unrestored, self._unrestored_reason())
         log.info("partitions assigned", extra={"partitions": _names(assigned)})
+
+    def _take(self, tp, cfg) -> None:
+        """Make the unit of ``tp``. A restore that fails (the changelog unreadable for now) leaves the
+        partition paused, and the loop tries again (``_retry_restores``); its records wait in Kafka."""
+        try:
+            self.units[tp] = self._unit_for(tp, cfg)
+            self._unrestored.pop(tp, None)
+        except Exception as exc:
+            log.error("restoring the partition's state failed; it stays paused and is retried",
+                      extra={"partition": _names([tp])[0], "error": f"{type(exc).__name__}: {exc}"})
+            self._unrestored[tp] = cfg
+            self.consumer.pause(tp)
+
+    def _unrestored_reason(self) -> str:
+        return f"restoring failed, retrying: {', '.join(_names(self._unrestored))}" if self._unrestored else ""
+
+    def _retry_restores(self) -> None:
+        """Every 5 s: restore again the assigned partitions whose restore failed."""
+        now = time.monotonic()
+        if not self._unrestored or now - self._last_restore_try < 5.0:
+            return
+        self._last_restore_try = now
+        assigned = set(self.consumer.assignment())
+        for tp, cfg in list(self._unrestored.items()):
+            if tp not in assigned:
+                del self._unrestored[tp]
+                continue
+            self._take(tp, cfg)
+            if tp in self.units:
+                self.consumer.resume(tp)
+        self._set_ready(not self._unrestored, self._unrestored_reason())
 
     def _unit_for(self, tp, cfg) -> Unit:
         if self.statelog is not None:
@@ -604,7 +643,9 @@ class Runner:
 
     def _abort_and_recover(self, why: str) -> None:
         """Abort the open transaction (a new producer when this one cannot: fenced or failed fatally),
-        drop what the outputs still hold, and rebuild every unit from the changelog."""
+        drop what the outputs still hold, and rebuild every unit from the changelog. When not even a
+        new producer can start a transaction, the daemon stops (exit 1): its restart recovers the
+        same way, and nothing uncommitted was visible."""
         try:
             self.producer.abort_transaction()
         except Exception as exc:
@@ -613,16 +654,24 @@ class Runner:
                 self.producer.close(timeout=self._remaining(3.0))
             except Exception:
                 log.exception("closing the failed producer failed")
-            self.producer = self._producer_factory(self.config)
+            try:
+                self.producer = self._producer_factory(self.config)
+                self.producer.init_transactions()
+            except Exception as exc2:
+                log.error("no transactional producer can be started; stopping",
+                          extra={"error": f"{type(exc2).__name__}: {exc2}"})
+                self._failed = True
+                self.stop()
+                return
             self.statelog.producer = self.producer
-            self.producer.init_transactions()
             self._build_outputs()
         self.metrics.transactions.labels("aborted").inc()
         for outputs in self.outputs.values():
             outputs.discard_pending()
         for tp, unit in list(self.units.items()):
             unit.close()
-            self.units[tp] = self._unit_from_changelog(tp, unit.cfg)
+            del self.units[tp]
+            self._take(tp, unit.cfg)
         self.producer.begin_transaction()
         log.warning("transaction aborted; partitions restored to their last commit",
                     extra={"reason": why, "partitions": _names(self.units)})

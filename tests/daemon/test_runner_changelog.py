@@ -101,3 +101,24 @@ def test_changelog_topic_name_follows_the_config(tmp_path):
     cfg = load_config(write_config(tmp_path, "127.0.0.1:9", "in", group="grp",
                                    extra='processing: {changelog: true, changelog_topic: "x.{detector}.{group_id}"}'))
     assert changelog_topic(cfg, "hosts") == "x.hosts.grp"
+
+
+def test_a_failed_restore_pauses_the_partition_and_is_retried(kafka, tmp_path, monkeypatch):
+    topic = unique("retry")
+    kafka.create_topics([(topic, 2), (f"{topic}.anomalies", 1), (f"{topic}.dlq", 1)])
+    produce(kafka.bootstrap, topic, synth_events(n_entities=4, n_steps=450, seed=2))
+    cfg_path = write_config(tmp_path, kafka.bootstrap, topic, interval=0.3, extra=CHANGELOG)
+    original, failed = StateLog.restore, []
+
+    def flaky(self, det_cfg, tp):
+        if tp.partition == 1 and not failed:
+            failed.append(tp)
+            raise RnnstreamError("changelog unreadable (test)")
+        return original(self, det_cfg, tp)
+
+    monkeypatch.setattr(StateLog, "restore", flaky)
+    tr = run_to_end(cfg_path, kafka.bootstrap, topic, 2)
+    assert failed, "the failing restore was never attempted"
+    assert tr.runner.units == {} and tr.runner._unrestored == {}
+    states = unit_states(cfg_path, topic, 2)
+    assert {p for p, _ in states} == {0, 1}
