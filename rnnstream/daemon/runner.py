@@ -468,8 +468,9 @@ class Runner:
         self._set_ready(False, "rebalancing")
         if self._rebalancing_since is None:
             self._rebalancing_since = time.monotonic()
-        for tp in revoked:
-            self._unrestored.pop(tp, None)
+        for tp in revoked:   # kafka-python may keep the pause of a partition it assigns again
+            if self._unrestored.pop(tp, None) is not None:
+                self.consumer.resume(tp)
         mine = [tp for tp in revoked if tp in self.units]
         self.checkpoint(mine, commit="async")
         for tp in mine:
@@ -514,7 +515,8 @@ class Runner:
         partition paused, and the loop tries again (``_retry_restores``); its records wait in Kafka."""
         try:
             self.units[tp] = self._unit_for(tp, cfg)
-            self._unrestored.pop(tp, None)
+            if self._unrestored.pop(tp, None) is not None:
+                self.consumer.resume(tp)
         except Exception as exc:
             log.error("restoring the partition's state failed; it stays paused and is retried",
                       extra={"partition": _names([tp])[0], "error": f"{type(exc).__name__}: {exc}"})
@@ -536,8 +538,6 @@ class Runner:
                 del self._unrestored[tp]
                 continue
             self._take(tp, cfg)
-            if tp in self.units:
-                self.consumer.resume(tp)
         self._set_ready(not self._unrestored, self._unrestored_reason())
 
     def _unit_for(self, tp, cfg) -> Unit:
