@@ -8,7 +8,7 @@ offset order and a Detector's output is a function of its input stream alone (ev
 triggers), so a unit's state after offset o is deterministic: a restart from a checkpoint reproduces
 the uninterrupted run exactly, and a rebalance only moves checkpoint files.
 
-Modules, one job each: ``decode`` (records -> columns + rejects), ``outputs`` (anomaly/score/dead-letter
-records), ``checkpoint`` (unit state files with generations), ``httpserver`` (/metrics, /healthz,
+Modules, one job each: ``decode`` (records -> columns + rejects), ``units`` (one partition's batch
+step), ``outputs`` (anomaly/score/dead-letter records and their delivery), ``checkpoint`` (unit state files with generations), ``httpserver`` (/metrics, /healthz,
 /readyz), ``logs`` (JSON-lines logging), ``notify`` (systemd sd_notify), ``runner`` (the loop).
 """

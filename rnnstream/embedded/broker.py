@@ -73,6 +73,7 @@ class EmbeddedKafka:
         self._extra = dict(extra_properties or {})
         self._cache = cache
         self._proc: subprocess.Popen | None = None
+        self._command: list[str] = []
         self._dir: Path | None = None
         self._port: int | None = None
         self._admin: KafkaAdminClient | None = None
@@ -163,16 +164,33 @@ class EmbeddedKafka:
                 f"formatting Kafka storage in {data} failed (exit {fmt.returncode}):\n"
                 + _errors_then_tail(fmt.stdout + fmt.stderr)
             )
+        self._command = [java, "-Xms128m", f"-Xmx{self._heap}", "-XX:+UseSerialGC", *common,
+                         "kafka.Kafka", str(props_path)]
+        self._spawn()
+
+    def _spawn(self) -> None:
         log = open(self._dir / "broker.log", "ab")
         try:
             self._proc = subprocess.Popen(
-                [java, "-Xms128m", f"-Xmx{self._heap}", "-XX:+UseSerialGC", *common,
-                 "kafka.Kafka", str(props_path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                self._command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, preexec_fn=_die_with_parent,
             )
         finally:
             log.close()
+
+    def crash(self) -> None:
+        """SIGKILL the broker, keeping its data and ports, as a broker that dies (for outage tests)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(10)
+
+    def revive(self) -> None:
+        """Start the broker ``crash()`` killed again, on the same ports and data, and wait until it serves."""
+        if self.running:
+            return
+        self._close_admin()
+        self._spawn()
+        self._wait_ready(time.monotonic() + self._startup_timeout_s)
     def _wait_ready(self, deadline: float) -> None:
         """Until the deadline: the JVM is alive and an admin client sees broker 1 unfenced."""
         last_error = "no answer yet"

@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from chaos.helpers import committed
+import math
+
+from chaos.helpers import check_state, committed
 from daemon.runner_helpers import ThreadedRunner, end_offsets, produce, synth_events, unique, wait_until, write_config
 
 pytestmark = [pytest.mark.kafka, pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(420)]
@@ -27,6 +29,7 @@ def test_fifty_starts_on_one_group_never_hang(kafka, tmp_path):
     assert first.stop() == 0
 
     took = []
+    tr = None
     for i in range(STARTS):
         started = time.monotonic()
         tr = ThreadedRunner(cfg_path)
@@ -38,4 +41,8 @@ def test_fifty_starts_on_one_group_never_hang(kafka, tmp_path):
             assert tr.stop(timeout=15) == 0
         took.append(time.monotonic() - started)
     assert committed(kafka.bootstrap, group) == ends
+    bad = [(m.name, s.labels, s.value) for m in tr.runner.registry.collect() for s in m.samples
+           if not math.isfinite(s.value)]
+    assert not bad, bad
+    assert check_state(cfg_path, topic, 3) == 6
     print(f"{STARTS} starts: median {sorted(took)[STARTS // 2]:.2f} s, max {max(took):.2f} s")

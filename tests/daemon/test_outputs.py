@@ -261,3 +261,10 @@ def test_a_record_that_can_never_be_sent_is_dropped_and_counted_not_raised():
     p.fail["anomalies"] = TypeError("bad header type")
     assert out.anomaly(rec(b"{}", 1), "web1", 0.0, 1.0, 1.0, [0, 0], [0, 0], [0, 0], 1)
     assert (out.dropped, out.pending) == (1, 0)
+
+
+def test_record_times_are_the_reference_clock_nan_when_absent():
+    from rnnstream.daemon.units import record_times
+
+    times = record_times([rec(b"{}", 1, timestamp_ms=1_500), rec(b"{}", 2, timestamp_ms=-1), rec(b"{}", 3, timestamp_ms=None)])
+    assert times[0] == 1.5 and np.isnan(times[1:]).all()
