@@ -34,6 +34,13 @@ close (exit 0). Every blocking call on that path has a deadline within
 (at least once), and the process exits at that budget plus 1.5 s whatever the broker does.
 SIGHUP re-reads the config file: detectors added or removed are (un)subscribed, changed detectors get
 fresh units from their checkpoints, unchanged ones keep theirs.
+
+With ``processing.changelog`` (``rnnstream.daemon.statelog``) a checkpoint also writes the changed
+state to the detector's changelog topic before committing, and a partition's unit is restored from
+the local cache plus that changelog (or from the changelog alone) when it is assigned; a restore that
+fails pauses the partition and is retried. With ``processing.guarantee: exactly_once`` the outputs,
+changelog records and offsets of each interval are one transaction (``_commit_transaction``); a
+failed one is aborted and every unit restored from the changelog (``_abort_and_recover``).
 """
 
 from __future__ import annotations
