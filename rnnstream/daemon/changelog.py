@@ -140,12 +140,13 @@ class WriterState:
 
 
 def commit_records(det: Detector, topic: str, next_offset: int, ws: WriterState, *,
-                   fingerprints: dict[str, str]) -> tuple[list[tuple[bytes, bytes | None]], int]:
+                   fingerprints: dict[str, str]) -> tuple[list[tuple[bytes, bytes | None]], int, WriterState]:
     """The records of one commit of a unit (entities changed since the last ``mark_clean``, tombstones,
-    the shard's arrays when they changed, the head last) and the number of entity rows among them.
+    the shard's arrays when they changed, the head last), the number of entity rows among them, and
+    the writer state once they are written.
 
-    Updates ``ws`` as if they will be written; call ``det.state.mark_clean()`` and clear ``ws.fixups``
-    once they are (on failure, the next commit writes them again).
+    Changes nothing: once the records are written, call ``det.state.mark_clean()`` and keep the
+    returned writer state (without fixups); on failure keep ``ws``, and the next commit writes again.
     """
     st = det.state
     codec = RowCodec(st)
@@ -162,17 +163,18 @@ def commit_records(det: Detector, topic: str, next_offset: int, ws: WriterState,
         records += [(_key(_ENTITY, i, topic, name), None) for i in range(codec.chunks)]
     arrays, meta = det.snapshot(entities=False)
     aid = det.arrays_version()
+    after = WriterState(ws.parity, ws.arrays_id, ws.chunks)
     if aid != ws.arrays_id:
         parity = 1 - ws.parity
         chunks = _split(to_bytes({k: v for k, v in arrays.items()}, {"arrays_id": aid}))
         records += [(_key(_ARRAYS, i, topic, str(parity).encode()), part) for i, part in enumerate(chunks)]
-        ws.parity, ws.arrays_id, ws.chunks = parity, aid, len(chunks)
-    head = {"format": FORMAT, "meta": meta, "next_offset": int(next_offset), "parity": ws.parity,
+        after = WriterState(parity, aid, len(chunks))
+    head = {"format": FORMAT, "meta": meta, "next_offset": int(next_offset), "parity": after.parity,
             "model_type": det.cfg.model.type, "model_version": int(det.model.version),
-            "chunks": ws.chunks, "arrays_id": ws.arrays_id, "row_bytes": codec.row_bytes,
+            "chunks": after.chunks, "arrays_id": after.arrays_id, "row_bytes": codec.row_bytes,
             "written_at": time.time(), **fingerprints}
     records.append((_key(_HEAD, 0, topic, b""), orjson.dumps(head)))
-    return records, len(blob.entities)
+    return records, len(blob.entities), after
 
 
 # -- reading --------------------------------------------------------------------------------------------

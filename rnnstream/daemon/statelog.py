@@ -33,6 +33,7 @@ class Sent:
 
     unit: Any
     head: Any           # the producer's future of the head record
+    writer: cl.WriterState   # the unit's writer state once these records are written
     entities: int
     records: int
     size: int
@@ -77,7 +78,7 @@ class StateLog:
             if unit.changelog is None:
                 unit.changelog = cl.WriterState()
             topic = self.topic(unit.name)
-            records, entities = cl.commit_records(
+            records, entities, writer = cl.commit_records(
                 unit.detector, unit.tp.topic, unit.next_offset, unit.changelog,
                 fingerprints={"shape_fingerprint": shape_fingerprint(unit.cfg),
                               "config_fingerprint": config_fingerprint(unit.cfg)})
@@ -86,7 +87,7 @@ class StateLog:
             for key, value in records:
                 future = self.producer.send(topic, key=key, value=value, partition=unit.tp.partition)
                 size += len(key) + len(value or b"")
-            sent.append(Sent(unit, future, entities, len(records), size))
+            sent.append(Sent(unit, future, writer, entities, len(records), size))
         return sent
 
     def confirm(self, sent: list[Sent], save_cache: bool = True) -> list:
@@ -103,7 +104,7 @@ class StateLog:
                 continue
             unit = s.unit
             unit.detector.state.mark_clean()
-            unit.changelog.fixups.clear()
+            unit.changelog = s.writer
             unit.changelog_offset = int(meta.offset) + 1
             m = self.metrics
             m.changelog_records.labels(unit.name).inc(s.records)

@@ -38,10 +38,10 @@ def _stream(n, n_entities, seed):
 
 
 def _commit(det, log, ws, next_offset):
-    records, _ = cl.commit_records(det, "t", next_offset, ws, fingerprints={})
+    """Write one commit into ``log``; ``ws`` (a one-item list) holds the writer state."""
+    records, _, ws[0] = cl.commit_records(det, "t", next_offset, ws[0], fingerprints={})
     log.extend(records)
     det.state.mark_clean()
-    ws.fixups.clear()
     return records
 
 
@@ -72,7 +72,7 @@ def test_commits_replayed_into_a_fresh_detector_continue_identically(model):
     ents, x, ts = _stream(900, 30, seed=2)    # 30 entities for 20 slots: evictions, hence tombstones
     det, ref = Detector(cfg), Detector(cfg)
     log: list = []
-    ws = cl.WriterState()
+    ws = [cl.WriterState()]
     try:
         ref.process(ents, x, ts)
         for a, b in ((0, 200), (200, 210), (210, 600)):
@@ -94,7 +94,7 @@ def test_commits_replayed_into_a_fresh_detector_continue_identically(model):
 def test_only_changed_entities_and_changed_arrays_are_written():
     cfg = _cfg()
     det = Detector(cfg)
-    ws, log = cl.WriterState(), []
+    ws, log = [cl.WriterState()], []
     try:
         det.process(["a", "b", "c"], np.ones((3, 2)), np.array([1.7e9, 1.7e9 + 1, 1.7e9 + 2]))
         first = _commit(det, log, ws, 3)
@@ -112,13 +112,13 @@ def test_records_after_the_last_head_do_not_count_and_are_named_for_rewriting():
     cfg = _cfg()
     ents, x, ts = _stream(300, 5, seed=1)
     det = Detector(cfg)
-    ws, log = cl.WriterState(), []
+    ws, log = [cl.WriterState()], []
     try:
         det.process(ents[:100], x[:100], ts[:100])
         _commit(det, log, ws, 100)
         snapshot = {e: det.state.export([e]) for e in det.state.index}
         det.process(ents[100:200], x[100:200], ts[100:200])
-        records, _ = cl.commit_records(det, "t", 200, ws, fingerprints={})
+        records, _, _ = cl.commit_records(det, "t", 200, ws[0], fingerprints={})
         log.extend(records[:2])                              # crash after two records of the commit
         back, restored = _restore(cfg, log)
         assert restored.head["next_offset"] == 100 and len(restored.fixups) == 2
@@ -135,7 +135,7 @@ def test_large_rows_and_arrays_are_chunked_under_the_record_limit():
                       .replace("features: [a, b]", "features: [" + ", ".join(f"f{i}" for i in range(16)) + "]")
                       .replace("time_features", "time_features") + "    time_features: {daily_profile_bins: 1440}\n").detectors[0]
     det = Detector(cfg)
-    ws, log = cl.WriterState(), []
+    ws, log = [cl.WriterState()], []
     try:
         det.process(["a", "b"], np.ones((2, 16)), np.array([1.7e9, 1.7e9 + 1]))
         records = _commit(det, log, ws, 2)
@@ -149,7 +149,7 @@ def test_large_rows_and_arrays_are_chunked_under_the_record_limit():
 
 
 def test_rows_of_another_shape_are_refused():
-    ws, log = cl.WriterState(), []
+    ws, log = [cl.WriterState()], []
     det = Detector(_cfg())
     try:
         det.process(["a"], np.ones((1, 2)), np.array([1.7e9]))
@@ -165,7 +165,7 @@ def test_entity_rows_longer_than_a_chunk_are_split_and_tombstoned_per_chunk(monk
     cfg = _cfg(max_entities=3)
     ents, x, ts = _stream(200, 5, seed=3)
     det = Detector(cfg)
-    ws, log = cl.WriterState(), []
+    ws, log = [cl.WriterState()], []
     try:
         det.process(ents, x, ts)
         records = _commit(det, log, ws, 200)
@@ -174,6 +174,30 @@ def test_entity_rows_longer_than_a_chunk_are_split_and_tombstoned_per_chunk(monk
         tombstones = [k for k, v in records if v is None]
         assert len(tombstones) % chunks == 0 and tombstones
         back, _ = _restore(cfg, log)
+        _same(det, back)
+        back.close()
+    finally:
+        det.close()
+
+
+def test_a_commit_that_was_not_written_changes_nothing_and_the_next_writes_it_all():
+    cfg = _cfg()
+    ents, x, ts = _stream(400, 5, seed=6)
+    det = Detector(cfg)
+    ws, log = [cl.WriterState()], []
+    try:
+        det.process(ents[:100], x[:100], ts[:100])
+        _commit(det, log, ws, 100)
+        det.process(ents[100:300], x[100:300], ts[100:300])     # retrainings: new shard arrays
+        lost, _, _ = cl.commit_records(det, "t", 300, ws[0], fingerprints={})
+        assert any(k[:1] == b"m" for k, _ in lost)
+        log.extend(r for r in lost if r[0][:1] == b"e")         # the entity rows arrived, then a crash
+        version = det.arrays_version()
+        det.process(ents[300:310], x[300:310], ts[300:310])     # no retraining: the same arrays
+        assert det.arrays_version() == version
+        _commit(det, log, ws, 310)
+        back, restored = _restore(cfg, log)
+        assert restored.head["next_offset"] == 310
         _same(det, back)
         back.close()
     finally:
