@@ -155,7 +155,8 @@ class DetectorMetrics:
     __slots__ = ("name", "processed", "anomalies", "score", "latency", "batch_duration", "entities",
                  "evicted", "training_ok", "training_failed", "training_duration", "training_loss",
                  "model_version", "outputs_pending", "outputs_truncated", "outputs_dropped",
-                 "_rejected_parent", "_rejected", "_failed_parent", "_failed")
+                 "_rejected_parent", "_rejected", "_failed_parent", "_failed",
+                 "restore_records", "restore_bytes", "restore_duration", "changelog_records", "changelog_bytes")
 
     def __init__(self, m: Metrics, name: str):
         self.name = name
@@ -178,6 +179,11 @@ class DetectorMetrics:
         self._rejected: dict[str, Counter] = {}
         self._failed_parent = m.output_send_failures
         self._failed: dict[str, Counter] = {}
+        self.restore_records = m.restore_records.labels(name)
+        self.restore_bytes = m.restore_bytes.labels(name)
+        self.restore_duration = m.restore_duration.labels(name)
+        self.changelog_records = m.changelog_records.labels(name)
+        self.changelog_bytes = m.changelog_bytes.labels(name)
 
     def output_failed(self, topic: str) -> Counter:
         """The ``rnnstream_output_send_failures_total{detector, topic}`` child (topics come from the config)."""
@@ -265,6 +271,8 @@ class Metrics:
             setattr(self, spec.attr, _KINDS[spec.kind](spec.name, spec.help, spec.labels, registry=registry, **kwargs))
         self.build_info.labels(version).set(1)
         self.ready.set(0)
+        for result in ("committed", "aborted"):
+            self.transactions.labels(result)
         self._detectors: dict[str, DetectorMetrics] = {}
         self._topics: dict[str, Counter] = {}
         self._unrouted: dict[str, Counter] = {}

@@ -106,9 +106,9 @@ class StateLog:
             unit.detector.state.mark_clean()
             unit.changelog = s.writer
             unit.changelog_offset = int(meta.offset) + 1
-            m = self.metrics
-            m.changelog_records.labels(unit.name).inc(s.records)
-            m.changelog_bytes.labels(unit.name).inc(s.size)
+            dm = self.metrics.for_detector(unit.name)
+            dm.changelog_records.inc(s.records)
+            dm.changelog_bytes.inc(s.size)
             if save_cache:
                 self.save_cache(unit)
             ok.append(unit)
@@ -204,10 +204,10 @@ class StateLog:
         return report
 
     def _account(self, detector: str, restored: cl.Restored, started: float, tp: Any, source: str) -> None:
-        m, took = self.metrics, time.monotonic() - started
-        m.restore_records.labels(detector).inc(restored.records)
-        m.restore_bytes.labels(detector).inc(restored.bytes)
-        m.restore_duration.labels(detector).observe(took)
+        dm, took = self.metrics.for_detector(detector), time.monotonic() - started
+        dm.restore_records.inc(restored.records)
+        dm.restore_bytes.inc(restored.bytes)
+        dm.restore_duration.observe(took)
         log.info("partition state restored", extra={
             "detector": detector, "partition": _name(tp), "source": source, "records": restored.records,
             "bytes": restored.bytes, "seconds": round(took, 3),
