@@ -74,6 +74,10 @@ from .units import Unit
 
 log = logging.getLogger("rnnstream.daemon")
 
+COMMIT_TIMEOUT_S = 10.0
+"""Longest a synchronous commit may take (less at shutdown: what is left of the budget). A slow broker
+under load can take seconds; while the coordinator is known unreachable, commits are skipped."""
+
 REBALANCE_POLL_MS = 500
 """Poll timeout while a rebalance is in progress, and no checkpoint (nor its gc.collect) meanwhile.
 
@@ -353,7 +357,11 @@ class Runner:
         topics = self._topics()
         self.consumer = self._consumer_factory(cfg, topics)
         for topic in topics:
-            self.consumer.partitions_for_topic(topic)
+            try:
+                self.consumer.partitions_for_topic(topic)
+            except KafkaError as exc:   # only a head start: the metadata refresh finds them later
+                log.warning("could not fetch a topic's metadata before joining",
+                            extra={"topic": topic, "error": f"{type(exc).__name__}: {exc}"})
         self._rebalancing_since = time.monotonic()
         self.consumer.subscribe(topics, listener=_Listener(self))
 
@@ -461,7 +469,7 @@ class Runner:
             if not offsets:
                 pass
             elif commit == "sync":
-                self.consumer.commit(offsets, timeout_ms=int(self._remaining(3.0) * 1000))
+                self.consumer.commit(offsets, timeout_ms=int(self._remaining(COMMIT_TIMEOUT_S) * 1000))
             elif commit == "async":
                 self.consumer.commit_async(offsets)
         except _Skipped as exc:
