@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 FORMAT = "rnnstream-changelog/1"
 CHUNK_BYTES = 512 * 1024
+OFFSETS_TIMEOUT_MS = 15000   # a restore that cannot learn a partition's bounds fails (and is retried)
+STALL_S = 30.0               # ... as does one whose reading makes no progress this long
 _ENTITY, _ARRAYS, _HEAD = b"e", b"m", b"h"
 
 
@@ -253,7 +255,8 @@ class Reader:
         from kafka import TopicPartition
 
         c, tp = self._get(), TopicPartition(topic, partition)
-        return int(c.beginning_offsets([tp])[tp]), int(c.end_offsets([tp])[tp])
+        return (int(c.beginning_offsets([tp], timeout_ms=OFFSETS_TIMEOUT_MS)[tp]),
+                int(c.end_offsets([tp], timeout_ms=OFFSETS_TIMEOUT_MS)[tp]))
 
     def read(self, topic: str, partition: int, input_topic: str, start: int | None = None, *,
              progress: Callable[[int, int], None] | None = None, timeout_s: float = 300.0) -> Restored:
@@ -271,16 +274,19 @@ class Reader:
         c.seek(tp, start)
         collector = Collector(input_topic, out)
         deadline = time.monotonic() + timeout_s
-        position = start
+        position, moved = start, time.monotonic()
         while position < end:
-            if time.monotonic() > deadline:
-                raise RnnstreamError(f"restoring {topic}[{partition}] did not reach offset {end} within "
-                                     f"{timeout_s:.0f} s (at {position})")
+            now = time.monotonic()
+            if now > deadline or now - moved > STALL_S:
+                raise RnnstreamError(f"restoring {topic}[{partition}] did not reach offset {end} "
+                                     f"(at {position}; no progress for {now - moved:.0f} s)")
             for records in c.poll(timeout_ms=200, max_records=5000).values():
                 for r in records:
                     if r.offset < end:
                         collector.add(r.key, r.value)
-            position = max(position, c.position(tp) or position)
+            before, position = position, max(position, c.position(tp) or position)
+            if position > before:
+                moved = time.monotonic()
             if progress is not None:
                 progress(position - start, end - start)
         return collector.finish()
