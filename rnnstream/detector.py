@@ -15,6 +15,11 @@ clock the caller passes (``future``, see ``process``); late events (older than t
 event by more than ``late_tolerance_seconds``). An entity whose event comes more than ``idle_ttl_seconds``
 of event time after its previous one starts afresh, as if it had been evicted.
 
+Persistence: ``snapshot``/``restore`` capture everything future outputs depend on, composed of the
+parts' own snapshots (``SlotState``, the model, ``TrainingSchedule``) plus the detector's counters.
+``snapshot(entities=False)`` leaves the per-entity rows out, for a changelog that carries them per
+entity (``SlotState.export``/``restore_entities``).
+
 Not thread-safe: one thread calls ``process``; training runs beside it in the schedule's own thread.
 """
 
@@ -214,6 +219,43 @@ class Detector:
         between two retraining triggers can keep a just-expired entity's window out of training.
         """
         return self.state.evict_idle(self.watermark, self.ttl)
+
+    def snapshot(self, entities: bool = True) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """``(arrays, meta)`` capturing this detector: with ``entities``, the whole ``SlotState``
+        (``slot.*``, ``index.*``); always ``model.*``, the schedule's arrays, and as meta the state's
+        clock, the detector's counters and the schedule's under ``training``. Waits for a running
+        background fit."""
+        if entities:
+            arrays, meta = self.state.snapshot()
+        else:
+            arrays, meta = {}, self.state.clock()
+        arrays.update({f"model.{k}": v for k, v in self.model.snapshot().items()})
+        train_arrays, train_meta = self.training.snapshot()
+        arrays.update(train_arrays)
+        meta.update({"watermark": self.watermark if np.isfinite(self.watermark) else None,
+                     "events": self.events, "next_sweep": self._next_sweep, "training": train_meta})
+        return arrays, meta
+
+    def arrays_version(self) -> str:
+        """Changes whenever the arrays of ``snapshot(entities=False)`` may have (model or schedule)."""
+        return f"{self.model.version}:{self.training.arrays_version()}"
+
+    def restore(self, arrays: dict[str, np.ndarray], meta: dict[str, Any], entities: bool = True) -> None:
+        """Put back what ``snapshot(entities)`` captured. Raises KeyError/ValueError/TypeError/IndexError
+        when it does not fit this detector's shapes (the detector is then unusable: close it)."""
+        if entities:
+            self.state.restore_snapshot(arrays, meta)
+        else:
+            self.state.set_clock(meta)
+        model_arrays = {k[6:]: v for k, v in arrays.items() if k.startswith("model.")}
+        for k, w in self.model.weights.items():
+            got = model_arrays.get(f"w.{k}")
+            if got is None or got.shape != w.shape:
+                raise ValueError(f"model weight {k!r} is {None if got is None else got.shape}, expected {w.shape}")
+        self.model.load_snapshot(model_arrays)
+        self.training.restore(arrays, meta["training"])
+        self.watermark = float("-inf") if meta["watermark"] is None else float(meta["watermark"])
+        self.events, self._next_sweep = int(meta["events"]), int(meta["next_sweep"])
 
     def close(self) -> None:
         self.training.close()

@@ -141,6 +141,20 @@ METRIC_SPECS: tuple[MetricSpec, ...] = (
     _g("entity_last_anomaly", "rnnstream_entity_last_anomaly_timestamp_seconds", ("detector", "entity"),
        "Unix time each of the detector's top-K most recently anomalous entities last had an anomaly "
        "published (only when top_k_entities > 0; the per-entity alert reads it).", optional=True),
+    _g("restoring_partitions", "rnnstream_restoring_partitions", (),
+       "Partitions whose state is being restored from the changelog now (/readyz says restoring meanwhile)."),
+    _c("restore_records", "rnnstream_restore_records_total", D,
+       "Changelog records read to restore partitions' state."),
+    _c("restore_bytes", "rnnstream_restore_bytes_total", D,
+       "Bytes of changelog records read to restore partitions' state."),
+    _h("restore_duration", "rnnstream_restore_duration_seconds", D,
+       "Seconds one partition's restore from the changelog took.", CHECKPOINT_BUCKETS),
+    _c("changelog_records", "rnnstream_changelog_records_total", D,
+       "Changelog records written (entity rows, tombstones, shard arrays, heads)."),
+    _c("changelog_bytes", "rnnstream_changelog_bytes_total", D,
+       "Bytes of changelog records written (keys and values)."),
+    _c("transactions", "rnnstream_transactions_total", ("result",),
+       "exactly_once: transactions by result (committed, aborted)."),
 )
 del D
 
@@ -245,7 +259,8 @@ class DetectorMetrics:
                  "evicted", "training_ok", "training_failed", "training_duration", "event_time_lag",
                  "outputs_pending", "outputs_truncated", "outputs_dropped",
                  "_training_loss", "_model_version", "_rejected_parent", "_rejected", "_parent",
-                 "_failed_parent", "_failed")
+                 "_failed_parent", "_failed",
+                 "restore_records", "restore_bytes", "restore_duration", "changelog_records", "changelog_bytes")
 
     def __init__(self, m: Metrics, name: str):
         self.name = name
@@ -269,6 +284,11 @@ class DetectorMetrics:
         self._rejected: dict[str, Counter] = {}
         self._failed_parent = m.output_send_failures
         self._failed: dict[str, Counter] = {}
+        self.restore_records = m.restore_records.labels(name)
+        self.restore_bytes = m.restore_bytes.labels(name)
+        self.restore_duration = m.restore_duration.labels(name)
+        self.changelog_records = m.changelog_records.labels(name)
+        self.changelog_bytes = m.changelog_bytes.labels(name)
         self._parent = m
 
     def note_anomaly(self, entity: str, when: float) -> None:
@@ -360,6 +380,13 @@ class Metrics:
     build_info: Gauge
     entity_score: Gauge | None
     entity_last_anomaly: Gauge | None
+    restoring_partitions: Gauge
+    restore_records: Counter
+    restore_bytes: Counter
+    restore_duration: Histogram
+    changelog_records: Counter
+    changelog_bytes: Counter
+    transactions: Counter
 
     def __init__(self, registry: CollectorRegistry, *, top_k_entities: int = 0, version: str = __version__):
         if top_k_entities < 0:
@@ -375,6 +402,8 @@ class Metrics:
         self.build_info.labels(version).set(1)
         self.ready.set(0)
         ProcessCollector(registry=registry)   # process_* (Linux /proc): RSS, CPU seconds, open fds
+        for result in ("committed", "aborted"):
+            self.transactions.labels(result)
         self._detectors: dict[str, DetectorMetrics] = {}
         self._topics: dict[str, Counter] = {}
         self._unrouted: dict[str, Counter] = {}

@@ -46,6 +46,13 @@ EXPECTED = {
     "rnnstream_build_info": ("gauge", ("version",)),
     "rnnstream_entity_score": ("gauge", ("detector", "entity")),
     "rnnstream_entity_last_anomaly_timestamp_seconds": ("gauge", ("detector", "entity")),
+    "rnnstream_restoring_partitions": ("gauge", ()),
+    "rnnstream_restore_records_total": ("counter", ("detector",)),
+    "rnnstream_restore_bytes_total": ("counter", ("detector",)),
+    "rnnstream_restore_duration_seconds": ("histogram", ("detector",)),
+    "rnnstream_changelog_records_total": ("counter", ("detector",)),
+    "rnnstream_changelog_bytes_total": ("counter", ("detector",)),
+    "rnnstream_transactions_total": ("counter", ("result",)),
 }
 
 

@@ -8,6 +8,7 @@ from .model_params import MODEL_PARAMS, ESNParams, GRUParams
 from .reference import render_reference, schema_paths
 from .schema import (
     CheckpointConfig,
+    ProcessingConfig,
     Config,
     DaemonConfig,
     DetectorConfig,
@@ -26,7 +27,7 @@ from .secret import Secret
 
 __all__ = [
     "load_config", "load_config_file", "load_config_text", "validate_main", "render_reference", "schema_paths",
-    "Config", "KafkaConfig", "CheckpointConfig", "DaemonConfig", "MetricsConfig", "LoggingConfig", "DetectorConfig",
+    "Config", "KafkaConfig", "CheckpointConfig", "ProcessingConfig", "DaemonConfig", "MetricsConfig", "LoggingConfig", "DetectorConfig",
     "EntityConfig", "TimestampConfig", "TimeFeaturesConfig", "ModelConfig", "TrainingConfig",
     "ScoringConfig", "OutputsConfig", "MODEL_PARAMS", "GRUParams", "ESNParams", "Secret",
 ]

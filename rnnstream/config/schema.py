@@ -11,6 +11,7 @@ Construct them through :func:`rnnstream.config.load_config`: direct construction
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -105,6 +106,30 @@ class CheckpointConfig:
 
     interval_seconds: float = setting(30.0, doc="Seconds between checkpoints.", gt=0)
     keep_generations: int = setting(2, doc="Checkpoint generations kept on disk (>= 2 so one survives a crash mid-write).", min=2)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProcessingConfig:
+    """Where partition state lives and what delivery the daemon guarantees (README: Delivery)."""
+
+    guarantee: Literal["at_least_once", "exactly_once"] = setting("at_least_once", doc="exactly_once: each commit interval's outputs, changelog records and input offsets go in one Kafka transaction, so read_committed consumers see every output once across crashes and rebalances (needs changelog: true; costs a transaction per interval). at_least_once: a restart may publish outputs again, with the same event_id.")
+    changelog: bool = setting(False, doc="Keep each partition's state in a compacted changelog topic, so any replica can take a partition over with its full state; state_dir is then only a cache.")
+    changelog_topic: str = setting("{group_id}.{detector}.changelog", doc="Name of a detector's changelog topic; {group_id} and {detector} are replaced. Created (compacted, as many partitions as the input) when missing.")
+    transactional_id: str | None = setting(None, doc="exactly_once: this replica's transactional.id, stable across its restarts and unique among replicas (default '{group_id}.<hostname>', right for a StatefulSet); {group_id} is replaced.")
+    transaction_timeout_ms: int = setting(10000, doc="exactly_once: the broker aborts a transaction left open this long by a dead replica; partitions it wrote stay unreadable until then.", min=1000)
+
+    def _cross_check(self) -> Problems:
+        problems: Problems = []
+        if self.guarantee == "exactly_once" and not self.changelog:
+            problems.append(("changelog", "must be true with guarantee: exactly_once (the state is committed with the outputs)"))
+        probe = self.changelog_topic.replace("{group_id}", "g").replace("{detector}", "d")
+        if not re.fullmatch(TOPIC, probe):
+            problems.append(("changelog_topic", f"must give {TOPIC_HINT} once {{group_id}} and {{detector}} are replaced"))
+        return problems
+
+    def changelog_topic_for(self, group_id: str, detector: str) -> str:
+        """The changelog topic name of ``detector`` in consumer group ``group_id``."""
+        return self.changelog_topic.replace("{group_id}", group_id).replace("{detector}", detector)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -284,6 +309,7 @@ class Config:
     kafka: KafkaConfig | None = setting(None, doc="Kafka connection; omit for replay/NAB runs that read files.")
     state_dir: str = setting("/var/lib/rnnstream", doc="Directory of checkpoints and state files.")
     checkpoint: CheckpointConfig = setting(doc="Checkpointing.", factory=CheckpointConfig)
+    processing: ProcessingConfig = setting(doc="Changelog topics and the delivery guarantee.", factory=ProcessingConfig)
     metrics: MetricsConfig = setting(doc="Prometheus endpoint.", factory=MetricsConfig)
     daemon: DaemonConfig = setting(doc="Deadlines, liveness and output retries of the daemon.", factory=DaemonConfig)
     logging: LoggingConfig = setting(doc="Logging.", factory=LoggingConfig)
@@ -326,7 +352,7 @@ class Config:
 
 
 __all__ = [
-    "Config", "KafkaConfig", "CheckpointConfig", "DaemonConfig", "MetricsConfig", "LoggingConfig", "DetectorConfig",
+    "Config", "KafkaConfig", "CheckpointConfig", "ProcessingConfig", "DaemonConfig", "MetricsConfig", "LoggingConfig", "DetectorConfig",
     "EntityConfig", "TimestampConfig", "TimeFeaturesConfig", "ModelConfig", "TrainingConfig",
     "ScoringConfig", "OutputsConfig", "MODEL_PARAMS", "GRUParams", "ESNParams", "ModelParams",
 ]

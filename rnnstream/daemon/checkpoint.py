@@ -28,7 +28,6 @@ import logging
 import os
 import re
 import time
-from concurrent.futures import Future
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +36,7 @@ import numpy as np
 
 from ..detector import Detector
 from ..errors import StateFormatError
-from ..models.base import FitResult
-from ..state.fileformat import decode_strings, encode_strings, read_state_file, write_state_file
+from ..state.fileformat import read_state_file, write_state_file
 
 log = logging.getLogger(__name__)
 
@@ -72,48 +70,19 @@ def config_fingerprint(cfg: Any) -> str:
 # -- Detector <-> arrays ------------------------------------------------------------------------------
 
 def snapshot_detector(det: Detector) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Arrays and meta capturing ``det`` (see the module docstring). Waits for a running background fit."""
-    st, tr = det.state, det.training
-    arrays: dict[str, np.ndarray] = {f"slot.{k}": v for k, v in st.arrays.items()}
-    live = sorted(st.index.items(), key=lambda kv: kv[1])
-    names_data, names_ends = encode_strings([name for name, _ in live])
-    arrays["index.names"], arrays["index.ends"] = names_data, names_ends
-    arrays["index.slots"] = np.array([slot for _, slot in live], dtype=np.int64)
-    arrays["index.free"] = np.array(st._free, dtype=np.int64)
-    arrays.update({f"model.{k}": v for k, v in det.model.snapshot().items()})
-    arrays.update({f"buffer.{k}": v for k, v in tr.buffer.snapshot().items()})
-    pending = "none"
-    if tr._pending is not None:
-        result = tr._pending.result()   # blocks until the fit ends; it is NOT put in force here
-        if result is None:
-            pending = "failed"
-        else:
-            pending = "ok"
-            arrays.update({f"pending.w.{k}": v for k, v in result.weights.items()})
-            arrays.update({f"pending.opt.{k}": v for k, v in result.opt_state.items()})
-            arrays["pending.loss"] = np.array([result.loss_before, result.loss_after])
-    meta = {
-        "capacity": st.capacity, "seq": st.seq, "evicted_total": st.evicted_total,
-        "watermark": det.watermark if np.isfinite(det.watermark) else None,
-        "events": det.events, "next_sweep": det._next_sweep,
-        "training": {"events": tr.events, "next_at": tr.next_at, "k": tr.k, "seen_seq": tr.seen_seq,
-                     "events_at_trigger": tr._events_at_trigger, "pending": pending,
-                     "last_time": tr.last_time if np.isfinite(tr.last_time) else None,
-                     "runs_ok": tr.stats.runs_ok, "runs_failed": tr.stats.runs_failed,
-                     "last_loss": tr.stats.last_loss if np.isfinite(tr.stats.last_loss) else None},
-    }
-    return arrays, meta
+    """Arrays and meta capturing ``det``: ``Detector.snapshot()`` (waits for a running background fit)."""
+    return det.snapshot()
 
 
 def restore_detector(cfg: Any, arrays: dict[str, np.ndarray], meta: dict[str, Any], *,
-                     background: bool | None = None) -> Detector:
-    """A new Detector built from ``cfg`` holding the state ``snapshot_detector`` captured.
+                     background: bool | None = None, entities: bool = True) -> Detector:
+    """A new Detector built from ``cfg`` holding the state ``Detector.snapshot(entities)`` captured.
 
     Raises StateFormatError when arrays are missing or do not fit ``cfg``'s shapes.
     """
     det = Detector(cfg, background=background)
     try:
-        _restore_into(det, arrays, meta)
+        det.restore(arrays, meta, entities=entities)
     except (KeyError, ValueError, TypeError, IndexError) as exc:
         det.close()
         raise StateFormatError(f"checkpoint does not fit detector {cfg.name!r}: {exc!r}") from exc
@@ -121,59 +90,6 @@ def restore_detector(cfg: Any, arrays: dict[str, np.ndarray], meta: dict[str, An
         det.close()
         raise
     return det
-
-
-def _restore_into(det: Detector, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    st, tr = det.state, det.training
-    capacity = int(meta["capacity"])
-    if not 1 <= capacity <= st.max_entities:
-        raise ValueError(f"checkpoint holds {capacity} slots, max_entities is {st.max_entities}")
-    restored = {}
-    for name, spec in st.fields.items():
-        arr = arrays[f"slot.{name}"]
-        if arr.shape != (capacity, *spec.shape) or arr.dtype != np.dtype(spec.dtype):
-            raise ValueError(f"slot field {name!r} is {arr.dtype}{arr.shape}, expected "
-                             f"{spec.dtype}{(capacity, *spec.shape)}")
-        restored[name] = np.array(arr)
-    names = decode_strings(arrays["index.names"], arrays["index.ends"])
-    slots = arrays["index.slots"].tolist()
-    if len(names) != len(slots) or any(not 0 <= s < capacity for s in slots):
-        raise ValueError("entity index does not match the slot arrays")
-    st.capacity = capacity
-    st.arrays = restored
-    st.index = dict(zip(names, slots))
-    st.names = [None] * capacity
-    for name, slot in zip(names, slots):
-        st.names[slot] = name
-    st._free = arrays["index.free"].tolist()
-    st.seq = int(meta["seq"])
-    st.evicted_total = int(meta["evicted_total"])
-
-    model_arrays = {k[6:]: v for k, v in arrays.items() if k.startswith("model.")}
-    for k, w in det.model.weights.items():
-        got = model_arrays.get(f"w.{k}")
-        if got is None or got.shape != w.shape:
-            raise ValueError(f"model weight {k!r} is {None if got is None else got.shape}, expected {w.shape}")
-    det.model.load_snapshot(model_arrays)
-    tr.buffer.load_snapshot({k[7:]: v for k, v in arrays.items() if k.startswith("buffer.")})
-    t = meta["training"]
-    tr.events, tr.next_at, tr.k = int(t["events"]), int(t["next_at"]), int(t["k"])
-    tr.seen_seq, tr._events_at_trigger = int(t["seen_seq"]), int(t["events_at_trigger"])
-    tr.last_time = float("-inf") if t["last_time"] is None else float(t["last_time"])
-    tr.stats.runs_ok, tr.stats.runs_failed = int(t["runs_ok"]), int(t["runs_failed"])
-    tr.stats.last_loss = float("nan") if t["last_loss"] is None else float(t["last_loss"])
-    if t["pending"] != "none":
-        result = None
-        if t["pending"] == "ok":
-            before, after = (float(v) for v in arrays["pending.loss"])
-            result = FitResult({k[10:]: np.array(v) for k, v in arrays.items() if k.startswith("pending.w.")},
-                               {k[12:]: np.array(v) for k, v in arrays.items() if k.startswith("pending.opt.")},
-                               before, after)
-        done: Future = Future()
-        done.set_result(result)
-        tr._pending = done
-    det.watermark = float("-inf") if meta["watermark"] is None else float(meta["watermark"])
-    det.events, det._next_sweep = int(meta["events"]), int(meta["next_sweep"])
 
 
 # -- the store ----------------------------------------------------------------------------------------
@@ -214,8 +130,11 @@ class CheckpointStore:
         found = [(int(m.group(1)), p) for p in entries if (m := _NAME.match(p.name))]
         return sorted(found, reverse=True)
 
-    def save(self, detector_name: str, tp: Any, detector: Detector, next_offset: int) -> Path:
-        """Write a new generation for the unit, then delete all but the newest ``keep_generations``."""
+    def save(self, detector_name: str, tp: Any, detector: Detector, next_offset: int,
+             extra: dict[str, Any] | None = None) -> Path:
+        """Write a new generation for the unit, then delete all but the newest ``keep_generations``.
+
+        ``extra`` (JSON-able) is kept in the meta, e.g. the changelog offset this state reflects."""
         topic, partition = _tp(tp)
         d = self.unit_dir(detector_name, tp)
         d.mkdir(parents=True, exist_ok=True)
@@ -227,7 +146,7 @@ class CheckpointStore:
             "format": FORMAT, "detector": detector_name, "topic": topic, "partition": partition,
             "model_type": cfg.model.type, "shape_fingerprint": shape_fingerprint(cfg),
             "config_fingerprint": config_fingerprint(cfg), "next_offset": int(next_offset),
-            "generation": generation, "created_at": time.time(),
+            "generation": generation, "created_at": time.time(), **(extra or {}),
         })
         path = d / f"ckpt-{generation:012d}.rns"
         write_state_file(path, arrays, meta)
@@ -248,6 +167,12 @@ class CheckpointStore:
         Unreadable files are logged, counted and skipped for the previous generation. A checkpoint
         made for a different model shape is refused: logged, and None is returned (start fresh).
         """
+        got = self.load_with_meta(detector_name, tp, cfg, background=background)
+        return None if got is None else (got[0], got[1])
+
+    def load_with_meta(self, detector_name: str, tp: Any, cfg: Any, *,
+                       background: bool | None = None) -> tuple[Detector, int, dict[str, Any]] | None:
+        """``load``, plus the checkpoint's meta (with what ``save`` got as ``extra``)."""
         topic, partition = _tp(tp)
         for generation, path in self.generations(detector_name, tp):
             try:
@@ -286,7 +211,7 @@ class CheckpointStore:
                                                    "partition": partition, "generation": generation,
                                                    "next_offset": meta["next_offset"],
                                                    "entities": len(detector.state)})
-            return detector, int(meta["next_offset"])
+            return detector, int(meta["next_offset"]), meta
         return None
 
     def _corrupt(self, path: Path, reason: str) -> None:

@@ -225,6 +225,18 @@ class Outputs:
             self._failing_since = None
         self._set_pending_gauge()
 
+    def discard_pending(self) -> int:
+        """Forget every record waiting to be sent again (exactly_once: their transaction was aborted,
+        and the events are processed again). Returns how many."""
+        with self._lock:
+            self._failed.clear()
+        dropped, self._pending = len(self._pending), []
+        self._blocked.clear()
+        self._failing_since = None
+        self._backoff = self._backoff_first
+        self._set_pending_gauge()
+        return dropped
+
     def _send(self, out: _Out, retry: bool = False) -> None:
         if out.topic in self._blocked:           # failing: queue without blocking the loop again
             self._pending.append(out)

@@ -34,6 +34,13 @@ close (exit 0). Every blocking call on that path has a deadline within
 (at least once), and the process exits at that budget plus 1.5 s whatever the broker does.
 SIGHUP re-reads the config file: detectors added or removed are (un)subscribed, changed detectors get
 fresh units from their checkpoints, unchanged ones keep theirs.
+
+With ``processing.changelog`` (``rnnstream.daemon.statelog``) a checkpoint also writes the changed
+state to the detector's changelog topic before committing, and a partition's unit is restored from
+the local cache plus that changelog (or from the changelog alone) when it is assigned; a restore that
+fails pauses the partition and is retried. With ``processing.guarantee: exactly_once`` the outputs,
+changelog records and offsets of each interval are one transaction (``_commit_transaction``); a
+failed one is aborted and every unit restored from the changelog (``_abort_and_recover``).
 """
 
 from __future__ import annotations
@@ -61,7 +68,9 @@ from ..metrics import Metrics
 from ..ops.preflight import lock_state_dir, port_problem, state_dir_problem
 from .checkpoint import CheckpointStore
 from .decode import decode_batch
+from .changelog import Reader, restore_consumer
 from .outputs import Outputs
+from .statelog import StateLog
 from .units import Unit
 
 log = logging.getLogger("rnnstream.daemon")
@@ -131,7 +140,8 @@ class _Listener(AsyncConsumerRebalanceListener):
 
 
 class Runner:
-    """The daemon loop for one ``Config``. ``run()`` blocks until ``stop()`` (any thread) and returns 0.
+    """The daemon loop for one ``Config``. ``run()`` blocks until ``stop()`` (any thread) and returns 0
+    (1 when it stopped by itself: exactly_once and no transactional producer could be started).
 
     ``consumer_factory`` / ``producer_factory`` exist for tests; by default they build kafka-python
     clients from ``config.kafka``. ``http`` starts the /metrics, /healthz, /readyz server.
@@ -175,7 +185,12 @@ class Runner:
         self._missing_topics: list[str] = []
         self._paused: set[str] = set()             # detectors whose partitions wait for their outputs
         self._deadline: float | None = None        # monotonic end of the shutdown budget, once stopping
+        self._unrestored: dict = {}                # assigned partitions whose restore failed -> config
+        self._failed = False                       # stopped because it could not go on (exit 1)
+        self._last_restore_try = 0.0
         self._last_check = 0.0
+        self.eos = config.processing.guarantee == "exactly_once"
+        self.statelog: StateLog | None = None      # with processing.changelog: the changelog topics
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -199,6 +214,7 @@ class Runner:
             raise
         self._set_ready(False, "compiling kernels and connecting to Kafka")
         self.producer = self._producer_factory(cfg)
+        self._start_changelog()
         self._build_outputs()
         self._subscribe(cfg)
         self.started.set()
@@ -228,6 +244,7 @@ class Runner:
                     self._stop.wait(0.2)
                 if batch:
                     self._process(batch)
+                self._retry_restores()
                 self._service_outputs()
                 now = time.monotonic()
                 self._track_progress(now, bool(batch))
@@ -244,13 +261,14 @@ class Runner:
             notify("STOPPING=1")
             self._deadline = time.monotonic() + self.config.daemon.shutdown_timeout_seconds
             log.info("stopping: final checkpoint", extra={"partitions": len(self.units)})
-            self.checkpoint(list(self.units))
+            if not self._failed:
+                self.checkpoint(list(self.units))
         finally:
             self._shutdown()
             gc.unfreeze()
             if gc_was_enabled:
                 gc.enable()
-        return 0
+        return 1 if self._failed else 0
 
     # -- health ------------------------------------------------------------------------------------
 
@@ -429,6 +447,8 @@ class Runner:
         restart replays them from the previous checkpoint); when the producer cannot deliver within
         ``daemon.flush_timeout_seconds`` nothing is saved or committed, and the next checkpoint tries again.
         """
+        if self.eos:   # one transaction holds every unit's outputs: all commit together, or none
+            return commit != "none" and self._commit_transaction()
         units = [self.units[tp] for tp in tps if tp in self.units and self.units[tp].next_offset is not None]
         if not units:
             return True
@@ -447,8 +467,21 @@ class Runner:
                 log.warning("checkpoint leaves out detectors with undelivered outputs", extra={"detectors": held})
                 ok = False
             offsets = {}
+            if self.statelog is not None:
+                # The changelog records go before the offsets are committed: a crash in between
+                # replays events whose state is already written, and restore ignores a commit whose
+                # head did not make it (rnnstream.daemon.changelog).
+                sent = self.statelog.write(units)
+                try:
+                    self.producer.flush(timeout=self._remaining(self.config.daemon.flush_timeout_seconds))
+                except KafkaTimeoutError:
+                    raise _Skipped("the producer did not deliver the changelog records in time") from None
+                written = self.statelog.confirm(sent)
+                ok = ok and len(written) == len(units)
+                units = written
             for unit in units:
-                unit.saved_path = self.store.save(unit.name, unit.tp, unit.detector, unit.next_offset)
+                if self.statelog is None:
+                    unit.saved_path = self.store.save(unit.name, unit.tp, unit.detector, unit.next_offset)
                 offsets[unit.tp] = OffsetAndMetadata(unit.next_offset, "", -1)
             if not offsets:
                 pass
@@ -478,6 +511,9 @@ class Runner:
         self._set_ready(False, "rebalancing")
         if self._rebalancing_since is None:
             self._rebalancing_since = time.monotonic()
+        for tp in revoked:   # kafka-python may keep the pause of a partition it assigns again
+            if self._unrestored.pop(tp, None) is not None:
+                self.consumer.resume(tp)
         mine = [tp for tp in revoked if tp in self.units]
         self.checkpoint(mine, commit="async")
         for tp in mine:
@@ -491,15 +527,21 @@ class Runner:
             unit = self.units.pop(tp, None)
             if unit is not None:
                 unit.close()
+        if self.eos:   # the open transaction holds outputs of the lost partitions: none may commit
+            self._abort_and_recover("partitions lost")
         log.warning("partitions lost (group membership expired); their progress since the last "
                     "checkpoint will be replayed", extra={"partitions": _names(lost)})
 
     def _on_assigned(self, assigned: list) -> None:
+        if self.statelog is not None:
+            todo = [tp for tp in assigned if tp.topic in self._topic_map and tp not in self.units]
+            if todo:
+                self._set_ready(False, f"restoring the state of {len(todo)} partition(s) from the changelog")
         for tp in assigned:
             cfg = self._topic_map.get(tp.topic)
             if cfg is None or tp in self.units:
                 continue
-            self.units[tp] = self._unit_for(tp, cfg)
+            self._take(tp, cfg)
         if assigned:
             # The rest went to other members (an empty assignment can be a transient first round,
             # e.g. while the metadata of a new topic is unknown, so parked units wait for a real one).
@@ -508,10 +550,42 @@ class Runner:
             self._parked.clear()
         self._rebalancing_since = None
         self._last_progress = time.monotonic()
-        self._set_ready(True, "")
+        self._set_ready(not self._unrestored, self._unrestored_reason())
         log.info("partitions assigned", extra={"partitions": _names(assigned)})
 
+    def _take(self, tp, cfg) -> None:
+        """Make the unit of ``tp``. A restore that fails (the changelog unreadable for now) leaves the
+        partition paused, and the loop tries again (``_retry_restores``); its records wait in Kafka."""
+        try:
+            self.units[tp] = self._unit_for(tp, cfg)
+            if self._unrestored.pop(tp, None) is not None:
+                self.consumer.resume(tp)
+        except Exception as exc:
+            log.error("restoring the partition's state failed; it stays paused and is retried",
+                      extra={"partition": _names([tp])[0], "error": f"{type(exc).__name__}: {exc}"})
+            self._unrestored[tp] = cfg
+            self.consumer.pause(tp)
+
+    def _unrestored_reason(self) -> str:
+        return f"restoring failed, retrying: {', '.join(_names(self._unrestored))}" if self._unrestored else ""
+
+    def _retry_restores(self) -> None:
+        """Every 5 s: restore again the assigned partitions whose restore failed."""
+        now = time.monotonic()
+        if not self._unrestored or now - self._last_restore_try < 5.0:
+            return
+        self._last_restore_try = now
+        assigned = set(self.consumer.assignment())
+        for tp, cfg in list(self._unrestored.items()):
+            if tp not in assigned:
+                del self._unrestored[tp]
+                continue
+            self._take(tp, cfg)
+        self._set_ready(not self._unrestored, self._unrestored_reason())
+
     def _unit_for(self, tp, cfg) -> Unit:
+        if self.statelog is not None:
+            return self._unit_from_changelog(tp, cfg)
         parked = self._parked.pop(tp, None)
         gens = self.store.generations(cfg.name, tp)
         newest = gens[0][1] if gens else None
@@ -536,6 +610,115 @@ class Runner:
         dm.start_partition(tp, unit.detector.model.version)
         self._hook_training(unit)
         return unit
+
+    def _unit_from_changelog(self, tp, cfg) -> Unit:
+        """The unit of ``tp`` rebuilt from the changelog (the local cache saves reading all of it), or
+        the parked one when no other replica has written the partition's changelog since we did."""
+        statelog = self.statelog
+        statelog.ensure(cfg, self._partition_count(cfg))
+        parked = self._parked.pop(tp, None)
+        if (parked is not None and parked.cfg == cfg and parked.changelog_offset is not None
+                and statelog.end_offset(cfg.name, tp.partition) == parked.changelog_offset):
+            if parked.next_offset is not None:
+                self.consumer.seek(tp, parked.next_offset)
+            return parked
+        if parked is not None:
+            parked.close()
+        detector, next_offset, writer, changelog_offset = statelog.restore(cfg, tp)
+        dm = self.metrics.for_detector(cfg.name)
+        unit = Unit(cfg.name, tp, cfg, detector, dm, next_offset, restored=next_offset is not None)
+        unit.changelog, unit.changelog_offset = writer, changelog_offset
+        if next_offset is not None:
+            self.consumer.seek(tp, next_offset)
+        else:
+            log.info("no state in the changelog; starting fresh from the group's committed offset",
+                     extra={"partition": _names([tp])[0]})
+        unit.top_k = self.config.metrics.top_k_entities
+        self._hook_training(unit)
+        return unit
+
+    def _partition_count(self, cfg) -> int:
+        """Partitions of the detector's input topics (the most of any), from the consumer's metadata."""
+        cluster = getattr(getattr(self.consumer, "_client", None), "cluster", None)
+        counts = [len(cluster.partitions_for_topic(t) or ()) for t in cfg.topics] if cluster is not None else []
+        return max(counts + [1])
+
+    # -- changelog and transactions -------------------------------------------------------------------
+
+    def _start_changelog(self) -> None:
+        cfg = self.config
+        if not cfg.processing.changelog:
+            return
+        self.statelog = StateLog(cfg, self.producer, Reader(lambda: restore_consumer(cfg)), self.store,
+                                 self.metrics, admin_factory=lambda: _admin(cfg))
+        if self.eos:
+            self.producer.init_transactions()
+            self.producer.begin_transaction()
+
+    def _commit_transaction(self) -> bool:
+        """exactly_once: the open transaction (outputs since the last commit) gets every unit's
+        changelog records and input offsets, and commits. A failure aborts it and restores every unit
+        from the changelog, seeking back to what was committed."""
+        units = [u for u in self.units.values() if u.next_offset is not None]
+        started = time.perf_counter()
+        for outputs in self.outputs.values():
+            outputs.service()
+        if any(o.pending for o in self.outputs.values()):
+            log.warning("transaction kept open: outputs are not delivered yet")
+            return False
+        try:
+            sent = self.statelog.write(units)
+            offsets = {u.tp: OffsetAndMetadata(u.next_offset, "", -1) for u in units}
+            if offsets:
+                self.producer.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
+            self.producer.commit_transaction()
+        except Exception as exc:
+            log.error("transaction failed; aborting it and restoring the partitions' state",
+                      extra={"error": f"{type(exc).__name__}: {exc}"})
+            self.metrics.record_checkpoint(False, time.perf_counter() - started, time.time())
+            self._abort_and_recover("the transaction failed")
+            return False
+        self.metrics.transactions.labels("committed").inc()
+        self.statelog.confirm(sent)
+        self.producer.begin_transaction()
+        self.metrics.record_checkpoint(True, time.perf_counter() - started, time.time())
+        self.checkpoints += 1
+        return True
+
+    def _abort_and_recover(self, why: str) -> None:
+        """Abort the open transaction (a new producer when this one cannot: fenced or failed fatally),
+        drop what the outputs still hold, and rebuild every unit from the changelog. When not even a
+        new producer can start a transaction, the daemon stops (exit 1): its restart recovers the
+        same way, and nothing uncommitted was visible."""
+        try:
+            self.producer.abort_transaction()
+        except Exception as exc:
+            log.error("the producer cannot abort; replacing it", extra={"error": f"{type(exc).__name__}: {exc}"})
+            try:
+                self.producer.close(timeout=self._remaining(3.0))
+            except Exception:
+                log.exception("closing the failed producer failed")
+            try:
+                self.producer = self._producer_factory(self.config)
+                self.producer.init_transactions()
+            except Exception as exc2:
+                log.error("no transactional producer can be started; stopping",
+                          extra={"error": f"{type(exc2).__name__}: {exc2}"})
+                self._failed = True
+                self.stop()
+                return
+            self.statelog.producer = self.producer
+            self._build_outputs()
+        self.metrics.transactions.labels("aborted").inc()
+        for outputs in self.outputs.values():
+            outputs.discard_pending()
+        for tp, unit in list(self.units.items()):
+            unit.close()
+            del self.units[tp]
+            self._take(tp, unit.cfg)
+        self.producer.begin_transaction()
+        log.warning("transaction aborted; partitions restored to their last commit",
+                    extra={"reason": why, "partitions": _names(self.units)})
 
     def _hook_training(self, unit: Unit) -> None:
         dm, model = unit.metrics, unit.detector.model
@@ -664,12 +847,35 @@ def _names(tps) -> list[str]:
 
 
 def _default_consumer(cfg: Config, topics: list[str]) -> KafkaConsumer:
-    return KafkaConsumer(enable_auto_commit=False, **cfg.kafka.consumer_kwargs())
+    extra = {"isolation_level": "read_committed"} if cfg.processing.guarantee == "exactly_once" else {}
+    return KafkaConsumer(enable_auto_commit=False, **cfg.kafka.consumer_kwargs(), **extra)
 
 
 def _default_producer(cfg: Config) -> KafkaProducer:
+    extra: dict[str, Any] = {}
+    if cfg.processing.guarantee == "exactly_once":
+        extra = {"transactional_id": transactional_id(cfg),
+                 "transaction_timeout_ms": cfg.processing.transaction_timeout_ms}
+    if cfg.processing.changelog:   # a commit sends every changed entity's row (KBs each): fill batches
+        extra["batch_size"] = 512 * 1024
     return KafkaProducer(acks="all", linger_ms=5, max_block_ms=cfg.daemon.output_send_timeout_ms,
-                         **cfg.kafka.client_kwargs())
+                         **cfg.kafka.client_kwargs(), **extra)
+
+
+def transactional_id(cfg: Config) -> str:
+    """This replica's transactional.id: ``processing.transactional_id``, default ``<group_id>.<hostname>``.
+
+    Stable across the replica's restarts (so a restart fences its previous incarnation) and unique
+    among replicas; fencing of a replica whose partitions moved relies on the consumer group
+    generation sent with the offsets (KIP-447), not on the id."""
+    template = cfg.processing.transactional_id or "{group_id}." + socket.gethostname()
+    return template.replace("{group_id}", cfg.kafka.group_id)
+
+
+def _admin(cfg: Config):
+    from kafka.admin import KafkaAdminClient
+
+    return KafkaAdminClient(**cfg.kafka.client_kwargs())
 
 
 def notify(state: str) -> None:

@@ -69,6 +69,8 @@ class Unit:
     next_offset: int | None = None   # offset of the next record to process (None: nothing seen yet)
     restored: bool = False
     saved_path: Any = None           # the checkpoint file this unit wrote last
+    changelog: Any = None            # its changelog writer's state (rnnstream.daemon.changelog.WriterState)
+    changelog_offset: int | None = None   # changelog offset its state reflects (end of its last commit)
     totals: BatchCounts = field(default_factory=BatchCounts)
     top_k: int = 0                   # metrics.top_k_entities: keep the latest scores of candidates
     latest: dict = field(default_factory=dict)   # entity -> latest reported score (top_k > 0 only)

@@ -26,7 +26,8 @@ def cmd_state_inspect(args: argparse.Namespace) -> int:
 def cmd_state_export(args: argparse.Namespace) -> int:
     from .state_cmd import export_main
 
-    return export_main(args.config, args.detector, args.entity, partition=args.partition)
+    return export_main(args.config, args.detector, args.entity, partition=args.partition,
+                       from_kafka=args.from_kafka)
 
 
 def cmd_state_reset(args: argparse.Namespace) -> int:
@@ -87,6 +88,8 @@ def register(sub: Any) -> None:
     q.add_argument("--detector", required=True, help="the detector whose state to read")
     q.add_argument("--entity", required=True, help="the entity (as it appears in anomaly events)")
     q.add_argument("--partition", metavar="TOPIC-PARTITION", help="only search TOPIC-PARTITION, e.g. metrics.hosts-0")
+    q.add_argument("--from-kafka", action="store_true",
+                   help="read the detector's changelog topic (processing.changelog) instead of state_dir")
     q.set_defaults(func=cmd_state_export)
     q = add_command(ssub, "reset", "move checkpoints aside (nothing deleted); the daemon must be stopped",
                     "Move unit directories into <state_dir>/reset-<time>/ (undo by moving them back). Refused\n"

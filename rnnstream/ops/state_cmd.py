@@ -1,5 +1,8 @@
 """``rnnstream state inspect|export|reset``: look into and reset the daemon's checkpoints.
 
+``export --from-kafka`` reads an entity's state from the detector's changelog topic instead
+(``processing.changelog``), as any replica taking the partition over would restore it.
+
 Checkpoints live in ``<state_dir>/<detector>/<topic>-<partition>/ckpt-<generation>.rns`` (see
 ``rnnstream.daemon.checkpoint``). inspect and export only read them; reset (``rnnstream.ops.state_reset``)
 moves unit directories aside into ``<state_dir>/reset-<UTC timestamp>/`` and deletes nothing.
@@ -27,7 +30,8 @@ from ..config import Config, load_config_file
 from ..daemon.checkpoint import CheckpointStore, shape_fingerprint
 from ..errors import RnnstreamError, StateFormatError
 from ..kernels import calibrate as C
-from ..state.fileformat import decode_strings, read_state_file
+from ..state.fileformat import read_state_file
+from ..state.slots import SlotState
 
 _DETECTOR_DIR = re.compile(r"^[a-z0-9_]+$")
 _UNIT_DIR = re.compile(r"^(.+)-(\d+)$")
@@ -136,9 +140,12 @@ def inspect_unit(store: CheckpointStore, unit: Unit, now: float | None = None) -
         gen.valid = True
         if info.generation is None:
             info.generation = generation
-            info.entities = int(arrays["index.slots"].size) if "index.slots" in arrays else None
+            try:
+                info.entities = len(SlotState.from_snapshot(arrays, meta))
+            except (KeyError, ValueError):
+                info.entities = None
             info.model_type = meta.get("model_type")
-            info.model_version = int(arrays["model.version"]) if "model.version" in arrays else None
+            info.model_version = _model_version(arrays)
             info.next_offset = meta.get("next_offset")
             created = meta.get("created_at")
             info.created_at = _iso(created)
@@ -196,6 +203,11 @@ def _newest_readable(store: CheckpointStore, unit: Unit) -> tuple[Path, dict, di
     return None
 
 
+def _model_version(arrays: dict[str, np.ndarray]) -> int | None:
+    """The model version in a ``Detector.snapshot`` (its model's arrays are under ``model.``)."""
+    return int(arrays["model.version"]) if "model.version" in arrays else None
+
+
 def _time_feature_names(cfg: Any) -> list[str]:
     tf = cfg.time_features
     return ((["time_of_day_sin", "time_of_day_cos"] if tf.time_of_day else [])
@@ -203,10 +215,10 @@ def _time_feature_names(cfg: Any) -> list[str]:
             + (["log_gap"] if tf.log_gap else []))
 
 
-def entity_state(cfg: Any, unit: Unit, path: Path, arrays: dict[str, np.ndarray], meta: dict,
-                 slot: int) -> dict[str, Any]:
-    """One entity's row of a checkpoint as plain JSON-able values (see ``export_entity``)."""
-    row = {k[5:]: v[slot] for k, v in arrays.items() if k.startswith("slot.")}
+def entity_state(cfg: Any, unit: Unit, source: dict[str, Any], row: dict[str, np.ndarray],
+                 model_type: str | None, model_version: int | None) -> dict[str, Any]:
+    """One entity's row (its fields, as ``SlotState.export`` copies them out) as plain JSON-able
+    values (see ``export_entity``). ``source`` says where the row was read (shown as ``checkpoint``)."""
     n_features = row["nmean"].shape[0]
     features = list(cfg.features) if len(cfg.features) == n_features else [f"f{i}" for i in range(n_features)]
     sc = row["sc"]
@@ -225,11 +237,9 @@ def entity_state(cfg: Any, unit: Unit, path: Path, arrays: dict[str, np.ndarray]
         "detector": unit.detector,
         "entity": None,   # filled by the caller
         "unit": {"topic": unit.topic, "partition": unit.partition},
-        "checkpoint": {"path": str(path), "generation": meta.get("generation"),
-                       "created_at": _iso(meta.get("created_at")), "next_offset": meta.get("next_offset"),
-                       "config_matches_shape": meta.get("shape_fingerprint") == shape_fingerprint(cfg)},
-        "model_type": meta.get("model_type"),
-        "model_version": int(arrays["model.version"]) if "model.version" in arrays else None,
+        "checkpoint": source,
+        "model_type": model_type,
+        "model_version": model_version,
         "event_count": count,
         "last_event_time": _iso(float(row["last_ts"])) if count else None,
         "last_event_epoch": float(row["last_ts"]) if count else None,
@@ -273,16 +283,85 @@ def export_entity(cfg: Config, detector: str, entity: str, partition: str | None
             searched.append(f"{unit.label} (no readable checkpoint)")
             continue
         path, arrays, meta = got
-        names = decode_strings(arrays["index.names"], arrays["index.ends"])
-        searched.append(f"{path} ({len(names)} entities)")
-        if entity in names:
-            slot = int(arrays["index.slots"][names.index(entity)])
-            state = entity_state(det_cfg, unit, path, arrays, meta, slot)
+        try:
+            slots = SlotState.from_snapshot(arrays, meta)
+        except (KeyError, ValueError) as exc:
+            searched.append(f"{path} (unreadable state: {exc})")
+            continue
+        searched.append(f"{path} ({len(slots)} entities)")
+        blob = slots.export([entity])
+        if blob.entities:
+            source = {"path": str(path), "generation": meta.get("generation"),
+                      "created_at": _iso(meta.get("created_at")), "next_offset": meta.get("next_offset"),
+                      "config_matches_shape": meta.get("shape_fingerprint") == shape_fingerprint(det_cfg)}
+            row = {k: v[0] for k, v in blob.arrays.items()}
+            state = entity_state(det_cfg, unit, source, row, meta.get("model_type"), _model_version(arrays))
             state["entity"] = entity
             found.append(state)
+    return _latest(found, f"entity {entity!r} is in none of the newest checkpoints of detector {detector!r}; "
+                          "searched: " + "; ".join(searched))
+
+
+def export_entity_from_kafka(cfg: Config, detector: str, entity: str, partition: str | None = None,
+                             reader: Any = None) -> dict[str, Any]:
+    """``export_entity`` from the detector's changelog topic instead of ``state_dir``: the entity's
+    state as of the last complete commit of each partition (read_committed). RnnstreamError when the
+    changelog is off, missing, or does not hold the entity."""
+    from ..daemon import changelog as cl
+    from ..detector import Detector
+
+    if cfg.kafka is None or not cfg.processing.changelog:
+        raise RnnstreamError("--from-kafka needs a 'kafka' section and processing.changelog: true in the config")
+    det_cfg = cfg.detector(detector) if detector in {d.name for d in cfg.detectors} else None
+    if det_cfg is None:
+        raise RnnstreamError(f"no detector named {detector!r} in the config; it has {[d.name for d in cfg.detectors]}")
+    topic = cl.changelog_topic(cfg, detector)
+    own = reader is None
+    reader = reader or cl.Reader(lambda: cl.restore_consumer(cfg))
+    det = Detector(det_cfg, background=False)
+    codec = cl.RowCodec(det.state)
+    det.close()
+    wanted = parse_partition(partition) if partition else None
+    found, searched = [], []
+    try:
+        parts = reader.partitions(topic)
+        if not parts:
+            raise RnnstreamError(f"changelog topic {topic!r} does not exist (or has no partitions)")
+        for input_topic in det_cfg.topics:
+            for p in parts:
+                if wanted is not None and wanted != (input_topic, p):
+                    continue
+                restored = reader.read(topic, p, input_topic)
+                head = restored.head
+                searched.append(f"{topic}[{p}] for {input_topic} ({len(restored.entities)} entities)")
+                chunks = restored.entities.get(entity)
+                if head is None or not chunks or any(c is None for c in chunks):
+                    continue
+                try:
+                    blob = codec.decode([entity], [b"".join(chunks)])
+                except ValueError as exc:
+                    searched[-1] += f": unreadable ({exc})"
+                    continue
+                source = {"changelog": topic, "partition": p, "read_to_offset": restored.end_offset,
+                          "next_offset": head.get("next_offset"), "written_at": _iso(head.get("written_at")),
+                          "config_matches_shape": head.get("shape_fingerprint") == shape_fingerprint(det_cfg)}
+                row = {k: v[0] for k, v in blob.arrays.items()}
+                state = entity_state(det_cfg, Unit(detector, input_topic, p, Path(topic)), source, row,
+                                     head.get("model_type"), head.get("model_version"))
+                state["entity"] = entity
+                found.append(state)
+    finally:
+        if own:
+            reader.close()
+    return _latest(found, f"entity {entity!r} is in no partition of changelog {topic!r}; searched: "
+                          + "; ".join(searched))
+
+
+def _latest(found: list[dict[str, Any]], absent: str) -> dict[str, Any]:
+    """The state with the entity's latest event, the other units listed under ``also_in``;
+    RnnstreamError(``absent``) when there is none."""
     if not found:
-        raise RnnstreamError(f"entity {entity!r} is in none of the newest checkpoints of detector {detector!r}; "
-                             "searched: " + "; ".join(searched))
+        raise RnnstreamError(absent)
     found.sort(key=lambda s: s["last_event_epoch"] or -math.inf, reverse=True)
     best = found[0]
     best["also_in"] = [s["unit"] for s in found[1:]]
@@ -308,10 +387,12 @@ def inspect_main(config_path: str, detector: str | None = None, as_json: bool = 
 
 
 def export_main(config_path: str, detector: str, entity: str, partition: str | None = None,
-                out: TextIO | None = None) -> int:
-    """``rnnstream state export``: the entity's state as JSON on ``out`` (RnnstreamError when absent)."""
+                out: TextIO | None = None, from_kafka: bool = False) -> int:
+    """``rnnstream state export``: the entity's state as JSON on ``out`` (RnnstreamError when absent),
+    from ``state_dir`` or, with ``from_kafka``, from the detector's changelog topic."""
     out = out or sys.stdout
-    state = export_entity(load_config_file(config_path), detector, entity, partition)
+    cfg = load_config_file(config_path)
+    state = (export_entity_from_kafka if from_kafka else export_entity)(cfg, detector, entity, partition)
     print(json.dumps(json_safe(state), indent=2, allow_nan=False), file=out)
     return 0
 

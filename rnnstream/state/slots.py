@@ -6,15 +6,27 @@ least recently seen entities (by a logical clock that ticks once per event, so t
 identically whatever the batching) make room.
 
 Guaranteed: a slot's row is all zeros when an entity first gets it; ``export``/``restore`` round-trip
-rows bit for bit. Not guaranteed: slot numbers stay the same across export/restore or growth.
+rows bit for bit; ``snapshot``/``restore_snapshot`` round-trip the whole state (slot numbers, free
+list, clock). Not guaranteed: slot numbers stay the same across export/restore or growth (nothing
+depends on them: the clock orders entities, and every live entity's clock value is distinct).
+
+Persistence. Two ways, both owned here so that no persistence layer touches the private fields:
+
+* the whole state, ``snapshot()`` -> ``(arrays, meta)`` and ``restore_snapshot`` (file checkpoints);
+* per entity, for a changelog: ``changes()`` names the entities touched since ``mark_clean()`` (found
+  from the logical clock, so the hot path pays nothing) and those removed since (evicted, expired by
+  a sweep, dropped), ``export`` copies their rows out, ``restore_entities`` puts rows back and
+  ``clock()``/``set_clock`` carry the clock and counters that are not per entity.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+
+from .fileformat import decode_strings, encode_strings
 
 EVICT_FRACTION = 0.01  # evict this share of capacity at once when full, so eviction is amortised
 
@@ -52,6 +64,8 @@ class SlotState:
         self._free = list(range(self.capacity - 1, -1, -1))
         self.seq = 0
         self.evicted_total = 0
+        self._clean_seq = 0                # clock at the last mark_clean(): rows touched since changed
+        self._removed: set[str] = set()   # entities released since the last mark_clean()
 
     def __len__(self) -> int:
         return len(self.index)
@@ -156,6 +170,7 @@ class SlotState:
             if name is None:
                 continue
             del self.index[name]
+            self._removed.add(name)
             self.names[s] = None
             for arr in self.arrays.values():
                 arr[s] = 0
@@ -197,8 +212,96 @@ class SlotState:
         missing = set(self.fields) - set(blob.arrays)
         if missing:
             raise ValueError(f"state blob lacks fields {sorted(missing)}")
+        for name, spec in self.fields.items():
+            got = blob.arrays[name]
+            if got.shape[1:] != spec.shape:
+                raise ValueError(f"field {name!r} rows are {got.shape[1:]}, expected {spec.shape}")
         slots, _ = self.slots_for(blob.entities)
         for name, arr in self.arrays.items():
             arr[slots] = blob.arrays[name]
         if slots.size:
             self.seq = max(self.seq, int(self.arrays["last_seq"][slots].max()) + 1)
+
+    # -- persistence -------------------------------------------------------------------------------
+
+    def changes(self) -> tuple[list[str], list[str]]:
+        """``(changed, removed)`` since the last ``mark_clean``: live entities whose rows may have
+        changed (every row an event touched), and entities no longer live that were released since."""
+        live = np.fromiter(self.index.values(), dtype=np.int64, count=len(self.index))
+        touched = live[self.arrays["last_seq"][live] >= self._clean_seq] if live.size else live
+        changed = [self.names[int(s)] for s in touched]
+        removed = sorted(n for n in self._removed if n not in self.index)
+        return [n for n in changed if n is not None], removed
+
+    def mark_clean(self) -> None:
+        """What ``changes`` reports starts afresh from now."""
+        self._clean_seq = self.seq
+        self._removed.clear()
+
+    def clock(self) -> dict[str, int]:
+        """The counters that are not per entity: capacity, logical clock, evictions (JSON-able)."""
+        return {"capacity": self.capacity, "seq": self.seq, "evicted_total": self.evicted_total}
+
+    def set_clock(self, clock: dict[str, Any]) -> None:
+        """Restore ``clock()``'s counters (after ``restore_entities``); grows to its capacity."""
+        capacity = int(clock["capacity"])
+        if not 1 <= capacity <= self.max_entities:
+            raise ValueError(f"state holds {capacity} slots, max_entities is {self.max_entities}")
+        if capacity > self.capacity:
+            self._grow(capacity)
+        self.seq = max(int(clock["seq"]), self.seq)
+        self.evicted_total = int(clock["evicted_total"])
+        self.mark_clean()
+
+    def restore_entities(self, blob: StateBlob) -> None:
+        """``restore`` for a state being rebuilt: the rows put back do not count as changes."""
+        self.restore(blob)
+        self.mark_clean()
+
+    def snapshot(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The whole state: ``slot.<field>`` arrays (every row), ``index.*`` arrays, and ``clock()``."""
+        arrays: dict[str, np.ndarray] = {f"slot.{k}": v for k, v in self.arrays.items()}
+        live = sorted(self.index.items(), key=lambda kv: kv[1])
+        arrays["index.names"], arrays["index.ends"] = encode_strings([name for name, _ in live])
+        arrays["index.slots"] = np.array([slot for _, slot in live], dtype=np.int64)
+        arrays["index.free"] = np.array(self._free, dtype=np.int64)
+        return arrays, self.clock()
+
+    def restore_snapshot(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
+        """Replace everything with what ``snapshot`` captured. ValueError/KeyError when it does not fit
+        this state's fields or ``max_entities``; the state is unchanged then."""
+        capacity = int(meta["capacity"])
+        if not 1 <= capacity <= self.max_entities:
+            raise ValueError(f"state holds {capacity} slots, max_entities is {self.max_entities}")
+        restored = {}
+        for name, spec in self.fields.items():
+            arr = arrays[f"slot.{name}"]
+            if arr.shape != (capacity, *spec.shape) or arr.dtype != np.dtype(spec.dtype):
+                raise ValueError(f"slot field {name!r} is {arr.dtype}{arr.shape}, expected "
+                                 f"{spec.dtype}{(capacity, *spec.shape)}")
+            restored[name] = np.array(arr)
+        names = decode_strings(arrays["index.names"], arrays["index.ends"])
+        slots = arrays["index.slots"].tolist()
+        free = arrays["index.free"].tolist()
+        if len(names) != len(slots) or any(not 0 <= s < capacity for s in slots + free):
+            raise ValueError("entity index does not match the slot arrays")
+        self.capacity = capacity
+        self.arrays = restored
+        self.index = dict(zip(names, slots))
+        self.names = [None] * capacity
+        for name, slot in zip(names, slots):
+            self.names[slot] = name
+        self._free = free
+        self.seq = int(meta["seq"])
+        self.evicted_total = int(meta["evicted_total"])
+        self.mark_clean()
+
+    @classmethod
+    def from_snapshot(cls, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> SlotState:
+        """A state rebuilt from ``snapshot`` output alone (field specs read from the arrays), for tools
+        that have no config to build one from."""
+        fields = {k[5:]: FieldSpec(tuple(v.shape[1:]), v.dtype.str) for k, v in arrays.items()
+                  if k.startswith("slot.") and k != "slot.last_seq"}
+        st = cls(fields, max_entities=max(int(meta["capacity"]), 1), initial_capacity=1)
+        st.restore_snapshot(arrays, meta)
+        return st

@@ -15,7 +15,9 @@ thread, between two events:
 
 Guaranteed: the weights every event is scored with, and so every output, are a function of the
 input stream alone: batching, thread timing and restarts do not matter. A failed or non-finite fit
-is dropped and the old weights stay.
+is dropped and the old weights stay. ``snapshot``/``restore`` carry the schedule's counters, its
+window buffer and a fit still to be put in force, so a restored schedule triggers and swaps weights at
+the same events as the original.
 """
 
 from __future__ import annotations
@@ -151,6 +153,54 @@ class TrainingSchedule:
         self.stats.last_duration = duration
         if self.on_result is not None:
             self.on_result(result if ok else None, duration)
+
+    def snapshot(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """``(arrays, meta)``: ``buffer.*`` and, when a fit is still to be put in force, ``pending.*``
+        arrays; the counters as JSON-able meta. Waits for a running background fit (it is NOT put in
+        force here: that happens at the next trigger, as without the snapshot)."""
+        arrays = {f"buffer.{k}": v for k, v in self.buffer.snapshot().items()}
+        pending = "none"
+        if self._pending is not None:
+            result = self._pending.result()
+            if result is None:
+                pending = "failed"
+            else:
+                pending = "ok"
+                arrays.update({f"pending.w.{k}": v for k, v in result.weights.items()})
+                arrays.update({f"pending.opt.{k}": v for k, v in result.opt_state.items()})
+                arrays["pending.loss"] = np.array([result.loss_before, result.loss_after])
+        meta = {"events": self.events, "next_at": self.next_at, "k": self.k, "seen_seq": self.seen_seq,
+                "events_at_trigger": self._events_at_trigger, "pending": pending,
+                "last_time": self.last_time if np.isfinite(self.last_time) else None,
+                "runs_ok": self.stats.runs_ok, "runs_failed": self.stats.runs_failed,
+                "last_loss": self.stats.last_loss if np.isfinite(self.stats.last_loss) else None}
+        return arrays, meta
+
+    def arrays_version(self) -> str:
+        """Changes whenever ``snapshot()``'s arrays may have (a trigger, a fit put in force or failed),
+        so a writer can tell that arrays it already wrote are still current."""
+        return f"{self.k}:{'none' if self._pending is None else 'pending'}:{self.stats.runs_ok}:{self.stats.runs_failed}"
+
+    def restore(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Put back what ``snapshot`` captured (KeyError/ValueError when something is missing)."""
+        self.buffer.load_snapshot({k[7:]: v for k, v in arrays.items() if k.startswith("buffer.")})
+        t = meta
+        self.events, self.next_at, self.k = int(t["events"]), int(t["next_at"]), int(t["k"])
+        self.seen_seq, self._events_at_trigger = int(t["seen_seq"]), int(t["events_at_trigger"])
+        self.last_time = float("-inf") if t["last_time"] is None else float(t["last_time"])
+        self.stats.runs_ok, self.stats.runs_failed = int(t["runs_ok"]), int(t["runs_failed"])
+        self.stats.last_loss = float("nan") if t["last_loss"] is None else float(t["last_loss"])
+        self._pending = None
+        if t["pending"] != "none":
+            result = None
+            if t["pending"] == "ok":
+                before, after = (float(v) for v in arrays["pending.loss"])
+                result = FitResult({k[10:]: np.array(v) for k, v in arrays.items() if k.startswith("pending.w.")},
+                                   {k[12:]: np.array(v) for k, v in arrays.items() if k.startswith("pending.opt.")},
+                                   before, after)
+            done: Future = Future()
+            done.set_result(result)
+            self._pending = done
 
     def close(self) -> None:
         if self._pool is not None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaError
 
 from rnnstream.config import load_config
 from rnnstream.daemon.checkpoint import CheckpointStore
@@ -18,6 +19,7 @@ from rnnstream.embedded.testing import produce, wait_until  # noqa: F401  (re-ex
 from rnnstream.synth import generate
 
 CONFIG = """\
+{extra}
 kafka:
   bootstrap_servers: {bootstrap}
   group_id: {group}
@@ -65,11 +67,12 @@ def unique(prefix: str) -> str:
 
 
 def write_config(tmp: Path, bootstrap: str, topic: str, *, group: str | None = None, state_dir: Path | None = None,
-                 interval: float = 0.5, max_poll: int = 200, name: str = "cfg.yaml") -> Path:
+                 interval: float = 0.5, max_poll: int = 200, name: str = "cfg.yaml", extra: str = "") -> Path:
+    """A daemon config file for ``topic``; ``extra`` is top-level YAML added to it (e.g. a processing section)."""
     state_dir = state_dir or tmp / unique("state")
     path = tmp / name
     path.write_text(CONFIG.format(bootstrap=bootstrap, group=group or unique("g"), state_dir=state_dir,
-                                  interval=interval, topic=topic, max_poll=max_poll))
+                                  interval=interval, topic=topic, max_poll=max_poll, extra=extra))
     return path
 
 
@@ -88,18 +91,25 @@ def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
 
 
 def committed(bootstrap: str, group: str) -> dict[int, int]:
+    """The group's committed offsets per partition ({} while the group coordinator is not available
+    yet, e.g. loading the offsets topic just after the broker started)."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         offsets = admin.list_group_offsets(group).get(group, {})
         return {tp.partition: om.offset for tp, om in offsets.items()}
+    except KafkaError as exc:
+        if not exc.retriable:
+            raise
+        return {}
     finally:
         admin.close()
 
 
-def read_all(bootstrap: str, topic: str, idle_s: float = 3.0, timeout_s: float = 30.0) -> list:
+def read_all(bootstrap: str, topic: str, idle_s: float = 3.0, timeout_s: float = 30.0,
+             isolation_level: str = "read_uncommitted") -> list:
     """Every record of ``topic`` (all partitions), read until ``idle_s`` without new records."""
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, group_id=None)
+                             enable_auto_commit=False, group_id=None, isolation_level=isolation_level)
     out: list = []
     deadline, last = time.monotonic() + timeout_s, time.monotonic()
     try:
@@ -161,17 +171,21 @@ def unit_states(config_path: Path, topic: str, partitions: int) -> dict[tuple[in
     for p in range(partitions):
         loaded = store.load(det_cfg.name, TopicPartition(topic, p), det_cfg)
         assert loaded is not None, f"no checkpoint for {topic}-{p} in {cfg.state_dir}"
-        det, next_offset = loaded
-        try:
-            for entity, slot in det.state.index.items():
-                out[(p, entity)] = {k: np.array(v[slot]) for k, v in det.state.arrays.items()}
-            out[(p, "_model")] = {k: np.array(v) for k, v in det.model.snapshot().items()}
-            tr = det.training
-            out[(p, "_counters")] = {"events": np.array(tr.events), "k": np.array(tr.k),
-                                     "next_offset": np.array(next_offset)}
-        finally:
-            det.close()
+        add_detector_state(out, p, *loaded)
     return out
+
+
+def add_detector_state(out: dict, p: int, det, next_offset: int) -> None:
+    """Put ``det``'s state into ``out`` as ``unit_states`` lays it out (partition ``p``), and close it."""
+    try:
+        for entity, slot in det.state.index.items():
+            out[(p, entity)] = {k: np.array(v[slot]) for k, v in det.state.arrays.items()}
+        out[(p, "_model")] = {k: np.array(v) for k, v in det.model.snapshot().items()}
+        tr = det.training
+        out[(p, "_counters")] = {"events": np.array(tr.events), "k": np.array(tr.k),
+                                 "next_offset": np.array(next_offset)}
+    finally:
+        det.close()
 
 
 def assert_same_states(got: dict, want: dict) -> None:

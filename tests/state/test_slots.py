@@ -195,3 +195,46 @@ def test_million_entities_memory_and_time():
     assert len(st) == n - len(evicted) + 1 and len(evicted) == n // 100
     assert per_entity < 2048, per_entity   # 1852 bytes: ring_in 1536, sc 80, h 128, ...
     assert elapsed < 30.0
+
+
+def test_snapshot_round_trips_the_whole_state():
+    st = SlotState(FIELDS, max_entities=10, initial_capacity=2)
+    _fill(st, ["a", "b", "c"])
+    st.drop(["b"])
+    arrays, meta = st.snapshot()
+    back = SlotState.from_snapshot(arrays, meta)
+    assert back.index == st.index and back.capacity == st.capacity and back.seq == st.seq
+    for name in st.fields:
+        np.testing.assert_array_equal(back[name], st[name])
+    # the free list came back too: the next new entity gets the same slot in both
+    assert back.assign(["d"])[0] == st.assign(["d"])[0]
+    with pytest.raises(ValueError, match="max_entities"):
+        SlotState(FIELDS, max_entities=2).restore_snapshot(arrays, meta)
+
+
+def test_changes_name_touched_and_removed_entities_since_mark_clean():
+    st = SlotState(FIELDS, max_entities=3, initial_capacity=3)
+    st.assign(["a", "b", "c"])
+    assert sorted(st.changes()[0]) == ["a", "b", "c"] and st.changes()[1] == []
+    st.mark_clean()
+    assert st.changes() == ([], [])
+    st.assign(["b"])
+    assert st.changes() == (["b"], [])
+    st.evict_lru()                      # "a" is the least recently seen
+    assert st.changes() == (["b"], ["a"])
+    st.assign(["a"])                    # back again: a change, not a removal
+    assert sorted(st.changes()[0]) == ["a", "b"] and st.changes()[1] == []
+
+
+def test_restore_entities_and_clock_rebuild_a_state_without_changes():
+    st = SlotState(FIELDS, max_entities=10, initial_capacity=2)
+    _fill(st, ["a", "b", "c"])
+    fresh = SlotState(FIELDS, max_entities=10)
+    fresh.restore_entities(st.export())
+    fresh.set_clock(st.clock())
+    assert fresh.changes() == ([], []) and fresh.seq == st.seq and fresh.capacity >= st.capacity
+    again = fresh.export(["a", "b", "c"])
+    for name in st.fields:
+        np.testing.assert_array_equal(again.arrays[name], st.export(["a", "b", "c"]).arrays[name])
+    with pytest.raises(ValueError, match="rows are"):
+        SlotState({**FIELDS, "h": FieldSpec((4,), "float32")}, max_entities=10).restore(st.export())

@@ -1,0 +1,151 @@
+"""What state in Kafka costs: the daemon with file checkpoints, with the changelog (at least once) and
+with exactly-once transactions, at a 1 s commit interval, against a local embedded broker.
+
+    python benchmarks/bench_eos.py [--events 300000] [--entities 10000] [--rounds 2]
+
+For each mode, in a fresh process and consumer group over the same pre-filled topic (bench_daemon's
+events): events/s from the first record to the last one consumed; the p99 of the commit's duration
+(the pause a checkpoint or transaction adds to the loop, from the histogram's buckets: an upper
+bound); changelog bytes per event. Then the time to restore every partition from the changelog
+alone (empty cache), per million entities. Benchmarks measure; they assert nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from kafka import TopicPartition
+from prometheus_client import CollectorRegistry
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_daemon import CONFIG, cpu_model, fill  # noqa: E402
+
+from rnnstream.config import load_config_text  # noqa: E402
+from rnnstream.daemon.changelog import Reader, restore_consumer  # noqa: E402
+from rnnstream.daemon.checkpoint import CheckpointStore  # noqa: E402
+from rnnstream.daemon.runner import Runner  # noqa: E402
+from rnnstream.daemon.statelog import StateLog  # noqa: E402
+from rnnstream.detector import Detector  # noqa: E402
+from rnnstream.embedded import EmbeddedKafka  # noqa: E402
+from rnnstream.metrics import Metrics  # noqa: E402
+
+PARTITIONS = 2
+MODES = {
+    "files": "",
+    "changelog": "processing: {changelog: true}",
+    "exactly_once": "processing: {guarantee: exactly_once, changelog: true, transactional_id: 'bench-{group_id}'}",
+}
+
+
+def _config(mode: str, bootstrap: str, topic: str, state_dir: str, group: str):
+    text = CONFIG.format(bootstrap=bootstrap, group=group, state_dir=state_dir, topic=topic)
+    text = text.replace("checkpoint: {interval_seconds: 10}", "checkpoint: {interval_seconds: 1}")
+    return load_config_text(MODES[mode] + "\n" + text)
+
+
+def _p99(reg, name: str) -> float:
+    """Upper bound of the 99th percentile of histogram ``name`` (no labels), from its buckets."""
+    buckets = []
+    for metric in reg.collect():
+        for s in metric.samples:
+            if s.name == name + "_bucket":
+                buckets.append((float(s.labels["le"]), s.value))
+    buckets.sort()
+    total = buckets[-1][1] if buckets else 0
+    for le, count in buckets:
+        if total and count >= 0.99 * total:
+            return le
+    return float("nan")
+
+
+def run_mode(mode: str, bootstrap: str, topic: str, n: int, state_dir: str) -> dict:
+    cfg = _config(mode, bootstrap, topic, state_dir, f"{mode}-{time.time_ns()}")
+    Detector(cfg.detectors[0], background=False).close()   # compile kernels before timing
+    runner = Runner(cfg, registry=CollectorRegistry(), http=False)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    reg = runner.registry
+    consumed = lambda: reg.get_sample_value("rnnstream_events_consumed_total", {"topic": topic}) or 0.0  # noqa: E731
+    while consumed() == 0:
+        time.sleep(0.01)
+    started = time.perf_counter()
+    while consumed() < n:
+        time.sleep(0.01)
+    took = time.perf_counter() - started
+    runner.stop()
+    thread.join(60)
+    written = reg.get_sample_value("rnnstream_changelog_bytes_total", {"detector": "bench"}) or 0.0
+    return {"events_per_s": n / took, "commit_p99_s": _p99(reg, "rnnstream_checkpoint_duration_seconds"),
+            "changelog_bytes_per_event": written / n, "group": cfg.kafka.group_id}
+
+
+def restore_all(bootstrap: str, topic: str, group: str) -> tuple[float, int]:
+    """Seconds to restore every partition of ``group``'s changelog with an empty cache, and the entities."""
+    cfg = _config("exactly_once", bootstrap, topic, tempfile.mkdtemp(), group)
+    reader = Reader(lambda: restore_consumer(cfg))
+    log = StateLog(cfg, None, reader, CheckpointStore(tempfile.mkdtemp()), Metrics(CollectorRegistry()))
+    started, entities = time.perf_counter(), 0
+    for p in range(PARTITIONS):
+        det, _, _, _ = log.restore(cfg.detectors[0], TopicPartition(topic, p))
+        entities += len(det.state)
+        det.close()
+    reader.close()
+    return time.perf_counter() - started, entities
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--entities", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--measure", choices=list(MODES), help=argparse.SUPPRESS)
+    parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
+    parser.add_argument("--topic", help=argparse.SUPPRESS)
+    parser.add_argument("--state-dir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(run_mode(args.measure, args.bootstrap, args.topic, args.events, args.state_dir)))
+        return
+    with EmbeddedKafka(heap="1g") as broker, tempfile.TemporaryDirectory() as tmp:
+        topic = "bench-eos"
+        broker.create_topics([(topic, PARTITIONS), (f"{topic}.anomalies", 1)])
+        fill(broker.bootstrap, topic, args.events, args.entities)
+        results: dict[str, list[dict]] = {m: [] for m in MODES}
+        for r in range(args.rounds):   # alternate the modes, so all see the same machine load
+            for mode in MODES:
+                out = subprocess.run([sys.executable, __file__, "--measure", mode, "--bootstrap", broker.bootstrap,
+                                      "--topic", topic, "--events", str(args.events),
+                                      "--state-dir", str(Path(tmp) / f"{mode}{r}")],
+                                     capture_output=True, text=True)
+                if out.returncode != 0:
+                    sys.exit(f"{mode} failed:\n{out.stderr[-3000:]}")
+                out = out.stdout
+                results[mode].append(json.loads(out.strip().splitlines()[-1]))
+                got = results[mode][-1]
+                print(f"round {r + 1} {mode:>12}: {got['events_per_s']:,.0f} events/s, commit p99 <= "
+                      f"{got['commit_p99_s']:.3g} s, changelog {got['changelog_bytes_per_event']:.0f} B/event",
+                      flush=True)
+        base = float(np.median([x["events_per_s"] for x in results["files"]]))
+        for mode, runs in results.items():
+            eps = float(np.median([x["events_per_s"] for x in runs]))
+            print(f"{mode:>12}: median {eps:,.0f} events/s ({eps / base:.2f} of file checkpoints), "
+                  f"commit p99 <= {max(x['commit_p99_s'] for x in runs):.3g} s, "
+                  f"changelog {np.median([x['changelog_bytes_per_event'] for x in runs]):.0f} B/event")
+        seconds, entities = restore_all(broker.bootstrap, topic, results["exactly_once"][-1]["group"])
+        print(f"restore from the changelog alone: {entities} entities in {seconds:.2f} s "
+              f"= {seconds / max(entities, 1) * 1e6:.1f} s per million entities")
+        print(f"{args.events} events over {args.entities} entities, {PARTITIONS} partitions, commit every 1 s; "
+              f"CPU: {cpu_model()}, {os.cpu_count()} cores")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,370 @@
+"""A detector's state in a compacted Kafka topic: what a replica that takes a partition over restores.
+
+Per detector one changelog topic (``processing.changelog_topic``), co-partitioned with the input:
+changelog partition p holds the state of input partition p of every input topic of the detector.
+Record keys (every key starts with the input topic, so one detector may read several topics)::
+
+    e<chunk>\\0<input topic>\\0<entity>    one entity's slot row (all SlotState fields), chunk <chunk>
+    m<chunk>\\0<input topic>\\0<parity>    the shard's arrays (model weights and optimiser, training
+                                         buffer, a fit not yet in force), chunk <chunk>
+    h0\\0<input topic>\\0                   the head: the shard's counters, the input offset the state
+                                         reflects, and which arrays (parity, chunk count) go with it
+
+Values are at most ``CHUNK_BYTES`` (well under the broker's default 1 MiB ``message.max.bytes``), so
+any model size the config allows fits: a longer value is split into chunks. An entity row has the
+same size for every entity of a config, so its chunk count is fixed; an evicted entity gets a
+tombstone for each chunk. Only entities changed since the previous commit are written (their rows
+come from ``SlotState.changes``/``export``), and the shard's arrays only when they changed (a
+retraining); the head is written at every commit, last.
+
+Consistency. A commit's records are read as one unit ending at its head: on restore, records after
+the last head belong to a commit that did not complete (at-least-once, crash mid-write) and are
+ignored. Their keys are rewritten at the restorer's first commit (``Restored.fixups``), so they never
+count later. The shard's arrays alternate between two parities, so an interrupted write never
+damages the arrays the last head names. In exactly-once mode the records go in the same transaction
+as the outputs and the input offsets, and a ``read_committed`` reader never sees an aborted one.
+
+Not guaranteed: a local cache (``state_dir``) older than the topic's ``delete.retention.ms`` (1 day
+by default) can miss the tombstone of an entity evicted meanwhile, which then survives in the
+restored state until it is evicted again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import orjson
+
+from ..detector import Detector
+from ..errors import RnnstreamError, StateFormatError
+from ..state.fileformat import from_bytes, to_bytes
+from ..state.slots import SlotState, StateBlob
+
+log = logging.getLogger(__name__)
+
+FORMAT = "rnnstream-changelog/1"
+CHUNK_BYTES = 512 * 1024
+OFFSETS_TIMEOUT_MS = 15000   # a restore that cannot learn a partition's bounds fails (and is retried)
+STALL_S = 30.0               # ... as does one whose reading makes no progress this long
+_ENTITY, _ARRAYS, _HEAD = b"e", b"m", b"h"
+
+
+# -- keys ---------------------------------------------------------------------------------------------
+
+def _key(kind: bytes, chunk: int, topic: str, rest: bytes) -> bytes:
+    return kind + str(chunk).encode() + b"\0" + topic.encode() + b"\0" + rest
+
+
+def parse_key(key: bytes) -> tuple[bytes, int, str, bytes] | None:
+    """``(kind, chunk, input topic, rest)`` of a changelog key, or None for a key this module did not write."""
+    try:
+        head, topic, rest = key.split(b"\0", 2)
+        return head[:1], int(head[1:]), topic.decode(), rest
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def restore_consumer(config: Any) -> Any:
+    """A group-less ``read_committed`` KafkaConsumer for ``Reader``, from the config's kafka section."""
+    from kafka import KafkaConsumer
+
+    return KafkaConsumer(group_id=None, enable_auto_commit=False, isolation_level="read_committed",
+                         **config.kafka.client_kwargs())
+
+
+def changelog_topic(config: Any, detector: str) -> str:
+    """The changelog topic of ``detector`` (the config's ``processing.changelog_topic``)."""
+    return config.processing.changelog_topic_for(config.kafka.group_id, detector)
+
+
+# -- entity rows ----------------------------------------------------------------------------------------
+
+class RowCodec:
+    """Entity rows <-> bytes: every field of ``SlotState.fields`` in name order, raw little-endian.
+
+    New per-entity fields (a model's ``state_fields``, new common fields) are carried without change
+    here; a config whose fields differ is told apart by the head's ``shape`` fingerprint."""
+
+    def __init__(self, state: SlotState):
+        self.specs = [(name, state.fields[name]) for name in sorted(state.fields)]
+        self.sizes = [int(np.dtype(spec.dtype).itemsize * math.prod(spec.shape)) for _, spec in self.specs]
+        self.row_bytes = sum(self.sizes)
+        self.chunks = max(1, -(-self.row_bytes // CHUNK_BYTES))
+
+    def encode(self, blob: StateBlob) -> list[bytes]:
+        """One byte string per entity of ``blob``."""
+        k = len(blob.entities)
+        if k == 0:
+            return []
+        parts = [np.ascontiguousarray(blob.arrays[name], dtype=np.dtype(spec.dtype).newbyteorder("<"))
+                 .reshape(k, -1).view(np.uint8) for name, spec in self.specs]
+        rows = np.concatenate(parts, axis=1)
+        return [rows[i].tobytes() for i in range(k)]
+
+    def decode(self, entities: list[str], values: list[bytes]) -> StateBlob:
+        """The rows of ``values`` (as ``encode`` made them) as a StateBlob; ValueError on a bad length."""
+        k = len(entities)
+        if any(len(v) != self.row_bytes for v in values):
+            raise ValueError(f"an entity row is not {self.row_bytes} bytes long")
+        raw = np.frombuffer(b"".join(values), dtype=np.uint8).reshape(k, self.row_bytes) if k else \
+            np.zeros((0, self.row_bytes), dtype=np.uint8)
+        arrays, at = {}, 0
+        for (name, spec), size in zip(self.specs, self.sizes):
+            dt = np.dtype(spec.dtype).newbyteorder("<")
+            part = np.ascontiguousarray(raw[:, at:at + size])
+            arrays[name] = part.view(dt).reshape(k, *spec.shape).astype(np.dtype(spec.dtype))
+            at += size
+        return StateBlob(list(entities), arrays)
+
+    def split(self, value: bytes) -> list[bytes]:
+        return [value[i * CHUNK_BYTES:(i + 1) * CHUNK_BYTES] for i in range(self.chunks)]
+
+
+def _split(value: bytes) -> list[bytes]:
+    return [value[i:i + CHUNK_BYTES] for i in range(0, len(value), CHUNK_BYTES)] or [b""]
+
+
+# -- writing --------------------------------------------------------------------------------------------
+
+@dataclass
+class WriterState:
+    """What a unit's changelog writer remembers between commits (per partition, in memory)."""
+
+    parity: int = 0              # parity of the arrays the last head names
+    arrays_id: str | None = None  # which arrays those are (model version, retraining count, pending)
+    chunks: int = 0
+    fixups: set = field(default_factory=set)   # entities whose last records may not count: rewrite
+
+
+def commit_records(det: Detector, topic: str, next_offset: int, ws: WriterState, *,
+                   fingerprints: dict[str, str]) -> tuple[list[tuple[bytes, bytes | None]], int, WriterState]:
+    """The records of one commit of a unit (entities changed since the last ``mark_clean``, tombstones,
+    the shard's arrays when they changed, the head last), the number of entity rows among them, and
+    the writer state once they are written.
+
+    Changes nothing: once the records are written, call ``det.state.mark_clean()`` and keep the
+    returned writer state (without fixups); on failure keep ``ws``, and the next commit writes again.
+    """
+    st = det.state
+    codec = RowCodec(st)
+    changed, removed = st.changes()
+    fix = [e for e in ws.fixups if e not in st.index]
+    records: list[tuple[bytes, bytes | None]] = []
+    blob = st.export(sorted(set(changed) | (ws.fixups & set(st.index))))
+    for entity, value in zip(blob.entities, codec.encode(blob)):
+        name = entity.encode()
+        for i, part in enumerate(codec.split(value)):
+            records.append((_key(_ENTITY, i, topic, name), part))
+    for entity in sorted(set(removed) | set(fix)):
+        name = entity.encode()
+        records += [(_key(_ENTITY, i, topic, name), None) for i in range(codec.chunks)]
+    arrays, meta = det.snapshot(entities=False)
+    aid = det.arrays_version()
+    after = WriterState(ws.parity, ws.arrays_id, ws.chunks)
+    if aid != ws.arrays_id:
+        parity = 1 - ws.parity
+        chunks = _split(to_bytes({k: v for k, v in arrays.items()}, {"arrays_id": aid}))
+        records += [(_key(_ARRAYS, i, topic, str(parity).encode()), part) for i, part in enumerate(chunks)]
+        after = WriterState(parity, aid, len(chunks))
+    head = {"format": FORMAT, "meta": meta, "next_offset": int(next_offset), "parity": after.parity,
+            "model_type": det.cfg.model.type, "model_version": int(det.model.version),
+            "chunks": after.chunks, "arrays_id": after.arrays_id, "row_bytes": codec.row_bytes,
+            "written_at": time.time(), **fingerprints}
+    records.append((_key(_HEAD, 0, topic, b""), orjson.dumps(head)))
+    return records, len(blob.entities), after
+
+
+# -- reading --------------------------------------------------------------------------------------------
+
+@dataclass
+class Restored:
+    """What one changelog partition says about one input partition, up to its last complete commit."""
+
+    head: dict | None = None
+    entities: dict[str, list] = field(default_factory=dict)   # entity -> chunk values (None: tombstone)
+    arrays: dict[int, dict[int, bytes]] = field(default_factory=dict)   # parity -> chunk -> bytes
+    fixups: set = field(default_factory=set)     # entities with records after the last head
+    records: int = 0
+    bytes: int = 0
+    end_offset: int = 0          # changelog offset read up to (exclusive)
+
+
+class Collector:
+    """Folds changelog records of one partition, in offset order, into a ``Restored`` for ``input_topic``:
+    a commit's records count once its head arrives; ``finish`` reports those after the last head."""
+
+    def __init__(self, input_topic: str, out: Restored | None = None):
+        self.input_topic = input_topic
+        self.out = out if out is not None else Restored()
+        self._prefix = b"\0" + input_topic.encode() + b"\0"
+        self._pending: list = []
+
+    def add(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None or self._prefix not in key:
+            return
+        parsed = parse_key(key)
+        if parsed is None or parsed[2] != self.input_topic:
+            return
+        out = self.out
+        out.records += 1
+        out.bytes += len(key) + len(value or b"")
+        self._pending.append((parsed, value))
+        if parsed[0] == _HEAD:
+            for (kind, chunk, _, rest), v in self._pending:
+                if kind == _ENTITY:
+                    chunks = out.entities.setdefault(rest.decode(), [])
+                    chunks.extend([None] * (chunk + 1 - len(chunks)))
+                    chunks[chunk] = v
+                elif kind == _ARRAYS:
+                    out.arrays.setdefault(int(rest), {})[chunk] = v
+                elif kind == _HEAD:
+                    out.head = orjson.loads(v)
+            self._pending = []
+
+    def finish(self) -> Restored:
+        self.out.fixups = {rest.decode() for (kind, _, _, rest), _ in self._pending if kind == _ENTITY}
+        return self.out
+
+
+class Reader:
+    """Reads changelog partitions with a plain (group-less) ``read_committed`` consumer.
+
+    ``consumer_factory()`` builds it; tests and tools may pass their own. ``progress(done, total)``
+    is called as records are read (offsets of this partition).
+    """
+
+    def __init__(self, consumer_factory: Callable[[], Any]):
+        self._factory = consumer_factory
+        self._consumer = None
+
+    def _get(self):
+        if self._consumer is None:
+            self._consumer = self._factory()
+        return self._consumer
+
+    def partitions(self, topic: str) -> list[int]:
+        """The partitions of ``topic`` (empty when it does not exist)."""
+        return sorted(self._get().partitions_for_topic(topic) or ())
+
+    def bounds(self, topic: str, partition: int) -> tuple[int, int]:
+        from kafka import TopicPartition
+
+        c, tp = self._get(), TopicPartition(topic, partition)
+        return (int(c.beginning_offsets([tp], timeout_ms=OFFSETS_TIMEOUT_MS)[tp]),
+                int(c.end_offsets([tp], timeout_ms=OFFSETS_TIMEOUT_MS)[tp]))
+
+    def read(self, topic: str, partition: int, input_topic: str, start: int | None = None, *,
+             progress: Callable[[int, int], None] | None = None, timeout_s: float = 300.0) -> Restored:
+        """Every record of ``input_topic``'s state from changelog offset ``start`` (default: the
+        beginning) up to the partition's end (the last stable offset, under read_committed)."""
+        from kafka import TopicPartition
+
+        c, tp = self._get(), TopicPartition(topic, partition)
+        begin, end = self.bounds(topic, partition)
+        start = begin if start is None else max(start, begin)
+        out = Restored(end_offset=end)
+        if start >= end:
+            return out
+        c.assign([tp])
+        c.seek(tp, start)
+        collector = Collector(input_topic, out)
+        deadline = time.monotonic() + timeout_s
+        position, moved = start, time.monotonic()
+        while position < end:
+            now = time.monotonic()
+            if now > deadline or now - moved > STALL_S:
+                raise RnnstreamError(f"restoring {topic}[{partition}] did not reach offset {end} "
+                                     f"(at {position}; no progress for {now - moved:.0f} s)")
+            for records in c.poll(timeout_ms=200, max_records=5000).values():
+                for r in records:
+                    if r.offset < end:
+                        collector.add(r.key, r.value)
+            before, position = position, max(position, c.position(tp) or position)
+            if position > before:
+                moved = time.monotonic()
+            if progress is not None:
+                progress(position - start, end - start)
+        return collector.finish()
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
+def apply(det: Detector, restored: Restored, base_arrays_id: str | None = None) -> None:
+    """Bring ``det`` (fresh, or restored from a local cache whose arrays are ``base_arrays_id``) to the
+    state ``restored`` describes. StateFormatError when the records do not fit ``det``'s config, or
+    name arrays that were not read (the caller then reads the whole partition into a fresh detector)."""
+    head = restored.head
+    if head is None or head.get("format") != FORMAT:
+        raise StateFormatError(f"changelog head missing or of another format: {None if head is None else head.get('format')}")
+    codec = RowCodec(det.state)
+    if head.get("row_bytes") != codec.row_bytes:
+        raise StateFormatError(f"changelog entity rows are {head.get('row_bytes')} bytes, this config's "
+                               f"are {codec.row_bytes}")
+    if head["arrays_id"] == base_arrays_id:
+        arrays = det.snapshot(entities=False)[0]
+    else:
+        parts = restored.arrays.get(int(head["parity"]), {})
+        if any(i not in parts for i in range(int(head["chunks"]))):
+            raise StateFormatError("the shard arrays the changelog head names were not read")
+        arrays, meta = from_bytes(b"".join(parts[i] for i in range(int(head["chunks"]))), "changelog arrays")
+        if meta.get("arrays_id") != head["arrays_id"]:
+            raise StateFormatError("the changelog's shard arrays are not the ones its head names")
+    gone = [e for e, chunks in restored.entities.items() if any(c is None for c in chunks)]
+    live = {e: chunks for e, chunks in restored.entities.items() if not any(c is None for c in chunks)}
+    det.state.drop(gone)
+    try:
+        names = sorted(live)
+        for i in range(0, len(names), 65536):
+            batch = names[i:i + 65536]
+            det.state.restore_entities(codec.decode(batch, [b"".join(live[e]) for e in batch]))
+        det.restore(arrays, head["meta"], entities=False)
+    except (KeyError, ValueError, TypeError, IndexError) as exc:
+        raise StateFormatError(f"changelog state does not fit detector {det.name!r}: {exc!r}") from exc
+
+
+# -- the topic ------------------------------------------------------------------------------------------
+
+def ensure_topic(admin: Any, topic: str, partitions: int) -> bool:
+    """Create ``topic`` compacted with ``partitions`` partitions if it is missing (True then); check
+    an existing one has at least that many partitions and ``cleanup.policy`` compact. RnnstreamError
+    naming the topic and what to change otherwise."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+    from kafka.errors import TopicAlreadyExistsError
+
+    described = {t["name"]: t for t in admin.describe_topics([topic]) if not t.get("error_code")}
+    if topic not in described:
+        try:
+            admin.create_topics({topic: {"num_partitions": partitions,
+                                         "configs": {"cleanup.policy": "compact"}}},
+                                wait_for_metadata=True)
+            log.info("changelog topic created", extra={"topic": topic, "partitions": partitions})
+            return True
+        except TopicAlreadyExistsError:
+            described = {t["name"]: t for t in admin.describe_topics([topic])}
+    have = len(described[topic]["partitions"])
+    deadline = time.monotonic() + 10.0
+    while have == 0 and time.monotonic() < deadline:   # just created elsewhere: metadata catching up
+        time.sleep(0.2)
+        have = max((len(t["partitions"]) for t in admin.describe_topics([topic]) if t["name"] == topic), default=0)
+    if have < partitions:
+        raise RnnstreamError(f"changelog topic {topic!r} has {have} partition(s), its input has {partitions}: "
+                             "changelog partition p must hold input partition p's state. Delete it "
+                             "(the state is rebuilt) or add partitions.")
+    got = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic, ["cleanup.policy"])],
+                                 config_filter="all")
+    entry = got.get("topic", {}).get(topic, {}).get("cleanup.policy", {})
+    policy = entry.get("value") if isinstance(entry, dict) else entry
+    if policy is None or "compact" not in str(policy):
+        raise RnnstreamError(f"changelog topic {topic!r} has cleanup.policy={policy!r}; it must include "
+                             "'compact' (otherwise old state is deleted by retention). Fix with: "
+                             f"kafka-configs --alter --entity-type topics --entity-name {topic} "
+                             "--add-config cleanup.policy=compact")
+    return False
