@@ -1,7 +1,8 @@
 """``rnnstream eval generate|corpus``: the generated corpus and the evaluation on any labelled corpus.
 
 Registered under ``rnnstream eval`` by :func:`register`. Per-stream results go to stderr as each stream
-finishes; the final table goes to stdout.
+finishes, under a progress bar when stderr is a terminal (``rnnstream.progress``); the final table goes
+to stdout.
 """
 
 from __future__ import annotations
@@ -100,10 +101,15 @@ def _run(args: argparse.Namespace, corpus, spec, cache: Path | None, title: str)
     from . import evaluate as ev
     from .run import run_corpus
 
+    from rnnstream.progress import note, progress
+
     t0 = time.perf_counter()
     print(f"{title}: {len(corpus.keys)} streams", file=sys.stderr)
-    results = run_corpus(spec, corpus, args.workers, cache,
-                         lambda r: print(ev.stream_line(corpus, r, args.tolerance), file=sys.stderr, flush=True))
+    with progress(total=len(corpus.keys), desc=title, unit="stream") as bar:
+        def done(r) -> None:
+            note(ev.stream_line(corpus, r, args.tolerance), stream=sys.stderr)
+            bar.update(1)
+        results = run_corpus(spec, corpus, args.workers, cache, done)
     fig = ev.figures(corpus, results, args.tolerance)
     fig["results"] = results
     return fig, time.perf_counter() - t0

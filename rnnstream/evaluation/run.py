@@ -17,7 +17,6 @@ import functools
 import hashlib
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -222,11 +221,3 @@ def run_corpus(spec: Spec, corpus: Corpus, workers: int | None = None, cache: st
             if on_done:
                 on_done(res)
     return {k: results[k] for k in corpus.keys}
-
-
-def progress(stream=sys.stderr) -> Callable[[StreamScores], None]:
-    """A per-stream progress line on stderr."""
-    def show(res: StreamScores) -> None:
-        print(f"  {res.key}: {res.score.size} rows, {int(res.alarm.sum())} alarms, {res.seconds:.1f}s",
-              file=stream, flush=True)
-    return show
