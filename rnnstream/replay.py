@@ -23,7 +23,7 @@ import orjson
 from .detector import Detector
 from .errors import InputRejected, RnnstreamError
 from .events import field, number, to_seconds
-from .kernels.calibrate import FLAG_ANOMALY, FLAG_SUPPRESSED
+from .kernels.calibrate import FLAG_ANOMALY, FLAG_SUPPRESSED, KIND_NAMES
 
 log = logging.getLogger(__name__)
 BATCH = 1024
@@ -71,7 +71,7 @@ def replay(cfg: Any, input_path: str | Path, output_path: str | Path, plot_path:
     summary = ReplaySummary()
     names = list(cfg.features)
     header = ["entity", "timestamp", *names, *(f"{n}_predicted" for n in names), "error", "score",
-              "anomaly", "suppressed", "model_version", "rejected"]
+              "anomaly", "suppressed", "kind", "blamed", "model_version", "rejected"]
     plot_rows: list[tuple] = []
     try:
         with output_path.open("w", newline="") as fh:
@@ -98,6 +98,13 @@ def replay(cfg: Any, input_path: str | Path, output_path: str | Path, plot_path:
     return summary
 
 
+def _blame(kind: np.ndarray, names: list[str]) -> tuple[str, str]:
+    """The ``kind`` and ``blamed`` cells: the distinct kinds ('+'-joined) and the blamed features (';')."""
+    blamed = [(names[f], KIND_NAMES[int(k)]) for f, k in enumerate(kind) if k]
+    kinds = "+".join(dict.fromkeys(k for _, k in blamed))
+    return kinds, ";".join(n for n, _ in blamed)
+
+
 def _flush(det: Detector, batch: list, writer: Any, summary: ReplaySummary, plot_rows: list) -> None:
     good = [k for k, (_, parsed, _) in enumerate(batch) if parsed is not None]
     if not good:
@@ -119,13 +126,13 @@ def _flush(det: Detector, batch: list, writer: Any, summary: ReplaySummary, plot
             flag = int(res.flag[j])
             rows.append((k, [entity, datetime.fromtimestamp(t, timezone.utc).isoformat(), *map(repr, xv.tolist()), *map(repr, res.pred[j].tolist()),
                              f"{res.err[j]:.6g}", f"{res.score[j]:.6g}", int(bool(flag & FLAG_ANOMALY)),
-                             int(bool(flag & FLAG_SUPPRESSED)), int(res.model_version[j]), ""]))
+                             int(bool(flag & FLAG_SUPPRESSED)), *_blame(res.kind[j], list(det.cfg.features)), int(res.model_version[j]), ""]))
             plot_rows.append((entity, t, xv.copy(), res.pred[j].copy(), float(res.score[j]), bool(flag & FLAG_ANOMALY)))
             if flag & FLAG_ANOMALY:
                 summary.anomalies.append((entity, t, float(res.score[j])))
         summary.processed += len(res.index)
     done = {k for k, _ in rows}
-    width = 7 + 2 * det.n_features  # every column but the last, "rejected"
+    width = 9 + 2 * det.n_features  # every column but the last, "rejected"
     for k, (_, _, reason) in enumerate(batch):
         if k not in done:
             rows.append((k, [""] * width + [reason]))

@@ -126,7 +126,7 @@ class Unit:
         for j in hits.tolist():
             i = int(index[j])
             outputs.anomaly(raw[i], entities[i], float(ts[i]), float(res.score[j]), float(res.err[j]),
-                            x[i], res.pred[j], res.z[j], versions[j])
+                            x[i], res.pred[j], res.z[j], versions[j], res.kind[j])
         if len(hits):
             dm.anomalies.inc(len(hits))
             counts.anomalies = len(hits)

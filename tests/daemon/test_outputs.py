@@ -49,7 +49,8 @@ def test_anomaly_event_schema_and_id():
     p = FakeProducer()
     out = Outputs(p, detector_cfg(), "pod-1")
     r = rec(b"{}", 1234)
-    assert out.anomaly(r, "web1", 1_700_000_000.25, 0.997, 3.5, [0.9, 70.0], [0.2, 60.0], [4.0, 1.5], 7)
+    assert out.anomaly(r, "web1", 1_700_000_000.25, 0.997, 3.5, [0.9, 70.0], [0.2, 60.0], [4.0, 1.5], 7,
+                       np.array([1, 0], dtype=np.uint8))
     (msg,) = p.sent
     assert msg["topic"] == "anomalies" and msg["key"] == b"web1" and msg["headers"] is None
     event = orjson.loads(msg["value"])
@@ -61,8 +62,9 @@ def test_anomaly_event_schema_and_id():
         "event_time": 1_700_000_000.25,
         "score": 0.997,
         "error": 3.5,
-        "features": {"cpu": {"observed": 0.9, "predicted": 0.2, "z": 4.0},
-                     "mem.used": {"observed": 70.0, "predicted": 60.0, "z": 1.5}},
+        "features": {"cpu": {"observed": 0.9, "predicted": 0.2, "z": 4.0, "kind": "spike"},
+                     "mem.used": {"observed": 70.0, "predicted": 60.0, "z": 1.5, "kind": None}},
+        "blamed": ["cpu"],
         "model_version": 7,
         "instance_id": "pod-1",
         "source": {"topic": "metrics", "partition": 4, "offset": 1234},
@@ -114,7 +116,8 @@ def test_publish_batch_routes_everything():
     result = BatchResult(index=np.array([0, 2]), pred=np.array([[1.0, 2.0], [3.0, 4.0]]),
                          z=np.array([[0.1, 0.2], [5.0, 0.3]]), err=np.array([0.5, 6.0]),
                          score=np.array([0.1, 0.999]), flag=np.array([2, 1], dtype=np.uint8),
-                         rejected=[(1, "non_finite_value")], evicted=[], model_version=np.array([3, 3]))
+                         rejected=[(1, "non_finite_value")], evicted=[], model_version=np.array([3, 3]),
+                         kind=np.array([[0, 0], [3, 0]], dtype=np.uint8))
     p = FakeProducer()
     counts = Outputs(p, cfg, "i").publish(decoded, result)
     assert counts == {"anomaly": 1, "score": 2, "dead_letter": 2}
@@ -125,7 +128,8 @@ def test_publish_batch_routes_everything():
     assert [dict(m["headers"])["rnnstream.source.offset"] for m in by_topic["dlq"]] == [b"50", b"11"]
     (anomaly,) = [orjson.loads(m["value"]) for m in by_topic["anomalies"]]
     assert anomaly["entity"] == "c" and anomaly["event_id"] == "hosts:metrics:4:12"
-    assert anomaly["features"]["cpu"] == {"observed": 2.0, "predicted": 3.0, "z": 5.0}
+    assert anomaly["features"]["cpu"] == {"observed": 2.0, "predicted": 3.0, "z": 5.0, "kind": "level_shift"}
+    assert anomaly["blamed"] == ["cpu"]
     scores = [orjson.loads(m["value"]) for m in by_topic["scores"]]
     assert [(s["entity"], s["anomaly"], s["suppressed"], s["model_version"]) for s in scores] == \
         [("a", False, True, 3), ("c", True, False, 3)]

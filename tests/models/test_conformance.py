@@ -1,7 +1,7 @@
 """Conformance suite: every registered model type keeps the guarantees of ``rnnstream.models.base.Model``.
 
-Parametrised over ``REGISTRY`` after loading the built-in types, so a newly registered type is covered
-without editing this file (it needs a parameter class in ``rnnstream.config.model_params.MODEL_PARAMS``).
+Parametrised over the one registry (``rnnstream.config.model_params.MODEL_TYPES``), so a newly
+registered type is covered without editing this file.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ import pytest
 from rnnstream.config.model_params import MODEL_PARAMS
 from rnnstream.config.schema import TrainingConfig
 from rnnstream.kernels.params import kernel_params, n_time_features
-from rnnstream.models.base import REGISTRY, BatchOutput, FitResult, Model, _load_builtin, common_fields
+from rnnstream.models.base import BatchOutput, FitResult, Model, common_fields, model_class, model_types
 from rnnstream.state import fileformat as ff
 
-_load_builtin()
-TYPES = sorted(REGISTRY)
+TYPES = model_types()
 F = 2
 D = F + n_time_features(True, True, True)
 W = 8
@@ -37,7 +36,7 @@ def _params(type_name: str, seed: int = 0):
 
 
 def _model(type_name: str, seed: int = 0) -> Model:
-    return REGISTRY[type_name](F, D, _params(type_name, seed))
+    return model_class(type_name)(F, D, _params(type_name, seed))
 
 
 def _state(model: Model, n_slots: int = 6) -> dict[str, np.ndarray]:

@@ -13,12 +13,11 @@ from typing import Any, Mapping
 import numpy as np
 
 from ...state.slots import FieldSpec
-from ..base import BatchOutput, FitResult, Model, register
+from ..base import BatchOutput, FitResult, Model
 from . import readout, reservoir
 from .kernel import esn_step_batch
 
 
-@register
 class ESN(Model):
     """Echo state network; ``params`` has ``size, spectral_radius, leak_rate, input_scaling, sparsity,
     ridge, forgetting, seed`` (``config.model_params.ESNParams``)."""
@@ -73,7 +72,7 @@ class ESN(Model):
                        w_in_t, w_res_t, w["bias"], w["w_out"],
                        float(self.params.leak_rate),
                        self._u, self._err, self._msd, self._pre,
-                       out.pred, out.z, out.err, out.score, out.flag)
+                       out.pred, out.z, out.err, out.score, out.flag, out.kind)
 
     def fit(self, weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray],
             windows: np.ndarray, training: Any = None) -> FitResult:

@@ -35,7 +35,7 @@ def reference_step(state: Mapping[str, np.ndarray], weights: Mapping[str, np.nda
         t = float(ts[i])
         flags = observe(i, np.ascontiguousarray(x[i], dtype=np.float64), t, s, state["count"],
                         state["last_ts"], state["nmean"], state["nvar"], state["pred"], state["sc"],
-                        kp, u, err, msd, out.pred, out.z, out.err, out.score, out.flag)
+                        kp, u, err, msd, out.pred, out.z, out.err, out.score, out.flag, out.kind)
         r_old = state["r"][s].astype(np.float64)
         u64 = u.astype(np.float64)
         r_new = (1.0 - leak) * r_old + leak * np.tanh(w_in @ u64 + w_res @ r_old + bias)
