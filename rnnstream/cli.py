@@ -38,17 +38,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval_nab(args: argparse.Namespace) -> int:
-    from .nab.evaluate import evaluate
-    from .nab.report import format_table
-
-    started = time.perf_counter()
-    scores = evaluate(args.data, args.config, args.out, detector=args.detector, workers=args.workers)
-    print(format_table({"rnnstream": scores}))
-    print(f"{time.perf_counter() - started:.1f}s; per-file results in {args.out}")
-    return 0
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from .daemon.runner import main as run_main
 
@@ -85,13 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate detection quality on a benchmark")
     evsub = p.add_subparsers(dest="benchmark", required=True)
-    q = evsub.add_parser("nab", help="Numenta Anomaly Benchmark layout: data/<category>/<file>.csv + labels/")
-    q.add_argument("--data", required=True)
-    q.add_argument("-c", "--config", required=True)
-    q.add_argument("--out", required=True)
-    q.add_argument("--detector")
-    q.add_argument("--workers", type=int, help="processes (default: one per core)")
-    q.set_defaults(func=cmd_eval_nab)
+    from .evaluation.commands import register as register_eval
+
+    register_eval(evsub)  # eval nab | generate | corpus
 
     p = sub.add_parser("warmup", help="compile and cache every kernel (e.g. at image build time)")
     p.set_defaults(func=cmd_warmup)

@@ -101,18 +101,24 @@ def load_series(root: str | Path, key: str) -> tuple[np.ndarray, np.ndarray]:
     return parse_timestamps(cols["timestamp"], str(path)), to_float(cols["value"], str(path))
 
 
+def read_parsed(path: str | Path, parse, kind: str, invalid: tuple[type[Exception], ...],
+                error: type[RnnstreamError] = NabDataError):
+    """``parse(text of path)``; an unreadable file or a parse error in ``invalid`` raises ``error`` naming the path."""
+    try:
+        return parse(Path(path).read_text())
+    except OSError as exc:
+        raise error(f"{path}: cannot read ({exc.strerror})") from None
+    except invalid as exc:
+        raise error(f"{path}: not valid {kind} ({exc})") from None
+
+
 def load_windows(root: str | Path) -> dict[str, list[tuple[np.datetime64, np.datetime64]]]:
     """``labels/combined_windows.json`` as ``{key: [(start, end), ...]}`` with datetime64[s] bounds.
 
     Windows keep the file's order; each must have start <= end (checked).
     """
     path = Path(root) / WINDOWS_FILE
-    try:
-        raw = json.loads(path.read_text())
-    except OSError as exc:
-        raise NabDataError(f"{path}: cannot read ({exc.strerror})") from None
-    except json.JSONDecodeError as exc:
-        raise NabDataError(f"{path}: not valid JSON ({exc})") from None
+    raw = read_parsed(path, json.loads, "JSON", (json.JSONDecodeError,))
     if not isinstance(raw, dict):
         raise NabDataError(f"{path}: expected an object mapping file keys to window lists")
     out: dict[str, list[tuple[np.datetime64, np.datetime64]]] = {}

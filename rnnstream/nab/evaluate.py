@@ -17,26 +17,14 @@ from typing import Any
 import numpy as np
 
 from ..config import load_config
-from ..detector import Detector
+from ..evaluation.run import run_detector
 from . import dataset, report, scorer
-
-BATCH = 256  # rows per micro-batch; results do not depend on it
-
 
 def score_series(detector_cfg: Any, timestamps: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Reported score of every row of one series, from a fresh detector."""
-    det = Detector(detector_cfg, background=False)
-    try:
-        ts = timestamps.astype("datetime64[s]").astype(np.float64)
-        out = np.zeros(len(values))
-        entity = ["series"]
-        for start in range(0, len(values), BATCH):
-            stop = min(start + BATCH, len(values))
-            res = det.process(entity * (stop - start), values[start:stop, None], ts[start:stop])
-            out[start + res.index] = res.reported_score()
-        return out
-    finally:
-        det.close()
+    ts = timestamps.astype("datetime64[s]").astype(np.float64)
+    score, _ = run_detector(detector_cfg, ["series"], np.zeros(len(values), dtype=np.int64), values[:, None], ts)
+    return score
 
 
 def _run_one(args: tuple[str, str | None, str, str, str]) -> tuple[str, np.ndarray, np.ndarray, float]:

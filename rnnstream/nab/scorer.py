@@ -153,6 +153,33 @@ def score_events(events: Mapping[str, FileEvents], profiles=PROFILES) -> dict[st
     return result
 
 
+def score_at_threshold(events: Mapping[str, FileEvents], threshold: float, profiles=PROFILES) -> dict[str, dict]:
+    """Score ``events`` at one given threshold (no optimisation), e.g. a threshold chosen on other files.
+
+    Returns ``{profile: {"score", "threshold", "raw", "null", "perfect", "tp", "fp", "fn"}}`` like
+    :func:`score_events` (without ``files``); the normalisation uses these files' windows only.
+    """
+    profiles = _resolve_profiles(profiles)
+    ev = list(events.values())
+    thr = np.concatenate([e.thresholds for e in ev]) if ev else np.empty(0)
+    hit = thr >= threshold
+    cat = {f: np.concatenate([getattr(e, f) for e in ev])[hit] if ev else np.empty(0)
+           for f in ("c_tp", "c_fp", "c_fn", "d_windows", "d_fp_rows")}
+    n_windows = sum(e.n_windows for e in ev)
+    result = {}
+    for name, cost in profiles.items():
+        tp, fp, fn = cost["tpWeight"], cost["fpWeight"], cost["fnWeight"]
+        raw = -fn * n_windows + float(np.sum(tp * cat["c_tp"] + fp * cat["c_fp"] + fn * cat["c_fn"]))
+        s_null, s_perfect = -fn * n_windows, tp * n_windows
+        hits = int(np.rint(cat["d_windows"].sum()))
+        result[name] = {
+            "score": float(100.0 * (raw - s_null) / (s_perfect - s_null)) if s_perfect != s_null else 0.0,
+            "threshold": float(threshold), "raw": raw, "null": s_null, "perfect": s_perfect,
+            "tp": hits, "fp": int(np.rint(cat["d_fp_rows"].sum())), "fn": int(n_windows - hits),
+        }
+    return result
+
+
 def score_corpus(results: Mapping[str, tuple], windows: Mapping[str, Sequence[tuple]],
                  profiles=PROFILES, probation_fraction: float = 0.15) -> dict[str, dict]:
     """Score detections ``{key: (timestamps, scores)}`` against ``windows`` (``{key: [(start, end)]}``).

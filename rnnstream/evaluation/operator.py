@@ -1,0 +1,137 @@
+"""What an operator lives with, at a detector's own threshold: anomalies found, delay, false alarms.
+
+Inputs per stream: each row's entity, timestamp and *alarm* (the published anomaly flag, or for a
+baseline its own threshold crossing), and the labelled windows. Rules (the README's "Evaluation"):
+
+- Each entity is its own sub-series. Its first ``probation_length(n)`` rows (NAB's probation: 15%,
+  at most 750) count for nothing: neither alarms nor events; a window starting inside it is not scored.
+- A window covers the entity's rows from the first at or after ``start`` to the last at or before
+  ``end``, extended by ``tolerance`` more rows of that entity (a detector may need a row or two to
+  be sure; a spike is one row wide).
+- A window is *found* when an alarm falls inside its extended span. Its delay is the rows (and
+  seconds) from the window's first row to the first such alarm.
+- A *false alarm* is an alarm outside every extended window. Rates are per 10,000 scored rows.
+- ``alarms_per_true`` is all alarms divided by alarms inside windows (1.0 = every alarm was true).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rnnstream.nab.weights import probation_length
+
+TOLERANCE_ROWS = 10
+
+
+@dataclass(frozen=True)
+class WindowSpan:
+    """A labelled window mapped to rows of its entity (indices into the entity's own rows)."""
+
+    entity: int
+    first: int          # first row of the window
+    last: int           # last row, tolerance included
+    type: str
+
+
+@dataclass
+class WindowOutcome:
+    type: str
+    category: str
+    found: bool
+    delay_rows: float    # nan when not found
+    delay_seconds: float
+
+
+@dataclass
+class Outcome:
+    """Counts of one stream (or, summed with ``+``, of many)."""
+
+    windows: list[WindowOutcome] = field(default_factory=list)
+    rows: int = 0
+    alarms: int = 0
+    false_alarms: int = 0
+
+    def __add__(self, other: "Outcome") -> "Outcome":
+        return Outcome(self.windows + other.windows, self.rows + other.rows, self.alarms + other.alarms,
+                       self.false_alarms + other.false_alarms)
+
+
+def entity_rows(entity: np.ndarray) -> dict[int, np.ndarray]:
+    """Entity code -> its row indices in arrival order."""
+    order = np.argsort(entity, kind="stable")
+    codes, starts = np.unique(entity[order], return_index=True)
+    return {int(c): rows for c, rows in zip(codes, np.split(order, starts[1:]))}
+
+
+def spans(entity_ts: np.ndarray, code: int, windows: Iterable[tuple[int, int, str]], tolerance: int) -> list[WindowSpan]:
+    """Map ``(start, end, type)`` windows (epoch seconds) to rows of one entity's timestamps."""
+    out = []
+    n = entity_ts.size
+    for start, end, kind in windows:
+        first = int(np.searchsorted(entity_ts, start, side="left"))
+        last = int(np.searchsorted(entity_ts, end, side="right")) - 1
+        if first > last:
+            continue  # no row of the entity inside the window (it fell in a gap)
+        out.append(WindowSpan(code, first, min(last + tolerance, n - 1), kind))
+    return out
+
+
+def stream_outcome(entity: np.ndarray, timestamps: np.ndarray, alarm: np.ndarray,
+                   windows: dict[int, Sequence[tuple[int, int, str]]], category: str,
+                   tolerance: int = TOLERANCE_ROWS) -> Outcome:
+    """Operator counts of one stream. ``windows``: entity code -> [(start, end, type)] in epoch seconds."""
+    out = Outcome()
+    for code, rows in entity_rows(np.asarray(entity)).items():
+        ts = np.asarray(timestamps)[rows].astype(np.int64)
+        al = np.asarray(alarm)[rows].astype(bool)
+        n = rows.size
+        first_scored = probation_length(n)
+        inside = np.zeros(n, dtype=bool)
+        for sp in spans(ts, code, windows.get(code, ()), tolerance):
+            inside[sp.first:sp.last + 1] = True
+            if sp.first < first_scored:
+                continue
+            hits = np.flatnonzero(al[sp.first:sp.last + 1])
+            if hits.size:
+                k = int(hits[0])
+                out.windows.append(WindowOutcome(sp.type, category, True, float(k),
+                                                 float(ts[sp.first + k] - ts[sp.first])))
+            else:
+                out.windows.append(WindowOutcome(sp.type, category, False, np.nan, np.nan))
+        scored = np.arange(n) >= first_scored
+        out.rows += int(scored.sum())
+        out.alarms += int((al & scored).sum())
+        out.false_alarms += int((al & scored & ~inside).sum())
+    return out
+
+
+def _share(ws: list[WindowOutcome]) -> float:
+    return 100.0 * sum(w.found for w in ws) / len(ws) if ws else float("nan")
+
+
+def summarise(outcome: Outcome) -> dict:
+    """Flat figures: found %, per type and category, median delays, false alarms per 10k rows, ratio."""
+    ws = outcome.windows
+    found = [w for w in ws if w.found]
+    in_windows = outcome.alarms - outcome.false_alarms
+    by_type, by_cat = defaultdict(list), defaultdict(list)
+    for w in ws:
+        by_type[w.type].append(w)
+        by_cat[w.category].append(w)
+    return {
+        "anomalies": len(ws),
+        "found_pct": _share(ws),
+        "delay_rows": float(np.median([w.delay_rows for w in found])) if found else float("nan"),
+        "delay_seconds": float(np.median([w.delay_seconds for w in found])) if found else float("nan"),
+        "rows": outcome.rows,
+        "alarms": outcome.alarms,
+        "false_alarms": outcome.false_alarms,
+        "fa_per_10k": 1e4 * outcome.false_alarms / outcome.rows if outcome.rows else float("nan"),
+        "alarms_per_true": outcome.alarms / in_windows if in_windows else float("nan"),
+        "found_pct_by_type": {t: _share(v) for t, v in sorted(by_type.items())},
+        "found_pct_by_category": {c: _share(v) for c, v in sorted(by_cat.items())},
+    }

@@ -1,0 +1,140 @@
+"""The generated corpus: seeded and deterministic, labels are the injected anomalies, metric shapes."""
+
+from __future__ import annotations
+
+import filecmp
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnnstream.evaluation import generate as gen
+from rnnstream.evaluation.layout import list_streams, load_windows, read_stream
+
+CORPUS = Path(__file__).resolve().parents[2] / "config" / "corpus.yaml"
+
+
+@pytest.fixture(scope="module")
+def small() -> dict:
+    return gen.load_definition(CORPUS, preset="small")
+
+
+@pytest.fixture(scope="module")
+def corpus(small, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("corpus") / "a"
+    gen.generate(small, 3, root)
+    return root
+
+
+def _same_tree(a: Path, b: Path) -> bool:
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    return files_a == files_b and all(filecmp.cmp(a / f, b / f, shallow=False) for f in files_a)
+
+
+def test_same_seed_gives_identical_files_and_another_seed_does_not(small, corpus, tmp_path):
+    gen.generate(small, 3, tmp_path / "again")
+    assert _same_tree(corpus, tmp_path / "again")
+    gen.generate(small, 4, tmp_path / "other")
+    assert not filecmp.cmp(corpus / "labels" / "windows.json", tmp_path / "other" / "labels" / "windows.json",
+                           shallow=False)
+
+
+def test_first_streams_do_not_depend_on_how_many_follow(small):
+    bigger = {**small, "streams": small["streams"] + 5}
+    for i in range(small["streams"]):
+        a, b = gen.plan_stream(small, 3, i), gen.plan_stream(bigger, 3, i)
+        assert a.key == b.key and [e.anomalies for e in a.entities] == [e.anomalies for e in b.entities]
+
+
+def test_the_corpus_has_the_defined_shape(small, corpus):
+    keys = list_streams(corpus)
+    assert len(keys) == small["streams"]
+    assert {k.split("/")[0] for k in keys} == set(small["categories"])
+    for key in keys:
+        s = read_stream(corpus, key)
+        assert small["features"][0] <= len(s.features) <= small["features"][1]
+        assert small["entities"][0] <= len(s.entity_names) <= small["entities"][1]
+        assert np.all(np.diff(s.timestamps) >= 0), "rows are interleaved in time order"
+        for code in range(len(s.entity_names)):
+            ts = s.timestamps[s.rows_of(code)]
+            assert np.all(np.diff(ts) > 0)
+            assert ts.size <= small["events"][1]
+        if s.category == "counts":
+            assert np.all(s.values >= 0) and np.all(s.values == np.round(s.values)), "counts are whole numbers"
+
+
+def test_sampling_is_irregular_and_some_entities_have_gaps(small, corpus):
+    steps, gaps = set(), 0
+    for key in list_streams(corpus):
+        s = read_stream(corpus, key)
+        for code in range(len(s.entity_names)):
+            d = np.diff(s.timestamps[s.rows_of(code)])
+            steps.update(np.unique(d).tolist())
+            gaps += bool(d.max() > 5 * np.median(d))
+    assert len(steps) > 50, "jittered timestamps"
+    assert gaps >= 1
+
+
+def test_windows_are_exactly_the_rows_gutentag_labels(small):
+    for i in range(small["streams"]):
+        plan = gen.plan_stream(small, 3, i)
+        generated = gen.run_gutentag(gen.gutentag_config(plan), 3)
+        for ent in plan.entities:
+            values, labels = generated[f"{plan.key}#{ent.name}"]
+            assert values.shape == (ent.events, len(plan.features))
+            mine = np.zeros(ent.events, dtype=np.int64)
+            for a in ent.anomalies:
+                mine[a.position:a.position + a.length] = 1
+            np.testing.assert_array_equal(mine, labels, err_msg=f"{plan.key} {ent.name}")
+
+
+def test_labels_name_the_type_feature_and_existing_rows(small, corpus):
+    windows = load_windows(corpus)
+    types = set()
+    for key, ws in windows.items():
+        s = read_stream(corpus, key)
+        plan = gen.plan_stream(small, 3, int(key.split("_")[-1].split(".")[0]))
+        planned = [(e.name, a.type, plan.features[a.channel]) for e in plan.entities for a in e.anomalies]
+        assert sorted((w.entity, w.type, w.features[0]) for w in ws) == sorted(planned)
+        for w in ws:
+            types.add(w.type)
+            ts = s.timestamps[s.rows_of(s.entity_names.index(w.entity))]
+            assert w.start in ts and w.end in ts, "window bounds are rows of the entity (never cut by a gap)"
+            first = int(np.searchsorted(ts, w.start))
+            assert first >= small["anomaly_from"] * ts.size * 0.8
+    assert len(types) >= 4
+
+
+def test_a_platform_in_counts_is_a_dead_exporter_reporting_zeros(small):
+    defn = {**small, "streams": 1, "categories": {"counts": {"anomalies": ["platform"]}}, "normal_share": 0.0,
+            "gap_share": 0.0}
+    plan = gen.plan_stream(defn, 0, 0)
+    generated = gen.run_gutentag(gen.gutentag_config(plan), 0)
+    stream, windows = gen.build_stream(plan, generated, defn, 0, 0)
+    assert windows
+    for w in windows:
+        code = stream.entity_names.index(w.entity)
+        rows = stream.rows_of(code)
+        ts = stream.timestamps[rows]
+        inside = (ts >= w.start) & (ts <= w.end)
+        f = stream.features.index(w.features[0])
+        assert np.all(stream.values[rows[inside], f] == 0.0)
+        assert np.median(stream.values[rows[~inside], f]) > 0
+
+
+def test_bad_definitions_name_the_key(tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text(CORPUS.read_text().replace("features: [1, 8]", "features: [1, 20]"))
+    with pytest.raises(gen.CorpusDefinitionError, match="features"):
+        gen.load_definition(bad)
+    with pytest.raises(gen.CorpusDefinitionError, match="presets.nope"):
+        gen.load_definition(CORPUS, preset="nope")
+
+
+def test_anomalies_that_do_not_fit_are_left_out_not_crashed_on(small):
+    defn = {**small, "events": [200, 200], "normal_share": 0.0, "anomalies": [1, 1],
+            "anomaly_types": {**small["anomaly_types"], "mean": {"length": [150, 150], "magnitude": [1, 1]}},
+            "categories": {"gauge": {"anomalies": ["mean"]}}}
+    plan = gen.plan_stream(defn, 0, 0)
+    assert all(e.anomalies == [] for e in plan.entities)

@@ -1,0 +1,61 @@
+"""Operator figures on a hand-built stream whose answers are counted by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from rnnstream.evaluation.operator import stream_outcome, summarise
+
+
+def _stream():
+    """Entities A (code 0) and B (code 1) alternate, 20 rows each, one row a minute per entity.
+
+    Probation is floor(0.15 * 20) = 3 rows per entity. A's window is its rows 8-9 ("mean"), B's is its
+    row 12 ("spike"); with tolerance 2 they span A 8-11 and B 12-14.
+    A alarms at its rows 1 (probation: ignored), 10 (inside: found, 2 rows / 120 s late) and 15 (false).
+    B alarms at its row 5 (false) and row 16 (false: after the extended window).
+    """
+    n = 20
+    entity = np.tile([0, 1], n)
+    ts = np.repeat(np.arange(n) * 60, 2) + np.tile([0, 1], n)
+    alarm = np.zeros(2 * n, dtype=bool)
+    for code, rows in ((0, (1, 10, 15)), (1, (5, 16))):
+        alarm[2 * np.array(rows) + code] = True
+    windows = {0: [(8 * 60, 9 * 60, "mean")], 1: [(12 * 60 + 1, 12 * 60 + 1, "spike")]}
+    return entity, ts, alarm, windows
+
+
+def test_found_delay_and_false_alarms_counted_by_hand():
+    entity, ts, alarm, windows = _stream()
+    o = stream_outcome(entity, ts, alarm, windows, "cat", tolerance=2)
+    s = summarise(o)
+    assert s["anomalies"] == 2
+    assert s["found_pct"] == 50.0
+    assert s["found_pct_by_type"] == {"mean": 100.0, "spike": 0.0}
+    assert s["found_pct_by_category"] == {"cat": 50.0}
+    assert s["delay_rows"] == 2.0 and s["delay_seconds"] == 120.0
+    assert s["rows"] == 34                      # 17 scored rows per entity
+    assert s["alarms"] == 4                     # row 1 of A is in probation
+    assert s["false_alarms"] == 3
+    assert math.isclose(s["fa_per_10k"], 3 / 34 * 1e4)
+    assert s["alarms_per_true"] == 4.0
+
+
+def test_tolerance_decides_whether_a_late_alarm_counts():
+    entity, ts, alarm, windows = _stream()
+    late = summarise(stream_outcome(entity, ts, alarm, windows, "cat", tolerance=0))
+    assert late["found_pct"] == 0.0 and late["false_alarms"] == 4
+    wide = summarise(stream_outcome(entity, ts, alarm, windows, "cat", tolerance=4))
+    assert wide["found_pct_by_type"] == {"mean": 100.0, "spike": 100.0}   # B's row 16 = 12 + 4
+    assert wide["false_alarms"] == 2
+
+
+def test_windows_inside_probation_and_without_rows_are_not_scored():
+    entity = np.zeros(20, dtype=np.int64)
+    ts = np.arange(20) * 60
+    alarm = np.zeros(20, dtype=bool)
+    windows = {0: [(60, 60, "early"), (600 + 10, 600 + 20, "in a gap")]}
+    s = summarise(stream_outcome(entity, ts, alarm, windows, "cat", tolerance=0))
+    assert s["anomalies"] == 0 and math.isnan(s["found_pct"])
