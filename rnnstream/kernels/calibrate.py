@@ -17,9 +17,11 @@ Per entity and feature f, with the prediction error ``e_f`` in normalised units 
    anomaly, even a long one, barely moves the fit and does not hide the next; a tail that really is
    heavier keeps pushing that quantile out and is learnt.
 3. **Sustained deviation** (``short_window`` > 1): a short exponential mean ``c`` of the signed
-   ``r_f`` clipped to ``±SHORT_CLIP`` (so one burst moves it little), divided by its own long-run RMS,
-   with a tail p-value from its own peaks-over-threshold fit as in 2. Catches level shifts that no
-   single residual shows.
+   ``r_f`` (winsorised like the fit's inputs), divided by its own long-run RMS, with a tail p-value
+   from its own peaks-over-threshold fit as in 2, with an exponential tail (shape 0: the short mean's
+   excursions are autocorrelated, and a shape fitted to them would be heavy for that reason alone).
+   Catches level shifts that no single residual shows, and smooths the point score as HTM's short
+   mean does.
 4. **Stuck value** (``flatline``): a run of L identical values, against the entity's own repeat
    habits as a two-state Markov chain (value changed / value repeated), with transition counts
    decayed over ``long_window`` and a Jeffreys prior: ``p = p(change -> repeat) p(repeat ->
@@ -93,7 +95,6 @@ KIND_NAMES = ("", "spike", "drop", "level_shift", "flatline", "novelty")
 
 TAIL_FLOOR = 1e-10
 TAIL_U = 2.0          # exceedance threshold, in mean absolute errors
-SHORT_CLIP = 4.0      # residuals enter the short mean clipped to this many mean absolute errors
 RATE0 = math.exp(-2.0)  # Laplace prior: P(|r| > 2) for a unit-mean exponential |r|
 PRIOR_EVENTS = 20.0   # weight of the prior exceedance rate, in events
 PRIOR_EXC = 1.0       # weight of the prior excess moments (1, 2), in exceedances
@@ -123,16 +124,17 @@ def p_to_score(logp):
 
 
 @device
-def tail_logp(a, sc, s, k):
-    """Log tail probability of ``a`` under the peaks-over-threshold fit at ``sc[s, k:k + TL_N + 1]``."""
+def tail_logp(a, sc, s, k, xi_max):
+    """Log tail probability of ``a`` under the peaks-over-threshold fit at ``sc[s, k:k + TL_N + 1]``,
+    with the shape at most ``xi_max`` (0: an exponential tail)."""
     if a <= TAIL_U:
         return 0.0
     rate = sc[s, k + TL_RATE]
     m1 = sc[s, k + TL_M1]
     var = sc[s, k + TL_M2] - m1 * m1
     xi = 0.0
-    if var > MIN_MS:
-        xi = min(max(0.5 * (1.0 - m1 * m1 / var), 0.0), XI_MAX)
+    if var > MIN_MS and xi_max > 0.0:
+        xi = min(max(0.5 * (1.0 - m1 * m1 / var), 0.0), xi_max)
     sigma = max(m1 * (1.0 - xi), MIN_MS)
     y = (a - TAIL_U) / sigma
     if xi < 1e-6:
@@ -141,14 +143,14 @@ def tail_logp(a, sc, s, k):
 
 
 @device
-def tail_quantile(logq, sc, s, k):
+def tail_quantile(logq, sc, s, k, xi_max):
     """The value whose tail log-probability is ``logq`` (the inverse of ``tail_logp``)."""
     rate = sc[s, k + TL_RATE]
     m1 = sc[s, k + TL_M1]
     var = sc[s, k + TL_M2] - m1 * m1
     xi = 0.0
-    if var > MIN_MS:
-        xi = min(max(0.5 * (1.0 - m1 * m1 / var), 0.0), XI_MAX)
+    if var > MIN_MS and xi_max > 0.0:
+        xi = min(max(0.5 * (1.0 - m1 * m1 / var), 0.0), xi_max)
     sigma = max(m1 * (1.0 - xi), MIN_MS)
     d = max(math.log(rate) - logq, 0.0)
     if xi < 1e-6:
@@ -252,22 +254,22 @@ def score_event(err, x, n, t, s, sc, kp, kind):
         scale = max(sc[s, k + FS_SCALE], floor)
         r = err[f] / scale
         a = abs(r)
-        lp = tail_logp(a, sc, s, k + FS_TAIL)
+        lp = tail_logp(a, sc, s, k + FS_TAIL, XI_MAX)
         kf = KIND_SPIKE if r > 0.0 else KIND_DROP
-        a_cap = tail_quantile(log_q, sc, s, k + FS_TAIL)
+        a_cap = tail_quantile(log_q, sc, s, k + FS_TAIL, XI_MAX)
         # sustained deviation: short mean of the clipped signed residual, against its own tail
         if use_short:
-            rc = min(max(r, -SHORT_CLIP), SHORT_CLIP)
+            rc = min(max(r, -a_cap), a_cap)
             c = sc[s, k + FS_SHORT] + a_short * (rc - sc[s, k + FS_SHORT])
             ms = sc[s, k + FS_SHORT_SQ]
             if ms > MIN_MS:
                 zc = abs(c) / math.sqrt(ms)
-                lps = tail_logp(zc, sc, s, k + FS_STAIL)
+                lps = tail_logp(zc, sc, s, k + FS_STAIL, 0.0)
                 if lps < lp:
                     lp = lps
                     kf = KIND_SHIFT
                 if fold_tails:
-                    tail_fold(min(zc, tail_quantile(log_q, sc, s, k + FS_STAIL)), sc, s, k + FS_STAIL, a_rate,
+                    tail_fold(min(zc, tail_quantile(log_q, sc, s, k + FS_STAIL, 0.0)), sc, s, k + FS_STAIL, a_rate,
                               exc_memory)
             sc[s, k + FS_SHORT] = c
             sc[s, k + FS_SHORT_SQ] = ms + a_long * (c * c - ms)

@@ -39,23 +39,23 @@ class TailFit:
     m2: float = 2.0
     n: float = 0.0
 
-    def gpd(self) -> tuple[float, float]:
-        """Shape in [0, XI_MAX] and scale of the generalised Pareto tail matching the excess moments."""
+    def gpd(self, xi_max: float) -> tuple[float, float]:
+        """Shape in [0, xi_max] and scale of the generalised Pareto tail matching the excess moments."""
         var = self.m2 - self.m1 * self.m1
-        xi = min(max(0.5 * (1.0 - self.m1 * self.m1 / var), 0.0), C.XI_MAX) if var > C.MIN_MS else 0.0
+        xi = min(max(0.5 * (1.0 - self.m1 * self.m1 / var), 0.0), xi_max) if var > C.MIN_MS and xi_max > 0 else 0.0
         return xi, max(self.m1 * (1.0 - xi), C.MIN_MS)
 
-    def logp(self, a: float) -> float:
+    def logp(self, a: float, xi_max: float = C.XI_MAX) -> float:
         """log P(value >= a): 0 up to TAIL_U, then ``log(rate) + log GPD survival`` of the excess."""
         if a <= C.TAIL_U:
             return 0.0
-        xi, sigma = self.gpd()
+        xi, sigma = self.gpd(xi_max)
         y = (a - C.TAIL_U) / sigma
         return math.log(self.rate) - (y if xi < 1e-6 else math.log1p(xi * y) / xi)
 
-    def quantile(self, logq: float) -> float:
+    def quantile(self, logq: float, xi_max: float = C.XI_MAX) -> float:
         """The ``a`` at which :meth:`logp` equals ``logq``."""
-        xi, sigma = self.gpd()
+        xi, sigma = self.gpd(xi_max)
         d = max(math.log(self.rate) - logq, 0.0)
         return C.TAIL_U + (sigma * d if xi < 1e-6 else sigma * math.expm1(xi * d) / xi)
 
@@ -250,14 +250,14 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
         lp, kind = st.tail.logp(a), (C.KIND_SPIKE if r > 0 else C.KIND_DROP)
         a_cap = st.tail.quantile(log_q)
         if use_short:
-            c = st.short + 2.0 / (kp[P.KP_SHORT] + 1.0) * (min(max(r, -C.SHORT_CLIP), C.SHORT_CLIP) - st.short)
+            c = st.short + 2.0 / (kp[P.KP_SHORT] + 1.0) * (min(max(r, -a_cap), a_cap) - st.short)
             if st.short_sq > C.MIN_MS:
                 zc = abs(c) / math.sqrt(st.short_sq)
-                lps = st.short_tail.logp(zc)
+                lps = st.short_tail.logp(zc, 0.0)
                 if lps < lp:
                     lp, kind = lps, C.KIND_SHIFT
                 if sc.n >= C.MIN_SCALE_EVENTS:
-                    st.short_tail.fold(min(zc, st.short_tail.quantile(log_q)), a_rate, memory)
+                    st.short_tail.fold(min(zc, st.short_tail.quantile(log_q, 0.0)), a_rate, memory)
             st.short, st.short_sq = c, st.short_sq + a_long * (c * c - st.short_sq)
         # repeat chain: the run's probability uses the transition counts from before the event
         lp_flat = 0.0
