@@ -17,7 +17,7 @@ from .fields import setting
 class GRUParams:
     """Gated recurrent unit trained by truncated BPTT."""
 
-    hidden: int = setting(32, doc="Hidden units.", min=1, max=256)
+    hidden: int = setting(16, doc="Hidden units.", min=1, max=256)
     seed: int = setting(0, doc="Seed of the weight initialisation.", min=0)
 
 

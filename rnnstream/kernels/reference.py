@@ -80,7 +80,6 @@ class FeatureStats:
     tail: TailFit = field(default_factory=TailFit)
     short: float = 0.0
     short_sq: float = 0.0
-    short_tail: TailFit = field(default_factory=TailFit)
     prev: float = 0.0
     run: float = 0.0
     cr: float = 0.0
@@ -91,8 +90,7 @@ class FeatureStats:
     hi: float = 0.0
 
     def as_list(self) -> list[float]:
-        return [self.scale, *self.tail.as_list(), self.short, self.short_sq, *self.short_tail.as_list(),
-                self.prev, self.run, self.cr, self.cc, self.rr, self.rc, self.lo, self.hi]
+        return [self.scale, *self.tail.as_list(), self.short, self.short_sq, self.prev, self.run, self.cr, self.cc, self.rr, self.rc, self.lo, self.hi]
 
 
 @dataclass
@@ -210,6 +208,14 @@ def p_to_score(logp: float) -> float:
     return min(max(math.log(p + TAIL_FLOOR) / math.log(TAIL_FLOOR), 0.0), 1.0)
 
 
+def two_sided_logp(z: float) -> float:
+    """log of the two-sided standard normal tail at ``z``."""
+    az = abs(z)
+    if az < 30.0:
+        return math.log(max(math.erfc(az / math.sqrt(2.0)), 1e-300))
+    return -0.5 * az * az - math.log(az * math.sqrt(math.pi / 2.0))
+
+
 def capped_errors(ent: EntityRef, err: np.ndarray, u: np.ndarray, kp: np.ndarray) -> np.ndarray:
     """The errors ``observe`` scores: each at most ``profile_cap`` times the distance of the value
     ``u[f]`` from its bin's profile ``u[-2F + f]``, once the bin holds ``1 / rate`` values."""
@@ -250,14 +256,11 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
         lp, kind = st.tail.logp(a), (C.KIND_SPIKE if r > 0 else C.KIND_DROP)
         a_cap = st.tail.quantile(log_q)
         if use_short:
-            c = st.short + 2.0 / (kp[P.KP_SHORT] + 1.0) * (min(max(r, -a_cap), a_cap) - st.short)
+            c = st.short + 2.0 / (kp[P.KP_SHORT] + 1.0) * (min(max(r, -C.SHORT_CLIP), C.SHORT_CLIP) - st.short)
             if st.short_sq > C.MIN_MS:
-                zc = abs(c) / math.sqrt(st.short_sq)
-                lps = st.short_tail.logp(zc, 0.0)
+                lps = two_sided_logp(c / math.sqrt(st.short_sq))
                 if lps < lp:
                     lp, kind = lps, C.KIND_SHIFT
-                if sc.n >= C.MIN_SCALE_EVENTS:
-                    st.short_tail.fold(min(zc, st.short_tail.quantile(log_q, 0.0)), a_rate, memory)
             st.short, st.short_sq = c, st.short_sq + a_long * (c * c - st.short_sq)
         # repeat chain: the run's probability uses the transition counts from before the event
         lp_flat = 0.0
@@ -280,22 +283,23 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
         if use_flat and n - st.run >= kp[P.KP_WARMUP] and lp_flat < lp:
             lp, kind = lp_flat, C.KIND_FLATLINE
         lp += log_tests
+        best = min(best, lp)
         if is_novel:
             novel, kind, lp = True, C.KIND_NOVELTY, -1e300
         if scoring and p_to_score(lp + math.log(F)) >= thr:
             kinds[f] = kind
-        best = min(best, lp)
         aw = min(a, a_cap)
         st.scale += a_long * (abs(err[f]) * min(1.0, aw / max(a, C.MIN_MS)) - st.scale)
         if sc.n >= C.MIN_SCALE_EVENTS:
             st.tail.fold(aw, a_rate, memory)
     sc.n += 1.0
-    score = (1.0 if novel else p_to_score(best + math.log(F))) if scoring else 0.0
+    calibrated = p_to_score(best + math.log(F)) if scoring else 0.0
+    score = (1.0 if novel else calibrated) if scoring else 0.0
     if not scoring:
         kinds[:] = 0
     in_period = sc.alarmed and (n - sc.alarm_n <= kp[P.KP_SUPPRESS] or t - sc.alarm_t < kp[P.KP_MIN_GAP])
-    if score >= thr and not (in_period and score < sc.alarm_score + C.OVERRIDE_MARGIN):
-        sc.alarmed, sc.alarm_n, sc.alarm_t, sc.alarm_score = True, float(n), float(t), score
+    if score >= thr and not (in_period and calibrated < sc.alarm_score + C.OVERRIDE_MARGIN):
+        sc.alarmed, sc.alarm_n, sc.alarm_t, sc.alarm_score = True, float(n), float(t), calibrated
         return score, FLAG_ANOMALY, kinds
     return score, (FLAG_SUPPRESSED if in_period else 0), kinds
 

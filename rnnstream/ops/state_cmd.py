@@ -207,9 +207,11 @@ def _newest_readable(store: CheckpointStore, unit: Unit) -> tuple[Path, dict, di
 
 def _time_feature_names(cfg: Any) -> list[str]:
     tf = cfg.time_features
+    profile = ([f"{f}_profile_now" for f in cfg.features] + [f"{f}_profile_next" for f in cfg.features]
+               if tf.daily_profile_bins else [])
     return ((["time_of_day_sin", "time_of_day_cos"] if tf.time_of_day else [])
             + (["day_of_week_sin", "day_of_week_cos"] if tf.day_of_week else [])
-            + (["log_gap"] if tf.log_gap else []))
+            + (["log_gap"] if tf.log_gap else []) + profile)
 
 
 def entity_state(cfg: Any, unit: Unit, path: Path, arrays: dict[str, np.ndarray], meta: dict,

@@ -23,7 +23,8 @@ def run(errors: np.ndarray, values: np.ndarray | None = None, times: np.ndarray 
         values = np.cumsum(np.ones_like(errors), axis=0) * 1e-3
     values = np.asarray(values, dtype=np.float64).reshape(n_events, n_features)
     times = np.arange(n_events, dtype=float) if times is None else times
-    kp = kernel_params(**{"warmup_events": 50, "long_window": 1000, "suppress_events": 0, **scoring})
+    kp = kernel_params(**{"warmup_events": 50, "long_window": 1000, "suppress_events": 0, "novelty_tolerance": 0.0,
+                          **scoring})
     sc = np.zeros((1, sc_size(n_features)))
     scores, flags = np.zeros(n_events), np.zeros(n_events, dtype=np.int64)
     kinds = np.zeros((n_events, n_features), dtype=np.uint8)
@@ -57,7 +58,8 @@ def test_warmup_scores_zero_but_folds_statistics():
 
 @pytest.mark.parametrize("noise", ["gaussian", "student_t2", "bursty_counts"])
 def test_no_anomaly_few_false_alarms_and_a_spike_is_found(noise):
-    """Calibration adapts to the tail: heavy-tailed noise raises about as few alarms as Gaussian."""
+    """The point residual's calibration adapts to the tail: heavy-tailed noise raises about as few
+    alarms as Gaussian. (The sustained-deviation test is off here: see the next test.)"""
     rng = np.random.default_rng(7)
     n = 20000
     if noise == "gaussian":
@@ -68,13 +70,24 @@ def test_no_anomaly_few_false_alarms_and_a_spike_is_found(noise):
         lam = np.where(rng.random(n) < 0.03, 40.0, 3.0)
         counts = rng.poisson(lam)
         e = np.diff(counts, prepend=counts[0]) / counts.std()
-    scores, flags, _ = run(e, threshold=0.5)
+    scores, flags, _ = run(e, threshold=0.5, short_window=1)
     alarms = int(np.count_nonzero(flags[500:] & FLAG_ANOMALY))
     assert alarms <= 6, alarms     # under 3 per 10k events, where 1e-5 per event is 0.2
     spiked = e.copy()
     spiked[15000] = 10.0 * np.abs(e).max()   # heavy tails: an order of magnitude beyond the largest burst
-    scores, flags, kinds = run(spiked, threshold=0.5)
+    scores, flags, kinds = run(spiked, threshold=0.5, short_window=1)
     assert flags[15000] & FLAG_ANOMALY and kinds[15000, 0] == KIND_SPIKE
+
+
+def test_known_limit_the_sustained_deviation_test_fires_on_isolated_bursts():
+    """Documented limit (kernels.calibrate, step 3): its Gaussian tail calls a burst a level shift."""
+    rng = np.random.default_rng(7)
+    lam = np.where(rng.random(20000) < 0.03, 40.0, 3.0)
+    counts = rng.poisson(lam)
+    e = np.diff(counts, prepend=counts[0]) / counts.std()
+    _, flags, kinds = run(e, threshold=0.5)
+    alarms = flags[500:] & FLAG_ANOMALY > 0
+    assert alarms.sum() > 50 and np.all(kinds[500:][alarms, 0] == KIND_SHIFT)
 
 
 def test_a_gaussian_tail_would_flood_on_bursty_counts():
@@ -102,10 +115,9 @@ def test_sustained_deviation_is_a_level_shift():
     rng = np.random.default_rng(2)
     e = rng.standard_normal(3000)
     e[2000:2030] += 4.0   # few single residuals are extreme; thirty in a row are
-    # the tail fit of the short mean is conservative (near 1e-5 here): judge at threshold 0.4
-    scores, flags, kinds = run(e, short_window=10, threshold=0.4)
+    scores, flags, kinds = run(e, short_window=10)
     assert flags[2000:2030].any() and KIND_SHIFT in kinds[2000:2030, 0]
-    off, _, _ = run(e, short_window=1, threshold=0.4)
+    off, _, _ = run(e, short_window=1)
     assert off[2000:2030].max() < scores[2000:2030].max()
 
 
@@ -125,17 +137,17 @@ def test_flatline_of_a_noisy_series_fires_and_series_that_often_repeat_do_not():
     e = rng.standard_normal(4000)
     noisy = 50 + rng.standard_normal(4000)
     noisy[3000:3100] = noisy[2999]         # the exporter died
-    scores, flags, kinds = run(e, values=noisy)
+    scores, flags, kinds = run(e, values=noisy, short_window=1)
     first = 3000 + int(np.argmax(flags[3000:] & FLAG_ANOMALY))
     assert flags[first] & FLAG_ANOMALY and first < 3010 and kinds[first, 0] == KIND_FLATLINE
     assert not flags[100:3000].any()
     steps = np.repeat(rng.integers(0, 5, 4000 // 50), 50).astype(float)   # a step function
     steps[3000:3200] = steps[2999]          # a run four times the usual: still not improbable
-    _, flags, _ = run(e, values=steps)
+    _, flags, _ = run(e, values=steps, short_window=1)
     assert not np.any(flags & FLAG_ANOMALY)
-    _, flags, _ = run(e, values=np.full(4000, 3.0))   # constant from the start
+    _, flags, _ = run(e, values=np.full(4000, 3.0), short_window=1)   # constant from the start
     assert not np.any(flags & FLAG_ANOMALY)
-    _, flags, _ = run(e, values=noisy, flatline=False)
+    _, flags, _ = run(e, values=noisy, flatline=False, short_window=1)
     assert not flags[3000:3100].any()
 
 

@@ -153,7 +153,7 @@ def test_daily_profile_anticipates_a_daily_jump():
 
 
 def test_step_change_scores_high_and_constant_stays_quiet():
-    kp = kernel_params(False, False, False, warmup_events=50, threshold=0.5)
+    kp = kernel_params(False, False, False, warmup_events=50, threshold=0.5, novelty_tolerance=0.0)
     model = NaiveModel(1, 1, None, seed=0)
     state = {k: np.zeros((2, *s.shape), dtype=s.dtype) for k, s in common_fields(1, 1, W).items()}
     n = 600

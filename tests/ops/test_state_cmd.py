@@ -134,7 +134,7 @@ def test_export_entity_fields(world, entity, partition):
     np.testing.assert_allclose([h["input"]["cpu"] for h in hist], f["z"][last, 0], rtol=1e-6, atol=1e-6)
     assert [h["anomaly"] for h in hist] == [bool(fl & FLAG_ANOMALY) for fl in f["flag"][last]]
     assert set(hist[0]["input"]) == {"cpu", "time_of_day_sin", "time_of_day_cos", "day_of_week_sin",
-                                     "day_of_week_cos", "log_gap"}
+                                     "day_of_week_cos", "log_gap", "cpu_profile_now", "cpu_profile_next"}
     assert hist[-1]["input"]["log_gap"] == pytest.approx(math.log1p(300.0) / 10.0, rel=1e-6)
     assert got["checkpoint"]["config_matches_shape"] is True
 
