@@ -282,7 +282,10 @@ def run_gutentag(entries: list[dict], seed: int) -> dict[str, tuple[np.ndarray, 
     """``{name: (values (n, channels), labels (n,))}`` from GutenTAG, its progress bars silenced."""
     with warnings.catch_warnings():  # its jsonschema RefResolver import is deprecated upstream
         warnings.simplefilter("ignore", DeprecationWarning)
-        from gutenTAG import GutenTAG  # the `eval` extra; imported here so the rest of rnnstream runs without it
+        try:
+            from gutenTAG import GutenTAG  # the `eval` extra; imported here so the rest of rnnstream runs without it
+        except ImportError:
+            raise RnnstreamError("generating the corpus needs timeeval-gutentag: pip install -e '.[eval]'") from None
 
     with contextlib.redirect_stderr(io.StringIO()):
         gt = GutenTAG(n_jobs=1, seed=seed).load_config_dict({"timeseries": entries})

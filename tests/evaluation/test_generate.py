@@ -77,9 +77,9 @@ def test_sampling_is_irregular_and_some_entities_have_gaps(small, corpus):
 
 
 def test_windows_are_exactly_the_rows_gutentag_labels(small):
-    for i in range(small["streams"]):
-        plan = gen.plan_stream(small, 3, i)
-        generated = gen.run_gutentag(gen.gutentag_config(plan), 3)
+    plans = [gen.plan_stream(small, 3, i) for i in range(small["streams"])]
+    generated = gen.run_gutentag([e for p in plans for e in gen.gutentag_config(p)], 3)
+    for plan in plans:
         for ent in plan.entities:
             values, labels = generated[f"{plan.key}#{ent.name}"]
             assert values.shape == (ent.events, len(plan.features))
