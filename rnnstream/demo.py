@@ -48,8 +48,7 @@ detectors:
     model: {{type: gru, hidden: 16}}
     training: {{every_events: 256, every_seconds: 0, min_events: 128, window: 128, batch_windows: 16,
                steps: 10}}
-    scoring: {{warmup_events: 50, short_window: 1, long_window: 1000, suppress_events: 110,
-               novelty_tolerance: 0.01, error_floor: 0.7, profile_cap: 0.75, threshold: 0.5}}
+    scoring: {{novelty_tolerance: 0.01, profile_cap: 0.75, scale_floor: 0.01}}
     outputs: {{anomalies_topic: demo.anomalies, dead_letter_topic: demo.deadletter}}
 """
 

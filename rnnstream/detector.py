@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .kernels.calibrate import FLAG_ANOMALY, FLAG_LATE, FLAG_SUPPRESSED
-from .kernels.params import KP_LATE, KP_NAMES, kernel_params, n_time_features
+from .kernels.params import from_config, n_time_features
 from .models.base import BatchOutput, common_fields, create
 from .state.slots import SlotState
 from .training.schedule import TrainingSchedule
@@ -63,6 +63,7 @@ class BatchResult:
     rejected: list[tuple[int, str]]
     evicted: list[str]
     model_version: np.ndarray   # (N,) the version of the weights each event was scored with
+    kind: np.ndarray | None = None  # (N, F) uint8: per feature, the KIND_* that blames it (0 = not blamed)
 
     @property
     def anomalies(self) -> np.ndarray:
@@ -86,9 +87,7 @@ class Detector:
         n_inputs = self.n_features + n_time_features(tf.time_of_day, tf.day_of_week, tf.log_gap, bins,
                                                      self.n_features)
         self.model = create(cfg.model.type, self.n_features, n_inputs, cfg.model.params)
-        scoring = {name: getattr(cfg.scoring, name) for name in KP_NAMES if hasattr(cfg.scoring, name)}
-        self.kp = kernel_params(tf.time_of_day, tf.day_of_week, tf.log_gap, bins, **scoring)
-        self.kp[KP_LATE] = float(cfg.late_tolerance_seconds)
+        self.kp = from_config(tf, cfg.scoring, cfg.late_tolerance_seconds)
         window = cfg.training.window
         fields = {**common_fields(self.n_features, n_inputs, window, bins), **self.model.state_fields()}
         self.state = SlotState(fields, cfg.max_entities)
@@ -158,7 +157,7 @@ class Detector:
             slots = slots[: stop - start]
             self.state.touch(slots)
             view = BatchOutput(out.pred[start:stop], out.z[start:stop], out.err[start:stop],
-                               out.score[start:stop], out.flag[start:stop])
+                               out.score[start:stop], out.flag[start:stop], out.kind[start:stop])
             self.model.step(self.state.arrays, slots, x[start:stop], ts[start:stop], self.kp, view)
             self.versions[start:stop] = self.model.version
             self.training.advance(stop - start)
@@ -168,11 +167,12 @@ class Detector:
         late = out.flag[:n] & FLAG_LATE
         if not late.any():
             return BatchResult(index, out.pred[:n], out.z[:n], out.err[:n], out.score[:n], out.flag[:n],
-                               rejected, evicted, self.versions[:n])
+                               rejected, evicted, self.versions[:n], out.kind[:n])
         rejected = sorted(rejected + [(int(index[k]), REASON_LATE) for k in np.flatnonzero(late)])
         keep = late == 0
         return BatchResult(index[keep], out.pred[:n][keep], out.z[:n][keep], out.err[:n][keep],
-                           out.score[:n][keep], out.flag[:n][keep], rejected, evicted, self.versions[:n][keep])
+                           out.score[:n][keep], out.flag[:n][keep], rejected, evicted, self.versions[:n][keep],
+                           out.kind[:n][keep])
 
     def _time_trigger_cut(self, ts: np.ndarray, start: int, stop: int) -> int:
         """End the stretch just after the event at which a time-based trigger becomes due."""

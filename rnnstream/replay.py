@@ -30,7 +30,7 @@ import orjson
 from .detector import Detector
 from .errors import InputRejected, RnnstreamError
 from .events import RecordParser, has_field
-from .kernels.calibrate import FLAG_ANOMALY, FLAG_SUPPRESSED
+from .kernels.calibrate import FLAG_ANOMALY, FLAG_SUPPRESSED, KIND_NAMES
 from .progress import progress
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ def replay(cfg: Any, input_path: str | Path, output_path: str | Path, plot_path:
     summary = ReplaySummary()
     names = list(cfg.features)
     header = ["entity", "timestamp", *names, *(f"{n}_predicted" for n in names), "error", "score",
-              "anomaly", "suppressed", "model_version", "rejected"]
+              "anomaly", "suppressed", "kind", "blamed", "model_version", "rejected"]
     series = PlotSeries(entity) if entity is not None else None
     want_plot = plot_path is not None
     det = Detector(cfg, background=False)
@@ -233,6 +233,13 @@ def replay(cfg: Any, input_path: str | Path, output_path: str | Path, plot_path:
     return summary
 
 
+def _blame(kind: np.ndarray, names: list[str]) -> tuple[str, str]:
+    """The ``kind`` and ``blamed`` cells: the distinct kinds ('+'-joined) and the blamed features (';')."""
+    blamed = [(names[f], KIND_NAMES[int(k)]) for f, k in enumerate(kind) if k]
+    kinds = "+".join(dict.fromkeys(k for _, k in blamed))
+    return kinds, ";".join(n for n, _ in blamed)
+
+
 def _flush(det: Detector, batch: list, writer: Any, summary: ReplaySummary, series: PlotSeries | None,
            want_plot: bool) -> PlotSeries | None:
     good = [k for k, item in enumerate(batch) if item[2] is not None]
@@ -242,9 +249,8 @@ def _flush(det: Detector, batch: list, writer: Any, summary: ReplaySummary, seri
         x = np.array([batch[k][2][1] for k in good], dtype=np.float64).reshape(len(good), det.n_features)
         ts = np.array([batch[k][2][2] for k in good], dtype=np.float64)
         res = det.process(ents, x, ts)
-        # Hook: a detector that reports which features caused each anomaly (a ``blame`` array of
-        # events x features) is drawn with it; otherwise the plot blames by |z|.
-        blame = getattr(res, "blame", None)
+        blame = res.kind != 0          # (events, features): the features each anomaly blames
+        names = list(det.cfg.features)
         for pos, reason in res.rejected:
             k = good[pos]
             line, rec, _, _ = batch[k]
@@ -257,7 +263,7 @@ def _flush(det: Detector, batch: list, writer: Any, summary: ReplaySummary, seri
             anomaly, suppressed = bool(flag & FLAG_ANOMALY), bool(flag & FLAG_SUPPRESSED)
             rows.append((k, [entity, datetime.fromtimestamp(t, timezone.utc).isoformat(), *map(repr, xv),
                              *map(repr, res.pred[j].tolist()), f"{res.err[j]:.6g}", f"{res.score[j]:.6g}",
-                             int(anomaly), int(suppressed), int(res.model_version[j]), ""]))
+                             int(anomaly), int(suppressed), *_blame(res.kind[j], names), int(res.model_version[j]), ""]))
             summary.entities[entity] += 1
             if want_plot:
                 if series is None:
@@ -270,15 +276,14 @@ def _flush(det: Detector, batch: list, writer: Any, summary: ReplaySummary, seri
                     series.score.append(float(res.score[j]))
                     series.anomaly.append(anomaly)
                     series.suppressed.append(suppressed)
-                    if blame is not None:
-                        if series.blame is None:
-                            series.blame = []
-                        series.blame.append(np.asarray(blame[j], dtype=bool))
+                    if series.blame is None:
+                        series.blame = []
+                    series.blame.append(blame[j].copy())
             if anomaly:
                 summary.anomalies.append((entity, t, float(res.score[j])))
         summary.processed += len(res.index)
     done = {k for k, _ in rows}
-    width = 7 + 2 * det.n_features  # every column but the last, "rejected"
+    width = 9 + 2 * det.n_features  # every column but the last, "rejected"
     for k, item in enumerate(batch):
         if k not in done:
             rows.append((k, [""] * width + [item[3]]))

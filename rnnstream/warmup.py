@@ -8,7 +8,7 @@ import numpy as np
 
 from .config import load_config
 from .detector import Detector
-from .models.base import REGISTRY, _load_builtin
+from .models.base import model_types
 
 _TEMPLATE = """
 detectors:
@@ -25,9 +25,8 @@ detectors:
 def warmup() -> float:
     """Run a small batch, with one retraining, through every registered model type; return seconds."""
     started = time.perf_counter()
-    _load_builtin()
     rng = np.random.default_rng(0)
-    for type_name in sorted(REGISTRY):
+    for type_name in model_types():
         cfg = load_config(_TEMPLATE.format(type=type_name)).detectors[0]
         det = Detector(cfg, background=False)
         try:

@@ -89,6 +89,7 @@ def test_replay_writes_every_row_and_counts_rejections(tmp_path, suffix):
     assert rows[5]["rejected"] == "wrong_type" and rows[30]["rejected"] == "non_finite_value"
     assert rows[44]["rejected"] == "bad_timestamp"
     assert rows[1101]["anomaly"] == "1"
+    assert rows[1101]["blamed"] == "cpu" and rows[1101]["kind"] in ("spike", "novelty")   # what and where
     assert any(a[0] == "h0" and a[1] == recs[1101]["ts"] for a in summary.anomalies)
     versions = [int(r["model_version"]) for r in rows if not r["rejected"]]
     # Each row names the weights it was scored with: 0 until the first (inline) retraining, then rising.

@@ -1,7 +1,9 @@
-"""Per-model-type parameter classes and the registry that maps ``model.type`` to them.
+"""The one registry of model types: ``model.type`` -> its parameter class and its implementation.
 
-A new model type adds its frozen dataclass here and one entry to :data:`MODEL_PARAMS`; the
-validator, the reference table and ``ModelConfig`` pick it up from the registry.
+A new model type adds its frozen parameter dataclass here and one entry to :data:`MODEL_TYPES`; the
+validator, the reference table, ``ModelConfig`` (through :data:`MODEL_PARAMS`, a view of it) and
+``rnnstream.models.base.create`` all read this registry. The implementation is named by its import
+path, so loading a config never imports the numba kernels.
 """
 
 from __future__ import annotations
@@ -15,9 +17,8 @@ from .fields import setting
 class GRUParams:
     """Gated recurrent unit trained by truncated BPTT."""
 
-    hidden: int = setting(32, doc="Hidden units.", min=1, max=256)
+    hidden: int = setting(16, doc="Hidden units.", min=1, max=256)
     seed: int = setting(0, doc="Seed of the weight initialisation.", min=0)
-    horizon: int = setting(1, doc="Events ahead the network predicts.", min=1, max=16)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,9 +44,20 @@ class NaiveParams:
 
 ModelParams = GRUParams | ESNParams | NaiveParams
 
-#: ``model.type`` -> parameter dataclass. Keys are the YAML spellings.
-MODEL_PARAMS: dict[str, type] = {
-    "gru": GRUParams,
-    "esn": ESNParams,
-    "naive": NaiveParams,
+@dataclass(frozen=True)
+class ModelType:
+    """One model type: its parameter dataclass and its ``Model`` subclass as ``"module:Class"``."""
+
+    params: type
+    implementation: str
+
+
+#: ``model.type`` -> its registration. Keys are the YAML spellings.
+MODEL_TYPES: dict[str, ModelType] = {
+    "gru": ModelType(GRUParams, "rnnstream.models.gru:GRUModel"),
+    "esn": ModelType(ESNParams, "rnnstream.models.esn:ESN"),
+    "naive": ModelType(NaiveParams, "rnnstream.models.naive:NaiveModel"),
 }
+
+#: ``model.type`` -> parameter dataclass (derived from :data:`MODEL_TYPES`).
+MODEL_PARAMS: dict[str, type] = {name: t.params for name, t in MODEL_TYPES.items()}

@@ -206,7 +206,7 @@ class TimeFeaturesConfig:
     time_of_day: bool = setting(True, doc="Add sin/cos of the time of day.")
     day_of_week: bool = setting(True, doc="Add sin/cos of the day of the week.")
     log_gap: bool = setting(True, doc="Add log(1 + seconds since the entity's previous event).")
-    daily_profile_bins: int = setting(0, doc="Add, per feature, the entity's mean value at this time of day and at the expected next event's, learnt in this many time-of-day bins (0 = off).", min=0, max=1440)
+    daily_profile_bins: int = setting(24, doc="Add, per feature, the entity's mean value at this time of day and at the expected next event's, learnt in this many time-of-day bins (0 = off).", min=0, max=1440)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -249,17 +249,18 @@ class TrainingConfig:
 class ScoringConfig:
     """Turning prediction errors into an anomaly probability."""
 
-    threshold: float = setting(0.5, doc="Score at or above which an event is reported as an anomaly.", min=0, max=1)
+    threshold: float = setting(0.5, doc="Score at or above which an event is reported as an anomaly; the score is log(p + 1e-10) / log(1e-10) of the event's p-value, so 0.5 means 1 in 100,000.", min=0, max=1)
     warmup_events: int = setting(50, doc="Events of an entity scored 0 before its scores count.", min=0)
-    short_window: int = setting(10, doc="Events averaged for the recent error.", min=1)
-    long_window: int = setting(1000, doc="Events of error history the recent error is compared with.", min=2)
-    suppress_events: int = setting(100, doc="After an anomaly, events of the same entity not reported again.", min=0)
-    min_gap_seconds: float = setting(0.0, doc="Minimum seconds between two reported anomalies of one entity.", min=0)
+    short_window: int = setting(10, doc="Events of the short mean of the signed residual that detects sustained deviations (level shifts); 1 = off.", min=1)
+    long_window: int = setting(1000, doc="Memory, in events, of each entity's residual scale, tail fit and repeat rate.", min=2)
+    suppress_events: int = setting(100, doc="After an anomaly, events of the same entity not reported again unless clearly stronger (p-value 10x smaller).", min=0)
+    min_gap_seconds: float = setting(0.0, doc="Minimum seconds between two reported anomalies of one entity (a clearly stronger one is still reported).", min=0)
     normaliser_halflife: float = setting(1000.0, doc="Half-life, in events, of the running mean/variance that scales features.", gt=0)
-    novelty_tolerance: float = setting(0.0, doc="A value beyond the entity's seen range by this share of the range scores 1 (0 = off).", min=0)
+    novelty_tolerance: float = setting(0.01, doc="A value beyond the entity's seen range by this share of the range scores 1 (0 = off; use 0 for counters that grow forever).", min=0)
     zclip: float = setting(10.0, doc="Normalised model inputs are clipped to [-zclip, zclip].", gt=0)
-    error_floor: float = setting(0.0, doc="Errors are calibrated on a log scale, log(error + error_floor), in series standard deviations (0 = raw error).", min=0)
-    profile_cap: float = setting(0.0, doc="With time_features.daily_profile_bins, the scored error is at most this multiple of the value's distance from its time-of-day mean (0 = off).", min=0)
+    scale_floor: float = setting(0.01, doc="Smallest residual scale, in series standard deviations: errors far below it never surprise.", gt=0)
+    profile_cap: float = setting(0.75, doc="With time_features.daily_profile_bins, the scored error is at most this multiple of the value's distance from its time-of-day mean (0 = off).", min=0)
+    flatline: bool = setting(True, doc="Score runs of identical values against the entity's own rate of repeats (a stuck sensor or dead exporter).")
 
     def _cross_check(self) -> Problems:
         if self.short_window >= self.long_window:

@@ -4,8 +4,11 @@ Anomaly event (JSON, key = entity, UTF-8)::
 
     {"event_id": "<detector>:<topic>:<partition>:<offset>", "detector", "entity",
      "timestamp": ISO-8601 UTC of the event time, "event_time": epoch seconds, "score", "error",
-     "features": {name: {"observed", "predicted", "z"}}, "model_version", "instance_id",
-     "source": {"topic", "partition", "offset"}}
+     "features": {name: {"observed", "predicted", "z", "kind"}}, "blamed": [feature names],
+     "model_version", "instance_id", "source": {"topic", "partition", "offset"}}
+
+A feature's ``kind`` is what the scorer blames it for (``spike``, ``drop``, ``level_shift``,
+``flatline``, ``novelty``; see ``kernels.calibrate``), or null; ``blamed`` lists the features with a kind.
 
 ``event_id`` names the source record, so a consumer can drop the duplicates a restart replays (the
 daemon guarantees at-least-once delivery, not exactly-once). Score events carry the same ids and a
@@ -44,7 +47,7 @@ from typing import Any, Callable, Sequence
 import orjson
 from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 
-from ..kernels.calibrate import FLAG_ANOMALY, FLAG_SUPPRESSED
+from ..kernels.calibrate import FLAG_ANOMALY, FLAG_SUPPRESSED, KIND_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -120,20 +123,22 @@ class Outputs:
 
     def anomaly(self, record: Any, entity: str, event_time: float, score: float, error: float,
                 observed: Sequence[float], predicted: Sequence[float], z: Sequence[float],
-                model_version: int) -> bool:
+                model_version: int, kind: Sequence[int] | None = None) -> bool:
         """Publish the anomaly event of source ``record`` (anything with topic/partition/offset)."""
         if self.anomalies_topic is None:
             return False
         event = self.anomaly_event(record, entity, event_time, score, error, observed, predicted, z,
-                                   model_version)
+                                   model_version, kind)
         self._send(_Out(self.anomalies_topic, entity.encode(), orjson.dumps(event), None, "anomaly", record))
         return True
 
     def anomaly_event(self, record: Any, entity: str, event_time: float, score: float, error: float,
                       observed: Sequence[float], predicted: Sequence[float], z: Sequence[float],
-                      model_version: int) -> dict[str, Any]:
+                      model_version: int, kind: Sequence[int] | None = None) -> dict[str, Any]:
         """The anomaly event as a dict (what ``anomaly`` serialises)."""
-        feats = {name: {"observed": float(observed[i]), "predicted": float(predicted[i]), "z": float(z[i])}
+        kinds = [KIND_NAMES[int(k)] or None for k in kind] if kind is not None else [None] * len(self.features)
+        feats = {name: {"observed": float(observed[i]), "predicted": float(predicted[i]), "z": float(z[i]),
+                        "kind": kinds[i]}
                  for i, name in enumerate(self.features)}
         return {
             "event_id": event_id(self.detector, record.topic, record.partition, record.offset),
@@ -144,6 +149,7 @@ class Outputs:
             "score": float(score),
             "error": float(error),
             "features": feats,
+            "blamed": [name for name, k in zip(self.features, kinds) if k],
             "model_version": int(model_version),
             "instance_id": self.instance_id,
             "source": {"topic": record.topic, "partition": int(record.partition), "offset": int(record.offset)},

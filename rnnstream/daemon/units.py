@@ -131,7 +131,7 @@ class Unit:
         for j in hits.tolist():
             i = int(index[j])
             outputs.anomaly(raw[i], entities[i], float(ts[i]), float(res.score[j]), float(res.err[j]),
-                            x[i], res.pred[j], res.z[j], versions[j])
+                            x[i], res.pred[j], res.z[j], versions[j], res.kind[j])
             dm.note_anomaly(entities[i], now)
             self.anomaly_log.info("anomaly published", detector=self.name, entity=entities[i],
                              score=round(float(res.score[j]), 4), event_time=float(ts[i]),

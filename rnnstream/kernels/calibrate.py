@@ -1,20 +1,49 @@
-"""Error calibration: a prediction error becomes a score in [0, 1], as HTM's anomaly likelihood does.
+"""Scoring: per-feature residuals against the entity's own residual scale, an empirical heavy-tailed
+calibration, a stuck-value test, and one p-value per event.
 
-Per entity, the error of each event is reduced to one number: the root mean square over features, in
-normalised units (standard deviations of the series), taken on a log scale ``log(e + error_floor)``
-so that the long-run statistics are not ruled by the heaviest errors, and errors well below
-``error_floor`` count as equally small (on that scale the long-run deviation is at least
-``LOG_SD_FLOOR``); ``error_floor: 0`` keeps the raw error. A short exponential mean of that number is
-set against the long-run distribution of the short mean (exponentially weighted mean and variance over
-``long_window`` events); the Gaussian upper-tail probability ``q`` of the current short mean is mapped
-to ``log(q + 1e-10) / log(1e-10)``, so that 0.5 means a one-in-100,000 deviation and 1.0 a
-one-in-10^10 one. The statistics exclude the current event when it is scored, so the score is causal.
+Per entity and feature f, with the prediction error ``e_f`` in normalised units (see ``observe``):
 
-Value novelty (like NAB's numenta detector's spatial anomaly): an event whose value leaves the
-entity's seen range by more than ``novelty_tolerance`` of that range scores 1.
+1. **Residual scale.** ``r_f = e_f / s_f``, where ``s_f`` is the entity's exponentially weighted mean
+   absolute error of that feature (over ``long_window`` events, at least ``scale_floor`` series
+   deviations): the model's own expected uncertainty for this entity.
+2. **Tail calibration.** The nonconformity ``a = |r_f|`` gets a tail p-value from a peaks-over-threshold
+   fit, as in SPOT (Siffer et al., KDD 2017): the entity's exceedance rate ``rho`` of ``a > TAIL_U`` and a
+   generalised Pareto tail fitted by moments to the excesses ``a - TAIL_U`` (shape ``xi`` in
+   [0, XI_MAX]: exponential for light tails, polynomial for bursty heavy-tailed series). So
+   ``p = rho (1 + xi y / sigma)^(-1 / xi)``, ``y = a - TAIL_U``; below ``TAIL_U``, ``p = 1``. The fit
+   starts from a Laplace prior (``rho = e^-2``, unit exponential excesses) worth a few events, learns
+   once the scale has ``MIN_SCALE_EVENTS`` errors behind it, and
+   values beyond the fit's own 1e-3 quantile are folded in at that quantile (winsorised), so an
+   anomaly, even a long one, barely moves the fit and does not hide the next; a tail that really is
+   heavier keeps pushing that quantile out and is learnt.
+3. **Sustained deviation** (``short_window`` > 1): a short exponential mean ``c`` of the signed
+   ``r_f`` clipped to ``±SHORT_CLIP``, divided by its own long-run RMS, with a two-sided Gaussian
+   tail, as HTM's anomaly likelihood treats its short mean. Catches level shifts that no single
+   residual shows and keeps a large deviation's score up for a few events. Not robust to bursts: on
+   a series whose every burst is one large residual, each burst moves ``c`` by ``SHORT_CLIP`` short
+   windows' worth and can cross the threshold (``short_window: 1`` turns the test off; a
+   peaks-over-threshold fit of ``c`` instead fixed that but lost 7.5 NAB points, see the README).
+4. **Stuck value** (``flatline``): a run of L identical values, against the entity's own repeat
+   habits as a two-state Markov chain (value changed / value repeated), with transition counts
+   decayed over ``long_window`` and a Jeffreys prior: ``p = p(change -> repeat) p(repeat ->
+   repeat)^(L-1)``, the counts taken as they were when the run began. Series that often stay
+   constant (step functions, integers, quiet nights) have a high ``p(repeat -> repeat)`` and do not
+   fire; a noisy metric that stops moving does, after a few repeats. A run that began during the
+   warm-up is never scored (a series constant from its start is constant by nature).
+5. **Novelty** (``novelty_tolerance`` > 0): a value beyond the entity's seen range by more than that
+   share of the range scores 1, as NAB's HTM detector's spatial anomaly does.
 
-Alert hygiene: once an entity raises an anomaly, it raises no other for ``suppress_events`` events and
-``min_gap_seconds`` seconds. Events inside that period carry flag bit ``FLAG_SUPPRESSED``.
+Per feature, the smallest p-value of its tests is multiplied by the number of tests, and the event's
+p-value is the smallest over features times F (Bonferroni): one faulty feature of 16 is not diluted.
+The score is ``log(p + 1e-10) / log(1e-10)`` in [0, 1]: 0.5 means a 1-in-100,000 event, 1.0 a
+1-in-10^10 one. All statistics exclude the event being scored (causal). Each feature's ``kind`` says
+which test blamed it (``KIND_*``), or 0 when that feature alone would not cross the threshold.
+
+Alert hygiene: scores are 0 before ``warmup_events``. Once an entity raises an anomaly, it raises no
+other for ``suppress_events`` events and ``min_gap_seconds`` seconds (flag ``FLAG_SUPPRESSED``),
+unless an event inside that period has a calibrated score (novelty aside) at least ``OVERRIDE_MARGIN``
+above that of the event that started it (a p-value 10x smaller): that event is published and
+restarts the period. A novelty alarm (score 1) thus never hides a far larger deviation.
 """
 
 from __future__ import annotations
@@ -22,125 +51,300 @@ from __future__ import annotations
 import math
 
 from .jit import device
-from .params import (KP_ERR_FLOOR, KP_LONG, KP_MIN_GAP, KP_NOVELTY, KP_SHORT, KP_SUPPRESS, KP_THRESHOLD,
-                     KP_WARMUP)
+from .params import (KP_FLATLINE, KP_LONG, KP_MIN_GAP, KP_NOVELTY, KP_SCALE_FLOOR, KP_SHORT, KP_SUPPRESS,
+                     KP_THRESHOLD, KP_WARMUP)
 
-# Layout of the per-entity scorer row (float64).
-SC_SHORT = 0       # short exponential mean of the error
-SC_MEAN = 1        # long-run mean of the short mean
-SC_VAR = 2         # long-run variance of the short mean
-SC_N = 3           # errors folded into the statistics
-SC_ALARMED = 4     # 1.0 once the entity has raised an anomaly
-SC_ALARM_N = 5     # the entity's event count at its last anomaly
-SC_ALARM_T = 6     # the event time of its last anomaly
-SC_RANGE = 8       # then, per feature f: min at SC_RANGE + 2f, max at SC_RANGE + 2f + 1
-# After the ranges, when the daily profile is on (``features.prepare_input``): per time-of-day bin b,
-# its event count at ``profile_offset(F) + b * (F + 1)``, then the F per-feature means.
+# Layout of the per-entity scorer row (float64): a header, then PF numbers per feature f at
+# SC_FEAT + PF * f + FS_*, then the daily profile (``profile_offset``).
+SC_N = 0            # errors folded into the statistics
+SC_ALARMED = 1      # 1.0 once the entity has raised an anomaly
+SC_ALARM_N = 2      # the entity's event count at its last anomaly
+SC_ALARM_T = 3      # the event time of its last anomaly
+SC_ALARM_SCORE = 4  # the calibrated score (novelty aside) of its last anomaly
+SC_FEAT = 5
+FS_SCALE = 0        # mean absolute error (normalised units)
+FS_TAIL = 1         # tail fit of |r| (TAIL_SIZE numbers: TL_*)
+FS_SHORT = 5        # short mean of the signed, clipped residual
+FS_SHORT_SQ = 6     # long-run mean square of that short mean
+FS_PREV = 7         # previous raw value
+FS_RUN = 8          # repeats in the current run (0: the value just changed)
+FS_CR = 9           # decayed counts of the transitions of the repeat chain: change -> repeat,
+FS_CC = 10          # change -> change,
+FS_RR = 11          # repeat -> repeat (folded in when a run ends),
+FS_RC = 12          # repeat -> change
+FS_LO = 13          # smallest value seen
+FS_HI = 14          # largest value seen
+PF = 15
+TL_RATE = 0         # a tail fit: exceedance rate of TAIL_U,
+TL_M1 = 1           # mean excess over TAIL_U of the exceedances,
+TL_M2 = 2           # mean squared excess,
+TL_N = 3            # exceedances seen (warm start of the excess means)
+# After the features, when the daily profile is on (``features.prepare_input``): per time-of-day bin
+# b, its event count at ``profile_offset(F) + b * (F + 1)``, then the F per-feature means.
+
+FLAG_ANOMALY = 1
+FLAG_SUPPRESSED = 2
+FLAG_LATE = 4       # refused: older than the entity's previous event beyond late_tolerance_seconds
+
+KIND_NONE = 0
+KIND_SPIKE = 1      # the value is far above the prediction
+KIND_DROP = 2       # far below
+KIND_SHIFT = 3      # a sustained deviation from the predictions (level shift)
+KIND_FLATLINE = 4   # the value has been stuck for an improbably long run
+KIND_NOVELTY = 5    # the value left the entity's seen range
+KIND_NAMES = ("", "spike", "drop", "level_shift", "flatline", "novelty")
+
+TAIL_FLOOR = 1e-10
+TAIL_U = 2.0          # exceedance threshold, in mean absolute errors
+SHORT_CLIP = 4.0      # residuals enter the short mean clipped to this many mean absolute errors
+RATE0 = math.exp(-2.0)  # Laplace prior: P(|r| > 2) for a unit-mean exponential |r|
+PRIOR_EVENTS = 20.0   # weight of the prior exceedance rate, in events
+PRIOR_EXC = 1.0       # weight of the prior excess moments (1, 2), in exceedances
+EXC_MEMORY = 1.0      # the excess moments remember long_window * EXC_MEMORY exceedances
+XI_MAX = 0.45
+WINSOR_LOGP = math.log(1e-3)  # values beyond their fit's 1e-3 quantile are folded in at it
+OVERRIDE_MARGIN = 0.1  # a suppressed event this much above the alarm's score is published
+MIN_MS = 1e-12
+MIN_SCALE_EVENTS = 10  # the tail fits learn once the residual scale has this many errors behind it
 
 
 def profile_offset(n_features: int) -> int:
     """Where the daily profile starts in the per-entity statistics row."""
-    return SC_RANGE + 2 * n_features
+    return SC_FEAT + PF * n_features
 
 
 def sc_size(n_features: int, profile_bins: int = 0) -> int:
     """Length of the per-entity statistics row for ``n_features`` features and a daily profile."""
     return profile_offset(n_features) + profile_bins * (n_features + 1)
 
-FLAG_ANOMALY = 1
-FLAG_SUPPRESSED = 2
-FLAG_LATE = 4       # refused: older than the entity's previous event beyond late_tolerance_seconds
 
-TAIL_FLOOR = 1e-10
-SD_FLOOR = 1e-6
-LOG_SD_FLOOR = 0.05  # on the log scale: a 5% change of error + error_floor is at most one deviation
+@device
+def p_to_score(logp):
+    """``log(p + 1e-10) / log(1e-10)`` for ``p = exp(logp)``, clipped to [0, 1] (0.5 at p = 1e-5)."""
+    p = math.exp(min(logp, 0.0))
+    return min(max(math.log(p + TAIL_FLOOR) / math.log(TAIL_FLOOR), 0.0), 1.0)
 
 
 @device
-def tail_score(x):
-    """Map a z-value of the short error mean to a score in [0, 1] (0.5 at a 1e-5 upper tail)."""
-    q = 0.5 * math.erfc(x / math.sqrt(2.0))
-    score = math.log(q + TAIL_FLOOR) / math.log(TAIL_FLOOR)
-    return min(max(score, 0.0), 1.0)
+def tail_logp(a, sc, s, k):
+    """Log tail probability of ``a`` under the peaks-over-threshold fit at ``sc[s, k:k + TL_N + 1]``."""
+    if a <= TAIL_U:
+        return 0.0
+    rate = sc[s, k + TL_RATE]
+    m1 = sc[s, k + TL_M1]
+    var = sc[s, k + TL_M2] - m1 * m1
+    xi = 0.0
+    if var > MIN_MS:
+        xi = min(max(0.5 * (1.0 - m1 * m1 / var), 0.0), XI_MAX)
+    sigma = max(m1 * (1.0 - xi), MIN_MS)
+    y = (a - TAIL_U) / sigma
+    if xi < 1e-6:
+        return math.log(rate) - y
+    return math.log(rate) - math.log1p(xi * y) / xi
 
 
 @device
-def novelty(x, n, s, sc, kp):
-    """1.0 when a feature leaves the entity's seen range by more than the tolerance; updates the range."""
-    tol = kp[KP_NOVELTY]
-    hit = 0.0
+def tail_quantile(logq, sc, s, k):
+    """The value whose tail log-probability is ``logq`` (the inverse of ``tail_logp``)."""
+    rate = sc[s, k + TL_RATE]
+    m1 = sc[s, k + TL_M1]
+    var = sc[s, k + TL_M2] - m1 * m1
+    xi = 0.0
+    if var > MIN_MS:
+        xi = min(max(0.5 * (1.0 - m1 * m1 / var), 0.0), XI_MAX)
+    sigma = max(m1 * (1.0 - xi), MIN_MS)
+    d = max(math.log(rate) - logq, 0.0)
+    if xi < 1e-6:
+        return TAIL_U + sigma * d
+    return TAIL_U + sigma * math.expm1(xi * d) / xi
+
+
+@device
+def tail_fold(aw, sc, s, k, a_rate, exc_memory):
+    """Fold the (winsorised) value ``aw`` into the tail fit at ``sc[s, k:]``."""
+    rate = sc[s, k + TL_RATE]
+    if aw <= TAIL_U:
+        sc[s, k + TL_RATE] = rate - a_rate * rate
+        return
+    sc[s, k + TL_RATE] = rate + a_rate * (1.0 - rate)
+    a_exc = max(1.0 / (sc[s, k + TL_N] + 1.0 + PRIOR_EXC), 1.0 / exc_memory)
+    y = aw - TAIL_U
+    sc[s, k + TL_M1] += a_exc * (y - sc[s, k + TL_M1])
+    sc[s, k + TL_M2] += a_exc * (y * y - sc[s, k + TL_M2])
+    sc[s, k + TL_N] += 1.0
+
+
+@device
+def tail_init(sc, s, k):
+    """The prior tail fit: Laplace (rate e^-2, unit exponential excesses)."""
+    sc[s, k + TL_RATE] = RATE0
+    sc[s, k + TL_M1] = 1.0
+    sc[s, k + TL_M2] = 2.0
+    sc[s, k + TL_N] = 0.0
+
+
+@device
+def two_sided_logp(z):
+    """Log of the two-sided Gaussian tail probability at ``z`` (asymptotic far into the tail)."""
+    az = abs(z)
+    if az < 30.0:
+        return math.log(max(math.erfc(az / math.sqrt(2.0)), 1e-300))
+    return -0.5 * az * az - math.log(az * math.sqrt(math.pi / 2.0))
+
+
+@device
+def init_features(x, s, sc):
+    """Start the per-feature statistics of entity ``s`` at its first event ``x``."""
     for f in range(x.shape[0]):
-        k = SC_RANGE + 2 * f
-        if n == 0:
-            sc[s, k] = x[f]
-            sc[s, k + 1] = x[f]
-            continue
-        lo = sc[s, k]
-        hi = sc[s, k + 1]
-        margin = (hi - lo) * tol
-        if tol > 0.0 and hi > lo and (x[f] > hi + margin or x[f] < lo - margin):
-            hit = 1.0
-        sc[s, k] = min(lo, x[f])
-        sc[s, k + 1] = max(hi, x[f])
-    return hit
+        k = SC_FEAT + PF * f
+        sc[s, k + FS_SCALE] = 0.0
+        tail_init(sc, s, k + FS_TAIL)
+        sc[s, k + FS_SHORT] = 0.0
+        sc[s, k + FS_SHORT_SQ] = 0.0
+        sc[s, k + FS_PREV] = x[f]
+        sc[s, k + FS_RUN] = 0.0
+        sc[s, k + FS_CR] = 0.0
+        sc[s, k + FS_CC] = 0.0
+        sc[s, k + FS_RR] = 0.0
+        sc[s, k + FS_RC] = 0.0
+        sc[s, k + FS_LO] = x[f]
+        sc[s, k + FS_HI] = x[f]
 
 
 @device
-def rms(err):
-    """Root mean square of the vector ``err``."""
-    acc = 0.0
-    for f in range(err.shape[0]):
-        acc += err[f] * err[f]
-    return math.sqrt(acc / err.shape[0])
+def score_event(err, x, n, t, s, sc, kp, kind):
+    """Score entity ``s``'s event with prediction errors ``err`` (F,) and raw values ``x`` (F,).
 
-
-@device
-def score_event(err, x, n, t, s, sc, kp):
-    """Score entity ``s``'s event with prediction error vector ``err``; return ``(score, flags)``.
-
-    ``n`` is the entity's event count before this event; ``t`` its event time in seconds. An entity's
-    first event has no prediction and scores 0 without touching the statistics; events before
-    ``warmup_events`` score 0 but are folded in.
+    Returns ``(score, flags)`` and writes each feature's ``KIND_*`` into ``kind`` (F,). ``n`` is the
+    entity's event count before this event; ``t`` its event time. An entity's first event has no
+    prediction: it scores 0 and only starts the statistics. Events before ``warmup_events`` score 0
+    but are folded in.
     """
-    return score_error(rms(err), x, n, t, s, sc, kp)
-
-
-@device
-def score_error(e, x, n, t, s, sc, kp):
-    """``score_event`` for an error already reduced to the scalar ``e`` (RMS over features)."""
-    novel = novelty(x, n, s, sc, kp)
+    n_features = x.shape[0]
+    for f in range(n_features):
+        kind[f] = KIND_NONE
     if n == 0:
+        init_features(x, s, sc)
         return 0.0, 0
-    sd_floor = SD_FLOOR
-    if kp[KP_ERR_FLOOR] > 0.0:
-        e = math.log(e + kp[KP_ERR_FLOOR])
-        sd_floor = LOG_SD_FLOOR
-
     n_seen = sc[s, SC_N]
-    a_short = max(1.0 / (n_seen + 1.0), 2.0 / (kp[KP_SHORT] + 1.0))
-    short = sc[s, SC_SHORT] + a_short * (e - sc[s, SC_SHORT])
-    sc[s, SC_SHORT] = short
-
-    mu = sc[s, SC_MEAN]
-    var = sc[s, SC_VAR]
-    score = 0.0
-    if n >= kp[KP_WARMUP] and n_seen >= 2.0:
-        sd = max(math.sqrt(var), sd_floor)
-        score = max(tail_score((short - mu) / sd), novel)
-    a_long = max(1.0 / (n_seen + 1.0), 1.0 / kp[KP_LONG])
-    d = short - mu
-    sc[s, SC_MEAN] = mu + a_long * d
-    sc[s, SC_VAR] = (1.0 - a_long) * (var + a_long * d * d)
+    scoring = n >= kp[KP_WARMUP] and n_seen >= 2.0
+    long_w = kp[KP_LONG]
+    a_long = max(1.0 / (n_seen + 1.0), 1.0 / long_w)
+    a_rate = max(1.0 / (n_seen + 1.0 + PRIOR_EVENTS), 1.0 / long_w)
+    a_short = 2.0 / (kp[KP_SHORT] + 1.0)
+    use_short = kp[KP_SHORT] > 1.0
+    use_flat = kp[KP_FLATLINE] != 0.0
+    n_tests = 1.0
+    if use_short:
+        n_tests += 1.0
+    if use_flat:
+        n_tests += 1.0
+    log_tests = math.log(n_tests)
+    log_features = math.log(float(n_features))
+    tol = kp[KP_NOVELTY]
+    floor = kp[KP_SCALE_FLOOR]
+    log_q = WINSOR_LOGP
+    decay = 1.0 - 1.0 / long_w
+    exc_memory = max(long_w * EXC_MEMORY, 1.0)
+    fold_tails = n_seen >= MIN_SCALE_EVENTS
+    best = 0.0
+    novel = False
+    for f in range(n_features):
+        k = SC_FEAT + PF * f
+        xf = x[f]
+        # novelty: beyond the seen range by more than tol of the range
+        lo = sc[s, k + FS_LO]
+        hi = sc[s, k + FS_HI]
+        margin = (hi - lo) * tol
+        is_novel = tol > 0.0 and hi > lo and (xf > hi + margin or xf < lo - margin)
+        sc[s, k + FS_LO] = min(lo, xf)
+        sc[s, k + FS_HI] = max(hi, xf)
+        # point residual against the entity's own scale
+        scale = max(sc[s, k + FS_SCALE], floor)
+        r = err[f] / scale
+        a = abs(r)
+        lp = tail_logp(a, sc, s, k + FS_TAIL)
+        kf = KIND_SPIKE if r > 0.0 else KIND_DROP
+        a_cap = tail_quantile(log_q, sc, s, k + FS_TAIL)
+        # sustained deviation: short mean of the clipped signed residual against its long-run RMS
+        if use_short:
+            rc = min(max(r, -SHORT_CLIP), SHORT_CLIP)
+            c = sc[s, k + FS_SHORT] + a_short * (rc - sc[s, k + FS_SHORT])
+            ms = sc[s, k + FS_SHORT_SQ]
+            if ms > MIN_MS:
+                lps = two_sided_logp(c / math.sqrt(ms))
+                if lps < lp:
+                    lp = lps
+                    kf = KIND_SHIFT
+            sc[s, k + FS_SHORT] = c
+            sc[s, k + FS_SHORT_SQ] = ms + a_long * (c * c - ms)
+        # stuck value: the probability of the current run of repeats under the repeat chain
+        run = sc[s, k + FS_RUN]
+        cr = sc[s, k + FS_CR] * decay
+        cc = sc[s, k + FS_CC] * decay
+        rr = sc[s, k + FS_RR] * decay
+        rc = sc[s, k + FS_RC] * decay
+        lp_flat = 0.0
+        if xf == sc[s, k + FS_PREV]:
+            if run == 0.0:
+                cr += 1.0
+            run += 1.0
+            lp_flat = (math.log((sc[s, k + FS_CR] + 0.5) / (sc[s, k + FS_CR] + sc[s, k + FS_CC] + 1.0))
+                       + (run - 1.0) * math.log((rr + 0.5) / (rr + rc + 1.0)))
+        else:
+            if run == 0.0:
+                cc += 1.0
+            else:
+                rr += run - 1.0
+                rc += 1.0
+            run = 0.0
+        sc[s, k + FS_RUN] = run
+        sc[s, k + FS_CR] = cr
+        sc[s, k + FS_CC] = cc
+        sc[s, k + FS_RR] = rr
+        sc[s, k + FS_RC] = rc
+        sc[s, k + FS_PREV] = xf
+        # a run that began before the warm-up ended is the entity's normal (a constant series)
+        if use_flat and n - run >= kp[KP_WARMUP] and lp_flat < lp:
+            lp = lp_flat
+            kf = KIND_FLATLINE
+        lp += log_tests
+        if lp < best:
+            best = lp
+        if is_novel:
+            novel = True
+            kf = KIND_NOVELTY
+            lp = -1e300
+        if scoring and p_to_score(lp + log_features) >= kp[KP_THRESHOLD]:
+            kind[f] = kf
+        # fold the (winsorised) residual into the scale and the tail fit
+        aw = min(a, a_cap)
+        sc[s, k + FS_SCALE] += a_long * (abs(err[f]) * min(1.0, aw / max(a, MIN_MS)) - sc[s, k + FS_SCALE])
+        if fold_tails:
+            tail_fold(aw, sc, s, k + FS_TAIL, a_rate, exc_memory)
     sc[s, SC_N] = n_seen + 1.0
-
+    score = 0.0
+    calibrated = 0.0    # the score without the novelty rule: what a stronger anomaly must beat
+    if scoring:
+        calibrated = p_to_score(best + log_features)
+        score = 1.0 if novel else calibrated
+    else:
+        for f in range(n_features):
+            kind[f] = KIND_NONE
     flags = 0
-    if sc[s, SC_ALARMED] != 0.0 and (
+    if score >= kp[KP_THRESHOLD]:
+        flags = FLAG_ANOMALY
+        if sc[s, SC_ALARMED] != 0.0 and (
+            n - sc[s, SC_ALARM_N] <= kp[KP_SUPPRESS] or t - sc[s, SC_ALARM_T] < kp[KP_MIN_GAP]
+        ) and calibrated < sc[s, SC_ALARM_SCORE] + OVERRIDE_MARGIN:
+            flags = FLAG_SUPPRESSED
+    elif sc[s, SC_ALARMED] != 0.0 and (
         n - sc[s, SC_ALARM_N] <= kp[KP_SUPPRESS] or t - sc[s, SC_ALARM_T] < kp[KP_MIN_GAP]
     ):
         flags = FLAG_SUPPRESSED
-    elif score >= kp[KP_THRESHOLD]:
-        flags = FLAG_ANOMALY
+    if flags == FLAG_ANOMALY:
         sc[s, SC_ALARMED] = 1.0
         sc[s, SC_ALARM_N] = n
         sc[s, SC_ALARM_T] = t
+        sc[s, SC_ALARM_SCORE] = calibrated
     return score, flags

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 
 from .jit import device
-from .calibrate import SC_RANGE
+from .calibrate import PF, SC_FEAT
 from .params import KP_DOW, KP_GAP, KP_HALFLIFE, KP_PROFILE_BINS, KP_PROFILE_RATE, KP_TOD, KP_ZCLIP
 
 DAY = 86400.0
@@ -114,7 +114,7 @@ def daily_profile(x, t, gap, s, sc, n_bins, rate, zclip, u, k, msd):
     Returns the number of values the current bin held before ``x``.
     """
     n_features = x.shape[0]
-    base = SC_RANGE + 2 * n_features  # calibrate.profile_offset
+    base = SC_FEAT + PF * n_features  # calibrate.profile_offset
     cur = base + day_bin(t, n_bins) * (n_features + 1)
     nxt = base + day_bin(t + gap, n_bins) * (n_features + 1)
     n_cur = sc[s, cur]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .calibrate import FLAG_LATE, score_error
+from .calibrate import FLAG_LATE, KIND_NONE, score_event
 from .features import prepare_input
 from .jit import device
 from .params import KP_LATE, KP_PROFILE_CAP, KP_PROFILE_RATE
@@ -12,7 +12,7 @@ from .params import KP_LATE, KP_PROFILE_CAP, KP_PROFILE_RATE
 
 @device
 def observe(i, x, t, s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
-            out_pred, out_z, out_err, out_score, out_flag):
+            out_pred, out_z, out_err, out_score, out_flag, out_kind):
     """Handle event ``i`` of entity ``s`` up to (not including) the model's state update.
 
     Fills ``u`` with the model input, writes the event's outputs (the prediction made at the entity's
@@ -34,6 +34,7 @@ def observe(i, x, t, s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
         for f in range(n_features):
             out_pred[i, f] = 0.0
             out_z[i, f] = 0.0
+            out_kind[i, f] = KIND_NONE
         out_err[i] = 0.0
         out_score[i] = 0.0
         out_flag[i] = FLAG_LATE
@@ -50,15 +51,13 @@ def observe(i, x, t, s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
         out_z[i, f] = u[f]
         acc += err[f] * err[f]
     model_err = math.sqrt(acc / n_features)
-    e = model_err
     cap = kp[KP_PROFILE_CAP]
     if cap > 0.0 and in_bin * kp[KP_PROFILE_RATE] >= 1.0:
         k = u.shape[0] - 2 * n_features
-        dev = 0.0
         for f in range(n_features):
-            dev += (u[f] - u[k + f]) * (u[f] - u[k + f])
-        e = min(e, cap * math.sqrt(dev / n_features))
-    score, flags = score_error(e, x, n, t, s, sc, kp)
+            limit = cap * abs(u[f] - u[k + f])
+            err[f] = min(max(err[f], -limit), limit)
+    score, flags = score_event(err, x, n, t, s, sc, kp, out_kind[i])
     out_err[i] = model_err
     out_score[i] = score
     out_flag[i] = flags

@@ -1,31 +1,41 @@
-"""The kernel parameter vector: one float64 array, so kernels keep one signature as parameters grow."""
+"""The kernel parameter vector: one float64 array, so kernels keep one signature as parameters grow.
+
+The values come from the config schema and nowhere else: :func:`from_config` reads every field of
+``ScoringConfig`` and ``TimeFeaturesConfig``, and fails loudly (``KeyError``) when a field has no
+kernel slot or a kernel slot has no field, so a renamed or added setting cannot be silently dropped.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import numpy as np
 
-# Index of each kernel parameter in the vector built by ``kernel_params``.
+# Index of each kernel parameter in the vector built by ``from_config``.
 KP_HALFLIFE = 0        # normaliser half-life, in events of the entity
 KP_TOD = 1             # 1.0: time-of-day sin/cos features on
 KP_DOW = 2             # 1.0: day-of-week sin/cos features on
 KP_GAP = 3             # 1.0: log(gap since the entity's previous event) feature on
-KP_SHORT = 4           # short window of the error mean, in events
-KP_LONG = 5            # long window of the error distribution, in events
+KP_SHORT = 4           # short window of the sustained-deviation test, in events (1 = off)
+KP_LONG = 5            # memory of the per-entity residual statistics, in events
 KP_WARMUP = 6          # events of an entity scored 0 before scoring starts
 KP_THRESHOLD = 7       # score at or above which an event is an anomaly
-KP_SUPPRESS = 8        # events after an anomaly during which the entity raises no other
-KP_MIN_GAP = 9         # seconds after an anomaly during which the entity raises no other
+KP_SUPPRESS = 8        # events after an anomaly during which the entity raises no weaker one
+KP_MIN_GAP = 9         # seconds after an anomaly during which the entity raises no weaker one
 KP_ZCLIP = 10          # normalised inputs are clipped to [-zclip, zclip]
 KP_NOVELTY = 11        # value novelty: a value beyond the entity's seen range by this share of it scores 1 (0 = off)
-KP_ERR_FLOOR = 12      # errors are calibrated as log(error + this), in normalised units (0 = raw error)
+KP_SCALE_FLOOR = 12    # smallest residual scale, in series standard deviations
 KP_PROFILE_BINS = 13   # daily profile: time-of-day bins (0 = off)
 KP_PROFILE_RATE = 14   # daily profile: smallest weight of a bin's newest value in its mean
 KP_LATE = 15           # an event older than its entity's previous one by more than this many seconds is late
-KP_PROFILE_CAP = 16    # the scored error is at most this multiple of the error of the daily profile (0 = off)
-KP_SIZE = 17
+KP_PROFILE_CAP = 16    # the scored error is at most this multiple of the value's distance from the daily profile (0 = off)
+KP_FLATLINE = 17       # 1.0: the stuck-value test is on
+KP_SIZE = 18
 
-# Named so that tuning can add parameters without touching kernel signatures.
-KP_NAMES = {
+# Schema field -> kernel slot. Every field of ScoringConfig and TimeFeaturesConfig is listed here,
+# or in NOT_IN_KERNEL with the reason.
+SCORING_SLOTS = {
     "normaliser_halflife": KP_HALFLIFE,
     "short_window": KP_SHORT,
     "long_window": KP_LONG,
@@ -35,24 +45,18 @@ KP_NAMES = {
     "min_gap_seconds": KP_MIN_GAP,
     "zclip": KP_ZCLIP,
     "novelty_tolerance": KP_NOVELTY,
-    "error_floor": KP_ERR_FLOOR,
+    "scale_floor": KP_SCALE_FLOOR,
     "profile_cap": KP_PROFILE_CAP,
+    "flatline": KP_FLATLINE,
 }
-
-DEFAULTS = {
-    "normaliser_halflife": 1000.0,
-    "short_window": 10.0,
-    "long_window": 1000.0,
-    "warmup_events": 50.0,
-    "threshold": 0.5,
-    "suppress_events": 100.0,
-    "min_gap_seconds": 0.0,
-    "zclip": 10.0,
-    "novelty_tolerance": 0.0,
-    "error_floor": 0.0,
-    "profile_cap": 0.0,
+TIME_SLOTS = {
+    "time_of_day": KP_TOD,
+    "day_of_week": KP_DOW,
+    "log_gap": KP_GAP,
+    "daily_profile_bins": KP_PROFILE_BINS,
 }
-
+# Set by the Detector from other sections (KP_LATE) or fixed (KP_PROFILE_RATE).
+OTHER_SLOTS = (KP_LATE, KP_PROFILE_RATE)
 
 PROFILE_RATE = 0.1  # a bin's mean is a running mean over its first 10 values, then exponential
 
@@ -67,21 +71,37 @@ def n_time_features(time_of_day: bool, day_of_week: bool, log_gap: bool, profile
     return 2 * int(time_of_day) + 2 * int(day_of_week) + int(log_gap) + (2 * n_features if profile_bins else 0)
 
 
-def kernel_params(time_of_day: bool = True, day_of_week: bool = True, log_gap: bool = True,
-                  profile_bins: int = 0, **scoring: float) -> np.ndarray:
-    """Build the parameter vector. Unknown names raise KeyError; missing ones take ``DEFAULTS``."""
+def _fill(kp: np.ndarray, section: Any, slots: dict[str, int], what: str) -> None:
+    names = {f.name for f in dataclasses.fields(section)}
+    missing, unknown = sorted(names - slots.keys()), sorted(slots.keys() - names)
+    if missing or unknown:
+        raise KeyError(f"{what} and the kernel parameters disagree: fields without a kernel slot {missing}, "
+                       f"kernel slots without a field {unknown}")
+    for name, slot in slots.items():
+        kp[slot] = float(getattr(section, name))
+
+
+def from_config(time_features: Any, scoring: Any, late_tolerance_seconds: float = float("inf")) -> np.ndarray:
+    """The parameter vector of a detector's ``time_features`` and ``scoring`` config sections."""
+    covered = sorted([*SCORING_SLOTS.values(), *TIME_SLOTS.values(), *OTHER_SLOTS])
+    if covered != list(range(KP_SIZE)):
+        raise AssertionError(f"kernel parameter slots are not 0..{KP_SIZE - 1} exactly once: {covered}")
     kp = np.zeros(KP_SIZE, dtype=np.float64)
-    values = dict(DEFAULTS)
-    for name, value in scoring.items():
-        if name not in KP_NAMES:
-            raise KeyError(f"unknown kernel parameter {name!r}")
-        values[name] = float(value)
-    for name, value in values.items():
-        kp[KP_NAMES[name]] = value
-    kp[KP_LATE] = np.inf  # the Detector sets the configured late tolerance
-    kp[KP_TOD] = float(time_of_day)
-    kp[KP_DOW] = float(day_of_week)
-    kp[KP_GAP] = float(log_gap)
-    kp[KP_PROFILE_BINS] = float(profile_bins)
+    _fill(kp, scoring, SCORING_SLOTS, "scoring")
+    _fill(kp, time_features, TIME_SLOTS, "time_features")
+    kp[KP_LATE] = float(late_tolerance_seconds)
     kp[KP_PROFILE_RATE] = PROFILE_RATE
     return kp
+
+
+def kernel_params(time_of_day: bool = True, day_of_week: bool = True, log_gap: bool = True,
+                  profile_bins: int = 0, **scoring: Any) -> np.ndarray:
+    """The vector for the schema's defaults with some scoring settings changed (tests, benchmarks).
+
+    Unknown scoring names raise TypeError (``dataclasses.replace``).
+    """
+    from ..config.schema import ScoringConfig, TimeFeaturesConfig
+
+    tf = TimeFeaturesConfig(time_of_day=time_of_day, day_of_week=day_of_week, log_gap=log_gap,
+                            daily_profile_bins=int(profile_bins))
+    return from_config(tf, dataclasses.replace(ScoringConfig(), **scoring))

@@ -6,8 +6,7 @@ is compiled or fast. One :class:`EntityRef` holds what SlotState keeps in one sl
 
 Guaranteed: the same semantics as the numba pieces, to float64 rounding (the caller decides the dtype
 of the model input ``u`` and of the stored prediction, as a model kernel does), for the documented
-scoring parameters. The experimental calibration knobs of :mod:`.params` (``xform``, ``winsor``,
-``two_sided``, ...) are not modelled: keep them at their defaults when comparing. Not guaranteed: speed.
+scoring parameters. Not guaranteed: speed.
 """
 
 from __future__ import annotations
@@ -32,18 +31,78 @@ FLAG_SUPPRESSED = 2
 
 
 @dataclass
+class TailFit:
+    """A peaks-over-threshold fit (see :mod:`.calibrate`), starting from the Laplace prior."""
+
+    rate: float = C.RATE0
+    m1: float = 1.0
+    m2: float = 2.0
+    n: float = 0.0
+
+    def gpd(self, xi_max: float) -> tuple[float, float]:
+        """Shape in [0, xi_max] and scale of the generalised Pareto tail matching the excess moments."""
+        var = self.m2 - self.m1 * self.m1
+        xi = min(max(0.5 * (1.0 - self.m1 * self.m1 / var), 0.0), xi_max) if var > C.MIN_MS and xi_max > 0 else 0.0
+        return xi, max(self.m1 * (1.0 - xi), C.MIN_MS)
+
+    def logp(self, a: float, xi_max: float = C.XI_MAX) -> float:
+        """log P(value >= a): 0 up to TAIL_U, then ``log(rate) + log GPD survival`` of the excess."""
+        if a <= C.TAIL_U:
+            return 0.0
+        xi, sigma = self.gpd(xi_max)
+        y = (a - C.TAIL_U) / sigma
+        return math.log(self.rate) - (y if xi < 1e-6 else math.log1p(xi * y) / xi)
+
+    def quantile(self, logq: float, xi_max: float = C.XI_MAX) -> float:
+        """The ``a`` at which :meth:`logp` equals ``logq``."""
+        xi, sigma = self.gpd(xi_max)
+        d = max(math.log(self.rate) - logq, 0.0)
+        return C.TAIL_U + (sigma * d if xi < 1e-6 else sigma * math.expm1(xi * d) / xi)
+
+    def fold(self, aw: float, a_rate: float, memory: float) -> None:
+        exceed = aw > C.TAIL_U
+        self.rate += a_rate * (float(exceed) - self.rate)
+        if exceed:
+            a_exc = max(1.0 / (self.n + 1.0 + C.PRIOR_EXC), 1.0 / memory)
+            self.m1 += a_exc * ((aw - C.TAIL_U) - self.m1)
+            self.m2 += a_exc * ((aw - C.TAIL_U) ** 2 - self.m2)
+            self.n += 1.0
+
+    def as_list(self) -> list[float]:
+        return [self.rate, self.m1, self.m2, self.n]
+
+
+@dataclass
+class FeatureStats:
+    """One feature's scorer statistics (see :mod:`.calibrate`)."""
+
+    scale: float = 0.0
+    tail: TailFit = field(default_factory=TailFit)
+    short: float = 0.0
+    short_sq: float = 0.0
+    prev: float = 0.0
+    run: float = 0.0
+    cr: float = 0.0
+    cc: float = 0.0
+    rr: float = 0.0
+    rc: float = 0.0
+    lo: float = 0.0
+    hi: float = 0.0
+
+    def as_list(self) -> list[float]:
+        return [self.scale, *self.tail.as_list(), self.short, self.short_sq, self.prev, self.run, self.cr, self.cc, self.rr, self.rc, self.lo, self.hi]
+
+
+@dataclass
 class ScorerRef:
     """The scorer's per-entity statistics (the ``sc`` row, by name)."""
 
-    short: float = 0.0
-    mean: float = 0.0
-    var: float = 0.0
     n: float = 0.0
     alarmed: bool = False
     alarm_n: float = 0.0
     alarm_t: float = 0.0
-    lo: list[float] = field(default_factory=list)
-    hi: list[float] = field(default_factory=list)
+    alarm_score: float = 0.0
+    feats: list[FeatureStats] = field(default_factory=list)
     prof_n: np.ndarray = field(default_factory=lambda: np.zeros(0))          # (B,) values per day bin
     prof: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))       # (B, F) mean per day bin
 
@@ -51,10 +110,10 @@ class ScorerRef:
         """The same numbers in the layout of ``calibrate.SC_*`` (for comparing with a kernel's ``sc``)."""
         bins = len(self.prof_n)
         row = np.zeros(C.sc_size(n_features, bins))
-        row[[C.SC_SHORT, C.SC_MEAN, C.SC_VAR, C.SC_N, C.SC_ALARMED, C.SC_ALARM_N, C.SC_ALARM_T]] = [
-            self.short, self.mean, self.var, self.n, float(self.alarmed), self.alarm_n, self.alarm_t]
-        for f in range(len(self.lo)):
-            row[C.SC_RANGE + 2 * f], row[C.SC_RANGE + 2 * f + 1] = self.lo[f], self.hi[f]
+        row[[C.SC_N, C.SC_ALARMED, C.SC_ALARM_N, C.SC_ALARM_T, C.SC_ALARM_SCORE]] = [
+            self.n, float(self.alarmed), self.alarm_n, self.alarm_t, self.alarm_score]
+        for f, st in enumerate(self.feats):
+            row[C.SC_FEAT + C.PF * f:C.SC_FEAT + C.PF * (f + 1)] = st.as_list()
         if bins:
             row[C.profile_offset(n_features):] = np.column_stack([self.prof_n, self.prof]).ravel()
         return row
@@ -143,66 +202,106 @@ def daily_profile(ent: EntityRef, x: np.ndarray, z: np.ndarray, t: float, mean: 
     return np.concatenate([p_cur, p_next])
 
 
-def tail_score(z: float) -> float:
-    """``log(q + 1e-10) / log(1e-10)`` of the Gaussian upper tail ``q`` at ``z``, clipped to [0, 1]."""
-    q = 0.5 * math.erfc(z / math.sqrt(2.0))
-    return min(max(math.log(q + TAIL_FLOOR) / math.log(TAIL_FLOOR), 0.0), 1.0)
+def p_to_score(logp: float) -> float:
+    """``log(p + 1e-10) / log(1e-10)`` of ``p = exp(logp)``, clipped to [0, 1]."""
+    p = math.exp(min(logp, 0.0))
+    return min(max(math.log(p + TAIL_FLOOR) / math.log(TAIL_FLOOR), 0.0), 1.0)
 
 
-def novelty(sc: ScorerRef, x: np.ndarray, n: int, kp: np.ndarray) -> float:
-    """1.0 when a feature leaves the seen range by more than ``tol * range``; widens the range."""
-    if n == 0:
-        sc.lo, sc.hi = [float(v) for v in x], [float(v) for v in x]
-        return 0.0
-    tol, hit = kp[P.KP_NOVELTY], 0.0
-    for f, v in enumerate(x):
-        lo, hi = sc.lo[f], sc.hi[f]
-        if tol > 0 and hi > lo and (v > hi + (hi - lo) * tol or v < lo - (hi - lo) * tol):
-            hit = 1.0
-        sc.lo[f], sc.hi[f] = min(lo, v), max(hi, v)
-    return hit
+def two_sided_logp(z: float) -> float:
+    """log of the two-sided standard normal tail at ``z``."""
+    az = abs(z)
+    if az < 30.0:
+        return math.log(max(math.erfc(az / math.sqrt(2.0)), 1e-300))
+    return -0.5 * az * az - math.log(az * math.sqrt(math.pi / 2.0))
 
 
-def capped_error(ent: EntityRef, err: np.ndarray, u: np.ndarray, kp: np.ndarray) -> float:
-    """The error ``observe`` scores: the RMS of ``err``, at most ``profile_cap`` times the RMS distance
-    of the value ``u[:F]`` from its bin's profile ``u[-2F:-F]`` once the bin holds ``1 / rate`` values."""
-    e = math.sqrt(float(np.mean(np.square(err))))
+def capped_errors(ent: EntityRef, err: np.ndarray, u: np.ndarray, kp: np.ndarray) -> np.ndarray:
+    """The errors ``observe`` scores: each at most ``profile_cap`` times the distance of the value
+    ``u[f]`` from its bin's profile ``u[-2F + f]``, once the bin holds ``1 / rate`` values."""
+    err = np.asarray(err, dtype=np.float64).copy()
     F = ent.n_features
     if kp[P.KP_PROFILE_CAP] > 0 and kp[P.KP_PROFILE_BINS] and ent.in_bin * kp[P.KP_PROFILE_RATE] >= 1.0:
-        dev = np.asarray(u[:F], dtype=np.float64) - np.asarray(u[len(u) - 2 * F:len(u) - F], dtype=np.float64)
-        e = min(e, kp[P.KP_PROFILE_CAP] * math.sqrt(float(np.mean(dev * dev))))
-    return e
+        u32 = np.asarray(u, dtype=np.float32)
+        limit = kp[P.KP_PROFILE_CAP] * np.abs(u32[:F] - u32[len(u) - 2 * F:len(u) - F]).astype(np.float64)
+        err = np.clip(err, -limit, limit)
+    return err
 
 
-def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float, kp: np.ndarray,
-                e: float | None = None) -> tuple[float, int]:
-    """``(score, flags)`` of one event; updates ``sc``. ``n`` is the entity's count before the event.
-
-    ``e`` replaces the RMS of ``err`` as the error scored (see :func:`capped_error`).
-    """
-    novel = novelty(sc, x, n, kp)
+def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
+                kp: np.ndarray) -> tuple[float, int, np.ndarray]:
+    """``(score, flags, kinds)`` of one event; updates ``sc``. ``n`` is the entity's count before it."""
+    F = len(x)
+    kinds = np.zeros(F, dtype=np.uint8)
     if n == 0:
-        return 0.0, 0
-    if e is None:
-        e = math.sqrt(float(np.mean(np.square(err))))
-    a_short = max(1.0 / (sc.n + 1.0), 2.0 / (kp[P.KP_SHORT] + 1.0))
-    sc.short += a_short * (e - sc.short)
-    score = 0.0
-    if n >= kp[P.KP_WARMUP] and sc.n >= 2:
-        z = (sc.short - sc.mean) / max(math.sqrt(sc.var), SD_FLOOR)
-        score = max(tail_score(z), novel)
-    # The long-run statistics exclude the current event while scoring it: update afterwards.
-    a_long = max(1.0 / (sc.n + 1.0), 1.0 / kp[P.KP_LONG])
-    d = sc.short - sc.mean
-    sc.mean += a_long * d
-    sc.var = (1.0 - a_long) * (sc.var + a_long * d * d)
+        sc.feats = [FeatureStats(prev=float(v), lo=float(v), hi=float(v)) for v in x]
+        return 0.0, 0, kinds
+    scoring = n >= kp[P.KP_WARMUP] and sc.n >= 2
+    long_w, thr = kp[P.KP_LONG], kp[P.KP_THRESHOLD]
+    a_long = max(1.0 / (sc.n + 1.0), 1.0 / long_w)
+    a_rate = max(1.0 / (sc.n + 1.0 + C.PRIOR_EVENTS), 1.0 / long_w)
+    use_short, use_flat = kp[P.KP_SHORT] > 1, kp[P.KP_FLATLINE] != 0
+    log_tests = math.log(1 + use_short + use_flat)
+    log_q = C.WINSOR_LOGP
+    decay = 1.0 - 1.0 / long_w
+    memory = max(long_w * C.EXC_MEMORY, 1.0)
+    best, novel = 0.0, False
+    for f, st in enumerate(sc.feats):
+        v = float(x[f])
+        tol = kp[P.KP_NOVELTY]
+        is_novel = tol > 0 and st.hi > st.lo and (v > st.hi + (st.hi - st.lo) * tol or v < st.lo - (st.hi - st.lo) * tol)
+        st.lo, st.hi = min(st.lo, v), max(st.hi, v)
+        r = err[f] / max(st.scale, kp[P.KP_SCALE_FLOOR])
+        a = abs(r)
+        lp, kind = st.tail.logp(a), (C.KIND_SPIKE if r > 0 else C.KIND_DROP)
+        a_cap = st.tail.quantile(log_q)
+        if use_short:
+            c = st.short + 2.0 / (kp[P.KP_SHORT] + 1.0) * (min(max(r, -C.SHORT_CLIP), C.SHORT_CLIP) - st.short)
+            if st.short_sq > C.MIN_MS:
+                lps = two_sided_logp(c / math.sqrt(st.short_sq))
+                if lps < lp:
+                    lp, kind = lps, C.KIND_SHIFT
+            st.short, st.short_sq = c, st.short_sq + a_long * (c * c - st.short_sq)
+        # repeat chain: the run's probability uses the transition counts from before the event
+        lp_flat = 0.0
+        cr0, cc0 = st.cr, st.cc
+        st.cr, st.cc, st.rr, st.rc = st.cr * decay, st.cc * decay, st.rr * decay, st.rc * decay
+        if v == st.prev:
+            if st.run == 0:
+                st.cr += 1.0
+            st.run += 1.0
+            lp_flat = (math.log((cr0 + 0.5) / (cr0 + cc0 + 1.0))
+                       + (st.run - 1) * math.log((st.rr + 0.5) / (st.rr + st.rc + 1.0)))
+        else:
+            if st.run == 0:
+                st.cc += 1.0
+            else:
+                st.rr += st.run - 1.0
+                st.rc += 1.0
+            st.run = 0.0
+        st.prev = v
+        if use_flat and n - st.run >= kp[P.KP_WARMUP] and lp_flat < lp:
+            lp, kind = lp_flat, C.KIND_FLATLINE
+        lp += log_tests
+        best = min(best, lp)
+        if is_novel:
+            novel, kind, lp = True, C.KIND_NOVELTY, -1e300
+        if scoring and p_to_score(lp + math.log(F)) >= thr:
+            kinds[f] = kind
+        aw = min(a, a_cap)
+        st.scale += a_long * (abs(err[f]) * min(1.0, aw / max(a, C.MIN_MS)) - st.scale)
+        if sc.n >= C.MIN_SCALE_EVENTS:
+            st.tail.fold(aw, a_rate, memory)
     sc.n += 1.0
-    if sc.alarmed and (n - sc.alarm_n <= kp[P.KP_SUPPRESS] or t - sc.alarm_t < kp[P.KP_MIN_GAP]):
-        return score, FLAG_SUPPRESSED
-    if score >= kp[P.KP_THRESHOLD]:
-        sc.alarmed, sc.alarm_n, sc.alarm_t = True, float(n), float(t)
-        return score, FLAG_ANOMALY
-    return score, 0
+    calibrated = p_to_score(best + math.log(F)) if scoring else 0.0
+    score = (1.0 if novel else calibrated) if scoring else 0.0
+    if not scoring:
+        kinds[:] = 0
+    in_period = sc.alarmed and (n - sc.alarm_n <= kp[P.KP_SUPPRESS] or t - sc.alarm_t < kp[P.KP_MIN_GAP])
+    if score >= thr and not (in_period and calibrated < sc.alarm_score + C.OVERRIDE_MARGIN):
+        sc.alarmed, sc.alarm_n, sc.alarm_t, sc.alarm_score = True, float(n), float(t), calibrated
+        return score, FLAG_ANOMALY, kinds
+    return score, (FLAG_SUPPRESSED if in_period else 0), kinds
 
 
 def finish_event(ent: EntityRef, t: float, u: np.ndarray, flag: int) -> None:

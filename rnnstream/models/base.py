@@ -45,11 +45,13 @@ class BatchOutput:
     err: np.ndarray     # (N,) float64 RMS prediction error, normalised units
     score: np.ndarray   # (N,) float64 calibrated score in [0, 1]
     flag: np.ndarray    # (N,) uint8: bit 0 anomaly, bit 1 inside the suppression period
+    kind: np.ndarray    # (N, F) uint8: per feature, the kernels.calibrate.KIND_* that blames it (0 = none)
 
     @classmethod
     def allocate(cls, capacity: int, n_features: int) -> "BatchOutput":
         return cls(np.zeros((capacity, n_features)), np.zeros((capacity, n_features)),
-                   np.zeros(capacity), np.zeros(capacity), np.zeros(capacity, dtype=np.uint8))
+                   np.zeros(capacity), np.zeros(capacity), np.zeros(capacity, dtype=np.uint8),
+                   np.zeros((capacity, n_features), dtype=np.uint8))
 
 
 @dataclass
@@ -64,7 +66,8 @@ class FitResult:
 
 
 class Model(ABC):
-    """Base class of model types. Subclasses set ``type_name`` and register with ``@register``.
+    """Base class of model types. Subclasses set ``type_name`` and are registered in
+    ``rnnstream.config.model_params.MODEL_TYPES`` (with their parameter class).
 
     ``n_features`` is F (the features predicted), ``n_inputs`` is D = F + time features (the input).
     Guarantees a subclass must keep (the conformance suite checks them): the same seed gives the same
@@ -129,28 +132,33 @@ class Model(ABC):
         self.version = int(arrays["version"])
 
 
-REGISTRY: dict[str, type[Model]] = {}
+def model_class(type_name: str) -> type[Model]:
+    """The ``Model`` subclass registered for ``type_name`` in ``config.model_params.MODEL_TYPES``.
 
+    Raises KeyError naming the known types; TypeError if the registered class does not say it is
+    that type (a registry entry pointing at the wrong class).
+    """
+    import importlib
 
-def register(cls: type[Model]) -> type[Model]:
-    """Class decorator: make ``cls`` selectable as ``model: {type: <cls.type_name>}``."""
-    if not cls.type_name:
-        raise ValueError(f"{cls.__name__} has no type_name")
-    REGISTRY[cls.type_name] = cls
+    from ..config.model_params import MODEL_TYPES
+
+    try:
+        module, name = MODEL_TYPES[type_name].implementation.split(":")
+    except KeyError:
+        raise KeyError(f"unknown model type {type_name!r}; known: {sorted(MODEL_TYPES)}") from None
+    cls = getattr(importlib.import_module(module), name)
+    if not (isinstance(cls, type) and issubclass(cls, Model) and cls.type_name == type_name):
+        raise TypeError(f"model type {type_name!r} is registered as {module}:{name}, which is not a Model "
+                        f"with type_name {type_name!r}")
     return cls
 
 
+def model_types() -> list[str]:
+    """Every registered model type, sorted."""
+    from ..config.model_params import MODEL_TYPES
+
+    return sorted(MODEL_TYPES)
+
+
 def create(type_name: str, n_features: int, n_inputs: int, params: Any) -> Model:
-    _load_builtin()
-    try:
-        cls = REGISTRY[type_name]
-    except KeyError:
-        raise KeyError(f"unknown model type {type_name!r}; known: {sorted(REGISTRY)}") from None
-    return cls(n_features, n_inputs, params)
-
-
-def _load_builtin() -> None:
-    import importlib
-
-    for name in ("esn", "gru", "naive"):  # registration happens on import
-        importlib.import_module(f"{__package__}.{name}")
+    return model_class(type_name)(n_features, n_inputs, params)

@@ -16,18 +16,18 @@ from ..kernels.observe import observe
 from ..kernels.prefetch import prefetch_common
 from ..kernels.ring import finish_event
 from ..state.slots import FieldSpec
-from .base import BatchOutput, FitResult, Model, register
+from .base import BatchOutput, FitResult, Model
 
 
 @kernel
 def naive_step_batch(slots, x, ts, kp, count, last_ts, nmean, nvar, pred, sc, ring_in, ring_flag,
-                     u, err, msd, out_pred, out_z, out_err, out_score, out_flag):
+                     u, err, msd, out_pred, out_z, out_err, out_score, out_flag, out_kind):
     n_features = x.shape[1]
     for i in range(slots.shape[0]):
         s = slots[i]
         prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, ring_in, ring_flag)
         flags = observe(i, x[i], ts[i], s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
-                        out_pred, out_z, out_err, out_score, out_flag)
+                        out_pred, out_z, out_err, out_score, out_flag, out_kind)
         if flags & FLAG_LATE:
             continue
         for f in range(n_features):
@@ -35,7 +35,6 @@ def naive_step_batch(slots, x, ts, kp, count, last_ts, nmean, nvar, pred, sc, ri
         finish_event(s, ts[i], u, flags & 1, count, last_ts, ring_in, ring_flag)
 
 
-@register
 class NaiveModel(Model):
     type_name = "naive"
 
@@ -54,7 +53,7 @@ class NaiveModel(Model):
             self._msd = np.zeros((2, self.n_features))
         naive_step_batch(slots, x, ts, kp, state["count"], state["last_ts"], state["nmean"], state["nvar"],
                          state["pred"], state["sc"], state["ring_in"], state["ring_flag"],
-                         self._u, self._err, self._msd, out.pred, out.z, out.err, out.score, out.flag)
+                         self._u, self._err, self._msd, out.pred, out.z, out.err, out.score, out.flag, out.kind)
 
     def fit(self, weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray],
             windows: np.ndarray, training: Any) -> FitResult:

@@ -38,6 +38,15 @@ _UNIT_DIR = re.compile(r"^(.+)-(\d+)$")
 COMMON_FIELDS = {"count", "last_ts", "nmean", "nvar", "pred", "sc", "ring_in", "ring_flag", "last_seq"}
 
 
+def _feature_stats(sc, i: int) -> dict:
+    """One feature's scorer statistics (``kernels.calibrate``'s per-feature block), by name."""
+    k = C.SC_FEAT + C.PF * i
+    return {"residual_scale": float(sc[k + C.FS_SCALE]), "tail_exceedance_rate": float(sc[k + C.FS_TAIL + C.TL_RATE]),
+            "tail_mean_excess": float(sc[k + C.FS_TAIL + C.TL_M1]), "short_mean": float(sc[k + C.FS_SHORT]),
+            "repeat_run_length": int(sc[k + C.FS_RUN]),
+            "range": {"min": float(sc[k + C.FS_LO]), "max": float(sc[k + C.FS_HI])}}
+
+
 def _iso(seconds: float | None) -> str | None:
     if seconds is None or not math.isfinite(seconds):
         return None
@@ -210,9 +219,11 @@ def _model_version(arrays: dict[str, np.ndarray]) -> int | None:
 
 def _time_feature_names(cfg: Any) -> list[str]:
     tf = cfg.time_features
+    profile = ([f"{f}_profile_now" for f in cfg.features] + [f"{f}_profile_next" for f in cfg.features]
+               if tf.daily_profile_bins else [])
     return ((["time_of_day_sin", "time_of_day_cos"] if tf.time_of_day else [])
             + (["day_of_week_sin", "day_of_week_cos"] if tf.day_of_week else [])
-            + (["log_gap"] if tf.log_gap else []))
+            + (["log_gap"] if tf.log_gap else []) + profile)
 
 
 def entity_state(cfg: Any, unit: Unit, source: dict[str, Any], row: dict[str, np.ndarray],
@@ -247,16 +258,12 @@ def entity_state(cfg: Any, unit: Unit, source: dict[str, Any], row: dict[str, np
                        for i, f in enumerate(features)},
         "next_prediction_normalised": dict(zip(features, row["pred"].astype(float).tolist())),
         "scorer": {
-            "error_scale": "log(RMS normalised error + scoring.error_floor)",
-            "short_error_mean": float(sc[C.SC_SHORT]),
-            "long_mean": float(sc[C.SC_MEAN]),
-            "long_variance": float(sc[C.SC_VAR]),
             "errors_seen": int(sc[C.SC_N]),
             "alarmed": alarmed,
             "last_alarm_event_count": int(sc[C.SC_ALARM_N]) if alarmed else None,
             "last_alarm_time": _iso(float(sc[C.SC_ALARM_T])) if alarmed else None,
-            "range": {f: {"min": float(sc[C.SC_RANGE + 2 * i]), "max": float(sc[C.SC_RANGE + 2 * i + 1])}
-                      for i, f in enumerate(features)},
+            "last_alarm_score": float(sc[C.SC_ALARM_SCORE]) if alarmed else None,
+            "features": {f: _feature_stats(sc, i) for i, f in enumerate(features)},
         },
         "recurrent_state": {k: v.astype(float).tolist() for k, v in row.items() if k not in COMMON_FIELDS},
         "history": history,

@@ -2,8 +2,10 @@
 
 Retraining k is triggered once ``every_events`` events have been processed since retraining k-1 (after
 the first ``min_events``), or, when ``every_seconds`` is set, once the event time (the newest event
-time seen) has advanced that much since retraining k-1. On a live stream event time follows the
-clock, so this is "every N seconds"; on a replay it follows the data. At a trigger the scoring
+time seen) has advanced that much since retraining k-1 and at least ``window`` new events have come
+(a retraining needs a fresh window of history; without this, 5-minute data with the 300-second
+default would retrain at every event). On a live stream event time follows the clock, so this is
+"every N seconds"; on a replay it follows the data. At a trigger the scoring
 thread, between two events:
 
 1. puts the previous retraining's result in force, waiting for it if it is still running
@@ -57,6 +59,7 @@ class TrainingSchedule:
         self.background = bool(training.background if background is None else background)
         self.seed = seed
         self.on_result = on_result
+        self.window = int(window)
         self.buffer = WindowBuffer(training.buffer_windows, window, model.n_inputs)
         self.stats = TrainingStats()
         self.events = 0             # events processed by the detector
@@ -84,8 +87,8 @@ class TrainingSchedule:
 
     def first_time_event(self) -> int:
         """The event count from which a time-based trigger may fire: after min_events, and after at
-        least one event since the last trigger."""
-        return max(int(self.cfg.min_events), self._events_at_trigger + 1)
+        least ``window`` events since the last trigger."""
+        return max(int(self.cfg.min_events), self._events_at_trigger + max(self.window, 1))
 
     def due_by_time(self, watermark: float) -> bool:
         return self.events >= self.first_time_event() and watermark >= self.time_due_at()

@@ -43,6 +43,7 @@ kafka:
   max_poll_records: 2000
   session_timeout_ms: 6000
   reconnect_backoff_max_ms: 500
+  auto_offset_reset: earliest   # events are produced before the group joins
 state_dir: {state_dir}
 checkpoint:
   interval_seconds: {interval}

@@ -24,7 +24,7 @@ def test_example_loads_with_both_model_types():
     assert isinstance(config, Config)
     assert [d.name for d in config.detectors] == ["host_metrics", "sensors"]
     gru, esn = config.detectors
-    assert gru.model.type == "gru" and gru.model.params == GRUParams(hidden=32, seed=0, horizon=1)
+    assert gru.model.type == "gru" and gru.model.params == GRUParams(hidden=16, seed=0)
     assert esn.model.type == "esn" and isinstance(esn.model.params, ESNParams)
     assert esn.model.params.ridge == pytest.approx(1e-3)
     assert esn.topics == ("sensors.temperature", "sensors.pressure")  # comma-separated form

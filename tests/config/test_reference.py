@@ -44,7 +44,7 @@ def test_reference_has_one_row_per_field_with_type_default_and_doc():
     for row in rows:
         cells = row[2:-2].split(" | ")
         assert len(cells) == 4 and cells[0].startswith("`") and cells[1] and cells[3], row
-    assert "| `detectors[].model.hidden` | int [1, 256] | `32` | (type `gru`) Hidden units. |" in table
+    assert "| `detectors[].model.hidden` | int [1, 256] | `16` | (type `gru`) Hidden units. |" in table
     assert "| `kafka.bootstrap_servers` | list[str], >= 1 item | *required* |" in table
     assert "| `logging.level` | DEBUG \\| INFO \\| WARNING \\| ERROR | `\"INFO\"` |" in table
     assert "`detectors[].model.size` | int [8, 4096]" in table

@@ -48,7 +48,8 @@ def test_anomaly_event_schema_and_id():
     p = FakeProducer()
     out = Outputs(p, detector_cfg(), "pod-1")
     r = rec(b"{}", 1234)
-    assert out.anomaly(r, "web1", 1_700_000_000.25, 0.997, 3.5, [0.9, 70.0], [0.2, 60.0], [4.0, 1.5], 7)
+    assert out.anomaly(r, "web1", 1_700_000_000.25, 0.997, 3.5, [0.9, 70.0], [0.2, 60.0], [4.0, 1.5], 7,
+                       np.array([1, 0], dtype=np.uint8))
     (msg,) = p.sent
     assert msg["topic"] == "anomalies" and msg["key"] == b"web1" and msg["headers"] is None
     event = orjson.loads(msg["value"])
@@ -60,8 +61,9 @@ def test_anomaly_event_schema_and_id():
         "event_time": 1_700_000_000.25,
         "score": 0.997,
         "error": 3.5,
-        "features": {"cpu": {"observed": 0.9, "predicted": 0.2, "z": 4.0},
-                     "mem.used": {"observed": 70.0, "predicted": 60.0, "z": 1.5}},
+        "features": {"cpu": {"observed": 0.9, "predicted": 0.2, "z": 4.0, "kind": "spike"},
+                     "mem.used": {"observed": 70.0, "predicted": 60.0, "z": 1.5, "kind": None}},
+        "blamed": ["cpu"],
         "model_version": 7,
         "instance_id": "pod-1",
         "source": {"topic": "metrics", "partition": 4, "offset": 1234},
@@ -145,6 +147,8 @@ def test_unit_handle_routes_every_output():
     assert [s["event_id"] for s in scores][:2] == ["hosts:metrics:4:10", "hosts:metrics:4:11"]
     (anomaly,) = [orjson.loads(m["value"]) for m in by_topic["anomalies"]]
     assert anomaly["event_id"] == "hosts:metrics:4:90" and anomaly["features"]["cpu"]["observed"] == 5000.0
+    assert anomaly["features"]["cpu"]["kind"] in ("spike", "novelty") and anomaly["blamed"] == ["cpu"]
+    assert anomaly["features"]["mem.used"]["kind"] is None
     assert sum(s["anomaly"] for s in scores) == 1
     for reason in ("not_object", "out_of_range", "future"):
         assert metrics.registry.get_sample_value("rnnstream_events_rejected_total",

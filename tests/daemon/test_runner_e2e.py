@@ -13,7 +13,7 @@ from .runner_helpers import (ThreadedRunner, committed, end_offsets, produce, re
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
 
 ANOMALY_KEYS = {"event_id", "detector", "entity", "timestamp", "event_time", "score", "error", "features",
-                "model_version", "instance_id", "source"}
+                "blamed", "model_version", "instance_id", "source"}
 
 
 def _sample(tr: ThreadedRunner, name: str, **labels: str) -> float:
@@ -50,7 +50,7 @@ def test_end_to_end_anomalies_and_accounting(kafka, tmp_path):
         assert rec.key == ev["entity"].encode()
         assert datetime.fromisoformat(ev["timestamp"].replace("Z", "+00:00")).timestamp() == pytest.approx(ev["event_time"], abs=1e-3)
         assert 0.0 <= ev["score"] <= 1.0 and ev["error"] >= 0.0
-        assert set(ev["features"]) == {"cpu"} and set(ev["features"]["cpu"]) == {"observed", "predicted", "z"}
+        assert set(ev["features"]) == {"cpu"} and set(ev["features"]["cpu"]) == {"observed", "predicted", "z", "kind"}
         assert isinstance(ev["model_version"], int)
         by_host.setdefault(ev["entity"], []).append(ev)
     original = {(e["host"], e["ts"]): e["cpu"] for e in events}

@@ -20,7 +20,7 @@ detectors:
     model: {{type: naive}}
     training: {{enabled: false}}
     scoring: {{warmup_events: 50, short_window: 1, long_window: 1000, suppress_events: 0, threshold: 0.5,
-              error_floor: 0.3, profile_cap: {cap}}}
+              profile_cap: {cap}}}
 """
 
 STEP = 300.0

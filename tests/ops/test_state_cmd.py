@@ -15,7 +15,7 @@ from rnnstream.config import load_config_file
 from rnnstream.daemon.checkpoint import CheckpointStore
 from rnnstream.detector import Detector
 from rnnstream.errors import RnnstreamError
-from rnnstream.kernels.calibrate import FLAG_ANOMALY, SC_N, SC_RANGE
+from rnnstream.kernels.calibrate import FLAG_ANOMALY, FS_HI, FS_LO, SC_FEAT, SC_N
 from rnnstream.ops.state_cmd import export_main, inspect_main, inspect_state
 from rnnstream.ops.state_reset import reset_main
 
@@ -122,9 +122,9 @@ def test_export_entity_fields(world, entity, partition):
     assert got["normaliser"]["cpu"]["mean"] == float(st["nmean"][slot, 0])
     assert got["normaliser"]["cpu"]["std"] == math.sqrt(float(st["nvar"][slot, 0]))
     assert got["scorer"]["errors_seen"] == int(st["sc"][slot, SC_N])
-    assert got["scorer"]["range"]["cpu"] == {"min": float(st["sc"][slot, SC_RANGE]), "max": float(st["sc"][slot, SC_RANGE + 1])}
-    assert got["scorer"]["range"]["cpu"]["max"] >= f["x"][mine, 0].max()
-    assert got["scorer"]["range"]["cpu"]["min"] <= f["x"][mine, 0].min()
+    cpu = got["scorer"]["features"]["cpu"]["range"]
+    assert cpu == {"min": float(st["sc"][slot, SC_FEAT + FS_LO]), "max": float(st["sc"][slot, SC_FEAT + FS_HI])}
+    assert cpu["max"] >= f["x"][mine, 0].max() and cpu["min"] <= f["x"][mine, 0].min()
     np.testing.assert_array_equal(np.array(got["recurrent_state"]["h"], dtype=np.float32), st["h"][slot])
     assert len(got["recurrent_state"]["h"]) == 6
     # history: the entity's last WINDOW inputs, oldest first, with their anomaly flags
@@ -134,7 +134,7 @@ def test_export_entity_fields(world, entity, partition):
     np.testing.assert_allclose([h["input"]["cpu"] for h in hist], f["z"][last, 0], rtol=1e-6, atol=1e-6)
     assert [h["anomaly"] for h in hist] == [bool(fl & FLAG_ANOMALY) for fl in f["flag"][last]]
     assert set(hist[0]["input"]) == {"cpu", "time_of_day_sin", "time_of_day_cos", "day_of_week_sin",
-                                     "day_of_week_cos", "log_gap"}
+                                     "day_of_week_cos", "log_gap", "cpu_profile_now", "cpu_profile_next"}
     assert hist[-1]["input"]["log_gap"] == pytest.approx(math.log1p(300.0) / 10.0, rel=1e-6)
     assert got["checkpoint"]["config_matches_shape"] is True
 

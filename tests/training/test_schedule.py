@@ -246,3 +246,18 @@ def test_window_buffer_reservoir_is_seeded_and_bounded():
     restored = WindowBuffer(4, 3, 2)
     restored.load_snapshot(a.snapshot())
     assert restored.size == a.size and restored.offered == a.offered and np.array_equal(restored.data, a.data)
+
+
+def test_time_triggers_never_retrain_more_often_than_once_per_window_of_events():
+    """The defaults (every 300 s) on 5-minute data: once per `window` events, not at every event."""
+    text = YAML.format(model="naive", model_params=PARAMS["naive"], background="false", exclude="true")
+    text = text.replace("every_events: 60", "every_events: 1000000").replace("every_seconds: 1.0e9", "every_seconds: 300")
+    det = Detector(load_config(text).detectors[0])
+    try:
+        n = 400
+        ts = 1.7e9 + 300.0 * np.arange(n)
+        det.process(["h"] * n, np.random.default_rng(0).normal(size=(n, 2)), ts)
+        k = det.training.k
+        assert 1 + (n - 40) // 8 - 1 <= k <= 1 + (n - 40) // 8   # min_events 40, then one per 8 events
+    finally:
+        det.close()

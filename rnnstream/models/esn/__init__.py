@@ -1,4 +1,4 @@
-"""Echo state network model type (``model: {type: esn}``); importing this package registers it."""
+"""Echo state network model type (``model: {type: esn}``; registered in ``config.model_params.MODEL_TYPES``)."""
 
 from .model import ESN
 

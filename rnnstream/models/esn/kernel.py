@@ -105,7 +105,7 @@ def esn_step_batch(slots, x, ts, kp,
                    count, last_ts, nmean, nvar, pred, sc, ring_in, ring_flag, r,
                    ptr, col, val, bias, w_out, leak,
                    u, err, msd, z, pre, pacc, ob, members,
-                   out_pred, out_z, out_err, out_score, out_flag):
+                   out_pred, out_z, out_err, out_score, out_flag, out_kind):
     """Advance events ``(slots[i], x[i], ts[i])`` for ``i < len(slots)``; fill the ``out_*`` rows.
 
     Shapes: ``x`` (N, F) float64, ``ts`` (N,) float64 seconds, per-slot arrays as in
@@ -134,7 +134,7 @@ def esn_step_batch(slots, x, ts, kp,
         if i + 2 * AHEAD < n:
             prefetch_row(r, slots[i + 2 * AHEAD])
         flags = observe(i, x[i], t, s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
-                        out_pred, out_z, out_err, out_score, out_flag)
+                        out_pred, out_z, out_err, out_score, out_flag, out_kind)
         if flags & FLAG_LATE:
             continue
         stage(g, s, u, r, z, members)

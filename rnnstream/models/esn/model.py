@@ -13,12 +13,11 @@ from typing import Any, Mapping
 import numpy as np
 
 from ...state.slots import FieldSpec
-from ..base import BatchOutput, FitResult, Model, register
+from ..base import BatchOutput, FitResult, Model
 from . import readout, reservoir
 from .kernel import GROUP, esn_step_batch, reservoir_csr
 
 
-@register
 class ESN(Model):
     """Echo state network; ``params`` has ``size, spectral_radius, leak_rate, input_scaling, sparsity,
     ridge, forgetting, seed`` (``config.model_params.ESNParams``)."""
@@ -79,7 +78,7 @@ class ESN(Model):
                        ptr, col, val, np.ascontiguousarray(w["bias"], dtype=np.float32),
                        np.ascontiguousarray(w["w_out"], dtype=np.float32), np.float32(self.params.leak_rate),
                        self._u, self._err, self._msd, self._z, self._pre, self._pacc, self._ob, self._members,
-                       out.pred, out.z, out.err, out.score, out.flag)
+                       out.pred, out.z, out.err, out.score, out.flag, out.kind)
 
     def fit(self, weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray],
             windows: np.ndarray, training: Any = None) -> FitResult:

@@ -71,7 +71,7 @@ def _run_events(state: Mapping[str, np.ndarray], n_inputs: int, slots: np.ndarra
         t = float(ts[i])
         flags = observe(i, np.ascontiguousarray(x[i], dtype=np.float64), t, s, state["count"],
                         state["last_ts"], state["nmean"], state["nvar"], state["pred"], state["sc"],
-                        kp, u, err, msd, out.pred, out.z, out.err, out.score, out.flag)
+                        kp, u, err, msd, out.pred, out.z, out.err, out.score, out.flag, out.kind)
         if flags & FLAG_LATE:
             continue
         advance(s, u)

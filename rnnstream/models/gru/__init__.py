@@ -12,16 +12,15 @@ from typing import Any, Mapping
 import numpy as np
 
 from ...state.slots import FieldSpec
-from ..base import BatchOutput, FitResult, Model, register
+from ..base import BatchOutput, FitResult, Model
 from .kernel import flops_per_step, gru_step_batch, transposed
 from .params import init_weights
 
 __all__ = ["GRUModel", "flops_per_step", "gru_step_batch"]
 
 
-@register
 class GRUModel(Model):
-    """GRU with a linear head. ``params`` needs ``.hidden`` and ``.seed`` (``horizon`` is ignored: 1).
+    """GRU with a linear head predicting the next event. ``params`` needs ``.hidden`` and ``.seed``.
 
     Not thread-safe for ``step`` (one scoring thread); ``fit`` is a pure function and may run in
     another thread at the same time. ``step`` notices new weights when ``self.weights`` is replaced
@@ -66,7 +65,7 @@ class GRUModel(Model):
                        state["count"], state["last_ts"], state["nmean"], state["nvar"], state["pred"],
                        state["sc"], state["ring_in"], state["ring_flag"], state["h"],
                        self._u, self._err, self._msd, self._gates, self._hnew,
-                       out.pred, out.z, out.err, out.score, out.flag)
+                       out.pred, out.z, out.err, out.score, out.flag, out.kind)
 
     def fit(self, weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray],
             windows: np.ndarray, training: Any) -> FitResult:

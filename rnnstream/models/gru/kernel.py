@@ -98,7 +98,7 @@ def gru_head(hnew, u, w_o, b_o, out):
 def gru_step_batch(slots, x, ts, kp, w_xt, w_ht, b_x, b_h, w_o, b_o,
                    count, last_ts, nmean, nvar, pred, sc, ring_in, ring_flag, h,
                    u, err, msd, gates, hnew,
-                   out_pred, out_z, out_err, out_score, out_flag):
+                   out_pred, out_z, out_err, out_score, out_flag, out_kind):
     """Advance events ``(slots[i], x[i], ts[i])`` for ``i < len(slots)``; fill the ``out_*`` rows."""
     nh = hnew.shape[0]
     n = slots.shape[0]
@@ -108,7 +108,7 @@ def gru_step_batch(slots, x, ts, kp, w_xt, w_ht, b_x, b_h, w_o, b_o,
         if i + 2 * AHEAD < n:
             prefetch_row(h, slots[i + 2 * AHEAD])
         flags = observe(i, x[i], ts[i], s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
-                        out_pred, out_z, out_err, out_score, out_flag)
+                        out_pred, out_z, out_err, out_score, out_flag, out_kind)
         if flags & FLAG_LATE:
             continue
         hs = h[s]

@@ -41,7 +41,7 @@ def step_batch_reference(weights: Mapping[str, np.ndarray], state: Mapping[str, 
     n, F = x.shape
     D = state["ring_in"].shape[2]
     out = {"pred": np.zeros((n, F)), "z": np.zeros((n, F)), "err": np.zeros(n), "score": np.zeros(n),
-           "flag": np.zeros(n, dtype=np.uint8)}
+           "flag": np.zeros(n, dtype=np.uint8), "kind": np.zeros((n, F), dtype=np.uint8)}
     u = np.zeros(D, dtype=np.float32)
     err = np.zeros(F)
     msd = np.zeros((2, F))
@@ -49,7 +49,7 @@ def step_batch_reference(weights: Mapping[str, np.ndarray], state: Mapping[str, 
         s = int(slots[i])
         flags = observe.py_func(i, x[i], ts[i], s, state["count"], state["last_ts"], state["nmean"], state["nvar"],
                                 state["pred"], state["sc"], kp, u, err, msd,
-                                out["pred"], out["z"], out["err"], out["score"], out["flag"])
+                                out["pred"], out["z"], out["err"], out["score"], out["flag"], out["kind"])
         h_new = gru_cell_reference(weights, state["h"][s].astype(np.float32), u)
         state["h"][s] = h_new
         state["pred"][s] = gru_head_reference(weights, h_new, u)

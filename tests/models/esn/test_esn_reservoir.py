@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rnnstream.models.base import REGISTRY
+from rnnstream.models.base import model_class
 from rnnstream.models.esn import ESN
 from rnnstream.models.esn.reservoir import spectral_radius
 
@@ -51,5 +51,5 @@ def test_hopelessly_sparse_reservoir_is_refused(make_model):
 
 
 def test_registered_as_esn(make_model):
-    assert REGISTRY["esn"] is ESN
+    assert model_class("esn") is ESN
     assert make_model(1, 6, size=8, sparsity=0.5).state_fields()["r"].shape == (8,)

@@ -19,4 +19,4 @@ def make_state(n_slots: int, n_features: int, n_inputs: int, hidden: int, window
 
 @pytest.fixture
 def params():
-    return lambda hidden=8, seed=0: SimpleNamespace(hidden=hidden, seed=seed, horizon=1)
+    return lambda hidden=8, seed=0: SimpleNamespace(hidden=hidden, seed=seed)

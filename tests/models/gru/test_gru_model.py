@@ -6,14 +6,14 @@ import numba
 import numpy as np
 import pytest
 
-from rnnstream.models.base import REGISTRY
+from rnnstream.models.base import model_class
 from rnnstream.models.gru import GRUModel, flops_per_step
 from rnnstream.models.gru.activations import sigmoid32, tanh32
 from rnnstream.state.slots import FieldSpec
 
 
 def test_registered_with_state_field(params):
-    assert REGISTRY["gru"] is GRUModel
+    assert model_class("gru") is GRUModel
     model = GRUModel(2, 7, params(hidden=24))
     assert model.state_fields() == {"h": FieldSpec((24,), "float32")}
 
