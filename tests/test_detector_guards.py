@@ -27,7 +27,7 @@ detectors:
     model: {{type: {model}, seed: 1{extra}}}
     training: {{enabled: true, background: false, every_events: 120, every_seconds: 1.0e9, min_events: 16, window: 8, steps: 3}}
     time_features: {{daily_profile_bins: 4}}
-    scoring: {{warmup_events: 5, short_window: 3, long_window: 50, suppress_events: 2, threshold: 0.4, novelty_tolerance: 0.1, error_floor: 0.3, profile_cap: 1.0}}
+    scoring: {{warmup_events: 5, short_window: 3, long_window: 50, suppress_events: 2, threshold: 0.4, novelty_tolerance: 0.1, profile_cap: 1.0}}
 """
 MODELS = ["gru", "esn", "naive"]
 BIG = np.nextafter(MAX_ABS_VALUE, np.inf)

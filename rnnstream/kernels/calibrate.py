@@ -126,17 +126,24 @@ def p_to_score(logp):
 
 
 @device
-def tail_logp(a, sc, s, k):
-    """Log tail probability of ``a`` under the peaks-over-threshold fit at ``sc[s, k:k + TL_N + 1]``."""
-    if a <= TAIL_U:
-        return 0.0
+def tail_fit(sc, s, k):
+    """``(rate, xi, sigma)`` of the peaks-over-threshold fit at ``sc[s, k:]``: exceedance rate, and the
+    generalised Pareto shape and scale by the method of moments (shape clipped to [0, XI_MAX])."""
     rate = sc[s, k + TL_RATE]
     m1 = sc[s, k + TL_M1]
     var = sc[s, k + TL_M2] - m1 * m1
     xi = 0.0
     if var > MIN_MS:
         xi = min(max(0.5 * (1.0 - m1 * m1 / var), 0.0), XI_MAX)
-    sigma = max(m1 * (1.0 - xi), MIN_MS)
+    return rate, xi, max(m1 * (1.0 - xi), MIN_MS)
+
+
+@device
+def tail_logp(a, sc, s, k):
+    """Log tail probability of ``a`` under the peaks-over-threshold fit at ``sc[s, k:k + TL_N + 1]``."""
+    if a <= TAIL_U:
+        return 0.0
+    rate, xi, sigma = tail_fit(sc, s, k)
     y = (a - TAIL_U) / sigma
     if xi < 1e-6:
         return math.log(rate) - y
@@ -146,13 +153,7 @@ def tail_logp(a, sc, s, k):
 @device
 def tail_quantile(logq, sc, s, k):
     """The value whose tail log-probability is ``logq`` (the inverse of ``tail_logp``)."""
-    rate = sc[s, k + TL_RATE]
-    m1 = sc[s, k + TL_M1]
-    var = sc[s, k + TL_M2] - m1 * m1
-    xi = 0.0
-    if var > MIN_MS:
-        xi = min(max(0.5 * (1.0 - m1 * m1 / var), 0.0), XI_MAX)
-    sigma = max(m1 * (1.0 - xi), MIN_MS)
+    rate, xi, sigma = tail_fit(sc, s, k)
     d = max(math.log(rate) - logq, 0.0)
     if xi < 1e-6:
         return TAIL_U + sigma * d

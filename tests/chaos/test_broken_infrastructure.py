@@ -39,7 +39,9 @@ def test_missing_output_topic_is_retried_reported_and_never_crashes(kafka, tmp_p
             assert d.alive, d.log()
             assert d.get("/healthz") == (200, "ok\n")
             time.sleep(0.5)
-        assert d.value("rnnstream_output_send_failures_total", detector="hosts", topic=f"{topic}.dlq") >= 2
+        wait_until(lambda: d.value("rnnstream_output_send_failures_total", detector="hosts",
+                                   topic=f"{topic}.dlq") >= 2, 30, "a retry that fails again")
+        assert d.alive and d.get("/healthz") == (200, "ok\n")
         ends = end_offsets(kafka.bootstrap, topic, 1)
         assert committed(kafka.bootstrap, group).get(0, 0) < ends[0]   # nothing committed past the letter
 
