@@ -455,10 +455,7 @@ class Runner:
         started = time.perf_counter()
         ok = True
         try:
-            try:
-                self.producer.flush(timeout=self._remaining(self.config.daemon.flush_timeout_seconds))
-            except KafkaTimeoutError:
-                raise _Skipped("the producer did not deliver the outputs in time") from None
+            self._flush_or_skip("the outputs")
             for name in {u.name for u in units}:
                 self.outputs[name].service()
             held = sorted({u.name for u in units if self.outputs[u.name].pending})
@@ -472,10 +469,7 @@ class Runner:
                 # replays events whose state is already written, and restore ignores a commit whose
                 # head did not make it (rnnstream.daemon.changelog).
                 sent = self.statelog.write(units)
-                try:
-                    self.producer.flush(timeout=self._remaining(self.config.daemon.flush_timeout_seconds))
-                except KafkaTimeoutError:
-                    raise _Skipped("the producer did not deliver the changelog records in time") from None
+                self._flush_or_skip("the changelog records")
                 written = self.statelog.confirm(sent)
                 ok = ok and len(written) == len(units)
                 units = written
@@ -483,11 +477,9 @@ class Runner:
                 if self.statelog is None:
                     unit.saved_path = self.store.save(unit.name, unit.tp, unit.detector, unit.next_offset)
                 offsets[unit.tp] = OffsetAndMetadata(unit.next_offset, "", -1)
-            if not offsets:
-                pass
-            elif commit == "sync":
+            if offsets and commit == "sync":
                 self.consumer.commit(offsets, timeout_ms=int(self._remaining(COMMIT_TIMEOUT_S) * 1000))
-            elif commit == "async":
+            elif offsets and commit == "async":
                 self.consumer.commit_async(offsets)
         except _Skipped as exc:
             ok = False
@@ -501,6 +493,14 @@ class Runner:
         if ok:
             log.info("checkpoint written", extra={"partitions": len(units), "duration_s": round(took, 3)})
         return ok
+
+    def _flush_or_skip(self, what: str) -> None:
+        """Flush the producer within ``daemon.flush_timeout_seconds`` (and the shutdown budget), or
+        skip this checkpoint: ``_Skipped`` names ``what`` was not delivered."""
+        try:
+            self.producer.flush(timeout=self._remaining(self.config.daemon.flush_timeout_seconds))
+        except KafkaTimeoutError:
+            raise _Skipped(f"the producer did not deliver {what} in time") from None
 
     # -- rebalance ---------------------------------------------------------------------------------
     # kafka-python 3 calls these on its I/O thread while the loop thread waits inside poll(), so they
@@ -584,58 +584,50 @@ class Runner:
         self._set_ready(not self._unrestored, self._unrestored_reason())
 
     def _unit_for(self, tp, cfg) -> Unit:
+        """The unit of ``tp``: the parked one when nobody wrote the partition's state since we did
+        (our in-memory state is current), else rebuilt from the changelog or the newest checkpoint,
+        else fresh."""
         if self.statelog is not None:
-            return self._unit_from_changelog(tp, cfg)
+            self.statelog.ensure(cfg, self._partition_count(cfg))
         parked = self._parked.pop(tp, None)
-        gens = self.store.generations(cfg.name, tp)
-        newest = gens[0][1] if gens else None
-        if parked is not None and parked.cfg == cfg and parked.saved_path == newest:
-            # Nobody checkpointed this partition since we did: our in-memory state is current.
+        if parked is not None and parked.cfg == cfg and self._is_current(parked, tp, cfg):
             if parked.next_offset is not None:
                 self.consumer.seek(tp, parked.next_offset)
             return parked
         if parked is not None:
             parked.close()
-        dm = self.metrics.for_detector(cfg.name)
-        loaded = self.store.load(cfg.name, tp, cfg)
-        if loaded is not None:
-            detector, next_offset = loaded
-            self.consumer.seek(tp, next_offset)
-            unit = Unit(cfg.name, tp, cfg, detector, dm, next_offset, restored=True)
+        unit = self._restored_unit(tp, cfg)
+        if unit.next_offset is not None:
+            self.consumer.seek(tp, unit.next_offset)
         else:
-            unit = Unit(cfg.name, tp, cfg, Detector(cfg), dm)
-            log.info("no checkpoint; starting fresh at the group's committed offset, else at kafka.auto_offset_reset",
-                     extra={"partition": _names([tp])[0]})
+            log.info("no saved state; starting fresh at the group's committed offset, else at "
+                     "kafka.auto_offset_reset", extra={"partition": _names([tp])[0]})
         unit.top_k = self.config.metrics.top_k_entities
-        dm.start_partition(tp, unit.detector.model.version)
+        unit.metrics.start_partition(tp, unit.detector.model.version)
         self._hook_training(unit)
         return unit
 
-    def _unit_from_changelog(self, tp, cfg) -> Unit:
-        """The unit of ``tp`` rebuilt from the changelog (the local cache saves reading all of it), or
-        the parked one when no other replica has written the partition's changelog since we did."""
-        statelog = self.statelog
-        statelog.ensure(cfg, self._partition_count(cfg))
-        parked = self._parked.pop(tp, None)
-        if (parked is not None and parked.cfg == cfg and parked.changelog_offset is not None
-                and statelog.end_offset(cfg.name, tp.partition) == parked.changelog_offset):
-            if parked.next_offset is not None:
-                self.consumer.seek(tp, parked.next_offset)
-            return parked
-        if parked is not None:
-            parked.close()
-        detector, next_offset, writer, changelog_offset = statelog.restore(cfg, tp)
+    def _is_current(self, parked: Unit, tp, cfg) -> bool:
+        """Whether no other replica has saved ``tp``'s state since ``parked`` was."""
+        if self.statelog is not None:
+            return (parked.changelog_offset is not None
+                    and self.statelog.end_offset(cfg.name, tp.partition) == parked.changelog_offset)
+        gens = self.store.generations(cfg.name, tp)
+        return parked.saved_path == (gens[0][1] if gens else None)
+
+    def _restored_unit(self, tp, cfg) -> Unit:
+        """A new unit of ``tp`` with the saved state (changelog or newest checkpoint), or fresh."""
         dm = self.metrics.for_detector(cfg.name)
-        unit = Unit(cfg.name, tp, cfg, detector, dm, next_offset, restored=next_offset is not None)
-        unit.changelog, unit.changelog_offset = writer, changelog_offset
-        if next_offset is not None:
-            self.consumer.seek(tp, next_offset)
-        else:
-            log.info("no state in the changelog; starting fresh from the group's committed offset",
-                     extra={"partition": _names([tp])[0]})
-        unit.top_k = self.config.metrics.top_k_entities
-        self._hook_training(unit)
-        return unit
+        if self.statelog is not None:
+            detector, next_offset, writer, changelog_offset = self.statelog.restore(cfg, tp)
+            unit = Unit(cfg.name, tp, cfg, detector, dm, next_offset, restored=next_offset is not None)
+            unit.changelog, unit.changelog_offset = writer, changelog_offset
+            return unit
+        loaded = self.store.load(cfg.name, tp, cfg)
+        if loaded is None:
+            return Unit(cfg.name, tp, cfg, Detector(cfg), dm)
+        detector, next_offset = loaded
+        return Unit(cfg.name, tp, cfg, detector, dm, next_offset, restored=True)
 
     def _partition_count(self, cfg) -> int:
         """Partitions of the detector's input topics (the most of any), from the consumer's metadata."""
