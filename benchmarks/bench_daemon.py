@@ -30,6 +30,9 @@ from rnnstream.config import load_config_text
 from rnnstream.daemon.runner import Runner
 from rnnstream.detector import Detector
 from rnnstream.embedded import EmbeddedKafka
+from rnnstream.kernels.jit import configure_cache
+
+configure_cache()  # as the command line does at start-up: the training kernels load from the cache
 
 PARTITIONS = 2
 
@@ -103,9 +106,9 @@ def bare_loop(bootstrap: str, topic: str, n: int) -> float:
     return n / took
 
 
-def daemon_run(bootstrap: str, topic: str, n: int, state_dir: str) -> tuple[float, Runner]:
-    cfg = load_config_text(CONFIG.format(bootstrap=bootstrap, group=f"daemon-{time.time_ns()}",
-                                         state_dir=state_dir, topic=topic))
+def timed_runner(cfg, topic: str, n: int) -> tuple[float, Runner]:
+    """Run a daemon on ``cfg`` in a thread; seconds from its first consumed record to its ``n``-th,
+    and the stopped runner (its registry holds the run's metrics). Kernels are compiled first."""
     Detector(cfg.detectors[0], background=False).close()   # load/compile kernels before timing
     runner = Runner(cfg, registry=CollectorRegistry(), http=False)
     thread = threading.Thread(target=runner.run, daemon=True)
@@ -120,7 +123,14 @@ def daemon_run(bootstrap: str, topic: str, n: int, state_dir: str) -> tuple[floa
     took = time.perf_counter() - started
     runner.stop()
     thread.join(60)
-    processed = reg.get_sample_value("rnnstream_events_processed_total", {"detector": "bench"})
+    return took, runner
+
+
+def daemon_run(bootstrap: str, topic: str, n: int, state_dir: str) -> tuple[float, Runner]:
+    cfg = load_config_text(CONFIG.format(bootstrap=bootstrap, group=f"daemon-{time.time_ns()}",
+                                         state_dir=state_dir, topic=topic))
+    took, runner = timed_runner(cfg, topic, n)
+    processed = runner.registry.get_sample_value("rnnstream_events_processed_total", {"detector": "bench"})
     assert processed == n, f"processed {processed} of {n}"
     return n / took, runner
 

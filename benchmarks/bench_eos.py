@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -27,14 +26,12 @@ from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_daemon import CONFIG, cpu_model, fill  # noqa: E402
+from bench_daemon import CONFIG, cpu_model, fill, timed_runner  # noqa: E402
 
 from rnnstream.config import load_config_text  # noqa: E402
 from rnnstream.daemon.changelog import Reader, restore_consumer  # noqa: E402
 from rnnstream.daemon.checkpoint import CheckpointStore  # noqa: E402
-from rnnstream.daemon.runner import Runner  # noqa: E402
 from rnnstream.daemon.statelog import StateLog  # noqa: E402
-from rnnstream.detector import Detector  # noqa: E402
 from rnnstream.embedded import EmbeddedKafka  # noqa: E402
 from rnnstream.metrics import Metrics  # noqa: E402
 
@@ -69,20 +66,8 @@ def _p99(reg, name: str) -> float:
 
 def run_mode(mode: str, bootstrap: str, topic: str, n: int, state_dir: str) -> dict:
     cfg = _config(mode, bootstrap, topic, state_dir, f"{mode}-{time.time_ns()}")
-    Detector(cfg.detectors[0], background=False).close()   # compile kernels before timing
-    runner = Runner(cfg, registry=CollectorRegistry(), http=False)
-    thread = threading.Thread(target=runner.run, daemon=True)
-    thread.start()
+    took, runner = timed_runner(cfg, topic, n)
     reg = runner.registry
-    consumed = lambda: reg.get_sample_value("rnnstream_events_consumed_total", {"topic": topic}) or 0.0  # noqa: E731
-    while consumed() == 0:
-        time.sleep(0.01)
-    started = time.perf_counter()
-    while consumed() < n:
-        time.sleep(0.01)
-    took = time.perf_counter() - started
-    runner.stop()
-    thread.join(60)
     written = reg.get_sample_value("rnnstream_changelog_bytes_total", {"detector": "bench"}) or 0.0
     return {"events_per_s": n / took, "commit_p99_s": _p99(reg, "rnnstream_checkpoint_duration_seconds"),
             "changelog_bytes_per_event": written / n, "group": cfg.kafka.group_id}
