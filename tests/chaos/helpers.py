@@ -29,10 +29,9 @@ from rnnstream.daemon.checkpoint import CheckpointStore
 from rnnstream.embedded.settings import free_port
 
 from daemon.runner_helpers import committed as _committed
-from daemon.runner_helpers import end_offsets, unique, wait_until  # noqa: F401 (re-exported)
+from daemon.runner_helpers import LAUNCH, end_offsets, unique, wait_until  # noqa: F401 (re-exported)
 
 ROOT = Path(__file__).resolve().parents[2]
-LAUNCH = "import sys; from rnnstream.daemon.runner import main; sys.exit(main(sys.argv[1]))"
 T0 = 1_700_000_000.0
 
 CONFIG = """\

@@ -18,6 +18,13 @@ from rnnstream.daemon.runner import Runner
 from rnnstream.embedded.testing import produce, wait_until  # noqa: F401  (re-exported to the tests)
 from rnnstream.synth import generate
 
+# A daemon in a subprocess, started as ``[sys.executable, "-c", LAUNCH, config_path]``: numba's disk
+# cache configured as the command line does it (a cold compile costs seconds per start), and thread
+# stacks on SIGUSR1 for a test that hangs.
+LAUNCH = ("import faulthandler, signal, sys; faulthandler.register(signal.SIGUSR1); "
+          "from rnnstream.kernels.jit import configure_cache; configure_cache(); "
+          "from rnnstream.daemon.runner import main; sys.exit(main(sys.argv[1]))")
+
 CONFIG = """\
 {extra}
 kafka:

@@ -19,14 +19,12 @@ from kafka import KafkaProducer
 
 from rnnstream.config import load_config
 
-from .runner_helpers import (assert_same_states, committed, end_offsets, read_all, run_to_end, synth_events,
+from .runner_helpers import (LAUNCH, assert_same_states, committed, end_offsets, read_all, run_to_end, synth_events,
                              unique, unit_states, wait_until, write_config)
 from .test_runner_changelog import changelog_states
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(600)]
 ROOT = Path(__file__).resolve().parents[2]
-LAUNCH = ("import faulthandler, signal, sys; faulthandler.register(signal.SIGUSR1); "   # stacks, if it hangs
-          "from rnnstream.daemon.runner import main; sys.exit(main(sys.argv[1]))")
 
 
 def read_committed(bootstrap: str, topic: str) -> list:

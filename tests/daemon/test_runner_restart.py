@@ -16,12 +16,11 @@ from kafka import TopicPartition
 from rnnstream.config import load_config
 from rnnstream.daemon.checkpoint import CheckpointStore
 
-from .runner_helpers import (assert_same_states, committed, end_offsets, produce, run_to_end, synth_events,
+from .runner_helpers import (LAUNCH, assert_same_states, committed, end_offsets, produce, run_to_end, synth_events,
                              unique, unit_states, wait_until, write_config)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parents[2]
-LAUNCH = "import sys; from rnnstream.daemon.runner import main; sys.exit(main(sys.argv[1]))"
 
 
 def _start(cfg_path: Path, log_path: Path) -> subprocess.Popen:
