@@ -259,20 +259,23 @@ class Reader:
                 int(c.end_offsets([tp], timeout_ms=OFFSETS_TIMEOUT_MS)[tp]))
 
     def read(self, topic: str, partition: int, input_topic: str, start: int | None = None, *,
+             collector: Collector | None = None,
              progress: Callable[[int, int], None] | None = None, timeout_s: float = 300.0) -> Restored:
         """Every record of ``input_topic``'s state from changelog offset ``start`` (default: the
-        beginning) up to the partition's end (the last stable offset, under read_committed)."""
+        beginning) up to the partition's end (the last stable offset, under read_committed).
+        ``collector``: one that already folded the records before ``start`` (a standby copy), to go on."""
         from kafka import TopicPartition
 
         c, tp = self._get(), TopicPartition(topic, partition)
         begin, end = self.bounds(topic, partition)
         start = begin if start is None else max(start, begin)
-        out = Restored(end_offset=end)
+        collector = collector if collector is not None else Collector(input_topic)
+        out = collector.out
+        out.end_offset = max(end, start)
         if start >= end:
-            return out
+            return collector.finish()
         c.assign([tp])
         c.seek(tp, start)
-        collector = Collector(input_topic, out)
         deadline = time.monotonic() + timeout_s
         position, moved = start, time.monotonic()
         while position < end:

@@ -110,11 +110,11 @@ def test_a_failed_restore_pauses_the_partition_and_is_retried(kafka, tmp_path, m
     cfg_path = write_config(tmp_path, kafka.bootstrap, topic, interval=0.3, extra=CHANGELOG)
     original, failed = StateLog.restore, []
 
-    def flaky(self, det_cfg, tp):
+    def flaky(self, det_cfg, tp, *rest):
         if tp.partition == 1 and not failed:
             failed.append(tp)
             raise RnnstreamError("changelog unreadable (test)")
-        return original(self, det_cfg, tp)
+        return original(self, det_cfg, tp, *rest)
 
     monkeypatch.setattr(StateLog, "restore", flaky)
     tr = run_to_end(cfg_path, kafka.bootstrap, topic, 2)
