@@ -17,7 +17,7 @@ from rnnstream.daemon.checkpoint import CheckpointStore
 from rnnstream.daemon.statelog import StateLog
 from rnnstream.errors import RnnstreamError
 from rnnstream.metrics import Metrics
-from rnnstream.ops.state_cmd import export_main
+from rnnstream.ops.state_cmd import export_main, inspect_main
 
 from .runner_helpers import (add_detector_state, assert_same_states, produce, run_to_end, synth_events, unique, unit_states,
                              write_config)
@@ -70,6 +70,22 @@ def test_empty_state_dir_resumes_from_the_changelog(kafka, tmp_path):
     assert len(want) == 8 + 2 * 2
     assert_same_states(unit_states(cfg_path, topic, 2), want)          # the cache written afterwards
     assert_same_states(changelog_states(cfg_path, topic, 2, tmp_path), want)   # Kafka alone
+
+    # `rnnstream state inspect --from-kafka` sees what inspect sees on disk: partitions, entities, offsets
+    def summary(text: str) -> list:
+        return sorted((u["topic"], u["partition"], u["entities"], u["next_offset"], u["model_type"],
+                       u["model_version"], u["newest_valid"]) for u in json.loads(text))
+    inspected, inspected_kafka = io.StringIO(), io.StringIO()
+    assert inspect_main(str(cfg_path), as_json=True, out=inspected) == 0
+    assert inspect_main(str(cfg_path), as_json=True, out=inspected_kafka, from_kafka=True) == 0
+    assert summary(inspected_kafka.getvalue()) == summary(inspected.getvalue())
+    assert {u["source"] for u in json.loads(inspected_kafka.getvalue())} == {"changelog"}
+    assert sum(u["entities"] for u in json.loads(inspected_kafka.getvalue())) == 8
+    wider = tmp_path / "wider.yaml"                       # another model shape: its restore would start fresh
+    wider.write_text(cfg_path.read_text().replace("hidden: 8", "hidden: 16"))
+    table = io.StringIO()
+    assert inspect_main(str(wider), out=table, from_kafka=True) == 1
+    assert "model shape changed" in table.getvalue() and "changelog" in table.getvalue()
 
     # `rnnstream state export --from-kafka` shows the state the file export shows (all but the source)
     from_disk, from_kafka = io.StringIO(), io.StringIO()
