@@ -153,8 +153,10 @@ class Tailer:
     a thread (``start``/``close``). ``set_tasks`` says which copies to keep; ``take`` hands one over.
     ``consumer_factory()`` builds the thread's group-less read_committed consumer."""
 
-    def __init__(self, consumer_factory: Callable[[], Any], metrics: Any, poll_ms: int = 200):
+    def __init__(self, consumer_factory: Callable[[], Any], metrics: Any, poll_ms: int = 200,
+                 lag_every_s: float = LAG_EVERY_S):
         self._factory = consumer_factory
+        self._lag_every_s = lag_every_s
         self._metrics = metrics
         self._poll_ms = poll_ms
         self._lock = threading.Lock()
@@ -198,11 +200,15 @@ class Tailer:
                     if topic not in have:
                         have[topic] = (det, Collector(topic))
                         self._reset.add(key)
-            if self._reset:   # every copy of a changelog partition is read again from its beginning
-                for key in self._reset:
-                    self._copies[key] = {t: (d, Collector(t)) for t, (d, _) in self._copies[key].items()}
-                    self._position.pop(key, None)
+            self._restart(set(self._reset))
             self._export_counts()
+
+    def _restart(self, keys: set) -> None:
+        """Read every copy of the changelog partitions ``keys`` again from their beginning (lock held)."""
+        for key in keys:
+            self._copies[key] = {t: (d, Collector(t)) for t, (d, _) in self._copies[key].items()}
+            self._position.pop(key, None)
+            self._reset.add(key)
 
     def take(self, cl_topic: str, partition: int, topic: str) -> tuple[Collector, int] | None:
         """The copy of input partition ``(topic, partition)`` and the changelog offset it has read to,
@@ -246,7 +252,7 @@ class Tailer:
                     log.warning("standby copies: reading the changelog failed; retrying",
                                 extra={"error": f"{type(exc).__name__}: {exc}"})
                     with self._lock:
-                        self._reset.update(self._copies)
+                        self._restart(set(self._copies))
                     self._stop.wait(1.0)
         finally:
             if consumer is not None:
@@ -286,7 +292,7 @@ class Tailer:
                 if positions.get(tp) is not None:
                     self._position[key] = int(positions[tp])
         now = time.monotonic()
-        if now - self._lag_at >= LAG_EVERY_S:
+        if now - self._lag_at >= self._lag_every_s:
             self._lag_at = now
             ends = consumer.end_offsets(sorted(tps), timeout_ms=15000)
             with self._lock:

@@ -75,3 +75,119 @@ def test_foreign_user_data_counts_as_holding_nothing():
     assert sorted(len(out[m].partitions()) for m in ("x", "y")) == [1, 1]
     assert orjson.loads(out["x"].user_data)["standby"] == [["t", p] for p in
                                                            sorted(tp.partition for tp in out["y"].partitions())]
+
+
+class FakeConsumer:
+    """A group-less consumer over in-memory partitions: ``logs[(topic, p)]`` is a list of (key, value)."""
+
+    def __init__(self, logs):
+        self.logs = logs
+        self.assigned: list = []
+        self.pos: dict = {}
+
+    def assignment(self):
+        return set(self.assigned)
+
+    def assign(self, tps):
+        self.assigned = list(tps)
+
+    def beginning_offsets(self, tps, timeout_ms=None):
+        return {tp: 0 for tp in tps}
+
+    def end_offsets(self, tps, timeout_ms=None):
+        return {tp: len(self.logs[(tp.topic, tp.partition)]) for tp in tps}
+
+    def seek(self, tp, offset):
+        self.pos[tp] = offset
+
+    def close(self):
+        self.closed = True
+
+    def position(self, tp):
+        return self.pos[tp]
+
+    def poll(self, timeout_ms=0, max_records=None):
+        out = {}
+        for tp in self.assigned:
+            log = self.logs[(tp.topic, tp.partition)]
+            at = self.pos[tp]
+            out[tp] = [SimpleNamespace(offset=o, key=k, value=v) for o, (k, v) in enumerate(log[at:at + 2], at)]
+            self.pos[tp] = at + len(out[tp])
+        return out
+
+
+def _commit(topic: str, entity: str, value: bytes, offset: int) -> list:
+    from rnnstream.daemon.changelog import _ARRAYS, _ENTITY, _HEAD, _key
+    return [(_key(_ENTITY, 0, topic, entity.encode()), value), (_key(_ARRAYS, 0, topic, b"1"), b"w"),
+            (_key(_HEAD, 0, topic, b""), orjson.dumps({"next_offset": offset}))]
+
+
+def test_tailer_keeps_copies_current_and_hands_them_over():
+    from prometheus_client import CollectorRegistry
+
+    from rnnstream.daemon.standby import Tailer
+    from rnnstream.metrics import Metrics
+
+    logs = {("cl", 0): _commit("in", "a", b"1", 10) + _commit("in", "b", b"2", 20),
+            ("cl", 1): _commit("in", "c", b"3", 5)}
+    fake = FakeConsumer(logs)
+    metrics = Metrics(CollectorRegistry())
+    tailer = Tailer(lambda: fake, metrics, lag_every_s=0)
+    tailer.set_tasks([("hosts", "cl", "in", 0), ("hosts", "cl", "in", 1)])
+    for _ in range(5):
+        tailer._step(fake)
+    assert tailer.positions() == {("cl", 0): 6, ("cl", 1): 3}
+    assert tailer.warm() == {("in", 0), ("in", 1)}
+    assert metrics.registry.get_sample_value("rnnstream_standby_partitions", {"detector": "hosts"}) == 2
+    assert metrics.registry.get_sample_value("rnnstream_standby_lag_records", {"detector": "hosts"}) == 0
+
+    logs[("cl", 0)] += _commit("in", "a", b"9", 30)[:1]      # a commit being written: no head yet
+    tailer._step(fake)
+    collector, position = tailer.take("cl", 0, "in")
+    assert position == 7 and tailer.warm() == {("in", 1)}
+    restored = collector.finish()
+    assert restored.head == {"next_offset": 20}              # the last complete commit
+    assert restored.entities == {"a": [b"1"], "b": [b"2"]} and restored.fixups == {"a"}
+
+    tailer.set_tasks([("hosts", "cl", "in", 1)])             # kept: stays warm, not read again
+    assert tailer.positions() == {("cl", 1): 3}
+    tailer.set_tasks([("hosts", "cl", "in", 0), ("hosts", "cl", "in", 1)])   # a new copy: from the start
+    assert tailer.take("cl", 0, "in") is None                # not read yet
+    tailer.set_tasks([("hosts", "cl", "in", 0)])
+    for _ in range(5):
+        tailer._step(fake)
+    collector, position = tailer.take("cl", 0, "in")
+    assert position == 7 and collector.finish().head == {"next_offset": 20}
+    assert tailer.warm() == set()
+
+
+def test_tailer_thread_reads_again_from_the_start_after_a_failure():
+    from prometheus_client import CollectorRegistry
+
+    from rnnstream.daemon.standby import Tailer
+    from rnnstream.embedded.testing import wait_until
+    from rnnstream.metrics import Metrics
+
+    logs = {("cl", 0): _commit("in", "a", b"1", 10) + _commit("in", "a", b"2", 20)}
+    fake = FakeConsumer(logs)
+    polls = []
+    real_poll = fake.poll
+
+    def flaky_poll(**kw):
+        polls.append(1)
+        if len(polls) == 2:   # after one poll's records were folded in
+            raise OSError("connection reset (test)")
+        return real_poll(**kw)
+    fake.poll = flaky_poll
+    tailer = Tailer(lambda: fake, Metrics(CollectorRegistry()), poll_ms=10)
+    tailer.set_tasks([("hosts", "cl", "in", 0)])
+    tailer.start()
+    try:
+        wait_until(lambda: tailer.positions().get(("cl", 0)) == 6, 10, "the copy to catch up")
+    finally:
+        tailer.close()
+    collector, position = tailer.take("cl", 0, "in")
+    restored = collector.finish()
+    assert len(polls) > 2 and position == 6 and fake.closed
+    assert restored.head == {"next_offset": 20} and restored.entities == {"a": [b"2"]}
+    assert restored.records == 6            # read once from the start after the failure, not folded twice
