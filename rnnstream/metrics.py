@@ -153,6 +153,12 @@ METRIC_SPECS: tuple[MetricSpec, ...] = (
        "Changelog records written (entity rows, tombstones, shard arrays, heads)."),
     _c("changelog_bytes", "rnnstream_changelog_bytes_total", D,
        "Bytes of changelog records written (keys and values)."),
+    _g("standby_partitions", "rnnstream_standby_partitions", D,
+       "Partitions of which this replica keeps a warm standby copy by tailing their changelog."),
+    _g("standby_lag", "rnnstream_standby_lag_records", D,
+       "Changelog records the standby copies have yet to read (sum over their partitions)."),
+    _c("standby_takeovers", "rnnstream_standby_takeovers_total", D,
+       "Partitions restored from this replica's standby copy (only the changelog's tail read)."),
     _c("transactions", "rnnstream_transactions_total", ("result",),
        "exactly_once: transactions by result (committed, aborted)."),
 )
@@ -260,7 +266,8 @@ class DetectorMetrics:
                  "outputs_pending", "outputs_truncated", "outputs_dropped",
                  "_training_loss", "_model_version", "_rejected_parent", "_rejected", "_parent",
                  "_failed_parent", "_failed",
-                 "restore_records", "restore_bytes", "restore_duration", "changelog_records", "changelog_bytes")
+                 "restore_records", "restore_bytes", "restore_duration", "changelog_records", "changelog_bytes",
+                 "standby_partitions", "standby_lag", "standby_takeovers")
 
     def __init__(self, m: Metrics, name: str):
         self.name = name
@@ -289,6 +296,9 @@ class DetectorMetrics:
         self.restore_duration = m.restore_duration.labels(name)
         self.changelog_records = m.changelog_records.labels(name)
         self.changelog_bytes = m.changelog_bytes.labels(name)
+        self.standby_partitions = m.standby_partitions.labels(name)
+        self.standby_lag = m.standby_lag.labels(name)
+        self.standby_takeovers = m.standby_takeovers.labels(name)
         self._parent = m
 
     def note_anomaly(self, entity: str, when: float) -> None:
@@ -386,6 +396,9 @@ class Metrics:
     restore_duration: Histogram
     changelog_records: Counter
     changelog_bytes: Counter
+    standby_partitions: Gauge
+    standby_lag: Gauge
+    standby_takeovers: Counter
     transactions: Counter
 
     def __init__(self, registry: CollectorRegistry, *, top_k_entities: int = 0, version: str = __version__):

@@ -52,6 +52,9 @@ EXPECTED = {
     "rnnstream_restore_duration_seconds": ("histogram", ("detector",)),
     "rnnstream_changelog_records_total": ("counter", ("detector",)),
     "rnnstream_changelog_bytes_total": ("counter", ("detector",)),
+    "rnnstream_standby_partitions": ("gauge", ("detector",)),
+    "rnnstream_standby_lag_records": ("gauge", ("detector",)),
+    "rnnstream_standby_takeovers_total": ("counter", ("detector",)),
     "rnnstream_transactions_total": ("counter", ("result",)),
 }
 

@@ -116,12 +116,15 @@ class ProcessingConfig:
     changelog: bool = setting(False, doc="Keep each partition's state in a compacted changelog topic, so any replica can take a partition over with its full state; state_dir is then only a cache.")
     changelog_topic: str = setting("{group_id}.{detector}.changelog", doc="Name of a detector's changelog topic; {group_id} and {detector} are replaced. Created (compacted, as many partitions as the input) when missing.")
     transactional_id: str | None = setting(None, doc="exactly_once: this replica's transactional.id, stable across its restarts and unique among replicas (default '{group_id}.<hostname>', right for a StatefulSet); {group_id} is replaced.")
+    standby_replicas: int = setting(0, doc="Keep a warm copy of each partition's state on this many other replicas (tailing its changelog), so a replica that takes a partition over reads only the changelog's tail. Needs changelog: true and the same value on every replica; decided in the group's assignment (rnnstream.daemon.standby).", min=0)
     transaction_timeout_ms: int = setting(10000, doc="exactly_once: the broker aborts a transaction left open this long by a dead replica; partitions it wrote stay unreadable until then.", min=1000)
 
     def _cross_check(self) -> Problems:
         problems: Problems = []
         if self.guarantee == "exactly_once" and not self.changelog:
             problems.append(("changelog", "must be true with guarantee: exactly_once (the state is committed with the outputs)"))
+        if self.standby_replicas and not self.changelog:
+            problems.append(("standby_replicas", "needs changelog: true (standby copies tail the changelog)"))
         probe = self.changelog_topic.replace("{group_id}", "g").replace("{detector}", "d")
         if not re.fullmatch(TOPIC, probe):
             problems.append(("changelog_topic", f"must give {TOPIC_HINT} once {{group_id}} and {{detector}} are replaced"))

@@ -40,7 +40,10 @@ state to the detector's changelog topic before committing, and a partition's uni
 the local cache plus that changelog (or from the changelog alone) when it is assigned; a restore that
 fails pauses the partition and is retried. With ``processing.guarantee: exactly_once`` the outputs,
 changelog records and offsets of each interval are one transaction (``_commit_transaction``); a
-failed one is aborted and every unit restored from the changelog (``_abort_and_recover``).
+failed one is aborted and every unit restored from the changelog (``_abort_and_recover``). With
+``processing.standby_replicas`` (``rnnstream.daemon.standby``) the group assignment also names
+partitions of which this replica keeps a warm copy; a partition assigned here restores from its copy
+plus the changelog's tail.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ from .checkpoint import CheckpointStore
 from .decode import decode_batch
 from .changelog import Reader, restore_consumer
 from .outputs import Outputs
+from .standby import Standbys
 from .statelog import StateLog
 from .units import Unit
 
@@ -191,6 +195,7 @@ class Runner:
         self._last_check = 0.0
         self.eos = config.processing.guarantee == "exactly_once"
         self.statelog: StateLog | None = None      # with processing.changelog: the changelog topics
+        self.standbys: Standbys | None = None      # with processing.standby_replicas: warm copies
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -370,7 +375,8 @@ class Runner:
         A topic that does not exist yet is left to that refresh.
         """
         topics = self._topics()
-        self.consumer = self._consumer_factory(cfg, topics)
+        extra = {} if self.standbys is None else {"assignors": self.standbys.assignors()}
+        self.consumer = self._consumer_factory(cfg, topics, **extra)
         for topic in topics:
             try:
                 self.consumer.partitions_for_topic(topic)
@@ -385,6 +391,8 @@ class Runner:
         if self._deadline is None:
             self._deadline = time.monotonic() + self.config.daemon.shutdown_timeout_seconds
         self._set_ready(False, "shutting down")
+        if self.standbys is not None:
+            self.standbys.close(self._remaining(3.0))
         for unit in list(self.units.values()) + list(self._parked.values()):
             unit.close()
         self.units.clear()
@@ -509,6 +517,8 @@ class Runner:
 
     def _on_revoked(self, revoked: list) -> None:
         self._set_ready(False, "rebalancing")
+        if self.standbys is not None:
+            self.standbys.revoked()
         if self._rebalancing_since is None:
             self._rebalancing_since = time.monotonic()
         for tp in revoked:   # kafka-python may keep the pause of a partition it assigns again
@@ -548,6 +558,8 @@ class Runner:
             for unit in self._parked.values():
                 unit.close()
             self._parked.clear()
+        if self.standbys is not None:
+            self.standbys.assigned(self.config)
         self._rebalancing_since = None
         self._last_progress = time.monotonic()
         self._set_ready(not self._unrestored, self._unrestored_reason())
@@ -619,7 +631,8 @@ class Runner:
         """A new unit of ``tp`` with the saved state (changelog or newest checkpoint), or fresh."""
         dm = self.metrics.for_detector(cfg.name)
         if self.statelog is not None:
-            detector, next_offset, writer, changelog_offset = self.statelog.restore(cfg, tp)
+            warm = None if self.standbys is None else self.standbys.take(self.config, cfg, tp)
+            detector, next_offset, writer, changelog_offset = self.statelog.restore(cfg, tp, warm)
             unit = Unit(cfg.name, tp, cfg, detector, dm, next_offset, restored=next_offset is not None)
             unit.changelog, unit.changelog_offset = writer, changelog_offset
             return unit
@@ -646,6 +659,9 @@ class Runner:
         if self.eos:
             self.producer.init_transactions()
             self.producer.begin_transaction()
+        if cfg.processing.standby_replicas:
+            self.standbys = Standbys(cfg, self.metrics, lambda: set(self.units) | set(self._parked))
+            self.standbys.start()
 
     def _commit_transaction(self) -> bool:
         """exactly_once: the open transaction (outputs since the last commit) gets every unit's
@@ -838,8 +854,10 @@ def _names(tps) -> list[str]:
     return [f"{tp.topic}[{tp.partition}]" for tp in tps]
 
 
-def _default_consumer(cfg: Config, topics: list[str]) -> KafkaConsumer:
-    extra = {"isolation_level": "read_committed"} if cfg.processing.guarantee == "exactly_once" else {}
+def _default_consumer(cfg: Config, topics: list[str], assignors: list | None = None) -> KafkaConsumer:
+    extra: dict[str, Any] = {"isolation_level": "read_committed"} if cfg.processing.guarantee == "exactly_once" else {}
+    if assignors:
+        extra["partition_assignment_strategy"] = assignors
     return KafkaConsumer(enable_auto_commit=False, **cfg.kafka.consumer_kwargs(), **extra)
 
 

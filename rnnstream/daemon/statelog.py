@@ -125,13 +125,26 @@ class StateLog:
     def end_offset(self, detector: str, partition: int) -> int:
         return self.reader.bounds(self.topic(detector), partition)[1]
 
-    def restore(self, det_cfg: Any, tp: Any) -> tuple[Detector, int | None, cl.WriterState, int]:
+    def restore(self, det_cfg: Any, tp: Any, warm: tuple[cl.Collector, int] | None = None
+                ) -> tuple[Detector, int | None, cl.WriterState, int]:
         """``(detector, next_offset or None for "nothing kept", writer state, changelog offset)`` for
-        input partition ``tp``, from the cache and the changelog (see the module docstring)."""
+        input partition ``tp``, from the cache and the changelog (see the module docstring).
+        ``warm``: a standby copy (``rnnstream.daemon.standby``), a collector that read the changelog
+        partition from its beginning up to the given offset; only the records after it are read then,
+        and the cache is not used."""
         topic = self.topic(det_cfg.name)
         started = time.monotonic()
         self.metrics.restoring_partitions.inc()
         try:
+            if warm is not None:
+                collector, position = warm
+                before = (collector.out.records, collector.out.bytes)
+                restored = self.reader.read(topic, tp.partition, tp.topic, position, collector=collector,
+                                            progress=self._progress(det_cfg.name, tp))
+                if restored.head is not None:
+                    self.metrics.for_detector(det_cfg.name).standby_takeovers.inc()
+                    return self._apply_full(det_cfg, tp, topic, restored, started, "standby copy and changelog tail",
+                                            read=(restored.records - before[0], restored.bytes - before[1]))
             cached = self.store.load_with_meta(det_cfg.name, tp, det_cfg)
             info = None if cached is None else cached[2].get("changelog")
             if info is not None:
@@ -174,6 +187,12 @@ class StateLog:
             return Detector(det_cfg), None, ws, restored.end_offset
         if legacy is not None:
             legacy[0].close()
+        return self._apply_full(det_cfg, tp, topic, restored, started, "changelog")
+
+    def _apply_full(self, det_cfg: Any, tp: Any, topic: str, restored: cl.Restored, started: float, source: str,
+                    read: tuple[int, int] | None = None) -> tuple[Detector, int | None, cl.WriterState, int]:
+        """A fresh detector brought to the state of ``restored`` (every record of the partition, with
+        a head); ``read``: the (records, bytes) of them read from Kafka now, when not all were."""
         if restored.head.get("shape_fingerprint") != shape_fingerprint(det_cfg):
             log.warning("changelog state refused: model shape changed (model type/size, features, time "
                         "features or training.window); starting this partition fresh from the head's offset",
@@ -189,7 +208,7 @@ class StateLog:
             raise
         ws = _writer_from(restored)
         ws.fixups = restored.fixups
-        self._account(det_cfg.name, restored, started, tp, "changelog")
+        self._account(det_cfg.name, restored, started, tp, source, read)
         return det, int(restored.head["next_offset"]), ws, restored.end_offset
 
     def _progress(self, detector: str, tp: Any):
@@ -203,14 +222,16 @@ class StateLog:
                                              "offsets_read": done, "offsets_total": total})
         return report
 
-    def _account(self, detector: str, restored: cl.Restored, started: float, tp: Any, source: str) -> None:
+    def _account(self, detector: str, restored: cl.Restored, started: float, tp: Any, source: str,
+                 read: tuple[int, int] | None = None) -> None:
         dm, took = self.metrics.for_detector(detector), time.monotonic() - started
-        dm.restore_records.inc(restored.records)
-        dm.restore_bytes.inc(restored.bytes)
+        records, size = read if read is not None else (restored.records, restored.bytes)
+        dm.restore_records.inc(records)
+        dm.restore_bytes.inc(size)
         dm.restore_duration.observe(took)
         log.info("partition state restored", extra={
-            "detector": detector, "partition": _name(tp), "source": source, "records": restored.records,
-            "bytes": restored.bytes, "seconds": round(took, 3),
+            "detector": detector, "partition": _name(tp), "source": source, "records": records,
+            "bytes": size, "seconds": round(took, 3),
             "next_offset": None if restored.head is None else restored.head["next_offset"]})
 
 

@@ -20,7 +20,7 @@ def cmd_check_connection(args: argparse.Namespace) -> int:
 def cmd_state_inspect(args: argparse.Namespace) -> int:
     from .state_cmd import inspect_main
 
-    return inspect_main(args.config, detector=args.detector, as_json=args.json)
+    return inspect_main(args.config, detector=args.detector, as_json=args.json, from_kafka=args.from_kafka)
 
 
 def cmd_state_export(args: argparse.Namespace) -> int:
@@ -79,6 +79,8 @@ def register(sub: Any) -> None:
     add_config(q)
     q.add_argument("--detector", help="only this detector")
     q.add_argument("--json", action="store_true", help="machine-readable output (a JSON list, one object per partition)")
+    q.add_argument("--from-kafka", action="store_true",
+                   help="read the detectors' changelog topics (processing.changelog) instead of state_dir")
     q.set_defaults(func=cmd_state_inspect)
     q = add_command(ssub, "export", "one entity's state as JSON, from the newest checkpoints",
                     "Print one entity's state (normaliser, error statistics, history ring, model version and\n"

@@ -1,7 +1,8 @@
 """``rnnstream state inspect|export|reset``: look into and reset the daemon's checkpoints.
 
-``export --from-kafka`` reads an entity's state from the detector's changelog topic instead
-(``processing.changelog``), as any replica taking the partition over would restore it.
+``inspect --from-kafka`` and ``export --from-kafka`` read the detector's changelog topic instead
+(``processing.changelog``), as any replica taking the partition over would restore it: both go
+through ``changelog_partitions``, the records of each partition up to its last complete commit.
 
 Checkpoints live in ``<state_dir>/<detector>/<topic>-<partition>/ckpt-<generation>.rns`` (see
 ``rnnstream.daemon.checkpoint``). inspect and export only read them; reset (``rnnstream.ops.state_reset``)
@@ -131,6 +132,8 @@ class UnitInfo:
     next_offset: int | None = None
     created_at: str | None = None
     age_seconds: float | None = None
+    source: str = "state_dir"              # or "changelog" (inspect --from-kafka): generations is then
+                                           # one entry, the partition's last complete commit
 
 
 def inspect_unit(store: CheckpointStore, unit: Unit, now: float | None = None) -> UnitInfo:
@@ -168,6 +171,38 @@ def inspect_state(cfg: Config, detector: str | None = None, now: float | None = 
     return [inspect_unit(store, u, now) for u in find_units(cfg.state_dir, detector)]
 
 
+def inspect_changelog(cfg: Config, detector: str | None = None, now: float | None = None,
+                      reader: Any = None) -> list[UnitInfo]:
+    """``inspect_state`` from the changelog topics: per detector and input partition holding records,
+    its last complete commit (entities, model, next offset, when written; "valid" when a restore can
+    use it: a head of this format whose entity rows fit the config)."""
+    now = time.time() if now is None else now
+    out = []
+    for det_cfg in _detectors(cfg, detector):
+        for part in changelog_partitions(cfg, det_cfg, reader=reader):
+            r, head = part.restored, part.restored.head
+            gen = GenerationInfo(0, part.label, r.bytes, False)
+            info = UnitInfo(det_cfg.name, part.input_topic, part.partition, part.label, r.bytes, [gen],
+                            source="changelog")
+            if head is None:
+                gen.error = f"{r.records} record(s) but no complete commit"
+            elif head.get("row_bytes") != part.codec.row_bytes:
+                gen.error = (f"entity rows of {head.get('row_bytes')} bytes, this config's are "
+                             f"{part.codec.row_bytes} (model shape changed): a restore starts fresh")
+            else:
+                gen.valid = True
+            if head is not None:
+                info.generation = 0
+                info.entities = sum(1 for c in r.entities.values() if c and not any(x is None for x in c))
+                info.model_type, info.model_version = head.get("model_type"), head.get("model_version")
+                info.next_offset = head.get("next_offset")
+                info.created_at = _iso(head.get("written_at"))
+                info.age_seconds = None if head.get("written_at") is None else round(now - float(head["written_at"]), 3)
+            info.newest_valid = gen.valid
+            out.append(info)
+    return out
+
+
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -182,12 +217,13 @@ def format_inspect(units: list[UnitInfo]) -> str:
     rows = [header]
     notes = []
     for u in units:
-        gens = ",".join(str(g.generation) for g in u.generations) or "-"
+        gens = "changelog" if u.source == "changelog" else ",".join(str(g.generation) for g in u.generations) or "-"
         newest = "ok" if u.newest_valid else ("none" if not u.generations else "CORRUPT")
         rows.append((u.detector, f"{u.topic}-{u.partition}", gens, _dash(u.entities), _dash(u.model_type),
                      _dash(u.model_version), _dash(u.next_offset), _age(u.age_seconds),
                      f"{u.size_bytes / 1024:.1f}KiB", newest))
-        notes += [f"{u.detector}/{u.topic}-{u.partition} generation {g.generation}: {g.error}"
+        notes += [f"{u.detector}/{u.topic}-{u.partition} "
+                  f"{g.path if u.source == 'changelog' else f'generation {g.generation}'}: {g.error}"
                   for g in u.generations if not g.valid]
         if u.generations and not u.newest_valid and u.generation is not None:
             notes.append(f"{u.detector}/{u.topic}-{u.partition}: the daemon would restore generation {u.generation}")
@@ -309,27 +345,43 @@ def export_entity(cfg: Config, detector: str, entity: str, partition: str | None
                           "searched: " + "; ".join(searched))
 
 
-def export_entity_from_kafka(cfg: Config, detector: str, entity: str, partition: str | None = None,
-                             reader: Any = None) -> dict[str, Any]:
-    """``export_entity`` from the detector's changelog topic instead of ``state_dir``: the entity's
-    state as of the last complete commit of each partition (read_committed). RnnstreamError when the
-    changelog is off, missing, or does not hold the entity."""
+@dataclass
+class ChangelogPartition:
+    """What one changelog partition holds for one input partition (``changelog_partitions``)."""
+
+    changelog: str
+    partition: int
+    input_topic: str
+    restored: Any           # rnnstream.daemon.changelog.Restored
+    codec: Any              # the config's RowCodec
+
+    @property
+    def label(self) -> str:
+        return f"{self.changelog}[{self.partition}]"
+
+
+def _detectors(cfg: Config, detector: str | None) -> list:
+    if detector is not None and detector not in {d.name for d in cfg.detectors}:
+        raise RnnstreamError(f"no detector named {detector!r} in the config; it has {[d.name for d in cfg.detectors]}")
+    return [d for d in cfg.detectors if detector is None or d.name == detector]
+
+
+def changelog_partitions(cfg: Config, det_cfg: Any, partition: str | None = None, reader: Any = None):
+    """Yield a ``ChangelogPartition`` per input partition of ``det_cfg`` (only ``partition``,
+    "TOPIC-N", when given) whose changelog partition holds records of it, read up to its end
+    (read_committed). RnnstreamError when the changelog is off or its topic does not exist."""
     from ..daemon import changelog as cl
     from ..detector import Detector
 
     if cfg.kafka is None or not cfg.processing.changelog:
         raise RnnstreamError("--from-kafka needs a 'kafka' section and processing.changelog: true in the config")
-    det_cfg = cfg.detector(detector) if detector in {d.name for d in cfg.detectors} else None
-    if det_cfg is None:
-        raise RnnstreamError(f"no detector named {detector!r} in the config; it has {[d.name for d in cfg.detectors]}")
-    topic = cl.changelog_topic(cfg, detector)
+    topic = cl.changelog_topic(cfg, det_cfg.name)
     own = reader is None
     reader = reader or cl.Reader(lambda: cl.restore_consumer(cfg))
     det = Detector(det_cfg, background=False)
     codec = cl.RowCodec(det.state)
     det.close()
     wanted = parse_partition(partition) if partition else None
-    found, searched = [], []
     try:
         parts = reader.partitions(topic)
         if not parts:
@@ -339,29 +391,42 @@ def export_entity_from_kafka(cfg: Config, detector: str, entity: str, partition:
                 if wanted is not None and wanted != (input_topic, p):
                     continue
                 restored = reader.read(topic, p, input_topic)
-                head = restored.head
-                searched.append(f"{topic}[{p}] for {input_topic} ({len(restored.entities)} entities)")
-                chunks = restored.entities.get(entity)
-                if head is None or not chunks or any(c is None for c in chunks):
-                    continue
-                try:
-                    blob = codec.decode([entity], [b"".join(chunks)])
-                except ValueError as exc:
-                    searched[-1] += f": unreadable ({exc})"
-                    continue
-                source = {"changelog": topic, "partition": p, "read_to_offset": restored.end_offset,
-                          "next_offset": head.get("next_offset"), "written_at": _iso(head.get("written_at")),
-                          "config_matches_shape": head.get("shape_fingerprint") == shape_fingerprint(det_cfg)}
-                row = {k: v[0] for k, v in blob.arrays.items()}
-                state = entity_state(det_cfg, Unit(detector, input_topic, p, Path(topic)), source, row,
-                                     head.get("model_type"), head.get("model_version"))
-                state["entity"] = entity
-                found.append(state)
+                if restored.records:
+                    yield ChangelogPartition(topic, p, input_topic, restored, codec)
     finally:
         if own:
             reader.close()
-    return _latest(found, f"entity {entity!r} is in no partition of changelog {topic!r}; searched: "
-                          + "; ".join(searched))
+
+
+def export_entity_from_kafka(cfg: Config, detector: str, entity: str, partition: str | None = None,
+                             reader: Any = None) -> dict[str, Any]:
+    """``export_entity`` from the detector's changelog topic instead of ``state_dir``: the entity's
+    state as of the last complete commit of each partition (read_committed). RnnstreamError when the
+    changelog is off, missing, or does not hold the entity."""
+    det_cfg = _detectors(cfg, detector)[0]
+    found, searched = [], []
+    for part in changelog_partitions(cfg, det_cfg, partition, reader):
+        restored, head = part.restored, part.restored.head
+        searched.append(f"{part.label} for {part.input_topic} ({len(restored.entities)} entities)")
+        chunks = restored.entities.get(entity)
+        if head is None or not chunks or any(c is None for c in chunks):
+            continue
+        try:
+            blob = part.codec.decode([entity], [b"".join(chunks)])
+        except ValueError as exc:
+            searched[-1] += f": unreadable ({exc})"
+            continue
+        source = {"changelog": part.changelog, "partition": part.partition, "read_to_offset": restored.end_offset,
+                  "next_offset": head.get("next_offset"), "written_at": _iso(head.get("written_at")),
+                  "config_matches_shape": head.get("shape_fingerprint") == shape_fingerprint(det_cfg)}
+        row = {k: v[0] for k, v in blob.arrays.items()}
+        state = entity_state(det_cfg, Unit(detector, part.input_topic, part.partition, Path(part.changelog)),
+                             source, row, head.get("model_type"), head.get("model_version"))
+        state["entity"] = entity
+        found.append(state)
+    from ..daemon.changelog import changelog_topic
+    return _latest(found, f"entity {entity!r} is in no partition of changelog {changelog_topic(cfg, detector)!r}; "
+                          "searched: " + "; ".join(searched))
 
 
 def _latest(found: list[dict[str, Any]], absent: str) -> dict[str, Any]:
@@ -378,14 +443,17 @@ def _latest(found: list[dict[str, Any]], absent: str) -> dict[str, Any]:
 # -- entry points ------------------------------------------------------------------------------------
 
 def inspect_main(config_path: str, detector: str | None = None, as_json: bool = False,
-                 out: TextIO | None = None) -> int:
+                 out: TextIO | None = None, from_kafka: bool = False) -> int:
     """``rnnstream state inspect``: 0 when every unit's newest checkpoint is valid (or there is no
-    checkpoint yet: a fresh state_dir is not an error), 1 when one is unreadable."""
+    checkpoint yet: a fresh state_dir is not an error), 1 when one is unreadable. With ``from_kafka``
+    the same of each changelog partition's last complete commit."""
     out = out or sys.stdout
     cfg = load_config_file(config_path)
-    units = inspect_state(cfg, detector)
+    units = inspect_changelog(cfg, detector) if from_kafka else inspect_state(cfg, detector)
     if as_json:
         print(json.dumps([asdict(u) for u in units], indent=2), file=out)
+    elif not units and from_kafka:
+        print(f"no changelog records for {f'detector {detector!r}' if detector else 'any detector'}", file=out)
     elif not units:
         print(nothing_found(cfg.state_dir, detector, None), file=out)
     else:

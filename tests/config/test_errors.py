@@ -117,6 +117,13 @@ def test_scoring_and_training_cross_checks():
     assert ("detectors[0].training.min_events", "must be >= window (128): one training window needs that many events") in found
 
 
+def test_processing_cross_checks_name_their_path():
+    assert "needs changelog: true" in problem_at({**minimal(), "processing": {"standby_replicas": 1}},
+                                                 "processing.standby_replicas")
+    assert "must be true" in problem_at({**minimal(), "processing": {"guarantee": "exactly_once"}},
+                                        "processing.changelog")
+
+
 def test_sasl_requires_mechanism_user_password():
     doc = {**minimal(), "kafka": {"bootstrap_servers": ["b:9092"], "security_protocol": "SASL_SSL", "sasl_username": "u"}}
     found = problems(doc)

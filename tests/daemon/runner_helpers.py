@@ -112,6 +112,19 @@ def committed(bootstrap: str, group: str) -> dict[int, int]:
         admin.close()
 
 
+def group_members(bootstrap: str, group: str) -> int | None:
+    """How many members the consumer group has (None while its coordinator cannot answer)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return len(admin.describe_groups([group]).get(group, {}).get("members") or [])
+    except KafkaError as exc:
+        if not exc.retriable:
+            raise
+        return None
+    finally:
+        admin.close()
+
+
 def read_all(bootstrap: str, topic: str, idle_s: float = 3.0, timeout_s: float = 30.0,
              isolation_level: str = "read_uncommitted") -> list:
     """Every record of ``topic`` (all partitions), read until ``idle_s`` without new records."""

@@ -17,7 +17,7 @@ from rnnstream.daemon.checkpoint import CheckpointStore
 from rnnstream.daemon.statelog import StateLog
 from rnnstream.errors import RnnstreamError
 from rnnstream.metrics import Metrics
-from rnnstream.ops.state_cmd import export_main
+from rnnstream.ops.state_cmd import export_main, inspect_main
 
 from .runner_helpers import (add_detector_state, assert_same_states, produce, run_to_end, synth_events, unique, unit_states,
                              write_config)
@@ -71,6 +71,22 @@ def test_empty_state_dir_resumes_from_the_changelog(kafka, tmp_path):
     assert_same_states(unit_states(cfg_path, topic, 2), want)          # the cache written afterwards
     assert_same_states(changelog_states(cfg_path, topic, 2, tmp_path), want)   # Kafka alone
 
+    # `rnnstream state inspect --from-kafka` sees what inspect sees on disk: partitions, entities, offsets
+    def summary(text: str) -> list:
+        return sorted((u["topic"], u["partition"], u["entities"], u["next_offset"], u["model_type"],
+                       u["model_version"], u["newest_valid"]) for u in json.loads(text))
+    inspected, inspected_kafka = io.StringIO(), io.StringIO()
+    assert inspect_main(str(cfg_path), as_json=True, out=inspected) == 0
+    assert inspect_main(str(cfg_path), as_json=True, out=inspected_kafka, from_kafka=True) == 0
+    assert summary(inspected_kafka.getvalue()) == summary(inspected.getvalue())
+    assert {u["source"] for u in json.loads(inspected_kafka.getvalue())} == {"changelog"}
+    assert sum(u["entities"] for u in json.loads(inspected_kafka.getvalue())) == 8
+    wider = tmp_path / "wider.yaml"                       # another model shape: its restore would start fresh
+    wider.write_text(cfg_path.read_text().replace("hidden: 8", "hidden: 16"))
+    table = io.StringIO()
+    assert inspect_main(str(wider), out=table, from_kafka=True) == 1
+    assert "model shape changed" in table.getvalue() and "changelog" in table.getvalue()
+
     # `rnnstream state export --from-kafka` shows the state the file export shows (all but the source)
     from_disk, from_kafka = io.StringIO(), io.StringIO()
     assert export_main(str(cfg_path), "hosts", "host-03", out=from_disk) == 0
@@ -110,11 +126,11 @@ def test_a_failed_restore_pauses_the_partition_and_is_retried(kafka, tmp_path, m
     cfg_path = write_config(tmp_path, kafka.bootstrap, topic, interval=0.3, extra=CHANGELOG)
     original, failed = StateLog.restore, []
 
-    def flaky(self, det_cfg, tp):
+    def flaky(self, det_cfg, tp, *rest):
         if tp.partition == 1 and not failed:
             failed.append(tp)
             raise RnnstreamError("changelog unreadable (test)")
-        return original(self, det_cfg, tp)
+        return original(self, det_cfg, tp, *rest)
 
     monkeypatch.setattr(StateLog, "restore", flaky)
     tr = run_to_end(cfg_path, kafka.bootstrap, topic, 2)

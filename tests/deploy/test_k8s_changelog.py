@@ -51,7 +51,8 @@ def test_overlay_config_is_the_base_config_with_exactly_once_and_the_changelog(d
     base_text = (deploy_dir / "k8s" / "base" / "config" / "config.yaml").read_text()
     over_text = (deploy_dir / "k8s" / "changelog" / "config" / "config.yaml").read_text()
     b, o = yaml.safe_load(base_text), yaml.safe_load(over_text)
-    assert o.pop("processing") == {"guarantee": "exactly_once", "changelog": True}
+    assert o.pop("processing") == {"guarantee": "exactly_once", "changelog": True, "standby_replicas": 1}
     assert o == b                                             # nothing else differs: no drift
     cfg = load_config_text(over_text, env=CONFIG_ENV)
     assert cfg.processing.guarantee == "exactly_once" and cfg.processing.changelog
+    assert cfg.processing.standby_replicas == 1
