@@ -13,17 +13,13 @@ import pytest
 
 from rnnstream.config import load_config
 
-from .runner_helpers import committed, end_offsets, produce, synth_events, unique, wait_until, write_config
+from .runner_helpers import LAUNCH, committed, end_offsets, produce, synth_events, unique, wait_until, write_config
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
 ROOT = Path(__file__).resolve().parents[2]
-STUCK_CLOSE = """
-import sys, time
-import kafka
-kafka.KafkaConsumer.close = lambda self, *a, **k: time.sleep(60)   # ignores every deadline
-from rnnstream.daemon.runner import main
-sys.exit(main(sys.argv[1]))
-"""
+STUCK_CLOSE = ("import time, kafka; "
+               "kafka.KafkaConsumer.close = lambda self, *a, **k: time.sleep(60); "   # ignores every deadline
+               + LAUNCH)
 
 
 def test_sigterm_exits_within_the_budget_when_a_close_hangs(kafka, tmp_path):
