@@ -96,9 +96,13 @@ def from_bytes(buf: bytes, source: str = "<bytes>") -> tuple[dict[str, np.ndarra
 
 def write_state_file(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
     """Write atomically: a reader sees the old file or the new one, never a mix, even after a crash."""
+    write_file_atomically(path, to_bytes(arrays, meta))
+
+
+def write_file_atomically(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` (``to_bytes``' output) as ``write_state_file`` does."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    data = to_bytes(arrays, meta)
     try:
         # 1. Write the whole file under a temporary name and make its bytes durable.
         with open(tmp, "wb") as fh:
