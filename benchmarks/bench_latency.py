@@ -1,8 +1,9 @@
 """Latency of the daemon under a steady load, measured from outside: produce time to score read back.
 
-    python benchmarks/bench_latency.py [--rates 5000 20000] [--entities 10000] [--warmup 15] [--duration 30]
+    python benchmarks/bench_latency.py [--rates 5000 20000] [--formats record batch] [--entities 10000]
+                                       [--warmup 15] [--duration 30]
 
-Per rate, against a local embedded broker: a fresh input topic (2 partitions) and scores topic; the
+Per rate and scores format, against a local embedded broker: a fresh input topic (2 partitions) and scores topic; the
 daemon (`rnnstream run`, its own process, default settings but every event's score published, the
 background training and 30 s checkpoints on); a producer process sending the events at a steady rate
 over ``--entities`` entities, each event's time (``ts``) the wall clock when it was sent; a consumer
@@ -173,7 +174,8 @@ def daemon_events(log_path: Path) -> list[tuple[float, str, float | None]]:
         if rec.get("msg") in ("checkpoint written", "model retrained", "partitions assigned", "daemon started",
                               "cyclic garbage collected"):
             ts = datetime.fromisoformat(rec["ts"].replace("Z", "+00:00")).timestamp()
-            out.append((ts, rec["msg"], rec.get("duration_s")))
+            what = rec["msg"] + (f", the loop held {rec['loop_s']:.3f} s" if "loop_s" in rec else "")
+            out.append((ts, what, rec.get("duration_s")))
     return out
 
 
@@ -189,13 +191,13 @@ def histogram_quantiles(text: str, name: str, qs=(0.5, 0.99)) -> list[float]:
     return [next((le for le in edges if total and buckets[le] >= q * total), float("nan")) for q in qs]
 
 
-def run_rate(bootstrap: str, admin_create, rate: int, args, tmp: Path) -> dict:
+def run_rate(bootstrap: str, admin_create, rate: int, scores_format: str, args, tmp: Path) -> dict:
     topic = f"lat-{rate}-{time.time_ns() % 10**9}"
     admin_create([(topic, PARTITIONS), (f"{topic}.scores", PARTITIONS), (f"{topic}.anomalies", 1)])
     cfg = tmp / f"{topic}.yaml"
     port = free_port()
     cfg.write_text(CONFIG.format(bootstrap=bootstrap, group=f"g-{topic}", state_dir=tmp / f"state-{topic}",
-                                 port=port, topic=topic, scores_format=args.scores_format))
+                                 port=port, topic=topic, scores_format=scores_format))
     log_path = tmp / f"{topic}.log"
     total = args.warmup + args.duration
     lat_file = tmp / f"{topic}.npy"
@@ -239,7 +241,7 @@ def run_rate(bootstrap: str, admin_create, rate: int, args, tmp: Path) -> dict:
     bad = [s for s, p in per_second.items() if p > target and s < args.warmup]
     settled = (max(bad) + 1) if bad else 0
     events = daemon_events(log_path)
-    return {"rate": rate, "sent": sent, "scored": int(len(latencies)), "steady_n": int(steady.sum()),
+    return {"rate": rate, "format": scores_format, "sent": sent, "scored": int(len(latencies)), "steady_n": int(steady.sum()),
             "p50": float(np.percentile(lat_ms, 50)), "p99": float(np.percentile(lat_ms, 99)),
             "p999": float(np.percentile(lat_ms, 99.9)), "max": float(lat_ms.max()),
             "settled_s": settled, "first_second_p99": per_second.get(0, float("nan")),
@@ -250,7 +252,7 @@ def run_rate(bootstrap: str, admin_create, rate: int, args, tmp: Path) -> dict:
 
 
 def report(res: dict, args) -> None:
-    print(f"-- {res['rate']:,} events/s over {args.entities:,} entities, scores_format {args.scores_format}: "
+    print(f"-- {res['rate']:,} events/s over {args.entities:,} entities, scores_format {res['format']}: "
           f"{res['sent']:,} sent, {res['scored']:,} scores read back")
     print(f"   steady state ({args.duration:g} s after {args.warmup:g} s of warm-up, {res['steady_n']:,} scores): "
           f"p50 {res['p50']:.1f} ms, p99 {res['p99']:.1f} ms, p99.9 {res['p999']:.1f} ms, max {res['max']:.1f} ms "
@@ -275,7 +277,7 @@ def main() -> None:
     parser.add_argument("--entities", type=int, default=10_000)
     parser.add_argument("--warmup", type=float, default=15.0)
     parser.add_argument("--duration", type=float, default=30.0)
-    parser.add_argument("--scores-format", choices=["record", "batch"], default="record")
+    parser.add_argument("--formats", nargs="+", choices=["record", "batch"], default=["record", "batch"])
     parser.add_argument("--role", choices=["produce", "consume"], help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
@@ -299,12 +301,14 @@ def main() -> None:
     print(f"producer and consumer: {client}")
     with EmbeddedKafka(heap="1g") as broker, tempfile.TemporaryDirectory() as tmp:
         for rate in args.rates:
-            res = run_rate(broker.bootstrap, broker.create_topics, rate, args, Path(tmp))
-            report(res, args)
-            figure(f"latency, produce to score read back, {rate:,} events/s over {args.entities // 1000} k entities, "
-                   f"every score published ({args.scores_format}), {args.duration:g} s after {args.warmup:g} s warm-up",
-                   f"p50 {res['p50']:.0f} ms, **p99 {res['p99']:.0f} ms**, p99.9 {res['p999']:.0f} ms",
-                   f"p99 <= {res['target']:g} ms")
+            for fmt in args.formats:
+                res = run_rate(broker.bootstrap, broker.create_topics, rate, fmt, args, Path(tmp))
+                report(res, args)
+                figure(f"latency, produce to score read back, {rate:,} events/s over {args.entities // 1000} k entities, "
+                       f"scores_format: {fmt}, {args.duration:g} s after {args.warmup:g} s warm-up; daemon CPU "
+                       f"{res['cpu_us_per_event']:.0f} µs/event",
+                       f"p50 {res['p50']:.0f} ms, **p99 {res['p99']:.0f} ms**, p99.9 {res['p999']:.0f} ms",
+                       f"p99 <= {res['target']:g} ms")
     print(machine_line())
 
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from ..detector import Detector
 from ..errors import StateFormatError
-from ..state.fileformat import read_state_file, to_bytes, write_file_atomically
+from ..state.fileformat import read_state_file, to_parts, write_parts_atomically
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +138,10 @@ class CheckpointStore:
         return self.write(self.prepare(detector_name, tp, detector, next_offset, extra))
 
     def prepare(self, detector_name: str, tp: Any, detector: Detector, next_offset: int,
-                extra: dict[str, Any] | None = None) -> tuple[Path, bytes]:
+                extra: dict[str, Any] | None = None) -> tuple[Path, list[bytes]]:
         """``save``'s first half, in the thread that owns ``detector``: the new generation's path and
-        its bytes (a copy: the detector may change as soon as this returns). ``write`` does the
+        its content in pieces (``to_parts``: the arrays copied, as the detector may change as soon as
+        this returns; the checksum and the joining are left to ``write``). ``write`` does the
         rest, in any thread; the unit's next ``prepare`` must wait for that ``write``."""
         topic, partition = _tp(tp)
         d = self.unit_dir(detector_name, tp)
@@ -155,13 +156,13 @@ class CheckpointStore:
             "config_fingerprint": config_fingerprint(cfg), "next_offset": int(next_offset),
             "generation": generation, "created_at": time.time(), **(extra or {}),
         })
-        return d / f"ckpt-{generation:012d}.rns", to_bytes(arrays, meta)
+        return d / f"ckpt-{generation:012d}.rns", to_parts(arrays, meta)
 
-    def write(self, prepared: tuple[Path, bytes]) -> Path:
+    def write(self, prepared: tuple[Path, list[bytes]]) -> Path:
         """Write what ``prepare`` made (atomically, durably), then delete all but the newest
         ``keep_generations`` of the unit. Returns the file's path."""
-        path, data = prepared
-        write_file_atomically(path, data)
+        path, parts = prepared
+        write_parts_atomically(path, parts)
         d = path.parent
         gens = [(int(m.group(1)), p) for p in d.iterdir() if (m := _NAME.match(p.name))]
         for _, old in sorted(gens, reverse=True)[self.keep_generations:]:
