@@ -246,7 +246,7 @@ def run_rate(bootstrap: str, admin_create, rate: int, scores_format: str, args, 
             "p999": float(np.percentile(lat_ms, 99.9)), "max": float(lat_ms.max()),
             "settled_s": settled, "first_second_p99": per_second.get(0, float("nan")),
             "per_second": per_second, "events": [(t - started, m, d) for t, m, d in events],
-            "target": target, "cpu_us_per_event": cpu_s / max(sent, 1) * 1e6, "cpu_share": cpu_s / (time.time() - started),
+            "target": target, "cpu_us_per_event": cpu_s / max(len(latencies), 1) * 1e6, "cpu_share": cpu_s / (time.time() - started),
             "inside": histogram_quantiles(metrics, "rnnstream_event_to_score_latency_seconds"),
             "batch": histogram_quantiles(metrics, "rnnstream_batch_duration_seconds")}
 
@@ -257,7 +257,7 @@ def report(res: dict, args) -> None:
     print(f"   steady state ({args.duration:g} s after {args.warmup:g} s of warm-up, {res['steady_n']:,} scores): "
           f"p50 {res['p50']:.1f} ms, p99 {res['p99']:.1f} ms, p99.9 {res['p999']:.1f} ms, max {res['max']:.1f} ms "
           f"(target p99 <= {res['target']:g} ms)")
-    print(f"   daemon CPU time: {res['cpu_us_per_event']:.0f} µs per event, {res['cpu_share']:.2f} of a core "
+    print(f"   daemon CPU time: {res['cpu_us_per_event']:.0f} µs per event scored, {res['cpu_share']:.2f} of a core "
           f"(start-up included)")
     print(f"   start: p99 of the first second {res['first_second_p99']:.0f} ms; every second's p99 under the "
           f"target from second {res['settled_s']}")
