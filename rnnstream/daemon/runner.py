@@ -54,6 +54,7 @@ import socket
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -409,9 +410,12 @@ class Runner:
         self.units.clear()
         self._parked.clear()
         if self._writing is not None:   # files of a checkpoint left uncommitted (stopped by a failure)
-            self._writing.write.exception()
+            try:
+                self._writing.write.exception(timeout=self._remaining(3.0))
+            except FutureTimeout:
+                log.warning("a checkpoint's files were still being written at shutdown")
             self._writing = None
-        self._writer.shutdown(wait=True)
+        self._writer.shutdown(wait=False)
         if self.consumer is not None:
             try:
                 self.consumer.close(autocommit=False, timeout_ms=int(self._remaining(3.0) * 1000))
