@@ -12,7 +12,7 @@ producer and consumer use confluent-kafka when it can be imported or installed (
 they disturb the daemon least on a small machine), else kafka-python.
 
 Prints p50/p99/p99.9/max over ``--duration`` seconds after ``--warmup`` seconds (the start-up backlog
-is reported apart: the seconds until the daemon kept up), the worst seconds with what the daemon
+is reported apart: the p99 of the first seconds with scores), the worst seconds with what the daemon
 logged around them (checkpoints, retrainings), the events published against scored, and the machine.
 Targets (issue 12): p99 <= 50 ms at 5,000 events/s, <= 100 ms at 20,000 events/s.
 """
@@ -233,18 +233,16 @@ def run_rate(bootstrap: str, admin_create, rate: int, scores_format: str, args, 
     rel = arrivals - started
     steady = (rel >= args.warmup) & (rel < total)
     lat_ms = latencies[steady] * 1000
-    # Start-up: the first second after which every 1 s window's p99 stays under the target.
     target = TARGETS_MS.get(rate, 100.0)
     seconds = np.floor(rel).astype(int)
     per_second = {s: float(np.percentile(latencies[seconds == s] * 1000, 99)) for s in np.unique(seconds)
                   if (seconds == s).sum() > 0}
-    bad = [s for s, p in per_second.items() if p > target and s < args.warmup]
-    settled = (max(bad) + 1) if bad else 0
+    first = sorted(per_second)[:5]                 # the first seconds with scores: the start-up backlog
     events = daemon_events(log_path)
     return {"rate": rate, "format": scores_format, "sent": sent, "scored": int(len(latencies)), "steady_n": int(steady.sum()),
             "p50": float(np.percentile(lat_ms, 50)), "p99": float(np.percentile(lat_ms, 99)),
             "p999": float(np.percentile(lat_ms, 99.9)), "max": float(lat_ms.max()),
-            "settled_s": settled, "first_second_p99": per_second.get(0, float("nan")),
+            "first_seconds": [(s, per_second[s]) for s in first],
             "per_second": per_second, "events": [(t - started, m, d) for t, m, d in events],
             "target": target, "cpu_us_per_event": cpu_s / max(len(latencies), 1) * 1e6, "cpu_share": cpu_s / (time.time() - started),
             "inside": histogram_quantiles(metrics, "rnnstream_event_to_score_latency_seconds"),
@@ -259,8 +257,8 @@ def report(res: dict, args) -> None:
           f"(target p99 <= {res['target']:g} ms)")
     print(f"   daemon CPU time: {res['cpu_us_per_event']:.0f} µs per event scored, {res['cpu_share']:.2f} of a core "
           f"(start-up included)")
-    print(f"   start: p99 of the first second {res['first_second_p99']:.0f} ms; every second's p99 under the "
-          f"target from second {res['settled_s']}")
+    print("   start (seconds after the assignment): p99 of the first seconds with scores: "
+          + ", ".join(f"s{s}: {p:.0f} ms" for s, p in res["first_seconds"]))
     print(f"   inside the daemon (record timestamp to score computed, whole run, bucket bounds): "
           f"p50 <= {res['inside'][0] * 1000:g} ms, p99 <= {res['inside'][1] * 1000:g} ms; "
           f"scoring one poll's batch: p50 <= {res['batch'][0] * 1000:g} ms, p99 <= {res['batch'][1] * 1000:g} ms")
