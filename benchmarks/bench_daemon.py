@@ -51,7 +51,7 @@ configure_cache()  # as the command line does at start-up: the training kernels 
 PARTITIONS = 2
 SCORES = {"daemon": None, "daemon+scores(record)": "record", "daemon+scores(batch)": "batch"}
 BARE = ("kafka-python", "confluent-kafka")
-__all__ = ["CONFIG", "cpu_model", "fill", "timed_runner"]   # what bench_eos.py and bench_latency.py reuse
+__all__ = ["CONFIG", "cpu_model", "ensure_confluent", "fill", "timed_runner"]   # what bench_eos.py and bench_latency.py reuse
 
 CONFIG = """\
 kafka:
