@@ -1,21 +1,32 @@
-"""Daemon throughput against a local embedded broker, next to a bare kafka-python poll+decode loop.
+"""Daemon throughput against a local embedded broker, end to end, next to bare consumer loops.
 
-    python benchmarks/bench_daemon.py [--events 1000000] [--entities 10000]
+    python benchmarks/bench_daemon.py [--events 1000000] [--entities 10000] [--rounds 3]
 
-Pre-fills one topic with JSON events ({"host", "ts", "cpu"}, keyed by host), then measures, each with
-a fresh consumer group over the same topic: (a) KafkaConsumer.poll + orjson.loads of every value,
-(b) the daemon (GRU H=32, time features on, background training, anomalies to a topic, periodic
-checkpoints) from its first record to the group committing the end of the topic. Prints events/s of
-both and the ratio (target >= 0.8). Kernel compilation is excluded (warmed up before timing).
+Pre-fills one topic with JSON events ({"host", "ts", "cpu"}, keyed by host), then measures, each in a
+fresh process and consumer group over the same topic, alternating in every round so that all see the
+same machine load:
+
+- ``kafka-python``: a bare ``KafkaConsumer.poll`` + ``orjson.loads`` of every value;
+- ``confluent-kafka``: a bare ``Consumer.consume`` + ``orjson.loads`` loop (librdkafka). Installed into
+  this interpreter with pip when missing (a benchmark-only package, not a dependency of rnnstream);
+  left out, with the reason printed, when it cannot be;
+- ``daemon``: GRU H=32, time features on, background training, anomalies to a topic, checkpoints;
+- ``daemon+scores(record)`` / ``daemon+scores(batch)``: the same with ``outputs.scores_topic`` set,
+  one record per event / one per poll and partition (``outputs.scores_format``).
+
+Each daemon is timed from its first consumed record to its last event scored and every output the
+producer holds delivered (``producer.flush()``), the bare loops from their first record to their
+last decoded. Prints events/s per round, medians and the ratios of medians (targets: daemon >= 0.85x
+kafka-python; scores on >= 0.6x (record) and >= 0.9x (batch) of the daemon without them). Kernel
+compilation is excluded (warmed up before timing).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-import platform
+import importlib
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -23,18 +34,24 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer
 from prometheus_client import CollectorRegistry
 
-from rnnstream.config import load_config_text
-from rnnstream.daemon.runner import Runner
-from rnnstream.detector import Detector
-from rnnstream.embedded import EmbeddedKafka
-from rnnstream.kernels.jit import configure_cache
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import cpu_model, figure, machine_line  # noqa: E402
+
+from rnnstream.config import load_config_text  # noqa: E402
+from rnnstream.daemon.runner import Runner  # noqa: E402
+from rnnstream.detector import Detector  # noqa: E402
+from rnnstream.embedded import EmbeddedKafka  # noqa: E402
+from rnnstream.kernels.jit import configure_cache  # noqa: E402
 
 configure_cache()  # as the command line does at start-up: the training kernels load from the cache
 
 PARTITIONS = 2
+SCORES = {"daemon": None, "daemon+scores(record)": "record", "daemon+scores(batch)": "batch"}
+BARE = ("kafka-python", "confluent-kafka")
+__all__ = ["CONFIG", "cpu_model", "ensure_confluent", "fill", "timed_runner"]   # what bench_eos.py and bench_latency.py reuse
 
 CONFIG = """\
 kafka:
@@ -58,16 +75,6 @@ detectors:
     training: {{background: true, every_events: 200000, every_seconds: 300}}
     outputs: {{anomalies_topic: {topic}.anomalies}}
 """
-
-
-def cpu_model() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def fill(bootstrap: str, topic: str, n: int, n_entities: int) -> None:
@@ -106,41 +113,102 @@ def bare_loop(bootstrap: str, topic: str, n: int) -> float:
     return n / took
 
 
+def bare_confluent_loop(bootstrap: str, topic: str, n: int) -> float:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bare-ck-{time.time_ns()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    seen, started = 0, None
+    loads = orjson.loads
+    while seen < n:
+        for m in consumer.consume(num_messages=5000, timeout=0.5):
+            if m.error() is not None:
+                continue
+            if started is None:
+                started = time.perf_counter()
+            loads(m.value())
+            seen += 1
+    took = time.perf_counter() - started
+    consumer.close()
+    return n / took
+
+
+def ensure_confluent() -> str | None:
+    """Import confluent-kafka, pip-installing it into this interpreter when missing. None when usable,
+    else why not (the column is then left out)."""
+    try:
+        importlib.import_module("confluent_kafka")
+        return None
+    except ImportError:
+        pass
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "confluent-kafka"],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        return f"pip install confluent-kafka failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}"
+    importlib.invalidate_caches()
+    try:
+        importlib.import_module("confluent_kafka")
+    except ImportError as exc:
+        return f"confluent-kafka installed but not importable: {exc}"
+    return None
+
+
 def timed_runner(cfg, topic: str, n: int) -> tuple[float, Runner]:
-    """Run a daemon on ``cfg`` in a thread; seconds from its first consumed record to its ``n``-th,
-    and the stopped runner (its registry holds the run's metrics). Kernels are compiled first."""
+    """Run a daemon on ``cfg`` in a thread; seconds from its first consumed record until its ``n``-th
+    event is scored and the producer has delivered every output (flushed), and the stopped runner (its
+    registry holds the run's metrics). Kernels are compiled first."""
     Detector(cfg.detectors[0], background=False).close()   # load/compile kernels before timing
     runner = Runner(cfg, registry=CollectorRegistry(), http=False)
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
     reg = runner.registry
     consumed = lambda: reg.get_sample_value("rnnstream_events_consumed_total", {"topic": topic}) or 0.0  # noqa: E731
+    names = [d.name for d in cfg.detectors]
+    done = lambda: sum(reg.get_sample_value("rnnstream_events_processed_total", {"detector": d}) or 0.0  # noqa: E731
+                       for d in names) + sum(
+        s.value for m in reg.collect() if m.name == "rnnstream_events_rejected" for s in m.samples
+        if s.name == "rnnstream_events_rejected_total")
     while consumed() == 0:
-        time.sleep(0.01)
+        time.sleep(0.002)
     started = time.perf_counter()
-    while consumed() < n:
-        time.sleep(0.01)
+    while done() < n:
+        time.sleep(0.002)
+    runner.producer.flush(timeout=60)    # the last outputs delivered: the end of the run
     took = time.perf_counter() - started
     runner.stop()
     thread.join(60)
     return took, runner
 
 
-def daemon_run(bootstrap: str, topic: str, n: int, state_dir: str) -> tuple[float, Runner]:
-    cfg = load_config_text(CONFIG.format(bootstrap=bootstrap, group=f"daemon-{time.time_ns()}",
-                                         state_dir=state_dir, topic=topic))
-    took, runner = timed_runner(cfg, topic, n)
+def daemon_config(bootstrap: str, topic: str, state_dir: str, scores: str | None):
+    text = CONFIG.format(bootstrap=bootstrap, group=f"daemon-{time.time_ns()}", state_dir=state_dir, topic=topic)
+    if scores:
+        text = text.replace(f"outputs: {{anomalies_topic: {topic}.anomalies}}",
+                            f"outputs: {{anomalies_topic: {topic}.anomalies, scores_topic: {topic}.scores, "
+                            f"scores_format: {scores}}}")
+    return load_config_text(text)
+
+
+def daemon_run(bootstrap: str, topic: str, n: int, state_dir: str, scores: str | None) -> float:
+    took, runner = timed_runner(daemon_config(bootstrap, topic, state_dir, scores), topic, n)
     processed = runner.registry.get_sample_value("rnnstream_events_processed_total", {"detector": "bench"})
     assert processed == n, f"processed {processed} of {n}"
-    return n / took, runner
+    if scores:
+        sent = runner.registry.get_sample_value("rnnstream_output_send_failures_total",
+                                                {"detector": "bench", "topic": f"{topic}.scores"})
+        assert not sent, f"{sent} score records failed"
+    return n / took
 
 
 def measure(kind: str, bootstrap: str, topic: str, n: int, state_dir: str) -> float:
     """Events/s of one loop, measured in a fresh process (no heap or GC state carried over)."""
     out = subprocess.run([sys.executable, __file__, "--measure", kind, "--bootstrap", bootstrap,
                           "--topic", topic, "--events", str(n), "--state-dir", state_dir],
-                         capture_output=True, text=True, check=True).stdout
-    return float(out.strip().splitlines()[-1])
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"{kind} failed:\n{out.stderr[-3000:]}")
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -148,34 +216,62 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--entities", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--measure", choices=["bare", "daemon"], help=argparse.SUPPRESS)
+    parser.add_argument("--only", nargs="*", help="measure only these variants (names as printed)")
+    parser.add_argument("--measure", choices=list(BARE) + list(SCORES), help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     parser.add_argument("--state-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.measure == "bare":
+    if args.measure == "kafka-python":
         print(bare_loop(args.bootstrap, args.topic, args.events))
         return
-    if args.measure == "daemon":
-        print(daemon_run(args.bootstrap, args.topic, args.events, args.state_dir)[0])
+    if args.measure == "confluent-kafka":
+        print(bare_confluent_loop(args.bootstrap, args.topic, args.events))
         return
+    if args.measure:
+        print(daemon_run(args.bootstrap, args.topic, args.events, args.state_dir, SCORES[args.measure]))
+        return
+    variants = [v for v in list(BARE) + list(SCORES) if not args.only or v in args.only]
+    if "confluent-kafka" in variants:
+        why = ensure_confluent()
+        if why:
+            print(f"confluent-kafka column left out: {why}")
+            variants.remove("confluent-kafka")
+    print(machine_line())
     with EmbeddedKafka(heap="1g") as broker, tempfile.TemporaryDirectory() as tmp:
         topic = "bench-events"
-        broker.create_topics([(topic, PARTITIONS), (f"{topic}.anomalies", 1)])
+        broker.create_topics([(topic, PARTITIONS), (f"{topic}.anomalies", 1), (f"{topic}.scores", PARTITIONS)])
         t0 = time.perf_counter()
         fill(broker.bootstrap, topic, args.events, args.entities)
         print(f"filled {args.events} events over {args.entities} entities in {time.perf_counter() - t0:.1f} s")
-        bares, daemons = [], []
-        for r in range(args.rounds):  # alternate, so both see the same machine load
-            bares.append(measure("bare", broker.bootstrap, topic, args.events, tmp))
-            daemons.append(measure("daemon", broker.bootstrap, topic, args.events, str(Path(tmp) / f"state{r}")))
-            print(f"round {r + 1}: bare {bares[-1]:,.0f} events/s, daemon {daemons[-1]:,.0f} events/s, "
-                  f"ratio {daemons[-1] / bares[-1]:.2f}", flush=True)
-        bare, daemon = float(np.median(bares)), float(np.median(daemons))
-        print(f"(a) bare poll + orjson.loads: median {bare:,.0f} events/s")
-        print(f"(b) daemon (GRU H=32, time features, background training): median {daemon:,.0f} events/s")
-        print(f"ratio of medians daemon/bare: {daemon / bare:.2f} (target >= 0.8); "
-              f"{args.rounds} rounds; CPU: {cpu_model()}, {os.cpu_count()} cores")
+        rates: dict[str, list[float]] = {v: [] for v in variants}
+        for r in range(args.rounds):
+            for v in variants:
+                rates[v].append(measure(v, broker.bootstrap, topic, args.events, str(Path(tmp) / f"state-{v}-{r}")))
+            print(f"round {r + 1}: " + ", ".join(f"{v} {rates[v][-1]:,.0f}" for v in variants) + " events/s",
+                  flush=True)
+        med = {v: float(np.median(x)) for v, x in rates.items()}
+        for v in variants:
+            print(f"{v:>24}: median {med[v]:,.0f} events/s (rounds {', '.join(f'{x:,.0f}' for x in rates[v])})")
+        print(f"{args.events} events over {args.entities} entities, {PARTITIONS} partitions, {args.rounds} rounds; "
+              + machine_line())
+        setup = f"{args.events // 1000} k events, {args.entities // 1000} k entities, {PARTITIONS} partitions, median of {args.rounds} rounds"
+        base = med.get("daemon")
+        for bare in BARE:
+            if base and bare in med:
+                ratio = base / med[bare]
+                print(f"daemon / {bare} loop: {ratio:.2f}")
+                figure(f"daemon vs a bare {bare} poll + orjson loop, to the last event scored ({setup})",
+                       f"daemon {base / 1e3:,.0f} k/s, {bare} {med[bare] / 1e3:,.0f} k/s: **{ratio:.2f}x**",
+                       ">= 0.85x" if bare == "kafka-python" else "")
+        for v, target in (("daemon+scores(record)", ">= 0.6x"), ("daemon+scores(batch)", ">= 0.9x")):
+            if base and v in med:
+                ratio = med[v] / base
+                print(f"{v} / daemon: {ratio:.2f} (target {target})")
+                figure(f"daemon with every event's score published, scores_format: {SCORES[v]}, to the last "
+                       f"score delivered ({setup})",
+                       f"{med[v] / 1e3:,.0f} k/s: **{ratio:.2f}x** the daemon without scores", target)
+
 
 if __name__ == "__main__":
     main()

@@ -128,6 +128,13 @@ def main() -> None:
                   f"commit p99 <= {max(x['commit_p99_s'] for x in runs):.3g} s, "
                   f"changelog {np.median([x['changelog_bytes_per_event'] for x in runs]):.0f} B/event")
         seconds, entities = restore_all(broker.bootstrap, topic, results["exactly_once"][-1]["group"])
+        from report import figure
+
+        for mode, runs in results.items():
+            eps = float(np.median([x["events_per_s"] for x in runs]))
+            figure(f"daemon with state in {mode.replace('_', ' ')}, commit every 1 s ({args.events // 1000} k events)",
+                   f"{eps / 1e3:,.0f} k events/s, **{eps / base:.2f}x** file checkpoints; commit p99 <= "
+                   f"{max(x['commit_p99_s'] for x in runs):.3g} s")
         print(f"restore from the changelog alone: {entities} entities in {seconds:.2f} s "
               f"= {seconds / max(entities, 1) * 1e6:.1f} s per million entities")
         print(f"{args.events} events over {args.entities} entities, {PARTITIONS} partitions, commit every 1 s; "

@@ -72,6 +72,11 @@ def main() -> None:
         print(f"esn step R={size:<4d} F={F} D={D} sparsity 0.9: {rate:,.0f} entity-steps/s wall "
               f"({1e6 / rate:.2f} us/event), {rate_cpu:,.0f} by thread CPU time ({1e6 / rate_cpu:.2f} us); "
               f"medians of {args.batches} batches of {BATCH}")
+        from report import figure
+
+        figure(f"ESN step, R={size}, sparsity 0.9, batches of {BATCH:,}",
+               f"**{rate_cpu / 1e6:.2f} M entity-steps/s** by thread CPU time, {rate / 1e6:.2f} M wall "
+               f"(medians of {args.batches})", ">= 1 M/s" if size == 200 else "")
 
 
 if __name__ == "__main__":

@@ -168,6 +168,11 @@ def main() -> None:
     print(f"ceiling: {width}-bit vectors ({lanes} lanes) x {args.fp_pipes} vector FP instructions/cycle x "
           f"{mhz:.0f} MHz = {peak / 1e9:.1f} GFLOP/s per core -> {peak / flops / 1e6:.1f} M steps/s "
           f"({flops / peak * 1e6:.3f} us/step); the step reaches {flops * rate / peak:.0%} of it")
+    from report import figure
+
+    figure(f"GRU step kernel, H={args.hidden}, D={d}, batches of {args.batch:,} over {args.entities:,} entities",
+           f"**{rate / 1e6:.2f} M entity-steps/s** wall, {rate_cpu / 1e6:.2f} M by thread CPU time "
+           f"(median of {args.repeats}); {flops * rate / peak:.0%} of the FLOP ceiling", ">= 2 M/s")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,10 @@ def main() -> int:
     print(output.strip())
     print(f"eval nab wall time: median {statistics.median(times):.1f}s over {args.runs} runs "
           f"(min {min(times):.1f}s, max {max(times):.1f}s) on {os.cpu_count()} cores")
+    from report import figure
+
+    figure(f"`rnnstream eval nab`, {args.config}, training included",
+           f"**{statistics.median(times):.1f} s** (median of {args.runs}; {min(times):.1f}-{max(times):.1f} s)", "< 5 min")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Iterable
 
 import numpy as np
 
@@ -22,11 +23,12 @@ detectors:
 """
 
 
-def warmup() -> float:
-    """Run a small batch, with one retraining, through every registered model type; return seconds."""
+def warmup(types: Iterable[str] | None = None) -> float:
+    """Run a small batch, with one retraining, through every registered model type (or ``types``);
+    return seconds. Compiles the kernels, or loads them from numba's cache, into this process."""
     started = time.perf_counter()
     rng = np.random.default_rng(0)
-    for type_name in model_types():
+    for type_name in (model_types() if types is None else types):
         cfg = load_config(_TEMPLATE.format(type=type_name)).detectors[0]
         det = Detector(cfg, background=False)
         try:

@@ -36,7 +36,7 @@ import numpy as np
 
 from ..detector import Detector
 from ..errors import StateFormatError
-from ..state.fileformat import read_state_file, write_state_file
+from ..state.fileformat import read_state_file, to_parts, write_parts_atomically
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,14 @@ class CheckpointStore:
         """Write a new generation for the unit, then delete all but the newest ``keep_generations``.
 
         ``extra`` (JSON-able) is kept in the meta, e.g. the changelog offset this state reflects."""
+        return self.write(self.prepare(detector_name, tp, detector, next_offset, extra))
+
+    def prepare(self, detector_name: str, tp: Any, detector: Detector, next_offset: int,
+                extra: dict[str, Any] | None = None) -> tuple[Path, list[bytes]]:
+        """``save``'s first half, in the thread that owns ``detector``: the new generation's path and
+        its content in pieces (``to_parts``: the arrays copied, as the detector may change as soon as
+        this returns; the checksum and the joining are left to ``write``). ``write`` does the
+        rest, in any thread; the unit's next ``prepare`` must wait for that ``write``."""
         topic, partition = _tp(tp)
         d = self.unit_dir(detector_name, tp)
         d.mkdir(parents=True, exist_ok=True)
@@ -148,9 +156,16 @@ class CheckpointStore:
             "config_fingerprint": config_fingerprint(cfg), "next_offset": int(next_offset),
             "generation": generation, "created_at": time.time(), **(extra or {}),
         })
-        path = d / f"ckpt-{generation:012d}.rns"
-        write_state_file(path, arrays, meta)
-        for _, old in [(generation, path), *gens][self.keep_generations:]:
+        return d / f"ckpt-{generation:012d}.rns", to_parts(arrays, meta)
+
+    def write(self, prepared: tuple[Path, list[bytes]]) -> Path:
+        """Write what ``prepare`` made (atomically, durably), then delete all but the newest
+        ``keep_generations`` of the unit. Returns the file's path."""
+        path, parts = prepared
+        write_parts_atomically(path, parts)
+        d = path.parent
+        gens = [(int(m.group(1)), p) for p in d.iterdir() if (m := _NAME.match(p.name))]
+        for _, old in sorted(gens, reverse=True)[self.keep_generations:]:
             try:
                 old.unlink()
             except FileNotFoundError:

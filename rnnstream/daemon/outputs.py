@@ -15,6 +15,20 @@ daemon guarantees at-least-once delivery, not exactly-once). Score events carry 
 subset of the fields plus ``anomaly``/``suppressed``. A dead letter is the ORIGINAL key and value bytes
 with the source record's headers followed by ``rnnstream.*`` headers saying why.
 
+Scores, ``outputs.scores_format: batch`` (``SCORES_SCHEMA`` version ``SCORES_VERSION``): one record per
+poll and source partition, key ``<detector>:<topic>:<partition>`` (so the batches of one source
+partition stay in order on one output partition), every scored event of it once, in offset order, in
+columns::
+
+    {"schema": "rnnstream.scores", "version": 1, "detector", "instance_id",
+     "source": {"topic", "partition", "first_offset", "last_offset"}, "count": n,
+     "offset": [n ints], "entity": [n strings], "event_time": [n epoch seconds], "score": [n],
+     "error": [n], "anomaly": [n bools], "suppressed": [n bools], "model_version": [n ints]}
+
+Event ``k``'s id is ``<detector>:<source.topic>:<source.partition>:<offset[k]>``, as in the record
+format. A poll whose batch would exceed the producer's record size limit is split into several
+records (each a valid batch of consecutive events). Rejected events have no score in either format.
+
 Delivery. Sends are asynchronous (the producer batches). No output failure raises out of this module:
 
 * an output larger than the producer's ``max_request_size``, or refused by the broker as too large
@@ -30,6 +44,11 @@ Delivery. Sends are asynchronous (the producer batches). No output failure raise
 * an output that can never be sent (the producer refuses its types, or is closed) is logged with its
   source and counted in ``rnnstream_outputs_dropped_total``.
 
+Asynchronous failures are found without a callback per record (a callback cost as much as a third of
+what publishing a score costs): every record's future is kept until it is done, and ``service()`` takes
+the failed ones; after ``producer.flush()`` every future is done, so a checkpoint's ``service()`` sees
+every failure of what it covers.
+
 While ``pending`` is non-zero the runner neither checkpoints nor commits this detector's partitions, and
 pauses them, so what was not delivered is re-sent, or replayed after a restart (at least once). A topic
 set to null in the config is not written, and the call returns False.
@@ -38,14 +57,15 @@ set to null in the config is not written, and the call returns False.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
 import orjson
+import numpy as np
 from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
+from kafka.partitioner.default import murmur2
 
 from ..kernels.calibrate import FLAG_ANOMALY, FLAG_SUPPRESSED, KIND_NAMES
 
@@ -56,6 +76,9 @@ MAX_REFERENCE_KEY_BYTES = 1024
 DEFAULT_MAX_REQUEST_BYTES = 1048576          # kafka-python's max_request_size default
 RECORD_OVERHEAD_BYTES = 512                  # batch and record framing, with a margin
 _TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)
+SCORES_SCHEMA = "rnnstream.scores"
+SCORES_VERSION = 1
+MAX_KEY_PARTITIONS_CACHED = 1 << 20
 
 
 def iso_utc(seconds: float) -> str:
@@ -67,7 +90,7 @@ def event_id(detector: str, topic: str, partition: int, offset: int) -> str:
     return f"{detector}:{topic}:{partition}:{offset}"
 
 
-@dataclass
+@dataclass(slots=True)
 class _Out:
     """One output record, kept until delivered (``source`` is the input record it came from)."""
 
@@ -105,8 +128,12 @@ class Outputs:
         self._backoff_max = retry_backoff_max_ms / 1000.0
         self._backoff = self._backoff_first
         self._clock = clock
-        self._lock = threading.Lock()   # errbacks run on the producer's I/O thread
-        self._failed: list[tuple[_Out, BaseException]] = []
+        self.scores_format = cfg.outputs.scores_format
+        # Records sent and not known delivered: (future, _Out), or for per-record scores
+        # (future, (topic, key, value, source)) so that no _Out is built unless one fails.
+        self._inflight: list[tuple[Any, Any]] = []
+        self._partitions: dict[bytes, int] = {}   # scores: key -> partition, as the default partitioner
+        self._partition_count = 0
         self._pending: list[_Out] = []
         self._blocked: dict[str, str] = {}      # topic -> last error, while it is failing
         self._failing_since: float | None = None
@@ -174,6 +201,112 @@ class Outputs:
         self._send(_Out(self.scores_topic, entity.encode(), orjson.dumps(event), None, "score", record))
         return True
 
+    def scores(self, raw: Sequence[Any], entities: Sequence[str], ts: np.ndarray, index: np.ndarray,
+               score: np.ndarray, error: np.ndarray, flag: np.ndarray, model_version: Any) -> int:
+        """Publish the scores of one poll's events of one source partition: event ``j`` is source record
+        ``raw[index[j]]`` (``index`` increasing), with ``score[j]``, ``error[j]``, ``flag[j]`` and
+        ``model_version`` (one int, or one per event). In ``outputs.scores_format`` (module docstring).
+        Returns the number of events published (0 when the scores topic is not set)."""
+        n = len(index)
+        if self.scores_topic is None or n == 0:
+            return 0
+        versions = np.broadcast_to(np.asarray(model_version, dtype=np.int64), (n,))
+        if self.scores_format == "batch":
+            self._score_batches(raw, entities, ts, index, score, error, flag, versions)
+        else:
+            self._score_records(raw, entities, ts, index, score, error, flag, versions)
+        return n
+
+    def _score_records(self, raw, entities, ts, index, score, error, flag, versions) -> None:
+        topic, det, dumps = self.scores_topic, self.detector, orjson.dumps
+        src = raw[int(index[0])]
+        prefix = f"{det}:{src.topic}:{src.partition}:"
+        partition_of = self._partitioner(topic)
+        send, inflight = self.producer.send, self._inflight
+        limit = self.max_record_bytes - RECORD_OVERHEAD_BYTES
+        anomaly = (flag & FLAG_ANOMALY).astype(bool).tolist()
+        suppressed = (flag & FLAG_SUPPRESSED).astype(bool).tolist()
+        rows = zip(index.tolist(), ts[index].tolist(), score.tolist(), error.tolist(), anomaly, suppressed,
+                   versions.tolist())
+        sent = 0
+        for i, t, sc, er, an, su, ver in rows:
+            record, entity = raw[i], entities[i]
+            key = entity.encode()
+            value = dumps({"event_id": prefix + str(record.offset), "detector": det, "entity": entity,
+                           "event_time": t, "score": sc, "error": er, "anomaly": an, "suppressed": su,
+                           "model_version": ver})
+            if topic in self._blocked or len(key) + len(value) > limit:
+                self._send(_Out(topic, key, value, None, "score", record))   # queue, or reference
+                continue
+            try:
+                future = send(topic, key=key, value=value,
+                              partition=None if partition_of is None else partition_of(key))
+            except Exception as exc:
+                self._send_failed(_Out(topic, key, value, None, "score", record), exc)
+                continue
+            sent += 1
+            inflight.append((future, (topic, key, value, record)))
+        self.sent["score"] += sent
+
+    def _partitioner(self, topic: str) -> Callable[[bytes], int] | None:
+        """key -> partition of ``topic`` as kafka-python's default partitioner picks it (murmur2 of
+        the key), cached per key: the pure-Python hash was a fifth of a send. None when the producer
+        cannot say how many partitions the topic has (a test double; a topic not known yet)."""
+        partitions_for = getattr(self.producer, "partitions_for", None)
+        if partitions_for is None:
+            return None
+        try:
+            count = len(partitions_for(topic) or ())
+        except KafkaError:
+            return None
+        if count == 0:
+            return None
+        cache = self._partitions
+        if count != self._partition_count or len(cache) > MAX_KEY_PARTITIONS_CACHED:
+            cache.clear()
+            self._partition_count = count
+
+        def partition_of(key: bytes) -> int:
+            p = cache.get(key)
+            if p is None:
+                p = cache[key] = (murmur2(key) & 0x7FFFFFFF) % count
+            return p
+        return partition_of
+
+    def _score_batches(self, raw, entities, ts, index, score, error, flag, versions) -> None:
+        src = raw[int(index[0])]
+        offsets = [raw[i].offset for i in index.tolist()]
+        columns = {
+            "offset": offsets,
+            "entity": [entities[i] for i in index.tolist()],
+            "event_time": np.ascontiguousarray(ts[index], dtype=np.float64),
+            "score": np.ascontiguousarray(score, dtype=np.float64),
+            "error": np.ascontiguousarray(error, dtype=np.float64),
+            "anomaly": (flag & FLAG_ANOMALY).astype(bool),
+            "suppressed": (flag & FLAG_SUPPRESSED).astype(bool),
+            "model_version": np.ascontiguousarray(versions),
+        }
+        key = f"{self.detector}:{src.topic}:{src.partition}".encode()
+        self._send_batch(key, src, columns, 0, len(offsets))
+
+    def _send_batch(self, key: bytes, src: Any, columns: dict, lo: int, hi: int) -> None:
+        """Events ``lo:hi`` of ``columns`` as one batch record; halves that exceed the size limit."""
+        offsets = columns["offset"]
+        value = orjson.dumps({
+            "schema": SCORES_SCHEMA, "version": SCORES_VERSION, "detector": self.detector,
+            "instance_id": self.instance_id,
+            "source": {"topic": src.topic, "partition": int(src.partition),
+                       "first_offset": int(offsets[lo]), "last_offset": int(offsets[hi - 1])},
+            "count": hi - lo,
+            **{name: col[lo:hi] for name, col in columns.items()},
+        }, option=orjson.OPT_SERIALIZE_NUMPY)
+        if len(key) + len(value) + RECORD_OVERHEAD_BYTES > self.max_record_bytes and hi - lo > 1:
+            mid = (lo + hi) // 2
+            self._send_batch(key, src, columns, lo, mid)
+            self._send_batch(key, src, columns, mid, hi)
+            return
+        self._send(_Out(self.scores_topic, key, value, None, "score", src))
+
     def dead_letter(self, record: Any, reason: str, detail: str) -> bool:
         """Forward ``record``'s original key and value to ``dead_letter_topic`` with the reason in headers."""
         if self.dead_letter_topic is None:
@@ -212,10 +345,7 @@ class Outputs:
     def service(self, force: bool = False) -> None:
         """Take the failures the producer reported, and re-send the queue once its backoff is over
         (``force``: now). Call from the loop thread, often; cheap when there is nothing to do."""
-        with self._lock:
-            failed, self._failed = self._failed, []
-        for out, exc in failed:
-            self._handle_failure(out, exc)
+        self._collect()
         if not self._pending or (not force and self._clock() < self._next_retry):
             return
         queue, self._pending = self._pending, []
@@ -234,8 +364,7 @@ class Outputs:
     def discard_pending(self) -> int:
         """Forget every record waiting to be sent again (exactly_once: their transaction was aborted,
         and the events are processed again). Returns how many."""
-        with self._lock:
-            self._failed.clear()
+        self._inflight.clear()
         dropped, self._pending = len(self._pending), []
         self._blocked.clear()
         self._failing_since = None
@@ -256,23 +385,41 @@ class Outputs:
             kwargs["headers"] = out.headers
         try:
             future = self.producer.send(out.topic, **kwargs)
-        except _TOO_LARGE as exc:
-            self._handle_failure(out, exc)
-            return
-        except KafkaError as exc:                 # KafkaTimeoutError (metadata, buffer), ...
-            self._queue(out, exc)
-            return
-        except Exception as exc:                   # TypeError, IllegalStateError: never deliverable
-            self._drop(out, exc)
+        except Exception as exc:
+            self._send_failed(out, exc)
             return
         if not retry:
             self.sent[out.kind] += 1
-        if future is not None and hasattr(future, "add_errback"):
-            future.add_errback(self._failed_async, out)
+        if future is not None:
+            self._inflight.append((future, out))
 
-    def _failed_async(self, out: _Out, exc: BaseException) -> None:   # on the producer's I/O thread
-        with self._lock:
-            self._failed.append((out, exc))
+    def _send_failed(self, out: _Out, exc: BaseException) -> None:
+        """What a send that raised becomes: a reference, a retry, or a drop."""
+        if isinstance(exc, _TOO_LARGE):
+            self._handle_failure(out, exc)
+        elif isinstance(exc, KafkaError):           # KafkaTimeoutError (metadata, buffer), ...
+            self._queue(out, exc)
+        else:                                        # TypeError, IllegalStateError: never deliverable
+            self._drop(out, exc)
+
+    def _collect(self) -> None:
+        """Forget the delivered records; take the failed ones (their futures failed) for a retry.
+        Futures complete on the producer's I/O thread; ``is_done`` is read without a lock (set
+        once, after the exception)."""
+        inflight = self._inflight
+        if not inflight:
+            return
+        keep, failed = [], []
+        for entry in inflight:
+            future = entry[0]
+            if not getattr(future, "is_done", False):
+                keep.append(entry)
+            elif getattr(future, "exception", None) is not None:
+                failed.append(entry)
+        self._inflight = keep
+        for future, item in failed:
+            out = item if isinstance(item, _Out) else _Out(item[0], item[1], item[2], None, "score", item[3])
+            self._handle_failure(out, future.exception)
 
     def _handle_failure(self, out: _Out, exc: BaseException) -> None:
         if isinstance(exc, _TOO_LARGE):

@@ -140,10 +140,7 @@ class Unit:
             dm.anomalies.inc(len(hits))
             counts.anomalies = len(hits)
         if self.cfg.outputs.scores_topic:
-            flags = res.flag.tolist()
-            scores, errs = res.score.tolist(), res.err.tolist()
-            for j, i in enumerate(index.tolist()):
-                outputs.score(raw[i], entities[i], float(ts[i]), scores[j], errs[j], flags[j], versions[j])
+            outputs.scores(raw, entities, ts, index, res.score, res.err, res.flag, res.model_version)
 
     def _track_top(self, entities: list, index: np.ndarray, reported: np.ndarray) -> None:
         """Latest score of the entities that could be in the top K: this batch's K highest, plus

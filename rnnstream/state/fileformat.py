@@ -49,6 +49,13 @@ def _pad(n: int) -> int:
 
 def to_bytes(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> bytes:
     """Serialise ``arrays`` and ``meta`` (JSON-able) into the file format."""
+    body = b"".join(to_parts(arrays, meta))
+    return body + struct.pack("<I", crc32c.crc32c(body))
+
+
+def to_parts(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> list[bytes]:
+    """``to_bytes`` without its checksum, in pieces: each array copied once, nothing joined (what
+    must happen while the arrays hold still; ``write_parts_atomically`` does the rest)."""
     entries, offset = [], 0
     for name, arr in arrays.items():
         arr = np.asarray(arr)
@@ -63,8 +70,7 @@ def to_bytes(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> bytes
     for (name, arr), entry in zip(arrays.items(), entries):
         data = np.ascontiguousarray(arr, dtype=np.dtype(entry["dtype"])).tobytes()
         parts += [data, b"\0" * _pad(len(data))]
-    body = b"".join(parts)
-    return body + struct.pack("<I", crc32c.crc32c(body))
+    return parts
 
 
 def from_bytes(buf: bytes, source: str = "<bytes>") -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -96,13 +102,22 @@ def from_bytes(buf: bytes, source: str = "<bytes>") -> tuple[dict[str, np.ndarra
 
 def write_state_file(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
     """Write atomically: a reader sees the old file or the new one, never a mix, even after a crash."""
+    write_parts_atomically(path, to_parts(arrays, meta))
+
+
+def write_parts_atomically(path: str | os.PathLike, parts: list[bytes]) -> None:
+    """Write ``to_parts``' output and its checksum (the bytes ``to_bytes`` gives) as
+    ``write_state_file`` does."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    data = to_bytes(arrays, meta)
+    crc = 0
+    for part in parts:
+        crc = crc32c.crc32c(part, crc)
     try:
         # 1. Write the whole file under a temporary name and make its bytes durable.
         with open(tmp, "wb") as fh:
-            fh.write(data)
+            fh.writelines(parts)
+            fh.write(struct.pack("<I", crc))
             fh.flush()
             os.fsync(fh.fileno())
         # 2. Atomically replace the target name.

@@ -193,3 +193,28 @@ def test_model_config_direct_construction_rejects_mismatched_params():
     assert ModelConfig(type="esn", params=ESNParams()).params.size == 200
     with pytest.raises(TypeError, match="needs params of ESNParams"):
         ModelConfig(type="esn", params=GRUParams())
+
+
+@pytest.mark.parametrize(
+    ("doc", "path", "message"),
+    [
+        (with_detector(outputs={"scores_topic": "s", "scores_format": "batches"}), "detectors[0].outputs.scores_format",
+         "expected one of 'record', 'batch', got 'batches'"),
+        ({**minimal(), "kafka": {"bootstrap_servers": ["k:9092"], "linger_ms": -1}}, "kafka.linger_ms", "got -1"),
+        ({**minimal(), "kafka": {"bootstrap_servers": ["k:9092"], "producer_batch_bytes": 10}}, "kafka.producer_batch_bytes", "got 10"),
+        ({**minimal(), "kafka": {"bootstrap_servers": ["k:9092"], "compression_type": "brotli"}}, "kafka.compression_type",
+         "expected one of 'none', 'gzip', 'snappy', 'lz4', 'zstd', got 'brotli'"),
+    ],
+)
+def test_output_batching_errors(doc, path, message):
+    assert message in problem_at(doc, path)
+
+
+def test_a_compression_codec_without_its_package_is_refused_by_name(monkeypatch):
+    from kafka import codec
+
+    monkeypatch.setattr(codec, "has_zstd", lambda: False)
+    doc = {**minimal(), "kafka": {"bootstrap_servers": ["k:9092"], "compression_type": "zstd"}}
+    assert problem_at(doc, "kafka.compression_type") == "'zstd' needs the Python package zstandard, which is not installed"
+    monkeypatch.setattr(codec, "has_zstd", lambda: True)
+    assert load_config_text(dump(doc)).kafka.producer_kwargs()["compression_type"] == "zstd"

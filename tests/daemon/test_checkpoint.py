@@ -222,3 +222,35 @@ def test_lowered_max_entities_refused(tmp_path):
         det.close()
     assert store.load("hosts", TP, detector_cfg(max_entities=8)) is None
     assert store.corrupt_total == 0
+
+
+def test_prepare_captures_the_state_then_and_write_makes_it_a_generation(tmp_path):
+    """The background checkpoint's halves: ``prepare`` copies the state at that moment (the detector
+    may go on at once), ``write`` publishes it as the next generation and rotates the old ones."""
+    cfg = detector_cfg()
+    tp = TopicPartition("metrics.hosts", 0)
+    ents, x, t = stream(600)
+    store = CheckpointStore(tmp_path, keep_generations=2)
+    det = Detector(cfg, background=False)
+    try:
+        run(det, ents[:300], x[:300], t[:300])
+        store.save("hosts", tp, det, 300)                      # generation 1
+        prepared = store.prepare("hosts", tp, det, 450)       # generation 2, at offset 450 ...
+        at_prepare = det.snapshot()[0]
+        at_prepare = {k: np.array(v) for k, v in at_prepare.items()}
+        run(det, ents[300:], x[300:], t[300:])                 # ... while the detector goes on
+        assert [g for g, _ in store.generations("hosts", tp)] == [1]   # nothing visible before write
+        path = store.write(prepared)
+        assert [g for g, _ in store.generations("hosts", tp)] == [2, 1] and path.name.endswith("000002.rns")
+        loaded, next_offset = store.load("hosts", tp, cfg)
+        try:
+            assert next_offset == 450
+            got = loaded.snapshot()[0]
+            for k, v in at_prepare.items():
+                np.testing.assert_array_equal(got[k], v, err_msg=k)
+        finally:
+            loaded.close()
+        store.write(store.prepare("hosts", tp, det, 600))
+        assert [g for g, _ in store.generations("hosts", tp)] == [3, 2]   # rotated to keep_generations
+    finally:
+        det.close()

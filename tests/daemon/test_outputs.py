@@ -272,3 +272,137 @@ def test_record_times_are_the_reference_clock_nan_when_absent():
 
     times = record_times([rec(b"{}", 1, timestamp_ms=1_500), rec(b"{}", 2, timestamp_ms=-1), rec(b"{}", 3, timestamp_ms=None)])
     assert times[0] == 1.5 and np.isnan(times[1:]).all()
+
+
+def _spike_records():
+    """81 scorable events of entity 'a' at offsets 10..90 (the last a spike), one rejected at 50."""
+    t0 = 1_700_000_000
+    records = [rec(orjson.dumps({"host": "a", "ts": t0 + 60 * i, "cpu": 1.0 + (i % 3) * 0.01, "mem": {"used": 1}}),
+                   10 + i if i < 40 else 11 + i, timestamp_ms=(t0 + 60 * i) * 1000) for i in range(80)]
+    records.insert(40, rec(b"[]", 50))
+    records.append(rec(orjson.dumps({"host": "a", "ts": t0 + 60 * 80, "cpu": 5000.0, "mem": {"used": 1}}), 91,
+                       timestamp_ms=(t0 + 60 * 80) * 1000))
+    return records
+
+
+def _run_scores(scores_format: str, producer=None):
+    cfg = detector_cfg(f"{{scores_topic: scores, scores_format: {scores_format}}}",
+                       "    scoring: {warmup_events: 10, long_window: 50, novelty_tolerance: 0.1}\n")
+    unit, _ = _unit(cfg)
+    p = producer if producer is not None else FakeProducer()
+    out = Outputs(p, cfg, "pod-1")
+    try:
+        unit.handle(_spike_records()[:41], out, decode_batch)     # two polls: offsets 10..50, 51..91
+        unit.handle(_spike_records()[41:], out, decode_batch)
+    finally:
+        unit.close()
+    return p, out
+
+
+def test_batched_scores_hold_every_event_once_in_offset_order_with_the_record_format_values():
+    records_p, _ = _run_scores("record")
+    batch_p, out = _run_scores("batch")
+    per_event = [orjson.loads(m["value"]) for m in records_p.sent]
+    assert len(per_event) == 81
+    assert [m["topic"] for m in batch_p.sent] == ["scores", "scores"]            # one record per poll
+    assert {m["key"] for m in batch_p.sent} == {b"hosts:metrics:4"}               # one source partition: one key
+    batches = [orjson.loads(m["value"]) for m in batch_p.sent]
+    for b in batches:
+        assert (b["schema"], b["version"], b["detector"], b["instance_id"]) == ("rnnstream.scores", 1, "hosts", "pod-1")
+        assert b["count"] == len(b["offset"]) == len(b["entity"]) == len(b["score"]) == len(b["model_version"])
+        assert b["source"] == {"topic": "metrics", "partition": 4,
+                               "first_offset": b["offset"][0], "last_offset": b["offset"][-1]}
+    offsets = [o for b in batches for o in b["offset"]]
+    assert offsets == sorted(set(offsets)) and 50 not in offsets and len(offsets) == 81   # once each, in order
+    rebuilt = [{"event_id": f"hosts:metrics:4:{b['offset'][k]}", "detector": "hosts", "entity": b["entity"][k],
+                "event_time": b["event_time"][k], "score": b["score"][k], "error": b["error"][k],
+                "anomaly": b["anomaly"][k], "suppressed": b["suppressed"][k], "model_version": b["model_version"][k]}
+               for b in batches for k in range(b["count"])]
+    assert rebuilt == per_event                    # the same facts as the per-record format, bit for bit
+    assert sum(e["anomaly"] for e in rebuilt) == 1 and rebuilt[-1]["anomaly"]
+    assert out.sent["score"] == 2
+
+
+def test_a_batch_over_the_record_size_limit_is_split_into_consecutive_batches():
+    p = FailingProducer(max_request_size=3000)
+    _run_scores("batch", p)
+    batches = [orjson.loads(m["value"]) for m in p.sent]
+    assert len(batches) > 2
+    assert all(len(m["value"]) + len(m["key"]) + 512 <= 3000 for m in p.sent)
+    offsets = [o for b in batches for o in b["offset"]]
+    assert offsets == sorted(set(offsets)) and len(offsets) == 81
+    for b in batches:
+        assert (b["source"]["first_offset"], b["source"]["last_offset"], b["count"]) == (b["offset"][0], b["offset"][-1], len(b["offset"]))
+
+
+def test_per_record_scores_take_the_default_partitioners_partition():
+    from kafka.partitioner.default import DefaultPartitioner
+
+    class Cluster:
+        def topics(self):
+            return {"scores"}
+
+        def partitions_for_topic(self, topic):
+            return {0, 1, 2, 3, 4}
+
+        def available_partitions_for_topic(self, topic):
+            return {0, 1, 2, 3, 4}
+
+    class PartitionedProducer(FakeProducer):
+        def partitions_for(self, topic):
+            return {0, 1, 2, 3, 4}
+
+        def send(self, topic, value=None, key=None, headers=None, partition=None, timestamp_ms=None):
+            fut = super().send(topic, value=value, key=key, headers=headers)
+            self.sent[-1]["partition"] = partition
+            return fut
+
+    p = PartitionedProducer()
+    out = Outputs(p, detector_cfg("{scores_topic: scores}"), "pod-1")
+    entities = [f"host-{i}" for i in range(40)]
+    raw = [rec(b"{}", i) for i in range(40)]
+    out.scores(raw, entities, np.arange(40.0), np.arange(40), np.zeros(40), np.zeros(40), np.zeros(40, np.uint8), 1)
+    expected = [DefaultPartitioner().partition("scores", None, e.encode(), None, None, Cluster()) for e in entities]
+    assert [m["partition"] for m in p.sent] == expected and len(set(expected)) > 1
+
+
+@pytest.mark.parametrize("scores_format", ["record", "batch"])
+def test_async_failures_are_taken_without_a_callback_per_record(scores_format):
+    from kafka.errors import NotLeaderForPartitionError
+
+    clock = Clock()
+    cfg = detector_cfg(f"{{scores_topic: scores, scores_format: {scores_format}}}")
+    p = FakeProducer()
+    out = Outputs(p, cfg, "pod-1", retry_backoff_ms=1000, clock=clock)
+    raw = [rec(b"{}", 100 + i) for i in range(6)]
+    out.scores(raw, ["a", "b", "c", "d", "e", "f"], np.arange(6.0), np.arange(6), np.linspace(0, 1, 6),
+               np.ones(6), np.zeros(6, np.uint8), 3)
+    assert all(not f._callbacks and not f._errbacks for f in p.futures)   # nothing registered per record
+    first = list(p.sent)
+    for f in p.futures[:-1]:
+        f.success(None)
+    p.futures[-1].failure(NotLeaderForPartitionError())
+    out.service()
+    assert (out.pending, out.send_failures) == (1, 1)          # counted and queued, not lost
+    assert "scores (NotLeaderForPartitionError)" in out.problem()
+    clock.t = 1.0
+    out.service()                                              # the retry sends the same bytes again
+    assert out.pending == 0 and p.sent[-1] == first[-1]
+    p.futures[-1].success(None)
+    out.service()
+    assert out._inflight == []                                 # delivered records are forgotten
+    # Never done (e.g. a flush timed out): kept, and not counted as delivered or failed.
+    out.scores(raw[:1], ["a"], np.zeros(1), np.arange(1), np.zeros(1), np.zeros(1), np.zeros(1, np.uint8), 3)
+    out.service()
+    assert len(out._inflight) == 1 and out.send_failures == 1
+
+
+def test_a_failed_transaction_discards_what_was_in_flight():
+    p = FakeProducer()
+    out = Outputs(p, detector_cfg("{scores_topic: scores}"), "pod-1")
+    out.scores([rec(b"{}", 1)], ["a"], np.zeros(1), np.arange(1), np.zeros(1), np.zeros(1), np.zeros(1, np.uint8), 1)
+    out.discard_pending()
+    from kafka.errors import KafkaError
+    p.futures[-1].failure(KafkaError("aborted"))
+    out.service()
+    assert out.pending == 0 and out.send_failures == 0

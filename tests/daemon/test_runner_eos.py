@@ -193,3 +193,46 @@ def test_replicas_killed_restarted_scaled_and_replaced_equal_one_uninterrupted_r
     else:
         assert set(got) == set(want_anomalies)     # none missing; duplicates only of the same event_id
         assert all(n >= 1 for n in got.values())
+
+
+def _scores(records: list) -> list[tuple[int, str, int]]:
+    """(source partition, entity, offset) of every score in ``records`` in the order read, per-record
+    or batched (rnnstream.scores v1)."""
+    out = []
+    for r in records:
+        v = orjson.loads(r.value)
+        if v.get("schema") == "rnnstream.scores":
+            assert v["version"] == 1 and v["count"] == len(v["offset"]) == len(v["entity"])
+            out += [(v["source"]["partition"], e, o) for e, o in zip(v["entity"], v["offset"])]
+        else:
+            _, _, partition, offset = v["event_id"].rsplit(":", 3)
+            out.append((int(partition), v["entity"], int(offset)))
+    return out
+
+
+@pytest.mark.parametrize("scores_format", ["record", "batch"])
+def test_exactly_once_publishes_every_score_once_in_either_format(kafka, tmp_path, scores_format):
+    from .runner_helpers import ThreadedRunner, produce
+
+    partitions = 3
+    topic = unique(f"eos-scores-{scores_format}")
+    kafka.create_topics([(topic, partitions), (f"{topic}.anomalies", 1), (f"{topic}.dlq", 1), (f"{topic}.scores", 2)])
+    events = synth_events(n_entities=9, n_steps=450, seed=4)
+    produce(kafka.bootstrap, topic, events)
+    extra = "processing: {guarantee: exactly_once, changelog: true, transactional_id: '{group_id}.scores'}"
+    path = write_config(tmp_path, kafka.bootstrap, topic, interval=0.3, max_poll=150, extra=extra)
+    path.write_text(path.read_text().replace(
+        f"anomalies_topic: {topic}.anomalies",
+        f"anomalies_topic: {topic}.anomalies\n      scores_topic: {topic}.scores\n      scores_format: {scores_format}"))
+    tr = ThreadedRunner(path)
+    ends = end_offsets(kafka.bootstrap, topic, partitions)
+    wait_until(lambda: committed(kafka.bootstrap, tr.config.kafka.group_id) == ends, 120, "the group to reach the end")
+    processed = tr.sample("rnnstream_events_processed_total", {"detector": "hosts"})
+    assert tr.stop() == 0
+    scores = _scores(read_committed(kafka.bootstrap, f"{topic}.scores"))
+    assert processed > 0.9 * len(events)
+    assert len(scores) == processed and len({(p, o) for p, _, o in scores}) == processed   # every event once
+    # Order: a source partition's batches share a key (one output partition); records share the entity's.
+    for group in {(p, e if scores_format == "record" else None) for p, e, _ in scores}:
+        offsets = [o for p, e, o in scores if (p, e if scores_format == "record" else None) == group]
+        assert offsets == sorted(offsets), group

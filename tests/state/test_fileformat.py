@@ -137,3 +137,12 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_path, monke
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["state.bin"]
+
+
+def test_the_file_written_from_parts_is_to_bytes_exactly(tmp_path):
+    """``write_state_file`` writes ``to_parts`` piece by piece with a running checksum: the same bytes
+    ``to_bytes`` gives in one piece (the background checkpoint relies on the two agreeing)."""
+    arrays = {"a": np.arange(7, dtype=np.float32), "b": np.ones((3, 5), dtype=np.int64), "c": np.zeros(0)}
+    path = tmp_path / "x.rns"
+    ff.write_state_file(path, arrays, {"gen": 3})
+    assert path.read_bytes() == ff.to_bytes(arrays, {"gen": 3})
