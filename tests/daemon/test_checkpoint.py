@@ -26,7 +26,7 @@ detectors:
     timestamp: {{field: ts}}
     features: [cpu, mem]
     model: {{type: gru, hidden: {hidden}, seed: 3}}
-    training: {{enabled: true, background: {str(background).lower()}, every_events: 150,
+    training: {{enabled: true, background: {str(background).lower()}, skip_when_busy: false, every_events: 150,
                 every_seconds: 1.0e9, min_events: 100, window: 8, batch_windows: 8, steps: 3,
                 buffer_windows: 16}}
     scoring: {{threshold: {threshold}, warmup_events: 5, long_window: 50}}

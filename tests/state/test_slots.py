@@ -238,3 +238,18 @@ def test_restore_entities_and_clock_rebuild_a_state_without_changes():
         np.testing.assert_array_equal(again.arrays[name], st.export(["a", "b", "c"]).arrays[name])
     with pytest.raises(ValueError, match="rows are"):
         SlotState({**FIELDS, "h": FieldSpec((4,), "float32")}, max_entities=10).restore(st.export())
+
+
+def test_seen_since_lists_live_entities_seen_at_or_after_a_clock_in_order():
+    st = SlotState({"v": FieldSpec((), "float64")}, max_entities=8, initial_capacity=2)
+    st.assign(["a", "b", "c", "a", "d"])          # clock: a 0, b 1, c 2, a 3, d 4
+    st.drop(["c"])
+    st.assign(["e", "b"])                         # e 5 (reuses c's slot), b 6
+    names = lambda slots: [st.names[int(s)] for s in slots]  # noqa: E731
+    assert names(st.seen_since(0)) == ["a", "d", "e", "b"]
+    assert names(st.seen_since(4)) == ["d", "e", "b"]
+    assert names(st.seen_since(6)) == ["b"] and st.seen_since(7).size == 0
+    for seq in range(8):   # the same as walking the index
+        live = np.array(list(st.index.values()))
+        want = live[st.arrays["last_seq"][live] >= seq]
+        assert sorted(st.seen_since(seq).tolist()) == sorted(want.tolist())

@@ -21,6 +21,7 @@ detectors:
     model: {{type: {model}, {model_params}}}
     training:
       background: {background}
+      skip_when_busy: {skip}
       every_events: 60
       every_seconds: 1.0e9
       min_events: 40
@@ -35,9 +36,9 @@ detectors:
 PARAMS = {"gru": "hidden: 6, seed: 3", "esn": "size: 16, seed: 3", "naive": "seed: 0"}
 
 
-def _cfg(model="gru", background=False, exclude=True):
+def _cfg(model="gru", background=False, exclude=True, skip=False):
     text = YAML.format(model=model, model_params=PARAMS[model], background=str(background).lower(),
-                       exclude=str(exclude).lower())
+                       exclude=str(exclude).lower(), skip=str(skip).lower())
     return load_config(text).detectors[0]
 
 
@@ -150,6 +151,59 @@ def test_background_result_takes_effect_at_the_next_trigger():
     np.testing.assert_array_equal(versions, np.where(i < 100, 0, (i - 40) // 60))
 
 
+def test_background_trigger_never_waits_for_a_running_fit_it_is_skipped_and_counted():
+    """A fit held back by the test: the triggers that come due meanwhile are skipped (scoring goes on
+    without waiting), the next trigger after the fit ends puts it in force and starts the next fit
+    on every entity seen since the last trigger that ran."""
+    cfg = _cfg("gru", background=True, skip=True)
+    ents, x, ts = _stream()
+    det = Detector(cfg)
+    release, started = threading.Event(), []
+    real_fit = det.model.fit
+    skips = []
+    det.training.on_skip = lambda: skips.append(det.training.events)
+
+    def held_fit(weights, opt_state, windows, training):
+        started.append(len(windows))
+        if len(started) == 1:
+            assert release.wait(30), "the test never released the fit"
+        return real_fit(weights, opt_state, windows, training)
+
+    det.model.fit = held_fit
+    try:
+        det.process(ents[:300], x[:300], ts[:300])   # triggers at 40 (fit held), 100, 160, 220, 280
+        assert len(started) == 1 and det.training.k == 1 and det.model.version == 0
+        assert det.training.stats.runs_skipped == 4 and skips == [100, 160, 220, 280]
+        assert det.training.next_at == 340
+        assert det.training.seen_seq == 40   # coalesced: the next fit cuts from everyone seen since event 40
+        release.set()
+        det.training._pending.result(timeout=30)
+        det.process(ents[300:340], x[300:340], ts[300:340])
+        assert det.model.version == 0                  # finished, but in force only at the next trigger
+        res = det.process(ents[340:341], x[340:341], ts[340:341])
+        assert det.model.version == 1 == res.model_version[0] and det.training.k == 2
+        assert det.training.stats.runs_ok == 1 and det.training.stats.runs_skipped == 4
+        assert det.training.seen_seq == 340
+        det.training.collect(wait=True)
+        assert len(started) == 2
+    finally:
+        release.set()
+        det.close()
+
+
+def test_background_without_skipping_waits_for_the_fit():
+    cfg = _cfg("gru", background=True, skip=False)
+    ents, x, ts = _stream()
+    det = Detector(cfg)
+    real_fit = det.model.fit
+    det.model.fit = lambda *a: (threading.Event().wait(0.05), real_fit(*a))[1]
+    try:
+        det.process(ents[:300], x[:300], ts[:300])
+        assert det.training.stats.runs_skipped == 0 and det.model.version == det.training.k - 1 == 4
+    finally:
+        det.close()
+
+
 def test_failing_fit_keeps_old_weights_and_counts_a_failure(caplog):
     cfg = _cfg("gru")
     ents, x, ts = _stream()
@@ -250,7 +304,7 @@ def test_window_buffer_reservoir_is_seeded_and_bounded():
 
 def test_time_triggers_never_retrain_more_often_than_once_per_window_of_events():
     """The defaults (every 300 s) on 5-minute data: once per `window` events, not at every event."""
-    text = YAML.format(model="naive", model_params=PARAMS["naive"], background="false", exclude="true")
+    text = YAML.format(model="naive", model_params=PARAMS["naive"], background="false", exclude="true", skip="false")
     text = text.replace("every_events: 60", "every_events: 1000000").replace("every_seconds: 1.0e9", "every_seconds: 300")
     det = Detector(load_config(text).detectors[0])
     try:
@@ -259,5 +313,25 @@ def test_time_triggers_never_retrain_more_often_than_once_per_window_of_events()
         det.process(["h"] * n, np.random.default_rng(0).normal(size=(n, 2)), ts)
         k = det.training.k
         assert 1 + (n - 40) // 8 - 1 <= k <= 1 + (n - 40) // 8   # min_events 40, then one per 8 events
+    finally:
+        det.close()
+
+
+def test_background_fit_runs_at_a_lower_priority_than_scoring():
+    import os
+    import sys
+
+    from rnnstream.training.schedule import TRAINER_NICE
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("per-thread priorities are set on Linux only")
+    det = Detector(_cfg("gru", background=True))
+    try:
+        def nice_of_this_thread():
+            return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+        own = nice_of_this_thread()
+        got = det.training._pool.submit(nice_of_this_thread).result(timeout=30)
+        assert got == min(own + TRAINER_NICE, 19) and nice_of_this_thread() == own
     finally:
         det.close()
