@@ -85,7 +85,7 @@ class TrainingStats:
 class TrainingSchedule:
     """Owns a detector's retraining. Call ``events_until_due`` and ``trigger`` from the scoring thread."""
 
-    def __init__(self, model: Model, training: Any, window: int, seed: int = 0,
+    def __init__(self, model: Model, training: Any, window: int, kp: np.ndarray, seed: int = 0,
                  background: bool | None = None,
                  on_result: Callable[[FitResult | None, float], None] | None = None,
                  on_skip: Callable[[], None] | None = None):
@@ -98,6 +98,7 @@ class TrainingSchedule:
         self.on_result = on_result
         self.on_skip = on_skip
         self.window = int(window)
+        self.kp = kp   # the kernel parameters: which inputs the rings' windows carry
         self.buffer = WindowBuffer(training.buffer_windows, window, model.n_inputs)
         self.stats = TrainingStats()
         self.events = 0             # events processed by the detector
@@ -151,7 +152,7 @@ class TrainingSchedule:
         self.seen_seq = state.seq
         if fresh.size > self.cfg.batch_windows:
             fresh = fresh[np.sort(rng.choice(fresh.size, size=self.cfg.batch_windows, replace=False))]
-        newest = harvest_windows(state["count"], state["ring_in"], state["ring_flag"], fresh,
+        newest = harvest_windows(state.arrays, fresh, self.kp, self.model.n_features, self.model.n_inputs,
                                  bool(self.cfg.exclude_anomalies))
         self.buffer.add(newest, rng)
         batch = self.buffer.sample(self.cfg.batch_windows, rng, newest)

@@ -137,3 +137,13 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_path, monke
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["state.bin"]
+
+
+def test_a_file_of_the_previous_version_is_refused_with_what_to_do():
+    import crc32c
+
+    body = bytearray(ff.to_bytes({"a": np.arange(3)}, {})[:-4])
+    struct.pack_into("<I", body, 8, 1)
+    old = bytes(body) + struct.pack("<I", crc32c.crc32c(bytes(body)))
+    with pytest.raises(StateFormatError, match="format version 1, this build reads 2 .*older rnnstream.*afresh"):
+        ff.from_bytes(old, "ckpt-000000000007.rns")

@@ -9,6 +9,7 @@ import pytest
 
 from rnnstream.config import load_config
 from rnnstream.detector import Detector
+from rnnstream.kernels.params import kernel_params
 from rnnstream.training.windows import WindowBuffer, harvest_windows
 
 YAML = """
@@ -244,31 +245,43 @@ def test_non_finite_fit_result_is_dropped():
 
 # --- windows ----------------------------------------------------------------------------------------
 
-def _rings(n_slots=4, w=5, d=2):
-    count = np.array([3, 5, 12, 7], dtype=np.int64)[:n_slots]
-    ring_in = np.zeros((n_slots, w, d), dtype=np.float32)
-    ring_flag = np.zeros((n_slots, w), dtype=np.uint8)
+def _rings(n_slots=4, w=5, f=2):
+    """Rings written as the step kernels write them: event k of slot s has input 100 s + k."""
+    from rnnstream.kernels.ring import finish_event
+    from rnnstream.models.base import common_fields
+
+    count_of = [3, 5, 12, 7][:n_slots]
+    state = {k: np.zeros((n_slots, *spec.shape), dtype=spec.dtype) for k, spec in common_fields(f, f, w).items()}
+    kp = kernel_params(False, False, False)
     for s in range(n_slots):
-        for k in range(count[s]):     # event k of slot s has value 100 s + k, at position k % w
-            ring_in[s, k % w] = 100 * s + k
-    return count, ring_in, ring_flag
+        for k in range(count_of[s]):
+            u = np.full(f, 100 * s + k, dtype=np.float32)
+            finish_event(s, 1.7e9 + k, u, f, 0, state["count"], state["last_ts"], state["ring_in"],
+                         state["ring_t"], state["ring_flag"])
+    return state, kp
+
+
+def _flag(state, s, k):
+    """Mark slot s's event k as an anomaly, as finish_event would have."""
+    p = k % state["ring_in"].shape[1]
+    state["ring_flag"][s, p >> 3] |= 1 << (p & 7)
 
 
 def test_harvest_unrolls_oldest_first_and_skips_partial_rings():
-    count, ring_in, ring_flag = _rings()
-    got = harvest_windows(count, ring_in, ring_flag, np.arange(4), exclude_anomalies=True)
+    state, kp = _rings()
+    got = harvest_windows(state, np.arange(4), kp, 2, 2, exclude_anomalies=True)
     assert got.shape == (3, 5, 2)   # slot 0 has only 3 events
     np.testing.assert_array_equal(got[:, :, 0], [[100, 101, 102, 103, 104], [207, 208, 209, 210, 211],
                                                  [302, 303, 304, 305, 306]])
 
 
 def test_windows_with_anomaly_flags_excluded_only_when_asked():
-    count, ring_in, ring_flag = _rings()
-    ring_flag[2, 3] = 1    # slot 2's window contains an anomaly
-    ring_flag[0, 0] = 1    # irrelevant: slot 0's ring is not full
-    clean = harvest_windows(count, ring_in, ring_flag, np.arange(4), exclude_anomalies=True)
+    state, kp = _rings()
+    _flag(state, 2, 8)     # slot 2's window (events 7..11) contains an anomaly
+    _flag(state, 0, 0)     # irrelevant: slot 0's ring is not full
+    clean = harvest_windows(state, np.arange(4), kp, 2, 2, exclude_anomalies=True)
     assert clean[:, 0, 0].tolist() == [100, 302]
-    everything = harvest_windows(count, ring_in, ring_flag, np.arange(4), exclude_anomalies=False)
+    everything = harvest_windows(state, np.arange(4), kp, 2, 2, exclude_anomalies=False)
     assert everything[:, 0, 0].tolist() == [100, 207, 302]
 
 
