@@ -130,7 +130,7 @@ def esn_step_batch(slots, x, ts, kp,
             break
         s = slots[i]
         t = ts[i]
-        prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, ring_in, ring_flag)
+        prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, ring_in, ring_t, ring_flag)
         if i + 2 * AHEAD < n:
             prefetch_row(r, slots[i + 2 * AHEAD])
         flags = observe(i, x[i], t, s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
