@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..detector import Detector
-from ..errors import StateFormatError
+from ..errors import StateFormatError, StateVersionError
 from ..state.fileformat import read_state_file, write_state_file
 
 log = logging.getLogger(__name__)
@@ -182,6 +182,11 @@ class CheckpointStore:
                 if (meta.get("detector"), meta.get("topic"), meta.get("partition")) != (detector_name, topic, partition):
                     raise StateFormatError(f"{path}: belongs to {meta.get('detector')}/{meta.get('topic')}-"
                                            f"{meta.get('partition')}")
+            except StateVersionError as exc:   # sound, but of another build: not corrupt
+                log.warning("checkpoint refused: written by another rnnstream version; starting this "
+                            "partition fresh", extra={"path": str(path), "detector": detector_name,
+                                                      "topic": topic, "partition": partition, "reason": str(exc)})
+                return None
             except StateFormatError as exc:
                 self._corrupt(path, str(exc))
                 continue

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import crc32c
 import numpy as np
 
-from ..errors import StateFormatError
+from ..errors import StateFormatError, StateVersionError
 
 MAGIC = b"RNNSTATE"
 VERSION = 2
@@ -80,7 +80,7 @@ def from_bytes(buf: bytes, source: str = "<bytes>") -> tuple[dict[str, np.ndarra
         hint = (" (written by an older rnnstream, whose per-entity history rings this build cannot convert "
                 "exactly: start the state afresh, or restore it with the build that wrote it)"
                 if version < VERSION else "")
-        raise StateFormatError(f"{source}: format version {version}, this build reads {VERSION}{hint}")
+        raise StateVersionError(f"{source}: format version {version}, this build reads {VERSION}{hint}")
     body, (stored,) = buf[:-4], struct.unpack("<I", buf[-4:])
     if crc32c.crc32c(body) != stored:
         raise StateFormatError(f"{source}: checksum mismatch (corrupt or truncated)")

@@ -211,6 +211,33 @@ def test_different_hidden_size_refused_scoring_change_accepted(tmp_path, caplog)
         d.close()
 
 
+def test_checkpoint_of_an_older_format_refused_not_corrupt(tmp_path, caplog):
+    """A checkpoint written before the compact history ring (state file format 1): refused with what
+    happened, the partition starts afresh, and the file is neither counted corrupt nor moved."""
+    import struct
+
+    import crc32c
+
+    from rnnstream.state import fileformat as ff
+
+    cfg = detector_cfg()
+    det = _trained(cfg)
+    store = CheckpointStore(tmp_path)
+    try:
+        path = store.save("hosts", TP, det, next_offset=300)
+    finally:
+        det.close()
+    body = bytearray(path.read_bytes()[:-4])
+    struct.pack_into("<I", body, 8, ff.VERSION - 1)
+    old = bytes(body) + struct.pack("<I", crc32c.crc32c(bytes(body)))
+    path.write_bytes(old)
+    with caplog.at_level(logging.WARNING):
+        assert store.load("hosts", TP, cfg) is None
+    refused = [r for r in caplog.records if "another rnnstream version" in r.getMessage()]
+    assert refused and "older rnnstream" in refused[0].reason
+    assert store.corrupt_total == 0 and path.read_bytes() == old
+
+
 def test_lowered_max_entities_refused(tmp_path):
     cfg = detector_cfg(max_entities=64)
     det = _trained(cfg)
