@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["bench_gru_step.py", "bench_esn_step.py", "bench_startup.py", "bench_nab.py", "bench_daemon.py", "bench_eos.py"]
+ORDER = ["bench_gru_step.py", "bench_esn_step.py", "bench_training.py", "bench_memory.py", "bench_startup.py", "bench_nab.py", "bench_daemon.py", "bench_eos.py"]
 
 
 def main() -> int:
