@@ -223,8 +223,8 @@ class Detector:
     def snapshot(self, entities: bool = True) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """``(arrays, meta)`` capturing this detector: with ``entities``, the whole ``SlotState``
         (``slot.*``, ``index.*``); always ``model.*``, the schedule's arrays, and as meta the state's
-        clock, the detector's counters and the schedule's under ``training``. Waits for a running
-        background fit."""
+        clock, the detector's counters and the schedule's under ``training``. Never waits for a running
+        background fit (``TrainingSchedule.snapshot``)."""
         if entities:
             arrays, meta = self.state.snapshot()
         else:

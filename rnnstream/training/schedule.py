@@ -108,6 +108,7 @@ class TrainingSchedule:
         self.last_time = float("-inf")  # event time of the last trigger
         self._events_at_trigger = 0
         self._pending: Future | None = None
+        self._pending_batch: np.ndarray | None = None   # what the background fit trains on
         self._started = 0.0
         self._pool = (ThreadPoolExecutor(1, thread_name_prefix="rnnstream-train", initializer=_lower_priority)
                       if self.background else None)
@@ -167,6 +168,7 @@ class TrainingSchedule:
             self._finish(self._fit(weights, opt_state, batch))
         else:
             self._pending = self._pool.submit(self._fit, weights, opt_state, batch)
+            self._pending_batch = batch
 
     def _skip(self, now: float) -> None:
         """A background trigger while the previous fit runs: schedule the next one, start nothing."""
@@ -211,11 +213,16 @@ class TrainingSchedule:
 
     def snapshot(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """``(arrays, meta)``: ``buffer.*`` and, when a fit is still to be put in force, ``pending.*``
-        arrays; the counters as JSON-able meta. Waits for a running background fit (it is NOT put in
-        force here: that happens at the next trigger, as without the snapshot)."""
+        arrays; the counters as JSON-able meta. Never waits: of a background fit still running it keeps
+        the windows it trains on (``pending.batch``), and ``restore`` runs that fit again (a pure
+        function of them and of the weights in force, which only a trigger changes), so the restored
+        schedule puts the same result in force at the same trigger."""
         arrays = {f"buffer.{k}": v for k, v in self.buffer.snapshot().items()}
         pending = "none"
-        if self._pending is not None:
+        if self._pending is not None and not self._pending.done():
+            pending = "running"
+            arrays["pending.batch"] = self._pending_batch
+        elif self._pending is not None:
             result = self._pending.result()
             if result is None:
                 pending = "failed"
@@ -238,7 +245,8 @@ class TrainingSchedule:
         return f"{self.k}:{'none' if self._pending is None else 'pending'}:{self.stats.runs_ok}:{self.stats.runs_failed}"
 
     def restore(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        """Put back what ``snapshot`` captured (KeyError/ValueError when something is missing)."""
+        """Put back what ``snapshot`` captured (KeyError/ValueError when something is missing). Call
+        after the model's weights are restored: a fit that was running is started again from them."""
         self.buffer.load_snapshot({k[7:]: v for k, v in arrays.items() if k.startswith("buffer.")})
         t = meta
         self.events, self.next_at, self.k = int(t["events"]), int(t["next_at"]), int(t["k"])
@@ -248,7 +256,18 @@ class TrainingSchedule:
         self.stats.runs_skipped = int(t.get("runs_skipped", 0))
         self.stats.last_loss = float("nan") if t["last_loss"] is None else float(t["last_loss"])
         self._pending = None
-        if t["pending"] != "none":
+        if t["pending"] == "running":
+            batch = np.array(arrays["pending.batch"])
+            weights, opt_state = self.model.weights, self.model.opt_state
+            self._started = time.perf_counter()
+            if self._pool is not None:
+                self._pending = self._pool.submit(self._fit, weights, opt_state, batch)
+                self._pending_batch = batch
+            else:
+                done = Future()
+                done.set_result(self._fit(weights, opt_state, batch))
+                self._pending = done
+        elif t["pending"] != "none":
             result = None
             if t["pending"] == "ok":
                 before, after = (float(v) for v in arrays["pending.loss"])

@@ -348,3 +348,40 @@ def test_background_fit_runs_at_a_lower_priority_than_scoring():
         assert got == min(own + TRAINER_NICE, 19) and nice_of_this_thread() == own
     finally:
         det.close()
+
+
+def test_snapshot_never_waits_for_a_running_fit_and_restore_runs_it_again():
+    """A snapshot taken while the fit is held: it returns at once with the fit's windows; a detector
+    restored from it puts the same weights in force at the same trigger as the original."""
+    cfg = _cfg("gru", background=True, skip=False)
+    ents, x, ts = _stream()
+    det = Detector(cfg)
+    release = threading.Event()
+    real_fit = det.model.fit
+    det.model.fit = lambda *a: (release.wait(30), real_fit(*a))[1]
+    try:
+        det.process(ents[:50], x[:50], ts[:50])          # trigger at 40: the fit is held
+        arrays, meta = det.snapshot()                   # must not wait for it
+        assert meta["training"]["pending"] == "running" and arrays["pending.batch"].ndim == 3
+        release.set()
+        det.process(ents[50:101], x[50:101], ts[50:101])  # trigger at 100: the fit goes in force
+        want = {k: v.copy() for k, v in det.model.weights.items()}
+        assert det.model.version == 1
+    finally:
+        release.set()
+        det.close()
+    back = Detector(cfg)
+    try:
+        back.restore(arrays, meta)
+        back.process(ents[50:101], x[50:101], ts[50:101])
+        assert back.model.version == 1
+        assert all(back.model.weights[k].tobytes() == v.tobytes() for k, v in want.items())
+    finally:
+        back.close()
+    inline = Detector(cfg, background=False)   # e.g. `rnnstream reproduce`: the fit is run at restore
+    try:
+        inline.restore(arrays, meta)
+        result = inline.training._pending.result(timeout=0)
+        assert all(result.weights[k].tobytes() == v.tobytes() for k, v in want.items())
+    finally:
+        inline.close()
