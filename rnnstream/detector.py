@@ -6,7 +6,8 @@ its flags. The model kernel runs once per batch, or once per stretch between two
 event sequence: a retraining trigger (``rnnstream.training.schedule``), an idle sweep, or the state
 filling up (then the least recently seen entities are evicted).
 
-Guaranteed: outputs and state are a function of the event sequence alone, whatever the batching.
+Guaranteed: outputs and state are a function of the event sequence alone, whatever the batching (with
+background training, as long as no retraining is skipped: see ``rnnstream.training.schedule``).
 Refused with a reason, touching no state: events with a non-finite value or time
 (``non_finite_value``); a feature value whose magnitude exceeds ``MAX_ABS_VALUE`` (``out_of_range``:
 the normaliser squares deviations, and above ~1e154 the square overflows to inf, so such values could
