@@ -6,7 +6,8 @@ its flags. The model kernel runs once per batch, or once per stretch between two
 event sequence: a retraining trigger (``rnnstream.training.schedule``), an idle sweep, or the state
 filling up (then the least recently seen entities are evicted).
 
-Guaranteed: outputs and state are a function of the event sequence alone, whatever the batching.
+Guaranteed: outputs and state are a function of the event sequence alone, whatever the batching (with
+background training, as long as no retraining is skipped: see ``rnnstream.training.schedule``).
 Refused with a reason, touching no state: events with a non-finite value or time
 (``non_finite_value``); a feature value whose magnitude exceeds ``MAX_ABS_VALUE`` (``out_of_range``:
 the normaliser squares deviations, and above ~1e154 the square overflows to inf, so such values could
@@ -91,7 +92,7 @@ class Detector:
         window = cfg.training.window
         fields = {**common_fields(self.n_features, n_inputs, window, bins), **self.model.state_fields()}
         self.state = SlotState(fields, cfg.max_entities)
-        self.training = TrainingSchedule(self.model, cfg.training, window, seed=self.model.seed,
+        self.training = TrainingSchedule(self.model, cfg.training, window, self.kp, seed=self.model.seed,
                                          background=background)
         self.out = BatchOutput.allocate(batch_capacity, self.n_features)
         self.versions = np.zeros(batch_capacity, dtype=np.int64)
@@ -223,8 +224,8 @@ class Detector:
     def snapshot(self, entities: bool = True) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """``(arrays, meta)`` capturing this detector: with ``entities``, the whole ``SlotState``
         (``slot.*``, ``index.*``); always ``model.*``, the schedule's arrays, and as meta the state's
-        clock, the detector's counters and the schedule's under ``training``. Waits for a running
-        background fit."""
+        clock, the detector's counters and the schedule's under ``training``. Never waits for a running
+        background fit (``TrainingSchedule.snapshot``)."""
         if entities:
             arrays, meta = self.state.snapshot()
         else:

@@ -20,6 +20,10 @@ class StateFormatError(RnnstreamError):
     """A state or checkpoint file is unreadable: bad magic, unknown version, checksum mismatch, truncation."""
 
 
+class StateVersionError(StateFormatError):
+    """A sound state file of another format version: written by another rnnstream build, not damaged."""
+
+
 class InputRejected(RnnstreamError):
     """One event was refused (bad payload, missing field, non-finite value...). ``reason`` is a short metric label."""
 

@@ -105,7 +105,7 @@ METRIC_SPECS: tuple[MetricSpec, ...] = (
     _c("entities_evicted", "rnnstream_entities_evicted_total", D,
        "Entities dropped from the detector's state (idle or over capacity)."),
     _c("training_runs", "rnnstream_training_runs_total", ("detector", "outcome"),
-       "Retraining runs finished, by outcome (ok|failed)."),
+       "Retraining runs, by outcome: ok|failed (finished), skipped (came due while the previous background fit still ran, see training.skip_when_busy)."),
     _h("training_duration", "rnnstream_training_duration_seconds", D,
        "Seconds one retraining run took.", TRAINING_BUCKETS),
     _g("training_loss", "rnnstream_training_loss", ("detector", "topic", "partition"),
@@ -262,7 +262,7 @@ class DetectorMetrics:
     """Pre-resolved children of one detector's metrics. Obtain through ``Metrics.for_detector``."""
 
     __slots__ = ("name", "processed", "anomalies", "score", "latency", "batch_duration", "entities",
-                 "evicted", "training_ok", "training_failed", "training_duration", "event_time_lag",
+                 "evicted", "training_ok", "training_failed", "training_skipped", "training_duration", "event_time_lag",
                  "outputs_pending", "outputs_truncated", "outputs_dropped",
                  "_training_loss", "_model_version", "_rejected_parent", "_rejected", "_parent",
                  "_failed_parent", "_failed",
@@ -280,6 +280,7 @@ class DetectorMetrics:
         self.evicted = m.entities_evicted.labels(name)
         self.training_ok = m.training_runs.labels(name, "ok")
         self.training_failed = m.training_runs.labels(name, "failed")
+        self.training_skipped = m.training_runs.labels(name, "skipped")
         self.training_duration = m.training_duration.labels(name)
         self.event_time_lag = m.event_time_lag.labels(name)
         self.outputs_pending = m.outputs_pending.labels(name)

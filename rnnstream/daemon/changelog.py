@@ -47,7 +47,7 @@ from ..state.slots import SlotState, StateBlob
 
 log = logging.getLogger(__name__)
 
-FORMAT = "rnnstream-changelog/1"
+FORMAT = "rnnstream-changelog/2"   # 2: compact history rings (kernels.ring); 1 is rebuilt from the input
 CHUNK_BYTES = 512 * 1024
 OFFSETS_TIMEOUT_MS = 15000   # a restore that cannot learn a partition's bounds fails (and is retried)
 STALL_S = 30.0               # ... as does one whose reading makes no progress this long

@@ -7,7 +7,8 @@ Files: ``<state_dir>/<detector>/<topic>-<partition>/ckpt-<generation:012d>.rns``
   slot (slot numbers are kept, since training draws windows by slot), the free-slot stack, the
   logical clock ``seq`` and ``evicted_total``;
 * ``model.snapshot()`` (weights, Adam state, version) and, in background mode, the result of a fit
-  still to be put in force at the next trigger (waited for, not applied);
+  still to be put in force at the next trigger, or the windows of a fit still running (run again on
+  restore: no waiting for it);
 * the training schedule counters (events, next_at, k, seen_seq, events at the last trigger), its
   WindowBuffer and its stats; the detector's watermark;
 * ``next_offset`` and meta: format, detector, topic, partition, model type, created_at and two config
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..detector import Detector
-from ..errors import StateFormatError
+from ..errors import StateFormatError, StateVersionError
 from ..state.fileformat import read_state_file, to_parts, write_parts_atomically
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def config_fingerprint(cfg: Any) -> str:
 # -- Detector <-> arrays ------------------------------------------------------------------------------
 
 def snapshot_detector(det: Detector) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Arrays and meta capturing ``det``: ``Detector.snapshot()`` (waits for a running background fit)."""
+    """Arrays and meta capturing ``det``: ``Detector.snapshot()`` (it never waits for a background fit)."""
     return det.snapshot()
 
 
@@ -197,6 +198,11 @@ class CheckpointStore:
                 if (meta.get("detector"), meta.get("topic"), meta.get("partition")) != (detector_name, topic, partition):
                     raise StateFormatError(f"{path}: belongs to {meta.get('detector')}/{meta.get('topic')}-"
                                            f"{meta.get('partition')}")
+            except StateVersionError as exc:   # sound, but of another build: not corrupt
+                log.warning("checkpoint refused: written by another rnnstream version; starting this "
+                            "partition fresh", extra={"path": str(path), "detector": detector_name,
+                                                      "topic": topic, "partition": partition, "reason": str(exc)})
+                return None
             except StateFormatError as exc:
                 self._corrupt(path, str(exc))
                 continue

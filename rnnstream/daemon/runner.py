@@ -812,6 +812,7 @@ class Runner:
                                                    "model_version": model.version, "loss": float(result.loss_after),
                                                    "duration_s": round(duration, 3)})
         unit.detector.training.on_result = on_result
+        unit.detector.training.on_skip = dm.training_skipped.inc
 
     # -- config --------------------------------------------------------------------------------------
 

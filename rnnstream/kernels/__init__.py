@@ -10,8 +10,9 @@ arrival order and, per event:
                                  previous event becomes a calibrated score in [0, 1] (``calibrate``);
 2. the model's own cell step     advances the entity's recurrent state with ``u`` and writes the next
                                  prediction (the GRU's products use ``simd.matvec_bias``);
-3. ``ring.finish_event``         appends ``u`` (and whether the event was an anomaly) to the entity's
-                                 history and counts the event.
+3. ``ring.finish_event``         appends ``u`` (compactly: without the calendar features, which the
+                                 event time it keeps recomputes) and whether the event was an anomaly
+                                 to the entity's history ring, and counts the event.
 
 Helpers are inlined into the kernel, and kernels run without reference counting (``jit``). Scalar
 parameters travel in one float64 vector whose layout ``params`` names.

@@ -58,23 +58,31 @@ def prepare_input(x, t, s, count, last_ts, nmean, nvar, sc, kp, u, msd):
         d = x[f] - m
         nmean[s, f] = m + alpha * d
         nvar[s, f] = (1.0 - alpha) * (v + alpha * d * d)
-    k = n_features
+    gap = 0.0
+    if n > 0:
+        gap = max(t - last_ts[s], 0.0)
+    k = calendar_features(t, gap, kp, u, n_features)
+    n_bins = int(kp[KP_PROFILE_BINS])
+    if n_bins > 0:
+        return daily_profile(x, t, gap, s, sc, n_bins, kp[KP_PROFILE_RATE], zclip, u, k, msd)
+    return 0.0
+
+
+@device
+def calendar_features(t, gap, kp, u, k):
+    """Write the calendar features ``kp`` enables for event time ``t`` and ``gap`` (seconds since the
+    entity's previous event, 0 for its first) at ``u[k:]``; return the index after them. The one
+    place they are computed: the step kernels and the history ring's window cut (``ring``) share it."""
     if kp[KP_TOD] != 0.0:
         u[k], u[k + 1] = turn_sincos((t % DAY) / DAY)
         k += 2
     if kp[KP_DOW] != 0.0:
         u[k], u[k + 1] = turn_sincos(((t / DAY + WEEK_OFFSET_DAYS) % 7.0) / 7.0)
         k += 2
-    gap = 0.0
-    if n > 0:
-        gap = max(t - last_ts[s], 0.0)
     if kp[KP_GAP] != 0.0:
         u[k] = math.log1p(gap) / GAP_SCALE
         k += 1
-    n_bins = int(kp[KP_PROFILE_BINS])
-    if n_bins > 0:
-        return daily_profile(x, t, gap, s, sc, n_bins, kp[KP_PROFILE_RATE], zclip, u, k, msd)
-    return 0.0
+    return k
 
 
 @device

@@ -67,7 +67,7 @@ AHEAD = 4  # prefetch distance in events (2 to 8 measured alike; 10k and 1M enti
 
 
 @device
-def prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, ring_in, ring_flag):
+def prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, ring_in, ring_t, ring_flag):
     """Prefetch the shared per-slot rows (``models.base.common_fields``) of the events ahead of ``i``.
 
     The rows an event reads, for event ``i + 2 AHEAD``; the history ring row it will write, for event
@@ -87,3 +87,4 @@ def prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, ring_in, ri
     if i + AHEAD < n:
         s = slots[i + AHEAD]
         prefetch_row(ring_in[s], count[s] % ring_in.shape[1])
+        prefetch_row(ring_t[s], count[s] % ring_t.shape[1])

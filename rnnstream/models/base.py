@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from ..kernels.calibrate import sc_size
+from ..kernels.ring import stored_inputs
 from ..state.slots import FieldSpec
 
 
@@ -31,8 +32,11 @@ def common_fields(n_features: int, n_inputs: int, window: int, profile_bins: int
         "nvar": FieldSpec((n_features,), "float64"),     # normaliser variance
         "pred": FieldSpec((n_features,), "float32"),     # prediction of the next normalised features
         "sc": FieldSpec((sc_size(n_features, profile_bins),), "float64"),  # scorer statistics, daily profile
-        "ring_in": FieldSpec((window, n_inputs), "float32"),  # last `window` model inputs
-        "ring_flag": FieldSpec((window,), "uint8"),      # 1 where that input scored as an anomaly
+        # The last `window` model inputs, compactly (see kernels.ring): the inputs that are not calendar
+        # features, the event times (one more, for the oldest gap) and one anomaly bit per event.
+        "ring_in": FieldSpec((window, stored_inputs(n_features, profile_bins)), "float32"),
+        "ring_t": FieldSpec((window + 1,), "float64"),
+        "ring_flag": FieldSpec(((window + 7) // 8,), "uint8"),
     }
 
 

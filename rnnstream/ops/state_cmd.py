@@ -31,12 +31,14 @@ from ..config import Config, load_config_file
 from ..daemon.checkpoint import CheckpointStore, shape_fingerprint
 from ..errors import RnnstreamError, StateFormatError
 from ..kernels import calibrate as C
+from ..kernels.params import from_config as kernel_params_from_config
+from ..kernels.ring import flags_by_position, stored_inputs, unroll_windows
 from ..state.fileformat import read_state_file
 from ..state.slots import SlotState
 
 _DETECTOR_DIR = re.compile(r"^[a-z0-9_]+$")
 _UNIT_DIR = re.compile(r"^(.+)-(\d+)$")
-COMMON_FIELDS = {"count", "last_ts", "nmean", "nvar", "pred", "sc", "ring_in", "ring_flag", "last_seq"}
+COMMON_FIELDS = {"count", "last_ts", "nmean", "nvar", "pred", "sc", "ring_in", "ring_t", "ring_flag", "last_seq"}
 
 
 def _feature_stats(sc, i: int) -> dict:
@@ -272,13 +274,18 @@ def entity_state(cfg: Any, unit: Unit, source: dict[str, Any], row: dict[str, np
     count = int(row["count"])
     window = row["ring_in"].shape[0]
     inputs = features + _time_feature_names(cfg)
-    if len(inputs) != row["ring_in"].shape[1]:
-        inputs = [f"u{j}" for j in range(row["ring_in"].shape[1])]
-    n_hist = min(count, window)
-    first = count % window if count >= window else 0
-    history = [{"input": dict(zip(inputs, row["ring_in"][p].astype(float).tolist())),
-                "anomaly": bool(row["ring_flag"][p])}
-               for p in ((first + i) % window for i in range(n_hist))]
+    # A row written under other time features cannot be unrolled with this config's: no history then.
+    fits = row["ring_in"].shape[1] == stored_inputs(n_features, int(cfg.time_features.daily_profile_bins))
+    n_hist = min(count, window) if fits else 0
+    unrolled = np.zeros((1, n_hist, len(inputs)), dtype=np.float32)
+    if n_hist:
+        kp = kernel_params_from_config(cfg.time_features, cfg.scoring, cfg.late_tolerance_seconds)
+        unroll_windows(np.zeros(1, dtype=np.int64), n_features, kp, np.array([count], dtype=np.int64),
+                       row["ring_in"][None], row["ring_t"][None], unrolled)
+    flags = flags_by_position(row["ring_flag"], window)
+    history = [{"input": dict(zip(inputs, unrolled[0, i].astype(float).tolist())),
+                "anomaly": bool(flags[(count - n_hist + i) % window])}
+               for i in range(n_hist)]
     alarmed = bool(sc[C.SC_ALARMED])
     return {
         "detector": unit.detector,

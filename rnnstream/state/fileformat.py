@@ -21,10 +21,12 @@ from typing import Any, Mapping
 import crc32c
 import numpy as np
 
-from ..errors import StateFormatError
+from ..errors import StateFormatError, StateVersionError
 
 MAGIC = b"RNNSTATE"
-VERSION = 1
+VERSION = 2
+"""2: the per-entity history ring keeps event times instead of calendar inputs (``kernels.ring``).
+Rows of version 1 cannot be converted exactly (their event times are gone), so they are refused."""
 ALIGN = 64
 _PREFIX = struct.Struct("<8sIQ")
 _ALLOWED_KINDS = "biuf"  # bool, signed, unsigned, float: nothing that would need pickle
@@ -81,7 +83,10 @@ def from_bytes(buf: bytes, source: str = "<bytes>") -> tuple[dict[str, np.ndarra
     if magic != MAGIC:
         raise StateFormatError(f"{source}: not an rnnstream state file (magic {magic!r})")
     if version != VERSION:
-        raise StateFormatError(f"{source}: format version {version}, this build reads {VERSION}")
+        hint = (" (written by an older rnnstream, whose per-entity history rings this build cannot convert "
+                "exactly: start the state afresh, or restore it with the build that wrote it)"
+                if version < VERSION else "")
+        raise StateVersionError(f"{source}: format version {version}, this build reads {VERSION}{hint}")
     body, (stored,) = buf[:-4], struct.unpack("<I", buf[-4:])
     if crc32c.crc32c(body) != stored:
         raise StateFormatError(f"{source}: checksum mismatch (corrupt or truncated)")

@@ -112,6 +112,19 @@ class SlotState:
             k += 1
         return slots[:k], new
 
+    def seen_since(self, seq: int) -> np.ndarray:
+        """Slots of the live entities seen at clock ``seq`` or later, in the order they were last seen.
+
+        Vectorised over the slot arrays (no walk of the index) except for ``seq`` 0: a free slot's row
+        is all zeros, so its ``last_seq`` 0 is below any later ``seq``.
+        """
+        last = self.arrays["last_seq"]
+        if seq > 0:
+            slots = np.flatnonzero(last >= seq)
+        else:
+            slots = np.fromiter(self.index.values(), dtype=np.int64, count=len(self.index))
+        return slots[np.argsort(last[slots], kind="stable")]
+
     def touch(self, slots: np.ndarray) -> None:
         """Mark the entities of ``slots`` as seen, in order: one tick of the logical clock each.
 

@@ -5,26 +5,45 @@ the first ``min_events``), or, when ``every_seconds`` is set, once the event tim
 time seen) has advanced that much since retraining k-1 and at least ``window`` new events have come
 (a retraining needs a fresh window of history; without this, 5-minute data with the 300-second
 default would retrain at every event). On a live stream event time follows the clock, so this is
-"every N seconds"; on a replay it follows the data. At a trigger the scoring
-thread, between two events:
+"every N seconds"; on a replay or a backlog it follows the data (a backlog may trigger far more often
+than every N seconds of wall time, never more often than once per ``window`` events). At a trigger
+the scoring thread, between two events:
 
-1. puts the previous retraining's result in force, waiting for it if it is still running
-   (background mode), so weights change at a point fixed by the event stream;
+1. puts the previous retraining's result in force (background mode: if that fit is still running,
+   the trigger is *skipped* instead, see below);
 2. cuts fresh windows from the rings of entities seen since the last trigger, adds them to the buffer,
    and draws the training batch, with a generator seeded by ``(seed, k)``;
 3. starts the fit: in a background thread (background mode), or at once, putting the result in force
    before the next event (inline mode, used by replay and evaluation).
 
-Guaranteed: the weights every event is scored with, and so every output, are a function of the
-input stream alone: batching, thread timing and restarts do not matter. A failed or non-finite fit
-is dropped and the old weights stay. ``snapshot``/``restore`` carry the schedule's counters, its
-window buffer and a fit still to be put in force, so a restored schedule triggers and swaps weights at
-the same events as the original.
+Inline mode guarantees that the weights every event is scored with, and so every output, are a
+function of the input stream alone: batching and restarts do not matter.
+
+Background mode (with ``skip_when_busy``, the default) never makes the scoring thread wait for a fit.
+A fit's result is put in force at the first trigger after it finished; a trigger that finds the
+previous fit still running is skipped: counted (``stats.runs_skipped``, ``on_skip``), nothing is
+cut or started, and the next trigger is
+scheduled as if it had run. Skipped triggers are coalesced: the next trigger that does run cuts windows
+from every entity seen since the last one that ran. Guaranteed in background mode: as long as no
+trigger is skipped (every fit finishes before the next trigger comes due, the normal case when fits
+are short against ``every_events``), outputs are the same function of the input stream as described
+above, whatever the batching, thread timing or restarts. Not guaranteed: once a trigger has been
+skipped, which events are scored with which weights depends on how fast the fit ran; each output still
+reports the model version it was scored with, and a swap is atomic: it happens at a trigger,
+between two events, never while a kernel runs. Without ``skip_when_busy`` a trigger waits for the previous
+fit instead, so outputs are always a function of the input stream, at the cost of stalling scoring
+whenever fits do not keep up.
+
+A failed or non-finite fit is dropped and the old weights stay. ``snapshot``/``restore`` carry the
+schedule's counters, its window buffer and a fit still to be put in force, so a restored schedule
+triggers and swaps weights at the same events as the original.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,10 +58,26 @@ from .windows import WindowBuffer, harvest_windows
 log = logging.getLogger(__name__)
 
 
+TRAINER_NICE = 10
+"""How much lower the background fit's thread runs than the scoring thread (Linux nice levels): on a
+busy machine the CPU goes to scoring first, and a slower fit only means more triggers skipped."""
+
+
+def _lower_priority() -> None:
+    """Lower the calling thread's scheduling priority by ``TRAINER_NICE`` (where the OS allows one
+    thread's priority to be set: Linux; elsewhere nothing changes)."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + TRAINER_NICE, 19))
+    except (AttributeError, OSError):
+        pass
+
+
 @dataclass
 class TrainingStats:
     runs_ok: int = 0
     runs_failed: int = 0
+    runs_skipped: int = 0       # background triggers skipped because the previous fit still ran
     last_loss: float = float("nan")
     last_duration: float = 0.0
 
@@ -50,16 +85,20 @@ class TrainingStats:
 class TrainingSchedule:
     """Owns a detector's retraining. Call ``events_until_due`` and ``trigger`` from the scoring thread."""
 
-    def __init__(self, model: Model, training: Any, window: int, seed: int = 0,
+    def __init__(self, model: Model, training: Any, window: int, kp: np.ndarray, seed: int = 0,
                  background: bool | None = None,
-                 on_result: Callable[[FitResult | None, float], None] | None = None):
+                 on_result: Callable[[FitResult | None, float], None] | None = None,
+                 on_skip: Callable[[], None] | None = None):
         self.model = model
         self.cfg = training
         self.enabled = bool(training.enabled)
         self.background = bool(training.background if background is None else background)
+        self.skip_when_busy = bool(training.skip_when_busy)
         self.seed = seed
         self.on_result = on_result
+        self.on_skip = on_skip
         self.window = int(window)
+        self.kp = kp   # the kernel parameters: which inputs the rings' windows carry
         self.buffer = WindowBuffer(training.buffer_windows, window, model.n_inputs)
         self.stats = TrainingStats()
         self.events = 0             # events processed by the detector
@@ -69,8 +108,10 @@ class TrainingSchedule:
         self.last_time = float("-inf")  # event time of the last trigger
         self._events_at_trigger = 0
         self._pending: Future | None = None
+        self._pending_batch: np.ndarray | None = None   # what the background fit trains on
         self._started = 0.0
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="rnnstream-train") if self.background else None
+        self._pool = (ThreadPoolExecutor(1, thread_name_prefix="rnnstream-train", initializer=_lower_priority)
+                      if self.background else None)
 
     def events_until_due(self) -> int:
         """How many more events may be processed before the next trigger (a large number if none)."""
@@ -101,17 +142,18 @@ class TrainingSchedule:
 
         Call when ``events_until_due()`` is 0 or ``due_by_time(now)``.
         """
+        if (self.skip_when_busy and self._pending is not None and self._pool is not None
+                and not self._pending.done()):
+            self._skip(now)
+            return
         self.collect(wait=True)
         self.k += 1
         rng = np.random.default_rng([self.seed, self.k])
-        live = np.fromiter(state.index.values(), dtype=np.int64, count=len(state.index))
-        fresh = live[state.arrays["last_seq"][live] >= self.seen_seq]
-        # In order of last appearance, not slot number: slot numbers depend on eviction history.
-        fresh = fresh[np.argsort(state.arrays["last_seq"][fresh], kind="stable")]
+        fresh = state.seen_since(self.seen_seq)
         self.seen_seq = state.seq
         if fresh.size > self.cfg.batch_windows:
             fresh = fresh[np.sort(rng.choice(fresh.size, size=self.cfg.batch_windows, replace=False))]
-        newest = harvest_windows(state["count"], state["ring_in"], state["ring_flag"], fresh,
+        newest = harvest_windows(state.arrays, fresh, self.kp, self.model.n_features, self.model.n_inputs,
                                  bool(self.cfg.exclude_anomalies))
         self.buffer.add(newest, rng)
         batch = self.buffer.sample(self.cfg.batch_windows, rng, newest)
@@ -126,6 +168,18 @@ class TrainingSchedule:
             self._finish(self._fit(weights, opt_state, batch))
         else:
             self._pending = self._pool.submit(self._fit, weights, opt_state, batch)
+            self._pending_batch = batch
+
+    def _skip(self, now: float) -> None:
+        """A background trigger while the previous fit runs: schedule the next one, start nothing."""
+        self.next_at = self.events + int(self.cfg.every_events)
+        self.last_time = now
+        self._events_at_trigger = self.events
+        self.stats.runs_skipped += 1
+        log.debug("retraining skipped: the previous fit is still running",
+                  extra={"model": self.model.type_name, "skipped": self.stats.runs_skipped})
+        if self.on_skip is not None:
+            self.on_skip()
 
     def _fit(self, weights, opt_state, batch) -> FitResult | None:
         try:
@@ -159,11 +213,16 @@ class TrainingSchedule:
 
     def snapshot(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """``(arrays, meta)``: ``buffer.*`` and, when a fit is still to be put in force, ``pending.*``
-        arrays; the counters as JSON-able meta. Waits for a running background fit (it is NOT put in
-        force here: that happens at the next trigger, as without the snapshot)."""
+        arrays; the counters as JSON-able meta. Never waits: of a background fit still running it keeps
+        the windows it trains on (``pending.batch``), and ``restore`` runs that fit again (a pure
+        function of them and of the weights in force, which only a trigger changes), so the restored
+        schedule puts the same result in force at the same trigger."""
         arrays = {f"buffer.{k}": v for k, v in self.buffer.snapshot().items()}
         pending = "none"
-        if self._pending is not None:
+        if self._pending is not None and not self._pending.done():
+            pending = "running"
+            arrays["pending.batch"] = self._pending_batch
+        elif self._pending is not None:
             result = self._pending.result()
             if result is None:
                 pending = "failed"
@@ -176,6 +235,7 @@ class TrainingSchedule:
                 "events_at_trigger": self._events_at_trigger, "pending": pending,
                 "last_time": self.last_time if np.isfinite(self.last_time) else None,
                 "runs_ok": self.stats.runs_ok, "runs_failed": self.stats.runs_failed,
+                "runs_skipped": self.stats.runs_skipped,
                 "last_loss": self.stats.last_loss if np.isfinite(self.stats.last_loss) else None}
         return arrays, meta
 
@@ -185,16 +245,29 @@ class TrainingSchedule:
         return f"{self.k}:{'none' if self._pending is None else 'pending'}:{self.stats.runs_ok}:{self.stats.runs_failed}"
 
     def restore(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        """Put back what ``snapshot`` captured (KeyError/ValueError when something is missing)."""
+        """Put back what ``snapshot`` captured (KeyError/ValueError when something is missing). Call
+        after the model's weights are restored: a fit that was running is started again from them."""
         self.buffer.load_snapshot({k[7:]: v for k, v in arrays.items() if k.startswith("buffer.")})
         t = meta
         self.events, self.next_at, self.k = int(t["events"]), int(t["next_at"]), int(t["k"])
         self.seen_seq, self._events_at_trigger = int(t["seen_seq"]), int(t["events_at_trigger"])
         self.last_time = float("-inf") if t["last_time"] is None else float(t["last_time"])
         self.stats.runs_ok, self.stats.runs_failed = int(t["runs_ok"]), int(t["runs_failed"])
+        self.stats.runs_skipped = int(t.get("runs_skipped", 0))
         self.stats.last_loss = float("nan") if t["last_loss"] is None else float(t["last_loss"])
         self._pending = None
-        if t["pending"] != "none":
+        if t["pending"] == "running":
+            batch = np.array(arrays["pending.batch"])
+            weights, opt_state = self.model.weights, self.model.opt_state
+            self._started = time.perf_counter()
+            if self._pool is not None:
+                self._pending = self._pool.submit(self._fit, weights, opt_state, batch)
+                self._pending_batch = batch
+            else:
+                done = Future()
+                done.set_result(self._fit(weights, opt_state, batch))
+                self._pending = done
+        elif t["pending"] != "none":
             result = None
             if t["pending"] == "ok":
                 before, after = (float(v) for v in arrays["pending.loss"])

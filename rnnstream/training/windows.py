@@ -1,27 +1,38 @@
 """History windows for training, cut from the entities' rings and kept in a detector-wide buffer.
 
-A ring holds an entity's last W inputs; a window is that ring unrolled oldest first. The buffer keeps up
-to ``capacity`` windows across retrainings (reservoir sampling with a seeded generator), so that a
-detector with few entities still trains on more history than one ring holds.
+A ring (``kernels.ring``) holds an entity's last W inputs in compact form; a window is that ring
+unrolled oldest first, each input bit for bit as the step kernel fed it to the network: (W, D) float32,
+the layout every model's ``fit`` receives. The buffer keeps up to ``capacity`` windows across
+retrainings (reservoir sampling with a seeded generator), so that a detector with few entities still
+trains on more history than one ring holds.
 """
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import numpy as np
 
+from ..kernels.ring import calendar_inputs, clean_windows, unroll_windows
 
-def harvest_windows(count: np.ndarray, ring_in: np.ndarray, ring_flag: np.ndarray,
-                    slots: np.ndarray, exclude_anomalies: bool) -> np.ndarray:
-    """Unrolled windows (K, W, D) of the given slots whose rings are full (and anomaly-free if asked)."""
+
+def harvest_windows(state: Mapping[str, np.ndarray], slots: np.ndarray, kp: np.ndarray, n_features: int,
+                    n_inputs: int, exclude_anomalies: bool) -> np.ndarray:
+    """Unrolled windows (K, W, D) float32 of the given slots whose rings are full (and anomaly-free if
+    asked), in the order of ``slots``. ``state`` is a ``SlotState``'s arrays (``models.base.common_fields``)."""
+    count, ring_in = state["count"], state["ring_in"]
     w = ring_in.shape[1]
+    if n_inputs - ring_in.shape[2] != calendar_inputs(kp) or ring_in.shape[2] < n_features:
+        raise ValueError(f"rings of {ring_in.shape[2]} stored inputs do not make {n_inputs} inputs with "
+                         f"{n_features} features and {calendar_inputs(kp)} calendar features")
+    slots = np.asarray(slots, dtype=np.int64)
     slots = slots[count[slots] >= w]
-    if slots.size == 0:
-        return np.zeros((0, w, ring_in.shape[2]), dtype=ring_in.dtype)
-    idx = (count[slots, None] - w + np.arange(w)) % w
-    if exclude_anomalies:
-        clean = ~ring_flag[slots[:, None], idx].any(axis=1)
-        slots, idx = slots[clean], idx[clean]
-    return ring_in[slots[:, None], idx]
+    if exclude_anomalies and slots.size:
+        slots = slots[clean_windows(state["ring_flag"], slots)]
+    out = np.zeros((slots.size, w, n_inputs), dtype=np.float32)
+    if slots.size:
+        unroll_windows(slots, n_features, kp, count, ring_in, state["ring_t"], out)
+    return out
 
 
 class WindowBuffer:

@@ -53,6 +53,7 @@ detectors:
     model: {{type: gru, hidden: 8}}
     training:
       background: true
+      skip_when_busy: false   # the restart tests compare states with an uninterrupted run: never skip
       every_events: 300
       every_seconds: 1000000000
       min_events: 200

@@ -26,7 +26,7 @@ detectors:
     timestamp: {{field: ts}}
     features: [cpu, mem]
     model: {{type: gru, hidden: {hidden}, seed: 3}}
-    training: {{enabled: true, background: {str(background).lower()}, every_events: 150,
+    training: {{enabled: true, background: {str(background).lower()}, skip_when_busy: false, every_events: 150,
                 every_seconds: 1.0e9, min_events: 100, window: 8, batch_windows: 8, steps: 3,
                 buffer_windows: 16}}
     scoring: {{threshold: {threshold}, warmup_events: 5, long_window: 50}}
@@ -209,6 +209,33 @@ def test_different_hidden_size_refused_scoring_change_accepted(tmp_path, caplog)
             assert d.model.weights[k].tobytes() == v.tobytes()
     finally:
         d.close()
+
+
+def test_checkpoint_of_an_older_format_refused_not_corrupt(tmp_path, caplog):
+    """A checkpoint written before the compact history ring (state file format 1): refused with what
+    happened, the partition starts afresh, and the file is neither counted corrupt nor moved."""
+    import struct
+
+    import crc32c
+
+    from rnnstream.state import fileformat as ff
+
+    cfg = detector_cfg()
+    det = _trained(cfg)
+    store = CheckpointStore(tmp_path)
+    try:
+        path = store.save("hosts", TP, det, next_offset=300)
+    finally:
+        det.close()
+    body = bytearray(path.read_bytes()[:-4])
+    struct.pack_into("<I", body, 8, ff.VERSION - 1)
+    old = bytes(body) + struct.pack("<I", crc32c.crc32c(bytes(body)))
+    path.write_bytes(old)
+    with caplog.at_level(logging.WARNING):
+        assert store.load("hosts", TP, cfg) is None
+    refused = [r for r in caplog.records if "another rnnstream version" in r.getMessage()]
+    assert refused and "older rnnstream" in refused[0].reason
+    assert store.corrupt_total == 0 and path.read_bytes() == old
 
 
 def test_lowered_max_entities_refused(tmp_path):

@@ -14,6 +14,7 @@ import pytest
 from rnnstream.kernels import reference as ref
 from rnnstream.kernels.calibrate import FLAG_ANOMALY, FLAG_LATE, FLAG_SUPPRESSED
 from rnnstream.kernels.params import KP_LATE, kernel_params, n_time_features
+from rnnstream.kernels.ring import flags_by_position, unroll_windows
 from rnnstream.models.base import BatchOutput, common_fields
 from rnnstream.models.naive import NaiveModel
 
@@ -115,14 +116,18 @@ def test_naive_kernel_matches_reference(time_features, profile_cap):
             np.testing.assert_allclose(state["nvar"][s], ent.nvar, rtol=RTOL, atol=1e-12)
             np.testing.assert_allclose(state["pred"][s], ent.pred, rtol=RTOL)
             np.testing.assert_allclose(state["sc"][s], ent.sc.as_row(F), rtol=RTOL, atol=1e-12)
-            np.testing.assert_allclose(state["ring_in"][s], ent.ring_in, rtol=RTOL, atol=1e-7)
-            np.testing.assert_array_equal(state["ring_flag"][s], ent.ring_flag)
+            n_hist = min(ent.count, W)
+            order = [(ent.count - n_hist + i) % W for i in range(n_hist)]
+            history = np.zeros((1, n_hist, n_inputs), dtype=np.float32)
+            unroll_windows(np.array([s]), F, kp, state["count"], state["ring_in"], state["ring_t"], history)
+            np.testing.assert_allclose(history[0], ent.ring_in[order], rtol=RTOL, atol=1e-7)
+            np.testing.assert_array_equal(flags_by_position(state["ring_flag"][s], W)[order], ent.ring_flag[order])
     # The comparison means something only if the stream raised and suppressed anomalies.
     assert flags_seen & FLAG_ANOMALY and flags_seen & FLAG_SUPPRESSED and flags_seen & FLAG_LATE
     if bins:  # ... and if the profile filled several bins and fed inputs that differ from the value
         assert max(np.count_nonzero(e.sc.prof_n) for e in refs.values()) >= 2
-        ring = state["ring_in"][: len(refs)]
-        assert np.any(ring[:, :, -2 * F:-F] != ring[:, :, :F])
+        ring = state["ring_in"][: len(refs)]   # stored inputs: the features, then the two profile inputs
+        assert np.any(ring[:, :, F:2 * F] != ring[:, :, :F])
 
 
 def test_daily_profile_anticipates_a_daily_jump():
@@ -140,7 +145,7 @@ def test_daily_profile_anticipates_a_daily_jump():
     inputs = []
     for i in range(len(ts)):
         model.step(state, np.zeros(1, dtype=np.int64), x[i:i + 1], ts[i:i + 1], kp, out)
-        inputs.append(state["ring_in"][0, i % 64].copy())
+        inputs.append(state["ring_in"][0, i % 64].copy())   # [value, profile now, profile next]: no calendar
     u = np.array(inputs)
     day4 = int(4 * 86400 / step)
     before_up = day4 + int(9 * 3600 / step) - 1   # 08:50: value low, next event at 09:00 is high

@@ -17,6 +17,7 @@ from rnnstream.config.schema import TrainingConfig
 from rnnstream.kernels.params import kernel_params, n_time_features
 from rnnstream.models.base import BatchOutput, FitResult, Model, common_fields, model_class, model_types
 from rnnstream.state import fileformat as ff
+from rnnstream.training.windows import harvest_windows
 
 TYPES = model_types()
 F = 2
@@ -154,7 +155,8 @@ def test_finite_input_gives_finite_output_and_state(type_name, case):
         assert np.all(np.isfinite(arr)), (case, name)
     assert np.all((out[:, 2 * F + 1] >= 0) & (out[:, 2 * F + 1] <= 1))
     # Training on what was seen keeps weights finite too.
-    windows = state["ring_in"][:1]
+    windows = harvest_windows(state, np.array([0]), KP, F, D, exclude_anomalies=False)
+    assert len(windows) == 1
     result = model.fit(model.weights, model.opt_state, windows, TRAINING)
     assert all(np.all(np.isfinite(w)) for w in result.weights.values())
 

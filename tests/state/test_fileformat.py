@@ -146,3 +146,13 @@ def test_the_file_written_from_parts_is_to_bytes_exactly(tmp_path):
     path = tmp_path / "x.rns"
     ff.write_state_file(path, arrays, {"gen": 3})
     assert path.read_bytes() == ff.to_bytes(arrays, {"gen": 3})
+
+
+def test_a_file_of_the_previous_version_is_refused_with_what_to_do():
+    import crc32c
+
+    body = bytearray(ff.to_bytes({"a": np.arange(3)}, {})[:-4])
+    struct.pack_into("<I", body, 8, 1)
+    old = bytes(body) + struct.pack("<I", crc32c.crc32c(bytes(body)))
+    with pytest.raises(StateFormatError, match="format version 1, this build reads 2 .*older rnnstream.*afresh"):
+        ff.from_bytes(old, "ckpt-000000000007.rns")

@@ -9,6 +9,7 @@ import pytest
 
 from rnnstream.config import load_config
 from rnnstream.detector import Detector
+from rnnstream.kernels.params import kernel_params
 from rnnstream.training.windows import WindowBuffer, harvest_windows
 
 YAML = """
@@ -21,6 +22,7 @@ detectors:
     model: {{type: {model}, {model_params}}}
     training:
       background: {background}
+      skip_when_busy: {skip}
       every_events: 60
       every_seconds: 1.0e9
       min_events: 40
@@ -35,9 +37,9 @@ detectors:
 PARAMS = {"gru": "hidden: 6, seed: 3", "esn": "size: 16, seed: 3", "naive": "seed: 0"}
 
 
-def _cfg(model="gru", background=False, exclude=True):
+def _cfg(model="gru", background=False, exclude=True, skip=False):
     text = YAML.format(model=model, model_params=PARAMS[model], background=str(background).lower(),
-                       exclude=str(exclude).lower())
+                       exclude=str(exclude).lower(), skip=str(skip).lower())
     return load_config(text).detectors[0]
 
 
@@ -150,6 +152,59 @@ def test_background_result_takes_effect_at_the_next_trigger():
     np.testing.assert_array_equal(versions, np.where(i < 100, 0, (i - 40) // 60))
 
 
+def test_background_trigger_never_waits_for_a_running_fit_it_is_skipped_and_counted():
+    """A fit held back by the test: the triggers that come due meanwhile are skipped (scoring goes on
+    without waiting), the next trigger after the fit ends puts it in force and starts the next fit
+    on every entity seen since the last trigger that ran."""
+    cfg = _cfg("gru", background=True, skip=True)
+    ents, x, ts = _stream()
+    det = Detector(cfg)
+    release, started = threading.Event(), []
+    real_fit = det.model.fit
+    skips = []
+    det.training.on_skip = lambda: skips.append(det.training.events)
+
+    def held_fit(weights, opt_state, windows, training):
+        started.append(len(windows))
+        if len(started) == 1:
+            assert release.wait(30), "the test never released the fit"
+        return real_fit(weights, opt_state, windows, training)
+
+    det.model.fit = held_fit
+    try:
+        det.process(ents[:300], x[:300], ts[:300])   # triggers at 40 (fit held), 100, 160, 220, 280
+        assert len(started) == 1 and det.training.k == 1 and det.model.version == 0
+        assert det.training.stats.runs_skipped == 4 and skips == [100, 160, 220, 280]
+        assert det.training.next_at == 340
+        assert det.training.seen_seq == 40   # coalesced: the next fit cuts from everyone seen since event 40
+        release.set()
+        det.training._pending.result(timeout=30)
+        det.process(ents[300:340], x[300:340], ts[300:340])
+        assert det.model.version == 0                  # finished, but in force only at the next trigger
+        res = det.process(ents[340:341], x[340:341], ts[340:341])
+        assert det.model.version == 1 == res.model_version[0] and det.training.k == 2
+        assert det.training.stats.runs_ok == 1 and det.training.stats.runs_skipped == 4
+        assert det.training.seen_seq == 340
+        det.training.collect(wait=True)
+        assert len(started) == 2
+    finally:
+        release.set()
+        det.close()
+
+
+def test_background_without_skipping_waits_for_the_fit():
+    cfg = _cfg("gru", background=True, skip=False)
+    ents, x, ts = _stream()
+    det = Detector(cfg)
+    real_fit = det.model.fit
+    det.model.fit = lambda *a: (threading.Event().wait(0.05), real_fit(*a))[1]
+    try:
+        det.process(ents[:300], x[:300], ts[:300])
+        assert det.training.stats.runs_skipped == 0 and det.model.version == det.training.k - 1 == 4
+    finally:
+        det.close()
+
+
 def test_failing_fit_keeps_old_weights_and_counts_a_failure(caplog):
     cfg = _cfg("gru")
     ents, x, ts = _stream()
@@ -190,31 +245,43 @@ def test_non_finite_fit_result_is_dropped():
 
 # --- windows ----------------------------------------------------------------------------------------
 
-def _rings(n_slots=4, w=5, d=2):
-    count = np.array([3, 5, 12, 7], dtype=np.int64)[:n_slots]
-    ring_in = np.zeros((n_slots, w, d), dtype=np.float32)
-    ring_flag = np.zeros((n_slots, w), dtype=np.uint8)
+def _rings(n_slots=4, w=5, f=2):
+    """Rings written as the step kernels write them: event k of slot s has input 100 s + k."""
+    from rnnstream.kernels.ring import finish_event
+    from rnnstream.models.base import common_fields
+
+    count_of = [3, 5, 12, 7][:n_slots]
+    state = {k: np.zeros((n_slots, *spec.shape), dtype=spec.dtype) for k, spec in common_fields(f, f, w).items()}
+    kp = kernel_params(False, False, False)
     for s in range(n_slots):
-        for k in range(count[s]):     # event k of slot s has value 100 s + k, at position k % w
-            ring_in[s, k % w] = 100 * s + k
-    return count, ring_in, ring_flag
+        for k in range(count_of[s]):
+            u = np.full(f, 100 * s + k, dtype=np.float32)
+            finish_event(s, 1.7e9 + k, u, f, 0, state["count"], state["last_ts"], state["ring_in"],
+                         state["ring_t"], state["ring_flag"])
+    return state, kp
+
+
+def _flag(state, s, k):
+    """Mark slot s's event k as an anomaly, as finish_event would have."""
+    p = k % state["ring_in"].shape[1]
+    state["ring_flag"][s, p >> 3] |= 1 << (p & 7)
 
 
 def test_harvest_unrolls_oldest_first_and_skips_partial_rings():
-    count, ring_in, ring_flag = _rings()
-    got = harvest_windows(count, ring_in, ring_flag, np.arange(4), exclude_anomalies=True)
+    state, kp = _rings()
+    got = harvest_windows(state, np.arange(4), kp, 2, 2, exclude_anomalies=True)
     assert got.shape == (3, 5, 2)   # slot 0 has only 3 events
     np.testing.assert_array_equal(got[:, :, 0], [[100, 101, 102, 103, 104], [207, 208, 209, 210, 211],
                                                  [302, 303, 304, 305, 306]])
 
 
 def test_windows_with_anomaly_flags_excluded_only_when_asked():
-    count, ring_in, ring_flag = _rings()
-    ring_flag[2, 3] = 1    # slot 2's window contains an anomaly
-    ring_flag[0, 0] = 1    # irrelevant: slot 0's ring is not full
-    clean = harvest_windows(count, ring_in, ring_flag, np.arange(4), exclude_anomalies=True)
+    state, kp = _rings()
+    _flag(state, 2, 8)     # slot 2's window (events 7..11) contains an anomaly
+    _flag(state, 0, 0)     # irrelevant: slot 0's ring is not full
+    clean = harvest_windows(state, np.arange(4), kp, 2, 2, exclude_anomalies=True)
     assert clean[:, 0, 0].tolist() == [100, 302]
-    everything = harvest_windows(count, ring_in, ring_flag, np.arange(4), exclude_anomalies=False)
+    everything = harvest_windows(state, np.arange(4), kp, 2, 2, exclude_anomalies=False)
     assert everything[:, 0, 0].tolist() == [100, 207, 302]
 
 
@@ -250,7 +317,7 @@ def test_window_buffer_reservoir_is_seeded_and_bounded():
 
 def test_time_triggers_never_retrain_more_often_than_once_per_window_of_events():
     """The defaults (every 300 s) on 5-minute data: once per `window` events, not at every event."""
-    text = YAML.format(model="naive", model_params=PARAMS["naive"], background="false", exclude="true")
+    text = YAML.format(model="naive", model_params=PARAMS["naive"], background="false", exclude="true", skip="false")
     text = text.replace("every_events: 60", "every_events: 1000000").replace("every_seconds: 1.0e9", "every_seconds: 300")
     det = Detector(load_config(text).detectors[0])
     try:
@@ -261,3 +328,60 @@ def test_time_triggers_never_retrain_more_often_than_once_per_window_of_events()
         assert 1 + (n - 40) // 8 - 1 <= k <= 1 + (n - 40) // 8   # min_events 40, then one per 8 events
     finally:
         det.close()
+
+
+def test_background_fit_runs_at_a_lower_priority_than_scoring():
+    import os
+    import sys
+
+    from rnnstream.training.schedule import TRAINER_NICE
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("per-thread priorities are set on Linux only")
+    det = Detector(_cfg("gru", background=True))
+    try:
+        def nice_of_this_thread():
+            return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+        own = nice_of_this_thread()
+        got = det.training._pool.submit(nice_of_this_thread).result(timeout=30)
+        assert got == min(own + TRAINER_NICE, 19) and nice_of_this_thread() == own
+    finally:
+        det.close()
+
+
+def test_snapshot_never_waits_for_a_running_fit_and_restore_runs_it_again():
+    """A snapshot taken while the fit is held: it returns at once with the fit's windows; a detector
+    restored from it puts the same weights in force at the same trigger as the original."""
+    cfg = _cfg("gru", background=True, skip=False)
+    ents, x, ts = _stream()
+    det = Detector(cfg)
+    release = threading.Event()
+    real_fit = det.model.fit
+    det.model.fit = lambda *a: (release.wait(30), real_fit(*a))[1]
+    try:
+        det.process(ents[:50], x[:50], ts[:50])          # trigger at 40: the fit is held
+        arrays, meta = det.snapshot()                   # must not wait for it
+        assert meta["training"]["pending"] == "running" and arrays["pending.batch"].ndim == 3
+        release.set()
+        det.process(ents[50:101], x[50:101], ts[50:101])  # trigger at 100: the fit goes in force
+        want = {k: v.copy() for k, v in det.model.weights.items()}
+        assert det.model.version == 1
+    finally:
+        release.set()
+        det.close()
+    back = Detector(cfg)
+    try:
+        back.restore(arrays, meta)
+        back.process(ents[50:101], x[50:101], ts[50:101])
+        assert back.model.version == 1
+        assert all(back.model.weights[k].tobytes() == v.tobytes() for k, v in want.items())
+    finally:
+        back.close()
+    inline = Detector(cfg, background=False)   # e.g. `rnnstream reproduce`: the fit is run at restore
+    try:
+        inline.restore(arrays, meta)
+        result = inline.training._pending.result(timeout=0)
+        assert all(result.weights[k].tobytes() == v.tobytes() for k, v in want.items())
+    finally:
+        inline.close()

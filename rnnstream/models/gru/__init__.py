@@ -63,7 +63,7 @@ class GRUModel(Model):
         w_xt, w_ht, b_x, b_h, w_o, b_o = self._kernel_weights()
         gru_step_batch(slots, x, ts, kp, w_xt, w_ht, b_x, b_h, w_o, b_o,
                        state["count"], state["last_ts"], state["nmean"], state["nvar"], state["pred"],
-                       state["sc"], state["ring_in"], state["ring_flag"], state["h"],
+                       state["sc"], state["ring_in"], state["ring_t"], state["ring_flag"], state["h"],
                        self._u, self._err, self._msd, self._gates, self._hnew,
                        out.pred, out.z, out.err, out.score, out.flag, out.kind)
 

@@ -41,8 +41,17 @@ def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, want_grad,
     B, T, D = windows.shape
     H = w_h.shape[1]
     F = b_o.shape[0]
+    H2 = 2 * H
+    H3 = 3 * H
     n_terms = B * (T - 1 - skip) * F
     scale = 1.0 / n_terms
+    # Transposed weights: the forward matvecs run over the gate index innermost, so they vectorise
+    # while every gate's sum keeps the order of the scalar form (bias, then inputs k = 0..D-1, then
+    # hidden k = 0..H-1), and so its exact value.
+    w_xt = np.ascontiguousarray(w_x.T)
+    w_ht = np.ascontiguousarray(w_h.T)
+    acc = np.zeros(H3)
+    accn = np.zeros(H)
     hs = np.zeros((T + 1, H))
     rs = np.zeros((T, H))
     zs = np.zeros((T, H))
@@ -59,22 +68,27 @@ def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, want_grad,
         for t in range(T):
             for k in range(D):
                 u[k] = windows[b, t, k]
+            for i in range(H2):
+                acc[i] = b_x[i] + b_h[i]
+            for i in range(H2, H3):
+                acc[i] = b_x[i]
+            for i in range(H):
+                accn[i] = b_h[H2 + i]
+            for k in range(D):
+                uk = u[k]
+                for i in range(H3):
+                    acc[i] += w_xt[k, i] * uk
+            for k in range(H):
+                hk = hs[t, k]
+                for i in range(H2):
+                    acc[i] += w_ht[k, i] * hk
+                for i in range(H):
+                    accn[i] += w_ht[k, H2 + i] * hk
             for j in range(H):
-                ar = b_x[j] + b_h[j]
-                az = b_x[H + j] + b_h[H + j]
-                axn = b_x[2 * H + j]
-                ahn = b_h[2 * H + j]
-                for k in range(D):
-                    ar += w_x[j, k] * u[k]
-                    az += w_x[H + j, k] * u[k]
-                    axn += w_x[2 * H + j, k] * u[k]
-                for k in range(H):
-                    ar += w_h[j, k] * hs[t, k]
-                    az += w_h[H + j, k] * hs[t, k]
-                    ahn += w_h[2 * H + j, k] * hs[t, k]
-                r = _sigmoid(ar)
-                z = _sigmoid(az)
-                n = math.tanh(axn + r * ahn)
+                r = _sigmoid(acc[j])
+                z = _sigmoid(acc[H + j])
+                ahn = accn[j]
+                n = math.tanh(acc[H2 + j] + r * ahn)
                 rs[t, j] = r
                 zs[t, j] = z
                 ns[t, j] = n
@@ -121,14 +135,17 @@ def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, want_grad,
                 dgh[j] = dar
                 dgh[H + j] = daz
                 dgh[2 * H + j] = dan * r
-            for i in range(3 * H):
-                g_b_x[i] += dgx[i]
-                g_b_h[i] += dgh[i]
+            for i in range(H3):
+                dx = dgx[i]
+                dhi = dgh[i]
+                g_b_x[i] += dx
+                g_b_h[i] += dhi
                 for k in range(D):
-                    g_w_x[i, k] += dgx[i] * u[k]
+                    g_w_x[i, k] += dx * u[k]
                 for k in range(H):
-                    g_w_h[i, k] += dgh[i] * hs[t, k]
-                    dh_prev[k] += dgh[i] * w_h[i, k]
+                    g_w_h[i, k] += dhi * hs[t, k]
+                for k in range(H):
+                    dh_prev[k] += dhi * w_h[i, k]
             for k in range(H):
                 dh[k] = dh_prev[k]
     return sse * scale

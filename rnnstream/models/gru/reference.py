@@ -39,7 +39,7 @@ def step_batch_reference(weights: Mapping[str, np.ndarray], state: Mapping[str, 
                          slots: np.ndarray, x: np.ndarray, ts: np.ndarray, kp: np.ndarray) -> dict[str, np.ndarray]:
     """Advance the events in order, updating ``state``'s arrays in place; return the per-event outputs."""
     n, F = x.shape
-    D = state["ring_in"].shape[2]
+    D = weights["w_x"].shape[1]
     out = {"pred": np.zeros((n, F)), "z": np.zeros((n, F)), "err": np.zeros(n), "score": np.zeros(n),
            "flag": np.zeros(n, dtype=np.uint8), "kind": np.zeros((n, F), dtype=np.uint8)}
     u = np.zeros(D, dtype=np.float32)
@@ -53,6 +53,6 @@ def step_batch_reference(weights: Mapping[str, np.ndarray], state: Mapping[str, 
         h_new = gru_cell_reference(weights, state["h"][s].astype(np.float32), u)
         state["h"][s] = h_new
         state["pred"][s] = gru_head_reference(weights, h_new, u)
-        finish_event.py_func(s, ts[i], u, flags & 1, state["count"], state["last_ts"],
-                             state["ring_in"], state["ring_flag"])
+        finish_event.py_func(s, ts[i], u, F, flags & 1, state["count"], state["last_ts"],
+                             state["ring_in"], state["ring_t"], state["ring_flag"])
     return out

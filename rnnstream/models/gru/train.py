@@ -35,7 +35,9 @@ def fit(weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray], 
     order = np.arange(n_windows)
     pos = n_windows
 
-    loss_before, _ = loss_and_grad(params, windows, want_grad=False)
+    # With one minibatch of all windows, the first step's loss is the loss before training (the same
+    # forward pass, bit for bit), so it is not computed twice.
+    loss_before = None if batch == n_windows else loss_and_grad(params, windows, want_grad=False)[0]
     norms = []
     for _ in range(int(training.steps)):
         if batch == n_windows:
@@ -46,7 +48,9 @@ def fit(weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray], 
                 pos = 0
             chunk = windows[np.sort(order[pos:pos + batch])]
             pos += batch
-        _, grads = loss_and_grad(params, chunk)
+        loss, grads = loss_and_grad(params, chunk)
+        if loss_before is None:
+            loss_before = loss
         norm = clip_by_global_norm(grads, float(training.clip_norm))
         if not np.isfinite(norm):
             return FitResult({k: np.array(weights[k], dtype=np.float32) for k in GRAD_ORDER},
@@ -54,6 +58,8 @@ def fit(weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray], 
                              {"diverged": True, "steps": len(norms)})
         norms.append(norm)
         adam_step(params, grads, state, float(training.learning_rate))
+    if loss_before is None:  # no steps at all
+        loss_before = loss_and_grad(params, windows, want_grad=False)[0]
     new_weights = {k: params[k].astype(np.float32) for k in GRAD_ORDER}
     loss_after, _ = loss_and_grad(new_weights, windows, want_grad=False)
     return FitResult(new_weights, state, loss_before, loss_after,
