@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from .config import load_config
+from .config.model_params import MODEL_PARAMS
 from .detector import Detector
 from .models.base import model_types
 
@@ -17,17 +18,20 @@ detectors:
     entity: host
     timestamp: {{field: ts}}
     features: [a, b]
-    model: {{type: {type}}}
+    model: {{type: {type}{extra}}}
     training: {{every_events: 64, min_events: 64, window: 16, steps: 1, batch_windows: 2}}
 """
 
 
 def warmup() -> float:
-    """Run a small batch, with one retraining, through every registered model type; return seconds."""
+    """Run a small batch, with one retraining, through every registered model type (and, for a type
+    with ``layers``, through a stack too: its kernels differ from one layer's); return seconds."""
     started = time.perf_counter()
     rng = np.random.default_rng(0)
-    for type_name in model_types():
-        cfg = load_config(_TEMPLATE.format(type=type_name)).detectors[0]
+    variants = [(t, "") for t in model_types()]
+    variants += [(t, ", layers: 2") for t in model_types() if "layers" in MODEL_PARAMS[t].__dataclass_fields__]
+    for type_name, extra in variants:
+        cfg = load_config(_TEMPLATE.format(type=type_name, extra=extra)).detectors[0]
         det = Detector(cfg, background=False)
         try:
             n = 200
