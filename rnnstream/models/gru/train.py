@@ -26,8 +26,8 @@ def fit(weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray], 
         names: Sequence[str] = GRAD_ORDER) -> FitResult:
     """Train a copy of ``weights`` on ``windows`` (B, T, D); inputs are not modified.
 
-    ``objective(weights, windows, want_grad=...)`` and the weight ``names`` (in a fixed order: the
-    gradient norm sums in it) default to the single-layer GRU's; the LSTM and stacks pass theirs.
+    ``objective(weights, windows, want_grad=...) -> (loss, gradients)`` and the ``names`` of the weights
+    it trains default to the single-layer GRU's; the LSTM and the stacks pass theirs.
     """
     windows = np.ascontiguousarray(windows, dtype=np.float32)
     if windows.ndim != 3:
