@@ -149,3 +149,14 @@ def test_fit_trains_every_layer():
     for k in m.weights:
         assert result.weights[k].dtype == np.float32
         assert not np.array_equal(result.weights[k], m.weights[k]), k
+
+
+def test_layer_view_is_a_view_or_refused():
+    from rnnstream.models.gru.stacked import layer_view
+
+    h = np.zeros((4, 6), dtype=np.float32)
+    view = layer_view(h, 2, 3)
+    view[1, 1, 2] = 5.0
+    assert h[1, 5] == 5.0          # the kernel's writes land in the slot array
+    with pytest.raises(ValueError, match="C-contiguous"):
+        layer_view(h[:, ::2], 1, 3)
