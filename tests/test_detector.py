@@ -41,7 +41,10 @@ def _one_feature_gru(settings: str):
 
 
 def _det(model="gru", max_entities=100, training=True) -> Detector:
-    extra = ", hidden: 4" if model == "gru" else ""
+    """``model`` is a type name, optionally with a layer count: ``"lstm:2"``."""
+    model, _, layers = model.partition(":")
+    extra = ", hidden: 4" if model in ("gru", "lstm") else ""
+    extra += f", layers: {layers}" if layers else ""
     text = YAML.format(model=model, extra=extra, max_entities=max_entities, training=str(training).lower())
     return Detector(load_config(text).detectors[0])
 
@@ -250,7 +253,7 @@ def test_event_time_training_triggers_do_not_depend_on_batching():
         np.testing.assert_array_equal(other, runs[0])
 
 
-@pytest.mark.parametrize("model", ["gru", "esn"])
+@pytest.mark.parametrize("model", ["gru", "esn", "lstm", "gru:2", "lstm:2"])
 def test_restore_from_shard_snapshot_and_entity_rows_continues_identically(model):
     """What a changelog carries (the detector without its rows, plus every entity's row) is enough
     to continue with bit-identical outputs, in a detector whose slot numbers differ."""

@@ -18,6 +18,17 @@ class GRUParams:
     """Gated recurrent unit trained by truncated BPTT."""
 
     hidden: int = setting(16, doc="Hidden units.", min=1, max=256)
+    layers: int = setting(1, doc="Stacked recurrent layers, each with its own hidden state per entity.", min=1, max=3)
+    seed: int = setting(0, doc="Seed of the weight initialisation.", min=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LSTMParams:
+    """Long short-term memory (input, forget and output gates, a cell state) trained by truncated BPTT."""
+
+    hidden: int = setting(16, doc="Hidden units.", min=1, max=256)
+    layers: int = setting(1, doc="Stacked recurrent layers, each with its own hidden and cell state per entity.",
+                          min=1, max=3)
     seed: int = setting(0, doc="Seed of the weight initialisation.", min=0)
 
 
@@ -42,7 +53,7 @@ class NaiveParams:
     seed: int = setting(0, doc="Unused; kept so every model type has a seed.", min=0)
 
 
-ModelParams = GRUParams | ESNParams | NaiveParams
+ModelParams = GRUParams | LSTMParams | ESNParams | NaiveParams
 
 @dataclass(frozen=True)
 class ModelType:
@@ -55,6 +66,7 @@ class ModelType:
 #: ``model.type`` -> its registration. Keys are the YAML spellings.
 MODEL_TYPES: dict[str, ModelType] = {
     "gru": ModelType(GRUParams, "rnnstream.models.gru:GRUModel"),
+    "lstm": ModelType(LSTMParams, "rnnstream.models.lstm:LSTMModel"),
     "esn": ModelType(ESNParams, "rnnstream.models.esn:ESN"),
     "naive": ModelType(NaiveParams, "rnnstream.models.naive:NaiveModel"),
 }

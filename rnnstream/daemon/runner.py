@@ -290,9 +290,9 @@ class Runner:
         of the first seconds waited 1-4 s for it (the start-up backlog)."""
         from ..warmup import warmup
 
-        types = sorted({d.model.type for d in self.config.detectors})
-        took = warmup(types)
-        log.info("kernels loaded", extra={"model_types": types, "duration_s": round(took, 3)})
+        models = sorted({(d.model.type, getattr(d.model, "layers", 1)) for d in self.config.detectors})
+        took = warmup(models)
+        log.info("kernels loaded", extra={"model_types": [t for t, _ in models], "duration_s": round(took, 3)})
 
     # -- health ------------------------------------------------------------------------------------
 

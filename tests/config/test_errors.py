@@ -66,8 +66,8 @@ def test_parameter_of_the_other_model_type_is_unknown():
 
 
 def test_unknown_model_type():
-    msg = problem_at(with_detector(model={"type": "lstm", "hidden": 4}), "detectors[0].model.type")
-    assert msg == "expected one of 'gru', 'esn', 'naive', got 'lstm'"
+    msg = problem_at(with_detector(model={"type": "transformer", "hidden": 4}), "detectors[0].model.type")
+    assert msg == "expected one of 'gru', 'lstm', 'esn', 'naive', got 'transformer'"
 
 
 def test_missing_required_keys():

@@ -25,7 +25,10 @@ detectors:
 
 
 def _cfg(model="gru", max_entities=100):
-    extra = ", hidden: 4" if model == "gru" else ""
+    """``model`` is a type name, optionally with a layer count: ``"lstm:2"``."""
+    model, _, layers = model.partition(":")
+    extra = ", hidden: 4" if model in ("gru", "lstm") else ""
+    extra += f", layers: {layers}" if layers else ""
     return load_config(YAML.format(model=model, extra=extra, max_entities=max_entities)).detectors[0]
 
 
@@ -66,7 +69,7 @@ def _same(a: Detector, b: Detector):
     assert (a.events, a.training.k, a.state.seq) == (b.events, b.training.k, b.state.seq)
 
 
-@pytest.mark.parametrize("model", ["gru", "esn"])
+@pytest.mark.parametrize("model", ["gru", "esn", "lstm", "gru:2", "lstm:3"])
 def test_commits_replayed_into_a_fresh_detector_continue_identically(model):
     cfg = _cfg(model, max_entities=20)
     ents, x, ts = _stream(900, 30, seed=2)    # 30 entities for 20 slots: evictions, hence tombstones

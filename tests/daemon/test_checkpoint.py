@@ -17,7 +17,8 @@ from rnnstream.metrics import Metrics
 TP = TopicPartition("metrics.hosts", 2)
 
 
-def detector_cfg(hidden: int = 8, threshold: float = 0.5, background: bool = False, max_entities: int = 64):
+def detector_cfg(hidden: int = 8, threshold: float = 0.5, background: bool = False, max_entities: int = 64,
+                 model: str = "type: gru"):
     text = f"""
 detectors:
   - name: hosts
@@ -25,7 +26,7 @@ detectors:
     entity: host
     timestamp: {{field: ts}}
     features: [cpu, mem]
-    model: {{type: gru, hidden: {hidden}, seed: 3}}
+    model: {{{model}, hidden: {hidden}, seed: 3}}
     training: {{enabled: true, background: {str(background).lower()}, skip_when_busy: false, every_events: 150,
                 every_seconds: 1.0e9, min_events: 100, window: 8, batch_windows: 8, steps: 3,
                 buffer_windows: 16}}
@@ -60,10 +61,10 @@ def run(det: Detector, ents, x, t, batch: int = 7):
     (True, 64, 611),    # background fit pending at the checkpoint
     (False, 10, 609),   # 12 entities in 10 slots: eviction too (same batch boundaries, see below)
 ])
-def test_resume_is_bit_identical(tmp_path, background, max_entities, half):
+def test_resume_is_bit_identical(tmp_path, background, max_entities, half, model="type: gru"):
     # Which entity is evicted depends on which entities share its micro-batch (those are protected),
     # so with eviction the restart must fall on a boundary of the uninterrupted run's batches.
-    cfg = detector_cfg(background=background, max_entities=max_entities)
+    cfg = detector_cfg(background=background, max_entities=max_entities, model=model)
     ents, x, t = stream(1200)
     full = Detector(cfg, background=background)
     try:
@@ -92,6 +93,12 @@ def test_resume_is_bit_identical(tmp_path, background, max_entities, half):
         second.close()
     got = np.concatenate([head, tail])
     assert got.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("model", ["type: lstm", "type: gru, layers: 2", "type: lstm, layers: 2"])
+def test_resume_is_bit_identical_with_cell_state_and_stacked_layers(tmp_path, model):
+    """The LSTM's cell state and every layer's hidden state are checkpointed (with eviction too)."""
+    test_resume_is_bit_identical(tmp_path, False, 10, 609, model=model)
 
 
 def test_snapshot_keeps_slots_and_counters():

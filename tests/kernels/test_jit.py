@@ -30,6 +30,7 @@ def compute() -> dict[str, np.ndarray]:
     from rnnstream.models.base import BatchOutput, common_fields
     from rnnstream.models.esn import ESN
     from rnnstream.models.gru import GRUModel
+    from rnnstream.models.lstm import LSTMModel
 
     @numba.njit(cache=False)
     def products(w_t, v, b, ptr, col, val, z, w, acc1, acc2, acc3):
@@ -53,6 +54,8 @@ def compute() -> dict[str, np.ndarray]:
     products(w_t, v, b, ptr, col, val, z, w, out["matvec"], out["csr"], out["dense"])
     kp = kernel_params()
     for name, model in (("gru", GRUModel(1, 6, SimpleNamespace(hidden=32, seed=0))),
+                        ("gru2", GRUModel(1, 6, SimpleNamespace(hidden=32, layers=2, seed=0))),
+                        ("lstm2", LSTMModel(1, 6, SimpleNamespace(hidden=32, layers=2, seed=0))),
                         ("esn", ESN(1, 6, ESNParams(size=40, seed=0)))):
         state = {k: np.zeros((30, *f.shape), dtype=f.dtype)
                  for k, f in {**common_fields(1, 6, 8), **model.state_fields()}.items()}
@@ -63,7 +66,9 @@ def compute() -> dict[str, np.ndarray]:
         batch = BatchOutput.allocate(n, 1)
         model.step(state, slots, x, ts, kp, batch)
         out[f"{name}_pred"], out[f"{name}_score"] = batch.pred, batch.score
-        out[f"{name}_state"] = state["h" if name == "gru" else "r"]
+        out[f"{name}_state"] = state["r" if name == "esn" else "h"]
+        if "c" in state:
+            out[f"{name}_cell"] = state["c"]
     return out
 
 
@@ -88,7 +93,7 @@ def test_fallbacks_and_vector_widths_match_the_default_bit_for_bit(tmp_path, set
     assert set(plain.files) == set(mine)
     for key in set(mine) - {"setting"}:
         np.testing.assert_array_equal(plain[key], mine[key], err_msg=key)
-    assert np.any(mine["esn_state"] != 0) and np.any(mine["gru_state"] != 0)
+    assert all(np.any(mine[f"{m}_state"] != 0) for m in ("esn", "gru", "gru2", "lstm2"))
 
 
 @pytest.mark.parametrize("name", [INTRINSICS_ENV, VECTOR_BITS_ENV])

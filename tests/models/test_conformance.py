@@ -1,7 +1,7 @@
 """Conformance suite: every registered model type keeps the guarantees of ``rnnstream.models.base.Model``.
 
 Parametrised over the one registry (``rnnstream.config.model_params.MODEL_TYPES``), so a newly
-registered type is covered without editing this file.
+registered type is covered without editing this file; plus the stacked variants (``gru:layers=2``...).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from rnnstream.models.base import BatchOutput, FitResult, Model, common_fields, 
 from rnnstream.state import fileformat as ff
 from rnnstream.training.windows import harvest_windows
 
-TYPES = model_types()
+STACKED = ["gru:layers=2", "lstm:layers=2", "lstm:layers=3"]   # "<type>:<param>=<int>,..." variants
+TYPES = model_types() + STACKED
 F = 2
 D = F + n_time_features(True, True, True)
 W = 8
@@ -27,17 +28,23 @@ SMALL = {"hidden": 8, "size": 24}  # keep the suite fast where a type has these 
 
 
 def test_builtin_types_registered():
-    assert {"gru", "esn", "naive"} <= set(TYPES)
+    assert {"gru", "lstm", "esn", "naive"} <= set(TYPES)
 
 
-def _params(type_name: str, seed: int = 0):
+def _split(variant: str) -> tuple[str, dict[str, int]]:
+    type_name, _, rest = variant.partition(":")
+    return type_name, {k: int(v) for k, v in (kv.split("=") for kv in rest.split(",") if kv)}
+
+
+def _params(variant: str, seed: int = 0):
+    type_name, extra = _split(variant)
     cls = MODEL_PARAMS[type_name]
     names = {f.name for f in dataclasses.fields(cls)}
-    return dataclasses.replace(cls(), **{k: v for k, v in {**SMALL, "seed": seed}.items() if k in names})
+    return dataclasses.replace(cls(), **{k: v for k, v in {**SMALL, "seed": seed}.items() if k in names}, **extra)
 
 
-def _model(type_name: str, seed: int = 0) -> Model:
-    return model_class(type_name)(F, D, _params(type_name, seed))
+def _model(variant: str, seed: int = 0) -> Model:
+    return model_class(_split(variant)[0])(F, D, _params(variant, seed))
 
 
 def _state(model: Model, n_slots: int = 6) -> dict[str, np.ndarray]:
@@ -259,7 +266,7 @@ def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
 # Per type: the ROC-AUC floor over all scored events, and whether the configuration's own threshold
 # must flag every injected spike. The ESN's predictions on this stream are poor (its errors are several
 # times the GRU's), so only its ranking has a floor for now.
-FLOORS = {"gru": (0.95, True), "naive": (0.95, True), "esn": (0.85, False)}
+FLOORS = {"gru": (0.95, True), "lstm": (0.95, True), "naive": (0.95, True), "esn": (0.85, False)}
 
 
 @pytest.mark.parametrize("type_name", TYPES)
@@ -267,14 +274,16 @@ def test_quality_floor_finds_injected_anomalies(type_name):
     from rnnstream.config import load_config
     from rnnstream.detector import Detector
 
-    params = {"gru": "hidden: 8", "esn": "size: 32", "naive": "seed: 0"}[type_name]
-    det = Detector(load_config(QUALITY_YAML.format(type_name=type_name, params=params)).detectors[0])
+    base, extra = _split(type_name)
+    params = {"gru": "hidden: 8", "lstm": "hidden: 8", "esn": "size: 32", "naive": "seed: 0"}[base]
+    params += "".join(f", {k}: {v}" for k, v in extra.items())
+    det = Detector(load_config(QUALITY_YAML.format(type_name=base, params=params)).detectors[0])
     ts, x, labels = _quality_stream()
     try:
         res = det.process(["h"] * len(ts), x, ts)
     finally:
         det.close()
-    auc_floor, catches_spikes = FLOORS.get(type_name, (0.95, True))
+    auc_floor, catches_spikes = FLOORS.get(base, (0.95, True))
     scored = np.arange(len(ts)) >= 300      # past warm-up and the first training
     assert _auc(res.score[scored], labels[scored]) >= auc_floor
     flagged = (res.flag & 1) > 0

@@ -3,16 +3,20 @@
 Per entity, a gated recurrent unit's hidden state ``h`` (H float32) lives in SlotState; one weight set
 serves all entities of a detector. A linear head on ``[h'; u]`` predicts the next normalised features;
 it starts as persistence (``pred = u[:F]``). Training is truncated BPTT with Adam (:mod:`.train`).
+With ``layers`` > 1 the layers are stacked (:mod:`.stacked`, :mod:`.bptt_stacked`) and ``h`` is
+(layers, H); one layer runs the single-layer kernel.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping
 
 import numpy as np
 
 from ...state.slots import FieldSpec
 from ..base import BatchOutput, FitResult, Model
+from . import stacked
 from .kernel import flops_per_step, gru_step_batch, transposed
 from .params import init_weights
 
@@ -31,6 +35,7 @@ class GRUModel(Model):
 
     def __init__(self, n_features: int, n_inputs: int, params: Any, seed: int | None = None):
         self.hidden = int(params.hidden)
+        self.layers = int(getattr(params, "layers", 1))
         super().__init__(n_features, n_inputs, params, seed)
         h3 = 3 * self.hidden
         self._u = np.zeros(n_inputs, dtype=np.float32)
@@ -42,24 +47,33 @@ class GRUModel(Model):
         self._kw: tuple[np.ndarray, ...] = ()
 
     def init_weights(self) -> dict[str, np.ndarray]:
+        if self.layers > 1:
+            return stacked.init_stacked_weights(self.hidden, self.layers, self.n_inputs, self.n_features, self.seed)
         return init_weights(self.hidden, self.n_inputs, self.n_features, self.seed)
 
     def state_fields(self) -> dict[str, FieldSpec]:
-        return {"h": FieldSpec((self.hidden,), "float32")}
+        return {"h": FieldSpec((self.hidden,) if self.layers == 1 else (self.layers, self.hidden), "float32")}
 
     def flops_per_step(self) -> int:
         """FLOPs of the model's own part of one entity step (see :func:`kernel.flops_per_step`)."""
-        return flops_per_step(self.hidden, self.n_inputs, self.n_features)
+        return stacked.flops_per_step(self.hidden, self.n_inputs, self.n_features, self.layers)
 
     def _kernel_weights(self) -> tuple[np.ndarray, ...]:
         if self._kw_source is not self.weights:
-            self._kw = transposed(self.weights)
+            self._kw = transposed(self.weights) if self.layers == 1 else stacked.stacked_args(self.weights, self.layers)
             self._kw_source = self.weights
         return self._kw
 
     def step(self, state: Mapping[str, np.ndarray], slots: np.ndarray, x: np.ndarray,
              ts: np.ndarray, kp: np.ndarray, out: BatchOutput) -> None:
         self.check_step(slots, x, ts, out)
+        if self.layers > 1:
+            stacked.gru_stack_step_batch(
+                slots, x, ts, kp, *self._kernel_weights(), state["count"], state["last_ts"], state["nmean"],
+                state["nvar"], state["pred"], state["sc"], state["ring_in"], state["ring_flag"],
+                stacked.layer_view(state["h"], self.layers, self.hidden), self._u, self._err, self._msd, self._gates,
+                self._hnew, out.pred, out.z, out.err, out.score, out.flag, out.kind)
+            return
         w_xt, w_ht, b_x, b_h, w_o, b_o = self._kernel_weights()
         gru_step_batch(slots, x, ts, kp, w_xt, w_ht, b_x, b_h, w_o, b_o,
                        state["count"], state["last_ts"], state["nmean"], state["nvar"], state["pred"],
@@ -71,4 +85,9 @@ class GRUModel(Model):
             windows: np.ndarray, training: Any) -> FitResult:
         from .train import fit  # keeps the BPTT kernels' compilation off the scoring path's import
 
+        if self.layers > 1:
+            from .bptt_stacked import loss_and_grad, stack_names
+
+            return fit(weights, opt_state, windows, training, functools.partial(loss_and_grad, layers=self.layers),
+                       stack_names(self.layers))
         return fit(weights, opt_state, windows, training)

@@ -31,6 +31,38 @@ def _sigmoid(a):
     return 1.0 / (1.0 + math.exp(-a))
 
 
+@device
+def head_error(h, u, w_o, b_o, target, e, sse):
+    """The head's prediction errors ``e[f] = w_o[f] . [h; u] + b_o[f] - target[f]``; returns ``sse`` plus
+    their squares (added one by one, in feature order). Shared with the other recurrent models' BPTT."""
+    H = h.shape[0]
+    for f in range(b_o.shape[0]):
+        y = b_o[f]
+        for k in range(H):
+            y += w_o[f, k] * h[k]
+        for k in range(u.shape[0]):
+            y += w_o[f, H + k] * u[k]
+        d = y - target[f]
+        e[f] = d
+        sse += d * d
+    return sse
+
+
+@device
+def head_backward(scale, e, h, u, w_o, g_w_o, g_b_o, dh):
+    """Back-propagate the loss term ``scale * sum_f e[f]^2`` through the head: add into ``g_w_o``,
+    ``g_b_o`` and the gradient ``dh`` of the top hidden state."""
+    H = h.shape[0]
+    for f in range(g_b_o.shape[0]):
+        dy = 2.0 * scale * e[f]
+        g_b_o[f] += dy
+        for k in range(H):
+            g_w_o[f, k] += dy * h[k]
+            dh[k] += dy * w_o[f, k]
+        for k in range(u.shape[0]):
+            g_w_o[f, H + k] += dy * u[k]
+
+
 @trainer
 def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, want_grad,
                g_w_x, g_w_h, g_b_x, g_b_h, g_w_o, g_b_o):
@@ -95,15 +127,7 @@ def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, want_grad,
                 ghn[t, j] = ahn
                 hs[t + 1, j] = (1.0 - z) * n + z * hs[t, j]
             if skip <= t <= T - 2:
-                for f in range(F):
-                    y = b_o[f]
-                    for k in range(H):
-                        y += w_o[f, k] * hs[t + 1, k]
-                    for k in range(D):
-                        y += w_o[f, H + k] * u[k]
-                    d = y - windows[b, t + 1, f]
-                    e[t, f] = d
-                    sse += d * d
+                sse = head_error(hs[t + 1], u, w_o, b_o, windows[b, t + 1], e[t], sse)
         if not want_grad:
             continue
         dh[:] = 0.0
@@ -111,14 +135,7 @@ def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, want_grad,
             for k in range(D):
                 u[k] = windows[b, t, k]
             if skip <= t <= T - 2:
-                for f in range(F):
-                    dy = 2.0 * scale * e[t, f]
-                    g_b_o[f] += dy
-                    for k in range(H):
-                        g_w_o[f, k] += dy * hs[t + 1, k]
-                        dh[k] += dy * w_o[f, k]
-                    for k in range(D):
-                        g_w_o[f, H + k] += dy * u[k]
+                head_backward(scale, e[t], hs[t + 1], u, w_o, g_w_o, g_b_o, dh)
             for j in range(H):
                 r = rs[t, j]
                 z = zs[t, j]

@@ -12,7 +12,7 @@ If a gradient turns non-finite, training stops and the input weights come back u
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -22,12 +22,17 @@ from .bptt import GRAD_ORDER, loss_and_grad
 
 
 def fit(weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray], windows: np.ndarray,
-        training: Any) -> FitResult:
-    """Train a copy of ``weights`` on ``windows`` (B, T, D); inputs are not modified."""
+        training: Any, objective: Callable[..., tuple[float, dict[str, np.ndarray]]] = loss_and_grad,
+        names: Sequence[str] = GRAD_ORDER) -> FitResult:
+    """Train a copy of ``weights`` on ``windows`` (B, T, D); inputs are not modified.
+
+    ``objective(weights, windows, want_grad=...) -> (loss, gradients)`` and the ``names`` of the weights
+    it trains default to the single-layer GRU's; the LSTM and the stacks pass theirs.
+    """
     windows = np.ascontiguousarray(windows, dtype=np.float32)
     if windows.ndim != 3:
         raise ValueError(f"training windows must be a (B, T, D) array, got shape {windows.shape}")
-    params = {k: np.array(weights[k], dtype=np.float64) for k in GRAD_ORDER}
+    params = {k: np.array(weights[k], dtype=np.float64) for k in names}
     state = adopt_state(opt_state, params)
     n_windows = windows.shape[0]
     batch = max(1, min(int(getattr(training, "batch_windows", n_windows)), n_windows))
@@ -37,7 +42,7 @@ def fit(weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray], 
 
     # With one minibatch of all windows, the first step's loss is the loss before training (the same
     # forward pass, bit for bit), so it is not computed twice.
-    loss_before = None if batch == n_windows else loss_and_grad(params, windows, want_grad=False)[0]
+    loss_before = None if batch == n_windows else objective(params, windows, want_grad=False)[0]
     norms = []
     for _ in range(int(training.steps)):
         if batch == n_windows:
@@ -48,20 +53,20 @@ def fit(weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray], 
                 pos = 0
             chunk = windows[np.sort(order[pos:pos + batch])]
             pos += batch
-        loss, grads = loss_and_grad(params, chunk)
+        loss, grads = objective(params, chunk)
         if loss_before is None:
             loss_before = loss
         norm = clip_by_global_norm(grads, float(training.clip_norm))
         if not np.isfinite(norm):
-            return FitResult({k: np.array(weights[k], dtype=np.float32) for k in GRAD_ORDER},
+            return FitResult({k: np.array(weights[k], dtype=np.float32) for k in names},
                              adopt_state(opt_state, params), loss_before, loss_before,
                              {"diverged": True, "steps": len(norms)})
         norms.append(norm)
         adam_step(params, grads, state, float(training.learning_rate))
     if loss_before is None:  # no steps at all
-        loss_before = loss_and_grad(params, windows, want_grad=False)[0]
-    new_weights = {k: params[k].astype(np.float32) for k in GRAD_ORDER}
-    loss_after, _ = loss_and_grad(new_weights, windows, want_grad=False)
+        loss_before = objective(params, windows, want_grad=False)[0]
+    new_weights = {k: params[k].astype(np.float32) for k in names}
+    loss_after, _ = objective(new_weights, windows, want_grad=False)
     return FitResult(new_weights, state, loss_before, loss_after,
                      {"steps": len(norms), "grad_norm_first": norms[0] if norms else 0.0,
                       "grad_norm_last": norms[-1] if norms else 0.0})
