@@ -24,11 +24,13 @@ def layer_weights(weights: Mapping[str, np.ndarray], layer: int, recurrent: tupl
 
 
 def event_loop_reference(advance: Callable[[int, np.ndarray], np.ndarray], state: Mapping[str, np.ndarray],
-                         slots: np.ndarray, x: np.ndarray, ts: np.ndarray, kp: np.ndarray) -> dict[str, np.ndarray]:
-    """Advance the events in order; ``advance(s, u)`` updates entity ``s``'s recurrent state in
-    ``state`` and returns the next prediction. Returns the per-event outputs."""
+                         slots: np.ndarray, x: np.ndarray, ts: np.ndarray, kp: np.ndarray,
+                         n_inputs: int) -> dict[str, np.ndarray]:
+    """Advance the events in order (model inputs of width ``n_inputs``); ``advance(s, u)`` updates
+    entity ``s``'s recurrent state in ``state`` and returns the next prediction. Returns the per-event
+    outputs."""
     n, F = x.shape
-    D = state["ring_in"].shape[2]
+    D = n_inputs
     out = {"pred": np.zeros((n, F)), "z": np.zeros((n, F)), "err": np.zeros(n), "score": np.zeros(n),
            "flag": np.zeros(n, dtype=np.uint8), "kind": np.zeros((n, F), dtype=np.uint8)}
     u = np.zeros(D, dtype=np.float32)
@@ -40,8 +42,8 @@ def event_loop_reference(advance: Callable[[int, np.ndarray], np.ndarray], state
                                 state["pred"], state["sc"], kp, u, err, msd,
                                 out["pred"], out["z"], out["err"], out["score"], out["flag"], out["kind"])
         state["pred"][s] = advance(s, u)
-        finish_event.py_func(s, ts[i], u, flags & 1, state["count"], state["last_ts"],
-                             state["ring_in"], state["ring_flag"])
+        finish_event.py_func(s, ts[i], u, F, flags & 1, state["count"], state["last_ts"],
+                             state["ring_in"], state["ring_t"], state["ring_flag"])
     return out
 
 
@@ -57,4 +59,4 @@ def gru_stack_step_reference(weights: Mapping[str, np.ndarray], state: Mapping[s
             inp = state["h"][s, l]
         return gru_head_reference(weights, state["h"][s, layers - 1].astype(np.float32), u)
 
-    return event_loop_reference(advance, state, slots, x, ts, kp)
+    return event_loop_reference(advance, state, slots, x, ts, kp, per_layer[0]["w_x"].shape[1])

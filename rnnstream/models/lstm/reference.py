@@ -40,4 +40,4 @@ def step_batch_reference(weights: Mapping[str, np.ndarray], state: Mapping[str, 
             inp = state["h"][s, l]
         return gru_head_reference(weights, state["h"][s, layers - 1].astype(np.float32), u)
 
-    return event_loop_reference(advance, state, slots, x, ts, kp)
+    return event_loop_reference(advance, state, slots, x, ts, kp, per_layer[0]["w_x"].shape[1])
