@@ -2,8 +2,11 @@
 
 Objective (shared with :mod:`.bptt_reference`): for each window ``u[0..T-1]`` (B, T, D), run the GRU from
 ``h0 = 0``; at step ``t`` the head predicts ``u[t+1][:F]`` from ``[h_t; u_t]``. The loss is the mean
-squared error over windows, features and the steps ``burn_in(T) <= t <= T-2`` (the first predictions,
-made from a cold state, are left out). Gradients flow through the whole window and stop at its start
+absolute error (``LOSS_ABSOLUTE``, the default: the median forecast, which bursts and jumps do not pull
+away from persistence, measured as the scorer measures residuals) or the mean squared error
+(``LOSS_SQUARED``) over windows, features and the steps ``burn_in(T) <= t <= T-2`` (the first
+predictions, made from a cold state, are left out). The absolute error's gradient at an error of
+exactly 0 is taken as 0. Gradients flow through the whole window and stop at its start
 (truncated BPTT with truncation length T).
 
 The kernel releases the GIL, so training can run in a thread beside scoring. Deterministic: a fixed
@@ -19,6 +22,9 @@ import numpy as np
 from ...kernels.jit import device, trainer
 
 GRAD_ORDER = ("w_x", "w_h", "b_x", "b_h", "w_o", "b_o")
+LOSS_ABSOLUTE = 0
+LOSS_SQUARED = 1
+LOSSES = {"absolute": LOSS_ABSOLUTE, "squared": LOSS_SQUARED}
 
 
 def burn_in(window: int) -> int:
@@ -32,11 +38,12 @@ def _sigmoid(a):
 
 
 @trainer
-def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, want_grad,
+def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, loss_kind, want_grad,
                g_w_x, g_w_h, g_b_x, g_b_h, g_w_o, g_b_o):
     """Return the loss over ``windows``; if ``want_grad``, *add* its gradients into the ``g_*`` arrays.
 
-    Weights and gradients are float64; ``windows`` may be float32. ``skip`` is the burn-in.
+    Weights and gradients are float64; ``windows`` may be float32. ``skip`` is the burn-in,
+    ``loss_kind`` one of ``LOSSES``' values.
     """
     B, T, D = windows.shape
     H = w_h.shape[1]
@@ -89,7 +96,10 @@ def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, want_grad,
                         y += w_o[f, H + k] * u[k]
                     d = y - windows[b, t + 1, f]
                     e[t, f] = d
-                    sse += d * d
+                    if loss_kind == LOSS_SQUARED:
+                        sse += d * d
+                    else:
+                        sse += abs(d)
         if not want_grad:
             continue
         dh[:] = 0.0
@@ -98,7 +108,11 @@ def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, want_grad,
                 u[k] = windows[b, t, k]
             if skip <= t <= T - 2:
                 for f in range(F):
-                    dy = 2.0 * scale * e[t, f]
+                    d = e[t, f]
+                    if loss_kind == LOSS_SQUARED:
+                        dy = 2.0 * scale * d
+                    else:
+                        dy = scale * ((d > 0.0) - (d < 0.0))
                     g_b_o[f] += dy
                     for k in range(H):
                         g_w_o[f, k] += dy * hs[t + 1, k]
@@ -134,14 +148,18 @@ def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, want_grad,
     return sse * scale
 
 
-def loss_and_grad(weights: dict[str, np.ndarray], windows: np.ndarray,
-                  want_grad: bool = True) -> tuple[float, dict[str, np.ndarray]]:
-    """Loss of float64 ``weights`` on ``windows`` (B, T, D) and, if asked, its gradient (new arrays)."""
+def loss_and_grad(weights: dict[str, np.ndarray], windows: np.ndarray, want_grad: bool = True,
+                  loss: str = "absolute") -> tuple[float, dict[str, np.ndarray]]:
+    """Loss of float64 ``weights`` on ``windows`` (B, T, D) and, if asked, its gradient (new arrays).
+
+    ``loss`` is a key of ``LOSSES``."""
     w = {k: np.ascontiguousarray(weights[k], dtype=np.float64) for k in GRAD_ORDER}
     grads = {k: np.zeros_like(w[k]) for k in GRAD_ORDER}
     T = windows.shape[1]
     if T < 2 or windows.shape[0] < 1:
         raise ValueError(f"training windows must be (B >= 1, T >= 2, D), got {windows.shape}")
-    loss = bptt_batch(np.ascontiguousarray(windows), *(w[k] for k in GRAD_ORDER), burn_in(T), want_grad,
-                      *(grads[k] for k in GRAD_ORDER))
-    return float(loss), grads
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(LOSSES)}")
+    value = bptt_batch(np.ascontiguousarray(windows), *(w[k] for k in GRAD_ORDER), burn_in(T), LOSSES[loss],
+                       want_grad, *(grads[k] for k in GRAD_ORDER))
+    return float(value), grads

@@ -3,7 +3,8 @@
 Each of ``training.steps`` steps uses a minibatch of ``training.batch_windows`` windows (all windows
 when there are no more than that): the windows are visited in a random order, reshuffled each pass,
 from a generator seeded with the optimiser's step count, so the same inputs give the same result.
-Gradients are clipped to ``training.clip_norm`` in global L2 norm. Training runs in float64; the
+Gradients are clipped to ``training.clip_norm`` in global L2 norm; the objective is ``training.loss``
+(absolute or squared error, see :mod:`.bptt`). Training runs in float64; the
 returned weights are float32. ``loss_before``/``loss_after`` are the loss on *all* windows.
 
 If a gradient turns non-finite, training stops and the input weights come back unchanged, with
@@ -35,7 +36,8 @@ def fit(weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray], 
     order = np.arange(n_windows)
     pos = n_windows
 
-    loss_before, _ = loss_and_grad(params, windows, want_grad=False)
+    loss = str(training.loss)
+    loss_before, _ = loss_and_grad(params, windows, want_grad=False, loss=loss)
     norms = []
     for _ in range(int(training.steps)):
         if batch == n_windows:
@@ -46,7 +48,7 @@ def fit(weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray], 
                 pos = 0
             chunk = windows[np.sort(order[pos:pos + batch])]
             pos += batch
-        _, grads = loss_and_grad(params, chunk)
+        _, grads = loss_and_grad(params, chunk, loss=loss)
         norm = clip_by_global_norm(grads, float(training.clip_norm))
         if not np.isfinite(norm):
             return FitResult({k: np.array(weights[k], dtype=np.float32) for k in GRAD_ORDER},
@@ -55,7 +57,7 @@ def fit(weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray], 
         norms.append(norm)
         adam_step(params, grads, state, float(training.learning_rate))
     new_weights = {k: params[k].astype(np.float32) for k in GRAD_ORDER}
-    loss_after, _ = loss_and_grad(new_weights, windows, want_grad=False)
+    loss_after, _ = loss_and_grad(new_weights, windows, want_grad=False, loss=loss)
     return FitResult(new_weights, state, loss_before, loss_after,
                      {"steps": len(norms), "grad_norm_first": norms[0] if norms else 0.0,
                       "grad_norm_last": norms[-1] if norms else 0.0})
