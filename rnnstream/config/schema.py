@@ -268,6 +268,7 @@ class TrainingConfig:
     steps: int = setting(20, doc="Adam steps per retraining, each on batch_windows windows.", min=1)
     learning_rate: float = setting(3e-3, doc="Adam learning rate.", gt=0)
     clip_norm: float = setting(1.0, doc="Global gradient-norm clip.", gt=0)
+    loss: Literal["absolute", "squared"] = setting("absolute", doc="GRU training objective: the mean absolute error of the next-event forecast (its median: bursts and jumps do not pull it off persistence) or the mean squared error.")
     exclude_anomalies: bool = setting(True, doc="Leave events scored above the threshold out of the training buffer.")
     buffer_windows: int = setting(256, doc="Capacity of the training buffer, in windows.", min=1)
 

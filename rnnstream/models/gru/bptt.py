@@ -2,8 +2,11 @@
 
 Objective (shared with :mod:`.bptt_reference`): for each window ``u[0..T-1]`` (B, T, D), run the GRU from
 ``h0 = 0``; at step ``t`` the head predicts ``u[t+1][:F]`` from ``[h_t; u_t]``. The loss is the mean
-squared error over windows, features and the steps ``burn_in(T) <= t <= T-2`` (the first predictions,
-made from a cold state, are left out). Gradients flow through the whole window and stop at its start
+absolute error (``LOSS_ABSOLUTE``, the default: the median forecast, which bursts and jumps do not pull
+away from persistence, measured as the scorer measures residuals) or the mean squared error
+(``LOSS_SQUARED``) over windows, features and the steps ``burn_in(T) <= t <= T-2`` (the first
+predictions, made from a cold state, are left out). The absolute error's gradient at an error of
+exactly 0 is taken as 0. Gradients flow through the whole window and stop at its start
 (truncated BPTT with truncation length T).
 
 The kernel releases the GIL, so training can run in a thread beside scoring. Deterministic: a fixed
@@ -19,6 +22,9 @@ import numpy as np
 from ...kernels.jit import device, trainer
 
 GRAD_ORDER = ("w_x", "w_h", "b_x", "b_h", "w_o", "b_o")
+LOSS_ABSOLUTE = 0
+LOSS_SQUARED = 1
+LOSSES = {"absolute": LOSS_ABSOLUTE, "squared": LOSS_SQUARED}
 
 
 def burn_in(window: int) -> int:
@@ -32,9 +38,10 @@ def _sigmoid(a):
 
 
 @device
-def head_error(h, u, w_o, b_o, target, e, sse):
+def head_error(h, u, w_o, b_o, target, e, sse, loss_kind):
     """The head's prediction errors ``e[f] = w_o[f] . [h; u] + b_o[f] - target[f]``; returns ``sse`` plus
-    their squares (added one by one, in feature order). Shared with the other recurrent models' BPTT."""
+    their losses (squares or absolute values by ``loss_kind``, added one by one, in feature order).
+    Shared with the other recurrent models' BPTT."""
     H = h.shape[0]
     for f in range(b_o.shape[0]):
         y = b_o[f]
@@ -44,17 +51,24 @@ def head_error(h, u, w_o, b_o, target, e, sse):
             y += w_o[f, H + k] * u[k]
         d = y - target[f]
         e[f] = d
-        sse += d * d
+        if loss_kind == LOSS_SQUARED:
+            sse += d * d
+        else:
+            sse += abs(d)
     return sse
 
 
 @device
-def head_backward(scale, e, h, u, w_o, g_w_o, g_b_o, dh):
-    """Back-propagate the loss term ``scale * sum_f e[f]^2`` through the head: add into ``g_w_o``,
+def head_backward(scale, e, h, u, w_o, g_w_o, g_b_o, dh, loss_kind):
+    """Back-propagate the loss term ``scale * sum_f loss(e[f])`` through the head: add into ``g_w_o``,
     ``g_b_o`` and the gradient ``dh`` of the top hidden state."""
     H = h.shape[0]
     for f in range(g_b_o.shape[0]):
-        dy = 2.0 * scale * e[f]
+        d = e[f]
+        if loss_kind == LOSS_SQUARED:
+            dy = 2.0 * scale * d
+        else:
+            dy = scale * ((d > 0.0) - (d < 0.0))
         g_b_o[f] += dy
         for k in range(H):
             g_w_o[f, k] += dy * h[k]
@@ -64,11 +78,12 @@ def head_backward(scale, e, h, u, w_o, g_w_o, g_b_o, dh):
 
 
 @trainer
-def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, want_grad,
+def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, loss_kind, want_grad,
                g_w_x, g_w_h, g_b_x, g_b_h, g_w_o, g_b_o):
     """Return the loss over ``windows``; if ``want_grad``, *add* its gradients into the ``g_*`` arrays.
 
-    Weights and gradients are float64; ``windows`` may be float32. ``skip`` is the burn-in.
+    Weights and gradients are float64; ``windows`` may be float32. ``skip`` is the burn-in,
+    ``loss_kind`` one of ``LOSSES``' values.
     """
     B, T, D = windows.shape
     H = w_h.shape[1]
@@ -127,7 +142,7 @@ def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, want_grad,
                 ghn[t, j] = ahn
                 hs[t + 1, j] = (1.0 - z) * n + z * hs[t, j]
             if skip <= t <= T - 2:
-                sse = head_error(hs[t + 1], u, w_o, b_o, windows[b, t + 1], e[t], sse)
+                sse = head_error(hs[t + 1], u, w_o, b_o, windows[b, t + 1], e[t], sse, loss_kind)
         if not want_grad:
             continue
         dh[:] = 0.0
@@ -135,7 +150,7 @@ def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, want_grad,
             for k in range(D):
                 u[k] = windows[b, t, k]
             if skip <= t <= T - 2:
-                head_backward(scale, e[t], hs[t + 1], u, w_o, g_w_o, g_b_o, dh)
+                head_backward(scale, e[t], hs[t + 1], u, w_o, g_w_o, g_b_o, dh, loss_kind)
             for j in range(H):
                 r = rs[t, j]
                 z = zs[t, j]
@@ -168,14 +183,18 @@ def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, want_grad,
     return sse * scale
 
 
-def loss_and_grad(weights: dict[str, np.ndarray], windows: np.ndarray,
-                  want_grad: bool = True) -> tuple[float, dict[str, np.ndarray]]:
-    """Loss of float64 ``weights`` on ``windows`` (B, T, D) and, if asked, its gradient (new arrays)."""
+def loss_and_grad(weights: dict[str, np.ndarray], windows: np.ndarray, want_grad: bool = True,
+                  loss: str = "absolute") -> tuple[float, dict[str, np.ndarray]]:
+    """Loss of float64 ``weights`` on ``windows`` (B, T, D) and, if asked, its gradient (new arrays).
+
+    ``loss`` is a key of ``LOSSES``."""
     w = {k: np.ascontiguousarray(weights[k], dtype=np.float64) for k in GRAD_ORDER}
     grads = {k: np.zeros_like(w[k]) for k in GRAD_ORDER}
     T = windows.shape[1]
     if T < 2 or windows.shape[0] < 1:
         raise ValueError(f"training windows must be (B >= 1, T >= 2, D), got {windows.shape}")
-    loss = bptt_batch(np.ascontiguousarray(windows), *(w[k] for k in GRAD_ORDER), burn_in(T), want_grad,
-                      *(grads[k] for k in GRAD_ORDER))
-    return float(loss), grads
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(LOSSES)}")
+    value = bptt_batch(np.ascontiguousarray(windows), *(w[k] for k in GRAD_ORDER), burn_in(T), LOSSES[loss],
+                       want_grad, *(grads[k] for k in GRAD_ORDER))
+    return float(value), grads

@@ -13,7 +13,9 @@ import numpy as np
 from .bptt import burn_in
 
 
-def loss_and_grad_reference(weights: Mapping[str, np.ndarray], windows: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+def loss_and_grad_reference(weights: Mapping[str, np.ndarray], windows: np.ndarray,
+                            loss: str = "absolute") -> tuple[float, dict[str, np.ndarray]]:
+    squared = {"absolute": False, "squared": True}[loss]
     W = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
     U = np.asarray(windows, dtype=np.float64)
     B, T, D = U.shape
@@ -26,7 +28,7 @@ def loss_and_grad_reference(weights: Mapping[str, np.ndarray], windows: np.ndarr
 
     h = [np.zeros((B, H))]
     cache = []
-    loss = 0.0
+    total = 0.0
     err = {}
     for t in range(T):
         gx = U[:, t] @ W["w_x"].T + W["b_x"]
@@ -39,14 +41,14 @@ def loss_and_grad_reference(weights: Mapping[str, np.ndarray], windows: np.ndarr
         if t in steps:
             y = np.concatenate([h[-1], U[:, t]], axis=1) @ W["w_o"].T + W["b_o"]
             err[t] = y - U[:, t + 1, :F]
-            loss += float(np.sum(err[t] ** 2))
-    loss /= count
+            total += float(np.sum(err[t] ** 2 if squared else np.abs(err[t])))
+    total /= count
 
     g = {k: np.zeros_like(v) for k, v in W.items()}
     dh = np.zeros((B, H))
     for t in reversed(range(T)):
         if t in err:
-            dy = 2.0 * err[t] / count
+            dy = (2.0 * err[t] if squared else np.sign(err[t])) / count
             g["w_o"] += dy.T @ np.concatenate([h[t + 1], U[:, t]], axis=1)
             g["b_o"] += dy.sum(axis=0)
             dh = dh + dy @ W["w_o"][:, :H]
@@ -61,4 +63,4 @@ def loss_and_grad_reference(weights: Mapping[str, np.ndarray], windows: np.ndarr
         g["w_h"] += d_gh.T @ h[t]
         g["b_h"] += d_gh.sum(axis=0)
         dh = dh * z + d_gh @ W["w_h"]
-    return loss, g
+    return total, g

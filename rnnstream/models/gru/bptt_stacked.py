@@ -1,6 +1,6 @@
 """Loss and gradients of a stacked GRU (any number of layers) by truncated BPTT (numba, float64).
 
-The objective is :mod:`.bptt`'s (same burn-in, same mean squared error of the head's predictions),
+The objective is :mod:`.bptt`'s (same burn-in, same loss of the head's predictions, ``training.loss``),
 with the head reading the top layer. Layer 0's input is ``u``; layer ``l``'s is layer ``l - 1``'s new
 state. Backward, at each step the layers are walked from the top down, so the gradient a layer passes
 to its input has reached the layer below before that layer is differentiated. The head's forward and
@@ -17,7 +17,7 @@ from typing import Mapping
 import numpy as np
 
 from ...kernels.jit import device, trainer
-from .bptt import burn_in, head_backward, head_error
+from .bptt import LOSSES, burn_in, head_backward, head_error
 from .stacked import RECURRENT, layer_names
 
 
@@ -92,7 +92,7 @@ def _gru_backward(dh, x, hp, r, z, n, ghn, w_x, w_h, dgx, dgh, g_w_x, g_w_h, g_b
 
 
 @trainer
-def gru_stack_bptt(windows, w_x0, w_xu, w_h, b_x, b_h, w_o, b_o, skip, want_grad,
+def gru_stack_bptt(windows, w_x0, w_xu, w_h, b_x, b_h, w_o, b_o, skip, loss_kind, want_grad,
                    g_w_x0, g_w_xu, g_w_h, g_b_x, g_b_h, g_w_o, g_b_o):
     """Loss over ``windows`` (B, T, D); if ``want_grad``, *add* the gradients into the ``g_*`` arrays.
 
@@ -126,13 +126,13 @@ def gru_stack_bptt(windows, w_x0, w_xu, w_h, b_x, b_h, w_o, b_o, skip, want_grad
                 _gru_forward(hs[l - 1, t + 1], hs[l, t], w_xu[l - 1], w_h[l], b_x[l], b_h[l], rs[l, t], zs[l, t],
                              ns[l, t], ghn[l, t], hs[l, t + 1])
             if skip <= t <= T - 2:
-                sse = head_error(hs[L - 1, t + 1], us[t], w_o, b_o, windows[b, t + 1], e[t], sse)
+                sse = head_error(hs[L - 1, t + 1], us[t], w_o, b_o, windows[b, t + 1], e[t], sse, loss_kind)
         if not want_grad:
             continue
         dh[:, :] = 0.0
         for t in range(T - 1, -1, -1):
             if skip <= t <= T - 2:
-                head_backward(scale, e[t], hs[L - 1, t + 1], us[t], w_o, g_w_o, g_b_o, dh[L - 1])
+                head_backward(scale, e[t], hs[L - 1, t + 1], us[t], w_o, g_w_o, g_b_o, dh[L - 1], loss_kind)
             for l in range(L - 1, 0, -1):
                 _gru_backward(dh[l], hs[l - 1, t + 1], hs[l, t], rs[l, t], zs[l, t], ns[l, t], ghn[l, t],
                               w_xu[l - 1], w_h[l], dgx, dgh, g_w_xu[l - 1], g_w_h[l], g_b_x[l], g_b_h[l],
@@ -178,20 +178,22 @@ def unpack(arrays: list[np.ndarray], layers: int, recurrent: tuple[str, ...]) ->
 
 
 def stack_loss_and_grad(batch_kernel, recurrent: tuple[str, ...], weights: Mapping[str, np.ndarray],
-                        windows: np.ndarray, layers: int, want_grad: bool = True
+                        windows: np.ndarray, layers: int, want_grad: bool = True, loss: str = "absolute"
                         ) -> tuple[float, dict[str, np.ndarray]]:
     """Loss of ``weights`` (a stack of ``layers``) on ``windows`` and, if asked, its gradient, through
     ``batch_kernel`` (:func:`gru_stack_bptt` or the LSTM's, called with :func:`pack`'s arrays)."""
     T = windows.shape[1]
     if windows.ndim != 3 or T < 2 or windows.shape[0] < 1:
         raise ValueError(f"training windows must be (B >= 1, T >= 2, D), got {windows.shape}")
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(LOSSES)}")
     w = pack(weights, layers, recurrent)
     g = [np.zeros_like(a) for a in w]
-    loss = batch_kernel(np.ascontiguousarray(windows), *w, burn_in(T), want_grad, *g)
-    return float(loss), unpack(g, layers, recurrent)
+    value = batch_kernel(np.ascontiguousarray(windows), *w, burn_in(T), LOSSES[loss], want_grad, *g)
+    return float(value), unpack(g, layers, recurrent)
 
 
 def loss_and_grad(weights: Mapping[str, np.ndarray], windows: np.ndarray, layers: int,
-                  want_grad: bool = True) -> tuple[float, dict[str, np.ndarray]]:
+                  want_grad: bool = True, loss: str = "absolute") -> tuple[float, dict[str, np.ndarray]]:
     """:func:`stack_loss_and_grad` for the GRU."""
-    return stack_loss_and_grad(gru_stack_bptt, RECURRENT, weights, windows, layers, want_grad)
+    return stack_loss_and_grad(gru_stack_bptt, RECURRENT, weights, windows, layers, want_grad, loss)

@@ -18,8 +18,9 @@ def _sig(a: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-a))
 
 
-def loss_and_grad_reference(weights: Mapping[str, np.ndarray], windows: np.ndarray, layers: int
-                            ) -> tuple[float, dict[str, np.ndarray]]:
+def loss_and_grad_reference(weights: Mapping[str, np.ndarray], windows: np.ndarray, layers: int,
+                            loss: str = "absolute") -> tuple[float, dict[str, np.ndarray]]:
+    squared = {"absolute": False, "squared": True}[loss]
     W = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
     U = np.asarray(windows, dtype=np.float64)
     B, T, D = U.shape
@@ -31,7 +32,7 @@ def loss_and_grad_reference(weights: Mapping[str, np.ndarray], windows: np.ndarr
     h = [[np.zeros((B, H))] for _ in range(layers)]          # h[l][t] = state before step t
     cache: list[list[tuple]] = [[] for _ in range(layers)]
     err = {}
-    loss = 0.0
+    loss_sum = 0.0
     for t in range(T):
         inp = U[:, t]
         for l in range(layers):
@@ -47,14 +48,14 @@ def loss_and_grad_reference(weights: Mapping[str, np.ndarray], windows: np.ndarr
         if skip <= t <= T - 2:
             y = np.concatenate([h[-1][-1], U[:, t]], axis=1) @ W["w_o"].T + W["b_o"]
             err[t] = y - U[:, t + 1, :F]
-            loss += float(np.sum(err[t] ** 2))
-    loss /= count
+            loss_sum += float(np.sum(err[t] ** 2 if squared else np.abs(err[t])))
+    loss_sum /= count
 
     g = {k: np.zeros_like(v) for k, v in W.items()}
     dh = [np.zeros((B, H)) for _ in range(layers)]
     for t in reversed(range(T)):
         if t in err:
-            dy = 2.0 * err[t] / count
+            dy = (2.0 * err[t] if squared else np.sign(err[t])) / count
             g["w_o"] += dy.T @ np.concatenate([h[-1][t + 1], U[:, t]], axis=1)
             g["b_o"] += dy.sum(axis=0)
             dh[-1] = dh[-1] + dy @ W["w_o"][:, :H]
@@ -73,4 +74,4 @@ def loss_and_grad_reference(weights: Mapping[str, np.ndarray], windows: np.ndarr
             if l > 0:
                 dh[l - 1] = dh[l - 1] + d_gx @ W[n_["w_x"]]
             dh[l] = dh[l] * z + d_gh @ W[n_["w_h"]]
-    return loss, g
+    return loss_sum, g

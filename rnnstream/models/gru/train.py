@@ -3,7 +3,8 @@
 Each of ``training.steps`` steps uses a minibatch of ``training.batch_windows`` windows (all windows
 when there are no more than that): the windows are visited in a random order, reshuffled each pass,
 from a generator seeded with the optimiser's step count, so the same inputs give the same result.
-Gradients are clipped to ``training.clip_norm`` in global L2 norm. Training runs in float64; the
+Gradients are clipped to ``training.clip_norm`` in global L2 norm; the objective is ``training.loss``
+(absolute or squared error, see :mod:`.bptt`). Training runs in float64; the
 returned weights are float32. ``loss_before``/``loss_after`` are the loss on *all* windows.
 
 If a gradient turns non-finite, training stops and the input weights come back unchanged, with
@@ -26,7 +27,7 @@ def fit(weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray], 
         names: Sequence[str] = GRAD_ORDER) -> FitResult:
     """Train a copy of ``weights`` on ``windows`` (B, T, D); inputs are not modified.
 
-    ``objective(weights, windows, want_grad=...) -> (loss, gradients)`` and the ``names`` of the weights
+    ``objective(weights, windows, want_grad=..., loss=training.loss) -> (loss, gradients)`` and the ``names`` of the weights
     it trains default to the single-layer GRU's; the LSTM and the stacks pass theirs.
     """
     windows = np.ascontiguousarray(windows, dtype=np.float32)
@@ -40,9 +41,10 @@ def fit(weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray], 
     order = np.arange(n_windows)
     pos = n_windows
 
+    loss = str(training.loss)
     # With one minibatch of all windows, the first step's loss is the loss before training (the same
     # forward pass, bit for bit), so it is not computed twice.
-    loss_before = None if batch == n_windows else objective(params, windows, want_grad=False)[0]
+    loss_before = None if batch == n_windows else objective(params, windows, want_grad=False, loss=loss)[0]
     norms = []
     for _ in range(int(training.steps)):
         if batch == n_windows:
@@ -53,9 +55,9 @@ def fit(weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray], 
                 pos = 0
             chunk = windows[np.sort(order[pos:pos + batch])]
             pos += batch
-        loss, grads = objective(params, chunk)
+        value, grads = objective(params, chunk, loss=loss)
         if loss_before is None:
-            loss_before = loss
+            loss_before = value
         norm = clip_by_global_norm(grads, float(training.clip_norm))
         if not np.isfinite(norm):
             return FitResult({k: np.array(weights[k], dtype=np.float32) for k in names},
@@ -64,9 +66,9 @@ def fit(weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray], 
         norms.append(norm)
         adam_step(params, grads, state, float(training.learning_rate))
     if loss_before is None:  # no steps at all
-        loss_before = objective(params, windows, want_grad=False)[0]
+        loss_before = objective(params, windows, want_grad=False, loss=loss)[0]
     new_weights = {k: params[k].astype(np.float32) for k in names}
-    loss_after, _ = objective(new_weights, windows, want_grad=False)
+    loss_after, _ = objective(new_weights, windows, want_grad=False, loss=loss)
     return FitResult(new_weights, state, loss_before, loss_after,
                      {"steps": len(norms), "grad_norm_first": norms[0] if norms else 0.0,
                       "grad_norm_last": norms[-1] if norms else 0.0})

@@ -1,6 +1,6 @@
 """Loss and gradients of a (stacked) LSTM by truncated BPTT (numba, float64).
 
-The objective is the GRU's (:mod:`rnnstream.models.gru.bptt`: same burn-in, same mean squared error,
+The objective is the GRU's (:mod:`rnnstream.models.gru.bptt`: same burn-in, same loss (``training.loss``),
 the same head through ``head_error``/``head_backward``), with the head reading the top layer. The
 layer stacking, the packing of the weights and the backward walk (top layer down at each step) are
 :mod:`rnnstream.models.gru.bptt_stacked`'s. Deterministic; releases the GIL.
@@ -79,7 +79,7 @@ def _lstm_backward(dh, dc, x, hp, cp, gi, gf, gg, go, tc, w_x, w_h, da, g_w_x, g
 
 
 @trainer
-def lstm_bptt(windows, w_x0, w_xu, w_h, b, w_o, b_o, skip, want_grad,
+def lstm_bptt(windows, w_x0, w_xu, w_h, b, w_o, b_o, skip, loss_kind, want_grad,
               g_w_x0, g_w_xu, g_w_h, g_b, g_w_o, g_b_o):
     """Loss over ``windows`` (B, T, D); if ``want_grad``, *add* the gradients into the ``g_*`` arrays.
 
@@ -115,14 +115,14 @@ def lstm_bptt(windows, w_x0, w_xu, w_h, b, w_o, b_o, skip, want_grad,
                 _lstm_forward(hs[l - 1, t + 1], hs[l, t], cs[l, t], w_xu[l - 1], w_h[l], b[l], gi[l, t], gf[l, t],
                               gg[l, t], go[l, t], tc[l, t], hs[l, t + 1], cs[l, t + 1])
             if skip <= t <= T - 2:
-                sse = head_error(hs[L - 1, t + 1], us[t], w_o, b_o, windows[bi, t + 1], e[t], sse)
+                sse = head_error(hs[L - 1, t + 1], us[t], w_o, b_o, windows[bi, t + 1], e[t], sse, loss_kind)
         if not want_grad:
             continue
         dh[:, :] = 0.0
         dc[:, :] = 0.0
         for t in range(T - 1, -1, -1):
             if skip <= t <= T - 2:
-                head_backward(scale, e[t], hs[L - 1, t + 1], us[t], w_o, g_w_o, g_b_o, dh[L - 1])
+                head_backward(scale, e[t], hs[L - 1, t + 1], us[t], w_o, g_w_o, g_b_o, dh[L - 1], loss_kind)
             for l in range(L - 1, 0, -1):
                 _lstm_backward(dh[l], dc[l], hs[l - 1, t + 1], hs[l, t], cs[l, t], gi[l, t], gf[l, t], gg[l, t],
                                go[l, t], tc[l, t], w_xu[l - 1], w_h[l], da, g_w_xu[l - 1], g_w_h[l], g_b[l],
@@ -136,6 +136,7 @@ def lstm_bptt(windows, w_x0, w_xu, w_h, b, w_o, b_o, skip, want_grad,
 
 
 def loss_and_grad(weights: Mapping[str, np.ndarray], windows: np.ndarray, layers: int,
-                  want_grad: bool = True) -> tuple[float, dict[str, np.ndarray]]:
-    """Loss of ``weights`` (float64 or float32) on ``windows`` (B, T, D) and, if asked, its gradient."""
-    return stack_loss_and_grad(lstm_bptt, RECURRENT, weights, windows, layers, want_grad)
+                  want_grad: bool = True, loss: str = "absolute") -> tuple[float, dict[str, np.ndarray]]:
+    """Loss of ``weights`` (float64 or float32) on ``windows`` (B, T, D) and, if asked, its gradient;
+    ``loss`` a key of :data:`rnnstream.models.gru.bptt.LOSSES`."""
+    return stack_loss_and_grad(lstm_bptt, RECURRENT, weights, windows, layers, want_grad, loss)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rnnstream.models.gru.bptt import GRAD_ORDER, burn_in, loss_and_grad
+from rnnstream.models.gru.bptt import GRAD_ORDER, LOSSES, burn_in, loss_and_grad
 from rnnstream.models.gru.bptt_reference import loss_and_grad_reference
 from rnnstream.models.gru.params import weight_shapes
 
@@ -17,12 +17,14 @@ def random_net(rng, H, D, F):
 CASES = [(3, 2, 1), (4, 3, 2), (5, 4, 1), (5, 2, 2)]
 
 
+@pytest.mark.parametrize("loss", sorted(LOSSES))
 @pytest.mark.parametrize("H,D,F", CASES)
-def test_gradients_match_central_differences(H, D, F):
+def test_gradients_match_central_differences(H, D, F, loss):
+    """(The absolute error is not differentiable at 0; random weights never predict a target exactly.)"""
     rng = np.random.default_rng(100 * H + 10 * D + F)
     w = random_net(rng, H, D, F)
     windows = rng.normal(size=(3, 6, D))
-    _, grads = loss_and_grad(w, windows)
+    _, grads = loss_and_grad(w, windows, loss=loss)
     eps = 1e-6
     for name in GRAD_ORDER:
         fd = np.zeros_like(w[name])
@@ -31,21 +33,22 @@ def test_gradients_match_central_differences(H, D, F):
             minus = {k: v.copy() for k, v in w.items()}
             plus[name][idx] += eps
             minus[name][idx] -= eps
-            fd[idx] = (loss_and_grad(plus, windows, want_grad=False)[0]
-                       - loss_and_grad(minus, windows, want_grad=False)[0]) / (2 * eps)
+            fd[idx] = (loss_and_grad(plus, windows, want_grad=False, loss=loss)[0]
+                       - loss_and_grad(minus, windows, want_grad=False, loss=loss)[0]) / (2 * eps)
         rel = np.linalg.norm(grads[name] - fd) / max(np.linalg.norm(fd), 1e-12)
         assert rel < 1e-5, f"{name}: relative error {rel:.2e}"
         assert np.linalg.norm(fd) > 1e-6, f"{name}: no gradient at all, the check would be vacuous"
 
 
+@pytest.mark.parametrize("loss_name", sorted(LOSSES))
 @pytest.mark.parametrize("H,D,F", CASES)
-def test_kernel_matches_numpy_reference(H, D, F):
+def test_kernel_matches_numpy_reference(H, D, F, loss_name):
     rng = np.random.default_rng(7 * H + D + F)
     w = random_net(rng, H, D, F)
     for T in (2, 6, 13, 40):
         windows = rng.normal(size=(4, T, D)).astype(np.float32)
-        loss, grads = loss_and_grad(w, windows)
-        ref_loss, ref_grads = loss_and_grad_reference(w, windows)
+        loss, grads = loss_and_grad(w, windows, loss=loss_name)
+        ref_loss, ref_grads = loss_and_grad_reference(w, windows, loss=loss_name)
         assert loss == pytest.approx(ref_loss, rel=1e-12)
         for name in GRAD_ORDER:
             np.testing.assert_allclose(grads[name], ref_grads[name], rtol=1e-9, atol=1e-13, err_msg=f"T={T} {name}")
@@ -58,13 +61,31 @@ def test_burn_in_is_left_out_of_the_loss():
     w0 = {k: np.zeros(s) for k, s in weight_shapes(4, 3, 2).items()}
     windows = rng.normal(size=(2, 32, 3))
     windows[:, :9, :2] += 50.0  # targets of the 8 burn-in predictions (and the first input): must not count
-    loss, grads = loss_and_grad(w0, windows)
     targets = windows[:, 9:, :2]  # u[t+1][:F] for t = 8..30
+    loss, grads = loss_and_grad(w0, windows, loss="squared")
     assert loss == pytest.approx(np.mean(targets ** 2), rel=1e-12)
     np.testing.assert_allclose(grads["b_o"], -2 * targets.mean(axis=(0, 1)) / 2, rtol=1e-12)  # / F
+    loss, grads = loss_and_grad(w0, windows, loss="absolute")
+    assert loss == pytest.approx(np.mean(np.abs(targets)), rel=1e-12)
+    np.testing.assert_allclose(grads["b_o"], -np.sign(targets).mean(axis=(0, 1)) / 2, rtol=1e-12)
 
 
-def test_compiled_kernel_equals_its_python_form_bit_for_bit():
+def test_unknown_loss_is_refused():
+    w = {k: np.zeros(s) for k, s in weight_shapes(2, 1, 1).items()}
+    with pytest.raises(ValueError, match="unknown loss"):
+        loss_and_grad(w, np.zeros((1, 4, 1)), loss="huber")
+
+
+def test_the_config_offers_exactly_the_kernel_losses():
+    import typing
+
+    from rnnstream.config.schema import TrainingConfig
+
+    assert set(typing.get_args(typing.get_type_hints(TrainingConfig)["loss"])) == set(LOSSES)
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+def test_compiled_kernel_equals_its_python_form_bit_for_bit(loss):
     """The forward matvecs run over the gate index innermost (vectorised); each sum must keep its
     written order, so the compiled kernel and the same source run as Python agree exactly."""
     from rnnstream.models.gru.bptt import bptt_batch
@@ -76,7 +97,7 @@ def test_compiled_kernel_equals_its_python_form_bit_for_bit():
     results = []
     for fn in (bptt_batch, bptt_batch.py_func):
         grads = {k: np.zeros_like(w[k]) for k in GRAD_ORDER}
-        loss = fn(windows, *(w[k] for k in GRAD_ORDER), burn_in(9), True, *(grads[k] for k in GRAD_ORDER))
+        loss = fn(windows, *(w[k] for k in GRAD_ORDER), burn_in(9), LOSSES[loss], True, *(grads[k] for k in GRAD_ORDER))
         results.append((loss, grads))
     assert results[0][0] == results[1][0]
     for name in GRAD_ORDER:

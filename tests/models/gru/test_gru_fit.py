@@ -13,7 +13,7 @@ from rnnstream.models.gru.train import fit
 
 
 def training(**kw):
-    base = dict(steps=60, learning_rate=1e-2, clip_norm=1.0, batch_windows=16)
+    base = dict(steps=60, learning_rate=1e-2, clip_norm=1.0, batch_windows=16, loss="absolute")
     base.update(kw)
     return SimpleNamespace(**base)
 
@@ -89,3 +89,28 @@ def test_adam_first_step_moves_each_weight_by_lr_against_its_gradient_sign():
     adam_step(p, {"w": np.array([0.3, -1e-3, 50.0])}, s, lr=0.1)
     np.testing.assert_allclose(p["w"], [0.9, -1.9, 0.4], rtol=1e-6)
     assert int(s["t"]) == 1
+
+
+def jump_windows(seed, n_windows=8, T=64):
+    """A flat level with rare large jumps (a service switching modes) and a little noise."""
+    rng = np.random.default_rng(seed)
+    jumps = np.where(rng.random((n_windows, T)) < 0.05, rng.normal(0, 3, (n_windows, T)), 0.0)
+    level = np.cumsum(jumps, axis=1) + 0.01 * rng.standard_normal((n_windows, T))
+    return level[:, :, None].astype(np.float32)
+
+
+def test_absolute_loss_keeps_persistence_on_rare_jumps():
+    """Persistence is the median forecast of a level with unpredictable jumps. Trained on the absolute
+    error the model stays there; on the squared error it chases the jumps and its typical error grows."""
+    from rnnstream.models.gru.bptt import loss_and_grad
+    from rnnstream.models.gru.params import init_weights
+
+    w0 = init_weights(8, 1, 1, 0)
+    held_out = jump_windows(2)
+    mae = lambda w: loss_and_grad(w, held_out, want_grad=False, loss="absolute")[0]  # noqa: E731
+    persistence = mae(w0)
+    trained = {loss: mae(fit(w0, {}, jump_windows(1), training(steps=100, learning_rate=3e-3, batch_windows=8,
+                                                               loss=loss)).weights)
+               for loss in ("absolute", "squared")}
+    assert trained["absolute"] <= 1.05 * persistence
+    assert trained["squared"] >= 1.5 * persistence

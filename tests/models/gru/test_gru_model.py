@@ -77,12 +77,13 @@ def test_fit_leaves_model_weights_alone(params):
     before = {k: v.copy() for k, v in model.weights.items()}
     windows = np.random.default_rng(0).normal(size=(3, 8, 2)).astype(np.float32)
     result = model.fit(model.weights, model.opt_state, windows,
-                       SimpleNamespace(steps=3, learning_rate=0.1, clip_norm=1.0, batch_windows=3))
+                       SimpleNamespace(steps=3, learning_rate=0.1, clip_norm=1.0, batch_windows=3, loss="absolute"))
     for k in before:
         np.testing.assert_array_equal(model.weights[k], before[k])
     assert result.weights["w_h"] is not model.weights["w_h"]
     with pytest.raises(ValueError, match="windows"):
-        model.fit(model.weights, {}, windows[0], SimpleNamespace(steps=1, learning_rate=0.1, clip_norm=1.0))
+        model.fit(model.weights, {}, windows[0],
+                  SimpleNamespace(steps=1, learning_rate=0.1, clip_norm=1.0, loss="absolute"))
 
 
 def test_accepts_the_config_parameter_class():
