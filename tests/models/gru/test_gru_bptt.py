@@ -84,8 +84,8 @@ def test_the_config_offers_exactly_the_kernel_losses():
     assert set(typing.get_args(typing.get_type_hints(TrainingConfig)["loss"])) == set(LOSSES)
 
 
-@pytest.mark.parametrize("loss", sorted(LOSSES))
-def test_compiled_kernel_equals_its_python_form_bit_for_bit(loss):
+@pytest.mark.parametrize("loss_name", sorted(LOSSES))
+def test_compiled_kernel_equals_its_python_form_bit_for_bit(loss_name):
     """The forward matvecs run over the gate index innermost (vectorised); each sum must keep its
     written order, so the compiled kernel and the same source run as Python agree exactly."""
     from rnnstream.models.gru.bptt import bptt_batch
@@ -97,7 +97,7 @@ def test_compiled_kernel_equals_its_python_form_bit_for_bit(loss):
     results = []
     for fn in (bptt_batch, bptt_batch.py_func):
         grads = {k: np.zeros_like(w[k]) for k in GRAD_ORDER}
-        loss = fn(windows, *(w[k] for k in GRAD_ORDER), burn_in(9), LOSSES[loss], True, *(grads[k] for k in GRAD_ORDER))
+        loss = fn(windows, *(w[k] for k in GRAD_ORDER), burn_in(9), LOSSES[loss_name], True, *(grads[k] for k in GRAD_ORDER))
         results.append((loss, grads))
     assert results[0][0] == results[1][0]
     for name in GRAD_ORDER:

@@ -61,7 +61,7 @@ def test_flops_per_step_within_a_third_more_than_the_grus_matrix_work():
 def test_fit_learns_a_sine_and_is_deterministic(params, sine_windows, layers):
     model = LSTMModel(1, 2, params(12, 3, layers=layers))
     windows = sine_windows
-    training = SimpleNamespace(steps=60, learning_rate=1e-2, clip_norm=1.0, batch_windows=16)
+    training = SimpleNamespace(steps=60, learning_rate=1e-2, clip_norm=1.0, batch_windows=16, loss="absolute")
     a = model.fit(model.weights, {}, windows, training)
     b = model.fit(model.weights, {}, windows, training)
     assert a.loss_after < 0.5 * a.loss_before, (a.loss_before, a.loss_after)
