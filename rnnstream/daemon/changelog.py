@@ -168,8 +168,8 @@ def commit_records(det: Detector, topic: str, next_offset: int, ws: WriterState,
     for entity in sorted(set(removed) | set(fix)):
         name = entity.encode()
         records += [(_key(_ENTITY, i, topic, name), None) for i in range(codec.chunks)]
-    arrays, meta = det.snapshot(entities=False)
-    aid = det.arrays_version()
+    aid = det.arrays_version()   # before the snapshot: a background fit that ends in between then
+    arrays, meta = det.snapshot(entities=False)   # makes the next commit write the arrays again
     after = WriterState(ws.parity, ws.arrays_id, ws.chunks)
     if aid != ws.arrays_id:
         parity = 1 - ws.parity

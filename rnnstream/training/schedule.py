@@ -218,19 +218,14 @@ class TrainingSchedule:
         function of them and of the weights in force, which only a trigger changes), so the restored
         schedule puts the same result in force at the same trigger."""
         arrays = {f"buffer.{k}": v for k, v in self.buffer.snapshot().items()}
-        pending = "none"
-        if self._pending is not None and not self._pending.done():
-            pending = "running"
+        pending = self._pending_state()
+        if pending == "running":
             arrays["pending.batch"] = self._pending_batch
-        elif self._pending is not None:
+        elif pending == "ok":
             result = self._pending.result()
-            if result is None:
-                pending = "failed"
-            else:
-                pending = "ok"
-                arrays.update({f"pending.w.{k}": v for k, v in result.weights.items()})
-                arrays.update({f"pending.opt.{k}": v for k, v in result.opt_state.items()})
-                arrays["pending.loss"] = np.array([result.loss_before, result.loss_after])
+            arrays.update({f"pending.w.{k}": v for k, v in result.weights.items()})
+            arrays.update({f"pending.opt.{k}": v for k, v in result.opt_state.items()})
+            arrays["pending.loss"] = np.array([result.loss_before, result.loss_after])
         meta = {"events": self.events, "next_at": self.next_at, "k": self.k, "seen_seq": self.seen_seq,
                 "events_at_trigger": self._events_at_trigger, "pending": pending,
                 "last_time": self.last_time if np.isfinite(self.last_time) else None,
@@ -242,7 +237,16 @@ class TrainingSchedule:
     def arrays_version(self) -> str:
         """Changes whenever ``snapshot()``'s arrays may have (a trigger, a fit put in force or failed),
         so a writer can tell that arrays it already wrote are still current."""
-        return f"{self.k}:{'none' if self._pending is None else 'pending'}:{self.stats.runs_ok}:{self.stats.runs_failed}"
+        return f"{self.k}:{self._pending_state()}:{self.stats.runs_ok}:{self.stats.runs_failed}"
+
+    def _pending_state(self) -> str:
+        """The fit still to be put in force: "none", "running" (its windows are what a snapshot
+        keeps), "failed" or "ok" (its result is)."""
+        if self._pending is None:
+            return "none"
+        if not self._pending.done():
+            return "running"
+        return "failed" if self._pending.result() is None else "ok"
 
     def restore(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         """Put back what ``snapshot`` captured (KeyError/ValueError when something is missing). Call

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -385,3 +386,28 @@ def test_snapshot_never_waits_for_a_running_fit_and_restore_runs_it_again():
         assert all(result.weights[k].tobytes() == v.tobytes() for k, v in want.items())
     finally:
         inline.close()
+
+
+def test_the_arrays_version_changes_when_a_running_fit_finishes():
+    """A changelog writer rewrites the shard's arrays only when ``arrays_version`` changes: the arrays
+    of a running fit (its windows) and of a finished one (its result) differ, so must the version."""
+    cfg = _cfg("gru", background=True, skip=False)
+    ents, x, ts = _stream()
+    det = Detector(cfg)
+    release = threading.Event()
+    real_fit = det.model.fit
+    det.model.fit = lambda *a: (release.wait(30), real_fit(*a))[1]
+    try:
+        det.process(ents[:50], x[:50], ts[:50])          # trigger at 40: the fit is held
+        running = det.arrays_version()
+        assert det.snapshot(entities=False)[1]["training"]["pending"] == "running"
+        release.set()
+        wait_for = time.monotonic() + 30
+        while det.snapshot(entities=False)[1]["training"]["pending"] == "running" and time.monotonic() < wait_for:
+            time.sleep(0.01)
+        arrays, meta = det.snapshot(entities=False)
+        assert meta["training"]["pending"] == "ok" and "pending.loss" in arrays
+        assert det.arrays_version() != running
+    finally:
+        release.set()
+        det.close()
