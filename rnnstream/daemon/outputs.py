@@ -29,7 +29,11 @@ Event ``k``'s id is ``<detector>:<source.topic>:<source.partition>:<offset[k]>``
 format. A poll whose batch would exceed the producer's record size limit is split into several
 records (each a valid batch of consecutive events). Rejected events have no score in either format.
 
-Delivery. Sends are asynchronous (the producer batches). No output failure raises out of this module:
+Delivery. Sends are asynchronous (the producer batches). Scores, in either format, are handed to a
+kafka-python producer as whole record batches, one per poll and output partition (``rawbatch``: a few
+µs an event instead of a ``send`` each, and no linger), with the producer's acks, retries, idempotence
+and transactions; any other producer, a topic whose partitions are not known, and a failing topic go
+through ``send``. No output failure raises out of this module:
 
 * an output larger than the producer's ``max_request_size``, or refused by the broker as too large
   (the topic's ``max.message.bytes``), is replaced by a *reference*: value
@@ -68,6 +72,7 @@ from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLarg
 from kafka.partitioner.default import murmur2
 
 from ..kernels.calibrate import FLAG_ANOMALY, FLAG_SUPPRESSED, KIND_NAMES
+from . import rawbatch
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +93,17 @@ def iso_utc(seconds: float) -> str:
 
 def event_id(detector: str, topic: str, partition: int, offset: int) -> str:
     return f"{detector}:{topic}:{partition}:{offset}"
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Score records published as one record batch (``rawbatch``), kept until the batch is delivered."""
+
+    topic: str
+    keys: list
+    values: list
+    sources: list
+    watch: Any = None       # its rawbatch.SplitWatch
 
 
 @dataclass(slots=True)
@@ -134,6 +150,8 @@ class Outputs:
         self._inflight: list[tuple[Any, Any]] = []
         self._partitions: dict[bytes, int] = {}   # scores: key -> partition, as the default partitioner
         self._partition_count = 0
+        # Scores go to kafka-python's accumulator as whole record batches when the producer allows it.
+        self._raw = rawbatch.RawPublisher(producer) if rawbatch.available(producer) else None
         self._pending: list[_Out] = []
         self._blocked: dict[str, str] = {}      # topic -> last error, while it is failing
         self._failing_since: float | None = None
@@ -222,12 +240,34 @@ class Outputs:
         src = raw[int(index[0])]
         prefix = f"{det}:{src.topic}:{src.partition}:"
         partition_of = self._partitioner(topic)
-        send, inflight = self.producer.send, self._inflight
         limit = self.max_record_bytes - RECORD_OVERHEAD_BYTES
         anomaly = (flag & FLAG_ANOMALY).astype(bool).tolist()
         suppressed = (flag & FLAG_SUPPRESSED).astype(bool).tolist()
         rows = zip(index.tolist(), ts[index].tolist(), score.tolist(), error.tolist(), anomaly, suppressed,
                    versions.tolist())
+        if self._raw is not None and partition_of is not None and topic not in self._blocked:
+            # Grouped by output partition, each group one record batch (``rawbatch``).
+            groups: dict[int, _Batch] = {}
+            for i, t, sc, er, an, su, ver in rows:
+                record, entity = raw[i], entities[i]
+                key = entity.encode()
+                value = dumps({"event_id": prefix + str(record.offset), "detector": det, "entity": entity,
+                               "event_time": t, "score": sc, "error": er, "anomaly": an, "suppressed": su,
+                               "model_version": ver})
+                if len(key) + len(value) > limit:
+                    self._send(_Out(topic, key, value, None, "score", record))   # a reference
+                    continue
+                p = partition_of(key)
+                group = groups.get(p)
+                if group is None:
+                    group = groups[p] = _Batch(topic, [], [], [])
+                group.keys.append(key)
+                group.values.append(value)
+                group.sources.append(record)
+            for p, group in groups.items():
+                self._publish(p, group)
+            return
+        send, inflight = self.producer.send, self._inflight
         sent = 0
         for i, t, sc, er, an, su, ver in rows:
             record, entity = raw[i], entities[i]
@@ -247,6 +287,34 @@ class Outputs:
             sent += 1
             inflight.append((future, (topic, key, value, record)))
         self.sent["score"] += sent
+
+    def _publish(self, partition: int, group: _Batch) -> None:
+        """The records of ``group`` to ``partition``, as record batches of at most the publisher's size."""
+        budget = self._raw.max_batch_bytes - rawbatch.HEADER.size
+        keys, values = group.keys, group.values
+        sizes = [len(k) + len(v) + rawbatch.RECORD_OVERHEAD for k, v in zip(keys, values)]
+        lo, n = 0, len(keys)
+        while lo < n:
+            hi, used = lo, 0
+            while hi < n and (hi == lo or used + sizes[hi] <= budget):
+                used += sizes[hi]
+                hi += 1
+            part = group if lo == 0 and hi == n else _Batch(group.topic, keys[lo:hi], values[lo:hi],
+                                                              group.sources[lo:hi])
+            try:
+                future, part.watch = self._raw.publish(group.topic, partition, part.keys, part.values)
+            except Exception as exc:
+                for out in self._outs(part):
+                    self._send_failed(out, exc)
+            else:
+                self.sent["score"] += hi - lo
+                self._inflight.append((future, part))
+            lo = hi
+
+    @staticmethod
+    def _outs(batch: _Batch) -> list[_Out]:
+        return [_Out(batch.topic, k, v, None, "score", src)
+                for k, v, src in zip(batch.keys, batch.values, batch.sources)]
 
     def _partitioner(self, topic: str) -> Callable[[bytes], int] | None:
         """key -> partition of ``topic`` as kafka-python's default partitioner picks it (murmur2 of
@@ -304,6 +372,12 @@ class Outputs:
             mid = (lo + hi) // 2
             self._send_batch(key, src, columns, lo, mid)
             self._send_batch(key, src, columns, mid, hi)
+            return
+        partition_of = self._partitioner(self.scores_topic) if self._raw is not None else None
+        if (partition_of is not None and self.scores_topic not in self._blocked
+                and len(key) + len(value) + RECORD_OVERHEAD_BYTES <= self._raw.max_batch_bytes):
+            # Sent now, as a batch of its own: the producer's linger cannot make it fuller.
+            self._publish(partition_of(key), _Batch(self.scores_topic, [key], [value], [src]))
             return
         self._send(_Out(self.scores_topic, key, value, None, "score", src))
 
@@ -409,14 +483,24 @@ class Outputs:
         inflight = self._inflight
         if not inflight:
             return
-        keep, failed = [], []
+        keep, failed, lost = [], [], []
         for entry in inflight:
-            future = entry[0]
-            if not getattr(future, "is_done", False):
+            future, item = entry
+            if type(item) is _Batch:
+                fate = rawbatch.outcome(future, item.watch)
+                if fate is None:
+                    keep.append(entry)
+                elif fate:
+                    lost.append((item, fate))
+            elif not getattr(future, "is_done", False):
                 keep.append(entry)
             elif getattr(future, "exception", None) is not None:
                 failed.append(entry)
         self._inflight = keep
+        for item, fate in lost:
+            outs = self._outs(item)
+            for j, exc in fate:
+                self._handle_failure(outs[j], exc)
         for future, item in failed:
             out = item if isinstance(item, _Out) else _Out(item[0], item[1], item[2], None, "score", item[3])
             self._handle_failure(out, future.exception)

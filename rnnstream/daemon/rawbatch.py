@@ -1,0 +1,260 @@
+"""Many records to one partition, encoded at once as a Kafka record batch and handed to kafka-python's
+producer: the per-event scores of a poll at a few µs an event instead of a ``send`` each.
+
+kafka-python's ``KafkaProducer.send`` costs 20-40 µs of Python a record (serialisation checks, a
+partitioner, a future, an accumulator append that encodes the record's varints one call at a time).
+``RawPublisher.publish`` encodes all records of one partition in one pass (message format v2, no
+compression: the Kafka protocol's "RecordBatch"), and puts the result into the producer's accumulator
+as one *closed* batch, which the producer's own sender thread drains like any other:
+
+* acks, retries, the delivery timeout and the in-flight limit are the producer's;
+* idempotence: the producer id, epoch and base sequence are written into the batch header when the
+  sender drains it (``set_producer_state``, then the CRC), as for its own batches;
+* transactions: the partition is added to the open transaction before the batch is queued, as
+  ``send`` does; the batch is in the accumulator's incomplete set, so ``flush`` and
+  ``commit_transaction`` wait for it and an abort aborts it.
+
+What is not the same as ``send``: one future per batch (``FutureProduceResult``) instead of one per
+record; record timestamps are the publish time (CreateTime), one per batch. A batch the broker refuses
+as too large (a topic's ``max.message.bytes`` below the batch) is split by kafka-python, which then
+completes the halves' futures instead of the batch's: ``SplitWatch`` follows each record to its new
+batch, and ``outcome`` reads the fate of every record either way. ``available()`` says
+whether a producer supports this path (a kafka-python ``KafkaProducer`` with message format v2 and no
+compression); callers fall back to ``send`` otherwise.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from typing import Any, Sequence
+
+from crc32c import crc32c
+from kafka.errors import IllegalStateError
+from kafka.producer.producer_batch import ProducerBatch
+from kafka.record.memory_records import MemoryRecords
+from kafka.structs import TopicPartition
+
+# baseOffset, batchLength, partitionLeaderEpoch, magic, crc, attributes, lastOffsetDelta,
+# baseTimestamp, maxTimestamp, producerId, producerEpoch, baseSequence, recordCount
+HEADER = struct.Struct(">qiibIhiqqqhii")
+CRC_AT = 17                  # offset of the crc field; it covers attributes .. the end
+ATTRIBUTES_AT = 21
+LENGTH_FROM = 12             # batchLength counts the bytes after itself
+TRANSACTIONAL = 0x10
+MAGIC = 2
+RECORD_OVERHEAD = 1 + 1 + 3 + 3 + 3 + 1 + 3   # length, attributes, deltas, key/value lengths, headers (up to 2 MB)
+
+
+def varint(n: int) -> bytes:
+    """Kafka's zig-zag varint of ``n``."""
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while z > 0x7F:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+_SMALL = 1 << 14
+_VARINT = [varint(i) for i in range(_SMALL)]   # 0 .. 16383: lengths and offset deltas of a batch
+
+
+def encode_records(keys: Sequence[bytes], values: Sequence[bytes]) -> bytes:
+    """The records part of a v2 batch: record ``j`` has offset delta ``j``, timestamp delta 0,
+    ``keys[j]``, ``values[j]`` and no headers."""
+    table, big = _VARINT, varint
+    parts: list[bytes] = []
+    add = parts.append
+    for j, (k, v) in enumerate(zip(keys, values)):
+        lk, lv = len(k), len(v)
+        rec = (b"\x00\x00" + (table[j] if j < _SMALL else big(j)) + (table[lk] if lk < _SMALL else big(lk)) + k
+               + (table[lv] if lv < _SMALL else big(lv)) + v + b"\x00")
+        n = len(rec)
+        add(table[n] if n < _SMALL else big(n))
+        add(rec)
+    return b"".join(parts)
+
+
+class RecordBatchV2:
+    """A closed-for-appends record batch, in the shape kafka-python's sender expects of a
+    ``MemoryRecordsBuilder`` (``set_producer_state``, ``close``, ``buffer``, ``size_in_bytes``, ...)."""
+
+    __slots__ = ("_body", "_count", "_timestamp", "_buffer", "_producer_id", "_producer_epoch",
+                 "_base_sequence", "_transactional")
+
+    def __init__(self, body: bytes, count: int, timestamp_ms: int):
+        self._body = body
+        self._count = count
+        self._timestamp = timestamp_ms
+        self._buffer: bytearray | None = None
+        self._producer_id = -1
+        self._producer_epoch = -1
+        self._base_sequence = -1
+        self._transactional = False
+
+    def append(self, timestamp, key, value, headers=None):
+        return None      # full: kafka-python starts a batch of its own for the next send
+
+    def set_producer_state(self, producer_id, producer_epoch, base_sequence, is_transactional):
+        if self._buffer is not None:
+            raise IllegalStateError("producer state set on a closed batch")
+        self._producer_id, self._producer_epoch = producer_id, producer_epoch
+        self._base_sequence, self._transactional = base_sequence, bool(is_transactional)
+
+    @property
+    def producer_id(self):
+        return self._producer_id
+
+    @property
+    def producer_epoch(self):
+        return self._producer_epoch
+
+    @property
+    def base_sequence(self):
+        return self._base_sequence
+
+    def close(self) -> None:
+        """Write the header (with the producer state set so far) and the CRC; once."""
+        if self._buffer is not None:
+            return
+        buf = bytearray(HEADER.size + len(self._body))
+        HEADER.pack_into(buf, 0, 0, len(buf) - LENGTH_FROM, -1, MAGIC, 0,
+                         TRANSACTIONAL if self._transactional else 0, self._count - 1,
+                         self._timestamp, self._timestamp, self._producer_id, self._producer_epoch,
+                         self._base_sequence, self._count)
+        buf[HEADER.size:] = self._body
+        struct.pack_into(">I", buf, CRC_AT, crc32c(memoryview(buf)[ATTRIBUTES_AT:]))
+        self._buffer = buf
+        self._body = b""
+
+    def buffer(self) -> bytearray:
+        assert self._buffer is not None, "not closed"
+        return self._buffer
+
+    def records(self) -> MemoryRecords:
+        return MemoryRecords(bytes(self.buffer()))
+
+    def size_in_bytes(self) -> int:
+        return len(self._buffer) if self._buffer is not None else HEADER.size + len(self._body)
+
+    def compression_rate(self) -> float:
+        return 1.0
+
+    def is_full(self) -> bool:
+        return True      # ready to send now: its records are all there, no linger
+
+    def next_offset(self) -> int:
+        return self._count
+
+
+def available(producer: Any) -> bool:
+    """Whether ``producer`` is a kafka-python producer this module can hand batches to."""
+    acc = getattr(producer, "_accumulator", None)
+    config = getattr(producer, "config", None)
+    return (acc is not None and hasattr(producer, "_sender") and isinstance(config, dict)
+            and getattr(acc, "config", {}).get("message_version") == MAGIC
+            and not config.get("compression_attrs") and hasattr(acc, "_incomplete"))
+
+
+class SplitWatch:
+    """Stands in for a raw batch's per-record futures (``ProducerBatch._record_futures``, which this
+    path does not create): when kafka-python splits the batch it "rebinds" record ``i``'s future to a
+    new batch, and this notes ``moved[i] = (new batch future, index in it)``. Nothing per record
+    unless a split happens."""
+
+    __slots__ = ("count", "moved", "future")
+
+    def __init__(self, count: int, future: Any):
+        self.count = count
+        self.future = future               # the batch's own future
+        self.moved: dict[int, tuple[Any, int]] = {}
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> "_Moved":
+        return _Moved(self, i)
+
+    def append(self, future: Any) -> None:      # try_append never succeeds on a raw batch
+        raise IllegalStateError("a raw record batch takes no appends")
+
+
+class _Moved:
+    __slots__ = ("watch", "i")
+
+    def __init__(self, watch: SplitWatch, i: int):
+        self.watch, self.i = watch, i
+
+    def rebind(self, produce_future: Any, index: int) -> None:
+        """What kafka-python's ``FutureRecordMetadata.rebind`` does, for record ``i``: follow it to
+        its new batch, and wake whoever waits on the batch it left (``flush`` does: that batch's
+        future is never completed)."""
+        moved = self.watch.moved
+        old = moved[self.i][0] if self.i in moved else self.watch.future
+        moved[self.i] = (produce_future, index)
+        old._latch.set()
+
+
+def outcome(future: Any, watch: SplitWatch) -> list[tuple[int, BaseException]] | None:
+    """The fate of a published batch's records: None while some is not known yet; else the failed
+    ones as ``(record index, exception)`` (empty: all delivered)."""
+    if future.is_done:
+        if future.exception is not None:
+            return [(j, future.exception) for j in range(watch.count)]
+        per_record = future.value[2]
+        return [] if per_record is None else [(j, per_record(j)) for j in range(watch.count)]
+    moved = watch.moved
+    if len(moved) < watch.count:      # not split (or being split right now on the I/O thread)
+        return None
+    failed = []
+    for j in range(watch.count):
+        f, index = moved[j]
+        if not f.is_done:
+            return None
+        if f.exception is not None:
+            failed.append((j, f.exception))
+        elif f.value[2] is not None:
+            failed.append((j, f.value[2](index)))
+    return failed
+
+
+class RawPublisher:
+    """Queues pre-encoded record batches on one kafka-python ``KafkaProducer``."""
+
+    def __init__(self, producer: Any):
+        self.producer = producer
+        config = producer.config
+        # A batch stays below what one produce request and the sender's batching hold.
+        self.max_batch_bytes = max(min(int(config["batch_size"]), int(config["max_request_size"]) - 1024), 1024)
+
+    def publish(self, topic: str, partition: int, keys: Sequence[bytes],
+                values: Sequence[bytes]) -> tuple[Any, SplitWatch]:
+        """Queue ``keys[j]``/``values[j]`` as one batch to ``topic[partition]``, in order. Returns the
+        batch's future (``kafka.producer.future.FutureProduceResult``) and its ``SplitWatch``: pass
+        both to ``outcome``. Raises what ``send`` raises when the producer is closed or its
+        transaction is not open (``KafkaError`` / ``IllegalStateError``)."""
+        producer = self.producer
+        if producer._closed:
+            raise IllegalStateError("KafkaProducer already closed!")
+        tp = TopicPartition(topic, partition)
+        tm = producer._transaction_manager
+        if tm is not None and tm.is_transactional():
+            tm.maybe_add_partition_to_transaction(tp)
+        now = time.monotonic()
+        batch = ProducerBatch(tp, RecordBatchV2(encode_records(keys, values), len(keys), int(time.time() * 1000)),
+                              now=now)
+        watch = batch._record_futures = SplitWatch(len(keys), batch.produce_future)
+        acc = producer._accumulator
+        acc._appends_in_progress.increment()
+        try:
+            with acc._tp_lock(tp):
+                if acc._closed:
+                    raise IllegalStateError("RecordAccumulator is closed")
+                acc._batches[tp].append(batch)
+                acc._incomplete.add(batch)
+        finally:
+            acc._appends_in_progress.decrement()
+        producer._sender.wakeup()
+        return batch.produce_future, watch

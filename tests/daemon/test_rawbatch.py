@@ -1,0 +1,163 @@
+"""Scores published as whole record batches (rnnstream.daemon.rawbatch), against the real embedded broker:
+every score read back once, in order per partition, on the default partitioner's partition; with the
+idempotent and the transactional producer; and a batch the broker refuses as too large."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import orjson
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import UnknownError
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.partitioner.default import murmur2
+from kafka.record.memory_records import MemoryRecords
+
+from rnnstream.daemon import rawbatch
+from rnnstream.daemon.outputs import Outputs
+
+from .test_outputs import detector_cfg
+
+
+def test_encoded_batch_is_what_kafka_python_decodes_with_a_valid_crc():
+    keys = [b"k%d" % i for i in range(20000)]                    # offset deltas past the varint table
+    values = [b"v" * (i % 400) for i in range(20000)]             # lengths of one and two varint bytes
+    batch = rawbatch.RecordBatchV2(rawbatch.encode_records(keys, values), len(keys), 1_700_000_000_123)
+    batch.set_producer_state(7, 2, 1000, True)
+    batch.close()
+    with pytest.raises(Exception):
+        batch.set_producer_state(7, 2, 2000, True)               # the header is written once
+    decoded = MemoryRecords(bytes(batch.buffer())).next_batch()
+    assert decoded.validate_crc()
+    assert (decoded.producer_id, decoded.producer_epoch, decoded.base_sequence, decoded.is_transactional) == (7, 2, 1000, True)
+    records = list(decoded)
+    assert [(r.offset, r.key, r.value, r.timestamp, r.headers) for r in records] == \
+        [(j, keys[j], values[j], 1_700_000_000_123, []) for j in range(20000)]
+    assert rawbatch.varint(-1) == b"\x01" and rawbatch.varint(300) == b"\xd8\x04"   # zig-zag, as Kafka
+
+
+def _rec(offset: int) -> ConsumerRecord:
+    return ConsumerRecord("metrics", 0, 0, offset, 1_700_000_000_000, 0, None, b"{}", [], None, -1, 2, -1)
+
+
+def _publish_polls(out: Outputs, polls: int, per_poll: int, entities: int) -> int:
+    offset = 0
+    for _ in range(polls):
+        raw = [_rec(offset + i) for i in range(per_poll)]
+        names = [f"host-{(offset + i) % entities:04d}" for i in range(per_poll)]
+        out.scores(raw, names, np.arange(offset, offset + per_poll, dtype=np.float64), np.arange(per_poll),
+                   np.linspace(0, 1, per_poll), np.ones(per_poll), np.zeros(per_poll, np.uint8), 1)
+        offset += per_poll
+    return offset
+
+
+def _read_all(bootstrap: str, topic: str, n: int, committed_only: bool = False, timeout_s: float = 60):
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                             enable_auto_commit=False,
+                             isolation_level="read_committed" if committed_only else "read_uncommitted")
+    got, deadline = [], time.monotonic() + timeout_s
+    while len(got) < n and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=500).values():
+            got += records
+    extra = consumer.poll(timeout_ms=1000)                      # nothing beyond n (no duplicates)
+    consumer.close()
+    return got + [r for rs in extra.values() for r in rs]
+
+
+def _check_every_score_once_in_order(got, n: int, partitions: int) -> None:
+    offsets = [int(orjson.loads(r.value)["event_id"].rsplit(":", 1)[1]) for r in got]
+    assert sorted(offsets) == list(range(n))                    # none lost, none duplicated
+    for p in range(partitions):
+        mine = [o for r, o in zip(got, offsets) if r.partition == p]
+        assert mine == sorted(mine) and mine                     # in publish order per partition
+    for r in got:                                                # the default partitioner's partition
+        assert r.partition == (murmur2(r.key) & 0x7FFFFFFF) % partitions
+        assert orjson.loads(r.value)["entity"] == r.key.decode()
+
+
+def test_per_record_scores_as_record_batches_are_read_back_once_in_order(kafka):
+    topic = kafka.new_topic("rawscores", partitions=3)
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", batch_size=16384, linger_ms=5)
+    try:
+        assert rawbatch.available(producer)
+        out = Outputs(producer, detector_cfg(f"{{scores_topic: {topic}}}"), "pod-1")
+        assert out._raw is not None
+        n = _publish_polls(out, polls=4, per_poll=2500, entities=700)   # 16 KB batches: many per partition
+        producer.send(topic, key=b"host-0000", value=orjson.dumps({"event_id": f"x:metrics:0:{n}", "entity": "host-0000"}))
+        producer.flush(30)
+        out.service()
+        assert out._inflight == [] and out.pending == 0 and out.send_failures == 0
+        assert out.sent["score"] == n
+        _check_every_score_once_in_order(_read_all(kafka.bootstrap, topic, n + 1), n + 1, 3)
+    finally:
+        producer.close()
+
+
+def test_record_batches_join_the_transaction_commit_and_abort(kafka):
+    topic = kafka.new_topic("rawtxn", partitions=2)
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, transactional_id=f"raw-{time.time_ns()}",
+                             batch_size=16384)
+    try:
+        producer.init_transactions()
+        out = Outputs(producer, detector_cfg(f"{{scores_topic: {topic}}}"), "pod-1")
+        producer.begin_transaction()
+        _publish_polls(out, polls=1, per_poll=1000, entities=100)
+        producer.abort_transaction()
+        out.discard_pending()
+        producer.begin_transaction()
+        n = _publish_polls(out, polls=2, per_poll=1500, entities=300)
+        producer.commit_transaction()
+        out.service()
+        assert out._inflight == [] and out.pending == 0
+        got = _read_all(kafka.bootstrap, topic, n, committed_only=True)
+        _check_every_score_once_in_order(got, n, 2)                # the aborted 1,000 are not visible
+    finally:
+        producer.close()
+
+
+def test_a_batch_refused_as_too_large_is_split_by_the_producer_and_still_accounted(kafka):
+    topic = f"rawsmall-{time.time_ns()}"
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"max.message.bytes": "6000"})])
+    admin.close()
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", batch_size=65536)
+    try:
+        out = Outputs(producer, detector_cfg(f"{{scores_topic: {topic}}}"), "pod-1")
+        n = _publish_polls(out, polls=1, per_poll=400, entities=400)   # ~80 KB: split until under 6 KB
+        for _ in range(20):
+            try:
+                producer.flush(60)
+                break
+            except UnknownError:   # kafka-python's flush when a batch splits under it (its own batches too)
+                continue
+        deadline = time.monotonic() + 30
+        while out._inflight and time.monotonic() < deadline:
+            out.service()
+            time.sleep(0.05)
+        assert out._inflight == [] and out.pending == 0 and out.send_failures == 0
+        _check_every_score_once_in_order(_read_all(kafka.bootstrap, topic, n), n, 1)
+    finally:
+        producer.close()
+
+
+def test_a_failing_topic_keeps_the_scores_for_a_retry(kafka):
+    """A batch the broker fails (here: its partition does not exist) is counted, queued and retried
+    record by record; nothing raises, nothing is lost silently."""
+    topic = kafka.new_topic("rawfail", partitions=1)
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", delivery_timeout_ms=3000,
+                             request_timeout_ms=1000, linger_ms=0, max_block_ms=2000)
+    try:
+        out = Outputs(producer, detector_cfg(f"{{scores_topic: {topic}}}"), "pod-1", retry_backoff_ms=60000)
+        out._partitioner = lambda t: (lambda key: 5)             # a partition the topic does not have
+        _publish_polls(out, polls=1, per_poll=50, entities=50)
+        deadline = time.monotonic() + 30
+        while out._inflight and time.monotonic() < deadline:
+            out.service()
+            time.sleep(0.1)
+        assert out._inflight == [] and out.pending == 50 and out.send_failures == 50
+        assert "rawfail" in out.problem()
+    finally:
+        producer.close(timeout=5)
