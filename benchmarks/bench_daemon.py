@@ -14,6 +14,10 @@ same machine load:
 - ``daemon+scores(record)`` / ``daemon+scores(batch)``: the same with ``outputs.scores_topic`` set,
   one record per event / one per poll and partition (``outputs.scores_format``).
 
+``--baseline DIR`` adds the daemon variants again with the ``rnnstream`` package found in ``DIR`` (e.g. an
+export of the code before a change: ``git archive main rnnstream | tar -x -C DIR``), named ``base:...``, in
+the same rounds: a before/after comparison under the same load.
+
 Each daemon is timed from its first consumed record to its last event scored and every output the
 producer holds delivered (``producer.flush()``), the bare loops from their first record to their
 last decoded. Prints events/s per round, medians and the ratios of medians (targets: daemon >= 0.85x
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import subprocess
 import sys
 import tempfile
@@ -154,26 +159,46 @@ def ensure_confluent() -> str | None:
     return None
 
 
+ASSIGN_TIMEOUT_S = 120.0
+STALL_TIMEOUT_S = 60.0
+
+
 def timed_runner(cfg, topic: str, n: int) -> tuple[float, Runner]:
     """Run a daemon on ``cfg`` in a thread; seconds from its first consumed record until its ``n``-th
     event is scored and the producer has delivered every output (flushed), and the stopped runner (its
-    registry holds the run's metrics). Kernels are compiled first."""
+    registry holds the run's metrics). Kernels are compiled first.
+
+    Progress is read from the units' own counters every 5 ms (a whole-registry collect every 2 ms had
+    held the GIL against the daemon's thread). ``TimeoutError`` when the daemon gets no records within
+    ``ASSIGN_TIMEOUT_S`` or stops progressing for ``STALL_TIMEOUT_S`` (kafka-python's group join can
+    hang on a loaded machine; see runner.REBALANCE_POLL_MS)."""
     Detector(cfg.detectors[0], background=False).close()   # load/compile kernels before timing
     runner = Runner(cfg, registry=CollectorRegistry(), http=False)
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
-    reg = runner.registry
-    consumed = lambda: reg.get_sample_value("rnnstream_events_consumed_total", {"topic": topic}) or 0.0  # noqa: E731
-    names = [d.name for d in cfg.detectors]
-    done = lambda: sum(reg.get_sample_value("rnnstream_events_processed_total", {"detector": d}) or 0.0  # noqa: E731
-                       for d in names) + sum(
-        s.value for m in reg.collect() if m.name == "rnnstream_events_rejected" for s in m.samples
-        if s.name == "rnnstream_events_rejected_total")
-    while consumed() == 0:
-        time.sleep(0.002)
+
+    def done() -> int:
+        units = list(runner.units.values()) + list(runner._parked.values())
+        return sum(u.totals.processed + u.totals.rejected for u in units)
+
+    def fail(why: str):
+        runner.stop()
+        thread.join(30)
+        raise TimeoutError(why)
+
+    deadline = time.monotonic() + ASSIGN_TIMEOUT_S
+    while not any(u.totals.consumed for u in list(runner.units.values())):
+        if time.monotonic() > deadline:
+            fail(f"no record consumed in {ASSIGN_TIMEOUT_S:.0f} s (the group join hung?)")
+        time.sleep(0.001)
     started = time.perf_counter()
-    while done() < n:
-        time.sleep(0.002)
+    last, last_change = 0, time.monotonic()
+    while (now := done()) < n:
+        if now != last:
+            last, last_change = now, time.monotonic()
+        elif time.monotonic() - last_change > STALL_TIMEOUT_S:
+            fail(f"stalled at {now} of {n} events for {STALL_TIMEOUT_S:.0f} s")
+        time.sleep(0.005)
     runner.producer.flush(timeout=60)    # the last outputs delivered: the end of the run
     took = time.perf_counter() - started
     runner.stop()
@@ -201,14 +226,22 @@ def daemon_run(bootstrap: str, topic: str, n: int, state_dir: str, scores: str |
     return n / took
 
 
-def measure(kind: str, bootstrap: str, topic: str, n: int, state_dir: str) -> float:
-    """Events/s of one loop, measured in a fresh process (no heap or GC state carried over)."""
-    out = subprocess.run([sys.executable, __file__, "--measure", kind, "--bootstrap", bootstrap,
-                          "--topic", topic, "--events", str(n), "--state-dir", state_dir],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit(f"{kind} failed:\n{out.stderr[-3000:]}")
-    return float(out.stdout.strip().splitlines()[-1])
+def measure(kind: str, bootstrap: str, topic: str, n: int, state_dir: str, baseline: str | None = None) -> float:
+    """Events/s of one loop, measured in a fresh process (no heap or GC state carried over); a
+    ``base:`` variant imports ``rnnstream`` from ``baseline``."""
+    env = dict(os.environ)
+    if kind.startswith("base:"):
+        kind = kind[len("base:"):]
+        env["PYTHONPATH"] = os.pathsep.join([baseline, env["PYTHONPATH"]]) if env.get("PYTHONPATH") else baseline
+    for attempt in (1, 2):     # a hung group join is retried once, in a new process and group
+        out = subprocess.run([sys.executable, __file__, "--measure", kind, "--bootstrap", bootstrap,
+                              "--topic", topic, "--events", str(n), "--state-dir", f"{state_dir}-{attempt}"],
+                             capture_output=True, text=True, env=env)
+        if out.returncode == 0:
+            return float(out.stdout.strip().splitlines()[-1])
+        print(f"{kind} failed (attempt {attempt}); the end of its log:\n" + "\n".join(out.stderr.strip().splitlines()[-15:]),
+              flush=True)
+    return float("nan")
 
 
 def main() -> None:
@@ -217,6 +250,7 @@ def main() -> None:
     parser.add_argument("--entities", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", nargs="*", help="measure only these variants (names as printed)")
+    parser.add_argument("--baseline", help="also measure the daemon variants with the rnnstream package in this directory")
     parser.add_argument("--measure", choices=list(BARE) + list(SCORES), help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
@@ -232,6 +266,8 @@ def main() -> None:
         print(daemon_run(args.bootstrap, args.topic, args.events, args.state_dir, SCORES[args.measure]))
         return
     variants = [v for v in list(BARE) + list(SCORES) if not args.only or v in args.only]
+    if args.baseline:
+        variants += [f"base:{v}" for v in SCORES if not args.only or v in args.only]
     if "confluent-kafka" in variants:
         why = ensure_confluent()
         if why:
@@ -247,12 +283,13 @@ def main() -> None:
         rates: dict[str, list[float]] = {v: [] for v in variants}
         for r in range(args.rounds):
             for v in variants:
-                rates[v].append(measure(v, broker.bootstrap, topic, args.events, str(Path(tmp) / f"state-{v}-{r}")))
+                rates[v].append(measure(v, broker.bootstrap, topic, args.events, str(Path(tmp) / f"state-{v}-{r}"),
+                                       args.baseline))
             print(f"round {r + 1}: " + ", ".join(f"{v} {rates[v][-1]:,.0f}" for v in variants) + " events/s",
                   flush=True)
-        med = {v: float(np.median(x)) for v, x in rates.items()}
+        med = {v: float(np.nanmedian(x)) for v, x in rates.items() if not np.isnan(x).all()}
         for v in variants:
-            print(f"{v:>24}: median {med[v]:,.0f} events/s (rounds {', '.join(f'{x:,.0f}' for x in rates[v])})")
+            print(f"{v:>28}: median {med.get(v, float('nan')):,.0f} events/s (rounds {', '.join(f'{x:,.0f}' for x in rates[v])})")
         print(f"{args.events} events over {args.entities} entities, {PARTITIONS} partitions, {args.rounds} rounds; "
               + machine_line())
         setup = f"{args.events // 1000} k events, {args.entities // 1000} k entities, {PARTITIONS} partitions, median of {args.rounds} rounds"
@@ -264,6 +301,16 @@ def main() -> None:
                 figure(f"daemon vs a bare {bare} poll + orjson loop, to the last event scored ({setup})",
                        f"daemon {base / 1e3:,.0f} k/s, {bare} {med[bare] / 1e3:,.0f} k/s: **{ratio:.2f}x**",
                        ">= 0.85x" if bare == "kafka-python" else "")
+        if args.baseline:
+            for v in SCORES:
+                if v in med and f"base:{v}" in med:
+                    print(f"{v}: {med[v] / med[f'base:{v}']:.2f}x the baseline ({args.baseline})")
+            for v in SCORES:
+                if f"base:{v}" in med and "base:daemon" in med and v != "daemon":
+                    print(f"base:{v} / base:daemon: {med[f'base:{v}'] / med['base:daemon']:.2f}")
+            for bare in BARE:
+                if "base:daemon" in med and bare in med:
+                    print(f"base:daemon / {bare} loop: {med['base:daemon'] / med[bare]:.2f}")
         for v, target in (("daemon+scores(record)", ">= 0.6x"), ("daemon+scores(batch)", ">= 0.9x")):
             if base and v in med:
                 ratio = med[v] / base

@@ -1,7 +1,7 @@
 """Latency of the daemon under a steady load, measured from outside: produce time to score read back.
 
     python benchmarks/bench_latency.py [--rates 5000 20000] [--formats record batch] [--entities 10000]
-                                       [--warmup 15] [--duration 30]
+                                       [--warmup 15] [--duration 30] [--baseline DIR]
 
 Per rate and scores format, against a local embedded broker: a fresh input topic (2 partitions) and scores topic; the
 daemon (`rnnstream run`, its own process, default settings but every event's score published, the
@@ -114,20 +114,28 @@ def produce(bootstrap: str, topic: str, rate: int, seconds: float, entities: int
 
 
 def consume(bootstrap: str, topic: str, seconds: float, out: str) -> None:
-    """Read ``topic`` for ``seconds``; save (arrival time, latency) of every score to ``out`` (.npy)."""
+    """Read ``topic`` for ``seconds``; save, for every score, its arrival time, its latency (arrival
+    minus the event's ``ts``) and the score record's own Kafka timestamp (the daemon's producer sets it
+    when it publishes: the split between the daemon's side and the way back) to ``out`` (.npy).
+
+    Each record is stamped as soon as the client hands it over: the reader blocks for the first record
+    (``poll``) and then takes only what is already there, never waiting to fill a batch (a
+    ``consume(1000, timeout=0.05)`` had added up to 50 ms to every latency at these rates)."""
     arrivals: list[float] = []
     latencies: list[float] = []
+    published: list[float] = []
     loads = orjson.loads
 
-    def take(value: bytes, now: float) -> None:
+    def take(value: bytes, created_ms: float, now: float) -> None:
         v = loads(value)
         if "schema" in v:
-            for t in v["event_time"]:
-                arrivals.append(now)
-                latencies.append(now - t)
+            times = v["event_time"]
         else:
+            times = (v["event_time"],)
+        for t in times:
             arrivals.append(now)
-            latencies.append(now - v["event_time"])
+            latencies.append(now - t)
+            published.append(created_ms / 1000.0)
 
     end = time.time() + seconds
     if have_confluent():
@@ -137,9 +145,13 @@ def consume(bootstrap: str, topic: str, seconds: float, out: str) -> None:
                       "auto.offset.reset": "earliest", "enable.auto.commit": False, "fetch.wait.max.ms": 5})
         c.subscribe([topic])
         while time.time() < end:
-            for m in c.consume(num_messages=1000, timeout=0.05):
+            first = c.poll(0.05)                       # returns as soon as one record is there
+            if first is None:
+                continue
+            now = time.time()
+            for m in [first] + c.consume(num_messages=10000, timeout=0):   # what is already there
                 if m.error() is None:
-                    take(m.value(), time.time())
+                    take(m.value(), m.timestamp()[1], now)
         c.close()
     else:
         from kafka import KafkaConsumer
@@ -150,9 +162,9 @@ def consume(bootstrap: str, topic: str, seconds: float, out: str) -> None:
             for records in c.poll(timeout_ms=50).values():
                 now = time.time()
                 for r in records:
-                    take(r.value, now)
+                    take(r.value, r.timestamp, now)
         c.close()
-    np.save(out, np.array([arrivals, latencies]))
+    np.save(out, np.array([arrivals, latencies, published]))
 
 
 # -- one measured run --------------------------------------------------------------------------------
@@ -191,7 +203,9 @@ def histogram_quantiles(text: str, name: str, qs=(0.5, 0.99)) -> list[float]:
     return [next((le for le in edges if total and buckets[le] >= q * total), float("nan")) for q in qs]
 
 
-def run_rate(bootstrap: str, admin_create, rate: int, scores_format: str, args, tmp: Path) -> dict:
+def run_rate(bootstrap: str, admin_create, rate: int, scores_format: str, args, tmp: Path,
+             code: str | None = None) -> dict:
+    """One measured run; the daemon imports ``rnnstream`` from ``code`` when given (``--baseline``)."""
     topic = f"lat-{rate}-{time.time_ns() % 10**9}"
     admin_create([(topic, PARTITIONS), (f"{topic}.scores", PARTITIONS), (f"{topic}.anomalies", 1)])
     cfg = tmp / f"{topic}.yaml"
@@ -202,7 +216,10 @@ def run_rate(bootstrap: str, admin_create, rate: int, scores_format: str, args, 
     total = args.warmup + args.duration
     lat_file = tmp / f"{topic}.npy"
     me = [sys.executable, __file__]
-    daemon = subprocess.Popen([sys.executable, "-m", "rnnstream", "run", "-c", str(cfg)],
+    env = dict(os.environ)
+    if code:
+        env["PYTHONPATH"] = code
+    daemon = subprocess.Popen([sys.executable, "-m", "rnnstream", "run", "-c", str(cfg)], cwd=tmp, env=env,
                               stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 120
@@ -229,10 +246,14 @@ def run_rate(bootstrap: str, admin_create, rate: int, scores_format: str, args, 
         except subprocess.TimeoutExpired:
             daemon.kill()
             daemon.wait(10)
-    arrivals, latencies = np.load(lat_file)
+    arrivals, latencies, published = np.load(lat_file)
     rel = arrivals - started
     steady = (rel >= args.warmup) & (rel < total)
     lat_ms = latencies[steady] * 1000
+    # Where the time goes: the event's ts to the score record's timestamp (producer, broker, the
+    # daemon's fetch, decoding, scoring, publishing), then that timestamp to the reader.
+    to_published = (published - (arrivals - latencies))[steady] * 1000
+    to_read = (arrivals - published)[steady] * 1000
     target = TARGETS_MS.get(rate, 100.0)
     seconds = np.floor(rel).astype(int)
     per_second = {s: float(np.percentile(latencies[seconds == s] * 1000, 99)) for s in np.unique(seconds)
@@ -242,6 +263,8 @@ def run_rate(bootstrap: str, admin_create, rate: int, scores_format: str, args, 
     return {"rate": rate, "format": scores_format, "sent": sent, "scored": int(len(latencies)), "steady_n": int(steady.sum()),
             "p50": float(np.percentile(lat_ms, 50)), "p99": float(np.percentile(lat_ms, 99)),
             "p999": float(np.percentile(lat_ms, 99.9)), "max": float(lat_ms.max()),
+            "to_published": [float(np.percentile(to_published, q)) for q in (50, 99)],
+            "to_read": [float(np.percentile(to_read, q)) for q in (50, 99)],
             "first_seconds": [(s, per_second[s]) for s in first],
             "per_second": per_second, "events": [(t - started, m, d) for t, m, d in events],
             "target": target, "cpu_us_per_event": cpu_s / max(len(latencies), 1) * 1e6, "cpu_share": cpu_s / (time.time() - started),
@@ -255,6 +278,9 @@ def report(res: dict, args) -> None:
     print(f"   steady state ({args.duration:g} s after {args.warmup:g} s of warm-up, {res['steady_n']:,} scores): "
           f"p50 {res['p50']:.1f} ms, p99 {res['p99']:.1f} ms, p99.9 {res['p999']:.1f} ms, max {res['max']:.1f} ms "
           f"(target p99 <= {res['target']:g} ms)")
+    print(f"   split: event ts to the score record's timestamp (set when the daemon publishes) p50 "
+          f"{res['to_published'][0]:.1f} ms, p99 {res['to_published'][1]:.1f} ms; from there to the reader p50 "
+          f"{res['to_read'][0]:.1f} ms, p99 {res['to_read'][1]:.1f} ms (ms clocks: ±1 ms)")
     print(f"   daemon CPU time: {res['cpu_us_per_event']:.0f} µs per event scored, {res['cpu_share']:.2f} of a core "
           f"(start-up included)")
     print("   start (seconds after the assignment): p99 of the first seconds with scores: "
@@ -276,6 +302,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=15.0)
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--formats", nargs="+", choices=["record", "batch"], default=["record", "batch"])
+    parser.add_argument("--baseline", help="also run each case with the rnnstream package in this directory "
+                        "(the code before a change), right after the current code's run")
     parser.add_argument("--role", choices=["produce", "consume"], help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
@@ -300,6 +328,11 @@ def main() -> None:
     with EmbeddedKafka(heap="1g") as broker, tempfile.TemporaryDirectory() as tmp:
         for rate in args.rates:
             for fmt in args.formats:
+                if args.baseline:
+                    base = run_rate(broker.bootstrap, broker.create_topics, rate, fmt, args, Path(tmp), args.baseline)
+                    print(f"== baseline ({args.baseline}):")
+                    report(base, args)
+                    print("== this code:")
                 res = run_rate(broker.bootstrap, broker.create_topics, rate, fmt, args, Path(tmp))
                 report(res, args)
                 figure(f"latency, produce to score read back, {rate:,} events/s over {args.entities // 1000} k entities, "
