@@ -236,24 +236,14 @@ class Outputs:
         return n
 
     def _score_records(self, raw, entities, ts, index, score, error, flag, versions) -> None:
-        topic, det, dumps = self.scores_topic, self.detector, orjson.dumps
-        src = raw[int(index[0])]
-        prefix = f"{det}:{src.topic}:{src.partition}:"
+        topic = self.scores_topic
         partition_of = self._partitioner(topic)
         limit = self.max_record_bytes - RECORD_OVERHEAD_BYTES
-        anomaly = (flag & FLAG_ANOMALY).astype(bool).tolist()
-        suppressed = (flag & FLAG_SUPPRESSED).astype(bool).tolist()
-        rows = zip(index.tolist(), ts[index].tolist(), score.tolist(), error.tolist(), anomaly, suppressed,
-                   versions.tolist())
+        records = self._score_values(raw, entities, ts, index, score, error, flag, versions)
         if self._raw is not None and partition_of is not None and topic not in self._blocked:
             # Grouped by output partition, each group one record batch (``rawbatch``).
             groups: dict[int, _Batch] = {}
-            for i, t, sc, er, an, su, ver in rows:
-                record, entity = raw[i], entities[i]
-                key = entity.encode()
-                value = dumps({"event_id": prefix + str(record.offset), "detector": det, "entity": entity,
-                               "event_time": t, "score": sc, "error": er, "anomaly": an, "suppressed": su,
-                               "model_version": ver})
+            for record, key, value in records:
                 if len(key) + len(value) > limit:
                     self._send(_Out(topic, key, value, None, "score", record))   # a reference
                     continue
@@ -269,12 +259,7 @@ class Outputs:
             return
         send, inflight = self.producer.send, self._inflight
         sent = 0
-        for i, t, sc, er, an, su, ver in rows:
-            record, entity = raw[i], entities[i]
-            key = entity.encode()
-            value = dumps({"event_id": prefix + str(record.offset), "detector": det, "entity": entity,
-                           "event_time": t, "score": sc, "error": er, "anomaly": an, "suppressed": su,
-                           "model_version": ver})
+        for record, key, value in records:
             if topic in self._blocked or len(key) + len(value) > limit:
                 self._send(_Out(topic, key, value, None, "score", record))   # queue, or reference
                 continue
@@ -287,6 +272,20 @@ class Outputs:
             sent += 1
             inflight.append((future, (topic, key, value, record)))
         self.sent["score"] += sent
+
+    def _score_values(self, raw, entities, ts, index, score, error, flag, versions):
+        """(source record, key, value) of each event's score record, in the per-record format."""
+        det, dumps = self.detector, orjson.dumps
+        src = raw[int(index[0])]
+        prefix = f"{det}:{src.topic}:{src.partition}:"
+        anomaly = (flag & FLAG_ANOMALY).astype(bool).tolist()
+        suppressed = (flag & FLAG_SUPPRESSED).astype(bool).tolist()
+        for i, t, sc, er, an, su, ver in zip(index.tolist(), ts[index].tolist(), score.tolist(), error.tolist(),
+                                             anomaly, suppressed, versions.tolist()):
+            record, entity = raw[i], entities[i]
+            yield record, entity.encode(), dumps({
+                "event_id": prefix + str(record.offset), "detector": det, "entity": entity, "event_time": t,
+                "score": sc, "error": er, "anomaly": an, "suppressed": su, "model_version": ver})
 
     def _publish(self, partition: int, group: _Batch) -> None:
         """The records of ``group`` to ``partition``, as record batches of at most the publisher's size."""
