@@ -11,6 +11,11 @@ process reading the scores topic, each score's latency its arrival time minus th
 producer and consumer use confluent-kafka when it can be imported or installed (cheap per record, so
 they disturb the daemon least on a small machine), else kafka-python.
 
+The reader stamps each score as soon as its client hands the record over (it never waits to fill a
+batch), and the latency is also split at the score record's Kafka timestamp, which the daemon's
+producer sets when the score is published: event to published, published to read back.
+``--baseline DIR`` runs each case a second time, first, with the ``rnnstream`` package in ``DIR``.
+
 Prints p50/p99/p99.9/max over ``--duration`` seconds after ``--warmup`` seconds (the start-up backlog
 is reported apart: the p99 of the first seconds with scores), the worst seconds with what the daemon
 logged around them (checkpoints, retrainings), the events published against scored, and the machine.
