@@ -38,6 +38,10 @@ they never count later. The shard's arrays alternate between two parities, so an
 damages the arrays the last head names. In exactly-once mode the records go in the same transaction
 as the outputs and the input offsets, and a ``read_committed`` reader never sees an aborted one.
 
+Format 2 (one record per entity, keys ``e<chunk>\\0<input topic>\\0<entity>``, the same rows) is
+read as well; the first commit after such a restore writes every entity into buckets and tombstones
+every format-2 key, in one commit (one transaction with exactly once).
+
 Not guaranteed: a local cache (``state_dir``) older than the topic's ``delete.retention.ms`` (1 day
 by default) can miss the tombstone of a bucket emptied meanwhile, whose entities then survive in the
 restored state until they are evicted again.
@@ -63,12 +67,13 @@ from ..state.slots import SlotState, StateBlob
 
 log = logging.getLogger(__name__)
 
-FORMAT = "rnnstream-changelog/3"   # 3: entity rows in buckets; 2: one record per entity; 2 and 1 are refused
+FORMAT = "rnnstream-changelog/3"   # 3: entity rows in buckets; 1 is refused
+FORMAT_2 = "rnnstream-changelog/2"  # one record per entity (key e<chunk>, the same rows): read, then rewritten
 CHUNK_BYTES = 512 * 1024
 OFFSETS_TIMEOUT_MS = 15000   # a restore that cannot learn a partition's bounds fails (and is retried)
 STALL_S = 30.0               # ... as does one whose reading makes no progress this long
 BUCKET_ENTITIES = 32         # entities per bucket record on average (fewer when rows are large)
-_BUCKET, _ARRAYS, _HEAD = b"b", b"m", b"h"
+_BUCKET, _ARRAYS, _HEAD, _ENTITY_2 = b"b", b"m", b"h", b"e"
 
 
 # -- keys ---------------------------------------------------------------------------------------------
@@ -205,6 +210,7 @@ class WriterState:
     fixups: set = field(default_factory=set)   # bucket names ("B.b") whose last records may not count
     buckets: int | None = None   # B of the last head (None: nothing written yet)
     members: dict | None = None  # bucket -> its live entities under ``buckets`` (built at the first commit)
+    legacy: dict = field(default_factory=dict)   # format-2 entity key -> chunks, to tombstone
 
 
 def _members(names, buckets: int) -> dict[int, set[str]]:
@@ -255,7 +261,9 @@ def commit_records(det: Detector, topic: str, next_offset: int, ws: WriterState,
             dirty.add(int(b))
         elif old is None or int(size) != old:   # a commit of another B that did not complete
             tombstones.append(name.encode())
-    records: list[tuple[bytes, bytes | None]] = [(_key(_BUCKET, 0, topic, t), None) for t in sorted(set(tombstones))]
+    records: list[tuple[bytes, bytes | None]] = [(_key(_ENTITY_2, i, topic, name.encode()), None)
+                                                 for name, n in sorted(ws.legacy.items()) for i in range(n)]
+    records += [(_key(_BUCKET, 0, topic, t), None) for t in sorted(set(tombstones))]
     order = sorted(dirty)
     filled = [b for b in order if members.get(b)]
     for b in order:
@@ -299,6 +307,7 @@ class Restored:
     sizes: set = field(default_factory=set)      # the bucket counts B of the heads read
     arrays: dict[int, dict[int, bytes]] = field(default_factory=dict)   # parity -> chunk -> bytes
     fixups: set = field(default_factory=set)     # bucket names with records after the last head
+    legacy: dict = field(default_factory=dict)   # format-2 entity keys read (-> chunks): rewritten as buckets
     broken: set = field(default_factory=set)     # bucket names whose records do not decode
     records: int = 0
     bytes: int = 0
@@ -334,6 +343,8 @@ class Collector:
                 if chunk == 0 and rest in parts:   # written twice in one commit: the later counts
                     self._bucket(rest.decode(), parts.pop(rest))
                 parts.setdefault(rest, {})[chunk] = v
+            elif kind == _ENTITY_2:
+                self._legacy(rest.decode(), chunk, v)
             elif kind == _ARRAYS:
                 out.arrays.setdefault(int(rest), {})[chunk] = v
             elif kind == _HEAD:
@@ -365,9 +376,22 @@ class Collector:
             out.entities[e] = [row]
         out.buckets[name] = set(rows)
 
+    def _legacy(self, name: str, chunk: int, value: bytes | None) -> None:
+        chunks = self.out.entities.setdefault(name, [])
+        chunks.extend([None] * (chunk + 1 - len(chunks)))
+        chunks[chunk] = value
+        if value is None and not any(chunks):   # tombstoned (a migration): nothing left to rewrite
+            self.out.legacy.pop(name, None)
+        else:
+            self.out.legacy[name] = max(self.out.legacy.get(name, 0), chunk + 1)
+
     def finish(self) -> Restored:
-        self.out.fixups = {rest.decode() for (kind, _, _, rest), _ in self._pending if kind == _BUCKET}
-        return self.out
+        out = self.out
+        out.fixups = {rest.decode() for (kind, _, _, rest), _ in self._pending if kind == _BUCKET}
+        for (kind, chunk, _, rest), _ in self._pending:   # format-2 records of a commit that did not complete
+            if kind == _ENTITY_2:
+                out.legacy[rest.decode()] = max(out.legacy.get(rest.decode(), 0), chunk + 1)
+        return out
 
 
 class Reader:
@@ -446,7 +470,7 @@ def apply(det: Detector, restored: Restored, base_arrays_id: str | None = None, 
     offset) to the state ``restored`` describes. StateFormatError when the records do not fit ``det``'s config, or name
     arrays that were not read (the caller then reads the whole partition into a fresh detector)."""
     head = restored.head
-    if head is None or head.get("format") != FORMAT:
+    if head is None or head.get("format") not in (FORMAT, FORMAT_2):
         raise StateFormatError(f"changelog head missing or of another format: {None if head is None else head.get('format')}")
     codec = RowCodec(det.state)
     if head.get("row_bytes") != codec.row_bytes:

@@ -192,7 +192,7 @@ class StateLog:
               legacy: tuple | None = None) -> tuple[Detector, int | None, cl.WriterState, int]:
         restored = self.reader.read(topic, tp.partition, tp.topic, None, progress=progress)
         if restored.head is None:
-            ws = cl.WriterState(fixups=restored.fixups)
+            ws = cl.WriterState(fixups=restored.fixups, legacy=dict(restored.legacy))
             if legacy is not None:   # state kept before the changelog was on: the cache is all there is
                 log.info("changelog empty; restoring the local checkpoint", extra={"partition": _name(tp)})
                 return legacy[0], legacy[1], ws, restored.end_offset
@@ -249,7 +249,8 @@ class StateLog:
 
 def _writer_from(restored: cl.Restored) -> cl.WriterState:
     h = restored.head
-    return cl.WriterState(int(h["parity"]), h["arrays_id"], int(h["chunks"]), buckets=h.get("buckets"))
+    return cl.WriterState(int(h["parity"]), h["arrays_id"], int(h["chunks"]), buckets=h.get("buckets"),
+                          legacy=dict(restored.legacy))
 
 
 def _name(tp: Any) -> str:

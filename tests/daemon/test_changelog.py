@@ -283,3 +283,54 @@ def test_a_commit_that_was_not_written_changes_nothing_and_the_next_writes_it_al
         back.close()
     finally:
         det.close()
+
+
+def _as_format_2(records: list) -> list:
+    """``records`` of one commit as format 2 wrote them: a record per entity (key e0), head format 2."""
+    import orjson
+
+    out = []
+    for key, value in records:
+        kind, _, topic, rest = cl.parse_key(key)
+        if kind == b"b":
+            out += [(cl._key(b"e", 0, topic, e.encode()), row) for e, row in cl.decode_bucket([value]).items()]
+        elif kind == b"h":
+            head = orjson.loads(value)
+            head["format"] = cl.FORMAT_2
+            del head["buckets"]
+            out.append((key, orjson.dumps(head)))
+        else:
+            out.append((key, value))
+    return out
+
+
+def test_a_format_2_changelog_is_read_and_rewritten_as_buckets_at_the_next_commit():
+    cfg = _cfg(max_entities=100)
+    ents, x, ts = _stream(400, 40, seed=8)
+    det = Detector(cfg)
+    try:
+        det.process(ents[:200], x[:200], ts[:200])
+        records, _, _ = cl.commit_records(det, "t", 200, cl.WriterState(), fingerprints={})
+        det.state.mark_clean()
+        log = _as_format_2(records)
+        back, restored = _restore(cfg, log)
+        _same(det, back)
+        assert len(restored.legacy) == len(det.state)
+        from rnnstream.daemon.statelog import _writer_from
+
+        ws = [_writer_from(restored)]
+        back.process(ents[200:210], x[200:210], ts[200:210])
+        det.process(ents[200:210], x[200:210], ts[200:210])
+        migration = _commit(back, log, ws, 210)
+        assert sum(k[:1] == b"e" and v is None for k, v in migration) == len(restored.legacy)
+        again, restored = _restore(cfg, log)
+        assert not restored.legacy and restored.head["format"] == cl.FORMAT
+        _same(det, again)
+        latest = dict(log)                                   # compacted: the last record of each key
+        compacted = [(k, v) for k, v in log if latest[k] is v and v is not None]
+        final, _ = _restore(cfg, compacted)
+        _same(det, final)
+        for d in (back, again, final):
+            d.close()
+    finally:
+        det.close()
