@@ -44,6 +44,9 @@ failed one is aborted and every unit restored from the changelog (``_abort_and_r
 ``processing.standby_replicas`` (``rnnstream.daemon.standby``) the group assignment also names
 partitions of which this replica keeps a warm copy; a partition assigned here restores from its copy
 plus the changelog's tail.
+
+A consumer that kafka-python leaves subscribed without partitions nobody else holds is closed and
+replaced after a session timeout (``_check_stranded``).
 """
 
 from __future__ import annotations
@@ -102,16 +105,6 @@ start that hung in about one in nine (its log shows a new generation and "perfor
 assignments", then no assignment), though that hang did not recur here unforced (30 process
 restarts, 50 in-process starts). Staying inside ``poll`` for long stretches while rebalancing, with
 no other work between them, shrinks the window to a few milliseconds per stretch."""
-
-
-STRANDED_CHECK = """When this process has owned no partition for a session timeout while subscribed, the group is asked
-(``describe_groups``, at most once per session timeout) whether that is the assignment: the group
-stable, this consumer a member without partitions, every partition of its topics with another member.
-Otherwise (the group assigned this member partitions it does not hold, or gave them to nobody, or does
-not know this member, or is rebalancing all that time) the consumer is closed and a new one subscribes
-(``_rejoin``), counted in ``rnnstream_consumer_rejoins_total``. This is what kafka-python's rejoin
-right after the first assignment (``REBALANCE_POLL_MS``) left behind: a member waiting for an
-assignment that never came, until a liveness probe restarted the process."""
 
 
 class _Listener(AsyncConsumerRebalanceListener):
@@ -361,7 +354,18 @@ class Runner:
             self._last_progress = now
 
     def _check_stranded(self, now: float) -> None:
-        """Rejoin the group when left without partitions that nobody else has (``STRANDED_CHECK``)."""
+        """Rejoin the group when left without partitions that nobody else has.
+
+        When this process has owned no partition for a session timeout while subscribed, the group is
+        asked (``stranded_reason``, at most once per session timeout) whether that is the assignment:
+        the group stable, this consumer a member without partitions, every partition of its topics
+        with another member. Otherwise (the group assigned this member partitions it does not hold,
+        or gave them to nobody, or does not know it, or has been rebalancing all that time) the
+        consumer is closed and a new one subscribes (``_rejoin``), counted in
+        ``rnnstream_consumer_rejoins_total``. This is what kafka-python's rejoin right after the first
+        assignment (``REBALANCE_POLL_MS``) left behind: a member waiting for an assignment that never
+        came, until a liveness probe restarted the process. A member idle by the group's choice (more
+        replicas than partitions) is left alone."""
         if self.units or self._unrestored or self._broker_down_since is not None or self._stop.is_set():
             self._unowned_since = None
             return
@@ -987,8 +991,8 @@ def broker_connected(consumer: Any) -> bool | None:
 
 
 def stranded_reason(consumer: Any, admin_factory: Callable[[], Any], group: str, topics: list[str]) -> str | None:
-    """Why a consumer that holds no partition should rejoin (``STRANDED_CHECK``), or None when that is
-    the group's assignment (or nothing can be told: no metadata, a test double)."""
+    """Why a consumer that holds no partition should rejoin (``Runner._check_stranded``), or None when
+    that is the group's assignment (or nothing can be told: no metadata, a test double)."""
     cluster = getattr(getattr(consumer, "_client", None), "cluster", None)
     generation = getattr(getattr(consumer, "_coordinator", None), "_generation", None)
     if cluster is None or generation is None:

@@ -1,5 +1,5 @@
 """A consumer that kafka-python leaves subscribed without partitions: the daemon rejoins by itself
-(runner.STRANDED_CHECK), and a member that is idle by the group's choice is left alone."""
+(Runner._check_stranded), and a member that is idle by the group's choice is left alone."""
 
 from __future__ import annotations
 
@@ -20,14 +20,16 @@ pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 
 
 class StuckConsumer(KafkaConsumer):
-    """kafka-python's known way to strand a member (runner.REBALANCE_POLL_MS): polls of 1 ms with work
-    between them. The join completes while the caller is outside ``poll``, the next ``poll`` takes the
-    finished task for a failed attempt and sends a fresh JoinGroup: the member never gets its partitions."""
+    """A member whose join never completes. kafka-python's own way to get there (runner.REBALANCE_POLL_MS:
+    a join that completes while the caller is outside ``poll`` is taken for a failed one, and a new
+    JoinGroup sent) depends on timing and does not always strand a consumer; this one finds and keeps
+    its group coordinator (so the daemon sees Kafka reachable) but never joins: it stays subscribed,
+    and ``poll`` returns nothing."""
 
     def poll(self, timeout_ms=0, max_records=None, update_offsets=True):
-        out = super().poll(timeout_ms=1, max_records=max_records, update_offsets=update_offsets)
-        time.sleep(0.2)
-        return out
+        self._coordinator.ensure_coordinator_ready(timeout_ms=min(timeout_ms, 500))
+        time.sleep(0.05)
+        return {}
 
 
 def _start(cfg, factory=None):
