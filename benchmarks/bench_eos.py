@@ -1,13 +1,22 @@
 """What state in Kafka costs: the daemon with file checkpoints, with the changelog (at least once) and
 with exactly-once transactions, at a 1 s commit interval, against a local embedded broker.
 
-    python benchmarks/bench_eos.py [--events 300000] [--entities 10000] [--rounds 2]
+    python benchmarks/bench_eos.py [--events 300000] [--entities 10000] [--rounds 3] [--rate 2000]
 
-For each mode, in a fresh process and consumer group over the same pre-filled topic (bench_daemon's
-events): events/s from the first record to the last one consumed; the p99 of the commit's duration
-(the pause a checkpoint or transaction adds to the loop, from the histogram's buckets: an upper
-bound); changelog bytes per event. Then the time to restore every partition from the changelog
-alone (empty cache), per million entities. Benchmarks measure; they assert nothing.
+Throughput: for each mode, in a fresh process and consumer group over the same pre-filled topic
+(bench_daemon's events): events/s from the first record to the last one consumed; the p99 of the
+commit's duration (the pause a checkpoint or transaction adds to the loop, from the histogram's
+buckets: an upper bound); changelog bytes per event. The modes alternate within each round, so all
+see the same machine load; medians over the rounds.
+
+Latency: for each mode once, a fresh topic fed at ``--rate`` events/s (each event's ``ts`` its send
+time, bench_latency.py's producer) to a daemon publishing every score (``scores_format: batch``);
+a ``read_committed`` consumer takes each score's latency as its arrival time minus that ``ts``, so
+with exactly once it includes the wait for the transaction's commit. p50/p99 over ``--duration``
+seconds after ``--warmup``.
+
+Then the time to restore every partition from the changelog alone (empty cache), per million
+entities. Benchmarks measure; they assert nothing.
 """
 
 from __future__ import annotations
@@ -43,9 +52,13 @@ MODES = {
 }
 
 
-def _config(mode: str, bootstrap: str, topic: str, state_dir: str, group: str):
+def _config(mode: str, bootstrap: str, topic: str, state_dir: str, group: str, scores: bool = False):
     text = CONFIG.format(bootstrap=bootstrap, group=group, state_dir=state_dir, topic=topic)
     text = text.replace("checkpoint: {interval_seconds: 10}", "checkpoint: {interval_seconds: 1}")
+    if scores:   # every event's score, batched per poll and partition (what the latency is read from)
+        text = text.replace(f"outputs: {{anomalies_topic: {topic}.anomalies}}",
+                            f"outputs: {{anomalies_topic: {topic}.anomalies, scores_topic: {topic}.scores, "
+                            "scores_format: batch}")
     return load_config_text(MODES[mode] + "\n" + text)
 
 
@@ -62,6 +75,60 @@ def _p99(reg, name: str) -> float:
         if total and count >= 0.99 * total:
             return le
     return float("nan")
+
+
+def run_latency(mode: str, bootstrap: str, topic: str, state_dir: str, rate: int, warmup: float, duration: float,
+                entities: int) -> dict:
+    """Latency of ``mode`` at ``rate`` events/s on the empty ``topic`` (see the module docstring)."""
+    import threading
+
+    from rnnstream.daemon.runner import Runner
+
+    cfg = _config(mode, bootstrap, topic, state_dir, f"lat-{mode}-{time.time_ns()}", scores=True)
+    runner = Runner(cfg, registry=CollectorRegistry(), http=False)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 120
+    while len(runner.units) < PARTITIONS:
+        if time.time() > deadline or not thread.is_alive():
+            raise SystemExit(f"{mode}: the daemon was not assigned its partitions")
+        time.sleep(0.1)
+    out = Path(state_dir) / "latency.npy"
+    total = warmup + duration
+    started = time.time()
+    consumer = subprocess.Popen([sys.executable, __file__, "--consume", f"{topic}.scores", "--bootstrap", bootstrap,
+                                 "--seconds", str(total + 5), "--out", str(out)])
+    subprocess.run([sys.executable, str(Path(__file__).with_name("bench_latency.py")), "--role", "produce",
+                    "--bootstrap", bootstrap, "--topic", topic, "--rate", str(rate), "--seconds", str(total),
+                    "--entities", str(entities)], capture_output=True, check=True)
+    consumer.wait(120)
+    runner.stop()
+    thread.join(60)
+    arrivals, latencies = np.load(out)
+    rel = arrivals - started
+    ms = latencies[(rel >= warmup) & (rel < total)] * 1000
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "n": int(ms.size)}
+
+
+def consume(bootstrap: str, topic: str, seconds: float, out: str) -> None:
+    """Read ``topic`` (read_committed) for ``seconds``; save (arrival, latency) of every score to ``out``."""
+    import orjson
+    from kafka import KafkaConsumer
+
+    arrivals: list[float] = []
+    latencies: list[float] = []
+    c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                      enable_auto_commit=False, fetch_max_wait_ms=5, isolation_level="read_committed")
+    end = time.time() + seconds
+    while time.time() < end:
+        for records in c.poll(timeout_ms=50).values():
+            now = time.time()
+            for r in records:
+                for t in orjson.loads(r.value)["event_time"]:
+                    arrivals.append(now)
+                    latencies.append(now - t)
+    c.close()
+    np.save(out, np.array([arrivals, latencies]))
 
 
 def run_mode(mode: str, bootstrap: str, topic: str, n: int, state_dir: str) -> dict:
@@ -91,14 +158,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--entities", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rate", type=int, default=2000, help="events/s of the latency phase (0: none)")
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--measure", choices=list(MODES), help=argparse.SUPPRESS)
+    parser.add_argument("--latency", choices=list(MODES), help=argparse.SUPPRESS)
+    parser.add_argument("--consume", help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     parser.add_argument("--state-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(run_mode(args.measure, args.bootstrap, args.topic, args.events, args.state_dir)))
+        return
+    if args.latency:
+        print(json.dumps(run_latency(args.latency, args.bootstrap, args.topic, args.state_dir, args.rate,
+                                     args.warmup, args.duration, args.entities)))
+        return
+    if args.consume:
+        consume(args.bootstrap, args.consume, args.seconds, args.out)
         return
     with EmbeddedKafka(heap="1g") as broker, tempfile.TemporaryDirectory() as tmp:
         topic = "bench-eos"
@@ -127,18 +208,36 @@ def main() -> None:
                   f"{eps / alo:.2f} of the changelog at least once), "
                   f"commit p99 <= {max(x['commit_p99_s'] for x in runs):.3g} s, "
                   f"changelog {np.median([x['changelog_bytes_per_event'] for x in runs]):.0f} B/event")
+        latency: dict[str, dict] = {}
+        for mode in MODES if args.rate else ():
+            lat_topic = f"lat-{mode}"
+            broker.create_topics([(lat_topic, PARTITIONS), (f"{lat_topic}.scores", PARTITIONS), (f"{lat_topic}.anomalies", 1)])
+            state_dir = Path(tmp) / f"lat-{mode}"
+            state_dir.mkdir()
+            out = subprocess.run([sys.executable, __file__, "--latency", mode, "--bootstrap", broker.bootstrap,
+                                  "--topic", lat_topic, "--state-dir", str(state_dir), "--rate", str(args.rate),
+                                  "--warmup", str(args.warmup), "--duration", str(args.duration),
+                                  "--entities", str(args.entities)], capture_output=True, text=True)
+            if out.returncode != 0:
+                sys.exit(f"{mode} latency failed:\n{out.stderr[-3000:]}")
+            latency[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+            got = latency[mode]
+            print(f"latency at {args.rate:,} events/s {mode:>12}: p50 {got['p50_ms']:.0f} ms, p99 {got['p99_ms']:.0f} ms "
+                  f"({got['n']:,} scores read back, read_committed)", flush=True)
         seconds, entities = restore_all(broker.bootstrap, topic, results["exactly_once"][-1]["group"])
         from report import figure
 
         for mode, runs in results.items():
             eps = float(np.median([x["events_per_s"] for x in runs]))
+            lat = (f"; p99 latency {latency[mode]['p99_ms']:.0f} ms at {args.rate:,} events/s"
+                   if mode in latency else "")
             figure(f"daemon with state in {mode.replace('_', ' ')}, commit every 1 s ({args.events // 1000} k events)",
                    f"{eps / 1e3:,.0f} k events/s, **{eps / base:.2f}x** file checkpoints; commit p99 <= "
-                   f"{max(x['commit_p99_s'] for x in runs):.3g} s")
+                   f"{max(x['commit_p99_s'] for x in runs):.3g} s{lat}")
         print(f"restore from the changelog alone: {entities} entities in {seconds:.2f} s "
               f"= {seconds / max(entities, 1) * 1e6:.1f} s per million entities")
         print(f"{args.events} events over {args.entities} entities, {PARTITIONS} partitions, commit every 1 s; "
-              f"CPU: {cpu_model()}, {os.cpu_count()} cores")
+              f"CPU: {cpu_model()}, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -161,6 +161,9 @@ METRIC_SPECS: tuple[MetricSpec, ...] = (
        "Partitions restored from this replica's standby copy (only the changelog's tail read)."),
     _c("transactions", "rnnstream_transactions_total", ("result",),
        "exactly_once: transactions by result (committed, aborted)."),
+    _c("consumer_rejoins", "rnnstream_consumer_rejoins_total", (),
+       "Times the daemon closed its consumer and joined the group again because it had been left "
+       "without partitions the group did not give to anyone else (a kafka-python rejoin that never completed)."),
 )
 del D
 
@@ -401,6 +404,7 @@ class Metrics:
     standby_lag: Gauge
     standby_takeovers: Counter
     transactions: Counter
+    consumer_rejoins: Counter
 
     def __init__(self, registry: CollectorRegistry, *, top_k_entities: int = 0, version: str = __version__):
         if top_k_entities < 0:

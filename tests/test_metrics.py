@@ -56,6 +56,7 @@ EXPECTED = {
     "rnnstream_standby_lag_records": ("gauge", ("detector",)),
     "rnnstream_standby_takeovers_total": ("counter", ("detector",)),
     "rnnstream_transactions_total": ("counter", ("result",)),
+    "rnnstream_consumer_rejoins_total": ("counter", ()),
 }
 
 

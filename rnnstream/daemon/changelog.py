@@ -4,36 +4,56 @@ Per detector one changelog topic (``processing.changelog_topic``), co-partitione
 changelog partition p holds the state of input partition p of every input topic of the detector.
 Record keys (every key starts with the input topic, so one detector may read several topics)::
 
-    e<chunk>\\0<input topic>\\0<entity>    one entity's slot row (all SlotState fields), chunk <chunk>
+    b<chunk>\\0<input topic>\\0<B>.<b>    bucket b of B: the slot rows (all SlotState fields) of every
+                                         live entity whose name hashes to b (``bucket_of``), chunk <chunk>
     m<chunk>\\0<input topic>\\0<parity>    the shard's arrays (model weights and optimiser, training
                                          buffer, a fit not yet in force), chunk <chunk>
     h0\\0<input topic>\\0                   the head: the shard's counters, the input offset the state
-                                         reflects, and which arrays (parity, chunk count) go with it
+                                         reflects, the bucket count B, and which arrays (parity, chunk
+                                         count) go with it
+
+Entities are grouped into buckets so that a commit is a few hundred records of tens of KB, not one
+record per changed entity: kafka-python spends ~100 us of Python per record sent, which at one record
+per entity cost exactly-once two thirds of its throughput. A bucket's record is the whole bucket (its
+entities' names and rows), so compaction keeps, per key, a complete bucket: a commit rewrites every
+bucket that holds an entity changed or evicted since the previous commit, and a bucket left empty
+gets a tombstone. The price: a bucket is rewritten whole for one changed entity, so when few
+entities change per commit the bytes written grow by up to the bucket's size (``BUCKET_ENTITIES``
+on average), while the record count stays at most one per changed entity. B is a power of two chosen
+from the live entity count (about ``BUCKET_ENTITIES`` per bucket, fewer for large rows); when the
+count outgrows it fourfold (or shrinks sixteenfold) one commit tombstones every bucket of the old B
+and writes all entities under the new one.
 
 Values are at most ``CHUNK_BYTES`` (well under the broker's default 1 MiB ``message.max.bytes``), so
-any model size the config allows fits: a longer value is split into chunks. An entity row has the
-same size for every entity of a config, so its chunk count is fixed; an evicted entity gets a
-tombstone for each chunk. Only entities changed since the previous commit are written (their rows
-come from ``SlotState.changes``/``export``), and the shard's arrays only when they changed (a
-retraining); the head is written at every commit, last.
+any model size the config allows fits: a longer bucket or array blob is split into chunks (a bucket's
+chunk 0 says how many chunks it has; chunks beyond that, left by a longer earlier version, are
+ignored). Only buckets changed since the previous commit are written (their rows come from
+``SlotState.changes``/``export``), and the shard's arrays only when they changed (a retraining); the
+head is written at every commit, last.
 
 Consistency. A commit's records are read as one unit ending at its head: on restore, records after
 the last head belong to a commit that did not complete (at-least-once, crash mid-write) and are
-ignored. Their keys are rewritten at the restorer's first commit (``Restored.fixups``), so they never
-count later. The shard's arrays alternate between two parities, so an interrupted write never
+ignored. Their keys (buckets) are rewritten at the restorer's first commit (``Restored.fixups``), so
+they never count later. The shard's arrays alternate between two parities, so an interrupted write never
 damages the arrays the last head names. In exactly-once mode the records go in the same transaction
 as the outputs and the input offsets, and a ``read_committed`` reader never sees an aborted one.
 
+Format 2 (one record per entity, keys ``e<chunk>\\0<input topic>\\0<entity>``, the same rows) is
+read as well; the first commit after such a restore writes every entity into buckets and tombstones
+every format-2 key, in one commit (one transaction with exactly once).
+
 Not guaranteed: a local cache (``state_dir``) older than the topic's ``delete.retention.ms`` (1 day
-by default) can miss the tombstone of an entity evicted meanwhile, which then survives in the
-restored state until it is evicted again.
+by default) can miss the tombstone of a bucket emptied meanwhile, whose entities then survive in the
+restored state until they are evicted again.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import struct
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -47,11 +67,13 @@ from ..state.slots import SlotState, StateBlob
 
 log = logging.getLogger(__name__)
 
-FORMAT = "rnnstream-changelog/2"   # 2: compact history rings (kernels.ring); 1 is rebuilt from the input
+FORMAT = "rnnstream-changelog/3"   # 3: entity rows in buckets; 1 is refused
+FORMAT_2 = "rnnstream-changelog/2"  # one record per entity (key e<chunk>, the same rows): read, then rewritten
 CHUNK_BYTES = 512 * 1024
 OFFSETS_TIMEOUT_MS = 15000   # a restore that cannot learn a partition's bounds fails (and is retried)
 STALL_S = 30.0               # ... as does one whose reading makes no progress this long
-_ENTITY, _ARRAYS, _HEAD = b"e", b"m", b"h"
+BUCKET_ENTITIES = 32         # entities per bucket record on average (fewer when rows are large)
+_BUCKET, _ARRAYS, _HEAD, _ENTITY_2 = b"b", b"m", b"h", b"e"
 
 
 # -- keys ---------------------------------------------------------------------------------------------
@@ -94,17 +116,20 @@ class RowCodec:
         self.specs = [(name, state.fields[name]) for name in sorted(state.fields)]
         self.sizes = [int(np.dtype(spec.dtype).itemsize * math.prod(spec.shape)) for _, spec in self.specs]
         self.row_bytes = sum(self.sizes)
-        self.chunks = max(1, -(-self.row_bytes // CHUNK_BYTES))
+
+    def encode_all(self, blob: StateBlob) -> bytes:
+        """The rows of every entity of ``blob``, concatenated in its order (one pass over the fields)."""
+        k = len(blob.entities)
+        if k == 0:
+            return b""
+        parts = [np.ascontiguousarray(blob.arrays[name], dtype=np.dtype(spec.dtype).newbyteorder("<"))
+                 .reshape(k, -1).view(np.uint8) for name, spec in self.specs]
+        return np.concatenate(parts, axis=1).tobytes()
 
     def encode(self, blob: StateBlob) -> list[bytes]:
         """One byte string per entity of ``blob``."""
-        k = len(blob.entities)
-        if k == 0:
-            return []
-        parts = [np.ascontiguousarray(blob.arrays[name], dtype=np.dtype(spec.dtype).newbyteorder("<"))
-                 .reshape(k, -1).view(np.uint8) for name, spec in self.specs]
-        flat, n = np.concatenate(parts, axis=1).tobytes(), self.row_bytes
-        return [flat[i * n:(i + 1) * n] for i in range(k)]   # one copy out of numpy, then slices
+        flat, n = self.encode_all(blob), self.row_bytes
+        return [flat[i * n:(i + 1) * n] for i in range(len(blob.entities))]
 
     def decode(self, entities: list[str], values: list[bytes]) -> StateBlob:
         """The rows of ``values`` (as ``encode`` made them) as a StateBlob; ValueError on a bad length."""
@@ -121,12 +146,56 @@ class RowCodec:
             at += size
         return StateBlob(list(entities), arrays)
 
-    def split(self, value: bytes) -> list[bytes]:
-        return [value[i * CHUNK_BYTES:(i + 1) * CHUNK_BYTES] for i in range(self.chunks)]
-
 
 def _split(value: bytes) -> list[bytes]:
     return [value[i:i + CHUNK_BYTES] for i in range(0, len(value), CHUNK_BYTES)] or [b""]
+
+
+# -- buckets --------------------------------------------------------------------------------------------
+
+def bucket_of(entity: str, buckets: int) -> int:
+    """The bucket of ``entity`` among ``buckets`` (a power of two): stable across processes and runs."""
+    return zlib.crc32(entity.encode()) & (buckets - 1)
+
+
+def bucket_count(entities: int, row_bytes: int) -> int:
+    """B for ``entities`` live entities: a power of two, about ``BUCKET_ENTITIES`` per bucket (fewer when
+    rows are large: a bucket's mean size stays a quarter of ``CHUNK_BYTES``)."""
+    per = max(1, min(BUCKET_ENTITIES, CHUNK_BYTES // (4 * max(row_bytes, 1))))
+    return 1 << max(0, math.ceil(math.log2(max(entities / per, 1.0))))
+
+
+def _bucket_name(buckets: int, bucket: int) -> bytes:
+    return f"{buckets}.{bucket}".encode()
+
+
+def encode_bucket(names: list[bytes], rows: bytes) -> list[bytes]:
+    """The record values of one bucket: its entities' encoded ``names`` and their ``rows``
+    (concatenated, in the same order). Chunk 0 starts with the chunk count."""
+    lens = np.fromiter((len(n) for n in names), dtype="<u4", count=len(names))
+    chunks = _split(struct.pack("<I", len(names)) + lens.tobytes() + b"".join(names) + rows)
+    chunks[0] = struct.pack("<I", len(chunks)) + chunks[0]
+    return chunks
+
+
+def decode_bucket(chunks: list[bytes]) -> dict[str, bytes]:
+    """entity -> row of a bucket's chunk values (``encode_bucket``'s, chunk 0 first); ValueError when
+    they do not make one."""
+    payload = b"".join(chunks)[4:]
+    (k,) = struct.unpack_from("<I", payload, 0)
+    lens = np.frombuffer(payload, dtype="<u4", count=k, offset=4)
+    at = 4 + 4 * k
+    names_end = at + int(lens.sum())
+    rest = len(payload) - names_end
+    if k == 0 or rest < 0 or rest % k:
+        raise ValueError(f"a bucket of {k} entities has {rest} bytes of rows")
+    n, out = rest // k, {}
+    ends = np.cumsum(lens) + at
+    start = at
+    for i, end in enumerate(ends.tolist()):
+        out[payload[start:end].decode()] = payload[names_end + i * n:names_end + (i + 1) * n]
+        start = end
+    return out
 
 
 # -- writing --------------------------------------------------------------------------------------------
@@ -138,48 +207,90 @@ class WriterState:
     parity: int = 0              # parity of the arrays the last head names
     arrays_id: str | None = None  # which arrays those are (model version, retraining count, pending)
     chunks: int = 0
-    fixups: set = field(default_factory=set)   # entities whose last records may not count: rewrite
+    fixups: set = field(default_factory=set)   # bucket names ("B.b") whose last records may not count
+    buckets: int | None = None   # B of the last head (None: nothing written yet)
+    members: dict | None = None  # bucket -> its live entities under ``buckets`` (built at the first commit)
+    legacy: dict = field(default_factory=dict)   # format-2 entity key -> chunks, to tombstone
+
+
+def _members(names, buckets: int) -> dict[int, set[str]]:
+    out: dict[int, set[str]] = {}
+    for e in names:
+        out.setdefault(bucket_of(e, buckets), set()).add(e)
+    return out
 
 
 def commit_records(det: Detector, topic: str, next_offset: int, ws: WriterState, *,
                    fingerprints: dict[str, str]) -> tuple[list[tuple[bytes, bytes | None]], int, WriterState]:
-    """The records of one commit of a unit (entities changed since the last ``mark_clean``, tombstones,
-    the shard's arrays when they changed, the head last), the number of entity rows among them, and
-    the writer state once they are written.
+    """The records of one commit of a unit (the buckets of entities changed or evicted since the last
+    ``mark_clean``, tombstones of buckets left empty, the shard's arrays when they changed, the head
+    last), the number of entity rows among them, and the writer state once they are written.
 
-    Changes nothing: once the records are written, call ``det.state.mark_clean()`` and keep the
+    Changes nothing but ``ws.members`` (a cache of the live entities by bucket, true whether or not
+    the records are written): once they are written, call ``det.state.mark_clean()`` and keep the
     returned writer state (without fixups); on failure keep ``ws``, and the next commit writes again.
     """
     st = det.state
     codec = RowCodec(st)
     changed, removed = st.changes()
-    fix = [e for e in ws.fixups if e not in st.index]
-    records: list[tuple[bytes, bytes | None]] = []
-    blob = st.export(sorted(set(changed) | (ws.fixups & set(st.index))))
-    rows = codec.encode(blob)
-    if codec.chunks == 1:   # the usual case: one record per entity
-        prefix = _ENTITY + b"0\0" + topic.encode() + b"\0"
-        records += [(prefix + entity.encode(), row) for entity, row in zip(blob.entities, rows)]
+    tombstones: list[bytes] = []      # bucket names, written first (before any bucket of a new B)
+    target = bucket_count(len(st.index), codec.row_bytes)
+    old = ws.buckets
+    if old is None or target >= 4 * old or 16 * target <= old:   # first write, or resized: all of it
+        buckets = target
+        members = _members(st.index, buckets)
+        dirty = set(members)
+        if old is not None:
+            tombstones += [_bucket_name(old, b) for b in range(old)]
     else:
-        for entity, value in zip(blob.entities, rows):
-            name = entity.encode()
-            for i, part in enumerate(codec.split(value)):
-                records.append((_key(_ENTITY, i, topic, name), part))
-    for entity in sorted(set(removed) | set(fix)):
-        name = entity.encode()
-        records += [(_key(_ENTITY, i, topic, name), None) for i in range(codec.chunks)]
+        buckets = old
+        if ws.members is None:
+            ws.members = _members(st.index, buckets)
+        else:
+            for e in removed:
+                b = bucket_of(e, buckets)
+                if b in ws.members:
+                    ws.members[b].discard(e)
+            for e in changed:
+                ws.members.setdefault(bucket_of(e, buckets), set()).add(e)
+        members = ws.members
+        dirty = {bucket_of(e, buckets) for e in changed} | {bucket_of(e, buckets) for e in removed}
+    for name in sorted(ws.fixups):
+        size, _, b = name.partition(".")
+        if int(size) == buckets:
+            dirty.add(int(b))
+        elif old is None or int(size) != old:   # a commit of another B that did not complete
+            tombstones.append(name.encode())
+    records: list[tuple[bytes, bytes | None]] = [(_key(_ENTITY_2, i, topic, name.encode()), None)
+                                                 for name, n in sorted(ws.legacy.items()) for i in range(n)]
+    records += [(_key(_BUCKET, 0, topic, t), None) for t in sorted(set(tombstones))]
+    order = sorted(dirty)
+    filled = [b for b in order if members.get(b)]
+    for b in order:
+        if not members.get(b):
+            members.pop(b, None)
+            if old == buckets:   # (after a resize, every bucket of the old B is tombstoned already)
+                records.append((_key(_BUCKET, 0, topic, _bucket_name(buckets, b)), None))
+    names = [sorted(members[b]) for b in filled]
+    blob = st.export([e for group in names for e in group])
+    flat, n, at = codec.encode_all(blob), codec.row_bytes, 0
+    for b, group in zip(filled, names):
+        chunks = encode_bucket([e.encode() for e in group], flat[at * n:(at + len(group)) * n])
+        at += len(group)
+        key = _bucket_name(buckets, b)
+        records += [(_key(_BUCKET, i, topic, key), part) for i, part in enumerate(chunks)]
     aid = det.arrays_version()   # before the snapshot: a background fit that ends in between then
     arrays, meta = det.snapshot(entities=False)   # makes the next commit write the arrays again
-    after = WriterState(ws.parity, ws.arrays_id, ws.chunks)
+    after = WriterState(ws.parity, ws.arrays_id, ws.chunks, buckets=buckets, members=members)
     if aid != ws.arrays_id:
         parity = 1 - ws.parity
         chunks = _split(to_bytes({k: v for k, v in arrays.items()}, {"arrays_id": aid}))
         records += [(_key(_ARRAYS, i, topic, str(parity).encode()), part) for i, part in enumerate(chunks)]
-        after = WriterState(parity, aid, len(chunks))
+        after = WriterState(parity, aid, len(chunks), buckets=buckets, members=members)
     head = {"format": FORMAT, "meta": meta, "next_offset": int(next_offset), "parity": after.parity,
             "model_type": det.cfg.model.type, "model_version": int(det.model.version),
             "chunks": after.chunks, "arrays_id": after.arrays_id, "row_bytes": codec.row_bytes,
-            "written_at": time.time(), **fingerprints}
+            "buckets": buckets, "written_at": time.time(), **fingerprints}
     records.append((_key(_HEAD, 0, topic, b""), orjson.dumps(head)))
     return records, len(blob.entities), after
 
@@ -191,9 +302,13 @@ class Restored:
     """What one changelog partition says about one input partition, up to its last complete commit."""
 
     head: dict | None = None
-    entities: dict[str, list] = field(default_factory=dict)   # entity -> chunk values (None: tombstone)
+    entities: dict[str, list] = field(default_factory=dict)   # entity -> [row] ([None]: gone)
+    buckets: dict[str, set] = field(default_factory=dict)     # bucket name "B.b" -> its entities (empty: tombstone)
+    sizes: set = field(default_factory=set)      # the bucket counts B of the heads read
     arrays: dict[int, dict[int, bytes]] = field(default_factory=dict)   # parity -> chunk -> bytes
-    fixups: set = field(default_factory=set)     # entities with records after the last head
+    fixups: set = field(default_factory=set)     # bucket names with records after the last head
+    legacy: dict = field(default_factory=dict)   # format-2 entity keys read (-> chunks): rewritten as buckets
+    broken: set = field(default_factory=set)     # bucket names whose records do not decode
     records: int = 0
     bytes: int = 0
     end_offset: int = 0          # changelog offset read up to (exclusive)
@@ -201,7 +316,8 @@ class Restored:
 
 class Collector:
     """Folds changelog records of one partition, in offset order, into a ``Restored`` for ``input_topic``:
-    a commit's records count once its head arrives; ``finish`` reports those after the last head."""
+    a commit's records count once its head arrives; ``finish`` reports those after the last head.
+    A bucket's record replaces the bucket: its entities that are not in it any more are gone."""
 
     def __init__(self, input_topic: str, out: Restored | None = None):
         self.input_topic = input_topic
@@ -219,21 +335,63 @@ class Collector:
         out.records += 1
         out.bytes += len(key) + len(value or b"")
         self._pending.append((parsed, value))
-        if parsed[0] == _HEAD:
-            for (kind, chunk, _, rest), v in self._pending:
-                if kind == _ENTITY:
-                    chunks = out.entities.setdefault(rest.decode(), [])
-                    chunks.extend([None] * (chunk + 1 - len(chunks)))
-                    chunks[chunk] = v
-                elif kind == _ARRAYS:
-                    out.arrays.setdefault(int(rest), {})[chunk] = v
-                elif kind == _HEAD:
-                    out.head = orjson.loads(v)
-            self._pending = []
+        if parsed[0] != _HEAD:
+            return
+        parts: dict[bytes, dict[int, bytes | None]] = {}
+        for (kind, chunk, _, rest), v in self._pending:
+            if kind == _BUCKET:
+                if chunk == 0 and rest in parts:   # written twice in one commit: the later counts
+                    self._bucket(rest.decode(), parts.pop(rest))
+                parts.setdefault(rest, {})[chunk] = v
+            elif kind == _ENTITY_2:
+                self._legacy(rest.decode(), chunk, v)
+            elif kind == _ARRAYS:
+                out.arrays.setdefault(int(rest), {})[chunk] = v
+            elif kind == _HEAD:
+                out.head = orjson.loads(v)
+                out.sizes.add(out.head.get("buckets"))
+        for rest, chunks in parts.items():
+            self._bucket(rest.decode(), chunks)
+        self._pending = []
+
+    def _bucket(self, name: str, chunks: dict[int, bytes | None]) -> None:
+        out = self.out
+        if 0 not in chunks:          # chunks beyond a shorter later version: ignored
+            return
+        before = out.buckets.get(name, ())
+        if chunks[0] is None:
+            rows: dict[str, bytes] = {}
+        else:
+            try:
+                (n,) = struct.unpack_from("<I", chunks[0], 0)
+                rows = decode_bucket([chunks[i] for i in range(n)])
+            except (KeyError, ValueError, TypeError, struct.error, UnicodeDecodeError):
+                out.broken.add(name)
+                return
+        out.broken.discard(name)
+        for e in before:
+            if e not in rows:
+                out.entities[e] = [None]
+        for e, row in rows.items():
+            out.entities[e] = [row]
+        out.buckets[name] = set(rows)
+
+    def _legacy(self, name: str, chunk: int, value: bytes | None) -> None:
+        chunks = self.out.entities.setdefault(name, [])
+        chunks.extend([None] * (chunk + 1 - len(chunks)))
+        chunks[chunk] = value
+        if value is None and not any(chunks):   # tombstoned (a migration): nothing left to rewrite
+            self.out.legacy.pop(name, None)
+        else:
+            self.out.legacy[name] = max(self.out.legacy.get(name, 0), chunk + 1)
 
     def finish(self) -> Restored:
-        self.out.fixups = {rest.decode() for (kind, _, _, rest), _ in self._pending if kind == _ENTITY}
-        return self.out
+        out = self.out
+        out.fixups = {rest.decode() for (kind, _, _, rest), _ in self._pending if kind == _BUCKET}
+        for (kind, chunk, _, rest), _ in self._pending:   # format-2 records of a commit that did not complete
+            if kind == _ENTITY_2:
+                out.legacy[rest.decode()] = max(out.legacy.get(rest.decode(), 0), chunk + 1)
+        return out
 
 
 class Reader:
@@ -305,17 +463,21 @@ class Reader:
             self._consumer = None
 
 
-def apply(det: Detector, restored: Restored, base_arrays_id: str | None = None) -> None:
-    """Bring ``det`` (fresh, or restored from a local cache whose arrays are ``base_arrays_id``) to the
-    state ``restored`` describes. StateFormatError when the records do not fit ``det``'s config, or
-    name arrays that were not read (the caller then reads the whole partition into a fresh detector)."""
+def apply(det: Detector, restored: Restored, base_arrays_id: str | None = None, *,
+          base_buckets: int | None = None) -> None:
+    """Bring ``det`` (fresh, or restored from a local cache whose arrays are ``base_arrays_id`` and
+    whose bucket count is ``base_buckets``, ``restored`` then holding the records after the cache's
+    offset) to the state ``restored`` describes. StateFormatError when the records do not fit ``det``'s config, or name
+    arrays that were not read (the caller then reads the whole partition into a fresh detector)."""
     head = restored.head
-    if head is None or head.get("format") != FORMAT:
+    if head is None or head.get("format") not in (FORMAT, FORMAT_2):
         raise StateFormatError(f"changelog head missing or of another format: {None if head is None else head.get('format')}")
     codec = RowCodec(det.state)
     if head.get("row_bytes") != codec.row_bytes:
         raise StateFormatError(f"changelog entity rows are {head.get('row_bytes')} bytes, this config's "
                                f"are {codec.row_bytes}")
+    if restored.broken:
+        raise StateFormatError(f"changelog buckets that do not decode: {sorted(restored.broken)[:5]}")
     if head["arrays_id"] == base_arrays_id:
         arrays = det.snapshot(entities=False)[0]
     else:
@@ -327,6 +489,13 @@ def apply(det: Detector, restored: Restored, base_arrays_id: str | None = None) 
             raise StateFormatError("the changelog's shard arrays are not the ones its head names")
     gone = [e for e, chunks in restored.entities.items() if any(c is None for c in chunks)]
     live = {e: chunks for e, chunks in restored.entities.items() if not any(c is None for c in chunks)}
+    if base_buckets is not None:   # cached entities of a bucket rewritten since are gone unless it has them
+        size = int(head["buckets"])
+        if restored.sizes - {base_buckets}:   # resized since the cache: every live entity was rewritten
+            gone += [e for e in det.state.index if e not in live]
+        elif restored.buckets:
+            gone += [e for e in det.state.index
+                     if e not in live and f"{size}.{bucket_of(e, size)}" in restored.buckets]
     det.state.drop(gone)
     try:
         names = sorted(live)

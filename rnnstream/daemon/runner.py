@@ -44,6 +44,9 @@ failed one is aborted and every unit restored from the changelog (``_abort_and_r
 ``processing.standby_replicas`` (``rnnstream.daemon.standby``) the group assignment also names
 partitions of which this replica keeps a warm copy; a partition assigned here restores from its copy
 plus the changelog's tail.
+
+A consumer that kafka-python leaves subscribed without partitions nobody else holds is closed and
+replaced after a session timeout (``_check_stranded``).
 """
 
 from __future__ import annotations
@@ -158,7 +161,8 @@ class Runner:
                  registry: CollectorRegistry | None = None, http: bool = True,
                  instance_id: str | None = None,
                  consumer_factory: Callable[[Config, list[str]], Any] | None = None,
-                 producer_factory: Callable[[Config], Any] | None = None):
+                 producer_factory: Callable[[Config], Any] | None = None,
+                 admin_factory: Callable[[], Any] | None = None):
         if config.kafka is None:
             raise RnnstreamError(f"{config_path or 'config'}: the 'kafka' section is required to run the daemon")
         self.config = config
@@ -169,6 +173,7 @@ class Runner:
         self.store = CheckpointStore(config.state_dir, keep_generations=config.checkpoint.keep_generations,
                                      metrics=self.metrics)
         self._consumer_factory = consumer_factory or _default_consumer
+        self._admin_factory = admin_factory or (lambda: _admin(self.config))
         self._producer_factory = producer_factory or _default_producer
         self._http_enabled = http
         self.http = None
@@ -196,6 +201,8 @@ class Runner:
         self._failed = False                       # stopped because it could not go on (exit 1)
         self._last_restore_try = 0.0
         self._last_check = 0.0
+        self._unowned_since: float | None = None   # owning no partition while subscribed, since (monotonic)
+        self._last_group_check = -math.inf
         self.eos = config.processing.guarantee == "exactly_once"
         self.statelog: StateLog | None = None      # with processing.changelog: the changelog topics
         self.standbys: Standbys | None = None      # with processing.standby_replicas: warm copies
@@ -341,9 +348,51 @@ class Runner:
                     self._broker_down_since = None
             self.metrics.broker_connected.set(0 if self._broker_down_since is not None else 1)
             self._missing_topics = missing_topics(self.consumer, self._topics())
+            self._check_stranded(now)
             self.metrics.set_ready(self.readiness()[0])
         if processed or self._broker_down_since is not None or self._paused or not self._waiting():
             self._last_progress = now
+
+    def _check_stranded(self, now: float) -> None:
+        """Rejoin the group when left without partitions that nobody else has.
+
+        When this process has owned no partition for a session timeout while subscribed, the group is
+        asked (``stranded_reason``, at most once per session timeout) whether that is the assignment:
+        the group stable, this consumer a member without partitions, every partition of its topics
+        with another member. Otherwise (the group assigned this member partitions it does not hold,
+        or gave them to nobody, or does not know it, or has been rebalancing all that time) the
+        consumer is closed and a new one subscribes (``_rejoin``), counted in
+        ``rnnstream_consumer_rejoins_total``. This is what kafka-python's rejoin right after the first
+        assignment (``REBALANCE_POLL_MS``) left behind: a member waiting for an assignment that never
+        came, until a liveness probe restarted the process. A member idle by the group's choice (more
+        replicas than partitions) is left alone."""
+        if self.units or self._unrestored or self._broker_down_since is not None or self._stop.is_set():
+            self._unowned_since = None
+            return
+        if self._unowned_since is None:
+            self._unowned_since = now
+        session = self.config.kafka.session_timeout_ms / 1000
+        if now - self._unowned_since < session or now - self._last_group_check < session:
+            return
+        self._last_group_check = now
+        try:
+            why = stranded_reason(self.consumer, self._admin_factory, self.config.kafka.group_id, self._topics())
+        except Exception as exc:   # cannot tell now; asked again a session timeout later
+            log.info("could not describe the consumer group", extra={"error": f"{type(exc).__name__}: {exc}"})
+            return
+        if why:
+            self._rejoin(why, now - self._unowned_since)
+
+    def _rejoin(self, why: str, waited: float) -> None:
+        """Close the consumer (this process owns no partition: nothing to commit) and subscribe anew."""
+        self.metrics.consumer_rejoins.inc()
+        log.warning("consumer left without partitions; closing it and joining the group again",
+                    extra={"reason": why, "without_partitions_s": round(waited, 1)})
+        try:
+            self.consumer.close(autocommit=False, timeout_ms=5000)
+        except Exception:
+            log.exception("closing the stranded consumer failed")
+        self._subscribe(self.config)
 
     def _waiting(self) -> bool:
         """Whether records wait on a partition this process owns (its high watermark is past it)."""
@@ -403,6 +452,7 @@ class Runner:
                 log.warning("could not fetch a topic's metadata before joining",
                             extra={"topic": topic, "error": f"{type(exc).__name__}: {exc}"})
         self._rebalancing_since = time.monotonic()
+        self._unowned_since = None
         self.consumer.subscribe(topics, listener=_Listener(self))
 
     def _shutdown(self) -> None:
@@ -487,9 +537,9 @@ class Runner:
         loop 0.2-0.5 s). A checkpoint that is not in the background first completes one that is.
         """
         if self.eos:   # one transaction holds every unit's outputs: all commit together, or none
-            return commit != "none" and self._commit_transaction()
+            return commit != "none" and self._commit_transaction(periodic=background)
         self._finish_checkpoint(wait=True, commit=commit)
-        background = background and self.statelog is None
+        periodic, background = background, background and self.statelog is None
         units = [self.units[tp] for tp in tps if tp in self.units and self.units[tp].next_offset is not None]
         if not units:
             return True
@@ -511,7 +561,7 @@ class Runner:
                 # head did not make it (rnnstream.daemon.changelog).
                 sent = self.statelog.write(units)
                 self._flush_or_skip("the changelog records")
-                written = self.statelog.confirm(sent)
+                written = self.statelog.confirm(sent, periodic=periodic)
                 ok = ok and len(written) == len(units)
                 units = written
             prepared = []
@@ -734,7 +784,7 @@ class Runner:
             self.standbys = Standbys(cfg, self.metrics, lambda: set(self.units) | set(self._parked))
             self.standbys.start()
 
-    def _commit_transaction(self) -> bool:
+    def _commit_transaction(self, periodic: bool = False) -> bool:
         """exactly_once: the open transaction (outputs since the last commit) gets every unit's
         changelog records and input offsets, and commits. A failure aborts it and restores every unit
         from the changelog, seeking back to what was committed."""
@@ -758,7 +808,7 @@ class Runner:
             self._abort_and_recover("the transaction failed")
             return False
         self.metrics.transactions.labels("committed").inc()
-        self.statelog.confirm(sent)
+        self.statelog.confirm(sent, periodic=periodic)
         self.producer.begin_transaction()
         self.metrics.record_checkpoint(True, time.perf_counter() - started, time.time())
         self.checkpoints += 1
@@ -938,6 +988,39 @@ def broker_connected(consumer: Any) -> bool | None:
     if callable(stable) and stable() and session and time.monotonic() - answered > session / 1000:
         return False   # in the group, yet no heartbeat answered for a whole session timeout
     return True
+
+
+def stranded_reason(consumer: Any, admin_factory: Callable[[], Any], group: str, topics: list[str]) -> str | None:
+    """Why a consumer that holds no partition should rejoin (``Runner._check_stranded``), or None when
+    that is the group's assignment (or nothing can be told: no metadata, a test double)."""
+    cluster = getattr(getattr(consumer, "_client", None), "cluster", None)
+    generation = getattr(getattr(consumer, "_coordinator", None), "_generation", None)
+    if cluster is None or generation is None:
+        return None
+    wanted = {(t, p) for t in topics for p in (cluster.partitions_for_topic(t) or ())}
+    if not wanted:
+        return None   # no partition to have (missing topics are reported by readiness)
+    admin = admin_factory()
+    try:
+        view = admin.describe_groups([group]).get(group) or {}
+    finally:
+        admin.close()
+    state, members = view.get("group_state"), view.get("members") or []
+    if state != "Stable":
+        return f"the group has been {state or 'unknown'} for a session timeout"
+    held: dict[str, set] = {}
+    for m in members:
+        parts = (m.get("member_assignment") or {}).get("assigned_partitions") or []
+        held[m.get("member_id")] = {(a["topic"], p) for a in parts for p in a["partitions"]}
+    me = getattr(generation, "member_id", None)
+    if me not in held:
+        return "the group does not know this consumer"
+    if held[me] & wanted:
+        return f"the group assigned it {len(held[me] & wanted)} partition(s) it does not hold"
+    nobody = wanted - set().union(*held.values())
+    if nobody:
+        return f"{len(nobody)} partition(s) are assigned to no member"
+    return None
 
 
 def missing_topics(consumer: Any, topics: list[str]) -> list[str]:

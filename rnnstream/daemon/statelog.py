@@ -4,7 +4,9 @@ restores at assignment, with ``state_dir`` as a cache.
 ``StateLog.write`` sends one commit's records of some units and ``confirm`` settles them once the
 producer has delivered them (at least once) or their transaction has committed (exactly once): only
 then are the units' change sets cleared and their local cache files written, each recording the
-changelog offset it reflects. ``restore`` rebuilds a unit's Detector: from the local cache plus the
+changelog offset it reflects. At the periodic commits a unit's cache is rewritten at most every
+``CACHE_EVERY_S`` (writing every entity's row each second had cost more than the changelog itself);
+at revocation and shutdown always. An older cache only means more of the changelog to read back. ``restore`` rebuilds a unit's Detector: from the local cache plus the
 changelog records after its offset when the cache belongs to this changelog, otherwise from the
 whole changelog partition, and from the cache alone when the changelog holds nothing (state kept
 before the changelog was turned on).
@@ -15,6 +17,7 @@ One thread at a time: the poll loop, or a rebalance callback while the loop wait
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -25,6 +28,8 @@ from . import changelog as cl
 from .checkpoint import CheckpointStore, config_fingerprint, shape_fingerprint
 
 log = logging.getLogger(__name__)
+
+CACHE_EVERY_S = 30.0
 
 
 @dataclass
@@ -51,6 +56,7 @@ class StateLog:
         self.metrics = metrics
         self._admin_factory = admin_factory
         self._ensured: set[str] = set()
+        self._cached_at: dict = {}    # (detector, partition) -> monotonic time of its last cache file
 
     def topic(self, detector: str) -> str:
         return cl.changelog_topic(self.config, detector)
@@ -90,9 +96,10 @@ class StateLog:
             sent.append(Sent(unit, future, writer, entities, len(records), size))
         return sent
 
-    def confirm(self, sent: list[Sent], save_cache: bool = True) -> list:
+    def confirm(self, sent: list[Sent], save_cache: bool = True, *, periodic: bool = False) -> list:
         """After a flush (or a committed transaction): the units whose records were all written. Their
-        change sets are cleared and their cache files written; the others write again next time."""
+        change sets are cleared and their cache files written (``periodic``: only those not written
+        for ``CACHE_EVERY_S``); the others write again next time."""
         ok = []
         for s in sent:
             try:
@@ -109,8 +116,10 @@ class StateLog:
             dm = self.metrics.for_detector(unit.name)
             dm.changelog_records.inc(s.records)
             dm.changelog_bytes.inc(s.size)
-            if save_cache:
+            now = time.monotonic()
+            if save_cache and not (periodic and now - self._cached_at.get((unit.name, unit.tp), -math.inf) < CACHE_EVERY_S):
                 self.save_cache(unit)
+                self._cached_at[(unit.name, unit.tp)] = now
             ok.append(unit)
         return ok
 
@@ -118,7 +127,8 @@ class StateLog:
         ws = unit.changelog
         unit.saved_path = self.store.save(unit.name, unit.tp, unit.detector, unit.next_offset, extra={
             "changelog": {"topic": self.topic(unit.name), "offset": unit.changelog_offset,
-                          "arrays_id": ws.arrays_id, "parity": ws.parity, "chunks": ws.chunks}})
+                          "arrays_id": ws.arrays_id, "parity": ws.parity, "chunks": ws.chunks,
+                          "buckets": ws.buckets, "format": cl.FORMAT}})
 
     # -- restoring ---------------------------------------------------------------------------------
 
@@ -149,7 +159,8 @@ class StateLog:
             info = None if cached is None else cached[2].get("changelog")
             if info is not None:
                 begin, end = self.reader.bounds(topic, tp.partition)
-                if info.get("topic") != topic or not begin <= int(info["offset"]) <= end:
+                if (info.get("topic") != topic or info.get("format") != cl.FORMAT
+                        or not begin <= int(info["offset"]) <= end):
                     log.info("local cache belongs to another changelog (or one since recreated); ignored",
                              extra={"partition": _name(tp), "cache": info, "changelog": topic})
                     cached[0].close()
@@ -158,10 +169,11 @@ class StateLog:
             if cached is not None and info is not None:
                 det, next_offset, _ = cached
                 restored = self.reader.read(topic, tp.partition, tp.topic, int(info["offset"]), progress=progress)
-                ws = cl.WriterState(int(info["parity"]), info["arrays_id"], int(info["chunks"]))
+                ws = cl.WriterState(int(info["parity"]), info["arrays_id"], int(info["chunks"]),
+                                    buckets=info["buckets"])
                 if restored.head is not None:
                     try:
-                        cl.apply(det, restored, base_arrays_id=info["arrays_id"])
+                        cl.apply(det, restored, base_arrays_id=info["arrays_id"], base_buckets=info["buckets"])
                     except StateFormatError as exc:
                         log.info("cache cannot be completed from the changelog tail; reading all of it",
                                  extra={"partition": _name(tp), "reason": str(exc)})
@@ -180,7 +192,7 @@ class StateLog:
               legacy: tuple | None = None) -> tuple[Detector, int | None, cl.WriterState, int]:
         restored = self.reader.read(topic, tp.partition, tp.topic, None, progress=progress)
         if restored.head is None:
-            ws = cl.WriterState(fixups=restored.fixups)
+            ws = cl.WriterState(fixups=restored.fixups, legacy=dict(restored.legacy))
             if legacy is not None:   # state kept before the changelog was on: the cache is all there is
                 log.info("changelog empty; restoring the local checkpoint", extra={"partition": _name(tp)})
                 return legacy[0], legacy[1], ws, restored.end_offset
@@ -198,7 +210,7 @@ class StateLog:
                         "features or training.window); starting this partition fresh from the head's offset",
                         extra={"partition": _name(tp), "changelog": topic})
             ws = _writer_from(restored)
-            ws.fixups = set(restored.entities) | restored.fixups   # overwritten by the fresh state
+            ws.fixups = set(restored.buckets) | restored.fixups   # overwritten by the fresh state
             return Detector(det_cfg), int(restored.head["next_offset"]), ws, restored.end_offset
         det = Detector(det_cfg)
         try:
@@ -237,7 +249,8 @@ class StateLog:
 
 def _writer_from(restored: cl.Restored) -> cl.WriterState:
     h = restored.head
-    return cl.WriterState(int(h["parity"]), h["arrays_id"], int(h["chunks"]))
+    return cl.WriterState(int(h["parity"]), h["arrays_id"], int(h["chunks"]), buckets=h.get("buckets"),
+                          legacy=dict(restored.legacy))
 
 
 def _name(tp: Any) -> str:

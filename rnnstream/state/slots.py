@@ -256,13 +256,16 @@ class SlotState:
         return {"capacity": self.capacity, "seq": self.seq, "evicted_total": self.evicted_total}
 
     def set_clock(self, clock: dict[str, Any]) -> None:
-        """Restore ``clock()``'s counters (after ``restore_entities``); grows to its capacity."""
+        """Restore ``clock()``'s counters (after ``restore_entities``); grows to its capacity. The clock is
+        set to ``clock``'s exactly, not to the larger of the two: putting rows back ticks it once per
+        entity new to this state (``restore``), and a state rebuilt from a cache plus newer rows would
+        otherwise run ahead of the one that wrote them (its later ``last_seq`` values would differ)."""
         capacity = int(clock["capacity"])
         if not 1 <= capacity <= self.max_entities:
             raise ValueError(f"state holds {capacity} slots, max_entities is {self.max_entities}")
         if capacity > self.capacity:
             self._grow(capacity)
-        self.seq = max(int(clock["seq"]), self.seq)
+        self.seq = int(clock["seq"])
         self.evicted_total = int(clock["evicted_total"])
         self.mark_clean()
 

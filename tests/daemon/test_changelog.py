@@ -72,7 +72,7 @@ def _same(a: Detector, b: Detector):
 @pytest.mark.parametrize("model", ["gru", "esn", "lstm", "gru:2", "lstm:3"])
 def test_commits_replayed_into_a_fresh_detector_continue_identically(model):
     cfg = _cfg(model, max_entities=20)
-    ents, x, ts = _stream(900, 30, seed=2)    # 30 entities for 20 slots: evictions, hence tombstones
+    ents, x, ts = _stream(900, 30, seed=2)    # 30 entities for 20 slots: evictions
     det, ref = Detector(cfg), Detector(cfg)
     log: list = []
     ws = [cl.WriterState()]
@@ -83,7 +83,7 @@ def test_commits_replayed_into_a_fresh_detector_continue_identically(model):
             _commit(det, log, ws, b)
         back, restored = _restore(cfg, log)
         assert restored.head["next_offset"] == 600 and not restored.fixups
-        assert any(v is None for _, v in log), "no tombstone was written"
+        assert det.state.evicted_total > 0, "no entity was evicted (its bucket rewritten without it)"
         _same(det, back)
         det.process(ents[600:], x[600:], ts[600:])
         back.process(ents[600:], x[600:], ts[600:])
@@ -94,19 +94,93 @@ def test_commits_replayed_into_a_fresh_detector_continue_identically(model):
         ref.close()
 
 
-def test_only_changed_entities_and_changed_arrays_are_written():
-    cfg = _cfg()
+def _bucket_rows(records) -> dict[bytes, dict[str, bytes]]:
+    """bucket name -> its entities' rows, of the (unchunked) bucket records among ``records``."""
+    return {cl.parse_key(k)[3]: cl.decode_bucket([v]) for k, v in records if k[:1] == b"b" and v is not None}
+
+
+def test_only_buckets_of_changed_entities_and_changed_arrays_are_written():
+    cfg = _cfg(max_entities=1000)
+    names = [f"host-{i}" for i in range(300)]
     det = Detector(cfg)
     ws, log = [cl.WriterState()], []
     try:
-        det.process(["a", "b", "c"], np.ones((3, 2)), np.array([1.7e9, 1.7e9 + 1, 1.7e9 + 2]))
-        first = _commit(det, log, ws, 3)
-        assert sorted(cl.parse_key(k)[3] for k, _ in first if k[:1] == b"e") == [b"a", b"b", b"c"]
+        det.process(names, np.ones((300, 2)), 1.7e9 + np.arange(300.0))
+        first = _commit(det, log, ws, 300)
+        size = ws[0].buckets
+        assert size == cl.bucket_count(300, cl.RowCodec(det.state).row_bytes) and 300 / size <= cl.BUCKET_ENTITIES
+        rows = _bucket_rows(first)
+        assert sorted(e for b in rows.values() for e in b) == sorted(names)   # every entity once
+        assert len(rows) <= size < 300 / 4                                       # far fewer records than entities
         assert any(k[:1] == b"m" for k, _ in first)      # first commit: the shard arrays
-        det.process(["b"], np.ones((1, 2)), np.array([1.7e9 + 3]))
-        second = _commit(det, log, ws, 4)
-        kinds = [(k[:1], cl.parse_key(k)[3]) for k, _ in second]
-        assert kinds == [(b"e", b"b"), (b"h", b"")]      # one entity row and the head, no arrays
+        det.process(["host-7"], np.ones((1, 2)), np.array([1.7e9 + 400]))
+        second = _commit(det, log, ws, 301)
+        bucket = f"{size}.{cl.bucket_of('host-7', size)}".encode()
+        assert [(k[:1], cl.parse_key(k)[3]) for k, _ in second] == [(b"b", bucket), (b"h", b"")]  # no arrays
+        again = _bucket_rows(second)[bucket]
+        assert sorted(again) == sorted(e for e in names if cl.bucket_of(e, size) == cl.bucket_of("host-7", size))
+        assert again["host-7"] != rows[bucket]["host-7"] and again["host-0" if "host-0" in again else
+                                                                   sorted(again)[0]] is not None
+        back, _ = _restore(cfg, log)
+        _same(det, back)
+        back.close()
+    finally:
+        det.close()
+
+
+def test_buckets_are_resized_as_entities_come_and_go_and_restore_from_a_cache_and_its_tail():
+    """B grows with the entities and shrinks with them (evictions); a detector restored at some commit
+    (a local cache) plus the records after it equals one restored from every record."""
+    cfg = _cfg(max_entities=2000)
+    det = Detector(cfg)
+    ws, log = [cl.WriterState()], []
+    sizes, caches = [], []
+    try:
+        t = 1.7e9
+        for step, live in enumerate((20, 400, 1500, 1500, 30)):
+            if live < len(det.state):   # evict all but ``live`` (idle ones, as the TTL would)
+                det.state.drop(sorted(det.state.index)[live:])
+            names = [f"e{i}" for i in range(live)]
+            det.process(names, np.ones((live, 2)) * step, t + np.arange(live, dtype=float))
+            t += live
+            _commit(det, log, ws, 10 * (step + 1))
+            sizes.append(ws[0].buckets)
+            caches.append((len(log), ws[0].buckets, _restore(cfg, log)[0]))
+        assert sizes[0] < sizes[1] < sizes[2] == sizes[3] and sizes[4] < sizes[3], sizes
+        full, _ = _restore(cfg, log)
+        _same(det, full)
+        for at, size, cached in caches[:-1]:   # each cache brought forward by the records after it
+            tail = cl.Collector("t")
+            for key, value in log[at:]:
+                tail.add(key, value)
+            cl.apply(cached, tail.finish(), base_arrays_id=None, base_buckets=size)
+            _same(det, cached)
+            cached.close()
+        full.close()
+        caches[-1][2].close()
+    finally:
+        det.close()
+
+
+def test_a_cache_loses_the_entities_of_a_bucket_rewritten_without_them():
+    cfg = _cfg(max_entities=1000)
+    names = [f"e{i}" for i in range(200)]
+    det = Detector(cfg)
+    ws, log = [cl.WriterState()], []
+    try:
+        det.process(names, np.ones((200, 2)), 1.7e9 + np.arange(200.0))
+        _commit(det, log, ws, 200)
+        at, cached = len(log), _restore(cfg, log)[0]
+        det.state.drop(["e3", "e4"])                     # evicted: their buckets are rewritten
+        det.process(["e5"], np.ones((1, 2)), np.array([1.7e9 + 500]))
+        _commit(det, log, ws, 201)
+        tail = cl.Collector("t")
+        for key, value in log[at:]:
+            tail.add(key, value)
+        cl.apply(cached, tail.finish(), base_arrays_id=ws[0].arrays_id, base_buckets=ws[0].buckets)
+        assert "e3" not in cached.state.index and "e4" not in cached.state.index
+        _same(det, cached)
+        cached.close()
     finally:
         det.close()
 
@@ -122,9 +196,9 @@ def test_records_after_the_last_head_do_not_count_and_are_named_for_rewriting():
         snapshot = {e: det.state.export([e]) for e in det.state.index}
         det.process(ents[100:200], x[100:200], ts[100:200])
         records, _, _ = cl.commit_records(det, "t", 200, ws[0], fingerprints={})
-        log.extend(records[:2])                              # crash after two records of the commit
+        log.extend(records[:1])                              # crash after the first record of the commit
         back, restored = _restore(cfg, log)
-        assert restored.head["next_offset"] == 100 and len(restored.fixups) == 2
+        assert restored.head["next_offset"] == 100 and restored.fixups == {cl.parse_key(records[0][0])[3].decode()}
         for e, blob in snapshot.items():
             np.testing.assert_array_equal(back.state.export([e]).arrays["nmean"], blob.arrays["nmean"])
         back.close()
@@ -144,6 +218,7 @@ def test_large_rows_and_arrays_are_chunked_under_the_record_limit():
         records = _commit(det, log, ws, 2)
         assert sum(k[:1] == b"m" for k, _ in records) >= 2       # ~1 MB of weights and buffer
         assert max(len(k) + len(v or b"") for k, v in records) <= cl.CHUNK_BYTES + 64
+        assert max(cl.parse_key(k)[1] for k, _ in records if k[:1] == b"b") >= 1   # a bucket in chunks
         back, _ = _restore(cfg, log)
         _same(det, back)
         back.close()
@@ -163,19 +238,22 @@ def test_rows_of_another_shape_are_refused():
         _restore(_cfg("esn"), log)
 
 
-def test_entity_rows_longer_than_a_chunk_are_split_and_tombstoned_per_chunk(monkeypatch):
+def test_buckets_longer_than_a_chunk_are_split_and_emptied_ones_tombstoned(monkeypatch):
     monkeypatch.setattr(cl, "CHUNK_BYTES", 300)
     cfg = _cfg(max_entities=3)
-    ents, x, ts = _stream(200, 5, seed=3)
+    ents, x, ts = _stream(400, 5, seed=3)
     det = Detector(cfg)
     ws, log = [cl.WriterState()], []
     try:
-        det.process(ents, x, ts)
+        det.process(ents[:200], x[:200], ts[:200])
         records = _commit(det, log, ws, 200)
-        chunks = cl.RowCodec(det.state).chunks
-        assert chunks >= 2 and max(len(v or b"") for _, v in records if _[:1] == b"e") <= 300
-        tombstones = [k for k, v in records if v is None]
-        assert len(tombstones) % chunks == 0 and tombstones
+        assert max(cl.parse_key(k)[1] for k, _ in records if k[:1] == b"b") >= 1
+        assert max(len(v or b"") for k, v in records if k[:1] == b"b") <= 300 + 4
+        tombstones = []
+        for a in range(200, 400, 20):           # 5 entities for 3 slots: evictions empty buckets
+            det.process(ents[a:a + 20], x[a:a + 20], ts[a:a + 20])
+            tombstones += [k for k, v in _commit(det, log, ws, a + 20) if v is None]
+        assert tombstones
         back, _ = _restore(cfg, log)
         _same(det, back)
         back.close()
@@ -194,7 +272,7 @@ def test_a_commit_that_was_not_written_changes_nothing_and_the_next_writes_it_al
         det.process(ents[100:300], x[100:300], ts[100:300])     # retrainings: new shard arrays
         lost, _, _ = cl.commit_records(det, "t", 300, ws[0], fingerprints={})
         assert any(k[:1] == b"m" for k, _ in lost)
-        log.extend(r for r in lost if r[0][:1] == b"e")         # the entity rows arrived, then a crash
+        log.extend(r for r in lost if r[0][:1] == b"b")         # the entity rows arrived, then a crash
         version = det.arrays_version()
         det.process(ents[300:310], x[300:310], ts[300:310])     # no retraining: the same arrays
         assert det.arrays_version() == version
@@ -203,5 +281,56 @@ def test_a_commit_that_was_not_written_changes_nothing_and_the_next_writes_it_al
         assert restored.head["next_offset"] == 310
         _same(det, back)
         back.close()
+    finally:
+        det.close()
+
+
+def _as_format_2(records: list) -> list:
+    """``records`` of one commit as format 2 wrote them: a record per entity (key e0), head format 2."""
+    import orjson
+
+    out = []
+    for key, value in records:
+        kind, _, topic, rest = cl.parse_key(key)
+        if kind == b"b":
+            out += [(cl._key(b"e", 0, topic, e.encode()), row) for e, row in cl.decode_bucket([value]).items()]
+        elif kind == b"h":
+            head = orjson.loads(value)
+            head["format"] = cl.FORMAT_2
+            del head["buckets"]
+            out.append((key, orjson.dumps(head)))
+        else:
+            out.append((key, value))
+    return out
+
+
+def test_a_format_2_changelog_is_read_and_rewritten_as_buckets_at_the_next_commit():
+    cfg = _cfg(max_entities=100)
+    ents, x, ts = _stream(400, 40, seed=8)
+    det = Detector(cfg)
+    try:
+        det.process(ents[:200], x[:200], ts[:200])
+        records, _, _ = cl.commit_records(det, "t", 200, cl.WriterState(), fingerprints={})
+        det.state.mark_clean()
+        log = _as_format_2(records)
+        back, restored = _restore(cfg, log)
+        _same(det, back)
+        assert len(restored.legacy) == len(det.state)
+        from rnnstream.daemon.statelog import _writer_from
+
+        ws = [_writer_from(restored)]
+        back.process(ents[200:210], x[200:210], ts[200:210])
+        det.process(ents[200:210], x[200:210], ts[200:210])
+        migration = _commit(back, log, ws, 210)
+        assert sum(k[:1] == b"e" and v is None for k, v in migration) == len(restored.legacy)
+        again, restored = _restore(cfg, log)
+        assert not restored.legacy and restored.head["format"] == cl.FORMAT
+        _same(det, again)
+        latest = dict(log)                                   # compacted: the last record of each key
+        compacted = [(k, v) for k, v in log if latest[k] is v and v is not None]
+        final, _ = _restore(cfg, compacted)
+        _same(det, final)
+        for d in (back, again, final):
+            d.close()
     finally:
         det.close()

@@ -7,7 +7,8 @@ from kafka import TopicPartition
 import pytest
 
 from rnnstream.config import load_config
-from rnnstream.daemon.changelog import Reader, changelog_topic, restore_consumer
+from rnnstream.daemon.changelog import Reader, RowCodec, changelog_topic, restore_consumer
+from rnnstream.detector import Detector
 
 from .runner_helpers import (ThreadedRunner, assert_same_states, committed, end_offsets, synth_events, unique,
                              wait_until, write_config)
@@ -62,12 +63,12 @@ def test_a_standby_takes_a_killed_replicas_partitions_over_reading_only_the_chan
         wait_until(copies_current, 120, "the survivor's standby copies to catch up")
         theirs = victims()
         assert runner.standbys.tailer.warm() == {(topic, p) for p in theirs}
-        restored_before = survivor.sample("rnnstream_restore_records_total", {"detector": "hosts"})
+        restored_before = survivor.sample("rnnstream_restore_bytes_total", {"detector": "hosts"})
         victim.kill()                                     # SIGKILL: no final commit, no leaving the group
         victim.wait(10)
         reader = Reader(lambda: restore_consumer(load_config(cfg_a)))
         try:                                              # what a restore from scratch reads now
-            from_scratch = sum(reader.read(cl_topic, p, topic).records for p in theirs)
+            from_scratch = sum(reader.read(cl_topic, p, topic).bytes for p in theirs)
         finally:
             reader.close()
 
@@ -76,7 +77,7 @@ def test_a_standby_takes_a_killed_replicas_partitions_over_reading_only_the_chan
         wait_until(lambda: committed(kafka.bootstrap, group) == ends, 180, "the survivor to process the rest")
         assert {tp.partition for tp in runner.units} == set(range(partitions))
         takeovers = survivor.sample("rnnstream_standby_takeovers_total", {"detector": "hosts"})
-        tail = survivor.sample("rnnstream_restore_records_total", {"detector": "hosts"}) - restored_before
+        tail = survivor.sample("rnnstream_restore_bytes_total", {"detector": "hosts"}) - restored_before
         assert survivor.stop() == 0
         survivor = None
     finally:
@@ -85,10 +86,13 @@ def test_a_standby_takes_a_killed_replicas_partitions_over_reading_only_the_chan
         if victim.poll() is None:
             victim.kill()
             victim.wait(10)
-    print(f"takeover read {tail:.0f} changelog records; from scratch: {from_scratch}")
+    print(f"takeover read {tail:.0f} bytes of changelog records; from scratch: {from_scratch}")
     assert takeovers == len(theirs)
-    assert from_scratch >= 128 // partitions * len(theirs)   # at least a row per entity
-    assert tail * 10 < from_scratch, f"the takeover read {tail} records, a restore from scratch {from_scratch}"
+    det = Detector(load_config(cfg_a).detectors[0], background=False)
+    row_bytes = RowCodec(det.state).row_bytes
+    det.close()
+    assert from_scratch >= 128 // partitions * len(theirs) * row_bytes   # at least a row per entity
+    assert tail * 10 < from_scratch, f"the takeover read {tail} bytes, a restore from scratch {from_scratch}"
 
     want, want_anomalies = _reference(tmp_path, kafka.bootstrap, topic, partitions)
     assert_same_states(changelog_states(cfg_a, topic, partitions, tmp_path), want)

@@ -8,6 +8,7 @@ import orjson
 import pytest
 from kafka.protocol.consumer.metadata import ConsumerProtocolAssignment, ConsumerProtocolSubscription
 
+from rnnstream.daemon import changelog as cl
 from rnnstream.daemon.standby import StandbyAssignor, plan
 
 
@@ -117,8 +118,12 @@ class FakeConsumer:
 
 
 def _commit(topic: str, entity: str, value: bytes, offset: int) -> list:
-    from rnnstream.daemon.changelog import _ARRAYS, _ENTITY, _HEAD, _key
-    return [(_key(_ENTITY, 0, topic, entity.encode()), value), (_key(_ARRAYS, 0, topic, b"1"), b"w"),
+    """One commit's records: ``entity`` alone in its bucket (of 1024) with row ``value``, arrays, the head."""
+    from rnnstream.daemon.changelog import _ARRAYS, _BUCKET, _HEAD, _key, bucket_of, encode_bucket
+
+    name = f"1024.{bucket_of(entity, 1024)}".encode()
+    return [(_key(_BUCKET, 0, topic, name), encode_bucket([entity.encode()], value)[0]),
+            (_key(_ARRAYS, 0, topic, b"1"), b"w"),
             (_key(_HEAD, 0, topic, b""), orjson.dumps({"next_offset": offset}))]
 
 
@@ -147,7 +152,8 @@ def test_tailer_keeps_copies_current_and_hands_them_over():
     assert position == 7 and tailer.warm() == {("in", 1)}
     restored = collector.finish()
     assert restored.head == {"next_offset": 20}              # the last complete commit
-    assert restored.entities == {"a": [b"1"], "b": [b"2"]} and restored.fixups == {"a"}
+    assert restored.entities == {"a": [b"1"], "b": [b"2"]}
+    assert restored.fixups == {f"1024.{cl.bucket_of('a', 1024)}"}
 
     tailer.set_tasks([("hosts", "cl", "in", 1)])             # kept: stays warm, not read again
     assert tailer.positions() == {("cl", 1): 3}
