@@ -66,7 +66,7 @@ def main() -> None:
     for type_name, layers in VARIANTS:
         model = make(type_name, layers, f, d, args)
         state = SlotState({**common_fields(f, d, args.window), **model.state_fields()},
-                          max_entities=args.entities, initial_capacity=args.entities)
+                          max_entities=args.entities, initial_capacity=args.entities, pool_size=args.entities)
         state.slots_for([f"e{k}" for k in range(args.entities)])
         runs.append((f"{type_name.upper()}" + (f"x{layers}" if layers > 1 else ""), model, state, [], []))
     out = BatchOutput.allocate(args.batch, f)
