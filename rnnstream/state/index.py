@@ -266,3 +266,13 @@ def _gather(arena, starts, live, lens, offs, out):
         dst = offs[k]
         for i in range(lens[k]):
             out[dst + i] = arena[src + i]
+
+
+def warm_index() -> None:
+    """Run every compiled function of this module once (compiled, or loaded from numba's cache), so
+    that a first eviction or compaction in a running daemon does not wait for the compiler."""
+    ix = EntityIndex(4)
+    ix.add(["a", "b"], np.array([0, 1]))
+    ix.lookup(["a", "c"])
+    ix.remove(np.array([0]))
+    ix._compact()

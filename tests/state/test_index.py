@@ -75,3 +75,11 @@ def test_a_crowded_table_finds_every_key_after_removals_in_the_middle_of_probe_r
     ix.add(names[8:30], np.arange(8, 30))
     ref.update(zip(names[8:30], range(8, 30)))
     _check(ix, ref, names)
+
+
+def test_warm_index_compiles_every_kernel():
+    from rnnstream.state import index
+
+    index.warm_index()
+    for fn in (index._lookup, index._insert, index._remove, index._hash_many, index._gather):
+        assert fn.signatures, fn.__name__
