@@ -217,22 +217,21 @@ class SlotState:
             slots = np.concatenate([slots, more])
         return slots, evicted
 
-    def _grow(self, capacity: int) -> None:
-        for name in self.slot_fields:
+    def _grow_arrays(self, names: list[str], capacity: int) -> None:
+        for name in names:
             arr = self.arrays[name]
             grown = np.zeros((capacity, *arr.shape[1:]), dtype=arr.dtype)
-            grown[: self.capacity] = arr
+            grown[: arr.shape[0]] = arr
             self.arrays[name] = grown
+
+    def _grow(self, capacity: int) -> None:
+        self._grow_arrays(self.slot_fields, capacity)
         self.index.grow(capacity)
         self._free = list(range(capacity - 1, self.capacity - 1, -1)) + self._free
         self.capacity = capacity
 
     def _grow_pool(self, capacity: int) -> None:
-        for name in self.pooled:
-            arr = self.arrays[name]
-            grown = np.zeros((capacity, *arr.shape[1:]), dtype=arr.dtype)
-            grown[: self.pool_capacity] = arr
-            self.arrays[name] = grown
+        self._grow_arrays(self.pooled, capacity)
         self._pool_free = list(range(capacity - 1, self.pool_capacity - 1, -1)) + self._pool_free
         self.pool_capacity = capacity
 
@@ -429,27 +428,14 @@ class SlotState:
             raise ValueError(f"the state keeps {stale} for every entity: written before history rings "
                              "were kept for a sample of entities only (training.sample_entities); that "
                              "layout is not read, start from an empty state")
-        restored = {}
-        for name in self.slot_fields:
-            spec = self.fields[name]
-            arr = arrays[f"slot.{name}"]
-            if arr.shape != (capacity, *spec.shape) or arr.dtype != np.dtype(spec.dtype):
-                raise ValueError(f"slot field {name!r} is {arr.dtype}{arr.shape}, expected "
-                                 f"{spec.dtype}{(capacity, *spec.shape)}")
-            restored[name] = np.array(arr)
+        restored = self._read_rows(arrays, "slot", self.slot_fields, capacity)
         pool_capacity, pool_free = 0, []
         if self.pooled:
             pool_capacity = int(arrays[f"pool.{self.pooled[0]}"].shape[0])
             if pool_capacity > self.pool_size:
                 raise ValueError(f"state keeps {pool_capacity} pooled rows, the pool holds {self.pool_size} "
                                  "(training.sample_entities)")
-            for name in self.pooled:
-                spec = self.fields[name]
-                arr = arrays[f"pool.{name}"]
-                if arr.shape != (pool_capacity, *spec.shape) or arr.dtype != np.dtype(spec.dtype):
-                    raise ValueError(f"pooled field {name!r} is {arr.dtype}{arr.shape}, expected "
-                                     f"{spec.dtype}{(pool_capacity, *spec.shape)}")
-                restored[name] = np.array(arr)
+            restored.update(self._read_rows(arrays, "pool", self.pooled, pool_capacity))
             pool_free = arrays["pool.free"].tolist()
             used = restored[POOL_ROW][restored[POOL_ROW] != 0] - 1
             if (any(not 0 <= r < pool_capacity for r in pool_free) or used.size and used.max() >= pool_capacity
@@ -473,6 +459,18 @@ class SlotState:
         self.seq = int(meta["seq"])
         self.evicted_total = int(meta["evicted_total"])
         self.mark_clean()
+
+    def _read_rows(self, arrays: Mapping[str, np.ndarray], prefix: str, names: list[str],
+                   rows: int) -> dict[str, np.ndarray]:
+        """Copies of ``arrays[prefix.name]`` for ``names``, each checked to hold ``rows`` rows of its field."""
+        out = {}
+        for name in names:
+            spec, arr = self.fields[name], arrays[f"{prefix}.{name}"]
+            if arr.shape != (rows, *spec.shape) or arr.dtype != np.dtype(spec.dtype):
+                raise ValueError(f"{prefix} field {name!r} is {arr.dtype}{arr.shape}, expected "
+                                 f"{spec.dtype}{(rows, *spec.shape)}")
+            out[name] = np.array(arr)
+        return out
 
     @classmethod
     def from_snapshot(cls, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> SlotState:
