@@ -432,15 +432,13 @@ class SlotState:
         pool_capacity, pool_free = 0, []
         if self.pooled:
             pool_capacity = int(arrays[f"pool.{self.pooled[0]}"].shape[0])
-            if pool_capacity > self.pool_size:
-                raise ValueError(f"state keeps {pool_capacity} pooled rows, the pool holds {self.pool_size} "
-                                 "(training.sample_entities)")
             restored.update(self._read_rows(arrays, "pool", self.pooled, pool_capacity))
             pool_free = arrays["pool.free"].tolist()
             used = restored[POOL_ROW][restored[POOL_ROW] != 0] - 1
-            if (any(not 0 <= r < pool_capacity for r in pool_free) or used.size and used.max() >= pool_capacity
-                    or used.size + len(pool_free) != pool_capacity):
+            if sorted(used.tolist() + pool_free) != list(range(pool_capacity)):   # each row used or free, once
                 raise ValueError("pool rows do not match the pooled arrays")
+            if pool_capacity > self.pool_size:
+                pool_capacity, pool_free = self._shrink_pool(restored), []
         names = decode_strings(arrays["index.names"], arrays["index.ends"])
         slots = arrays["index.slots"].tolist()
         free = arrays["index.free"].tolist()
@@ -459,6 +457,20 @@ class SlotState:
         self.seq = int(meta["seq"])
         self.evicted_total = int(meta["evicted_total"])
         self.mark_clean()
+
+    def _shrink_pool(self, restored: dict[str, np.ndarray]) -> int:
+        """Fit ``restored`` (a snapshot's arrays) into a pool of ``pool_size`` rows: written with a
+        larger ``training.sample_entities``, the entities at the lowest pool rows keep theirs (renumbered
+        in that order), the others keep none. Returns the new pool capacity."""
+        row = restored[POOL_ROW]
+        ringed = np.flatnonzero(row)
+        ringed = ringed[np.argsort(row[ringed], kind="stable")]
+        keep, drop = ringed[:self.pool_size], ringed[self.pool_size:]
+        for name in self.pooled:
+            restored[name] = np.array(restored[name][row[keep] - 1])
+        row[drop] = 0
+        row[keep] = np.arange(1, keep.size + 1)
+        return int(keep.size)
 
     def _read_rows(self, arrays: Mapping[str, np.ndarray], prefix: str, names: list[str],
                    rows: int) -> dict[str, np.ndarray]:

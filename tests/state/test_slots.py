@@ -341,6 +341,7 @@ def test_snapshot_round_trips_pool_rows_and_refuses_rings_kept_per_entity():
     st["hist"][:] = np.arange(st["hist"].size).reshape(st["hist"].shape)
     st.drop(["b"])
     arrays, meta = st.snapshot()
+    arrays = {k: v.copy() for k, v in arrays.items()}   # the snapshot's arrays are the state's own
     assert "slot.hist" not in arrays and arrays["pool.hist"].shape == (st.pool_capacity, 3)
     back = SlotState.from_snapshot(arrays, meta)
     assert back.pool_size == st.pool_capacity and _ringed(back) == _ringed(st) == ["a", "c"]
@@ -351,5 +352,12 @@ def test_snapshot_round_trips_pool_rows_and_refuses_rings_kept_per_entity():
     old["slot.hist"] = np.zeros((meta["capacity"], 3))
     with pytest.raises(ValueError, match="for every entity.*sample_entities"):
         SlotState(POOLED, max_entities=10, pool_size=3).restore_snapshot(old, meta)
-    with pytest.raises(ValueError, match="pool holds 1"):
-        SlotState(POOLED, max_entities=10, pool_size=1).restore_snapshot(arrays, meta)
+    small = SlotState(POOLED, max_entities=10, pool_size=1)   # a smaller training.sample_entities
+    small.restore_snapshot(arrays, meta)
+    assert _ringed(small) == ["a"] and small.pool_capacity == small.pool_used() == 1   # the lowest ring row
+    np.testing.assert_array_equal(small.export(["a"]).arrays["hist"], st.export(["a"]).arrays["hist"])
+    small.assign(["f"])
+    assert _ringed(small) == ["a"]
+    bad = dict(arrays, **{"pool.free": np.array([0])})
+    with pytest.raises(ValueError, match="pool rows"):
+        SlotState(POOLED, max_entities=10, pool_size=3).restore_snapshot(bad, meta)
