@@ -5,7 +5,8 @@ after the kernels are compiled and a small detector has run (the baseline), then
 ``max_entities`` = N gets two events of each of N entities (names ``host-0000000``...), and the RSS is
 read again. Reported per entity: the RSS growth, the slot arrays' share (every per-entity field of the
 ``SlotState``), the history-ring pool's share (``training.sample_entities`` rings, divided by N), the
-rest (the entity index: a dict and the name strings, plus allocator slack), and the largest fields (a
+entity index's arrays (``state.index``), the rest (allocator slack: memory freed by the batches'
+temporaries that the allocator keeps, and the process's other growth), and the largest fields (a
 pooled field counted as its pool's bytes divided by N).
 
 Run: ``.venv/bin/python benchmarks/bench_memory.py [--entities 1000000] [--types gru,esn,naive]``
@@ -68,7 +69,7 @@ def measure(model: str, n: int) -> dict:
     arrays = {k: st[k].nbytes / n for k in st.fields}
     pool = sum(arrays[k] for k in st.pooled)
     return {"model": model, "entities": n, "rss_per_entity": grown / n, "arrays_per_entity": sum(arrays.values()) - pool,
-            "pool_per_entity": pool, "rings": st.pool_used(),
+            "pool_per_entity": pool, "rings": st.pool_used(), "index_per_entity": st.index.nbytes() / n,
             "fields": sorted(arrays.items(), key=lambda kv: -kv[1]), "seconds": elapsed,
             "n_inputs": det.model.n_inputs, "window": det.training.window}
 
@@ -93,7 +94,8 @@ def main() -> int:
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; defaults, {args.entities} entities, "
           "two events each")
     print(f"{os.uname().machine}, {_cpu_model()}; {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') >> 30} GiB")
-    print(f"{'model':6} {'RSS/entity':>11} {'slots':>7} {'rings':>6} {'rest':>6}   largest fields (bytes/entity)")
+    print(f"{'model':6} {'RSS/entity':>11} {'slots':>7} {'rings':>6} {'index':>6} {'rest':>6}   "
+          "largest fields (bytes/entity)")
     for model in args.types.split(","):
         proc = subprocess.run([sys.executable, __file__, "--one", model, "--entities", str(args.entities)],
                               capture_output=True, text=True)
@@ -102,9 +104,9 @@ def main() -> int:
             continue
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         fields = ", ".join(f"{k} {v:.0f}" for k, v in r["fields"][:6])
-        rest = r["rss_per_entity"] - r["arrays_per_entity"] - r["pool_per_entity"]
+        rest = r["rss_per_entity"] - r["arrays_per_entity"] - r["pool_per_entity"] - r["index_per_entity"]
         print(f"{model:6} {r['rss_per_entity']:9.0f} B {r['arrays_per_entity']:5.0f} B {r['pool_per_entity']:4.0f} B "
-              f"{rest:4.0f} B   {fields}   (D={r['n_inputs']}, W={r['window']}, {r['rings']} rings, "
+              f"{r['index_per_entity']:4.0f} B {rest:4.0f} B   {fields}   (D={r['n_inputs']}, W={r['window']}, {r['rings']} rings, "
               f"{r['seconds']:.1f} s)")
         figure(f"memory per entity, {model}, defaults, {args.entities:,} entities (RSS growth)",
                f"{r['rss_per_entity']:.0f} B", "<= 600 B" if model == "gru" else "")

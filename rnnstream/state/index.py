@@ -195,7 +195,25 @@ class EntityIndex(Mapping):
         return self.arena[start:start + n].tobytes().decode("utf-8", "surrogatepass")
 
     def names(self, slots: Sequence[int] | np.ndarray) -> list[str | None]:
-        return [self.name(int(s)) for s in slots]
+        """The keys at ``slots`` (None for a free slot): their bytes gathered and decoded at once."""
+        slots = np.asarray(slots, dtype=np.int64).reshape(-1)
+        lens = self.lengths[slots].astype(np.int64)
+        free = lens < 0
+        lens[free] = 0
+        offs = np.zeros(slots.size + 1, dtype=np.int64)
+        np.cumsum(lens, out=offs[1:])
+        buf = np.empty(int(offs[-1]), dtype=np.uint8)
+        _gather(self.arena, self.starts, slots, lens, offs, buf)
+        raw = buf.tobytes()
+        text = raw.decode("utf-8", "surrogatepass")
+        if len(text) == len(raw):   # ASCII: byte offsets are character offsets
+            out = [text[a:b] for a, b in zip(offs[:-1].tolist(), offs[1:].tolist())]
+        else:
+            out = [raw[a:b].decode("utf-8", "surrogatepass") for a, b in zip(offs[:-1].tolist(), offs[1:].tolist())]
+        if free.any():
+            for k in np.flatnonzero(free).tolist():
+                out[k] = None
+        return out
 
     # -- Mapping ---------------------------------------------------------------------------------
 

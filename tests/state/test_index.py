@@ -83,3 +83,13 @@ def test_warm_index_compiles_every_kernel():
     index.warm_index()
     for fn in (index._lookup, index._insert, index._remove, index._hash_many, index._gather):
         assert fn.signatures, fn.__name__
+
+
+def test_names_of_many_slots_at_once_match_one_by_one():
+    ix = EntityIndex(8)
+    keys = ["host-1", "é-2", "", "日本"]
+    ix.add(keys, np.array([5, 1, 7, 2]))
+    ix.remove(np.array([7]))
+    slots = [0, 1, 2, 5, 7, 1]
+    assert ix.names(slots) == [ix.name(s) for s in slots] == [None, "é-2", "日本", "host-1", None, "é-2"]
+    assert ix.names([]) == [] and ix.names([5, 5]) == ["host-1", "host-1"]
