@@ -38,7 +38,7 @@ def bench(size: int, batches: int, seed: int = 0) -> tuple[float, float]:
                              sparsity=0.9, ridge=1e-3, forgetting=0.999, seed=0)
     model = ESN(F, D, params)
     fields = {**common_fields(F, D, WINDOW), **model.state_fields()}
-    state = SlotState(fields, N_ENTITIES, initial_capacity=N_ENTITIES)
+    state = SlotState(fields, N_ENTITIES, initial_capacity=N_ENTITIES, pool_size=N_ENTITIES)
     slots, _ = state.slots_for([f"e{k}" for k in range(N_ENTITIES)])
     rng = np.random.default_rng(seed)
     kp = kernel_params()

@@ -120,7 +120,7 @@ def main() -> None:
     f, d = 1, (6 if tf else 1)
     model = GRUModel(f, d, SimpleNamespace(hidden=args.hidden, seed=0))
     fields = {**common_fields(f, d, args.window), **model.state_fields()}
-    state = SlotState(fields, max_entities=args.entities, initial_capacity=args.entities)
+    state = SlotState(fields, max_entities=args.entities, initial_capacity=args.entities, pool_size=args.entities)
     state.slots_for([f"e{k}" for k in range(args.entities)])
     kp = kernel_params(tf, tf, tf)
     rng = np.random.default_rng(1)

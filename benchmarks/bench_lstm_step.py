@@ -31,7 +31,11 @@ VARIANTS = [("gru", 1), ("lstm", 1), ("gru", 2), ("lstm", 2)]
 
 
 def row_bytes(fields) -> int:
-    return sum(int(np.prod(f.shape, dtype=np.int64)) * np.dtype(f.dtype).itemsize for f in fields.values())
+    """Bytes of an entity's slot row; the history ring (pooled: ``training.sample_entities`` entities
+    keep one) is left out, and the slot's ring address (``pool_row``, int32) counted."""
+    pooled = any(f.pooled for f in fields.values())
+    return 4 * pooled + sum(int(np.prod(f.shape, dtype=np.int64)) * np.dtype(f.dtype).itemsize
+                            for f in fields.values() if not f.pooled)
 
 
 def make(type_name: str, layers: int, f: int, d: int, args):
@@ -54,8 +58,8 @@ def main() -> None:
     kp = kernel_params(True, True, True)
     common = common_fields(f, d, args.window, 24)
 
-    print(f"memory per entity (H={args.hidden} F={f} D={d} ring={args.window}, daily profile 24 bins): "
-          f"common fields {row_bytes(common)} B")
+    print(f"memory per entity (H={args.hidden} F={f} D={d}, daily profile 24 bins, the ring of {args.window} "
+          f"events kept for a sample of entities only): common fields {row_bytes(common)} B")
     for type_name, layers in [("naive", 1), ("esn", 1)] + VARIANTS + [("gru", 3), ("lstm", 3)]:
         model = make(type_name, layers, f, d, args)
         own = row_bytes(model.state_fields())
@@ -66,7 +70,7 @@ def main() -> None:
     for type_name, layers in VARIANTS:
         model = make(type_name, layers, f, d, args)
         state = SlotState({**common_fields(f, d, args.window), **model.state_fields()},
-                          max_entities=args.entities, initial_capacity=args.entities)
+                          max_entities=args.entities, initial_capacity=args.entities, pool_size=args.entities)
         state.slots_for([f"e{k}" for k in range(args.entities)])
         runs.append((f"{type_name.upper()}" + (f"x{layers}" if layers > 1 else ""), model, state, [], []))
     out = BatchOutput.allocate(args.batch, f)

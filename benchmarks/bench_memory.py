@@ -3,8 +3,11 @@
 Each model type runs in its own process: the resident set size (RSS, from /proc/self/statm) is read
 after the kernels are compiled and a small detector has run (the baseline), then a detector with
 ``max_entities`` = N gets two events of each of N entities (names ``host-0000000``...), and the RSS is
-read again. Reported per entity: the RSS growth, the slot arrays' share (every field, ``SlotState``),
-the rest (the entity index: a dict and the name strings, plus allocator slack), and the largest fields.
+read again. Reported per entity: the RSS growth, the slot arrays' share (every per-entity field of the
+``SlotState``), the history-ring pool's share (``training.sample_entities`` rings, divided by N), the
+entity index's arrays (``state.index``), the rest (allocator slack: memory freed by the batches'
+temporaries that the allocator keeps, and the process's other growth), and the largest fields (a
+pooled field counted as its pool's bytes divided by N).
 
 Run: ``.venv/bin/python benchmarks/bench_memory.py [--entities 1000000] [--types gru,esn,naive]``
 """
@@ -61,11 +64,22 @@ def measure(model: str, n: int) -> dict:
             det.process(names, rng.standard_normal((hi - lo, 1)), t)
     elapsed = time.perf_counter() - started
     grown = rss_bytes() - base
-    arrays = {k: v.nbytes / det.state.capacity for k, v in det.state.arrays.items()}
-    assert len(det.state) == n, len(det.state)
-    return {"model": model, "entities": n, "rss_per_entity": grown / n, "arrays_per_entity": sum(arrays.values()),
+    st = det.state
+    assert len(st) == n == st.capacity, (len(st), st.capacity)
+    arrays = {k: st[k].nbytes / n for k in st.fields}
+    pool = sum(arrays[k] for k in st.pooled)
+    return {"model": model, "entities": n, "rss_per_entity": grown / n, "arrays_per_entity": sum(arrays.values()) - pool,
+            "pool_per_entity": pool, "rings": st.pool_used(), "index_per_entity": st.index.nbytes() / n,
             "fields": sorted(arrays.items(), key=lambda kv: -kv[1]), "seconds": elapsed,
             "n_inputs": det.model.n_inputs, "window": det.training.window}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown CPU"
 
 
 def main() -> int:
@@ -79,7 +93,9 @@ def main() -> int:
         return 0
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; defaults, {args.entities} entities, "
           "two events each")
-    print(f"{'model':6} {'RSS/entity':>11} {'arrays':>8} {'rest':>6}   largest fields (bytes/entity)")
+    print(f"{os.uname().machine}, {_cpu_model()}; {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') >> 30} GiB")
+    print(f"{'model':6} {'RSS/entity':>11} {'slots':>7} {'rings':>6} {'index':>6} {'rest':>6}   "
+          "largest fields (bytes/entity)")
     for model in args.types.split(","):
         proc = subprocess.run([sys.executable, __file__, "--one", model, "--entities", str(args.entities)],
                               capture_output=True, text=True)
@@ -87,10 +103,11 @@ def main() -> int:
             print(f"{model}: failed\n{proc.stderr[-2000:]}")
             continue
         r = json.loads(proc.stdout.strip().splitlines()[-1])
-        fields = ", ".join(f"{k} {v:.0f}" for k, v in r["fields"][:5])
-        print(f"{model:6} {r['rss_per_entity']:9.0f} B {r['arrays_per_entity']:6.0f} B "
-              f"{r['rss_per_entity'] - r['arrays_per_entity']:4.0f} B   {fields}   "
-              f"(D={r['n_inputs']}, W={r['window']}, {r['seconds']:.1f} s)")
+        fields = ", ".join(f"{k} {v:.0f}" for k, v in r["fields"][:6])
+        rest = r["rss_per_entity"] - r["arrays_per_entity"] - r["pool_per_entity"] - r["index_per_entity"]
+        print(f"{model:6} {r['rss_per_entity']:9.0f} B {r['arrays_per_entity']:5.0f} B {r['pool_per_entity']:4.0f} B "
+              f"{r['index_per_entity']:4.0f} B {rest:4.0f} B   {fields}   (D={r['n_inputs']}, W={r['window']}, {r['rings']} rings, "
+              f"{r['seconds']:.1f} s)")
         figure(f"memory per entity, {model}, defaults, {args.entities:,} entities (RSS growth)",
                f"{r['rss_per_entity']:.0f} B", "<= 600 B" if model == "gru" else "")
     return 0

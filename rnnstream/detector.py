@@ -91,7 +91,7 @@ class Detector:
         self.kp = from_config(tf, cfg.scoring, cfg.late_tolerance_seconds)
         window = cfg.training.window
         fields = {**common_fields(self.n_features, n_inputs, window, bins), **self.model.state_fields()}
-        self.state = SlotState(fields, cfg.max_entities)
+        self.state = SlotState(fields, cfg.max_entities, pool_size=cfg.training.sample_entities)
         self.training = TrainingSchedule(self.model, cfg.training, window, self.kp, seed=self.model.seed,
                                          background=background)
         self.out = BatchOutput.allocate(batch_capacity, self.n_features)

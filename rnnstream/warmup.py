@@ -11,6 +11,7 @@ from .config import load_config
 from .config.model_params import MODEL_PARAMS
 from .detector import Detector
 from .models.base import model_types
+from .state.index import warm_index
 
 _TEMPLATE = """
 detectors:
@@ -30,6 +31,7 @@ def warmup(models: Iterable[tuple[str, int]] | None = None) -> float:
     ``(type, layers)`` pairs of ``models``; return seconds. Compiles the kernels, or loads them from
     numba's cache, into this process."""
     started = time.perf_counter()
+    warm_index()
     rng = np.random.default_rng(0)
     if models is None:
         models = [(t, 1) for t in model_types()]

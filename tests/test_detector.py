@@ -281,3 +281,80 @@ def test_restore_from_shard_snapshot_and_entity_rows_continues_identically(model
     finally:
         whole.close()
         split.close()
+
+
+SAMPLED = """
+    max_entities: 6
+    idle_ttl_seconds: 1500
+    training: {{every_events: 97, min_events: 64, window: 8, steps: 2, batch_windows: 4, sample_entities: {sample}}}
+    scoring: {{warmup_events: 5}}
+"""
+
+
+def _sampled_stream(n=900, seed=3):
+    rng = np.random.default_rng(seed)
+    ents = [f"e{k}" for k in rng.choice(8, size=n, p=[.3, .25, .15, .1, .08, .06, .04, .02])]
+    return ents, rng.normal(size=(n, 1)), np.cumsum(rng.exponential(60.0, n))
+
+
+def test_sampled_rings_do_not_depend_on_batching_and_matter_for_training():
+    """Rings for 2 of up to 6 live entities (8 in all, evictions and idle expiry free rings): outputs
+    are a function of the event sequence alone; they differ from a run where every entity keeps one
+    (the sample decides what training sees); a sample of 6 or more is the same as one of 4096."""
+    ents, x, ts = _sampled_stream()
+    runs = {}
+    for sample in (2, 6, 4096):
+        cfg = _one_feature_gru(SAMPLED.format(sample=sample))
+        runs[sample] = [_run_batched(cfg, ents, x, ts, batch) for batch in (1, 7, 250, len(ents))]
+        first, n_evicted, version = runs[sample][0]
+        assert n_evicted > 0 and version > 0
+        for other, other_evicted, other_version in runs[sample][1:]:
+            np.testing.assert_array_equal(other, first)
+            assert (other_evicted, other_version) == (n_evicted, version)
+    np.testing.assert_array_equal(runs[6][0][0], runs[4096][0][0])
+    assert runs[2][0][0].tobytes() != runs[6][0][0].tobytes()
+
+
+def test_no_rings_means_no_training_but_the_same_scoring_until_then():
+    ents, x, ts = _sampled_stream(n=400)
+    none = Detector(_one_feature_gru(SAMPLED.format(sample=0)), background=False)
+    some = Detector(_one_feature_gru(SAMPLED.format(sample=6)), background=False)
+    try:
+        a, b = none.process(ents, x, ts), some.process(ents, x, ts)
+        assert none.state.pool_used() == 0 and none.state["ring_in"].shape[0] == 0
+        assert none.model.version == 0 and none.training.stats.runs_ok == 0 and some.model.version > 0
+        first_fit = int(np.argmax(b.model_version > 0))
+        np.testing.assert_array_equal(_rows(a)[:first_fit], _rows(b)[:first_fit])
+    finally:
+        none.close()
+        some.close()
+
+
+@pytest.mark.parametrize("via", ["file", "changelog"])
+def test_restore_carries_which_entities_keep_rings(via):
+    """After a restart from a file snapshot or from the changelog's parts (entity rows, then the
+    detector without them), the same entities keep rings and outputs continue bit for bit."""
+    ents, x, ts = _sampled_stream(n=900, seed=8)
+    cfg = _one_feature_gru(SAMPLED.format(sample=3))
+    whole, split = Detector(cfg, background=False), Detector(cfg, background=False)
+    back = Detector(cfg, background=False)
+    try:
+        want = _rows(whole.process(ents, x, ts))
+        head = _rows(split.process(ents[:500], x[:500], ts[:500]))
+        ringed = sorted(e for e, s in split.state.index.items() if split.state["pool_row"][s])
+        assert len(ringed) == 3 and len(split.state) > 3
+        if via == "file":
+            back.restore(*split.snapshot())
+        else:
+            arrays, meta = split.snapshot(entities=False)
+            back.state.assign(["someone-else"])   # shifts slot and ring row numbers
+            back.state.drop(["someone-else"])
+            back.state.restore_entities(split.state.export())
+            back.restore(arrays, meta, entities=False)
+        assert sorted(e for e, s in back.state.index.items() if back.state["pool_row"][s]) == ringed
+        tail = _rows(back.process(ents[500:], x[500:], ts[500:]))
+        np.testing.assert_array_equal(np.concatenate([head, tail]), want)
+        assert back.model.version == whole.model.version > 0
+    finally:
+        for det in (whole, split, back):
+            det.close()

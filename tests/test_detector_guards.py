@@ -61,9 +61,8 @@ def _run(det: Detector, ents, x, ts, batch: int):
 
 
 def _assert_state_finite(det: Detector) -> None:
-    for name, arr in det.state.arrays.items():
-        if arr.dtype.kind == "f":
-            live = arr[list(det.state.index.values())]
+    for name, live in det.state.export().arrays.items():   # every live entity's row, rings included
+        if live.dtype.kind == "f":
             assert np.isfinite(live).all(), f"state field {name} holds a non-finite value"
     for name, w in det.model.weights.items():
         assert np.isfinite(w).all(), f"weight {name} is not finite"

@@ -271,6 +271,7 @@ class TrainingConfig:
     loss: Literal["absolute", "squared"] = setting("absolute", doc="GRU training objective: the mean absolute error of the next-event forecast (its median: bursts and jumps do not pull it off persistence) or the mean squared error.")
     exclude_anomalies: bool = setting(True, doc="Leave events scored above the threshold out of the training buffer.")
     buffer_windows: int = setting(256, doc="Capacity of the training buffer, in windows.", min=1)
+    sample_entities: int = setting(4096, doc="Entities that keep a history ring (window events, ~1.3 KB each at the defaults) from which training windows are cut: the first to arrive while a ring is free (an evicted entity frees its ring for the next new one). The others are scored all the same and keep only their recurrent state and statistics. Per partition shard, like max_entities.", min=0)
 
     def _cross_check(self) -> Problems:
         if self.min_events < self.window:

@@ -12,7 +12,8 @@ arrival order and, per event:
                                  prediction (the GRU's products use ``simd.matvec_bias``);
 3. ``ring.finish_event``         appends ``u`` (compactly: without the calendar features, which the
                                  event time it keeps recomputes) and whether the event was an anomaly
-                                 to the entity's history ring, and counts the event.
+                                 to the entity's history ring, if it keeps one (``pool_row``), and
+                                 counts the event.
 
 Helpers are inlined into the kernel, and kernels run without reference counting (``jit``). Scalar
 parameters travel in one float64 vector whose layout ``params`` names.

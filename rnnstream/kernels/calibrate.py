@@ -79,8 +79,13 @@ TL_RATE = 0         # a tail fit: exceedance rate of TAIL_U,
 TL_M1 = 1           # mean excess over TAIL_U of the exceedances,
 TL_M2 = 2           # mean squared excess,
 TL_N = 3            # exceedances seen (warm start of the excess means)
-# After the features, when the daily profile is on (``features.prepare_input``): per time-of-day bin
-# b, its event count at ``profile_offset(F) + b * (F + 1)``, then the F per-feature means.
+# After the features, when the daily profile is on (``features.daily_profile``): per time-of-day bin
+# b, the F per-feature means at ``profile_offset(F) + b * F``; then the bins' event counts, saturated
+# at PROFILE_COUNT_MAX and packed PROFILE_COUNTS_PER_WORD to a float64 (4 bits each, an exact integer
+# below 2^53): only whether a count reaches 1 / profile_rate matters, so they take 2 numbers, not B.
+PROFILE_COUNT_BITS = 4
+PROFILE_COUNT_MAX = (1 << PROFILE_COUNT_BITS) - 1
+PROFILE_COUNTS_PER_WORD = 13
 
 FLAG_ANOMALY = 1
 FLAG_SUPPRESSED = 2
@@ -115,7 +120,7 @@ def profile_offset(n_features: int) -> int:
 
 def sc_size(n_features: int, profile_bins: int = 0) -> int:
     """Length of the per-entity statistics row for ``n_features`` features and a daily profile."""
-    return profile_offset(n_features) + profile_bins * (n_features + 1)
+    return profile_offset(n_features) + profile_bins * n_features + -(-profile_bins // PROFILE_COUNTS_PER_WORD)
 
 
 @device

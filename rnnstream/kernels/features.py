@@ -12,7 +12,9 @@ exponential). The input gets, per feature, the profile at the event's bin (as it
 and at the bin of the expected next event (the event time plus the previous gap, after the event is
 folded in), both normalised like the feature. A bin with no value yet stands in with the event's own
 normalised value (current bin) or the current bin's profile (next bin), so an empty profile implies no
-change. The profile lives in the per-entity statistics row (``calibrate.profile_offset``).
+change. The profile lives in the per-entity statistics row (``calibrate.profile_offset``); a bin's
+count is kept up to ``calibrate.PROFILE_COUNT_MAX`` (15) only, which is exact as long as
+``1 / profile_rate`` (10) is below it: beyond, the count changes nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import math
 
 from .jit import device
-from .calibrate import PF, SC_FEAT
+from .calibrate import PF, PROFILE_COUNT_BITS, PROFILE_COUNT_MAX, PROFILE_COUNTS_PER_WORD, SC_FEAT
 from .params import KP_DOW, KP_GAP, KP_HALFLIFE, KP_PROFILE_BINS, KP_PROFILE_RATE, KP_TOD, KP_ZCLIP
 
 DAY = 86400.0
@@ -123,21 +125,35 @@ def daily_profile(x, t, gap, s, sc, n_bins, rate, zclip, u, k, msd):
     """
     n_features = x.shape[0]
     base = SC_FEAT + PF * n_features  # calibrate.profile_offset
-    cur = base + day_bin(t, n_bins) * (n_features + 1)
-    nxt = base + day_bin(t + gap, n_bins) * (n_features + 1)
-    n_cur = sc[s, cur]
+    counts = base + n_bins * n_features
+    b_cur = day_bin(t, n_bins)
+    b_nxt = day_bin(t + gap, n_bins)
+    cur = base + b_cur * n_features
+    nxt = base + b_nxt * n_features
+    n_cur = profile_count(sc, s, counts, b_cur)
     for f in range(n_features):
         p = u[f]
         if n_cur > 0.0:
-            p = min(max((sc[s, cur + 1 + f] - msd[0, f]) / msd[1, f], -zclip), zclip)
+            p = min(max((sc[s, cur + f] - msd[0, f]) / msd[1, f], -zclip), zclip)
         u[k + f] = p
     a = max(1.0 / (n_cur + 1.0), rate)
     for f in range(n_features):
-        sc[s, cur + 1 + f] += a * (x[f] - sc[s, cur + 1 + f])
-    sc[s, cur] = n_cur + 1.0
+        sc[s, cur + f] += a * (x[f] - sc[s, cur + f])
+    if n_cur < PROFILE_COUNT_MAX:
+        sc[s, counts + b_cur // PROFILE_COUNTS_PER_WORD] += float(
+            1 << (PROFILE_COUNT_BITS * (b_cur % PROFILE_COUNTS_PER_WORD)))
+    n_nxt = profile_count(sc, s, counts, b_nxt)
     for f in range(n_features):
         p = u[k + f]
-        if sc[s, nxt] > 0.0:
-            p = min(max((sc[s, nxt + 1 + f] - msd[0, f]) / msd[1, f], -zclip), zclip)
+        if n_nxt > 0.0:
+            p = min(max((sc[s, nxt + f] - msd[0, f]) / msd[1, f], -zclip), zclip)
         u[k + n_features + f] = p
     return n_cur
+
+
+@device
+def profile_count(sc, s, counts, b):
+    """How many values bin ``b`` of entity ``s``'s profile holds (up to ``PROFILE_COUNT_MAX``); the
+    packed counts start at ``sc[s, counts]``."""
+    word = int(sc[s, counts + b // PROFILE_COUNTS_PER_WORD])
+    return float((word >> (PROFILE_COUNT_BITS * (b % PROFILE_COUNTS_PER_WORD))) & PROFILE_COUNT_MAX)

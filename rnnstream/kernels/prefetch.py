@@ -67,7 +67,7 @@ AHEAD = 4  # prefetch distance in events (2 to 8 measured alike; 10k and 1M enti
 
 
 @device
-def prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, ring_in, ring_t, ring_flag):
+def prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, pool_row, ring_in, ring_t, ring_flag):
     """Prefetch the shared per-slot rows (``models.base.common_fields``) of the events ahead of ``i``.
 
     The rows an event reads, for event ``i + 2 AHEAD``; the history ring row it will write, for event
@@ -83,8 +83,11 @@ def prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, ring_in, ri
         prefetch_row(nvar, s)
         prefetch_row(pred, s)
         prefetch_row(sc, s)
-        prefetch_row(ring_flag, s)
+        prefetch_row(pool_row, s)
     if i + AHEAD < n:
         s = slots[i + AHEAD]
-        prefetch_row(ring_in[s], count[s] % ring_in.shape[1])
-        prefetch_row(ring_t[s], count[s] % ring_t.shape[1])
+        r = pool_row[s] - 1
+        if r >= 0:
+            prefetch_row(ring_flag, r)
+            prefetch_row(ring_in[r], count[s] % ring_in.shape[1])
+            prefetch_row(ring_t[r], count[s] % ring_t.shape[1])

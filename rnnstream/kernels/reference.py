@@ -115,7 +115,10 @@ class ScorerRef:
         for f, st in enumerate(self.feats):
             row[C.SC_FEAT + C.PF * f:C.SC_FEAT + C.PF * (f + 1)] = st.as_list()
         if bins:
-            row[C.profile_offset(n_features):] = np.column_stack([self.prof_n, self.prof]).ravel()
+            means = C.profile_offset(n_features) + bins * n_features
+            row[C.profile_offset(n_features):means] = self.prof.ravel()
+            for b, n in enumerate(np.minimum(self.prof_n, C.PROFILE_COUNT_MAX).astype(int)):
+                row[means + b // C.PROFILE_COUNTS_PER_WORD] += n * 2.0 ** (C.PROFILE_COUNT_BITS * (b % C.PROFILE_COUNTS_PER_WORD))
         return row
 
 

@@ -12,6 +12,11 @@ The ring keeps only what cannot be recomputed, each value exactly as the network
 The ring position of an entity's event number ``e`` (0-based, its ``count`` before the event) is
 ``e % W`` (``e % (W + 1)`` for ``ring_t``), so the ring needs no cursor of its own.
 
+The rings are pooled fields of the ``SlotState`` (``FieldSpec(pooled=True)``): only a bounded sample of
+entities keeps one (``training.sample_entities``, the first to arrive while a ring is free), at row
+``pool_row[s] - 1`` of the ring arrays; ``pool_row[s] == 0`` means entity ``s`` keeps no history
+(its events are scored all the same, they only never become training windows).
+
 Guaranteed (tested against the inputs the step kernels fed): :func:`unroll_windows` returns, bit for
 bit, the last W inputs an entity's network was fed, oldest first. The layout is shared by every model
 type (``models.base.common_fields``); training code receives only the unrolled (B, W, D) float32
@@ -28,24 +33,26 @@ from .params import KP_DOW, KP_GAP, KP_TOD
 
 
 @device
-def finish_event(s, t, u, n_features, flag, count, last_ts, ring_in, ring_t, ring_flag):
-    """Append input ``u`` (its stored part) and anomaly ``flag`` to entity ``s``'s ring, keep its time
-    ``t``, then count the event."""
-    w = ring_in.shape[1]
+def finish_event(s, t, u, n_features, flag, count, last_ts, pool_row, ring_in, ring_t, ring_flag):
+    """Append input ``u`` (its stored part) and anomaly ``flag`` to entity ``s``'s ring, if it keeps
+    one, keep its time ``t``, then count the event."""
     e = count[s]
-    p = e % w
-    n_stored = ring_in.shape[2]
-    n_calendar = u.shape[0] - n_stored
-    for j in range(n_features):
-        ring_in[s, p, j] = u[j]
-    for j in range(n_features, n_stored):
-        ring_in[s, p, j] = u[n_calendar + j]
-    ring_t[s, e % (w + 1)] = t
-    bit = np.uint8(1 << (p & 7))
-    if flag != 0:
-        ring_flag[s, p >> 3] |= bit
-    else:
-        ring_flag[s, p >> 3] &= ~bit
+    r = pool_row[s] - 1
+    if r >= 0:
+        w = ring_in.shape[1]
+        p = e % w
+        n_stored = ring_in.shape[2]
+        n_calendar = u.shape[0] - n_stored
+        for j in range(n_features):
+            ring_in[r, p, j] = u[j]
+        for j in range(n_features, n_stored):
+            ring_in[r, p, j] = u[n_calendar + j]
+        ring_t[r, e % (w + 1)] = t
+        bit = np.uint8(1 << (p & 7))
+        if flag != 0:
+            ring_flag[r, p >> 3] |= bit
+        else:
+            ring_flag[r, p >> 3] &= ~bit
     count[s] = e + 1
     last_ts[s] = t
 
@@ -62,18 +69,19 @@ def stored_inputs(n_features: int, profile_bins: int) -> int:
 
 
 @trainer
-def unroll_windows(slots, n_features, kp, count, ring_in, ring_t, out):
-    """Write the last ``n = out.shape[1]`` inputs of each of ``slots`` (``n <= W`` and ``n <= count``
-    of each), oldest first, as the step kernel fed them, into ``out[k]`` (len(slots), n, D) float32."""
+def unroll_windows(rows, counts, n_features, kp, ring_in, ring_t, out):
+    """Write the last ``n = out.shape[1]`` inputs of the rings at ``rows`` (ring rows, not slots), whose
+    entities have seen ``counts`` events (``n <= W`` and ``n <= counts[k]``), oldest first, as the step
+    kernel fed them, into ``out[k]`` (len(rows), n, D) float32."""
     w = ring_in.shape[1]
     n = out.shape[1]
     n_stored = ring_in.shape[2]
     d = out.shape[2]
     n_calendar = d - n_stored
     u = np.zeros(d, dtype=np.float32)
-    for k in range(slots.shape[0]):
-        s = slots[k]
-        c = count[s]
+    for k in range(rows.shape[0]):
+        s = rows[k]
+        c = counts[k]
         for i in range(n):
             e = c - n + i
             p = e % w
@@ -90,10 +98,10 @@ def unroll_windows(slots, n_features, kp, count, ring_in, ring_t, out):
                 out[k, i, n_calendar + j] = ring_in[s, p, j]
 
 
-def clean_windows(ring_flag: np.ndarray, slots: np.ndarray) -> np.ndarray:
-    """True for each of ``slots`` whose full ring holds no anomaly flag (every bit of a full ring is a
-    flag of one of its W events)."""
-    return ~ring_flag[slots].any(axis=1)
+def clean_windows(ring_flag: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """True for each of the ring ``rows`` whose full ring holds no anomaly flag (every bit of a full
+    ring is a flag of one of its W events)."""
+    return ~ring_flag[rows].any(axis=1)
 
 
 def flags_by_position(ring_flag_row: np.ndarray, window: int) -> np.ndarray:

@@ -33,10 +33,11 @@ def common_fields(n_features: int, n_inputs: int, window: int, profile_bins: int
         "pred": FieldSpec((n_features,), "float32"),     # prediction of the next normalised features
         "sc": FieldSpec((sc_size(n_features, profile_bins),), "float64"),  # scorer statistics, daily profile
         # The last `window` model inputs, compactly (see kernels.ring): the inputs that are not calendar
-        # features, the event times (one more, for the oldest gap) and one anomaly bit per event.
-        "ring_in": FieldSpec((window, stored_inputs(n_features, profile_bins)), "float32"),
-        "ring_t": FieldSpec((window + 1,), "float64"),
-        "ring_flag": FieldSpec(((window + 7) // 8,), "uint8"),
+        # features, the event times (one more, for the oldest gap) and one anomaly bit per event; kept
+        # for a sample of entities only (pooled rows, see state.slots).
+        "ring_in": FieldSpec((window, stored_inputs(n_features, profile_bins)), "float32", pooled=True),
+        "ring_t": FieldSpec((window + 1,), "float64", pooled=True),
+        "ring_flag": FieldSpec(((window + 7) // 8,), "uint8", pooled=True),
     }
 
 

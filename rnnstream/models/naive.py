@@ -20,19 +20,19 @@ from .base import BatchOutput, FitResult, Model
 
 
 @kernel
-def naive_step_batch(slots, x, ts, kp, count, last_ts, nmean, nvar, pred, sc, ring_in, ring_t, ring_flag,
+def naive_step_batch(slots, x, ts, kp, count, last_ts, nmean, nvar, pred, sc, pool_row, ring_in, ring_t, ring_flag,
                      u, err, msd, out_pred, out_z, out_err, out_score, out_flag, out_kind):
     n_features = x.shape[1]
     for i in range(slots.shape[0]):
         s = slots[i]
-        prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, ring_in, ring_t, ring_flag)
+        prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, pool_row, ring_in, ring_t, ring_flag)
         flags = observe(i, x[i], ts[i], s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
                         out_pred, out_z, out_err, out_score, out_flag, out_kind)
         if flags & FLAG_LATE:
             continue
         for f in range(n_features):
             pred[s, f] = u[f]
-        finish_event(s, ts[i], u, x.shape[1], flags & 1, count, last_ts, ring_in, ring_t, ring_flag)
+        finish_event(s, ts[i], u, x.shape[1], flags & 1, count, last_ts, pool_row, ring_in, ring_t, ring_flag)
 
 
 class NaiveModel(Model):
@@ -52,7 +52,7 @@ class NaiveModel(Model):
             self._err = np.zeros(self.n_features)
             self._msd = np.zeros((2, self.n_features))
         naive_step_batch(slots, x, ts, kp, state["count"], state["last_ts"], state["nmean"], state["nvar"],
-                         state["pred"], state["sc"], state["ring_in"], state["ring_t"], state["ring_flag"],
+                         state["pred"], state["sc"], state["pool_row"], state["ring_in"], state["ring_t"], state["ring_flag"],
                          self._u, self._err, self._msd, out.pred, out.z, out.err, out.score, out.flag, out.kind)
 
     def fit(self, weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray],

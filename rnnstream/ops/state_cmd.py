@@ -276,11 +276,11 @@ def entity_state(cfg: Any, unit: Unit, source: dict[str, Any], row: dict[str, np
     inputs = features + _time_feature_names(cfg)
     # A row written under other time features cannot be unrolled with this config's: no history then.
     fits = row["ring_in"].shape[1] == stored_inputs(n_features, int(cfg.time_features.daily_profile_bins))
-    n_hist = min(count, window) if fits else 0
+    n_hist = min(count, window) if fits and row.get("pool_row", 1) else 0   # pool_row 0: keeps no ring
     unrolled = np.zeros((1, n_hist, len(inputs)), dtype=np.float32)
     if n_hist:
         kp = kernel_params_from_config(cfg.time_features, cfg.scoring, cfg.late_tolerance_seconds)
-        unroll_windows(np.zeros(1, dtype=np.int64), n_features, kp, np.array([count], dtype=np.int64),
+        unroll_windows(np.zeros(1, dtype=np.int64), np.array([count], dtype=np.int64), n_features, kp,
                        row["ring_in"][None], row["ring_t"][None], unrolled)
     flags = flags_by_position(row["ring_flag"], window)
     history = [{"input": dict(zip(inputs, unrolled[0, i].astype(float).tolist())),

@@ -24,9 +24,11 @@ import numpy as np
 from ..errors import StateFormatError, StateVersionError
 
 MAGIC = b"RNNSTATE"
-VERSION = 2
-"""2: the per-entity history ring keeps event times instead of calendar inputs (``kernels.ring``).
-Rows of version 1 cannot be converted exactly (their event times are gone), so they are refused."""
+VERSION = 3
+"""3: history rings are kept for a sample of entities only, in a pool beside the slot arrays
+(``state.slots``, ``pool.*`` arrays and the ``pool_row`` field). 2: the per-entity history ring keeps
+event times instead of calendar inputs (``kernels.ring``). Older versions are refused: version 2 has
+a ring per entity, version 1 lost its event times."""
 ALIGN = 64
 _PREFIX = struct.Struct("<8sIQ")
 _ALLOWED_KINDS = "biuf"  # bool, signed, unsigned, float: nothing that would need pickle
@@ -83,8 +85,8 @@ def from_bytes(buf: bytes, source: str = "<bytes>") -> tuple[dict[str, np.ndarra
     if magic != MAGIC:
         raise StateFormatError(f"{source}: not an rnnstream state file (magic {magic!r})")
     if version != VERSION:
-        hint = (" (written by an older rnnstream, whose per-entity history rings this build cannot convert "
-                "exactly: start the state afresh, or restore it with the build that wrote it)"
+        hint = (" (written by an older rnnstream, whose per-entity history rings this build does not read: "
+                "start the state afresh, or restore it with the build that wrote it)"
                 if version < VERSION else "")
         raise StateVersionError(f"{source}: format version {version}, this build reads {VERSION}{hint}")
     body, (stored,) = buf[:-4], struct.unpack("<I", buf[-4:])

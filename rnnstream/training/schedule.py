@@ -11,7 +11,8 @@ the scoring thread, between two events:
 
 1. puts the previous retraining's result in force (background mode: if that fit is still running,
    the trigger is *skipped* instead, see below);
-2. cuts fresh windows from the rings of entities seen since the last trigger, adds them to the buffer,
+2. cuts fresh windows from the rings of entities seen since the last trigger (of those that keep a
+   ring, ``training.sample_entities``), adds them to the buffer,
    and draws the training batch, with a generator seeded by ``(seed, k)``;
 3. starts the fit: in a background thread (background mode), or at once, putting the result in force
    before the next event (inline mode, used by replay and evaluation).
@@ -53,7 +54,7 @@ import numpy as np
 
 from ..models.base import FitResult, Model
 from ..state.slots import SlotState
-from .windows import WindowBuffer, harvest_windows
+from .windows import WindowBuffer, harvest_windows, with_ring
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ class TrainingSchedule:
         self.collect(wait=True)
         self.k += 1
         rng = np.random.default_rng([self.seed, self.k])
-        fresh = state.seen_since(self.seen_seq)
+        fresh = with_ring(state.arrays, state.seen_since(self.seen_seq))
         self.seen_seq = state.seq
         if fresh.size > self.cfg.batch_windows:
             fresh = fresh[np.sort(rng.choice(fresh.size, size=self.cfg.batch_windows, replace=False))]

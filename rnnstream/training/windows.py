@@ -1,6 +1,7 @@
 """History windows for training, cut from the entities' rings and kept in a detector-wide buffer.
 
-A ring (``kernels.ring``) holds an entity's last W inputs in compact form; a window is that ring
+A ring (``kernels.ring``) holds an entity's last W inputs in compact form (only a sample of entities
+keeps one: ``training.sample_entities``); a window is that ring
 unrolled oldest first, each input bit for bit as the step kernel fed it to the network: (W, D) float32,
 the layout every model's ``fit`` receives. The buffer keeps up to ``capacity`` windows across
 retrainings (reservoir sampling with a seeded generator), so that a detector with few entities still
@@ -14,24 +15,34 @@ from typing import Mapping
 import numpy as np
 
 from ..kernels.ring import calendar_inputs, clean_windows, unroll_windows
+from ..state.slots import POOL_ROW
+
+
+def with_ring(state: Mapping[str, np.ndarray], slots: np.ndarray) -> np.ndarray:
+    """The entries of ``slots`` whose entities keep a history ring (``kernels.ring``), in order."""
+    slots = np.asarray(slots, dtype=np.int64)
+    return slots[state[POOL_ROW][slots] != 0]
 
 
 def harvest_windows(state: Mapping[str, np.ndarray], slots: np.ndarray, kp: np.ndarray, n_features: int,
                     n_inputs: int, exclude_anomalies: bool) -> np.ndarray:
-    """Unrolled windows (K, W, D) float32 of the given slots whose rings are full (and anomaly-free if
-    asked), in the order of ``slots``. ``state`` is a ``SlotState``'s arrays (``models.base.common_fields``)."""
+    """Unrolled windows (K, W, D) float32 of the given slots whose entities keep a ring and whose rings
+    are full (and anomaly-free if asked), in the order of ``slots``. ``state`` is a ``SlotState``'s
+    arrays (``models.base.common_fields``)."""
     count, ring_in = state["count"], state["ring_in"]
     w = ring_in.shape[1]
     if n_inputs - ring_in.shape[2] != calendar_inputs(kp) or ring_in.shape[2] < n_features:
         raise ValueError(f"rings of {ring_in.shape[2]} stored inputs do not make {n_inputs} inputs with "
                          f"{n_features} features and {calendar_inputs(kp)} calendar features")
-    slots = np.asarray(slots, dtype=np.int64)
+    slots = with_ring(state, slots)
     slots = slots[count[slots] >= w]
-    if exclude_anomalies and slots.size:
-        slots = slots[clean_windows(state["ring_flag"], slots)]
+    rows = state[POOL_ROW][slots].astype(np.int64) - 1
+    if exclude_anomalies and rows.size:
+        clean = clean_windows(state["ring_flag"], rows)
+        slots, rows = slots[clean], rows[clean]
     out = np.zeros((slots.size, w, n_inputs), dtype=np.float32)
     if slots.size:
-        unroll_windows(slots, n_features, kp, count, ring_in, state["ring_t"], out)
+        unroll_windows(rows, count[slots], n_features, kp, ring_in, state["ring_t"], out)
     return out
 
 

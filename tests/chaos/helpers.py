@@ -198,11 +198,11 @@ def check_state(cfg_path: Path, topic: str, partitions: int) -> int:
             continue
         det, _ = loaded
         try:
-            live = list(det.state.index.values())
-            entities += len(live)
-            for name, arr in det.state.arrays.items():
+            rows = det.state.export()   # every live entity's row, rings included
+            entities += len(rows.entities)
+            for name, arr in rows.arrays.items():
                 if arr.dtype.kind == "f":
-                    assert np.isfinite(arr[live]).all(), f"partition {p}: state field {name} is not finite"
+                    assert np.isfinite(arr).all(), f"partition {p}: state field {name} is not finite"
             for name, w in det.model.weights.items():
                 assert np.isfinite(w).all(), f"partition {p}: weight {name} is not finite"
         finally:

@@ -199,8 +199,9 @@ def unit_states(config_path: Path, topic: str, partitions: int) -> dict[tuple[in
 def add_detector_state(out: dict, p: int, det, next_offset: int) -> None:
     """Put ``det``'s state into ``out`` as ``unit_states`` lays it out (partition ``p``), and close it."""
     try:
-        for entity, slot in det.state.index.items():
-            out[(p, entity)] = {k: np.array(v[slot]) for k, v in det.state.arrays.items()}
+        rows = det.state.export()   # per entity, whatever the slot and ring row numbers
+        for k, entity in enumerate(rows.entities):
+            out[(p, entity)] = {name: np.array(v[k]) for name, v in rows.arrays.items()}
         out[(p, "_model")] = {k: np.array(v) for k, v in det.model.snapshot().items()}
         tr = det.training
         out[(p, "_counters")] = {"events": np.array(tr.events), "k": np.array(tr.k),

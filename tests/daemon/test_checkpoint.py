@@ -258,6 +258,32 @@ def test_lowered_max_entities_refused(tmp_path):
     assert store.corrupt_total == 0
 
 
+def test_lowered_sample_entities_restores_fewer_rings(tmp_path):
+    """A smaller training.sample_entities is a setting, not a corrupt file: the checkpoint is restored
+    and only that many entities keep their history rings."""
+    import dataclasses
+
+    cfg = detector_cfg()
+    det = _trained(cfg)
+    store = CheckpointStore(tmp_path)
+    try:
+        ringed = int((det.state["pool_row"] > 0).sum())
+        assert ringed > 3
+        store.save("hosts", TP, det, next_offset=300)
+    finally:
+        det.close()
+    small = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, sample_entities=3))
+    d, offset = store.load("hosts", TP, small)
+    try:
+        assert offset == 300 and store.corrupt_total == 0
+        assert int((d.state["pool_row"] > 0).sum()) == d.state.pool_used() == 3 and len(d.state) == ringed
+        ents, x, t = stream(100, seed=5)
+        run(d, ents, x, t)
+        assert d.state.pool_used() == 3
+    finally:
+        d.close()
+
+
 def test_prepare_captures_the_state_then_and_write_makes_it_a_generation(tmp_path):
     """The background checkpoint's halves: ``prepare`` copies the state at that moment (the detector
     may go on at once), ``write`` publishes it as the next generation and rotates the old ones."""

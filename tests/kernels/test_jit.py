@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from rnnstream.kernels.jit import INTRINSICS, INTRINSICS_ENV, VECTOR_BITS, VECTOR_BITS_ENV
+from rnnstream.state.slots import dense_arrays
 
 HERE = Path(__file__).resolve().parent
 
@@ -57,8 +58,7 @@ def compute() -> dict[str, np.ndarray]:
                         ("gru2", GRUModel(1, 6, SimpleNamespace(hidden=32, layers=2, seed=0))),
                         ("lstm2", LSTMModel(1, 6, SimpleNamespace(hidden=32, layers=2, seed=0))),
                         ("esn", ESN(1, 6, ESNParams(size=40, seed=0)))):
-        state = {k: np.zeros((30, *f.shape), dtype=f.dtype)
-                 for k, f in {**common_fields(1, 6, 8), **model.state_fields()}.items()}
+        state = dense_arrays({**common_fields(1, 6, 8), **model.state_fields()}, 30)
         n = 600
         slots = rng.integers(0, 30, n)
         x = rng.normal(size=(n, 1)) + 3.0

@@ -17,6 +17,7 @@ from rnnstream.kernels.params import KP_LATE, kernel_params, n_time_features
 from rnnstream.kernels.ring import flags_by_position, unroll_windows
 from rnnstream.models.base import BatchOutput, common_fields
 from rnnstream.models.naive import NaiveModel
+from rnnstream.state.slots import dense_arrays
 
 F, W = 2, 8
 RTOL = 1e-5
@@ -92,7 +93,7 @@ def test_naive_kernel_matches_reference(time_features, profile_cap):
     model = NaiveModel(F, n_inputs, None, seed=0)
     fields = common_fields(F, n_inputs, W, bins)
     n_slots = 8
-    state = {k: np.zeros((n_slots, *s.shape), dtype=s.dtype) for k, s in fields.items()}
+    state = dense_arrays(fields, n_slots)
     slot_of: dict[str, int] = {}
     refs: dict[str, ref.EntityRef] = {}
     entities, x, ts = _stream(seed=sum(calendar) + bins)
@@ -119,7 +120,7 @@ def test_naive_kernel_matches_reference(time_features, profile_cap):
             n_hist = min(ent.count, W)
             order = [(ent.count - n_hist + i) % W for i in range(n_hist)]
             history = np.zeros((1, n_hist, n_inputs), dtype=np.float32)
-            unroll_windows(np.array([s]), F, kp, state["count"], state["ring_in"], state["ring_t"], history)
+            unroll_windows(np.array([s]), state["count"][[s]], F, kp, state["ring_in"], state["ring_t"], history)
             np.testing.assert_allclose(history[0], ent.ring_in[order], rtol=RTOL, atol=1e-7)
             np.testing.assert_array_equal(flags_by_position(state["ring_flag"][s], W)[order], ent.ring_flag[order])
     # The comparison means something only if the stream raised and suppressed anomalies.
@@ -137,7 +138,7 @@ def test_daily_profile_anticipates_a_daily_jump():
     n_inputs = 1 + n_time_features(False, False, False, bins, 1)
     assert n_inputs == 3
     model = NaiveModel(1, n_inputs, None, seed=0)
-    state = {k: np.zeros((1, *s.shape), dtype=s.dtype) for k, s in common_fields(1, n_inputs, 64, bins).items()}
+    state = dense_arrays(common_fields(1, n_inputs, 64, bins), 1)
     step = 600.0
     ts = np.arange(0.0, 5 * 86400.0, step)
     x = np.where((ts % 86400.0 >= 9 * 3600.0) & (ts % 86400.0 < 17 * 3600.0), 10.0, 0.0)[:, None]
@@ -160,7 +161,7 @@ def test_daily_profile_anticipates_a_daily_jump():
 def test_step_change_scores_high_and_constant_stays_quiet():
     kp = kernel_params(False, False, False, warmup_events=50, threshold=0.5, novelty_tolerance=0.0)
     model = NaiveModel(1, 1, None, seed=0)
-    state = {k: np.zeros((2, *s.shape), dtype=s.dtype) for k, s in common_fields(1, 1, W).items()}
+    state = dense_arrays(common_fields(1, 1, W), 2)
     n = 600
     slots = np.tile([0, 1], n).astype(np.int64)
     ts = np.repeat(np.arange(n, dtype=float), 2)

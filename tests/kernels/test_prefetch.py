@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from rnnstream.kernels.prefetch import prefetch_row
+from rnnstream.state.slots import dense_arrays
 
 
 @numba.njit(cache=False)
@@ -36,8 +37,7 @@ def test_the_prefetches_reach_the_compiled_code():
     a = np.zeros((20, 3))
     touch_all(a, np.arange(20))
     model = ESN(1, 6, ESNParams(size=16, sparsity=0.5))
-    state = {k: np.zeros((4, *f.shape), dtype=f.dtype)
-             for k, f in {**common_fields(1, 6, 8), **model.state_fields()}.items()}
+    state = dense_arrays({**common_fields(1, 6, 8), **model.state_fields()}, 4)
     n = 12
     # a fresh, uncached compile of the real kernel: numba does not show the IR of code it loaded from disk
     options = {k: v for k, v in esn_step_batch.targetoptions.items() if k != "nopython"}

@@ -7,7 +7,10 @@ import pytest
 
 from rnnstream.config import load_config
 from rnnstream.detector import REASON_LATE, Detector
+from rnnstream.kernels.params import kernel_params, n_time_features
 from rnnstream.kernels.ring import flags_by_position, stored_inputs
+from rnnstream.models.base import BatchOutput, common_fields, create
+from rnnstream.state.slots import POOL_ROW, dense_arrays
 from rnnstream.training.windows import harvest_windows
 
 YAML = """
@@ -68,9 +71,41 @@ def test_windows_are_the_inputs_the_kernel_fed(model, window, bins, tod):
             assert got.shape == (1, window, det.model.n_inputs)
             assert got[0].tobytes() == np.array(inputs[-window:]).tobytes(), name
             count = int(det.state["count"][slot[0]])
-            bits = flags_by_position(det.state["ring_flag"][slot[0]], window)
+            bits = flags_by_position(det.state["ring_flag"][det.state.pool_rows(slot)[0]], window)
             assert [bits[e % window] for e in range(count - window, count)] == flagged[name][-window:]
             clean = harvest_windows(det.state.arrays, slot, det.kp, 2, det.model.n_inputs, True)
             assert len(clean) == (0 if any(flagged[name][-window:]) else 1)
     finally:
         det.close()
+
+
+@pytest.mark.parametrize("model", ["gru", "gru:2", "lstm", "esn", "naive"])
+def test_an_entity_without_a_ring_is_scored_alike_and_writes_no_ring(model):
+    """``pool_row`` 0: the kernels score the entity exactly as one with a ring, and touch no ring row."""
+    from rnnstream.config.model_params import MODEL_PARAMS
+
+    type_name, _, layers = model.partition(":")
+    params = {"gru": {"hidden": 5}, "lstm": {"hidden": 5}, "esn": {"size": 12}}.get(type_name, {})
+    params = MODEL_PARAMS[type_name](**params, **({"layers": int(layers)} if layers else {}))
+    f, bins, w = 2, 6, 8
+    d = f + n_time_features(True, True, True, bins, f)
+    m = create(type_name, f, d, params)
+    state = dense_arrays({**common_fields(f, d, w, bins), **m.state_fields()}, 3)
+    state[POOL_ROW][:] = [1, 0, 0]                # slot 0 keeps ring row 0, slot 1 none
+    kp = kernel_params(True, True, True, bins, warmup_events=5, threshold=0.2, suppress_events=0)
+    ents, x, ts = _stream(200, seed=3)
+    ts = np.sort(ts)
+    outs = []
+    for slot in (0, 1):
+        out = BatchOutput.allocate(len(ts), f)
+        m.step(state, np.full(len(ts), slot, dtype=np.int64), x, ts, kp, out)
+        outs.append(np.column_stack([out.pred, out.z, out.err, out.score, out.flag]))
+    assert outs[0].tobytes() == outs[1].tobytes()
+    assert outs[0][:, -1].any()                   # some events were flagged (their bits were written)
+    for k in ("ring_in", "ring_t", "ring_flag"):
+        assert not state[k][1:].any(), k
+    assert state["ring_in"][0].any() and state["ring_t"][0].any()
+    for k in state:
+        if k not in ("ring_in", "ring_t", "ring_flag", POOL_ROW):
+            assert state[k][0].tobytes() == state[k][1].tobytes(), k
+    assert harvest_windows(state, np.array([0, 1]), kp, f, d, False).shape == (1, w, d)

@@ -17,6 +17,7 @@ from rnnstream.config.schema import TrainingConfig
 from rnnstream.kernels.params import kernel_params, n_time_features
 from rnnstream.models.base import BatchOutput, FitResult, Model, common_fields, model_class, model_types
 from rnnstream.state import fileformat as ff
+from rnnstream.state.slots import POOL_ROW, dense_arrays
 from rnnstream.training.windows import harvest_windows
 
 STACKED = ["gru:layers=2", "lstm:layers=2", "lstm:layers=3"]   # "<type>:<param>=<int>,..." variants
@@ -49,7 +50,7 @@ def _model(variant: str, seed: int = 0) -> Model:
 
 def _state(model: Model, n_slots: int = 6) -> dict[str, np.ndarray]:
     fields = {**common_fields(F, D, W), **model.state_fields()}
-    return {k: np.zeros((n_slots, *f.shape), dtype=f.dtype) for k, f in fields.items()}
+    return dense_arrays(fields, n_slots)
 
 
 KP = kernel_params(warmup_events=5, short_window=3, long_window=50, suppress_events=3, threshold=0.4,
@@ -198,16 +199,19 @@ def test_state_rows_are_per_slot(type_name):
     for name, spec in model.state_fields().items():
         assert name not in common_fields(F, D, W), name
         assert isinstance(spec.shape, tuple) and np.dtype(spec.dtype).kind in "biuf"
-    state = _state(model, n_slots=4)
+    state = _state(model, n_slots=4)                              # slot s keeps ring row s
+    pool_row = state.pop(POOL_ROW)
+    pooled = {**state, POOL_ROW: pool_row}
     slots, x, ts = _batch(4, n=100, n_slots=1)
-    out0 = _step(model, state, slots, x, ts)                      # slot 0 only
+    out0 = _step(model, pooled, slots, x, ts)                     # slot 0 only
     for k, arr in state.items():
         assert not arr[1:].any(), f"{k}: a step of slot 0 wrote into other slots' rows"
-    out2 = _step(model, state, slots + 2, x, ts)                  # same events in slot 2
+    out2 = _step(model, pooled, slots + 2, x, ts)                 # same events in slot 2
     assert out2.tobytes() == out0.tobytes()
     for k, arr in state.items():
         assert arr[2].tobytes() == arr[0].tobytes(), k
         assert not arr[1].any() and not arr[3].any(), k
+    assert pool_row.tolist() == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("type_name", TYPES)

@@ -148,11 +148,13 @@ def test_the_file_written_from_parts_is_to_bytes_exactly(tmp_path):
     assert path.read_bytes() == ff.to_bytes(arrays, {"gen": 3})
 
 
-def test_a_file_of_the_previous_version_is_refused_with_what_to_do():
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_file_of_a_previous_version_is_refused_with_what_to_do(version):
     import crc32c
 
     body = bytearray(ff.to_bytes({"a": np.arange(3)}, {})[:-4])
-    struct.pack_into("<I", body, 8, 1)
+    struct.pack_into("<I", body, 8, version)
     old = bytes(body) + struct.pack("<I", crc32c.crc32c(bytes(body)))
-    with pytest.raises(StateFormatError, match="format version 1, this build reads 2 .*older rnnstream.*afresh"):
+    with pytest.raises(StateFormatError,
+                       match=f"format version {version}, this build reads 3 .*older rnnstream.*afresh"):
         ff.from_bytes(old, "ckpt-000000000007.rns")

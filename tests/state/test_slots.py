@@ -9,7 +9,7 @@ import pytest
 
 from rnnstream.kernels.params import n_time_features
 from rnnstream.models.base import common_fields
-from rnnstream.state.slots import FieldSpec, SlotState
+from rnnstream.state.slots import FieldSpec, SlotState, StateBlob
 
 FIELDS = {"h": FieldSpec((3,), "float32"), "last_ts": FieldSpec((), "float64"), "ring": FieldSpec((2, 2), "uint8")}
 
@@ -177,14 +177,14 @@ def test_restore_rejects_blob_without_all_fields():
 
 
 def test_million_entities_memory_and_time():
-    """Arrays of a GRU detector at H=32, W=64, F=1 (5 time features, no daily profile): under 1200 bytes
-    per entity (the ring keeps event times, not the calendar inputs)."""
-    n, hidden, window, n_features = 1_000_000, 32, 64, 1
+    """Arrays of a GRU detector at H=32, W=64, F=1 (5 time features, no daily profile), history rings
+    for 4096 entities: 336 bytes per entity in the slot arrays, the rings 1.3 KB each in their pool."""
+    n, hidden, window, n_features, sample = 1_000_000, 32, 64, 1, 4096
     n_inputs = n_features + n_time_features(True, True, True)
     fields = {**common_fields(n_features, n_inputs, window), "h": FieldSpec((hidden,), "float32")}
     started = time.perf_counter()
     # Preallocated at full size (np.zeros pages are only touched when written).
-    st = SlotState(fields, max_entities=n, initial_capacity=n)
+    st = SlotState(fields, max_entities=n, initial_capacity=n, pool_size=sample)
     names = [f"host-{i}" for i in range(n)]
     for lo in range(0, n, 100_000):
         st.assign(names[lo:lo + 100_000])
@@ -192,9 +192,13 @@ def test_million_entities_memory_and_time():
     evicted = st.evict_lru()
     st.assign(["one-more"])
     elapsed = time.perf_counter() - started
-    per_entity = sum(a.nbytes for a in st.arrays.values()) / st.capacity
+    per_entity = sum(st[k].nbytes for k in st.slot_fields) / st.capacity
+    per_ring = sum(st[k].nbytes for k in st.pooled) / st.pool_capacity
     assert len(st) == n - len(evicted) + 1 and len(evicted) == n // 100
-    assert per_entity < 1200, per_entity   # 1116 bytes: ring_t 520, ring_in 256, sc 160, h 128, ...
+    assert per_entity == 336, per_entity   # sc 160, h 128, count, last_ts, nmean, nvar, last_seq 8, pred, pool_row 4
+    assert per_ring == 520 + 256 + 8 and st.pool_capacity == sample
+    # the evicted 1% were the first arrivals, which held every ring: the newcomer took one of them
+    assert st.pool_used() == 1 and st["pool_row"][st.index["one-more"]] > 0
     assert elapsed < 30.0
 
 
@@ -254,3 +258,106 @@ def test_seen_since_lists_live_entities_seen_at_or_after_a_clock_in_order():
         live = np.array(list(st.index.values()))
         want = live[st.arrays["last_seq"][live] >= seq]
         assert sorted(st.seen_since(seq).tolist()) == sorted(want.tolist())
+
+
+# --- pooled fields: rows kept for a bounded sample of entities -----------------------------------------
+
+POOLED = {"h": FieldSpec((2,), "float32"), "hist": FieldSpec((3,), "float64", pooled=True)}
+
+
+def _ringed(st: SlotState) -> list[str]:
+    return sorted(n for n, s in st.index.items() if st["pool_row"][s])
+
+
+def test_pool_rows_go_to_the_first_arrivals_and_grow_by_doubling():
+    st = SlotState(POOLED, max_entities=20, initial_capacity=1, pool_size=5)
+    assert st["hist"].shape == (1, 3) and st.pool_capacity == 1
+    st.assign([f"e{i}" for i in range(8)])
+    assert _ringed(st) == ["e0", "e1", "e2", "e3", "e4"] and st.pool_used() == 5
+    assert st.pool_capacity == 5 and st["hist"].shape == (5, 3)     # 1, 2, 4, then capped at 5
+    rows = st.pool_rows(np.array([st.index[f"e{i}"] for i in range(8)]))
+    assert sorted(rows[:5].tolist()) == [0, 1, 2, 3, 4] and rows[5:].tolist() == [-1, -1, -1]
+
+
+def test_eviction_frees_and_zeroes_the_pool_row_for_the_next_new_entity():
+    st = SlotState(POOLED, max_entities=4, initial_capacity=4, pool_size=2)
+    st.assign(["a", "b", "c"])                  # a, b keep rows; c arrived with the pool full
+    row_a = int(st.pool_rows(np.array([st.index["a"]]))[0])
+    st["hist"][:] = 9.0
+    st.assign(["b", "c"])
+    st.evict_lru()                              # "a" is the least recently seen
+    assert "a" not in st.index and st.pool_used() == 1
+    assert not st["hist"][row_a].any()          # zeroed when freed
+    st.assign(["c"])                            # a known entity without a row does not get one later
+    assert _ringed(st) == ["b"]
+    st.assign(["d"])                            # the next new entity takes the freed row
+    assert _ringed(st) == ["b", "d"] and not st["hist"][st.pool_rows(np.array([st.index["d"]]))[0]].any()
+    st.drop(["b", "d"])
+    assert st.pool_used() == 0 and not st["hist"].any()
+
+
+def test_idle_eviction_and_reset_rows_handle_pool_rows():
+    fields = {**POOLED, "last_ts": FieldSpec((), "float64")}
+    st = SlotState(fields, max_entities=8, pool_size=2)
+    slots = st.assign(["a", "b", "c"])
+    st["last_ts"][slots] = [0.0, 100.0, 0.0]
+    st["hist"][:] = 5.0
+    st["h"][slots] = 1.0
+    st.reset_rows(slots[1:2])                   # b starts afresh: keeps its row, zeroed
+    assert _ringed(st) == ["a", "b"] and not st["hist"][st.pool_rows(slots[1:2])[0]].any()
+    assert st["hist"][st.pool_rows(slots[:1])[0]].all() and not st["h"][slots[1]].any()
+    st["last_ts"][slots[1]] = 100.0
+    assert sorted(st.evict_idle(now=100.0, ttl=50.0)) == ["a", "c"]
+    assert st.pool_used() == 1 and _ringed(st) == ["b"]
+
+
+def test_export_restore_gives_pool_rows_to_exactly_the_entities_that_had_them():
+    st = SlotState(POOLED, max_entities=8, pool_size=2)
+    st.assign(["a", "b", "c"])                  # a, b ringed; c not
+    for name in ("a", "b"):
+        st["hist"][st.pool_rows(np.array([st.index[name]]))[0]] = ord(name)
+    st.drop(["a"])                              # a free row, and c still has none
+    blob = st.export()
+    assert blob.arrays["pool_row"].tolist() == [int(e == "b") for e in blob.entities]
+    np.testing.assert_array_equal(blob.arrays["hist"][blob.entities.index("c")], 0.0)
+    back = SlotState(POOLED, max_entities=8, pool_size=2)
+    back.restore_entities(StateBlob(["c", "b"], {k: v[[blob.entities.index("c"), blob.entities.index("b")]]
+                                                 for k, v in blob.arrays.items()}))
+    assert _ringed(back) == ["b"] and back.pool_used() == 1   # c did not take the free row
+    np.testing.assert_array_equal(back["hist"][back.pool_rows(np.array([back.index["b"]]))[0]], ord("b"))
+    for k in blob.arrays:
+        np.testing.assert_array_equal(back.export(["b", "c"]).arrays[k], st.export(["b", "c"]).arrays[k])
+    back.assign(["d", "e"])                     # as in the original: d takes the free row, e none
+    st.assign(["d", "e"])
+    assert _ringed(back) == _ringed(st) == ["b", "d"]
+    small = SlotState(POOLED, max_entities=8, pool_size=0)   # no room: rows dropped, not an error
+    small.restore(blob)
+    assert _ringed(small) == [] and small.pool_used() == 0
+
+
+def test_snapshot_round_trips_pool_rows_and_refuses_rings_kept_per_entity():
+    st = SlotState(POOLED, max_entities=10, initial_capacity=2, pool_size=3)
+    st.assign(["a", "b", "c", "d"])
+    st["hist"][:] = np.arange(st["hist"].size).reshape(st["hist"].shape)
+    st.drop(["b"])
+    arrays, meta = st.snapshot()
+    arrays = {k: v.copy() for k, v in arrays.items()}   # the snapshot's arrays are the state's own
+    assert "slot.hist" not in arrays and arrays["pool.hist"].shape == (st.pool_capacity, 3)
+    back = SlotState.from_snapshot(arrays, meta)
+    assert back.pool_size == st.pool_capacity and _ringed(back) == _ringed(st) == ["a", "c"]
+    for name in st.fields:
+        np.testing.assert_array_equal(back[name], st[name])
+    assert back.assign(["e"])[0] == st.assign(["e"])[0] and _ringed(back) == _ringed(st)   # free lists too
+    old = {k: v for k, v in arrays.items() if not k.startswith("pool.") and k != "slot.pool_row"}
+    old["slot.hist"] = np.zeros((meta["capacity"], 3))
+    with pytest.raises(ValueError, match="for every entity.*sample_entities"):
+        SlotState(POOLED, max_entities=10, pool_size=3).restore_snapshot(old, meta)
+    small = SlotState(POOLED, max_entities=10, pool_size=1)   # a smaller training.sample_entities
+    small.restore_snapshot(arrays, meta)
+    assert _ringed(small) == ["a"] and small.pool_capacity == small.pool_used() == 1   # the lowest ring row
+    np.testing.assert_array_equal(small.export(["a"]).arrays["hist"], st.export(["a"]).arrays["hist"])
+    small.assign(["f"])
+    assert _ringed(small) == ["a"]
+    bad = dict(arrays, **{"pool.free": np.array([0])})
+    with pytest.raises(ValueError, match="pool rows"):
+        SlotState(POOLED, max_entities=10, pool_size=3).restore_snapshot(bad, meta)

@@ -11,6 +11,7 @@ import pytest
 from rnnstream.config import load_config
 from rnnstream.detector import Detector
 from rnnstream.kernels.params import kernel_params
+from rnnstream.state.slots import dense_arrays
 from rnnstream.training.windows import WindowBuffer, harvest_windows
 
 YAML = """
@@ -252,13 +253,13 @@ def _rings(n_slots=4, w=5, f=2):
     from rnnstream.models.base import common_fields
 
     count_of = [3, 5, 12, 7][:n_slots]
-    state = {k: np.zeros((n_slots, *spec.shape), dtype=spec.dtype) for k, spec in common_fields(f, f, w).items()}
+    state = dense_arrays(common_fields(f, f, w), n_slots)
     kp = kernel_params(False, False, False)
     for s in range(n_slots):
         for k in range(count_of[s]):
             u = np.full(f, 100 * s + k, dtype=np.float32)
-            finish_event(s, 1.7e9 + k, u, f, 0, state["count"], state["last_ts"], state["ring_in"],
-                         state["ring_t"], state["ring_flag"])
+            finish_event(s, 1.7e9 + k, u, f, 0, state["count"], state["last_ts"], state["pool_row"],
+                         state["ring_in"], state["ring_t"], state["ring_flag"])
     return state, kp
 
 

@@ -102,7 +102,7 @@ def advance(g, r, pred, ptr, col, val, bias, w_out, leak, z, pre, pacc, ob, memb
 
 @kernel
 def esn_step_batch(slots, x, ts, kp,
-                   count, last_ts, nmean, nvar, pred, sc, ring_in, ring_t, ring_flag, r,
+                   count, last_ts, nmean, nvar, pred, sc, pool_row, ring_in, ring_t, ring_flag, r,
                    ptr, col, val, bias, w_out, leak,
                    u, err, msd, z, pre, pacc, ob, members,
                    out_pred, out_z, out_err, out_score, out_flag, out_kind):
@@ -130,7 +130,7 @@ def esn_step_batch(slots, x, ts, kp,
             break
         s = slots[i]
         t = ts[i]
-        prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, ring_in, ring_t, ring_flag)
+        prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, pool_row, ring_in, ring_t, ring_flag)
         if i + 2 * AHEAD < n:
             prefetch_row(r, slots[i + 2 * AHEAD])
         flags = observe(i, x[i], t, s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
@@ -139,4 +139,4 @@ def esn_step_batch(slots, x, ts, kp,
             continue
         stage(g, s, u, r, z, members)
         g += 1
-        finish_event(s, t, u, x.shape[1], flags & FLAG_ANOMALY, count, last_ts, ring_in, ring_t, ring_flag)
+        finish_event(s, t, u, x.shape[1], flags & FLAG_ANOMALY, count, last_ts, pool_row, ring_in, ring_t, ring_flag)

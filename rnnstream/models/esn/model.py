@@ -74,7 +74,7 @@ class ESN(Model):
         ptr, col, val = self._reservoir()
         esn_step_batch(slots, x, ts, kp,
                        state["count"], state["last_ts"], state["nmean"], state["nvar"], state["pred"],
-                       state["sc"], state["ring_in"], state["ring_t"], state["ring_flag"], state["r"],
+                       state["sc"], state["pool_row"], state["ring_in"], state["ring_t"], state["ring_flag"], state["r"],
                        ptr, col, val, np.ascontiguousarray(w["bias"], dtype=np.float32),
                        np.ascontiguousarray(w["w_out"], dtype=np.float32), np.float32(self.params.leak_rate),
                        self._u, self._err, self._msd, self._z, self._pre, self._pacc, self._ob, self._members,

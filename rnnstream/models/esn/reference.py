@@ -76,7 +76,7 @@ def _run_events(state: Mapping[str, np.ndarray], n_inputs: int, slots: np.ndarra
             continue
         advance(s, u)
         finish_event(s, t, u, x.shape[1], flags & FLAG_ANOMALY, state["count"], state["last_ts"],
-                     state["ring_in"], state["ring_t"], state["ring_flag"])
+                     state["pool_row"], state["ring_in"], state["ring_t"], state["ring_flag"])
 
 
 def reference_step(state: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray], leak: float,

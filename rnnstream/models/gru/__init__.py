@@ -70,14 +70,14 @@ class GRUModel(Model):
         if self.layers > 1:
             stacked.gru_stack_step_batch(
                 slots, x, ts, kp, *self._kernel_weights(), state["count"], state["last_ts"], state["nmean"],
-                state["nvar"], state["pred"], state["sc"], state["ring_in"], state["ring_t"], state["ring_flag"],
+                state["nvar"], state["pred"], state["sc"], state["pool_row"], state["ring_in"], state["ring_t"], state["ring_flag"],
                 stacked.layer_view(state["h"], self.layers, self.hidden), self._u, self._err, self._msd, self._gates,
                 self._hnew, out.pred, out.z, out.err, out.score, out.flag, out.kind)
             return
         w_xt, w_ht, b_x, b_h, w_o, b_o = self._kernel_weights()
         gru_step_batch(slots, x, ts, kp, w_xt, w_ht, b_x, b_h, w_o, b_o,
                        state["count"], state["last_ts"], state["nmean"], state["nvar"], state["pred"],
-                       state["sc"], state["ring_in"], state["ring_t"], state["ring_flag"], state["h"],
+                       state["sc"], state["pool_row"], state["ring_in"], state["ring_t"], state["ring_flag"], state["h"],
                        self._u, self._err, self._msd, self._gates, self._hnew,
                        out.pred, out.z, out.err, out.score, out.flag, out.kind)
 

@@ -96,7 +96,7 @@ def gru_head(hnew, u, w_o, b_o, out):
 
 @kernel
 def gru_step_batch(slots, x, ts, kp, w_xt, w_ht, b_x, b_h, w_o, b_o,
-                   count, last_ts, nmean, nvar, pred, sc, ring_in, ring_t, ring_flag, h,
+                   count, last_ts, nmean, nvar, pred, sc, pool_row, ring_in, ring_t, ring_flag, h,
                    u, err, msd, gates, hnew,
                    out_pred, out_z, out_err, out_score, out_flag, out_kind):
     """Advance events ``(slots[i], x[i], ts[i])`` for ``i < len(slots)``; fill the ``out_*`` rows."""
@@ -104,7 +104,7 @@ def gru_step_batch(slots, x, ts, kp, w_xt, w_ht, b_x, b_h, w_o, b_o,
     n = slots.shape[0]
     for i in range(n):
         s = slots[i]
-        prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, ring_in, ring_t, ring_flag)
+        prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, pool_row, ring_in, ring_t, ring_flag)
         if i + 2 * AHEAD < n:
             prefetch_row(h, slots[i + 2 * AHEAD])
         flags = observe(i, x[i], ts[i], s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
@@ -116,4 +116,4 @@ def gru_step_batch(slots, x, ts, kp, w_xt, w_ht, b_x, b_h, w_o, b_o,
         for k in range(nh):
             hs[k] = hnew[k]
         gru_head(hnew, u, w_o, b_o, pred[s])
-        finish_event(s, ts[i], u, x.shape[1], flags & 1, count, last_ts, ring_in, ring_t, ring_flag)
+        finish_event(s, ts[i], u, x.shape[1], flags & 1, count, last_ts, pool_row, ring_in, ring_t, ring_flag)

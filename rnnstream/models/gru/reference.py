@@ -54,5 +54,5 @@ def step_batch_reference(weights: Mapping[str, np.ndarray], state: Mapping[str, 
         state["h"][s] = h_new
         state["pred"][s] = gru_head_reference(weights, h_new, u)
         finish_event.py_func(s, ts[i], u, F, flags & 1, state["count"], state["last_ts"],
-                             state["ring_in"], state["ring_t"], state["ring_flag"])
+                             state["pool_row"], state["ring_in"], state["ring_t"], state["ring_flag"])
     return out

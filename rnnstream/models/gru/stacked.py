@@ -84,7 +84,7 @@ def stacked_args(weights: Mapping[str, np.ndarray], layers: int) -> tuple[np.nda
 
 @kernel
 def gru_stack_step_batch(slots, x, ts, kp, w_xt, w_ht, b_x, b_h, w_xt_up, w_ht_up, b_x_up, b_h_up, w_o, b_o,
-                         count, last_ts, nmean, nvar, pred, sc, ring_in, ring_t, ring_flag, h,
+                         count, last_ts, nmean, nvar, pred, sc, pool_row, ring_in, ring_t, ring_flag, h,
                          u, err, msd, gates, hnew,
                          out_pred, out_z, out_err, out_score, out_flag, out_kind):
     """As :func:`.kernel.gru_step_batch`, with ``h`` (slots, layers, H): every layer advances in turn."""
@@ -93,7 +93,7 @@ def gru_stack_step_batch(slots, x, ts, kp, w_xt, w_ht, b_x, b_h, w_xt_up, w_ht_u
     n = slots.shape[0]
     for i in range(n):
         s = slots[i]
-        prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, ring_in, ring_t, ring_flag)
+        prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, pool_row, ring_in, ring_t, ring_flag)
         if i + 2 * AHEAD < n:
             prefetch_row(h, slots[i + 2 * AHEAD])
         flags = observe(i, x[i], ts[i], s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
@@ -111,7 +111,7 @@ def gru_stack_step_batch(slots, x, ts, kp, w_xt, w_ht, b_x, b_h, w_xt_up, w_ht_u
             for k in range(nh):
                 hs[k] = hnew[k]
         gru_head(h[s, nl - 1], u, w_o, b_o, pred[s])
-        finish_event(s, ts[i], u, x.shape[1], flags & 1, count, last_ts, ring_in, ring_t, ring_flag)
+        finish_event(s, ts[i], u, x.shape[1], flags & 1, count, last_ts, pool_row, ring_in, ring_t, ring_flag)
 
 
 

@@ -43,7 +43,7 @@ def event_loop_reference(advance: Callable[[int, np.ndarray], np.ndarray], state
                                 out["pred"], out["z"], out["err"], out["score"], out["flag"], out["kind"])
         state["pred"][s] = advance(s, u)
         finish_event.py_func(s, ts[i], u, F, flags & 1, state["count"], state["last_ts"],
-                             state["ring_in"], state["ring_t"], state["ring_flag"])
+                             state["pool_row"], state["ring_in"], state["ring_t"], state["ring_flag"])
     return out
 
 

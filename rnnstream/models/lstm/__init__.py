@@ -69,7 +69,7 @@ class LSTMModel(Model):
         self.check_step(slots, x, ts, out)
         lstm_step_batch(slots, x, ts, kp, *self._kernel_weights(),
                         state["count"], state["last_ts"], state["nmean"], state["nvar"], state["pred"],
-                        state["sc"], state["ring_in"], state["ring_t"], state["ring_flag"],
+                        state["sc"], state["pool_row"], state["ring_in"], state["ring_t"], state["ring_flag"],
                         layer_view(state["h"], self.layers, self.hidden),
                         layer_view(state["c"], self.layers, self.hidden),
                         self._u, self._err, self._msd, self._gates,

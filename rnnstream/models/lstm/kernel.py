@@ -77,7 +77,7 @@ def lstm_cell(hs, cs, x, w_xt, w_ht, b, gates):
 
 @kernel
 def lstm_step_batch(slots, x, ts, kp, w_xt, w_ht, b, w_xt_up, w_ht_up, b_up, w_o, b_o,
-                    count, last_ts, nmean, nvar, pred, sc, ring_in, ring_t, ring_flag, h, c,
+                    count, last_ts, nmean, nvar, pred, sc, pool_row, ring_in, ring_t, ring_flag, h, c,
                     u, err, msd, gates,
                     out_pred, out_z, out_err, out_score, out_flag, out_kind):
     """Advance events ``(slots[i], x[i], ts[i])``; ``h`` and ``c`` are (slots, layers, H) float32."""
@@ -85,7 +85,7 @@ def lstm_step_batch(slots, x, ts, kp, w_xt, w_ht, b, w_xt_up, w_ht_up, b_up, w_o
     n = slots.shape[0]
     for i in range(n):
         s = slots[i]
-        prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, ring_in, ring_t, ring_flag)
+        prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, pool_row, ring_in, ring_t, ring_flag)
         if i + 2 * AHEAD < n:
             prefetch_row(h, slots[i + 2 * AHEAD])
             prefetch_row(c, slots[i + 2 * AHEAD])
@@ -98,4 +98,4 @@ def lstm_step_batch(slots, x, ts, kp, w_xt, w_ht, b, w_xt_up, w_ht_up, b_up, w_o
             lstm_cell(h[s, layer], c[s, layer], h[s, layer - 1], w_xt_up[layer - 1], w_ht_up[layer - 1],
                       b_up[layer - 1], gates)
         gru_head(h[s, nl - 1], u, w_o, b_o, pred[s])
-        finish_event(s, ts[i], u, x.shape[1], flags & 1, count, last_ts, ring_in, ring_t, ring_flag)
+        finish_event(s, ts[i], u, x.shape[1], flags & 1, count, last_ts, pool_row, ring_in, ring_t, ring_flag)

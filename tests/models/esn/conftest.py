@@ -12,6 +12,7 @@ from rnnstream.config.model_params import ESNParams
 from rnnstream.kernels.params import kernel_params, n_time_features
 from rnnstream.models.base import BatchOutput, common_fields
 from rnnstream.models.esn import ESN
+from rnnstream.state.slots import dense_arrays
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def make_state() -> Callable[..., dict[str, np.ndarray]]:
     """``make_state(model, n_slots, window)``: zeroed slot arrays for ``model`` (common + model fields)."""
     def make(model: ESN, n_slots: int, window: int = 16) -> dict[str, np.ndarray]:
         fields = {**common_fields(model.n_features, model.n_inputs, window), **model.state_fields()}
-        return {k: np.zeros((n_slots, *f.shape), dtype=f.dtype) for k, f in fields.items()}
+        return dense_arrays(fields, n_slots)
     return make
 
 

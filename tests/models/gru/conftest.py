@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from rnnstream.models.base import common_fields
+from rnnstream.state.slots import dense_arrays
 
 
 def make_state(n_slots: int, n_features: int, n_inputs: int, hidden: int, window: int = 16) -> dict[str, np.ndarray]:
     fields = common_fields(n_features, n_inputs, window)
-    state = {k: np.zeros((n_slots, *f.shape), dtype=f.dtype) for k, f in fields.items()}
+    state = dense_arrays(fields, n_slots)
     state["h"] = np.zeros((n_slots, hidden), dtype=np.float32)
     return state
 

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from rnnstream.models.base import common_fields
+from rnnstream.state.slots import dense_arrays
 
 
 def _make_state(n_slots: int, n_features: int, n_inputs: int, model, window: int = 16) -> dict[str, np.ndarray]:
     fields = {**common_fields(n_features, n_inputs, window), **model.state_fields()}
-    return {k: np.zeros((n_slots, *f.shape), dtype=f.dtype) for k, f in fields.items()}
+    return dense_arrays(fields, n_slots)
 
 
 @pytest.fixture
