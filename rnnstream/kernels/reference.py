@@ -88,9 +88,14 @@ class FeatureStats:
     rc: float = 0.0
     lo: float = 0.0
     hi: float = 0.0
+    model_mae: float = 0.0    # running mean absolute error of the model's prediction (the blend)
+    persist_mae: float = 0.0  # ... and of persistence
+    energy: float = 1.0       # short mean of the clipped |r|
+    energy_sq: float = 0.0    # long-run mean square of its excess over 1
 
     def as_list(self) -> list[float]:
-        return [self.scale, *self.tail.as_list(), self.short, self.short_sq, self.prev, self.run, self.cr, self.cc, self.rr, self.rc, self.lo, self.hi]
+        return [self.scale, *self.tail.as_list(), self.short, self.short_sq, self.prev, self.run, self.cr, self.cc,
+                self.rr, self.rc, self.lo, self.hi, self.model_mae, self.persist_mae, self.energy, self.energy_sq]
 
 
 @dataclass
@@ -216,6 +221,33 @@ def two_sided_logp(z: float) -> float:
     return -0.5 * az * az - math.log(az * math.sqrt(math.pi / 2.0))
 
 
+def blended_errors(ent: EntityRef, u: np.ndarray, mean: np.ndarray, sd: np.ndarray,
+                   kp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(error, prediction)`` that ``observe`` scores for an entity past its first event: with
+    ``persistence_blend`` B > 0, per feature, the model's prediction ``ent.pred`` and persistence (the
+    previous raw value normalised with ``mean``/``sd`` and clipped) weighted ``w = p / (m + p)``
+    and ``1 - w`` (0.5 while both are 0), ``m`` and ``p`` their running mean absolute
+    errors before this event (the model's in float32), which then take in this event's errors with weight
+    ``max(1 / (errors folded + 1), 1 / B)``. Without it, the model's own prediction. Normalised units."""
+    F = ent.n_features
+    model = ent.pred.astype(np.float64)
+    z = np.asarray(u[:F], dtype=np.float64)
+    model_err = (np.asarray(u[:F], dtype=np.float32) - ent.pred.astype(np.float32)).astype(np.float64)
+    blend = kp[P.KP_BLEND]
+    if blend <= 0:
+        return model_err, model
+    a = max(1.0 / (ent.sc.n + 1.0), 1.0 / blend)
+    pred, err = np.zeros(F), np.zeros(F)
+    for f, st in enumerate(ent.sc.feats):
+        persist = min(max((st.prev - mean[f]) / sd[f], -kp[P.KP_ZCLIP]), kp[P.KP_ZCLIP])
+        w = 0.5 if st.model_mae + st.persist_mae < 1e-12 else st.persist_mae / (st.model_mae + st.persist_mae)
+        st.model_mae += a * (abs(model_err[f]) - st.model_mae)
+        st.persist_mae += a * (abs(z[f] - persist) - st.persist_mae)
+        pred[f] = w * model[f] + (1.0 - w) * persist
+        err[f] = w * model_err[f] + (1.0 - w) * (z[f] - persist)
+    return err, pred
+
+
 def capped_errors(ent: EntityRef, err: np.ndarray, u: np.ndarray, kp: np.ndarray) -> np.ndarray:
     """The errors ``observe`` scores: each at most ``profile_cap`` times the distance of the value
     ``u[f]`` from its bin's profile ``u[-2F + f]``, once the bin holds ``1 / rate`` values."""
@@ -241,7 +273,8 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
     a_long = max(1.0 / (sc.n + 1.0), 1.0 / long_w)
     a_rate = max(1.0 / (sc.n + 1.0 + C.PRIOR_EVENTS), 1.0 / long_w)
     use_short, use_flat = kp[P.KP_SHORT] > 1, kp[P.KP_FLATLINE] != 0
-    log_tests = math.log(1 + use_short + use_flat)
+    use_energy = kp[P.KP_ENERGY] > 0
+    log_tests = math.log(1 + use_short + use_flat + use_energy)
     log_q = C.WINSOR_LOGP
     decay = 1.0 - 1.0 / long_w
     memory = max(long_w * C.EXC_MEMORY, 1.0)
@@ -262,6 +295,13 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
                 if lps < lp:
                     lp, kind = lps, C.KIND_SHIFT
             st.short, st.short_sq = c, st.short_sq + a_long * (c * c - st.short_sq)
+        if use_energy and sc.n >= C.MIN_SCALE_EVENTS:  # once the scale has settled; one-sided: only a rise of the short mean of |r| above 1 is surprising
+            ce = st.energy + 2.0 / (kp[P.KP_ENERGY] + 1.0) * (min(a, C.SHORT_CLIP) - st.energy)
+            if st.energy_sq > C.MIN_MS and ce > 1.0:
+                lpe = two_sided_logp((ce - 1.0) / math.sqrt(st.energy_sq)) - math.log(2.0)
+                if lpe < lp:
+                    lp, kind = lpe, C.KIND_ENERGY
+            st.energy, st.energy_sq = ce, st.energy_sq + a_long * ((ce - 1.0) ** 2 - st.energy_sq)
         # repeat chain: the run's probability uses the transition counts from before the event
         lp_flat = 0.0
         cr0, cc0 = st.cr, st.cc
