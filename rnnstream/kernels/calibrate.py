@@ -51,7 +51,7 @@ from __future__ import annotations
 import math
 
 from .jit import device
-from .params import (KP_ENERGY, KP_FLATLINE, KP_LONG, KP_MIN_GAP, KP_NOVELTY, KP_SCALE_FLOOR, KP_SHORT, KP_SUPPRESS,
+from .params import (KP_FLATLINE, KP_LONG, KP_MIN_GAP, KP_NOVELTY, KP_SCALE_FLOOR, KP_SHORT, KP_SUPPRESS,
                      KP_THRESHOLD, KP_WARMUP)
 
 # Layout of the per-entity scorer row (float64): a header, then PF numbers per feature f at
@@ -76,9 +76,7 @@ FS_LO = 13          # smallest value seen
 FS_HI = 14          # largest value seen
 FS_MERR = 15        # running mean absolute error of the model's own prediction (``observe``: the blend)
 FS_PERR = 16        # running mean absolute error of persistence (the previous value)
-FS_ENERGY = 17      # short mean of the clipped |r| (residual energy)
-FS_ENERGY_SQ = 18   # long-run mean square of its excess over 1
-PF = 19
+PF = 17
 TL_RATE = 0         # a tail fit: exceedance rate of TAIL_U,
 TL_M1 = 1           # mean excess over TAIL_U of the exceedances,
 TL_M2 = 2           # mean squared excess,
@@ -96,8 +94,7 @@ KIND_DROP = 2       # far below
 KIND_SHIFT = 3      # a sustained deviation from the predictions (level shift)
 KIND_FLATLINE = 4   # the value has been stuck for an improbably long run
 KIND_NOVELTY = 5    # the value left the entity's seen range
-KIND_ENERGY = 6     # a sustained rise of the residuals' size (frequency, shape or variance change)
-KIND_NAMES = ("", "spike", "drop", "level_shift", "flatline", "novelty", "variance")
+KIND_NAMES = ("", "spike", "drop", "level_shift", "flatline", "novelty")
 
 TAIL_FLOOR = 1e-10
 TAIL_U = 2.0          # exceedance threshold, in mean absolute errors
@@ -110,7 +107,6 @@ XI_MAX = 0.45
 WINSOR_LOGP = math.log(1e-3)  # values beyond their fit's 1e-3 quantile are folded in at it
 OVERRIDE_MARGIN = 0.1  # a suppressed event this much above the alarm's score is published
 MIN_MS = 1e-12
-LOG2 = math.log(2.0)
 MIN_SCALE_EVENTS = 10  # the tail fits learn once the residual scale has this many errors behind it
 
 
@@ -218,8 +214,6 @@ def init_features(x, s, sc):
         sc[s, k + FS_HI] = x[f]
         sc[s, k + FS_MERR] = 0.0
         sc[s, k + FS_PERR] = 0.0
-        sc[s, k + FS_ENERGY] = 1.0
-        sc[s, k + FS_ENERGY_SQ] = 0.0
 
 
 @device
@@ -245,12 +239,8 @@ def score_event(err, x, n, t, s, sc, kp, kind):
     a_short = 2.0 / (kp[KP_SHORT] + 1.0)
     use_short = kp[KP_SHORT] > 1.0
     use_flat = kp[KP_FLATLINE] != 0.0
-    use_energy = kp[KP_ENERGY] > 0.0
-    a_energy = 2.0 / (kp[KP_ENERGY] + 1.0)
     n_tests = 1.0
     if use_short:
-        n_tests += 1.0
-    if use_energy:
         n_tests += 1.0
     if use_flat:
         n_tests += 1.0
@@ -293,19 +283,6 @@ def score_event(err, x, n, t, s, sc, kp, kind):
                     kf = KIND_SHIFT
             sc[s, k + FS_SHORT] = c
             sc[s, k + FS_SHORT_SQ] = ms + a_long * (c * c - ms)
-        # residual energy: short mean of the clipped |r| against 1 (its level: the scale is the mean |error|),
-        # once the scale has settled (the first errors against a scale near 0 would inflate its spread)
-        if use_energy and fold_tails:
-            ce = sc[s, k + FS_ENERGY] + a_energy * (min(a, SHORT_CLIP) - sc[s, k + FS_ENERGY])
-            d = ce - 1.0
-            ms = sc[s, k + FS_ENERGY_SQ]
-            if ms > MIN_MS and d > 0.0:
-                lpe = two_sided_logp(d / math.sqrt(ms)) - LOG2
-                if lpe < lp:
-                    lp = lpe
-                    kf = KIND_ENERGY
-            sc[s, k + FS_ENERGY] = ce
-            sc[s, k + FS_ENERGY_SQ] = ms + a_long * (d * d - ms)
         # stuck value: the probability of the current run of repeats under the repeat chain
         run = sc[s, k + FS_RUN]
         cr = sc[s, k + FS_CR] * decay

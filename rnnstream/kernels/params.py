@@ -32,8 +32,7 @@ KP_LATE = 15           # an event older than its entity's previous one by more t
 KP_PROFILE_CAP = 16    # the scored error is at most this multiple of the value's distance from the daily profile (0 = off)
 KP_FLATLINE = 17       # 1.0: the stuck-value test is on
 KP_BLEND = 18          # memory, in events, of the model-vs-persistence error means that set the blend (0 = off)
-KP_ENERGY = 19         # short window of the residual-energy test, in events (0 = off)
-KP_SIZE = 20
+KP_SIZE = 19
 
 # Schema field -> kernel slot. Every field of ScoringConfig and TimeFeaturesConfig is listed here,
 # or in NOT_IN_KERNEL with the reason.
@@ -51,7 +50,6 @@ SCORING_SLOTS = {
     "profile_cap": KP_PROFILE_CAP,
     "flatline": KP_FLATLINE,
     "persistence_blend": KP_BLEND,
-    "energy_window": KP_ENERGY,
 }
 TIME_SLOTS = {
     "time_of_day": KP_TOD,

@@ -90,12 +90,10 @@ class FeatureStats:
     hi: float = 0.0
     model_mae: float = 0.0    # running mean absolute error of the model's prediction (the blend)
     persist_mae: float = 0.0  # ... and of persistence
-    energy: float = 1.0       # short mean of the clipped |r|
-    energy_sq: float = 0.0    # long-run mean square of its excess over 1
 
     def as_list(self) -> list[float]:
         return [self.scale, *self.tail.as_list(), self.short, self.short_sq, self.prev, self.run, self.cr, self.cc,
-                self.rr, self.rc, self.lo, self.hi, self.model_mae, self.persist_mae, self.energy, self.energy_sq]
+                self.rr, self.rc, self.lo, self.hi, self.model_mae, self.persist_mae]
 
 
 @dataclass
@@ -273,8 +271,7 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
     a_long = max(1.0 / (sc.n + 1.0), 1.0 / long_w)
     a_rate = max(1.0 / (sc.n + 1.0 + C.PRIOR_EVENTS), 1.0 / long_w)
     use_short, use_flat = kp[P.KP_SHORT] > 1, kp[P.KP_FLATLINE] != 0
-    use_energy = kp[P.KP_ENERGY] > 0
-    log_tests = math.log(1 + use_short + use_flat + use_energy)
+    log_tests = math.log(1 + use_short + use_flat)
     log_q = C.WINSOR_LOGP
     decay = 1.0 - 1.0 / long_w
     memory = max(long_w * C.EXC_MEMORY, 1.0)
@@ -295,13 +292,6 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
                 if lps < lp:
                     lp, kind = lps, C.KIND_SHIFT
             st.short, st.short_sq = c, st.short_sq + a_long * (c * c - st.short_sq)
-        if use_energy and sc.n >= C.MIN_SCALE_EVENTS:  # once the scale has settled; one-sided: only a rise of the short mean of |r| above 1 is surprising
-            ce = st.energy + 2.0 / (kp[P.KP_ENERGY] + 1.0) * (min(a, C.SHORT_CLIP) - st.energy)
-            if st.energy_sq > C.MIN_MS and ce > 1.0:
-                lpe = two_sided_logp((ce - 1.0) / math.sqrt(st.energy_sq)) - math.log(2.0)
-                if lpe < lp:
-                    lp, kind = lpe, C.KIND_ENERGY
-            st.energy, st.energy_sq = ce, st.energy_sq + a_long * ((ce - 1.0) ** 2 - st.energy_sq)
         # repeat chain: the run's probability uses the transition counts from before the event
         lp_flat = 0.0
         cr0, cc0 = st.cr, st.cc
