@@ -41,9 +41,9 @@ def observe(i, x, t, s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
     model's prediction and persistence (the entity's previous raw value, normalised like this event),
     weighted by :func:`blend_weight` of their running mean absolute errors before this event (memory B
     events, per feature, in the statistics row): where the model forecasts worse than persistence the
-    scored prediction moves towards persistence, where better towards the model. Not guaranteed: that
-    the blend forecasts better than both (it is a fixed rule, not a fitted combination). ``out_err`` is the model's own
-    error, unblended.
+    scored prediction moves towards persistence, where better towards the model. ``out_err`` is the
+    model's own error, unblended. Not guaranteed: that the blend forecasts better than both (it is a
+    fixed rule, not a fitted combination).
 
     A late event (older than the entity's previous event by more than ``kp[KP_LATE]`` seconds) is
     refused: it returns ``FLAG_LATE`` having touched no state, and the model kernel skips it.
