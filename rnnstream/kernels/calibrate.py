@@ -74,7 +74,9 @@ FS_RR = 11          # repeat -> repeat (folded in when a run ends),
 FS_RC = 12          # repeat -> change
 FS_LO = 13          # smallest value seen
 FS_HI = 14          # largest value seen
-PF = 15
+FS_MERR = 15        # running mean absolute error of the model's own prediction (``observe``: the blend)
+FS_PERR = 16        # running mean absolute error of persistence (the previous value)
+PF = 17
 TL_RATE = 0         # a tail fit: exceedance rate of TAIL_U,
 TL_M1 = 1           # mean excess over TAIL_U of the exceedances,
 TL_M2 = 2           # mean squared excess,
@@ -215,6 +217,8 @@ def init_features(x, s, sc):
         sc[s, k + FS_RC] = 0.0
         sc[s, k + FS_LO] = x[f]
         sc[s, k + FS_HI] = x[f]
+        sc[s, k + FS_MERR] = 0.0
+        sc[s, k + FS_PERR] = 0.0
 
 
 @device

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import math
 
-from .calibrate import FLAG_LATE, KIND_NONE, score_event
+from .calibrate import FLAG_LATE, FS_MERR, FS_PERR, FS_PREV, KIND_NONE, PF, SC_FEAT, SC_N, score_event
 from .features import prepare_input
 from .jit import device
-from .params import KP_LATE, KP_PROFILE_CAP, KP_PROFILE_RATE
+from .params import KP_BLEND, KP_LATE, KP_PROFILE_CAP, KP_PROFILE_RATE, KP_ZCLIP
+
+MIN_MAE = 1e-12     # below this, neither forecaster has made an error yet: equal weights
+
+
+@device
+def blend_weight(m_err, p_err):
+    """Weight of the model's prediction against persistence's: ``p / (m + p)`` for their running mean
+    absolute errors ``m`` and ``p`` (inverse error weights), 0.5 while both are 0."""
+    d = m_err + p_err
+    if d < MIN_MAE:
+        return 0.5
+    return p_err / d
 
 
 @device
@@ -25,6 +37,14 @@ def observe(i, x, t, s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
     a value the time of day explains well does not count as a surprise, however the model did.
     ``out_err`` stays the model's own error.
 
+    With ``persistence_blend`` B > 0, the error scored (and ``out_pred``) is that of a blend of the
+    model's prediction and persistence (the entity's previous raw value, normalised like this event),
+    weighted by :func:`blend_weight` of their running mean absolute errors before this event (memory B
+    events, per feature, in the statistics row): where the model forecasts worse than persistence the
+    scored prediction moves towards persistence, where better towards the model. ``out_err`` is the
+    model's own error, unblended. Not guaranteed: that the blend forecasts better than both (it is a
+    fixed rule, not a fitted combination).
+
     A late event (older than the entity's previous event by more than ``kp[KP_LATE]`` seconds) is
     refused: it returns ``FLAG_LATE`` having touched no state, and the model kernel skips it.
     """
@@ -41,15 +61,31 @@ def observe(i, x, t, s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
         return FLAG_LATE
     in_bin = prepare_input(x, t, s, count, last_ts, nmean, nvar, sc, kp, u, msd)
     acc = 0.0
+    blend = kp[KP_BLEND]
+    zclip = kp[KP_ZCLIP]
+    a_blend = 0.0
+    if blend > 0.0 and n > 0:
+        a_blend = max(1.0 / (sc[s, SC_N] + 1.0), 1.0 / blend)
     for f in range(n_features):
         if n > 0:
-            err[f] = u[f] - pred[s, f]
-            out_pred[i, f] = msd[0, f] + msd[1, f] * pred[s, f]
+            p = float(pred[s, f])
+            e_m = float(u[f] - pred[s, f])    # in the model's float32, as it was trained on
+            err[f] = e_m
+            if blend > 0.0:
+                k = SC_FEAT + PF * f
+                persist = min(max((sc[s, k + FS_PREV] - msd[0, f]) / msd[1, f], -zclip), zclip)
+                w = blend_weight(sc[s, k + FS_MERR], sc[s, k + FS_PERR])
+                e_p = float(u[f]) - persist
+                sc[s, k + FS_MERR] += a_blend * (abs(e_m) - sc[s, k + FS_MERR])
+                sc[s, k + FS_PERR] += a_blend * (abs(e_p) - sc[s, k + FS_PERR])
+                p = w * p + (1.0 - w) * persist
+                err[f] = w * e_m + (1.0 - w) * e_p
+            out_pred[i, f] = msd[0, f] + msd[1, f] * p
+            acc += e_m * e_m
         else:
             err[f] = 0.0
             out_pred[i, f] = x[f]
         out_z[i, f] = u[f]
-        acc += err[f] * err[f]
     model_err = math.sqrt(acc / n_features)
     cap = kp[KP_PROFILE_CAP]
     if cap > 0.0 and in_bin * kp[KP_PROFILE_RATE] >= 1.0:

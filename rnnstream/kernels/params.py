@@ -31,7 +31,8 @@ KP_PROFILE_RATE = 14   # daily profile: smallest weight of a bin's newest value 
 KP_LATE = 15           # an event older than its entity's previous one by more than this many seconds is late
 KP_PROFILE_CAP = 16    # the scored error is at most this multiple of the value's distance from the daily profile (0 = off)
 KP_FLATLINE = 17       # 1.0: the stuck-value test is on
-KP_SIZE = 18
+KP_BLEND = 18          # memory, in events, of the model-vs-persistence error means that set the blend (0 = off)
+KP_SIZE = 19
 
 # Schema field -> kernel slot. Every field of ScoringConfig and TimeFeaturesConfig is listed here,
 # or in NOT_IN_KERNEL with the reason.
@@ -48,6 +49,7 @@ SCORING_SLOTS = {
     "scale_floor": KP_SCALE_FLOOR,
     "profile_cap": KP_PROFILE_CAP,
     "flatline": KP_FLATLINE,
+    "persistence_blend": KP_BLEND,
 }
 TIME_SLOTS = {
     "time_of_day": KP_TOD,

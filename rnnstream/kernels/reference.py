@@ -88,9 +88,12 @@ class FeatureStats:
     rc: float = 0.0
     lo: float = 0.0
     hi: float = 0.0
+    model_mae: float = 0.0    # running mean absolute error of the model's prediction (the blend)
+    persist_mae: float = 0.0  # ... and of persistence
 
     def as_list(self) -> list[float]:
-        return [self.scale, *self.tail.as_list(), self.short, self.short_sq, self.prev, self.run, self.cr, self.cc, self.rr, self.rc, self.lo, self.hi]
+        return [self.scale, *self.tail.as_list(), self.short, self.short_sq, self.prev, self.run, self.cr, self.cc,
+                self.rr, self.rc, self.lo, self.hi, self.model_mae, self.persist_mae]
 
 
 @dataclass
@@ -217,6 +220,33 @@ def two_sided_logp(z: float) -> float:
     if az < 30.0:
         return math.log(max(math.erfc(az / math.sqrt(2.0)), 1e-300))
     return -0.5 * az * az - math.log(az * math.sqrt(math.pi / 2.0))
+
+
+def blended_errors(ent: EntityRef, u: np.ndarray, mean: np.ndarray, sd: np.ndarray,
+                   kp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(error, prediction)`` that ``observe`` scores for an entity past its first event: with
+    ``persistence_blend`` B > 0, per feature, the model's prediction ``ent.pred`` and persistence (the
+    previous raw value normalised with ``mean``/``sd`` and clipped) weighted ``w = p / (m + p)``
+    and ``1 - w`` (0.5 while both are 0), ``m`` and ``p`` their running mean absolute
+    errors before this event (the model's in float32), which then take in this event's errors with weight
+    ``max(1 / (errors folded + 1), 1 / B)``. Without it, the model's own prediction. Normalised units."""
+    F = ent.n_features
+    model = ent.pred.astype(np.float64)
+    z = np.asarray(u[:F], dtype=np.float64)
+    model_err = (np.asarray(u[:F], dtype=np.float32) - ent.pred.astype(np.float32)).astype(np.float64)
+    blend = kp[P.KP_BLEND]
+    if blend <= 0:
+        return model_err, model
+    a = max(1.0 / (ent.sc.n + 1.0), 1.0 / blend)
+    pred, err = np.zeros(F), np.zeros(F)
+    for f, st in enumerate(ent.sc.feats):
+        persist = min(max((st.prev - mean[f]) / sd[f], -kp[P.KP_ZCLIP]), kp[P.KP_ZCLIP])
+        w = 0.5 if st.model_mae + st.persist_mae < 1e-12 else st.persist_mae / (st.model_mae + st.persist_mae)
+        st.model_mae += a * (abs(model_err[f]) - st.model_mae)
+        st.persist_mae += a * (abs(z[f] - persist) - st.persist_mae)
+        pred[f] = w * model[f] + (1.0 - w) * persist
+        err[f] = w * model_err[f] + (1.0 - w) * (z[f] - persist)
+    return err, pred
 
 
 def capped_errors(ent: EntityRef, err: np.ndarray, u: np.ndarray, kp: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ import pytest
 
 from rnnstream.kernels import reference as ref
 from rnnstream.kernels.calibrate import FLAG_ANOMALY, FLAG_LATE, FLAG_SUPPRESSED
+from rnnstream.kernels.observe import observe
 from rnnstream.kernels.params import KP_LATE, kernel_params, n_time_features
 from rnnstream.kernels.ring import flags_by_position, unroll_windows
 from rnnstream.models.base import BatchOutput, common_fields
@@ -64,16 +65,17 @@ def _reference_run(entities, x, ts, kp, refs: dict, n_inputs: int, profile_bins:
         u64, mean, sd = ref.prepare_input(ent, xi, t, kp)
         u = u64.astype(np.float32)  # the naive model's input scratch is float32
         if n > 0:
-            err = (u[:F] - ent.pred).astype(np.float64)
-            pred = mean + sd * ent.pred
+            model_err = (u[:F] - ent.pred).astype(np.float64)
+            err, pred = ref.blended_errors(ent, u, mean, sd, kp)
+            pred = mean + sd * pred
         else:
-            err, pred = np.zeros(F), xi.copy()
+            model_err, err, pred = np.zeros(F), np.zeros(F), xi.copy()
         score, flag, kind = ref.score_event(ent.sc, ref.capped_errors(ent, err, u, kp), xi, n, t, kp)
         ent.pred = u[:F].copy()
         ref.finish_event(ent, t, u, flag & FLAG_ANOMALY)
         out["pred"].append(pred)
         out["z"].append(u[:F].astype(np.float64))
-        out["err"].append(math.sqrt(float(np.mean(err * err))))
+        out["err"].append(math.sqrt(float(np.mean(model_err * model_err))))
         out["score"].append(score)
         out["flag"].append(flag)
         out["kind"].append(kind)
@@ -83,11 +85,12 @@ def _reference_run(entities, x, ts, kp, refs: dict, n_inputs: int, profile_bins:
 @pytest.mark.parametrize("time_features", [(True, True, True, 0), (False, False, True, 0), (False, False, False, 0),
                                            (True, False, True, 288), (False, False, False, 7)])
 @pytest.mark.parametrize("profile_cap", [0.0, 1.5])
-def test_naive_kernel_matches_reference(time_features, profile_cap):
+@pytest.mark.parametrize("blend", [0, 20])
+def test_naive_kernel_matches_reference(time_features, profile_cap, blend):
     *calendar, bins = time_features
     kp = kernel_params(*calendar, bins, warmup_events=10, short_window=4, long_window=100,
                        suppress_events=5, threshold=0.4, novelty_tolerance=0.2, normaliser_halflife=50.0,
-                       profile_cap=profile_cap)
+                       profile_cap=profile_cap, persistence_blend=blend)
     kp[KP_LATE] = 120.0
     n_inputs = F + n_time_features(*calendar, bins, F)
     model = NaiveModel(F, n_inputs, None, seed=0)
@@ -129,6 +132,48 @@ def test_naive_kernel_matches_reference(time_features, profile_cap):
         assert max(np.count_nonzero(e.sc.prof_n) for e in refs.values()) >= 2
         ring = state["ring_in"][: len(refs)]   # stored inputs: the features, then the two profile inputs
         assert np.any(ring[:, :, F:2 * F] != ring[:, :, :F])
+
+
+def _observe_run(x, ts, kp, model):
+    """``observe`` event by event for one entity, the prediction after each event set by ``model(i, state)``;
+    returns the predictions ``observe`` scored against (the blend's, in the features' units)."""
+    n_inputs = 1
+    state = {k: np.zeros((1, *s.shape), dtype=s.dtype) for k, s in common_fields(1, n_inputs, W).items()}
+    out = BatchOutput.allocate(len(ts), 1)
+    u, err, msd = np.zeros(n_inputs, dtype=np.float32), np.zeros(1), np.zeros((2, 1))
+    for i in range(len(ts)):
+        observe(i, x[i], ts[i], 0, state["count"], state["last_ts"], state["nmean"], state["nvar"], state["pred"],
+                state["sc"], kp, u, err, msd, out.pred, out.z, out.err, out.score, out.flag, out.kind)
+        state["count"][0] += 1
+        state["last_ts"][0] = ts[i]
+        state["pred"][0] = model(i, state)
+    return out.pred[:, 0]
+
+
+@pytest.mark.parametrize("blend", [0, 50])
+def test_blend_scores_a_poor_model_as_persistence_and_a_good_one_as_itself(blend):
+    """On a random walk, a model that predicts the running mean is far worse than persistence: with the
+    blend the scored prediction moves towards the previous value; an oracle keeps its own prediction."""
+    kp = kernel_params(False, False, False, persistence_blend=blend, normaliser_halflife=50.0)
+    rng = np.random.default_rng(5)
+    n = 600
+    x = np.cumsum(rng.standard_normal(n))[:, None] + 100.0
+    ts = np.arange(n, dtype=float) * 60.0
+
+    def sd(state):
+        return np.maximum(np.sqrt(state["nvar"][0]), 1e-6)
+
+    mean_pred = _observe_run(x, ts, kp, lambda i, st: np.zeros(1))
+    oracle = _observe_run(x, ts, kp, lambda i, st: np.clip((x[min(i + 1, n - 1)] - st["nmean"][0]) / sd(st), -10, 10))
+    late = slice(200, n)
+    off_persist = np.median(np.abs(mean_pred[late] - x[199:n - 1, 0]))
+    off_truth = np.median(np.abs(oracle[late] - x[late, 0]))
+    step = np.median(np.abs(np.diff(x[:, 0])))
+    assert off_truth < 0.01 * step          # the oracle is scored as itself, with the blend or without
+    if blend:
+        assert off_persist < 1.5 * step     # the poor model mostly as persistence (its weight p / (m + p))
+    else:
+        assert off_persist > 4.0 * step     # without the blend, the poor model's own prediction
 
 
 def test_daily_profile_anticipates_a_daily_jump():
