@@ -352,15 +352,21 @@ def test_background_fit_runs_at_a_lower_priority_than_scoring():
         det.close()
 
 
+def _hold_fits(det: Detector) -> threading.Event:
+    """Make ``det``'s fits wait (at most 30 s) until the returned event is set."""
+    release = threading.Event()
+    real_fit = det.model.fit
+    det.model.fit = lambda *a: (release.wait(30), real_fit(*a))[1]
+    return release
+
+
 def test_snapshot_never_waits_for_a_running_fit_and_restore_runs_it_again():
     """A snapshot taken while the fit is held: it returns at once with the fit's windows; a detector
     restored from it puts the same weights in force at the same trigger as the original."""
     cfg = _cfg("gru", background=True, skip=False)
     ents, x, ts = _stream()
     det = Detector(cfg)
-    release = threading.Event()
-    real_fit = det.model.fit
-    det.model.fit = lambda *a: (release.wait(30), real_fit(*a))[1]
+    release = _hold_fits(det)
     try:
         det.process(ents[:50], x[:50], ts[:50])          # trigger at 40: the fit is held
         arrays, meta = det.snapshot()                   # must not wait for it
@@ -395,9 +401,7 @@ def test_the_arrays_version_changes_when_a_running_fit_finishes():
     cfg = _cfg("gru", background=True, skip=False)
     ents, x, ts = _stream()
     det = Detector(cfg)
-    release = threading.Event()
-    real_fit = det.model.fit
-    det.model.fit = lambda *a: (release.wait(30), real_fit(*a))[1]
+    release = _hold_fits(det)
     try:
         det.process(ents[:50], x[:50], ts[:50])          # trigger at 40: the fit is held
         running = det.arrays_version()
