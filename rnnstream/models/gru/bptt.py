@@ -15,7 +15,6 @@ summation order, no threads.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
