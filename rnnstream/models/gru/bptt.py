@@ -172,7 +172,6 @@ def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, loss_kind, want_grad
                     g_w_x[i, k] += dx * u[k]
                 for k in range(H):
                     g_w_h[i, k] += dhi * hs[t, k]
-                for k in range(H):
                     dh_prev[k] += dhi * w_h[i, k]
             for k in range(H):
                 dh[k] = dh_prev[k]
