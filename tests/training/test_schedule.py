@@ -465,3 +465,34 @@ def test_the_default_budget_leaves_a_few_entities_retrained_at_every_events():
 
     tr = SimpleNamespace(steps=10, budget=TrainingConfig().budget)
     assert spacing(tr, 16, 128, 3) <= 64
+
+
+def test_a_restored_schedule_keeps_the_budget_gap_and_older_snapshots_restore():
+    """Restarted mid-stream (a time trigger's gap comes from the budget too), the restored detector
+    retrains at the same events and its outputs continue bit for bit; a snapshot from before the
+    budget (no "gap") restores with no gap."""
+    import dataclasses
+
+    cfg = _budget_cfg(0.4)
+    cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, every_seconds=600.0))
+    ents, x, ts = _stream(n=4000)
+    whole, split, back = Detector(cfg), Detector(cfg), Detector(cfg)
+    try:
+        want = whole.process(ents, x, ts).score.copy()
+        head = split.process(ents[:1500], x[:1500], ts[:1500]).score.copy()
+        arrays, meta = split.snapshot()
+        assert meta["training"]["gap"] >= 1280
+        back.restore(arrays, meta)
+        tail = back.process(ents[1500:], x[1500:], ts[1500:]).score.copy()
+        np.testing.assert_array_equal(np.concatenate([head, tail]), want)
+        assert back.training.k == whole.training.k and back.model.version == whole.model.version
+        del meta["training"]["gap"]
+        old = Detector(cfg)
+        try:
+            old.restore(arrays, meta)
+            assert old.training.gap == 0
+        finally:
+            old.close()
+    finally:
+        for det in (whole, split, back):
+            det.close()
