@@ -269,6 +269,7 @@ class TrainingConfig:
     learning_rate: float = setting(3e-3, doc="Adam learning rate.", gt=0)
     clip_norm: float = setting(1.0, doc="Global gradient-norm clip.", gt=0)
     loss: Literal["absolute", "squared"] = setting("absolute", doc="GRU training objective: the mean absolute error of the next-event forecast (its median: bursts and jumps do not pull it off persistence) or the mean squared error.")
+    budget: float = setting(1000.0, doc="Most training work per event of an average entity, in window-steps (one event of a training window through one forward and backward pass): after a fit of steps x batch x window window-steps, the next retraining waits until the entities seen in the meantime have had cost / budget events each on average (never sooner than every_events). The model is shared, so the work per event shrinks as entities are added (0 = no limit).", min=0)
     exclude_anomalies: bool = setting(True, doc="Leave events scored above the threshold out of the training buffer.")
     buffer_windows: int = setting(256, doc="Capacity of the training buffer, in windows.", min=1)
     sample_entities: int = setting(4096, doc="Entities that keep a history ring (window events, ~1.3 KB each at the defaults) from which training windows are cut: the first to arrive while a ring is free (an evicted entity frees its ring for the next new one). The others are scored all the same and keep only their recurrent state and statistics. Per partition shard, like max_entities.", min=0)

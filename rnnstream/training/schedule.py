@@ -6,7 +6,11 @@ time seen) has advanced that much since retraining k-1 and at least ``window`` n
 (a retraining needs a fresh window of history; without this, 5-minute data with the 300-second
 default would retrain at every event). On a live stream event time follows the clock, so this is
 "every N seconds"; on a replay or a backlog it follows the data (a backlog may trigger far more often
-than every N seconds of wall time, never more often than once per ``window`` events). At a trigger
+than every N seconds of wall time, never more often than once per ``window`` events). With
+``training.budget`` > 0 both triggers also wait the events :func:`spacing` derives from the last fit's
+work, counted in window-steps (never wall time), so that training costs at most ``budget``
+window-steps per event of an average entity whatever ``every_events``, ``every_seconds`` and the
+backlog say. At a trigger
 the scoring thread, between two events:
 
 1. puts the previous retraining's result in force (background mode: if that fit is still running,
@@ -43,6 +47,7 @@ triggers and swaps weights at the same events as the original.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -72,6 +77,22 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + TRAINER_NICE, 19))
     except (AttributeError, OSError):
         pass
+
+
+def spacing(training: Any, n_windows: int, window: int, n_entities: int) -> int:
+    """Events the training budget puts between a retraining and the next (0 = no limit).
+
+    A fit of ``n_windows`` windows costs ``steps * n_windows * window`` window-steps (one window event
+    through one forward and backward pass). With ``training.budget`` B > 0, the next retraining waits
+    until the ``n_entities`` entities seen since the previous trigger (at least 1) have had, on
+    average, ``cost / B`` events each: training work stays at most B window-steps per event of an
+    average entity. The model is shared by all entities, so its training need grows with the history
+    of an entity, not with their number: the work per event shrinks as entities are added."""
+    budget = float(getattr(training, "budget", 0.0) or 0.0)
+    if budget <= 0 or n_windows <= 0:
+        return 0
+    cost = int(training.steps) * int(n_windows) * int(window)
+    return int(math.ceil(cost * max(int(n_entities), 1) / budget))
 
 
 @dataclass
@@ -104,6 +125,7 @@ class TrainingSchedule:
         self.stats = TrainingStats()
         self.events = 0             # events processed by the detector
         self.next_at = max(int(training.min_events), 1)
+        self.gap = 0                # events the training budget makes the next trigger wait (see spacing)
         self.k = 0                  # retrainings triggered
         self.seen_seq = 0           # SlotState clock at the last trigger
         self.last_time = float("-inf")  # event time of the last trigger
@@ -130,7 +152,7 @@ class TrainingSchedule:
     def first_time_event(self) -> int:
         """The event count from which a time-based trigger may fire: after min_events, and after at
         least ``window`` events since the last trigger."""
-        return max(int(self.cfg.min_events), self._events_at_trigger + max(self.window, 1))
+        return max(int(self.cfg.min_events), self._events_at_trigger + max(self.window, self.gap, 1))
 
     def due_by_time(self, watermark: float) -> bool:
         return self.events >= self.first_time_event() and watermark >= self.time_due_at()
@@ -150,7 +172,8 @@ class TrainingSchedule:
         self.collect(wait=True)
         self.k += 1
         rng = np.random.default_rng([self.seed, self.k])
-        fresh = with_ring(state.arrays, state.seen_since(self.seen_seq))
+        seen = state.seen_since(self.seen_seq)
+        fresh = with_ring(state.arrays, seen)
         self.seen_seq = state.seq
         if fresh.size > self.cfg.batch_windows:
             fresh = fresh[np.sort(rng.choice(fresh.size, size=self.cfg.batch_windows, replace=False))]
@@ -158,7 +181,8 @@ class TrainingSchedule:
                                  bool(self.cfg.exclude_anomalies))
         self.buffer.add(newest, rng)
         batch = self.buffer.sample(self.cfg.batch_windows, rng, newest)
-        self.next_at = self.events + int(self.cfg.every_events)
+        self.gap = spacing(self.cfg, len(batch), self.window, seen.size)
+        self.next_at = self.events + max(int(self.cfg.every_events), self.gap)
         self.last_time = now
         self._events_at_trigger = self.events
         if len(batch) == 0:
@@ -228,7 +252,7 @@ class TrainingSchedule:
             arrays.update({f"pending.opt.{k}": v for k, v in result.opt_state.items()})
             arrays["pending.loss"] = np.array([result.loss_before, result.loss_after])
         meta = {"events": self.events, "next_at": self.next_at, "k": self.k, "seen_seq": self.seen_seq,
-                "events_at_trigger": self._events_at_trigger, "pending": pending,
+                "events_at_trigger": self._events_at_trigger, "gap": self.gap, "pending": pending,
                 "last_time": self.last_time if np.isfinite(self.last_time) else None,
                 "runs_ok": self.stats.runs_ok, "runs_failed": self.stats.runs_failed,
                 "runs_skipped": self.stats.runs_skipped,
@@ -256,6 +280,7 @@ class TrainingSchedule:
         t = meta
         self.events, self.next_at, self.k = int(t["events"]), int(t["next_at"]), int(t["k"])
         self.seen_seq, self._events_at_trigger = int(t["seen_seq"]), int(t["events_at_trigger"])
+        self.gap = int(t.get("gap", 0))   # snapshots from before the training budget have none
         self.last_time = float("-inf") if t["last_time"] is None else float(t["last_time"])
         self.stats.runs_ok, self.stats.runs_failed = int(t["runs_ok"]), int(t["runs_failed"])
         self.stats.runs_skipped = int(t.get("runs_skipped", 0))

@@ -416,3 +416,83 @@ def test_the_arrays_version_changes_when_a_running_fit_finishes():
     finally:
         release.set()
         det.close()
+
+
+def test_spacing_keeps_training_work_within_the_budget_per_event_of_an_average_entity():
+    from types import SimpleNamespace
+
+    from rnnstream.training.schedule import spacing
+
+    tr = SimpleNamespace(steps=10, budget=100.0)
+    # 10 steps x 16 windows x 128 events = 20,480 window-steps; one entity: 205 events to the next fit.
+    assert spacing(tr, 16, 128, 1) == 205
+    assert spacing(tr, 16, 128, 0) == 205          # no entity seen counts as one
+    assert spacing(tr, 16, 128, 3) == 615          # three entities: each needs 205 new events on average
+    assert spacing(tr, 4, 128, 1) == 52            # a smaller batch costs less
+    assert spacing(tr, 0, 128, 5) == 0             # nothing trained, nothing to wait for
+    assert spacing(SimpleNamespace(steps=10, budget=0.0), 16, 128, 3) == 0   # 0 = no limit
+
+
+def _budget_cfg(budget):
+    cfg = _cfg("gru")
+    import dataclasses
+    return dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, budget=budget))
+
+
+def test_the_budget_spaces_retrainings_deterministically():
+    """4 steps x 6 windows x 8 events = 192 window-steps a full fit (the first, with 4 full rings, 128);
+    with a budget of 0.4 window-steps per event of an average entity and at least 4 entities between
+    triggers, a fit waits at least 128 x 4 / 0.4 = 1,280 events (every_events is 60). The outputs stay
+    independent of the batching."""
+    stream = _stream(n=6000)
+    ref_out, ref_det, versions = _run(_budget_cfg(0.4), 1, stream)
+    starts = np.flatnonzero(np.diff(np.asarray(versions))) + 1     # the events at which new weights came
+    assert starts[0] == 40 and len(starts) == ref_det.training.k >= 3
+    assert np.all(np.diff(starts) >= 1280)
+    free, free_det, _ = _run(_budget_cfg(0.0), 1, stream)
+    assert free_det.training.k > 5 * ref_det.training.k               # every 60 events without the budget
+    out, det, _ = _run(_budget_cfg(0.4), 777, stream)
+    assert out.tobytes() == ref_out.tobytes() and det.training.k == ref_det.training.k
+
+
+def test_the_default_budget_leaves_a_few_entities_retrained_at_every_events():
+    """nab.yaml's schedule (10 steps x 16 windows x 128 events every 64 events) with up to 3 entities
+    is within the default budget: its triggers are not moved."""
+    from types import SimpleNamespace
+
+    from rnnstream.config.schema import TrainingConfig
+    from rnnstream.training.schedule import spacing
+
+    tr = SimpleNamespace(steps=10, budget=TrainingConfig().budget)
+    assert spacing(tr, 16, 128, 3) <= 64
+
+
+def test_a_restored_schedule_keeps_the_budget_gap_and_older_snapshots_restore():
+    """Restarted mid-stream (a time trigger's gap comes from the budget too), the restored detector
+    retrains at the same events and its outputs continue bit for bit; a snapshot from before the
+    budget (no "gap") restores with no gap."""
+    import dataclasses
+
+    cfg = _budget_cfg(0.4)
+    cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, every_seconds=600.0))
+    ents, x, ts = _stream(n=4000)
+    whole, split, back = Detector(cfg), Detector(cfg), Detector(cfg)
+    try:
+        want = whole.process(ents, x, ts).score.copy()
+        head = split.process(ents[:1500], x[:1500], ts[:1500]).score.copy()
+        arrays, meta = split.snapshot()
+        assert meta["training"]["gap"] >= 1280
+        back.restore(arrays, meta)
+        tail = back.process(ents[1500:], x[1500:], ts[1500:]).score.copy()
+        np.testing.assert_array_equal(np.concatenate([head, tail]), want)
+        assert back.training.k == whole.training.k and back.model.version == whole.model.version
+        del meta["training"]["gap"]
+        old = Detector(cfg)
+        try:
+            old.restore(arrays, meta)
+            assert old.training.gap == 0
+        finally:
+            old.close()
+    finally:
+        for det in (whole, split, back):
+            det.close()

@@ -15,11 +15,11 @@ summation order, no threads.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
 from ...kernels.jit import device, trainer
+from .activations import sigmoid64, tanh64
 
 GRAD_ORDER = ("w_x", "w_h", "b_x", "b_h", "w_o", "b_o")
 LOSS_ABSOLUTE = 0
@@ -30,11 +30,6 @@ LOSSES = {"absolute": LOSS_ABSOLUTE, "squared": LOSS_SQUARED}
 def burn_in(window: int) -> int:
     """Predictions at the start of a window that the loss skips."""
     return min(8, window // 4)
-
-
-@device
-def _sigmoid(a):
-    return 1.0 / (1.0 + math.exp(-a))
 
 
 @device
@@ -132,14 +127,15 @@ def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, loss_kind, want_grad
                 for i in range(H):
                     accn[i] += w_ht[k, H2 + i] * hk
             for j in range(H):
-                r = _sigmoid(acc[j])
-                z = _sigmoid(acc[H + j])
+                rs[t, j] = sigmoid64(acc[j])
+            for j in range(H):
+                zs[t, j] = sigmoid64(acc[H + j])
+            for j in range(H):
                 ahn = accn[j]
-                n = math.tanh(acc[H2 + j] + r * ahn)
-                rs[t, j] = r
-                zs[t, j] = z
+                n = tanh64(acc[H2 + j] + rs[t, j] * ahn)
                 ns[t, j] = n
                 ghn[t, j] = ahn
+                z = zs[t, j]
                 hs[t + 1, j] = (1.0 - z) * n + z * hs[t, j]
             if skip <= t <= T - 2:
                 sse = head_error(hs[t + 1], u, w_o, b_o, windows[b, t + 1], e[t], sse, loss_kind)
@@ -176,7 +172,6 @@ def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, loss_kind, want_grad
                     g_w_x[i, k] += dx * u[k]
                 for k in range(H):
                     g_w_h[i, k] += dhi * hs[t, k]
-                for k in range(H):
                     dh_prev[k] += dhi * w_h[i, k]
             for k in range(H):
                 dh[k] = dh_prev[k]

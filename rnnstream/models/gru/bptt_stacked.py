@@ -11,19 +11,14 @@ Deterministic (fixed summation order, no threads); releases the GIL.
 
 from __future__ import annotations
 
-import math
 from typing import Mapping
 
 import numpy as np
 
 from ...kernels.jit import device, trainer
+from .activations import sigmoid64, tanh64
 from .bptt import LOSSES, burn_in, head_backward, head_error
 from .stacked import RECURRENT, layer_names
-
-
-@device
-def _sigmoid(a):
-    return 1.0 / (1.0 + math.exp(-a))
 
 
 @device
@@ -52,9 +47,9 @@ def _gru_forward(x, hp, w_x, w_h, b_x, b_h, r, z, n, ghn, hout):
             ar += w_h[j, k] * hp[k]
             az += w_h[H + j, k] * hp[k]
             ahn += w_h[2 * H + j, k] * hp[k]
-        r[j] = _sigmoid(ar)
-        z[j] = _sigmoid(az)
-        n[j] = math.tanh(axn + r[j] * ahn)
+        r[j] = sigmoid64(ar)
+        z[j] = sigmoid64(az)
+        n[j] = tanh64(axn + r[j] * ahn)
         ghn[j] = ahn
         hout[j] = (1.0 - z[j]) * n[j] + z[j] * hp[j]
 

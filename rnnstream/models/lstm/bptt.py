@@ -8,20 +8,15 @@ layer stacking, the packing of the weights and the backward walk (top layer down
 
 from __future__ import annotations
 
-import math
 from typing import Mapping
 
 import numpy as np
 
 from ...kernels.jit import device, trainer
+from ..gru.activations import sigmoid64, tanh64
 from ..gru.bptt import head_backward, head_error
 from ..gru.bptt_stacked import stack_loss_and_grad
 from .params import RECURRENT
-
-
-@device
-def _sigmoid(a):
-    return 1.0 / (1.0 + math.exp(-a))
 
 
 @device
@@ -42,12 +37,12 @@ def _lstm_forward(x, hp, cp, w_x, w_h, b, gi, gf, gg, go, tc, hout, cout):
             af += w_h[H + j, k] * hp[k]
             ag += w_h[2 * H + j, k] * hp[k]
             ao += w_h[3 * H + j, k] * hp[k]
-        gi[j] = _sigmoid(ai)
-        gf[j] = _sigmoid(af)
-        gg[j] = math.tanh(ag)
-        go[j] = _sigmoid(ao)
+        gi[j] = sigmoid64(ai)
+        gf[j] = sigmoid64(af)
+        gg[j] = tanh64(ag)
+        go[j] = sigmoid64(ao)
         cout[j] = gf[j] * cp[j] + gi[j] * gg[j]
-        tc[j] = math.tanh(cout[j])
+        tc[j] = tanh64(cout[j])
         hout[j] = go[j] * tc[j]
 
 
