@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,8 @@ from rnnstream.detector import Detector
 from rnnstream.kernels.params import kernel_params
 from rnnstream.state.slots import dense_arrays
 from rnnstream.training.windows import WindowBuffer, harvest_windows
+
+ROOT_NAB = Path(__file__).resolve().parents[2] / "config" / "nab.yaml"
 
 YAML = """
 detectors:
@@ -435,7 +439,6 @@ def test_spacing_keeps_training_work_within_the_budget_per_event_of_an_average_e
 
 def _budget_cfg(budget):
     cfg = _cfg("gru")
-    import dataclasses
     return dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, budget=budget))
 
 
@@ -455,16 +458,28 @@ def test_the_budget_spaces_retrainings_deterministically():
     assert out.tobytes() == ref_out.tobytes() and det.training.k == ref_det.training.k
 
 
-def test_the_default_budget_leaves_a_few_entities_retrained_at_every_events():
+def test_nab_yaml_budget_leaves_a_few_entities_retrained_at_every_events():
     """nab.yaml's schedule (10 steps x 16 windows x 128 events every 64 events) with up to 3 entities
-    is within the default budget: its triggers are not moved."""
-    from types import SimpleNamespace
-
+    is within its budget: its triggers are not moved; the default budget would space them."""
     from rnnstream.config.schema import TrainingConfig
     from rnnstream.training.schedule import spacing
 
-    tr = SimpleNamespace(steps=10, budget=TrainingConfig().budget)
+    tr = load_config(ROOT_NAB.read_text()).detectors[0].training
+    assert (tr.steps, tr.batch_windows, tr.window, tr.every_events) == (10, 16, 128, 64)
     assert spacing(tr, 16, 128, 3) <= 64
+    default = dataclasses.replace(tr, budget=TrainingConfig().budget)
+    assert spacing(default, 16, 128, 1) > 64
+
+
+def test_the_default_budget_spaces_the_defaults_fits_at_a_thousand_entities():
+    """At the defaults (20 steps x 32 windows x 64 events), 1,000 entities wait at least 200 events each
+    between fits: the training work stays at most the budget's window-steps per event."""
+    from rnnstream.config.schema import TrainingConfig
+    from rnnstream.training.schedule import spacing
+
+    tr = TrainingConfig()
+    cost = tr.steps * tr.batch_windows * tr.window
+    assert spacing(tr, tr.batch_windows, tr.window, 1000) >= 1000 * cost / tr.budget >= 200_000
 
 
 def test_a_restored_schedule_keeps_the_budget_gap_and_older_snapshots_restore():
