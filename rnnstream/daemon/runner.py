@@ -75,6 +75,7 @@ from ..detector import Detector
 from ..errors import RnnstreamError
 from ..metrics import Metrics
 from ..ops.preflight import lock_state_dir, port_problem, state_dir_problem
+from . import fetch
 from .checkpoint import CheckpointStore
 from .decode import decode_batch
 from .changelog import Reader, restore_consumer
@@ -1046,7 +1047,9 @@ def _default_consumer(cfg: Config, topics: list[str], assignors: list | None = N
     extra: dict[str, Any] = {"isolation_level": "read_committed"} if cfg.processing.guarantee == "exactly_once" else {}
     if assignors:
         extra["partition_assignment_strategy"] = assignors
-    return KafkaConsumer(enable_auto_commit=False, **cfg.kafka.consumer_kwargs(), **extra)
+    consumer = KafkaConsumer(enable_auto_commit=False, **cfg.kafka.consumer_kwargs(), **extra)
+    fetch.install(consumer)   # v2 record batches parsed in one loop each (rnnstream.daemon.fetch)
+    return consumer
 
 
 def _default_producer(cfg: Config) -> KafkaProducer:
