@@ -129,3 +129,38 @@ def test_install_refuses_what_it_does_not_know():
     class NotAConsumer:
         _fetcher = object()
     assert fetch.install(NotAConsumer()) is False
+
+
+def _transactional(rows, producer_id, base_offset, control=False) -> bytes:
+    b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=True, producer_id=producer_id,
+                                  producer_epoch=0, base_sequence=0, batch_size=1 << 30)
+    for offset, ts, key, value, headers in rows:
+        b.append(offset, timestamp=ts, key=key, value=value, headers=headers)
+    data = bytearray(b.build())
+    struct.pack_into(">q", data, 0, base_offset)
+    if control:
+        at = DefaultRecordBatch.ATTRIBUTES_OFFSET
+        attrs, = struct.unpack_from(">h", data, at)
+        struct.pack_into(">h", data, at, attrs | DefaultRecordBatch.CONTROL_MASK)
+        struct.pack_into(">I", data, at - 4, crc32c.crc32c(bytes(data[at:])))
+    return bytes(data)
+
+
+def test_read_committed_skips_aborted_transactions_and_control_batches():
+    from collections import namedtuple
+
+    from kafka.consumer.fetcher import IsolationLevel
+
+    aborted = namedtuple("Aborted", "producer_id first_offset")
+    marker = lambda kind: [(0, 5, struct.pack(">hh", 0, kind), b"", [])]  # noqa: E731  (0 abort, 1 commit)
+    data = (_transactional(varied(10), 7, 0)                     # aborted: offsets 0-9
+            + _transactional(marker(0), 7, 10, control=True)     # its abort marker
+            + _transactional(varied(5), 8, 11)                   # committed: offsets 11-15
+            + _transactional(marker(1), 8, 16, control=True)     # its commit marker
+            + build(varied(3), base_offset=17))                  # not transactional: 17-19
+    kw = dict(isolation_level=IsolationLevel.READ_COMMITTED, aborted_transactions=[aborted(7, 0)])
+    got = ours(data, **kw)
+    assert got == kafka_python(data, **kw)
+    assert [r.offset for r in got] == [11, 12, 13, 14, 15, 17, 18, 19]
+    # read_uncommitted: every data record, never the markers
+    assert [r.offset for r in ours(data)] == [r.offset for r in kafka_python(data)] == [*range(10), *range(11, 16), 17, 18, 19]
