@@ -507,6 +507,8 @@ class Runner:
             hw = self.consumer.highwater(tp)
             if hw is not None and unit.next_offset is not None:
                 m.lag(tp.topic, tp.partition).set(max(hw - unit.next_offset, 0))
+        for outputs in self.outputs.values():
+            outputs.wake()
         for name, dm in self._detector_metrics():
             dm.entities.set(sum(len(u.detector.state) for u in self.units.values() if u.name == name))
             if self.config.metrics.top_k_entities:
@@ -876,6 +878,8 @@ class Runner:
                                           retry_backoff_ms=d.output_retry_backoff_ms,
                                           retry_backoff_max_ms=d.output_retry_backoff_max_ms)
                         for det in self.config.detectors}
+        for outputs in self.outputs.values():   # one wake-up of the producer per poll (_process)
+            outputs.deferred_wake = True
 
     def _do_reload(self) -> None:
         if not self.config_path:
