@@ -209,6 +209,7 @@ class Runner:
         self.standbys: Standbys | None = None      # with processing.standby_replicas: warm copies
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rnnstream-checkpoint")
         self._writing: _Writing | None = None      # a periodic checkpoint whose files are being written
+        self._pacing = fetch.Pacing(None, 1, 0)     # the consumer's fetch settings (set by _subscribe)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -261,6 +262,7 @@ class Runner:
                     log.warning("poll failed; polling again", extra={"error": f"{type(exc).__name__}: {exc}"})
                     batch = {}
                     self._stop.wait(0.2)
+                self._pacing.polled(bool(batch))
                 if batch:
                     self._process(batch)
                 self._retry_restores()
@@ -452,6 +454,7 @@ class Runner:
             except KafkaError as exc:   # only a head start: the metadata refresh finds them later
                 log.warning("could not fetch a topic's metadata before joining",
                             extra={"topic": topic, "error": f"{type(exc).__name__}: {exc}"})
+        self._pacing = fetch.Pacing(self.consumer, cfg.kafka.fetch_min_bytes, cfg.kafka.fetch_max_wait_ms)
         self._rebalancing_since = time.monotonic()
         self._unowned_since = None
         self.consumer.subscribe(topics, listener=_Listener(self))

@@ -164,3 +164,22 @@ def test_read_committed_skips_aborted_transactions_and_control_batches():
     assert [r.offset for r in got] == [11, 12, 13, 14, 15, 17, 18, 19]
     # read_uncommitted: every data record, never the markers
     assert [r.offset for r in ours(data)] == [r.offset for r in kafka_python(data)] == [*range(10), *range(11, 16), 17, 18, 19]
+
+
+def test_pacing_batches_fetches_while_records_flow_and_answers_at_once_when_idle():
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(bootstrap_servers="127.0.0.1:9", api_version=(2, 5))   # never connects here
+    try:
+        config = consumer._fetcher.config
+        pacing = fetch.Pacing(consumer, 65536, 5)
+        assert pacing.idle and (config["fetch_min_bytes"], config["fetch_max_wait_ms"]) == (1, fetch.IDLE_MAX_WAIT_MS)
+        pacing.polled(True)
+        assert not pacing.idle and (config["fetch_min_bytes"], config["fetch_max_wait_ms"]) == (65536, 5)
+        pacing.polled(True)
+        assert (config["fetch_min_bytes"], config["fetch_max_wait_ms"]) == (65536, 5)
+        pacing.polled(False)
+        assert pacing.idle and (config["fetch_min_bytes"], config["fetch_max_wait_ms"]) == (1, fetch.IDLE_MAX_WAIT_MS)
+    finally:
+        consumer.close()
+    fetch.Pacing(object(), 65536, 5).polled(True)   # an unknown consumer: left alone, no error
