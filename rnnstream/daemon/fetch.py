@@ -49,6 +49,8 @@ def parse_batch(batch: DefaultRecordBatch, topic: str, partition: int, leader_ep
     append = out.append
     size = 0
     try:
+        # The varints are decoded inline, written out once per field: a function call each would cost
+        # more than the rest of the record (the repetition is the point).
         for _ in range(count):
             b = buf[pos]
             if b < 0x80:
