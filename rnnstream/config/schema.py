@@ -44,6 +44,8 @@ class KafkaConfig:
     ssl_password: Secret | None = setting(None, doc="Password of ssl_keyfile; never logged.")
     max_poll_records: int = setting(5000, doc="Most records one poll returns (the batch size of the hot loop).", min=1)
     poll_timeout_ms: int = setting(200, doc="How long one poll waits for records, in milliseconds.", min=0)
+    fetch_min_bytes: int = setting(65536, doc="Input bytes the broker gathers before it answers a fetch, unless fetch_max_wait_ms passes first: at a low event rate, one poll of a few milliseconds' events instead of a poll per event or two, each paying the loop's and the outputs' fixed cost (1 = answer as soon as anything arrives).", min=1)
+    fetch_max_wait_ms: int = setting(5, doc="Longest the broker holds a fetch to gather fetch_min_bytes, in milliseconds: at most this is added to an event's latency when the input is slow. After a poll without records the daemon fetches as kafka-python does by default (answered at the first record, else after 500 ms) until records flow again, so an idle input costs two fetches a second.", min=0, max=10000)
     session_timeout_ms: int = setting(30000, doc="Consumer session timeout; the group rebalances after this silence.", min=1000)
     auto_offset_reset: Literal["latest", "earliest"] = setting("latest", doc="Where a partition without a committed offset or checkpoint starts: 'latest' (new events only) or 'earliest' (backfill the topic's whole retention).")
     reconnect_backoff_max_ms: int = setting(1000, doc="Longest wait between two attempts to reconnect to a broker (kafka-python's default, 30 s, delays the recovery from an outage by as much).", min=10)
@@ -101,6 +103,8 @@ class KafkaConfig:
             **self.client_kwargs(),
             "group_id": self.group_id,
             "max_poll_records": self.max_poll_records,
+            "fetch_min_bytes": self.fetch_min_bytes,
+            "fetch_max_wait_ms": self.fetch_max_wait_ms,
             "session_timeout_ms": self.session_timeout_ms,
             "auto_offset_reset": self.auto_offset_reset,
         }

@@ -152,6 +152,9 @@ class Outputs:
         self._partition_count = 0
         # Scores go to kafka-python's accumulator as whole record batches when the producer allows it.
         self._raw = rawbatch.RawPublisher(producer) if rawbatch.available(producer) else None
+        # True (the daemon's loop): record batches are queued without waking the producer's sender,
+        # and the caller calls ``wake()`` once its poll's outputs are all queued.
+        self.deferred_wake = False
         self._pending: list[_Out] = []
         self._blocked: dict[str, str] = {}      # topic -> last error, while it is failing
         self._failing_since: float | None = None
@@ -301,7 +304,8 @@ class Outputs:
             part = group if lo == 0 and hi == n else _Batch(group.topic, keys[lo:hi], values[lo:hi],
                                                               group.sources[lo:hi])
             try:
-                future, part.watch = self._raw.publish(group.topic, partition, part.keys, part.values)
+                future, part.watch = self._raw.publish(group.topic, partition, part.keys, part.values,
+                                                       wake=not self.deferred_wake)
             except Exception as exc:
                 for out in self._outs(part):
                     self._send_failed(out, exc)
@@ -400,6 +404,11 @@ class Outputs:
         return True
 
     # -- delivery ---------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Send what was queued with ``deferred_wake``: one wake-up of the producer's sender for all."""
+        if self._raw is not None:
+            self._raw.wake()
 
     @property
     def pending(self) -> int:

@@ -230,11 +230,15 @@ class RawPublisher:
         self.max_batch_bytes = max(min(int(config["batch_size"]), int(config["max_request_size"]) - 1024), 1024)
 
     def publish(self, topic: str, partition: int, keys: Sequence[bytes],
-                values: Sequence[bytes]) -> tuple[Any, SplitWatch]:
+                values: Sequence[bytes], *, wake: bool = True) -> tuple[Any, SplitWatch]:
         """Queue ``keys[j]``/``values[j]`` as one batch to ``topic[partition]``, in order. Returns the
         batch's future (``kafka.producer.future.FutureProduceResult``) and its ``SplitWatch``: pass
         both to ``outcome``. Raises what ``send`` raises when the producer is closed or its
-        transaction is not open (``KafkaError`` / ``IllegalStateError``)."""
+        transaction is not open (``KafkaError`` / ``IllegalStateError``).
+
+        ``wake=False`` leaves the producer's sender thread asleep: the batch goes out at its next
+        wake-up, which the caller owes (``wake``; ``flush`` wakes it too). Each wake-up is a socket
+        write that hands the CPU to the sender thread: a poll's several batches share one."""
         producer = self.producer
         if producer._closed:
             raise IllegalStateError("KafkaProducer already closed!")
@@ -256,5 +260,16 @@ class RawPublisher:
                 acc._incomplete.add(batch)
         finally:
             acc._appends_in_progress.decrement()
-        producer._sender.wakeup()
+        if wake:
+            producer._sender.wakeup()
+        else:
+            self.asleep = True
         return batch.produce_future, watch
+
+    asleep = False   # batches were queued without waking the sender
+
+    def wake(self) -> None:
+        """Wake the producer's sender thread if batches were queued with ``wake=False`` since the last call."""
+        if self.asleep:
+            self.asleep = False
+            self.producer._sender.wakeup()

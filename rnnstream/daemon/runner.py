@@ -75,6 +75,7 @@ from ..detector import Detector
 from ..errors import RnnstreamError
 from ..metrics import Metrics
 from ..ops.preflight import lock_state_dir, port_problem, state_dir_problem
+from . import fetch
 from .checkpoint import CheckpointStore
 from .decode import decode_batch
 from .changelog import Reader, restore_consumer
@@ -208,6 +209,7 @@ class Runner:
         self.standbys: Standbys | None = None      # with processing.standby_replicas: warm copies
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rnnstream-checkpoint")
         self._writing: _Writing | None = None      # a periodic checkpoint whose files are being written
+        self._pacing = fetch.Pacing(None, 1, 0)     # the consumer's fetch settings (set by _subscribe)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -260,6 +262,7 @@ class Runner:
                     log.warning("poll failed; polling again", extra={"error": f"{type(exc).__name__}: {exc}"})
                     batch = {}
                     self._stop.wait(0.2)
+                self._pacing.polled(bool(batch))
                 if batch:
                     self._process(batch)
                 self._retry_restores()
@@ -451,6 +454,7 @@ class Runner:
             except KafkaError as exc:   # only a head start: the metadata refresh finds them later
                 log.warning("could not fetch a topic's metadata before joining",
                             extra={"topic": topic, "error": f"{type(exc).__name__}: {exc}"})
+        self._pacing = fetch.Pacing(self.consumer, cfg.kafka.fetch_min_bytes, cfg.kafka.fetch_max_wait_ms)
         self._rebalancing_since = time.monotonic()
         self._unowned_since = None
         self.consumer.subscribe(topics, listener=_Listener(self))
@@ -506,6 +510,8 @@ class Runner:
             hw = self.consumer.highwater(tp)
             if hw is not None and unit.next_offset is not None:
                 m.lag(tp.topic, tp.partition).set(max(hw - unit.next_offset, 0))
+        for outputs in self.outputs.values():
+            outputs.wake()
         for name, dm in self._detector_metrics():
             dm.entities.set(sum(len(u.detector.state) for u in self.units.values() if u.name == name))
             if self.config.metrics.top_k_entities:
@@ -875,6 +881,8 @@ class Runner:
                                           retry_backoff_ms=d.output_retry_backoff_ms,
                                           retry_backoff_max_ms=d.output_retry_backoff_max_ms)
                         for det in self.config.detectors}
+        for outputs in self.outputs.values():   # one wake-up of the producer per poll (_process)
+            outputs.deferred_wake = True
 
     def _do_reload(self) -> None:
         if not self.config_path:
@@ -1046,7 +1054,9 @@ def _default_consumer(cfg: Config, topics: list[str], assignors: list | None = N
     extra: dict[str, Any] = {"isolation_level": "read_committed"} if cfg.processing.guarantee == "exactly_once" else {}
     if assignors:
         extra["partition_assignment_strategy"] = assignors
-    return KafkaConsumer(enable_auto_commit=False, **cfg.kafka.consumer_kwargs(), **extra)
+    consumer = KafkaConsumer(enable_auto_commit=False, **cfg.kafka.consumer_kwargs(), **extra)
+    fetch.install(consumer)   # v2 record batches parsed in one loop each (rnnstream.daemon.fetch)
+    return consumer
 
 
 def _default_producer(cfg: Config) -> KafkaProducer:

@@ -161,3 +161,28 @@ def test_a_failing_topic_keeps_the_scores_for_a_retry(kafka):
         assert "rawfail" in out.problem()
     finally:
         producer.close(timeout=5)
+
+
+def test_deferred_wake_queues_a_polls_batches_and_wakes_the_sender_once(kafka):
+    topic = kafka.new_topic("rawwake", partitions=3)
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", linger_ms=5, batch_size=512 * 1024)
+    try:
+        out = Outputs(producer, detector_cfg(f"{{scores_topic: {topic}}}"), "pod-1")
+        out.deferred_wake = True
+        assert len(producer.partitions_for(topic)) == 3   # metadata known: no wake-up of its own
+        wakeups = []
+        real = producer._sender.wakeup
+        producer._sender.wakeup = lambda: (wakeups.append(1), real())[1]
+        n = _publish_polls(out, polls=1, per_poll=300, entities=50)   # one batch per output partition
+        assert len(out._inflight) == 3 and wakeups == []
+        out.wake()
+        out.wake()                                                     # nothing queued since: no wake-up
+        assert wakeups == [1]
+        deadline = time.monotonic() + 30                               # delivered without a flush
+        while not all(f.is_done for f, _ in out._inflight) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        out.service()
+        assert out._inflight == [] and out.sent["score"] == n
+        _check_every_score_once_in_order(_read_all(kafka.bootstrap, topic, n), n, 3)
+    finally:
+        producer.close()
