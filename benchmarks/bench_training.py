@@ -19,7 +19,7 @@ Wall times depend on the machine's load; the scoring thread's CPU time (``time.t
 less, so the inline overheads are also given by CPU time.
 
 Prints the machine, the load average before and after, and every figure; asserts nothing.
-Run: ``.venv/bin/python benchmarks/bench_training.py [--events 200000] [--rounds 3]``
+Run: ``.venv/bin/python benchmarks/bench_training.py [--events 1000000] [--rounds 3]``
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def fit_times(training, hidden: int, n_inputs: int, repeats: int = 5) -> tuple[f
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--entities", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--nab", default=str(ROOT.parent / "shared" / "nab"),
