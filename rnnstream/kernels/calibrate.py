@@ -113,6 +113,7 @@ WINSOR_LOGP = math.log(1e-3)  # values beyond their fit's 1e-3 quantile are fold
 OVERRIDE_MARGIN = 0.1  # a suppressed event this much above the alarm's score is published
 MIN_MS = 1e-12
 MIN_SCALE_EVENTS = 10  # the tail fits learn once the residual scale has this many errors behind it
+LOG_TESTS = (0.0, math.log(2.0), math.log(3.0))  # log(tests per feature): libm's log, as in the kernel
 
 
 def profile_offset(n_features: int) -> int:
@@ -128,6 +129,8 @@ def sc_size(n_features: int, profile_bins: int = 0) -> int:
 @device
 def p_to_score(logp):
     """``log(p + 1e-10) / log(1e-10)`` for ``p = exp(logp)``, clipped to [0, 1] (0.5 at p = 1e-5)."""
+    if logp >= 0.0:
+        return 0.0  # what the formula gives: exp(0) = 1, and log(1 + 1e-10) / log(1e-10) < 0 clips to 0
     p = math.exp(min(logp, 0.0))
     return min(max(math.log(p + TAIL_FLOOR) / math.log(TAIL_FLOOR), 0.0), 1.0)
 
@@ -249,8 +252,8 @@ def score_event(err, x, n, t, s, sc, kp, kind):
         n_tests += 1.0
     if use_flat:
         n_tests += 1.0
-    log_tests = math.log(n_tests)
-    log_features = math.log(float(n_features))
+    log_tests = LOG_TESTS[int(n_tests) - 1]
+    log_features = 0.0 if n_features == 1 else math.log(float(n_features))   # log(1) = 0 exactly
     tol = kp[KP_NOVELTY]
     floor = kp[KP_SCALE_FLOOR]
     log_q = WINSOR_LOGP
@@ -259,6 +262,8 @@ def score_event(err, x, n, t, s, sc, kp, kind):
     fold_tails = n_seen >= MIN_SCALE_EVENTS
     best = 0.0
     novel = False
+    last_arg = math.nan      # the last p_to_score argument of a feature and its score, reused below
+    last_score = 0.0
     for f in range(n_features):
         k = SC_FEAT + PF * f
         xf = x[f]
@@ -275,7 +280,6 @@ def score_event(err, x, n, t, s, sc, kp, kind):
         a = abs(r)
         lp = tail_logp(a, sc, s, k + FS_TAIL)
         kf = KIND_SPIKE if r > 0.0 else KIND_DROP
-        a_cap = tail_quantile(log_q, sc, s, k + FS_TAIL)
         # sustained deviation: short mean of the clipped signed residual against its long-run RMS
         if use_short:
             rc = min(max(r, -SHORT_CLIP), SHORT_CLIP)
@@ -325,18 +329,30 @@ def score_event(err, x, n, t, s, sc, kp, kind):
             novel = True
             kf = KIND_NOVELTY
             lp = -1e300
-        if scoring and p_to_score(lp + log_features) >= kp[KP_THRESHOLD]:
-            kind[f] = kf
-        # fold the (winsorised) residual into the scale and the tail fit
-        aw = min(a, a_cap)
-        sc[s, k + FS_SCALE] += a_long * (abs(err[f]) * min(1.0, aw / max(a, MIN_MS)) - sc[s, k + FS_SCALE])
+        if scoring:
+            last_arg = lp + log_features
+            last_score = p_to_score(last_arg)
+            if last_score >= kp[KP_THRESHOLD]:
+                kind[f] = kf
+        # fold the (winsorised) residual into the scale and the tail fit; the winsorising quantile
+        # is at least TAIL_U, so it is computed only for a residual beyond TAIL_U (the tail fit is
+        # not changed before this point)
+        aw = a
+        if a <= TAIL_U and a >= MIN_MS:
+            shrink = 1.0    # min(1, aw / max(a, MIN_MS)) with aw = a
+        else:
+            if a > TAIL_U:
+                aw = min(a, tail_quantile(log_q, sc, s, k + FS_TAIL))
+            shrink = min(1.0, aw / max(a, MIN_MS))
+        sc[s, k + FS_SCALE] += a_long * (abs(err[f]) * shrink - sc[s, k + FS_SCALE])
         if fold_tails:
             tail_fold(aw, sc, s, k + FS_TAIL, a_rate, exc_memory)
     sc[s, SC_N] = n_seen + 1.0
     score = 0.0
     calibrated = 0.0    # the score without the novelty rule: what a stronger anomaly must beat
     if scoring:
-        calibrated = p_to_score(best + log_features)
+        arg = best + log_features
+        calibrated = last_score if arg == last_arg else p_to_score(arg)
         score = 1.0 if novel else calibrated
     else:
         for f in range(n_features):

@@ -76,15 +76,39 @@ def calendar_features(t, gap, kp, u, k):
     entity's previous event, 0 for its first) at ``u[k:]``; return the index after them. The one
     place they are computed: the step kernels and the history ring's window cut (``ring``) share it."""
     if kp[KP_TOD] != 0.0:
-        u[k], u[k + 1] = turn_sincos((t % DAY) / DAY)
+        u[k], u[k + 1] = turn_sincos(float_mod(t, DAY) / DAY)
         k += 2
     if kp[KP_DOW] != 0.0:
-        u[k], u[k + 1] = turn_sincos(((t / DAY + WEEK_OFFSET_DAYS) % 7.0) / 7.0)
+        u[k], u[k + 1] = turn_sincos(float_mod(t / DAY + WEEK_OFFSET_DAYS, 7.0) / 7.0)
         k += 2
     if kp[KP_GAP] != 0.0:
         u[k] = math.log1p(gap) / GAP_SCALE
         k += 1
     return k
+
+
+FAST_MOD_LIMIT = 2.0 ** 42   # float_mod's exact shortcut covers 0 < x < this (year 141,000 in seconds)
+
+
+@device
+def float_mod(x, m):
+    """``x % m`` (Python's float modulo) for a whole number ``m >= 1``, bit for bit, without libm's
+    ``fmod`` call for ``0 < x < FAST_MOD_LIMIT``.
+
+    There ``q = floor(x / m)`` is the true quotient's floor or one off, ``q m`` is exact (a whole number
+    below 2^53) and so is ``x - q m`` (a multiple of ulp(x) smaller than 2m and than 2x); one
+    correction by ``m`` then gives the exact remainder in [0, m), which is what ``%`` returns (tested
+    against it near multiples of ``m``). Other ``x`` take ``%`` itself.
+    """
+    if 0.0 < x < FAST_MOD_LIMIT:
+        q = math.floor(x / m)
+        r = x - q * m
+        if r < 0.0:
+            r += m
+        elif r >= m:
+            r -= m
+        return r
+    return x % m
 
 
 @device
@@ -114,7 +138,7 @@ def turn_sincos(f):
 @device
 def day_bin(t, n_bins):
     """The time-of-day bin of event time ``t`` (seconds, UTC)."""
-    return min(int((t % DAY) / DAY * n_bins), n_bins - 1)
+    return min(int(float_mod(t, DAY) / DAY * n_bins), n_bins - 1)
 
 
 @device

@@ -6,10 +6,10 @@ process starts scoring in seconds. Helpers are always inlined into their kernel 
 call that LLVM leaves out of line passes every array argument as seven scalars on the stack, which
 cost a third of a GRU step (0.68 -> 0.47 us, ``benchmarks/bench_gru_step.py --no-time-features``).
 
-The numba seam: the kernels use numba internals in three places, the LLVM intrinsics of
-:mod:`.simd`, :mod:`.lanes` and :mod:`.prefetch` and ``_nrt=False`` (no reference counting in a step
-kernel). ``RNNSTREAM_NUMBA_INTRINSICS=0`` in the environment, read once at import, replaces all three
-with plain numba (the same arithmetic bit for bit, see each module; prefetching becomes a no-op),
+The numba seam: the kernels use numba internals in four places, the LLVM intrinsics of
+:mod:`.simd`, :mod:`.lanes` and :mod:`.prefetch`, ``_nrt=False`` (no reference counting in a step
+kernel) and ``to_fixed_tuple`` (:data:`fixed_tuple`). ``RNNSTREAM_NUMBA_INTRINSICS=0`` in the environment,
+read once at import, replaces all of them with plain numba (the same arithmetic bit for bit, see each module; prefetching becomes a no-op),
 for a numba release on which an intrinsic no longer compiles. The tested numba range is bounded in
 ``pyproject.toml``. ``RNNSTREAM_VECTOR_BITS=256`` makes the intrinsics use 8-float vectors instead of
 16 (for CPUs that lower their clock for 512-bit instructions); results are the same bit for bit.
@@ -131,3 +131,19 @@ def trainer(fn):
 def device(fn):
     """Decorate a helper called only from other kernels (inlined into each caller; no allocation)."""
     return _jit(fn, forceinline=True, **_NO_REFCOUNT)
+
+
+def _fixed_tuple_loop(a, n):
+    return a
+
+
+if INTRINSICS:
+    from numba.np.unsafe.ndarray import to_fixed_tuple as _to_fixed_tuple
+
+# ``fixed_tuple(a, n)``: the first ``n`` (a compile-time constant) values of the 1-D array ``a`` as a
+# tuple, for a batch kernel to hand its parameter vector to the per-event helpers. Read from an array,
+# every parameter is loaded again at each event (the kernel writes to other float64 arrays, which LLVM
+# cannot tell apart from it) and so is every quantity derived from it (``1 / long_window``, ...); held
+# in a tuple they are values, computed once per batch. ``RNNSTREAM_NUMBA_INTRINSICS=0``: the array itself
+# (numba's ``to_fixed_tuple`` is one of its internals).
+fixed_tuple = _to_fixed_tuple if INTRINSICS else device(_fixed_tuple_loop)

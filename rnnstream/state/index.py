@@ -3,9 +3,11 @@
 A dict of Python strings costs a string object (~64 bytes for a short key), an int object per slot
 (32), and the dict's own entry and index (~40-80). Here the keys are UTF-8 bytes in one arena
 (``arena``, each slot's key at ``start[slot]``, ``length[slot]`` bytes; ``length`` -1 marks a free
-slot), each slot keeps its key's 64-bit FNV-1a hash (``hashes``), and an open-addressing table of
-slot numbers (``table``, linear probing, at most half full, deletion by backward shift: no tombstones)
-finds a key. A batch of keys is looked up in one compiled call. Keys are decoded back to ``str`` only
+slot), each slot keeps the low 32 bits of its key's 64-bit FNV-1a hash (``hashes``: the table
+position is taken from the low bits, and a stored hash only spares comparing the bytes of keys that
+differ), and an open-addressing table of slot numbers (``table``, linear probing, at most half full,
+deletion by backward shift: no tombstones) finds a key. ``starts`` are uint32 while the arena is at
+most 4 GiB (int64 beyond): 20 bytes an entity for the hashes, starts and lengths, not 28. A batch of keys is looked up in one compiled call. Keys are decoded back to ``str`` only
 where a name is needed (evictions, changes, snapshots).
 
 Guaranteed: a ``Mapping[str, int]`` of the live entities (``in``, ``[]``, iteration in slot order,
@@ -25,7 +27,9 @@ from ..kernels.jit import device, kernel
 
 FNV_OFFSET = np.uint64(14695981039346656037)
 FNV_PRIME = np.uint64(1099511628211)
+HASH_MASK = np.uint64(0xFFFFFFFF)   # the stored hashes keep the low 32 bits
 EMPTY = -1
+STARTS32_LIMIT = 1 << 32   # an arena up to this many bytes has uint32 starts
 
 
 @device
@@ -53,14 +57,14 @@ def _lookup(table, hashes, starts, lengths, arena, buf, offs, out):
     for k in range(out.shape[0]):
         lo = offs[k]
         hi = offs[k + 1]
-        h = _fnv1a(buf, lo, hi)
+        h = _fnv1a(buf, lo, hi) & HASH_MASK
         i = np.int64(h & np.uint64(mask))
         out[k] = EMPTY
         while True:
             s = table[i]
             if s == EMPTY:
                 break
-            if hashes[s] == h and _same_key(arena, starts[s], lengths[s], buf, lo, hi):
+            if np.uint64(hashes[s]) == h and _same_key(arena, starts[s], lengths[s], buf, lo, hi):
                 out[k] = s
                 break
             i = (i + 1) & mask
@@ -123,8 +127,8 @@ class EntityIndex(Mapping):
 
     def __init__(self, capacity: int):
         self.capacity = int(capacity)
-        self.hashes = np.zeros(self.capacity, dtype=np.uint64)
-        self.starts = np.zeros(self.capacity, dtype=np.int64)
+        self.hashes = np.zeros(self.capacity, dtype=np.uint32)
+        self.starts = np.zeros(self.capacity, dtype=np.uint32)
         self.lengths = np.full(self.capacity, EMPTY, dtype=np.int32)
         self.table = np.full(16, EMPTY, dtype=np.int32)
         self.arena = np.zeros(256, dtype=np.uint8)
@@ -177,8 +181,8 @@ class EntityIndex(Mapping):
         extra = int(capacity) - self.capacity
         if extra <= 0:
             return
-        self.hashes = np.concatenate([self.hashes, np.zeros(extra, dtype=np.uint64)])
-        self.starts = np.concatenate([self.starts, np.zeros(extra, dtype=np.int64)])
+        self.hashes = np.concatenate([self.hashes, np.zeros(extra, dtype=self.hashes.dtype)])
+        self.starts = np.concatenate([self.starts, np.zeros(extra, dtype=self.starts.dtype)])
         self.lengths = np.concatenate([self.lengths, np.full(extra, EMPTY, dtype=np.int32)])
         self.capacity = int(capacity)
 
@@ -242,9 +246,15 @@ class EntityIndex(Mapping):
         if self.used + n <= self.arena.shape[0]:
             return
         size = max(2 * self.arena.shape[0], self.used + n)
+        self._fit_starts(size)
         grown = np.zeros(size, dtype=np.uint8)
         grown[:self.used] = self.arena[:self.used]
         self.arena = grown
+
+    def _fit_starts(self, arena_size: int) -> None:
+        """Widen ``starts`` to int64 before the arena grows beyond what uint32 offsets address."""
+        if arena_size > STARTS32_LIMIT and self.starts.dtype != np.int64:
+            self.starts = self.starts.astype(np.int64)
 
     def _rebuild_table(self, at_least: int) -> None:
         size = 16
@@ -259,6 +269,7 @@ class EntityIndex(Mapping):
         offs = np.zeros(live.size + 1, dtype=np.int64)
         np.cumsum(lens, out=offs[1:])
         arena = np.zeros(max(256, 2 * int(offs[-1])), dtype=np.uint8)
+        self._fit_starts(arena.shape[0])
         _gather(self.arena, self.starts, live, lens, offs, arena)
         self.arena = arena
         self.starts[live] = offs[:-1]
@@ -268,11 +279,11 @@ class EntityIndex(Mapping):
 @kernel
 def _hash_many(buf, offs, out):
     for k in range(out.shape[0]):
-        out[k] = _fnv1a(buf, offs[k], offs[k + 1])
+        out[k] = _fnv1a(buf, offs[k], offs[k + 1]) & HASH_MASK
 
 
 def _hash_keys(buf: np.ndarray, offs: np.ndarray) -> np.ndarray:
-    out = np.empty(len(offs) - 1, dtype=np.uint64)
+    out = np.empty(len(offs) - 1, dtype=np.uint32)
     _hash_many(buf, offs, out)
     return out
 

@@ -37,6 +37,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .allocator import configure_allocator
 from .fileformat import decode_strings, encode_strings
 from .index import EntityIndex
 
@@ -92,6 +93,7 @@ class SlotState:
             raise ValueError("max_entities must be >= 1")
         if pool_size < 0:
             raise ValueError("pool_size must be >= 0")
+        configure_allocator()   # large arrays and temporaries outside glibc's heap (see .allocator)
         self.fields = dict(fields)
         self.fields["last_seq"] = FieldSpec((), "int64")
         self.pooled = [name for name, spec in self.fields.items() if spec.pooled]

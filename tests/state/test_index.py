@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rnnstream.state.index import EntityIndex, encode_keys
+from rnnstream.state.index import EntityIndex, _hash_keys, encode_keys
 
 
 def _check(ix: EntityIndex, ref: dict[str, int], probes: list[str]) -> None:
@@ -93,3 +93,36 @@ def test_names_of_many_slots_at_once_match_one_by_one():
     slots = [0, 1, 2, 5, 7, 1]
     assert ix.names(slots) == [ix.name(s) for s in slots] == [None, "é-2", "日本", "host-1", None, "é-2"]
     assert ix.names([]) == [] and ix.names([5, 5]) == ["host-1", "host-1"]
+
+
+def test_keys_whose_stored_hashes_are_equal_are_told_apart_by_their_bytes():
+    """Only the low 32 bits of a key's hash are kept, so distinct keys may share one (these two do,
+    found among 400,000 random keys); lookups then compare the bytes."""
+    a, b = "1954c58c0e600747", "1ec51c234035eb69"
+    buf, offs = encode_keys([a, b])
+    assert _hash_keys(buf, offs)[0] == _hash_keys(buf, offs)[1]
+    ix = EntityIndex(8)
+    ix.add([a], np.array([3]))
+    assert ix.hashes.dtype == np.uint32 and ix.starts.dtype == np.uint32
+    assert ix.lookup([a, b]).tolist() == [3, -1]
+    ix.add([b], np.array([5]))
+    assert ix.lookup([a, b]).tolist() == [3, 5]
+    ix.remove(np.array([3]))
+    assert ix.lookup([a, b]).tolist() == [-1, 5]
+
+
+def test_starts_widen_to_int64_when_the_arena_outgrows_uint32(monkeypatch):
+    import rnnstream.state.index as index_module
+
+    monkeypatch.setattr(index_module, "STARTS32_LIMIT", 512)   # as if 4 GiB were 512 bytes
+    ix, ref = EntityIndex(64), {}
+    for k in range(40):
+        name = f"entity-{k:04d}-" + "x" * (k % 7)
+        ix.add([name], np.array([k]))
+        ref[name] = k
+    assert ix.arena.shape[0] > 512 and ix.starts.dtype == np.int64
+    ix.remove(np.arange(0, 40, 2))
+    for k in range(0, 40, 2):
+        del ref[f"entity-{k:04d}-" + "x" * (k % 7)]
+    ix._compact()
+    _check(ix, ref, list(ref) + ["entity-0000-", "missing"])

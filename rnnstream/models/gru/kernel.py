@@ -20,9 +20,10 @@ from typing import Mapping
 
 import numpy as np
 
-from ...kernels.jit import device, kernel
+from ...kernels.jit import device, fixed_tuple, kernel
 from ...kernels.calibrate import FLAG_LATE
 from ...kernels.observe import observe
+from ...kernels.params import KP_SIZE
 from ...kernels.ring import finish_event
 from ...kernels.prefetch import AHEAD, prefetch_common, prefetch_row
 from ...kernels.simd import matvec_bias
@@ -102,12 +103,13 @@ def gru_step_batch(slots, x, ts, kp, w_xt, w_ht, b_x, b_h, w_o, b_o,
     """Advance events ``(slots[i], x[i], ts[i])`` for ``i < len(slots)``; fill the ``out_*`` rows."""
     nh = hnew.shape[0]
     n = slots.shape[0]
+    kpt = fixed_tuple(kp, KP_SIZE)   # the parameters as values, not reloaded per event (kernels.jit)
     for i in range(n):
         s = slots[i]
         prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, pool_row, ring_in, ring_t, ring_flag)
         if i + 2 * AHEAD < n:
             prefetch_row(h, slots[i + 2 * AHEAD])
-        flags = observe(i, x[i], ts[i], s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
+        flags = observe(i, x[i], ts[i], s, count, last_ts, nmean, nvar, pred, sc, kpt, u, err, msd,
                         out_pred, out_z, out_err, out_score, out_flag, out_kind)
         if flags & FLAG_LATE:
             continue
