@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace, corpus, spec, cache: Path | None, title: str)
             note(ev.stream_line(corpus, r, args.tolerance), stream=sys.stderr)
             bar.update(1)
         results = run_corpus(spec, corpus, args.workers, cache, done)
-    fig = ev.figures(corpus, results, args.tolerance)
+    fig = ev.figures(corpus, results, args.tolerance, calibration=spec.zscore is None)
     fig["results"] = results
     return fig, time.perf_counter() - t0
 

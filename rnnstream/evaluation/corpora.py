@@ -72,9 +72,10 @@ def open_generic(root: str | Path, files: list[str] | None = None) -> Corpus:
     return Corpus(root, "generic", keys, {k: windows.get(k, []) for k in keys})
 
 
-def stream_result(corpus: Corpus, stream: layout.Stream, alarm: np.ndarray, tolerance: int) -> Outcome:
+def stream_result(corpus: Corpus, stream: layout.Stream, alarm: np.ndarray, tolerance: int,
+                  score: np.ndarray | None = None) -> Outcome:
     return stream_outcome(stream.entity, stream.timestamps, alarm, corpus.windows_by_code(stream),
-                          stream.category, tolerance)
+                          stream.category, tolerance, score)
 
 
 def nab_events(corpus: Corpus, stream: layout.Stream, score: np.ndarray, tolerance: int) -> dict[str, scorer.FileEvents]:

@@ -20,15 +20,17 @@ from .run import StreamScores
 PROFILE_LABELS = {"standard": "NAB standard", "reward_low_FP_rate": "NAB low FP", "reward_low_FN_rate": "NAB low FN"}
 
 
-def figures(corpus: Corpus, results: Mapping[str, StreamScores], tolerance: int = TOLERANCE_ROWS) -> dict:
+def figures(corpus: Corpus, results: Mapping[str, StreamScores], tolerance: int = TOLERANCE_ROWS,
+            calibration: bool = False) -> dict:
     """``{"nab": {profile: score_events result}, "operator": summarise(...), "by_stream": {key: Outcome},
-    "events": {events key: FileEvents}}`` (events keys: NAB file keys, or ``<key>#<entity>``)."""
+    "events": {events key: FileEvents}}`` (events keys: NAB file keys, or ``<key>#<entity>``).
+    ``calibration``: the results' ``raw`` are a detector's unsuppressed scores; count them on normal rows."""
     events, per_stream = {}, {}
     total = Outcome()
     for key, res in results.items():
         stream = corpus.load(key)
         events.update(nab_events(corpus, stream, res.score, tolerance))
-        o = stream_result(corpus, stream, res.alarm, tolerance)
+        o = stream_result(corpus, stream, res.alarm, tolerance, res.raw if calibration else None)
         per_stream[key] = o
         total = total + o
     return {"nab": scorer.score_events(events), "operator": summarise(total), "by_stream": per_stream,
@@ -45,6 +47,8 @@ def flat(fig: dict) -> dict[str, float]:
     if len(op["found_pct_by_type"]) > 1:  # NAB's windows have no type
         out.update({f"found % {t}": v for t, v in op["found_pct_by_type"].items()})
     out.update({f"found % [{c}]": v for c, v in op["found_pct_by_category"].items()})
+    out.update({f"normal rows scoring >= {lv} /10k (calibrated: {10.0 ** (4 - 10 * lv):g})": v
+                for lv, v in op.get("normal_over_per_10k", {}).items()})
     return out
 
 

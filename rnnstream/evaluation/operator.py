@@ -12,6 +12,11 @@ baseline its own threshold crossing), and the labelled windows. Rules (the READM
   seconds) from the window's first row to the first such alarm.
 - A *false alarm* is an alarm outside every extended window. Rates are per 10,000 scored rows.
 - ``alarms_per_true`` is all alarms divided by alarms inside windows (1.0 = every alarm was true).
+- *Calibration* (a detector's scores only): per 10,000 scored rows outside every extended window, the
+  rows whose unsuppressed score reaches each of ``CALIBRATION_LEVELS``. A score ``L`` is a p-value of
+  ``10^(-10 L)``, so calibrated p-values give ``10^(4 - 10 L)`` (10, 0.1 and 0.001 per 10k); the
+  labels are incomplete (an anomaly's aftermath is not labelled), so this is an upper bound of the
+  excess.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import numpy as np
 from rnnstream.nab.weights import probation_length
 
 TOLERANCE_ROWS = 10
+CALIBRATION_LEVELS = (0.3, 0.5, 0.7)
 
 
 @dataclass(frozen=True)
@@ -54,10 +60,13 @@ class Outcome:
     rows: int = 0
     alarms: int = 0
     false_alarms: int = 0
+    normal_rows: int = 0                  # scored rows outside every extended window (with scores given)
+    normal_over: tuple[int, ...] = ()     # of those, rows scoring >= each of CALIBRATION_LEVELS
 
     def __add__(self, other: "Outcome") -> "Outcome":
+        over = tuple(a + b for a, b in zip(self.normal_over, other.normal_over)) or self.normal_over or other.normal_over
         return Outcome(self.windows + other.windows, self.rows + other.rows, self.alarms + other.alarms,
-                       self.false_alarms + other.false_alarms)
+                       self.false_alarms + other.false_alarms, self.normal_rows + other.normal_rows, over)
 
 
 def entity_rows(entity: np.ndarray) -> dict[int, np.ndarray]:
@@ -82,9 +91,10 @@ def spans(entity_ts: np.ndarray, code: int, windows: Iterable[tuple[int, int, st
 
 def stream_outcome(entity: np.ndarray, timestamps: np.ndarray, alarm: np.ndarray,
                    windows: dict[int, Sequence[tuple[int, int, str]]], category: str,
-                   tolerance: int = TOLERANCE_ROWS) -> Outcome:
-    """Operator counts of one stream. ``windows``: entity code -> [(start, end, type)] in epoch seconds."""
-    out = Outcome()
+                   tolerance: int = TOLERANCE_ROWS, score: np.ndarray | None = None) -> Outcome:
+    """Operator counts of one stream. ``windows``: entity code -> [(start, end, type)] in epoch seconds.
+    ``score``: each row's unsuppressed score, for the calibration counts (None: not counted)."""
+    out = Outcome(normal_over=(0,) * len(CALIBRATION_LEVELS) if score is not None else ())
     for code, rows in entity_rows(np.asarray(entity)).items():
         ts = np.asarray(timestamps)[rows].astype(np.int64)
         al = np.asarray(alarm)[rows].astype(bool)
@@ -106,6 +116,11 @@ def stream_outcome(entity: np.ndarray, timestamps: np.ndarray, alarm: np.ndarray
         out.rows += int(scored.sum())
         out.alarms += int((al & scored).sum())
         out.false_alarms += int((al & scored & ~inside).sum())
+        if score is not None:
+            normal = np.asarray(score)[rows][scored & ~inside]
+            out.normal_rows += int(normal.size)
+            out.normal_over = tuple(c + int(np.count_nonzero(normal >= lv))
+                                    for c, lv in zip(out.normal_over, CALIBRATION_LEVELS))
     return out
 
 
@@ -134,4 +149,6 @@ def summarise(outcome: Outcome) -> dict:
         "alarms_per_true": outcome.alarms / in_windows if in_windows else float("nan"),
         "found_pct_by_type": {t: _share(v) for t, v in sorted(by_type.items())},
         "found_pct_by_category": {c: _share(v) for c, v in sorted(by_cat.items())},
+        "normal_over_per_10k": ({lv: 1e4 * c / outcome.normal_rows for lv, c in zip(CALIBRATION_LEVELS, outcome.normal_over)}
+                                if outcome.normal_over and outcome.normal_rows else {}),
     }

@@ -78,7 +78,7 @@ class StreamScores:
     key: str
     score: np.ndarray     # (N,) reported score in [0, 1]
     alarm: np.ndarray     # (N,) bool
-    raw: np.ndarray       # (N,) z-score baseline: |z|; detector: the reported score again
+    raw: np.ndarray       # (N,) z-score baseline: |z|; detector: the score before suppression
     seconds: float
 
 
@@ -141,6 +141,13 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 def run_detector(detector_cfg: Any, entity_names: list[str], entity: np.ndarray, values: np.ndarray,
                  timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Reported score and published-alarm flag of every row, from a fresh detector."""
+    score, alarm, _ = run_detector_unsuppressed(detector_cfg, entity_names, entity, values, timestamps)
+    return score, alarm
+
+
+def run_detector_unsuppressed(detector_cfg: Any, entity_names: list[str], entity: np.ndarray, values: np.ndarray,
+                              timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reported score, published-alarm flag and score before suppression of every row, from a fresh detector."""
     from rnnstream.detector import Detector
     from rnnstream.kernels.calibrate import FLAG_ANOMALY
 
@@ -149,13 +156,15 @@ def run_detector(detector_cfg: Any, entity_names: list[str], entity: np.ndarray,
         ts = np.asarray(timestamps, dtype=np.float64)
         names = np.asarray(entity_names, dtype=object)[entity]
         score = np.zeros(len(ts))
+        unsuppressed = np.zeros(len(ts))
         alarm = np.zeros(len(ts), dtype=bool)
         for start in range(0, len(ts), BATCH):
             stop = min(start + BATCH, len(ts))
             res = det.process(names[start:stop].tolist(), values[start:stop], ts[start:stop])
             score[start + res.index] = res.reported_score()
+            unsuppressed[start + res.index] = res.score
             alarm[start + res.index] = (res.flag & FLAG_ANOMALY) != 0
-        return score, alarm
+        return score, alarm, unsuppressed
     finally:
         det.close()
 
@@ -172,8 +181,9 @@ def score_stream(spec: Spec, corpus: Corpus, key: str) -> StreamScores:
         from dataclasses import replace
 
         cfg = replace(cfg, features=tuple(stream.features))
-    score, alarm = run_detector(cfg, stream.entity_names, stream.entity, stream.values, stream.timestamps)
-    return StreamScores(key, score, alarm, score, time.perf_counter() - started)
+    score, alarm, raw = run_detector_unsuppressed(cfg, stream.entity_names, stream.entity, stream.values,
+                                                  stream.timestamps)
+    return StreamScores(key, score, alarm, raw, time.perf_counter() - started)
 
 
 # ---------------------------------------------------------------- the corpus, cached, in workers

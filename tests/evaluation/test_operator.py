@@ -59,3 +59,16 @@ def test_windows_inside_probation_and_without_rows_are_not_scored():
     windows = {0: [(60, 60, "early"), (600 + 10, 600 + 20, "in a gap")]}
     s = summarise(stream_outcome(entity, ts, alarm, windows, "cat", tolerance=0))
     assert s["anomalies"] == 0 and math.isnan(s["found_pct"])
+
+
+def test_calibration_counts_unsuppressed_scores_on_normal_rows_only():
+    entity, ts, alarm, windows = _stream()
+    score = np.zeros(ts.size)
+    score[2 * np.array([1, 9, 15]) + 0] = [0.9, 0.9, 0.55]   # A: probation, inside its window, normal
+    score[2 * np.array([5, 6]) + 1] = [0.35, 0.8]             # B: two normal rows
+    o = stream_outcome(entity, ts, alarm, windows, "cat", tolerance=2, score=score)
+    normal = 34 - 4 - 3                                        # scored rows minus A 8-11 and B 12-14
+    assert o.normal_rows == normal and o.normal_over == (3, 2, 1)
+    s = summarise(o + o)
+    assert s["normal_over_per_10k"] == {lv: 1e4 * c / normal for lv, c in zip((0.3, 0.5, 0.7), (3, 2, 1))}
+    assert summarise(stream_outcome(entity, ts, alarm, windows, "cat"))["normal_over_per_10k"] == {}

@@ -61,6 +61,11 @@ def test_results_do_not_depend_on_workers_or_the_cache(tmp_path):
         np.testing.assert_array_equal(one[key].alarm, cached[key].alarm)
         np.testing.assert_array_equal(one[key].score, cached[key].score)
         assert one[key].score.shape == (400,) and np.all((one[key].score >= 0) & (one[key].score <= 1))
+        np.testing.assert_array_equal(one[key].raw, cached[key].raw)
+        # raw: the score before suppression, equal to the reported one wherever that is not 0
+        reported = one[key].score > 0
+        np.testing.assert_array_equal(one[key].raw[reported], one[key].score[reported])
+    assert any(np.any(r.raw > r.score) for r in one.values())   # the spike's suppression period hides scores
     assert len(list((tmp_path / "cache").rglob("*.npz"))) == 3
 
 
