@@ -292,7 +292,7 @@ class ScoringConfig:
     warmup_events: int = setting(50, doc="Events of an entity scored 0 before its scores count.", min=0)
     short_window: int = setting(10, doc="Events of the short mean of the signed residual that detects sustained deviations (level shifts); 1 = off.", min=1)
     long_window: int = setting(1000, doc="Memory, in events, of each entity's residual scale, tail fit and repeat rate.", min=2)
-    suppress_events: int = setting(100, doc="After an anomaly, events of the same entity not reported again unless clearly stronger (p-value 10x smaller).", min=0)
+    suppress_events: int = setting(50, doc="After an anomaly, events of the same entity not reported again unless clearly stronger (p-value 10x smaller).", min=0)
     min_gap_seconds: float = setting(0.0, doc="Minimum seconds between two reported anomalies of one entity (a clearly stronger one is still reported).", min=0)
     normaliser_halflife: float = setting(1000.0, doc="Half-life, in events, of the running mean/variance that scales features.", gt=0)
     novelty_tolerance: float = setting(0.01, doc="A value beyond the entity's seen range by this share of the range scores 1 (0 = off; use 0 for counters that grow forever).", min=0)
