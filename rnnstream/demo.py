@@ -47,7 +47,7 @@ detectors:
     time_features: {{daily_profile_bins: 24}}
     model: {{type: gru, hidden: 16}}
     training: {{every_events: 256, every_seconds: 0, min_events: 128, window: 128, batch_windows: 16,
-               steps: 10}}
+               steps: 10, budget: 1000}}
     scoring: {{novelty_tolerance: 0.01, profile_cap: 0.75, scale_floor: 0.01}}
     outputs: {{anomalies_topic: demo.anomalies, dead_letter_topic: demo.deadletter}}
 """
