@@ -337,13 +337,8 @@ def score_event(err, x, n, t, s, sc, kp, kind):
         # fold the (winsorised) residual into the scale and the tail fit; the winsorising quantile
         # is at least TAIL_U, so it is computed only for a residual beyond TAIL_U (the tail fit is
         # not changed before this point)
-        aw = a
-        if a <= TAIL_U and a >= MIN_MS:
-            shrink = 1.0    # min(1, aw / max(a, MIN_MS)) with aw = a
-        else:
-            if a > TAIL_U:
-                aw = min(a, tail_quantile(log_q, sc, s, k + FS_TAIL))
-            shrink = min(1.0, aw / max(a, MIN_MS))
+        aw = min(a, tail_quantile(log_q, sc, s, k + FS_TAIL)) if a > TAIL_U else a
+        shrink = min(1.0, aw / max(a, MIN_MS))
         sc[s, k + FS_SCALE] += a_long * (abs(err[f]) * shrink - sc[s, k + FS_SCALE])
         if fold_tails:
             tail_fold(aw, sc, s, k + FS_TAIL, a_rate, exc_memory)

@@ -58,7 +58,7 @@ def _lookup(table, hashes, starts, lengths, arena, buf, offs, out):
         lo = offs[k]
         hi = offs[k + 1]
         h = _fnv1a(buf, lo, hi) & HASH_MASK
-        i = np.int64(h & np.uint64(mask))
+        i = _home(h, mask)
         out[k] = EMPTY
         while True:
             s = table[i]
@@ -70,13 +70,19 @@ def _lookup(table, hashes, starts, lengths, arena, buf, offs, out):
             i = (i + 1) & mask
 
 
+@device
+def _home(h, mask):
+    """The table position a key of (stored) hash ``h`` is probed from."""
+    return np.int64(np.uint64(h) & np.uint64(mask))
+
+
 @kernel
 def _insert(table, hashes, slots):
     """Put ``slots`` (their ``hashes`` set, keys not yet in the table) into the table."""
     mask = table.shape[0] - 1
     for k in range(slots.shape[0]):
         s = slots[k]
-        i = np.int64(hashes[s] & np.uint64(mask))
+        i = _home(hashes[s], mask)
         while table[i] != EMPTY:
             i = (i + 1) & mask
         table[i] = s
@@ -89,7 +95,7 @@ def _remove(table, hashes, slots):
     mask = table.shape[0] - 1
     for k in range(slots.shape[0]):
         s = slots[k]
-        i = np.int64(hashes[s] & np.uint64(mask))
+        i = _home(hashes[s], mask)
         while table[i] != s:
             i = (i + 1) & mask
         j = i
@@ -98,7 +104,7 @@ def _remove(table, hashes, slots):
             t = table[j]
             if t == EMPTY:
                 break
-            home = np.int64(hashes[t] & np.uint64(mask))
+            home = _home(hashes[t], mask)
             # t may move back to the hole at i unless its home lies cyclically in (i, j]
             if (j > i and (home <= i or home > j)) or (j < i and (home <= i and home > j)):
                 table[i] = t
