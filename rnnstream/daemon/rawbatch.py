@@ -228,6 +228,7 @@ class RawPublisher:
         config = producer.config
         # A batch stays below what one produce request and the sender's batching hold.
         self.max_batch_bytes = max(min(int(config["batch_size"]), int(config["max_request_size"]) - 1024), 1024)
+        self.asleep = False   # batches were queued without waking the sender (publish(wake=False))
 
     def publish(self, topic: str, partition: int, keys: Sequence[bytes],
                 values: Sequence[bytes], *, wake: bool = True) -> tuple[Any, SplitWatch]:
@@ -265,8 +266,6 @@ class RawPublisher:
         else:
             self.asleep = True
         return batch.produce_future, watch
-
-    asleep = False   # batches were queued without waking the sender
 
     def wake(self) -> None:
         """Wake the producer's sender thread if batches were queued with ``wake=False`` since the last call."""

@@ -30,10 +30,10 @@ def configure_allocator() -> bool:
     if "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return False
     try:
-        mallopt = ctypes.CDLL(None).mallopt
-        libc_version = ctypes.CDLL(None).gnu_get_libc_version
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version   # glibc only: other C libraries' mallopt numbers differ
+        mallopt = libc.mallopt
     except (AttributeError, OSError):
         return False
-    del libc_version   # glibc only: other C libraries' mallopt numbers differ
     _done = bool(mallopt(ctypes.c_int(M_MMAP_THRESHOLD), ctypes.c_int(MMAP_THRESHOLD)))
     return _done

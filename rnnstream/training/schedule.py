@@ -88,7 +88,7 @@ def spacing(training: Any, n_windows: int, window: int, n_entities: int) -> int:
     average, ``cost / B`` events each: training work stays at most B window-steps per event of an
     average entity. The model is shared by all entities, so its training need grows with the history
     of an entity, not with their number: the work per event shrinks as entities are added."""
-    budget = float(getattr(training, "budget", 0.0) or 0.0)
+    budget = float(training.budget)
     if budget <= 0 or n_windows <= 0:
         return 0
     cost = int(training.steps) * int(n_windows) * int(window)

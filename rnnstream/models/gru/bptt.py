@@ -15,7 +15,6 @@ summation order, no threads.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from ...kernels.jit import device, trainer
