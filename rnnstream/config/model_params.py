@@ -20,6 +20,15 @@ class GRUParams:
     hidden: int = setting(16, doc="Hidden units.", min=1, max=256)
     layers: int = setting(1, doc="Stacked recurrent layers, each with its own hidden state per entity.", min=1, max=3)
     seed: int = setting(0, doc="Seed of the weight initialisation.", min=0)
+    scale_head: bool = setting(
+        False, doc="A second head predicts each feature's log-scale of the next error (trained by the Laplace "
+        "likelihood, Gaussian with training.loss: squared); the scorer sets each error against it. One layer "
+        "only; 4 B per entity and feature.")
+
+    def _cross_check(self) -> list[tuple[str, str]]:
+        if self.scale_head and self.layers > 1:
+            return [("scale_head", f"needs layers: 1 (got layers: {self.layers})")]
+        return []
 
 
 @dataclass(frozen=True, kw_only=True)

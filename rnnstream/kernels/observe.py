@@ -22,8 +22,25 @@ def blend_weight(m_err, p_err):
     return p_err / d
 
 
+HEAD_WEIGHT = 0.5   # the scored scale is the geometric mean of the head's and the scorer's running scale
+
+
 @device
-def observe(i, x, t, s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
+def scale_by_model(err, log_scale):
+    """The model's scale head's part of the residual (issue 8, branch ``model``): ``err[f] /=
+    exp(HEAD_WEIGHT * log_scale[f])``. The scorer then divides by its running mean absolute value of
+    these (``s_f``) and fits their tail as before, so the scale an error is set against is the
+    geometric mean of the scale the model expected for this entity at this event and the entity's
+    running scale (the head's log-scales are centred at 0 on its training windows, see
+    :func:`rnnstream.models.gru.bptt.scale_level`: the running scale keeps the level, the head says
+    where this entity's error is larger or smaller than usual). The head starts at 0, where this is
+    the identity. With the head's full weight (1) both corpora scored lower (README, Detection quality)."""
+    for f in range(err.shape[0]):
+        err[f] = err[f] * math.exp(-HEAD_WEIGHT * float(log_scale[f]))
+
+
+@device
+def observe(i, x, t, s, count, last_ts, nmean, nvar, pred, log_scale, sc, kp, u, err, msd,
             out_pred, out_z, out_err, out_score, out_flag, out_kind):
     """Handle event ``i`` of entity ``s`` up to (not including) the model's state update.
 
@@ -44,6 +61,11 @@ def observe(i, x, t, s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
     scored prediction moves towards persistence, where better towards the model. ``out_err`` is the
     model's own error, unblended. Not guaranteed: that the blend forecasts better than both (it is a
     fixed rule, not a fitted combination).
+
+    With a model's scale head (``log_scale`` (slots, F) float32, not empty; a model without one passes
+    an empty array, e.g. ``pred[:0]``), each scored error is divided by ``exp(log_scale[s, f])``, the
+    log-scale the model predicted at the entity's previous event, as ``pred`` (see
+    :func:`scale_by_model`); the scorer's own running scale then measures the errors in those units.
 
     A late event (older than the entity's previous event by more than ``kp[KP_LATE]`` seconds) is
     refused: it returns ``FLAG_LATE`` having touched no state, and the model kernel skips it.
@@ -93,6 +115,8 @@ def observe(i, x, t, s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
         for f in range(n_features):
             limit = cap * abs(u[f] - u[k + f])
             err[f] = min(max(err[f], -limit), limit)
+    if n > 0 and log_scale.shape[0] > 0:
+        scale_by_model(err, log_scale[s])
     score, flags = score_event(err, x, n, t, s, sc, kp, out_kind[i])
     out_err[i] = model_err
     out_score[i] = score

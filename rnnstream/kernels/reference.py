@@ -261,6 +261,17 @@ def capped_errors(ent: EntityRef, err: np.ndarray, u: np.ndarray, kp: np.ndarray
     return err
 
 
+def model_scaled_errors(err: np.ndarray, log_scale: np.ndarray | None) -> np.ndarray:
+    """The errors ``observe`` scores with a model's scale head (branch ``model``): divided by
+    ``exp(HEAD_WEIGHT * log_scale)``, the log-scale the model predicted at the entity's previous event;
+    unchanged without a head (``None``)."""
+    from .observe import HEAD_WEIGHT
+
+    if log_scale is None:
+        return err
+    return np.asarray(err, dtype=np.float64) / np.exp(HEAD_WEIGHT * np.asarray(log_scale, dtype=np.float64))
+
+
 def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
                 kp: np.ndarray) -> tuple[float, int, np.ndarray]:
     """``(score, flags, kinds)`` of one event; updates ``sc``. ``n`` is the entity's count before it."""

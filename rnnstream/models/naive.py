@@ -26,7 +26,7 @@ def naive_step_batch(slots, x, ts, kp, count, last_ts, nmean, nvar, pred, sc, po
     for i in range(slots.shape[0]):
         s = slots[i]
         prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, pool_row, ring_in, ring_t, ring_flag)
-        flags = observe(i, x[i], ts[i], s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
+        flags = observe(i, x[i], ts[i], s, count, last_ts, nmean, nvar, pred, pred[:0], sc, kp, u, err, msd,
                         out_pred, out_z, out_err, out_score, out_flag, out_kind)
         if flags & FLAG_LATE:
             continue

@@ -15,7 +15,7 @@ from rnnstream.kernels import reference as ref
 from rnnstream.kernels.calibrate import FLAG_ANOMALY, FLAG_LATE, FLAG_SUPPRESSED
 from rnnstream.kernels.observe import observe
 from rnnstream.kernels.params import KP_LATE, kernel_params, n_time_features
-from rnnstream.kernels.ring import flags_by_position, unroll_windows
+from rnnstream.kernels.ring import finish_event, flags_by_position, unroll_windows
 from rnnstream.models.base import BatchOutput, common_fields
 from rnnstream.models.naive import NaiveModel
 from rnnstream.state.slots import dense_arrays
@@ -52,7 +52,7 @@ def _stream(seed: int, n_entities: int = 5, n_events: int = 1500):
     return [f"e{e}" for e in ents], x, ts
 
 
-def _reference_run(entities, x, ts, kp, refs: dict, n_inputs: int, profile_bins: int = 0):
+def _reference_run(entities, x, ts, kp, refs: dict, n_inputs: int, profile_bins: int = 0, log_scale=None):
     out = {"pred": [], "z": [], "err": [], "score": [], "flag": [], "kind": []}
     for name, xi, t in zip(entities, x, ts):
         ent = refs.setdefault(name, ref.EntityRef(F, n_inputs, W, profile_bins))
@@ -70,7 +70,10 @@ def _reference_run(entities, x, ts, kp, refs: dict, n_inputs: int, profile_bins:
             pred = mean + sd * pred
         else:
             model_err, err, pred = np.zeros(F), np.zeros(F), xi.copy()
-        score, flag, kind = ref.score_event(ent.sc, ref.capped_errors(ent, err, u, kp), xi, n, t, kp)
+        err = ref.capped_errors(ent, err, u, kp)
+        if n > 0 and log_scale is not None:
+            err = ref.model_scaled_errors(err, log_scale[name])
+        score, flag, kind = ref.score_event(ent.sc, err, xi, n, t, kp)
         ent.pred = u[:F].copy()
         ref.finish_event(ent, t, u, flag & FLAG_ANOMALY)
         out["pred"].append(pred)
@@ -143,7 +146,7 @@ def _observe_run(x, ts, kp, model):
     u, err, msd = np.zeros(n_inputs, dtype=np.float32), np.zeros(1), np.zeros((2, 1))
     for i in range(len(ts)):
         observe(i, x[i], ts[i], 0, state["count"], state["last_ts"], state["nmean"], state["nvar"], state["pred"],
-                state["sc"], kp, u, err, msd, out.pred, out.z, out.err, out.score, out.flag, out.kind)
+                state["pred"][:0], state["sc"], kp, u, err, msd, out.pred, out.z, out.err, out.score, out.flag, out.kind)
         state["count"][0] += 1
         state["last_ts"][0] = ts[i]
         state["pred"][0] = model(i, state)
@@ -223,3 +226,46 @@ def test_step_change_scores_high_and_constant_stays_quiet():
     assert step_scores[400] > 0.5 and np.all(step_scores[20:400] < 0.5)
     assert out.flag[1::2][400] & FLAG_ANOMALY
     assert not np.any(out.flag[0::2])
+
+
+def _scaled_naive(slots, x, ts, kp, count, last_ts, nmean, nvar, pred, log_scale, sc, pool_row, ring_in, ring_t,
+                  ring_flag, u, err, msd, out_pred, out_z, out_err, out_score, out_flag, out_kind):
+    """The naive kernel with a model's log-scale per entity (fixed here; a scale head predicts it)."""
+    for i in range(slots.shape[0]):
+        s = slots[i]
+        flags = observe(i, x[i], ts[i], s, count, last_ts, nmean, nvar, pred, log_scale, sc, kp, u, err, msd,
+                        out_pred, out_z, out_err, out_score, out_flag, out_kind)
+        if flags & FLAG_LATE:
+            continue
+        for f in range(x.shape[1]):
+            pred[s, f] = u[f]
+        finish_event(s, ts[i], u, x.shape[1], flags & 1, count, last_ts, pool_row, ring_in, ring_t, ring_flag)
+
+
+def test_a_model_scale_head_divides_the_scored_errors_as_the_reference_does():
+    """``observe`` with a model's log-scales (kernels.observe.scale_by_model) against the reference
+    (kernels.reference.model_scaled_errors), and different scores from the same stream without them."""
+    from numba import njit
+
+    kernel = njit(_scaled_naive)
+    kp = kernel_params(True, True, True, warmup_events=10, short_window=4, long_window=100, suppress_events=5,
+                       threshold=0.4, novelty_tolerance=0.2, normaliser_halflife=50.0, persistence_blend=20)
+    kp[KP_LATE] = 120.0
+    n_inputs = F + n_time_features(True, True, True)
+    entities, x, ts = _stream(seed=12)
+    names = sorted(set(entities))
+    slot_of = {e: k for k, e in enumerate(names)}
+    log_scale = np.random.default_rng(2).normal(scale=0.7, size=(len(names), F)).astype(np.float32)
+    state = dense_arrays(common_fields(F, n_inputs, W), len(names))
+    slots = np.array([slot_of[e] for e in entities], dtype=np.int64)
+    out = BatchOutput.allocate(len(slots), F)
+    scratch = (np.zeros(n_inputs, dtype=np.float32), np.zeros(F), np.zeros((2, F)))
+    kernel(slots, x, ts, kp, state["count"], state["last_ts"], state["nmean"], state["nvar"], state["pred"], log_scale,
+           state["sc"], state["pool_row"], state["ring_in"], state["ring_t"], state["ring_flag"], *scratch,
+           out.pred, out.z, out.err, out.score, out.flag, out.kind)
+    want = _reference_run(entities, x, ts, kp, {}, n_inputs, log_scale={e: log_scale[slot_of[e]] for e in names})
+    for key in ("pred", "z", "err", "score"):
+        np.testing.assert_allclose(getattr(out, key), want[key], rtol=RTOL, atol=1e-9, err_msg=key)
+    np.testing.assert_array_equal(out.flag, want["flag"])
+    plain = _reference_run(entities, x, ts, kp, {}, n_inputs)
+    assert not np.allclose(plain["score"], want["score"])

@@ -11,6 +11,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import yaml
 
 from rnnstream.config.model_params import MODEL_PARAMS
 from rnnstream.config.schema import TrainingConfig
@@ -20,7 +21,7 @@ from rnnstream.state import fileformat as ff
 from rnnstream.state.slots import POOL_ROW, dense_arrays
 from rnnstream.training.windows import harvest_windows
 
-STACKED = ["gru:layers=2", "lstm:layers=2", "lstm:layers=3"]   # "<type>:<param>=<int>,..." variants
+STACKED = ["gru:layers=2", "lstm:layers=2", "lstm:layers=3", "gru:scale_head=true"]   # "<type>:<param>=<value>,..."
 TYPES = model_types() + STACKED
 F = 2
 D = F + n_time_features(True, True, True)
@@ -32,9 +33,9 @@ def test_builtin_types_registered():
     assert {"gru", "lstm", "esn", "naive"} <= set(TYPES)
 
 
-def _split(variant: str) -> tuple[str, dict[str, int]]:
+def _split(variant: str) -> tuple[str, dict[str, object]]:
     type_name, _, rest = variant.partition(":")
-    return type_name, {k: int(v) for k, v in (kv.split("=") for kv in rest.split(",") if kv)}
+    return type_name, {k: yaml.safe_load(v) for k, v in (kv.split("=") for kv in rest.split(",") if kv)}
 
 
 def _params(variant: str, seed: int = 0):

@@ -133,7 +133,7 @@ def esn_step_batch(slots, x, ts, kp,
         prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, pool_row, ring_in, ring_t, ring_flag)
         if i + 2 * AHEAD < n:
             prefetch_row(r, slots[i + 2 * AHEAD])
-        flags = observe(i, x[i], t, s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
+        flags = observe(i, x[i], t, s, count, last_ts, nmean, nvar, pred, pred[:0], sc, kp, u, err, msd,
                         out_pred, out_z, out_err, out_score, out_flag, out_kind)
         if flags & FLAG_LATE:
             continue

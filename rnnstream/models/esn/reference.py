@@ -70,7 +70,7 @@ def _run_events(state: Mapping[str, np.ndarray], n_inputs: int, slots: np.ndarra
         s = int(slots[i])
         t = float(ts[i])
         flags = observe(i, np.ascontiguousarray(x[i], dtype=np.float64), t, s, state["count"],
-                        state["last_ts"], state["nmean"], state["nvar"], state["pred"], state["sc"],
+                        state["last_ts"], state["nmean"], state["nvar"], state["pred"], state["pred"][:0], state["sc"],
                         kp, u, err, msd, out.pred, out.z, out.err, out.score, out.flag, out.kind)
         if flags & FLAG_LATE:
             continue

@@ -9,18 +9,34 @@ predictions, made from a cold state, are left out). The absolute error's gradien
 exactly 0 is taken as 0. Gradients flow through the whole window and stop at its start
 (truncated BPTT with truncation length T).
 
+**Scale head** (optional; ``w_s`` (F, H+D), ``b_s`` (F,), ``c_s`` (F,) non-empty): a second linear head
+on the same ``[h_t; u_t]`` predicts each feature's log-scale ``l = c_s + b_s + w_s . [h; u]``, clamped
+to ``[-LOGB_MAX, LOGB_MAX]``, and the loss becomes the negative log-likelihood of the error ``e``
+under a Laplace law of scale ``b = exp(l)`` for the absolute error (``|e| / b + log b``, up to a
+constant) or twice that of a Gaussian of standard deviation ``b`` for the squared error
+(``e^2 / b^2 + 2 log b``); both equal the plain loss at ``l = 0``, gradient included, so a zero scale
+head trains the mean head exactly as without it (the prediction's gradient is divided by ``b``
+(``b^2``) where the head expects a larger error, as DeepAR's likelihood does). ``c_s`` is the
+level the scorer does not use: the step kernel applies ``b_s + w_s . [h; u]`` only (see
+:func:`scale_center`). Outside the clamp the log-scale's gradient is 0.
+
 The kernel releases the GIL, so training can run in a thread beside scoring. Deterministic: a fixed
 summation order, no threads.
 """
 
 from __future__ import annotations
 
+import math
+from typing import Mapping
+
 import numpy as np
 
 from ...kernels.jit import device, trainer
 from .activations import sigmoid64, tanh64
+from .params import LOGB_MAX, SCALE_NAMES
 
 GRAD_ORDER = ("w_x", "w_h", "b_x", "b_h", "w_o", "b_o")
+SCALE_ORDER = SCALE_NAMES   # the scale head's weights, present only when it is on
 LOSS_ABSOLUTE = 0
 LOSS_SQUARED = 1
 LOSSES = {"absolute": LOSS_ABSOLUTE, "squared": LOSS_SQUARED}
@@ -32,18 +48,35 @@ def burn_in(window: int) -> int:
 
 
 @device
+def head_row(w, b, f, h, u):
+    """``b[f] + w[f] . [h; u]``, summed in that order (a linear head's output ``f``)."""
+    H = h.shape[0]
+    y = b[f]
+    for k in range(H):
+        y += w[f, k] * h[k]
+    for k in range(u.shape[0]):
+        y += w[f, H + k] * u[k]
+    return y
+
+
+@device
+def row_backward(dy, f, h, u, w, g_w, dh):
+    """Back-propagate ``dy``, the gradient of :func:`head_row`'s output ``f``, into ``g_w[f]`` and ``dh``."""
+    H = h.shape[0]
+    for k in range(H):
+        g_w[f, k] += dy * h[k]
+        dh[k] += dy * w[f, k]
+    for k in range(u.shape[0]):
+        g_w[f, H + k] += dy * u[k]
+
+
+@device
 def head_error(h, u, w_o, b_o, target, e, sse, loss_kind):
     """The head's prediction errors ``e[f] = w_o[f] . [h; u] + b_o[f] - target[f]``; returns ``sse`` plus
     their losses (squares or absolute values by ``loss_kind``, added one by one, in feature order).
     Shared with the other recurrent models' BPTT."""
-    H = h.shape[0]
     for f in range(b_o.shape[0]):
-        y = b_o[f]
-        for k in range(H):
-            y += w_o[f, k] * h[k]
-        for k in range(u.shape[0]):
-            y += w_o[f, H + k] * u[k]
-        d = y - target[f]
+        d = head_row(w_o, b_o, f, h, u) - target[f]
         e[f] = d
         if loss_kind == LOSS_SQUARED:
             sse += d * d
@@ -56,7 +89,6 @@ def head_error(h, u, w_o, b_o, target, e, sse, loss_kind):
 def head_backward(scale, e, h, u, w_o, g_w_o, g_b_o, dh, loss_kind):
     """Back-propagate the loss term ``scale * sum_f loss(e[f])`` through the head: add into ``g_w_o``,
     ``g_b_o`` and the gradient ``dh`` of the top hidden state."""
-    H = h.shape[0]
     for f in range(g_b_o.shape[0]):
         d = e[f]
         if loss_kind == LOSS_SQUARED:
@@ -64,20 +96,68 @@ def head_backward(scale, e, h, u, w_o, g_w_o, g_b_o, dh, loss_kind):
         else:
             dy = scale * ((d > 0.0) - (d < 0.0))
         g_b_o[f] += dy
-        for k in range(H):
-            g_w_o[f, k] += dy * h[k]
-            dh[k] += dy * w_o[f, k]
-        for k in range(u.shape[0]):
-            g_w_o[f, H + k] += dy * u[k]
+        row_backward(dy, f, h, u, w_o, g_w_o, dh)
+
+
+@device
+def scale_head_loss(h, u, w_s, b_s, c_s, e, ls, sse, loss_kind, stats):
+    """The scale head's log-scales ``ls[f] = c_s[f] + b_s[f] + w_s[f] . [h; u]`` (unclamped) for the
+    errors ``e``; returns ``sse`` plus the likelihood terms (see the module docstring). Adds the applied
+    log-scale ``g = ls[f] - c_s[f]`` (clamped) into ``stats[0, f]`` and the error measured in its units
+    (``|e| exp(-g)``, or ``e^2 exp(-2 g)`` for the squared error) into ``stats[1, f]``."""
+    for f in range(b_s.shape[0]):
+        y = head_row(w_s, b_s, f, h, u)
+        g = min(max(y, -LOGB_MAX), LOGB_MAX)
+        y += c_s[f]
+        ls[f] = y
+        lc = min(max(y, -LOGB_MAX), LOGB_MAX)
+        d = e[f]
+        stats[0, f] += g
+        if loss_kind == LOSS_SQUARED:
+            sse += d * d * math.exp(-2.0 * lc) + 2.0 * lc
+            stats[1, f] += d * d * math.exp(-2.0 * g)
+        else:
+            sse += abs(d) * math.exp(-lc) + lc
+            stats[1, f] += abs(d) * math.exp(-g)
+    return sse
+
+
+@device
+def scale_head_backward(scale, e, ls, h, u, w_s, g_w_s, g_b_s, g_c_s, dh, half_de, loss_kind):
+    """Back-propagate ``scale`` times the likelihood terms through the scale head (into ``g_w_s``,
+    ``g_b_s``, ``g_c_s``, ``dh``) and write half of each term's derivative by its error into
+    ``half_de``: :func:`head_backward` with ``LOSS_SQUARED`` then carries ``2 * half_de`` through the
+    mean head."""
+    for f in range(g_b_s.shape[0]):
+        d = e[f]
+        y = ls[f]
+        inside = -LOGB_MAX < y < LOGB_MAX
+        lc = min(max(y, -LOGB_MAX), LOGB_MAX)
+        if loss_kind == LOSS_SQUARED:
+            q = math.exp(-2.0 * lc)
+            half_de[f] = d * q
+            dl = (2.0 - 2.0 * d * d * q) * scale
+        else:
+            q = math.exp(-lc)
+            half_de[f] = 0.5 * ((d > 0.0) - (d < 0.0)) * q
+            dl = (1.0 - abs(d) * q) * scale
+        if not inside:
+            continue
+        g_c_s[f] += dl
+        g_b_s[f] += dl
+        row_backward(dl, f, h, u, w_s, g_w_s, dh)
 
 
 @trainer
 def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, loss_kind, want_grad,
-               g_w_x, g_w_h, g_b_x, g_b_h, g_w_o, g_b_o):
+               g_w_x, g_w_h, g_b_x, g_b_h, g_w_o, g_b_o,
+               w_s, b_s, c_s, g_w_s, g_b_s, g_c_s, stats):
     """Return the loss over ``windows``; if ``want_grad``, *add* its gradients into the ``g_*`` arrays.
 
     Weights and gradients are float64; ``windows`` may be float32. ``skip`` is the burn-in,
-    ``loss_kind`` one of ``LOSSES``' values.
+    ``loss_kind`` one of ``LOSSES``' values. The scale head is on when ``b_s`` is not empty (all its
+    arrays have F rows then, 0 otherwise); ``stats`` (2, F) then receives sums over the scored steps
+    (see :func:`scale_head_loss`).
     """
     B, T, D = windows.shape
     H = w_h.shape[1]
@@ -104,6 +184,9 @@ def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, loss_kind, want_grad
     dh_prev = np.zeros(H)
     dgx = np.zeros(3 * H)
     dgh = np.zeros(3 * H)
+    scaled = b_s.shape[0] > 0
+    ls = np.zeros((T, b_s.shape[0]))
+    half_de = np.zeros(F)
     sse = 0.0
     for b in range(B):
         for t in range(T):
@@ -137,7 +220,11 @@ def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, loss_kind, want_grad
                 z = zs[t, j]
                 hs[t + 1, j] = (1.0 - z) * n + z * hs[t, j]
             if skip <= t <= T - 2:
-                sse = head_error(hs[t + 1], u, w_o, b_o, windows[b, t + 1], e[t], sse, loss_kind)
+                if scaled:
+                    head_error(hs[t + 1], u, w_o, b_o, windows[b, t + 1], e[t], 0.0, loss_kind)
+                    sse = scale_head_loss(hs[t + 1], u, w_s, b_s, c_s, e[t], ls[t], sse, loss_kind, stats)
+                else:
+                    sse = head_error(hs[t + 1], u, w_o, b_o, windows[b, t + 1], e[t], sse, loss_kind)
         if not want_grad:
             continue
         dh[:] = 0.0
@@ -145,7 +232,12 @@ def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, loss_kind, want_grad
             for k in range(D):
                 u[k] = windows[b, t, k]
             if skip <= t <= T - 2:
-                head_backward(scale, e[t], hs[t + 1], u, w_o, g_w_o, g_b_o, dh, loss_kind)
+                if scaled:
+                    scale_head_backward(scale, e[t], ls[t], hs[t + 1], u, w_s, g_w_s, g_b_s, g_c_s, dh, half_de,
+                                        loss_kind)
+                    head_backward(scale, half_de, hs[t + 1], u, w_o, g_w_o, g_b_o, dh, LOSS_SQUARED)
+                else:
+                    head_backward(scale, e[t], hs[t + 1], u, w_o, g_w_o, g_b_o, dh, loss_kind)
             for j in range(H):
                 r = rs[t, j]
                 z = zs[t, j]
@@ -177,18 +269,60 @@ def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, loss_kind, want_grad
     return sse * scale
 
 
-def loss_and_grad(weights: dict[str, np.ndarray], windows: np.ndarray, want_grad: bool = True,
-                  loss: str = "absolute") -> tuple[float, dict[str, np.ndarray]]:
-    """Loss of float64 ``weights`` on ``windows`` (B, T, D) and, if asked, its gradient (new arrays).
-
-    ``loss`` is a key of ``LOSSES``."""
+def _arrays(weights: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], bool]:
+    """float64 contiguous copies of the weights the kernel takes; the scale head's are empty (with the
+    right number of dimensions) when ``weights`` has none."""
     w = {k: np.ascontiguousarray(weights[k], dtype=np.float64) for k in GRAD_ORDER}
-    grads = {k: np.zeros_like(w[k]) for k in GRAD_ORDER}
+    scaled = "w_s" in weights
+    for k in SCALE_ORDER:
+        w[k] = (np.ascontiguousarray(weights[k], dtype=np.float64) if scaled
+                else np.zeros((0, 0) if k == "w_s" else 0))
+    return w, scaled
+
+
+def _run(w: dict[str, np.ndarray], windows: np.ndarray, want_grad: bool, loss: str,
+         grads: dict[str, np.ndarray], stats: np.ndarray) -> float:
     T = windows.shape[1]
-    if T < 2 or windows.shape[0] < 1:
+    if windows.ndim != 3 or T < 2 or windows.shape[0] < 1:
         raise ValueError(f"training windows must be (B >= 1, T >= 2, D), got {windows.shape}")
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(LOSSES)}")
-    value = bptt_batch(np.ascontiguousarray(windows), *(w[k] for k in GRAD_ORDER), burn_in(T), LOSSES[loss],
-                       want_grad, *(grads[k] for k in GRAD_ORDER))
-    return float(value), grads
+    return float(bptt_batch(np.ascontiguousarray(windows), *(w[k] for k in GRAD_ORDER), burn_in(T), LOSSES[loss],
+                            want_grad, *(grads[k] for k in GRAD_ORDER), *(w[k] for k in SCALE_ORDER),
+                            *(grads[k] for k in SCALE_ORDER), stats))
+
+
+def loss_and_grad(weights: Mapping[str, np.ndarray], windows: np.ndarray, want_grad: bool = True,
+                  loss: str = "absolute") -> tuple[float, dict[str, np.ndarray]]:
+    """Loss of float64 ``weights`` on ``windows`` (B, T, D) and, if asked, its gradient (new arrays).
+
+    ``loss`` is a key of ``LOSSES``. With the scale head's weights (``SCALE_ORDER``) in ``weights``, the
+    likelihood loss, and their gradients too."""
+    w, scaled = _arrays(weights)
+    grads = {k: np.zeros_like(w[k]) for k in GRAD_ORDER + SCALE_ORDER}
+    value = _run(w, windows, want_grad, loss, grads, np.zeros((2, w["b_s"].shape[0])))
+    return value, {k: grads[k] for k in (GRAD_ORDER + SCALE_ORDER if scaled else GRAD_ORDER)}
+
+
+def scale_level(weights: Mapping[str, np.ndarray], windows: np.ndarray,
+                loss: str = "absolute") -> tuple[np.ndarray, np.ndarray]:
+    """``(centre, level)`` per feature on ``windows``: the mean over the scored steps of the log-scale
+    the step kernel applies (``g = b_s + w_s . [h; u]``, clamped), and the level ``c_s`` that minimises
+    the loss for that ``g`` in closed form (the likelihood of a scale known up to a factor: ``log
+    mean(|e| exp(-g))``, or half the log of ``mean(e^2 exp(-2 g))`` for the squared error), clamped.
+
+    Training sets ``c_s`` to ``level`` before its steps (the head's shape then learns from the first
+    step, not its level) and afterwards moves ``centre`` from ``b_s`` into ``c_s``: the applied
+    log-scales are centred at 0 on these windows, so the scorer's running residual scale keeps the
+    level and the head only says where this entity's error is larger or smaller than usual."""
+    w, scaled = _arrays(weights)
+    if not scaled:
+        raise ValueError("scale_level needs the scale head's weights")
+    grads = {k: np.zeros_like(w[k]) for k in GRAD_ORDER + SCALE_ORDER}
+    stats = np.zeros((2, w["b_s"].shape[0]))
+    _run(w, windows, False, loss, grads, stats)
+    T = windows.shape[1]
+    stats /= windows.shape[0] * (T - 1 - burn_in(T))
+    spread = np.log(np.maximum(stats[1], np.exp(-2 * LOGB_MAX)))
+    level = np.clip(0.5 * spread if loss == "squared" else spread, -LOGB_MAX, LOGB_MAX)
+    return stats[0], level

@@ -1,7 +1,8 @@
 """Float64 numpy reference of the BPTT objective and gradients (for tests; written apart from the kernel).
 
 Vectorised over the batch: the forward pass keeps every step's gate activations, the backward pass
-walks them in reverse with the chain rule written out gate by gate.
+walks them in reverse with the chain rule written out gate by gate. With the scale head's weights
+(``w_s``, ``b_s``, ``c_s``), the likelihood loss of :mod:`.bptt`'s docstring.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .bptt import burn_in
+from .bptt import LOGB_MAX, burn_in
 
 
 def loss_and_grad_reference(weights: Mapping[str, np.ndarray], windows: np.ndarray,
@@ -30,6 +31,8 @@ def loss_and_grad_reference(weights: Mapping[str, np.ndarray], windows: np.ndarr
     cache = []
     total = 0.0
     err = {}
+    scaled = "w_s" in W
+    logb = {}
     for t in range(T):
         gx = U[:, t] @ W["w_x"].T + W["b_x"]
         gh = h[-1] @ W["w_h"].T + W["b_h"]
@@ -39,16 +42,41 @@ def loss_and_grad_reference(weights: Mapping[str, np.ndarray], windows: np.ndarr
         h.append((1 - z) * n + z * h[-1])
         cache.append((r, z, n, gh[:, 2 * H:]))
         if t in steps:
-            y = np.concatenate([h[-1], U[:, t]], axis=1) @ W["w_o"].T + W["b_o"]
+            hu = np.concatenate([h[-1], U[:, t]], axis=1)
+            y = hu @ W["w_o"].T + W["b_o"]
             err[t] = y - U[:, t + 1, :F]
-            total += float(np.sum(err[t] ** 2 if squared else np.abs(err[t])))
+            if scaled:
+                logb[t] = hu @ W["w_s"].T + W["b_s"] + W["c_s"]
+                lc = np.clip(logb[t], -LOGB_MAX, LOGB_MAX)
+                if squared:   # twice the Gaussian negative log-likelihood, sd exp(l)
+                    total += float(np.sum(err[t] ** 2 / np.exp(lc) ** 2 + 2 * lc))
+                else:         # the Laplace negative log-likelihood, scale exp(l)
+                    total += float(np.sum(np.abs(err[t]) / np.exp(lc) + lc))
+            else:
+                total += float(np.sum(err[t] ** 2 if squared else np.abs(err[t])))
     total /= count
 
     g = {k: np.zeros_like(v) for k, v in W.items()}
     dh = np.zeros((B, H))
     for t in reversed(range(T)):
-        if t in err:
+        if t in err and scaled:
+            lc = np.clip(logb[t], -LOGB_MAX, LOGB_MAX)
+            inside = (logb[t] > -LOGB_MAX) & (logb[t] < LOGB_MAX)
+            b = np.exp(lc)
+            if squared:
+                dy = 2.0 * err[t] / b ** 2 / count
+                dl = (2.0 - 2.0 * err[t] ** 2 / b ** 2) * inside / count
+            else:
+                dy = np.sign(err[t]) / b / count
+                dl = (1.0 - np.abs(err[t]) / b) * inside / count
+            hu = np.concatenate([h[t + 1], U[:, t]], axis=1)
+            g["w_s"] += dl.T @ hu
+            g["b_s"] += dl.sum(axis=0)
+            g["c_s"] += dl.sum(axis=0)
+            dh = dh + dl @ W["w_s"][:, :H]
+        elif t in err:
             dy = (2.0 * err[t] if squared else np.sign(err[t])) / count
+        if t in err:
             g["w_o"] += dy.T @ np.concatenate([h[t + 1], U[:, t]], axis=1)
             g["b_o"] += dy.sum(axis=0)
             dh = dh + dy @ W["w_o"][:, :H]

@@ -28,20 +28,30 @@ from ...kernels.ring import finish_event
 from ...kernels.prefetch import AHEAD, prefetch_common, prefetch_row
 from ...kernels.simd import matvec_bias
 from .activations import sigmoid32, tanh32
+from .params import LOGB_MAX
 
 ONE = np.float32(1.0)
+LOGB_MAX32 = np.float32(LOGB_MAX)
 ACT_FLOPS = 20  # one tanh32 / sigmoid32: clamp, 9 multiply-adds, division, clamp (+ sigmoid's affine)
 
 
 def transposed(weights: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
-    """The kernel's weight arguments ``(w_xt, w_ht, b_x, b_h, w_o, b_o)``, contiguous float32."""
+    """The kernel's weight arguments ``(w_xt, w_ht, b_x, b_h, w_o, b_o, w_s, b_s)``, contiguous float32;
+    the scale head's ``w_s`` (F, H+D) and ``b_s`` (F,) are empty (0 rows) when the weights have none."""
     f32 = np.float32
+    if "w_s" in weights:
+        w_s = np.ascontiguousarray(weights["w_s"], dtype=f32)
+        b_s = np.ascontiguousarray(weights["b_s"], dtype=f32)
+    else:
+        w_s = np.zeros((0, weights["w_o"].shape[1]), dtype=f32)
+        b_s = np.zeros(0, dtype=f32)
     return (np.ascontiguousarray(weights["w_x"].T, dtype=f32), np.ascontiguousarray(weights["w_h"].T, dtype=f32),
             np.ascontiguousarray(weights["b_x"], dtype=f32), np.ascontiguousarray(weights["b_h"], dtype=f32),
-            np.ascontiguousarray(weights["w_o"], dtype=f32), np.ascontiguousarray(weights["b_o"], dtype=f32))
+            np.ascontiguousarray(weights["w_o"], dtype=f32), np.ascontiguousarray(weights["b_o"], dtype=f32),
+            w_s, b_s)
 
 
-def flops_per_step(hidden: int, n_inputs: int, n_features: int) -> int:
+def flops_per_step(hidden: int, n_inputs: int, n_features: int, scale_head: bool = False) -> int:
     """Floating-point operations of one cell + head step (multiply-add = 2; exp/tanh/div count 1).
 
     Covers the model's own work only, not the shared normaliser and scorer.
@@ -52,7 +62,7 @@ def flops_per_step(hidden: int, n_inputs: int, n_features: int) -> int:
     gates = 2 * h * 1 + 2 * h * 3 + 3 * h + h * 4  # r, z: add, sigmoid; n: add, mul, add; h' blend
     act = 3 * h * ACT_FLOPS
     head = 2 * f * (h + d) + f
-    return matvec + bias + gates + act + head
+    return matvec + bias + gates + act + head * (2 if scale_head else 1)
 
 
 @device
@@ -96,11 +106,15 @@ def gru_head(hnew, u, w_o, b_o, out):
 
 
 @kernel
-def gru_step_batch(slots, x, ts, kp, w_xt, w_ht, b_x, b_h, w_o, b_o,
-                   count, last_ts, nmean, nvar, pred, sc, pool_row, ring_in, ring_t, ring_flag, h,
+def gru_step_batch(slots, x, ts, kp, w_xt, w_ht, b_x, b_h, w_o, b_o, w_s, b_s,
+                   count, last_ts, nmean, nvar, pred, log_scale, sc, pool_row, ring_in, ring_t, ring_flag, h,
                    u, err, msd, gates, hnew,
                    out_pred, out_z, out_err, out_score, out_flag, out_kind):
-    """Advance events ``(slots[i], x[i], ts[i])`` for ``i < len(slots)``; fill the ``out_*`` rows."""
+    """Advance events ``(slots[i], x[i], ts[i])`` for ``i < len(slots)``; fill the ``out_*`` rows.
+
+    With the scale head (``b_s`` not empty; ``log_scale`` then has a row per slot, else none), the
+    head's log-scale of the next event's error, clamped to ``+-LOGB_MAX``, goes into
+    ``log_scale[s]`` beside the prediction, and ``observe`` scores the next event's error against it."""
     nh = hnew.shape[0]
     n = slots.shape[0]
     kpt = fixed_tuple(kp, KP_SIZE)   # the parameters as values, not reloaded per event (kernels.jit)
@@ -109,7 +123,7 @@ def gru_step_batch(slots, x, ts, kp, w_xt, w_ht, b_x, b_h, w_o, b_o,
         prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, pool_row, ring_in, ring_t, ring_flag)
         if i + 2 * AHEAD < n:
             prefetch_row(h, slots[i + 2 * AHEAD])
-        flags = observe(i, x[i], ts[i], s, count, last_ts, nmean, nvar, pred, sc, kpt, u, err, msd,
+        flags = observe(i, x[i], ts[i], s, count, last_ts, nmean, nvar, pred, log_scale, sc, kpt, u, err, msd,
                         out_pred, out_z, out_err, out_score, out_flag, out_kind)
         if flags & FLAG_LATE:
             continue
@@ -118,4 +132,9 @@ def gru_step_batch(slots, x, ts, kp, w_xt, w_ht, b_x, b_h, w_o, b_o,
         for k in range(nh):
             hs[k] = hnew[k]
         gru_head(hnew, u, w_o, b_o, pred[s])
+        if b_s.shape[0] > 0:
+            ls = log_scale[s]
+            gru_head(hnew, u, w_s, b_s, ls)
+            for f in range(ls.shape[0]):
+                ls[f] = min(max(ls[f], -LOGB_MAX32), LOGB_MAX32)
         finish_event(s, ts[i], u, x.shape[1], flags & 1, count, last_ts, pool_row, ring_in, ring_t, ring_flag)

@@ -13,6 +13,7 @@ import numpy as np
 
 from ...kernels.observe import observe
 from ...kernels.ring import finish_event
+from .params import LOGB_MAX
 
 
 def gru_cell_reference(weights: Mapping[str, np.ndarray], h: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -35,9 +36,19 @@ def gru_head_reference(weights: Mapping[str, np.ndarray], h: np.ndarray, u: np.n
     return weights["w_o"].astype(dt) @ np.concatenate([h, u.astype(dt)]) + weights["b_o"].astype(dt)
 
 
+def scale_head_reference(weights: Mapping[str, np.ndarray], h: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """The scale head's log-scale of the next event's error from ``[h; u]``, clamped to +-LOGB_MAX
+    (``c_s``, the level, is training's alone)."""
+    dt = h.dtype
+    y = weights["w_s"].astype(dt) @ np.concatenate([h, u.astype(dt)]) + weights["b_s"].astype(dt)
+    return np.clip(y, -LOGB_MAX, LOGB_MAX)
+
+
 def step_batch_reference(weights: Mapping[str, np.ndarray], state: Mapping[str, np.ndarray],
                          slots: np.ndarray, x: np.ndarray, ts: np.ndarray, kp: np.ndarray) -> dict[str, np.ndarray]:
-    """Advance the events in order, updating ``state``'s arrays in place; return the per-event outputs."""
+    """Advance the events in order, updating ``state``'s arrays in place; return the per-event outputs.
+
+    With the scale head's weights, ``state["log_scale"]`` holds each entity's predicted log-scale."""
     n, F = x.shape
     D = weights["w_x"].shape[1]
     out = {"pred": np.zeros((n, F)), "z": np.zeros((n, F)), "err": np.zeros(n), "score": np.zeros(n),
@@ -45,14 +56,18 @@ def step_batch_reference(weights: Mapping[str, np.ndarray], state: Mapping[str, 
     u = np.zeros(D, dtype=np.float32)
     err = np.zeros(F)
     msd = np.zeros((2, F))
+    scaled = "w_s" in weights
+    log_scale = state["log_scale"] if scaled else state["pred"][:0]
     for i in range(n):
         s = int(slots[i])
         flags = observe.py_func(i, x[i], ts[i], s, state["count"], state["last_ts"], state["nmean"], state["nvar"],
-                                state["pred"], state["sc"], kp, u, err, msd,
+                                state["pred"], log_scale, state["sc"], kp, u, err, msd,
                                 out["pred"], out["z"], out["err"], out["score"], out["flag"], out["kind"])
         h_new = gru_cell_reference(weights, state["h"][s].astype(np.float32), u)
         state["h"][s] = h_new
         state["pred"][s] = gru_head_reference(weights, h_new, u)
+        if scaled:
+            log_scale[s] = scale_head_reference(weights, h_new, u)
         finish_event.py_func(s, ts[i], u, F, flags & 1, state["count"], state["last_ts"],
                              state["pool_row"], state["ring_in"], state["ring_t"], state["ring_flag"])
     return out

@@ -96,7 +96,7 @@ def gru_stack_step_batch(slots, x, ts, kp, w_xt, w_ht, b_x, b_h, w_xt_up, w_ht_u
         prefetch_common(i, slots, count, last_ts, nmean, nvar, pred, sc, pool_row, ring_in, ring_t, ring_flag)
         if i + 2 * AHEAD < n:
             prefetch_row(h, slots[i + 2 * AHEAD])
-        flags = observe(i, x[i], ts[i], s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
+        flags = observe(i, x[i], ts[i], s, count, last_ts, nmean, nvar, pred, pred[:0], sc, kp, u, err, msd,
                         out_pred, out_z, out_err, out_score, out_flag, out_kind)
         if flags & FLAG_LATE:
             continue

@@ -39,7 +39,7 @@ def event_loop_reference(advance: Callable[[int, np.ndarray], np.ndarray], state
     for i in range(n):
         s = int(slots[i])
         flags = observe.py_func(i, x[i], ts[i], s, state["count"], state["last_ts"], state["nmean"], state["nvar"],
-                                state["pred"], state["sc"], kp, u, err, msd,
+                                state["pred"], state["pred"][:0], state["sc"], kp, u, err, msd,
                                 out["pred"], out["z"], out["err"], out["score"], out["flag"], out["kind"])
         state["pred"][s] = advance(s, u)
         finish_event.py_func(s, ts[i], u, F, flags & 1, state["count"], state["last_ts"],

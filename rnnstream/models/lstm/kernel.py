@@ -89,7 +89,7 @@ def lstm_step_batch(slots, x, ts, kp, w_xt, w_ht, b, w_xt_up, w_ht_up, b_up, w_o
         if i + 2 * AHEAD < n:
             prefetch_row(h, slots[i + 2 * AHEAD])
             prefetch_row(c, slots[i + 2 * AHEAD])
-        flags = observe(i, x[i], ts[i], s, count, last_ts, nmean, nvar, pred, sc, kp, u, err, msd,
+        flags = observe(i, x[i], ts[i], s, count, last_ts, nmean, nvar, pred, pred[:0], sc, kp, u, err, msd,
                         out_pred, out_z, out_err, out_score, out_flag, out_kind)
         if flags & FLAG_LATE:
             continue
