@@ -119,3 +119,28 @@ def test_accepts_the_config_parameter_class():
     model = GRUModel(1, 6, GRUParams(hidden=16, seed=4))
     assert model.seed == 4 and model.weights["w_h"].shape == (48, 16)
     np.testing.assert_array_equal(model.weights["w_h"], GRUModel(1, 6, GRUParams(hidden=16, seed=4)).weights["w_h"])
+
+
+def test_scale_head_is_a_one_layer_setting_refused_with_its_yaml_path():
+    from rnnstream.config import load_config
+    from rnnstream.config.load import ConfigError
+    from rnnstream.config.model_params import GRUParams
+
+    yaml_text = """
+detectors:
+  - name: d
+    topics: [t]
+    entity: host
+    timestamp: {field: ts}
+    features: [v]
+    model: {type: gru, layers: 2, scale_head: true}
+"""
+    with pytest.raises(ConfigError, match=r"detectors\[0\]\.model\.scale_head: needs layers: 1"):
+        load_config(yaml_text)
+    assert load_config(yaml_text.replace("layers: 2", "layers: 1")).detectors[0].model.params.scale_head is True
+    with pytest.raises(ValueError, match="scale_head"):
+        GRUModel(1, 6, GRUParams(layers=2, scale_head=True))
+    model = GRUModel(2, 6, GRUParams(hidden=8, scale_head=True))
+    assert model.state_fields()["log_scale"].shape == (2,)
+    assert all(not model.weights[k].any() for k in ("w_s", "b_s", "c_s"))
+    assert "log_scale" not in GRUModel(2, 6, GRUParams(hidden=8)).state_fields()
