@@ -169,13 +169,15 @@ def defaults_rounds(args) -> None:
                 fits[name][1] += det.training.stats.runs_skipped
     rate = {k: args.events / statistics.median(v) for k, v in wall.items()}
     # Events per second: background against off is the inverse of the wall-time ratio.
-    bg_ratio = statistics.median(a / b for a, b in zip(wall["off"], wall["background"]))
+    bg_rounds = [a / b for a, b in zip(wall["off"], wall["background"])]
+    bg_ratio = statistics.median(bg_rounds)
     inline = overhead(cpu["off"], cpu["inline"])
     r = args.rounds
     print(f"\nDetector.process, defaults, {args.entities} entities, {args.events} events, {r} rounds (medians):")
     print(f"  training off          {rate['off'] / 1e3:8.0f} k events/s")
     print(f"  background training   {rate['background'] / 1e3:8.0f} k events/s   ratio {bg_ratio:.2f}"
-          f"   ({fits['background'][0] / r:.0f} fits, {fits['background'][1] / r:.0f} triggers skipped a round)")
+          f"   ({fits['background'][0] / r:.0f} fits, {fits['background'][1] / r:.0f} triggers skipped a round; "
+          f"rounds: {', '.join(f'{x:.2f}' for x in bg_rounds)})")
     print(f"  inline training       {rate['inline'] / 1e3:8.0f} k events/s   ({fits['inline'][0] / r:.0f} fits a round)")
     print(f"  scoring thread CPU time: off {inline.off:.2f} s, background {statistics.median(cpu['background']):.2f} s, "
           f"inline {inline.on:.2f} s: inline training costs {inline.ratio:+.0%} of the scoring time")
@@ -206,7 +208,8 @@ def nab_rounds(args, taxi: Path) -> None:
     print(f"\nconfig/nab.yaml inline, nyc_taxi ({len(rows[0])} rows; {det.training.k} triggers, {stats.runs_ok} fits, "
           f"{det.training.k - stats.runs_ok - stats.runs_failed} trained nothing), thread CPU time, medians of {n} rounds:")
     print(f"  replay: training off {rep.off:.3f} s, on {rep.on:.3f} s: training costs {rep.cost:.3f} s, "
-          f"{rep.ratio:.2f}x the replay without it")
+          f"{rep.ratio:.2f}x the replay without it (rounds: "
+          f"{', '.join(f'{(b - a) / a:.2f}' for a, b in zip(replay_off, replay_on))})")
     print(f"  Detector.process alone: off {alone.off:.3f} s, on {alone.on:.3f} s: training {alone.ratio:.1f}x "
           f"the scoring kernel alone")
     figure("inline training's cost, config/nab.yaml, `replay` of nyc_taxi, thread CPU time against the same replay "
