@@ -1,0 +1,32 @@
+"""benchmarks/bench_training.py's arithmetic: training's cost from paired rounds without and with it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import bench_training  # noqa: E402
+
+
+def test_the_cost_is_the_median_of_each_rounds_extra_time_over_its_own_time_without_training():
+    # Round 2 ran on a machine twice as loaded: its ratio is still 2, and one outlier round (ratio 9)
+    # does not move the median.
+    got = bench_training.overhead([1.0, 2.0, 1.0], [3.0, 6.0, 10.0])
+    assert got.ratio == pytest.approx(2.0)
+    assert (got.off, got.on) == (1.0, 6.0)
+    assert got.cost == pytest.approx(2.0)   # the median round's cost, in seconds
+
+
+def test_a_cost_below_the_scoring_time_is_a_fraction_and_a_saving_is_negative():
+    assert bench_training.overhead([0.5], [0.55]).ratio == pytest.approx(0.1)
+    assert bench_training.overhead([1.0, 1.0], [0.9, 0.9]).ratio == pytest.approx(-0.1)
+
+
+@pytest.mark.parametrize("off, on", [([], []), ([1.0], [1.0, 2.0]), ([0.0], [1.0])])
+def test_unpaired_or_empty_rounds_are_refused(off, on):
+    with pytest.raises(ValueError):
+        bench_training.overhead(off, on)
