@@ -22,9 +22,10 @@ Per entity and feature f, with the prediction error ``e_f`` in normalised units 
    point residual's does, starting from the Gaussian's tail (rate ``P(|z| > 2)``, exponential
    excesses of mean ``S_M1``: HTM's Gaussian likelihood to within 0.2 in log p for ``|z|`` 3 to 8)
    worth ``S_PRIOR_EVENTS`` events and ``S_PRIOR_EXC`` exceedances, winsorised at the fit's 1e-3
-   quantile. So a level shift, which no single residual shows, is found as before on a quiet series,
-   and one level shift barely moves the fit; on a series whose every burst moves the short mean (a
-   bursty counter), the fit learns a heavier tail and stops calling bursts level shifts.
+   quantile. So a level shift, which no single residual shows, is found as before on a quiet series;
+   on a series whose every burst moves the short mean (a bursty counter), the fit learns a heavier
+   tail and stops calling bursts level shifts. Not guaranteed: that a level shift repeated later
+   scores as high as the first (the fit, like the long-run RMS, learns from it).
 4. **Stuck value** (``flatline``): a run of L identical values, against the entity's own repeat
    habits as a two-state Markov chain (value changed / value repeated), with transition counts
    decayed over ``long_window`` and a Jeffreys prior: ``p = p(change -> repeat) p(repeat ->
@@ -114,8 +115,8 @@ EXC_MEMORY = 1.0      # the excess moments remember long_window * EXC_MEMORY exc
 XI_MAX = 0.45
 # The sustained-deviation test's tail, fitted to w = z^2 / 2 beyond S_U (|z| = 2): the prior is the
 # Gaussian's (rate P(|z| > 2), exponential excesses of mean S_M1 match its log-tail to 0.2 at |z| 3-8),
-# worth S_PRIOR_EVENTS events and S_PRIOR_EXC exceedances, so one level shift barely moves it while a
-# series whose bursts keep moving the short mean learns a heavier tail.
+# worth S_PRIOR_EVENTS events and S_PRIOR_EXC exceedances: a series whose bursts keep moving the short
+# mean learns a heavier tail (a level shift also moves it: README, "How an event is scored").
 S_U = 2.0
 S_RATE0 = math.erfc(math.sqrt(2.0))
 S_M1 = 0.93

@@ -128,6 +128,19 @@ def test_sustained_deviation_is_a_level_shift():
     assert off[2000:2030].max() < scores[2000:2030].max()
 
 
+def test_known_limit_a_repeated_level_shift_scores_lower():
+    """Documented limit (README, step 4): the sustained-deviation tail fit learns from a level shift,
+    so the same shift repeated later scores far lower than the first, which is found."""
+    rng = np.random.default_rng(2)
+    e = rng.standard_normal(6000)
+    for start in (2000, 3000, 4000, 5000):
+        e[start:start + 30] += 1.5
+    scores, flags, _ = run(e, short_window=10)
+    peaks = [scores[start:start + 30].max() for start in (2000, 3000, 4000, 5000)]
+    assert flags[2000:2030].any() and peaks[0] > 0.9
+    assert max(peaks[1:]) < 0.5
+
+
 def test_one_faulty_feature_of_sixteen_is_found_and_blamed():
     rng = np.random.default_rng(3)
     e = rng.standard_normal((4000, 16))
