@@ -32,40 +32,48 @@ FLAG_SUPPRESSED = 2
 
 @dataclass
 class TailFit:
-    """A peaks-over-threshold fit (see :mod:`.calibrate`), starting from the Laplace prior."""
+    """A peaks-over-threshold fit beyond ``u`` (see :mod:`.calibrate`); by default the point test's,
+    from the Laplace prior."""
 
     rate: float = C.RATE0
     m1: float = 1.0
     m2: float = 2.0
     n: float = 0.0
+    u: float = C.TAIL_U
+    prior_exc: float = C.PRIOR_EXC
 
-    def gpd(self, xi_max: float) -> tuple[float, float]:
+    @classmethod
+    def sustained(cls) -> TailFit:
+        """The sustained-deviation test's fit of ``w = z^2 / 2``, from the Gaussian prior."""
+        return cls(rate=C.S_RATE0, m1=C.S_M1, m2=2.0 * C.S_M1 * C.S_M1, u=C.S_U, prior_exc=C.S_PRIOR_EXC)
+
+    def gpd(self, xi_max: float = C.XI_MAX) -> tuple[float, float]:
         """Shape in [0, xi_max] and scale of the generalised Pareto tail matching the excess moments."""
         var = self.m2 - self.m1 * self.m1
         xi = min(max(0.5 * (1.0 - self.m1 * self.m1 / var), 0.0), xi_max) if var > C.MIN_MS and xi_max > 0 else 0.0
         return xi, max(self.m1 * (1.0 - xi), C.MIN_MS)
 
-    def logp(self, a: float, xi_max: float = C.XI_MAX) -> float:
-        """log P(value >= a): 0 up to TAIL_U, then ``log(rate) + log GPD survival`` of the excess."""
-        if a <= C.TAIL_U:
+    def logp(self, a: float) -> float:
+        """log P(value >= a): 0 up to ``u``, then ``log(rate) + log GPD survival`` of the excess."""
+        if a <= self.u:
             return 0.0
-        xi, sigma = self.gpd(xi_max)
-        y = (a - C.TAIL_U) / sigma
+        xi, sigma = self.gpd()
+        y = (a - self.u) / sigma
         return math.log(self.rate) - (y if xi < 1e-6 else math.log1p(xi * y) / xi)
 
-    def quantile(self, logq: float, xi_max: float = C.XI_MAX) -> float:
+    def quantile(self, logq: float) -> float:
         """The ``a`` at which :meth:`logp` equals ``logq``."""
-        xi, sigma = self.gpd(xi_max)
+        xi, sigma = self.gpd()
         d = max(math.log(self.rate) - logq, 0.0)
-        return C.TAIL_U + (sigma * d if xi < 1e-6 else sigma * math.expm1(xi * d) / xi)
+        return self.u + (sigma * d if xi < 1e-6 else sigma * math.expm1(xi * d) / xi)
 
     def fold(self, aw: float, a_rate: float, memory: float) -> None:
-        exceed = aw > C.TAIL_U
+        exceed = aw > self.u
         self.rate += a_rate * (float(exceed) - self.rate)
         if exceed:
-            a_exc = max(1.0 / (self.n + 1.0 + C.PRIOR_EXC), 1.0 / memory)
-            self.m1 += a_exc * ((aw - C.TAIL_U) - self.m1)
-            self.m2 += a_exc * ((aw - C.TAIL_U) ** 2 - self.m2)
+            a_exc = max(1.0 / (self.n + 1.0 + self.prior_exc), 1.0 / memory)
+            self.m1 += a_exc * ((aw - self.u) - self.m1)
+            self.m2 += a_exc * ((aw - self.u) ** 2 - self.m2)
             self.n += 1.0
 
     def as_list(self) -> list[float]:
@@ -90,10 +98,11 @@ class FeatureStats:
     hi: float = 0.0
     model_mae: float = 0.0    # running mean absolute error of the model's prediction (the blend)
     persist_mae: float = 0.0  # ... and of persistence
+    short_tail: TailFit = field(default_factory=TailFit.sustained)
 
     def as_list(self) -> list[float]:
         return [self.scale, *self.tail.as_list(), self.short, self.short_sq, self.prev, self.run, self.cr, self.cc,
-                self.rr, self.rc, self.lo, self.hi, self.model_mae, self.persist_mae]
+                self.rr, self.rc, self.lo, self.hi, self.model_mae, self.persist_mae, *self.short_tail.as_list()]
 
 
 @dataclass
@@ -214,14 +223,6 @@ def p_to_score(logp: float) -> float:
     return min(max(math.log(p + TAIL_FLOOR) / math.log(TAIL_FLOOR), 0.0), 1.0)
 
 
-def two_sided_logp(z: float) -> float:
-    """log of the two-sided standard normal tail at ``z``."""
-    az = abs(z)
-    if az < 30.0:
-        return math.log(max(math.erfc(az / math.sqrt(2.0)), 1e-300))
-    return -0.5 * az * az - math.log(az * math.sqrt(math.pi / 2.0))
-
-
 def blended_errors(ent: EntityRef, u: np.ndarray, mean: np.ndarray, sd: np.ndarray,
                    kp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(error, prediction)`` that ``observe`` scores for an entity past its first event: with
@@ -284,15 +285,16 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
     long_w, thr = kp[P.KP_LONG], kp[P.KP_THRESHOLD]
     a_long = max(1.0 / (sc.n + 1.0), 1.0 / long_w)
     a_rate = max(1.0 / (sc.n + 1.0 + C.PRIOR_EVENTS), 1.0 / long_w)
+    a_srate = max(1.0 / (sc.n + 1.0 + C.S_PRIOR_EVENTS), 1.0 / long_w)
     use_short, use_flat = kp[P.KP_SHORT] > 1, kp[P.KP_FLATLINE] != 0
     log_tests = math.log(1 + use_short + use_flat)
     log_q = C.WINSOR_LOGP
     decay = 1.0 - 1.0 / long_w
     memory = max(long_w * C.EXC_MEMORY, 1.0)
     best, novel = 0.0, False
+    tol = kp[P.KP_NOVELTY]
     for f, st in enumerate(sc.feats):
         v = float(x[f])
-        tol = kp[P.KP_NOVELTY]
         is_novel = tol > 0 and st.hi > st.lo and (v > st.hi + (st.hi - st.lo) * tol or v < st.lo - (st.hi - st.lo) * tol)
         st.lo, st.hi = min(st.lo, v), max(st.hi, v)
         r = err[f] / max(st.scale, kp[P.KP_SCALE_FLOOR])
@@ -302,9 +304,12 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
         if use_short:
             c = st.short + 2.0 / (kp[P.KP_SHORT] + 1.0) * (min(max(r, -C.SHORT_CLIP), C.SHORT_CLIP) - st.short)
             if st.short_sq > C.MIN_MS:
-                lps = two_sided_logp(c / math.sqrt(st.short_sq))
+                w = 0.5 * c * c / st.short_sq
+                lps = st.short_tail.logp(w)
                 if lps < lp:
                     lp, kind = lps, C.KIND_SHIFT
+                if sc.n >= C.MIN_SCALE_EVENTS:
+                    st.short_tail.fold(min(w, st.short_tail.quantile(log_q)) if w > C.S_U else w, a_srate, memory)
             st.short, st.short_sq = c, st.short_sq + a_long * (c * c - st.short_sq)
         # repeat chain: the run's probability uses the transition counts from before the event
         lp_flat = 0.0
