@@ -75,7 +75,7 @@ from ..detector import Detector
 from ..errors import RnnstreamError
 from ..metrics import Metrics
 from ..ops.preflight import lock_state_dir, port_problem, state_dir_problem
-from . import fetch
+from . import fetch, scorerecords
 from .checkpoint import CheckpointStore
 from .decode import decode_batch
 from .changelog import Reader, restore_consumer
@@ -302,6 +302,10 @@ class Runner:
 
         models = sorted({(d.model.type, getattr(d.model, "layers", 1)) for d in self.config.detectors})
         took = warmup(models)
+        if any(d.outputs.scores_topic and d.outputs.scores_format == "record" for d in self.config.detectors):
+            started = time.perf_counter()
+            scorerecords.warm()
+            took += time.perf_counter() - started
         log.info("kernels loaded", extra={"model_types": [t for t, _ in models], "duration_s": round(took, 3)})
 
     # -- health ------------------------------------------------------------------------------------
