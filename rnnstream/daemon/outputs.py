@@ -64,6 +64,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from operator import attrgetter
 from typing import Any, Callable, Sequence
 
 import orjson
@@ -94,6 +95,18 @@ def iso_utc(seconds: float) -> str:
 
 def event_id(detector: str, topic: str, partition: int, offset: int) -> str:
     return f"{detector}:{topic}:{partition}:{offset}"
+
+
+_OFFSET = attrgetter("offset")
+
+
+def _selected(raw: Sequence[Any], entities: Sequence[str], index: np.ndarray) -> tuple[list, np.ndarray]:
+    """The entities and source offsets of events ``index`` (``entities[i]`` is ``raw[i]``'s)."""
+    n = len(index)
+    if n == len(entities) == len(raw):     # every event scored: index is 0 .. n-1
+        return list(entities), np.fromiter(map(_OFFSET, raw), np.int64, n)
+    rows = index.tolist()
+    return [entities[i] for i in rows], np.fromiter([raw[i].offset for i in rows], np.int64, n)
 
 
 @dataclass(slots=True)
@@ -291,9 +304,8 @@ class Outputs:
         """The poll's score records encoded at once (``scorerecords``) and queued as record batches.
         False (nothing done) when an entity is so long that a record could exceed ``limit`` (those
         take the record-at-a-time path, which replaces such a record by a reference)."""
-        rows = index.tolist()
-        ents = [entities[i] for i in rows]
-        src = raw[rows[0]]
+        ents, offsets = _selected(raw, entities, index)
+        src = raw[int(index[0])]
         key = (src.topic, src.partition)
         pieces = self._pieces.get(key)
         if pieces is None:
@@ -302,7 +314,6 @@ class Outputs:
         if 10 * max(map(len, ents)) + len(pieces[0]) + SCORE_NUMBERS_BYTES > limit:
             return False
         parts = self._entity_partitions(partition_of, ents)
-        offsets = np.fromiter([raw[i].offset for i in rows], np.int64, len(rows))
         batches = scorerecords.encode(pieces, ents, offsets, ts[index], score, error, flag & FLAG_ANOMALY,
                                       flag & FLAG_SUPPRESSED, versions, parts,
                                       self._raw.max_batch_bytes - rawbatch.HEADER.size)
@@ -411,10 +422,10 @@ class Outputs:
 
     def _score_batches(self, raw, entities, ts, index, score, error, flag, versions) -> None:
         src = raw[int(index[0])]
-        offsets = [raw[i].offset for i in index.tolist()]
+        ents, offsets = _selected(raw, entities, index)
         columns = {
             "offset": offsets,
-            "entity": [entities[i] for i in index.tolist()],
+            "entity": ents,
             "event_time": np.ascontiguousarray(ts[index], dtype=np.float64),
             "score": np.ascontiguousarray(score, dtype=np.float64),
             "error": np.ascontiguousarray(error, dtype=np.float64),

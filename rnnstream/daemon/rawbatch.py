@@ -73,11 +73,16 @@ def encode_records(keys: Sequence[bytes], values: Sequence[bytes], *, framed: bo
     add = parts.append
     for j, (k, v) in enumerate(zip(keys, values)):
         lk, lv = len(k), len(v)
-        rec = (b"\x00\x00" + (table[j] if j < _SMALL else big(j)) + (table[lk] if lk < _SMALL else big(lk)) + k
-               + (table[lv] if lv < _SMALL else big(lv)) + v + b"\x00")
-        n = len(rec)
+        # Pieces, not one concatenated record: a score batch's value is hundreds of KB, copied once.
+        head = b"\x00\x00" + (table[j] if j < _SMALL else big(j)) + (table[lk] if lk < _SMALL else big(lk))
+        vlen = table[lv] if lv < _SMALL else big(lv)
+        n = len(head) + lk + len(vlen) + lv + 1
         add(table[n] if n < _SMALL else big(n))
-        add(rec)
+        add(head)
+        add(k)
+        add(vlen)
+        add(v)
+        add(b"\x00")
     return bytearray().join(parts) if framed else b"".join(parts)
 
 
