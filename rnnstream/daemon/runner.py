@@ -1126,7 +1126,9 @@ def _default_producer(cfg: Config) -> KafkaProducer:
                  "transaction_timeout_ms": cfg.processing.transaction_timeout_ms}
     # Batching (kafka.linger_ms, kafka.producer_batch_bytes) is what every-event scores and a
     # commit's changelog rows (KBs each) need: with 16 KB batches the sender woke every ~80 records.
-    return KafkaProducer(acks="all", max_block_ms=cfg.daemon.output_send_timeout_ms,
+    # kafka-python's own client metrics (nothing reads them: the daemon's are Prometheus') cost its
+    # sender thread about a sixth of its Python per produce request, GIL held.
+    return KafkaProducer(acks="all", max_block_ms=cfg.daemon.output_send_timeout_ms, metrics_enabled=False,
                          **cfg.kafka.producer_kwargs(), **extra)
 
 
