@@ -64,6 +64,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from operator import attrgetter
 from typing import Any, Callable, Sequence
 
 import orjson
@@ -72,7 +73,7 @@ from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLarg
 from kafka.partitioner.default import murmur2
 
 from ..kernels.calibrate import FLAG_ANOMALY, FLAG_SUPPRESSED, KIND_NAMES
-from . import rawbatch
+from . import rawbatch, scorerecords
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ _TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)
 SCORES_SCHEMA = "rnnstream.scores"
 SCORES_VERSION = 1
 MAX_KEY_PARTITIONS_CACHED = 1 << 20
+SCORE_NUMBERS_BYTES = 256                    # a per-record score value's numbers and framing, at most
 
 
 def iso_utc(seconds: float) -> str:
@@ -95,15 +97,32 @@ def event_id(detector: str, topic: str, partition: int, offset: int) -> str:
     return f"{detector}:{topic}:{partition}:{offset}"
 
 
+_OFFSET = attrgetter("offset")
+
+
+def _selected(raw: Sequence[Any], entities: Sequence[str], index: np.ndarray) -> tuple[list, np.ndarray]:
+    """The entities and source offsets of events ``index`` (``entities[i]`` is ``raw[i]``'s)."""
+    n = len(index)
+    if n == len(entities) == len(raw):     # every event scored: index is 0 .. n-1
+        return list(entities), np.fromiter(map(_OFFSET, raw), np.int64, n)
+    rows = index.tolist()
+    return [entities[i] for i in rows], np.fromiter([raw[i].offset for i in rows], np.int64, n)
+
+
 @dataclass(slots=True)
 class _Batch:
-    """Score records published as one record batch (``rawbatch``), kept until the batch is delivered."""
+    """Score records published as one record batch (``rawbatch``), kept until the batch is delivered.
+    A batch ``scorerecords`` encoded has no ``keys``/``values``/``sources`` lists: they are read
+    back from its ``buffer`` and ``raw[rows]`` if it fails."""
 
     topic: str
-    keys: list
-    values: list
-    sources: list
+    keys: list | None
+    values: list | None
+    sources: list | None
     watch: Any = None       # its rawbatch.SplitWatch
+    buffer: Any = None      # encoded: scorerecords.ROOM bytes, then the records
+    raw: Any = None         # encoded: the poll's source records ...
+    rows: Any = None        # ... and the positions in ``raw`` of this batch's events, in record order
 
 
 @dataclass(slots=True)
@@ -150,6 +169,8 @@ class Outputs:
         self._inflight: list[tuple[Any, Any]] = []
         self._partitions: dict[bytes, int] = {}   # scores: key -> partition, as the default partitioner
         self._partition_count = 0
+        self._entity_partition: dict[str, int] = {}   # the same, by entity (per-record scores' keys)
+        self._pieces: dict = {}                   # (topic, partition) -> scorerecords.pieces_for(...)
         # Scores go to kafka-python's accumulator as whole record batches when the producer allows it.
         self._raw = rawbatch.RawPublisher(producer) if rawbatch.available(producer) else None
         # True (the daemon's loop): record batches are queued without waking the producer's sender,
@@ -242,6 +263,9 @@ class Outputs:
         topic = self.scores_topic
         partition_of = self._partitioner(topic)
         limit = self.max_record_bytes - RECORD_OVERHEAD_BYTES
+        if self._raw is not None and partition_of is not None and topic not in self._blocked:
+            if self._score_encoded(raw, entities, ts, index, score, error, flag, versions, partition_of, limit):
+                return
         records = self._score_values(raw, entities, ts, index, score, error, flag, versions)
         if self._raw is not None and partition_of is not None and topic not in self._blocked:
             # Grouped by output partition, each group one record batch (``rawbatch``).
@@ -275,6 +299,52 @@ class Outputs:
             sent += 1
             inflight.append((future, (topic, key, value, record)))
         self.sent["score"] += sent
+
+    def _score_encoded(self, raw, entities, ts, index, score, error, flag, versions, partition_of, limit) -> bool:
+        """The poll's score records encoded at once (``scorerecords``) and queued as record batches.
+        False (nothing done) when an entity is so long that a record could exceed ``limit`` (those
+        take the record-at-a-time path, which replaces such a record by a reference)."""
+        ents, offsets = _selected(raw, entities, index)
+        src = raw[int(index[0])]
+        key = (src.topic, src.partition)
+        pieces = self._pieces.get(key)
+        if pieces is None:
+            pieces = self._pieces[key] = scorerecords.pieces_for(self.detector, src.topic, src.partition)
+        # A JSON-escaped character takes at most 6 bytes (a \u escape), a UTF-8 one at most 4.
+        if 10 * max(map(len, ents)) + len(pieces[0]) + SCORE_NUMBERS_BYTES > limit:
+            return False
+        parts = self._entity_partitions(partition_of, ents)
+        batches = scorerecords.encode(pieces, ents, offsets, ts[index], score, error, flag & FLAG_ANOMALY,
+                                      flag & FLAG_SUPPRESSED, versions, parts,
+                                      self._raw.max_batch_bytes - rawbatch.HEADER.size)
+        rows = np.asarray(index)
+        for b in batches:
+            group = _Batch(self.scores_topic, None, None, None, buffer=b.buffer, raw=raw, rows=rows[b.events])
+            try:
+                future, group.watch = self._raw.publish_framed(group.topic, b.partition, b.buffer, b.count,
+                                                               wake=not self.deferred_wake)
+            except Exception as exc:
+                for out in self._outs(group):
+                    self._send_failed(out, exc)
+            else:
+                self.sent["score"] += b.count
+                self._inflight.append((future, group))
+        return True
+
+    def _entity_partitions(self, partition_of: Callable[[bytes], int], ents: list) -> np.ndarray:
+        """Output partition of each entity's score record (its key is the entity), by
+        ``partition_of`` (``_partitioner``), cached per entity."""
+        cache = self._entity_partition
+        parts = list(map(cache.get, ents))
+        if None in parts:
+            for j, p in enumerate(parts):
+                if p is None:
+                    e = ents[j]
+                    p = cache.get(e)
+                    if p is None:
+                        p = cache[e] = partition_of(e.encode())
+                    parts[j] = p
+        return np.array(parts, dtype=np.int64)
 
     def _score_values(self, raw, entities, ts, index, score, error, flag, versions):
         """(source record, key, value) of each event's score record, in the per-record format."""
@@ -316,12 +386,17 @@ class Outputs:
 
     @staticmethod
     def _outs(batch: _Batch) -> list[_Out]:
-        return [_Out(batch.topic, k, v, None, "score", src)
-                for k, v, src in zip(batch.keys, batch.values, batch.sources)]
+        if batch.keys is None:      # encoded by scorerecords: read its records back
+            sources = [batch.raw[i] for i in batch.rows.tolist()]
+            keys, values = rawbatch.decode_records(batch.buffer, len(sources), scorerecords.ROOM)
+        else:
+            keys, values, sources = batch.keys, batch.values, batch.sources
+        return [_Out(batch.topic, k, v, None, "score", src) for k, v, src in zip(keys, values, sources)]
 
     def _partitioner(self, topic: str) -> Callable[[bytes], int] | None:
         """key -> partition of ``topic`` as kafka-python's default partitioner picks it (murmur2 of
-        the key), cached per key: the pure-Python hash was a fifth of a send. None when the producer
+        the key), cached per key (and per entity by ``_entity_partitions``; both cleared together):
+        the pure-Python hash was a fifth of a send. None when the producer
         cannot say how many partitions the topic has (a test double; a topic not known yet)."""
         partitions_for = getattr(self.producer, "partitions_for", None)
         if partitions_for is None:
@@ -335,6 +410,7 @@ class Outputs:
         cache = self._partitions
         if count != self._partition_count or len(cache) > MAX_KEY_PARTITIONS_CACHED:
             cache.clear()
+            self._entity_partition.clear()
             self._partition_count = count
 
         def partition_of(key: bytes) -> int:
@@ -346,10 +422,10 @@ class Outputs:
 
     def _score_batches(self, raw, entities, ts, index, score, error, flag, versions) -> None:
         src = raw[int(index[0])]
-        offsets = [raw[i].offset for i in index.tolist()]
+        ents, offsets = _selected(raw, entities, index)
         columns = {
             "offset": offsets,
-            "entity": [entities[i] for i in index.tolist()],
+            "entity": ents,
             "event_time": np.ascontiguousarray(ts[index], dtype=np.float64),
             "score": np.ascontiguousarray(score, dtype=np.float64),
             "error": np.ascontiguousarray(error, dtype=np.float64),

@@ -61,31 +61,73 @@ _SMALL = 1 << 14
 _VARINT = [varint(i) for i in range(_SMALL)]   # 0 .. 16383: lengths and offset deltas of a batch
 
 
-def encode_records(keys: Sequence[bytes], values: Sequence[bytes]) -> bytes:
+_ROOM = bytes(HEADER.size)
+
+
+def encode_records(keys: Sequence[bytes], values: Sequence[bytes], *, framed: bool = False) -> bytes | bytearray:
     """The records part of a v2 batch: record ``j`` has offset delta ``j``, timestamp delta 0,
-    ``keys[j]``, ``values[j]`` and no headers."""
+    ``keys[j]``, ``values[j]`` and no headers. ``framed``: a bytearray with HEADER.size free bytes
+    in front, for the header (``RecordBatchV2(..., framed=True)``)."""
     table, big = _VARINT, varint
-    parts: list[bytes] = []
+    parts: list[bytes] = [_ROOM] if framed else []
     add = parts.append
     for j, (k, v) in enumerate(zip(keys, values)):
         lk, lv = len(k), len(v)
-        rec = (b"\x00\x00" + (table[j] if j < _SMALL else big(j)) + (table[lk] if lk < _SMALL else big(lk)) + k
-               + (table[lv] if lv < _SMALL else big(lv)) + v + b"\x00")
-        n = len(rec)
+        # Pieces, not one concatenated record: a score batch's value is hundreds of KB, copied once.
+        head = b"\x00\x00" + (table[j] if j < _SMALL else big(j)) + (table[lk] if lk < _SMALL else big(lk))
+        vlen = table[lv] if lv < _SMALL else big(lv)
+        n = len(head) + lk + len(vlen) + lv + 1
         add(table[n] if n < _SMALL else big(n))
-        add(rec)
-    return b"".join(parts)
+        add(head)
+        add(k)
+        add(vlen)
+        add(v)
+        add(b"\x00")
+    return bytearray().join(parts) if framed else b"".join(parts)
+
+
+def _read_varint(buf, pos: int) -> tuple[int, int]:
+    z = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        z |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return (z >> 1) ^ -(z & 1), pos
+
+
+def decode_records(buf, count: int, pos: int = 0) -> tuple[list[bytes], list[bytes]]:
+    """Keys and values of the ``count`` records at ``buf[pos:]`` as ``encode_records`` writes them
+    (what a batch held, when its records must be sent again one by one)."""
+    keys, values = [], []
+    for _ in range(count):
+        length, pos = _read_varint(buf, pos)
+        end = pos + length
+        pos += 1                                            # attributes
+        _, pos = _read_varint(buf, pos)                     # timestamp delta
+        _, pos = _read_varint(buf, pos)                     # offset delta
+        n, pos = _read_varint(buf, pos)
+        keys.append(bytes(buf[pos:pos + n]))
+        pos += n
+        n, pos = _read_varint(buf, pos)
+        values.append(bytes(buf[pos:pos + n]))
+        pos = end
+    return keys, values
 
 
 class RecordBatchV2:
     """A closed-for-appends record batch, in the shape kafka-python's sender expects of a
     ``MemoryRecordsBuilder`` (``set_producer_state``, ``close``, ``buffer``, ``size_in_bytes``, ...)."""
 
-    __slots__ = ("_body", "_count", "_timestamp", "_buffer", "_producer_id", "_producer_epoch",
+    __slots__ = ("_body", "_framed", "_count", "_timestamp", "_buffer", "_producer_id", "_producer_epoch",
                  "_base_sequence", "_transactional")
 
-    def __init__(self, body: bytes, count: int, timestamp_ms: int):
+    def __init__(self, body: bytes | bytearray, count: int, timestamp_ms: int, *, framed: bool = False):
+        # framed: ``body`` is a bytearray holding HEADER.size free bytes, then the records; the
+        # header is written into it in place (no copy of the records).
         self._body = body
+        self._framed = framed
         self._count = count
         self._timestamp = timestamp_ms
         self._buffer: bytearray | None = None
@@ -119,12 +161,15 @@ class RecordBatchV2:
         """Write the header (with the producer state set so far) and the CRC; once."""
         if self._buffer is not None:
             return
-        buf = bytearray(HEADER.size + len(self._body))
+        if self._framed:
+            buf = self._body
+        else:
+            buf = bytearray(HEADER.size + len(self._body))
+            buf[HEADER.size:] = self._body
         HEADER.pack_into(buf, 0, 0, len(buf) - LENGTH_FROM, -1, MAGIC, 0,
                          TRANSACTIONAL if self._transactional else 0, self._count - 1,
                          self._timestamp, self._timestamp, self._producer_id, self._producer_epoch,
                          self._base_sequence, self._count)
-        buf[HEADER.size:] = self._body
         struct.pack_into(">I", buf, CRC_AT, crc32c(memoryview(buf)[ATTRIBUTES_AT:]))
         self._buffer = buf
         self._body = b""
@@ -137,7 +182,9 @@ class RecordBatchV2:
         return MemoryRecords(bytes(self.buffer()))
 
     def size_in_bytes(self) -> int:
-        return len(self._buffer) if self._buffer is not None else HEADER.size + len(self._body)
+        if self._buffer is not None:
+            return len(self._buffer)
+        return len(self._body) + (0 if self._framed else HEADER.size)
 
     def compression_rate(self) -> float:
         return 1.0
@@ -240,6 +287,14 @@ class RawPublisher:
         ``wake=False`` leaves the producer's sender thread asleep: the batch goes out at its next
         wake-up, which the caller owes (``wake``; ``flush`` wakes it too). Each wake-up is a socket
         write that hands the CPU to the sender thread: a poll's several batches share one."""
+        return self.publish_framed(topic, partition, encode_records(keys, values, framed=True), len(keys),
+                                   wake=wake)
+
+    def publish_framed(self, topic: str, partition: int, framed: bytearray, count: int, *,
+                       wake: bool = True) -> tuple[Any, SplitWatch]:
+        """``publish`` of ``count`` records already encoded (``encode_records(framed=True)``, or
+        ``scorerecords``): ``framed`` is HEADER.size free bytes then the records, and becomes the
+        batch's buffer."""
         producer = self.producer
         if producer._closed:
             raise IllegalStateError("KafkaProducer already closed!")
@@ -248,9 +303,8 @@ class RawPublisher:
         if tm is not None and tm.is_transactional():
             tm.maybe_add_partition_to_transaction(tp)
         now = time.monotonic()
-        batch = ProducerBatch(tp, RecordBatchV2(encode_records(keys, values), len(keys), int(time.time() * 1000)),
-                              now=now)
-        watch = batch._record_futures = SplitWatch(len(keys), batch.produce_future)
+        batch = ProducerBatch(tp, RecordBatchV2(framed, count, int(time.time() * 1000), framed=True), now=now)
+        watch = batch._record_futures = SplitWatch(count, batch.produce_future)
         acc = producer._accumulator
         acc._appends_in_progress.increment()
         try:

@@ -75,7 +75,7 @@ from ..detector import Detector
 from ..errors import RnnstreamError
 from ..metrics import Metrics
 from ..ops.preflight import lock_state_dir, port_problem, state_dir_problem
-from . import fetch
+from . import fetch, scorerecords
 from .checkpoint import CheckpointStore
 from .decode import decode_batch
 from .changelog import Reader, restore_consumer
@@ -210,6 +210,7 @@ class Runner:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rnnstream-checkpoint")
         self._writing: _Writing | None = None      # a periodic checkpoint whose files are being written
         self._pacing = fetch.Pacing(None, 1, 0)     # the consumer's fetch settings (set by _subscribe)
+        self._committing: tuple | None = None       # exactly_once: a commit started, not yet settled
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -263,8 +264,13 @@ class Runner:
                     batch = {}
                     self._stop.wait(0.2)
                 self._pacing.polled(bool(batch))
+                if not self._finish_commit():   # aborted: the units went back to the last commit
+                    batch = {}                  # and the consumer with them (these come again)
                 if batch:
                     self._process(batch)
+                else:   # outputs a full poll left queued (_process), when no more records came
+                    for outputs in self.outputs.values():
+                        outputs.wake()
                 self._retry_restores()
                 self._service_outputs()
                 now = time.monotonic()
@@ -302,6 +308,10 @@ class Runner:
 
         models = sorted({(d.model.type, getattr(d.model, "layers", 1)) for d in self.config.detectors})
         took = warmup(models)
+        if any(d.outputs.scores_topic and d.outputs.scores_format == "record" for d in self.config.detectors):
+            started = time.perf_counter()
+            scorerecords.warm()
+            took += time.perf_counter() - started
         log.info("kernels loaded", extra={"model_types": [t for t, _ in models], "duration_s": round(took, 3)})
 
     # -- health ------------------------------------------------------------------------------------
@@ -499,7 +509,14 @@ class Runner:
     # -- per poll ----------------------------------------------------------------------------------
 
     def _process(self, batch: dict) -> None:
+        """Handle one poll's records. Its outputs are sent at the end (one wake-up of the producer's
+        sender for all), unless the poll was full: then more records wait, and the outputs go out
+        when the next unit's scoring kernel starts (``Unit.handle``), so that the sender's work (its
+        Python holds the GIL for a ms or two a request, which the loop's thread would otherwise wait
+        for) runs while the kernel does not need the GIL; or, when the next poll returns nothing,
+        then (at most ``kafka.poll_timeout_ms`` later)."""
         m = self.metrics
+        full = sum(len(records) for records in batch.values()) >= self.config.kafka.max_poll_records
         for tp, records in batch.items():
             m.for_topic(tp.topic).inc(len(records))
             unit = self.units.get(tp)
@@ -510,8 +527,9 @@ class Runner:
             hw = self.consumer.highwater(tp)
             if hw is not None and unit.next_offset is not None:
                 m.lag(tp.topic, tp.partition).set(max(hw - unit.next_offset, 0))
-        for outputs in self.outputs.values():
-            outputs.wake()
+        if not full:
+            for outputs in self.outputs.values():
+                outputs.wake()
         for name, dm in self._detector_metrics():
             dm.entities.set(sum(len(u.detector.state) for u in self.units.values() if u.name == name))
             if self.config.metrics.top_k_entities:
@@ -543,7 +561,7 @@ class Runner:
         loop 0.2-0.5 s). A checkpoint that is not in the background first completes one that is.
         """
         if self.eos:   # one transaction holds every unit's outputs: all commit together, or none
-            return commit != "none" and self._commit_transaction(periodic=background)
+            return commit != "none" and self._commit_transaction(periodic=background, defer=background)
         self._finish_checkpoint(wait=True, commit=commit)
         periodic, background = background, background and self.statelog is None
         units = [self.units[tp] for tp in tps if tp in self.units and self.units[tp].next_offset is not None]
@@ -660,6 +678,7 @@ class Runner:
 
     def _on_lost(self, lost: list) -> None:
         # Another member may own these already: its checkpoints win, ours would be stale.
+        self._finish_commit()
         for tp in lost:
             unit = self.units.pop(tp, None)
             if unit is not None:
@@ -670,6 +689,7 @@ class Runner:
                     "checkpoint will be replayed", extra={"partitions": _names(lost)})
 
     def _on_assigned(self, assigned: list) -> None:
+        self._finish_commit()
         if self.statelog is not None:
             todo = [tp for tp in assigned if tp.topic in self._topic_map and tp not in self.units]
             if todo:
@@ -790,10 +810,18 @@ class Runner:
             self.standbys = Standbys(cfg, self.metrics, lambda: set(self.units) | set(self._parked))
             self.standbys.start()
 
-    def _commit_transaction(self, periodic: bool = False) -> bool:
+    def _commit_transaction(self, periodic: bool = False, defer: bool = False) -> bool:
         """exactly_once: the open transaction (outputs since the last commit) gets every unit's
         changelog records and input offsets, and commits. A failure aborts it and restores every unit
-        from the changelog, seeking back to what was committed."""
+        from the changelog, seeking back to what was committed.
+
+        The offsets' round trips to the coordinators run while the changelog records are encoded.
+        ``defer`` (the loop's periodic commit): the commit is only started; the loop's next
+        ``consumer.poll`` runs while the broker completes it, and ``_finish_commit``, called before
+        anything else may touch the units or the producer (the next batch, any checkpoint, a
+        rebalance callback, shutdown), waits for it and opens the next transaction. Returns True when
+        committed or started."""
+        self._finish_commit()
         units = [u for u in self.units.values() if u.next_offset is not None]
         started = time.perf_counter()
         for outputs in self.outputs.values():
@@ -801,24 +829,56 @@ class Runner:
         if any(o.pending for o in self.outputs.values()):
             log.warning("transaction kept open: outputs are not delivered yet")
             return False
+        tm = getattr(self.producer, "_transaction_manager", None)
         try:
-            sent = self.statelog.write(units)
             offsets = {u.tp: OffsetAndMetadata(u.next_offset, "", -1) for u in units}
-            if offsets:
+            in_flight = None
+            if offsets and tm is not None:     # kafka-python: what send_offsets_to_transaction does, unawaited
+                in_flight = tm.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
+                self.producer._sender.wakeup()
+            elif offsets:
                 self.producer.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
+            sent = self.statelog.write(units)
+            if in_flight is not None:
+                in_flight.wait()
+            if defer and tm is not None:       # what commit_transaction does, awaited by _finish_commit
+                self._committing = (tm.begin_commit(), sent, started, periodic)
+                self.producer._sender.wakeup()
+                return True
             self.producer.commit_transaction()
         except Exception as exc:
-            log.error("transaction failed; aborting it and restoring the partitions' state",
-                      extra={"error": f"{type(exc).__name__}: {exc}"})
-            self.metrics.record_checkpoint(False, time.perf_counter() - started, time.time())
-            self._abort_and_recover("the transaction failed")
+            self._transaction_failed(exc, started)
             return False
+        self._committed(sent, started, periodic)
+        return True
+
+    def _finish_commit(self) -> bool:
+        """Wait for the commit ``_commit_transaction(defer=True)`` started, if any, and settle it:
+        the next transaction begins, or (failed) every unit is restored. False when it failed."""
+        if self._committing is None:
+            return True
+        result, sent, started, periodic = self._committing
+        self._committing = None
+        try:
+            result.wait()
+        except Exception as exc:
+            self._transaction_failed(exc, started)
+            return False
+        self._committed(sent, started, periodic)
+        return True
+
+    def _committed(self, sent: list, started: float, periodic: bool) -> None:
         self.metrics.transactions.labels("committed").inc()
         self.statelog.confirm(sent, periodic=periodic)
         self.producer.begin_transaction()
         self.metrics.record_checkpoint(True, time.perf_counter() - started, time.time())
         self.checkpoints += 1
-        return True
+
+    def _transaction_failed(self, exc: BaseException, started: float) -> None:
+        log.error("transaction failed; aborting it and restoring the partitions' state",
+                  extra={"error": f"{type(exc).__name__}: {exc}"})
+        self.metrics.record_checkpoint(False, time.perf_counter() - started, time.time())
+        self._abort_and_recover("the transaction failed")
 
     def _abort_and_recover(self, why: str) -> None:
         """Abort the open transaction (a new producer when this one cannot: fenced or failed fatally),
@@ -1066,7 +1126,9 @@ def _default_producer(cfg: Config) -> KafkaProducer:
                  "transaction_timeout_ms": cfg.processing.transaction_timeout_ms}
     # Batching (kafka.linger_ms, kafka.producer_batch_bytes) is what every-event scores and a
     # commit's changelog rows (KBs each) need: with 16 KB batches the sender woke every ~80 records.
-    return KafkaProducer(acks="all", max_block_ms=cfg.daemon.output_send_timeout_ms,
+    # kafka-python's own client metrics (nothing reads them: the daemon's are Prometheus') cost its
+    # sender thread about a sixth of its Python per produce request, GIL held.
+    return KafkaProducer(acks="all", max_block_ms=cfg.daemon.output_send_timeout_ms, metrics_enabled=False,
                          **cfg.kafka.producer_kwargs(), **extra)
 
 

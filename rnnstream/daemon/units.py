@@ -91,6 +91,11 @@ class Unit:
         if entities:
             started = time.perf_counter()
             ref = record_times(raw)
+            # Outputs queued earlier and not yet sent go now: the producer's sender thread does its
+            # Python work (a ms or two a produce request) while the scoring kernel runs without the GIL.
+            wake = getattr(outputs, "wake", None)
+            if wake is not None:
+                wake()
             res = self.detector.process(entities, x, ts, ref)
             dm.batch_duration.observe(time.perf_counter() - started)
             for pos, reason in res.rejected:

@@ -70,3 +70,23 @@ def test_latency_from_record_timestamp_and_event_time_lag_apart(caplog):
     assert outputs.anomalies and outputs.anomalies[-1] == ("h", 99)
     logged = [r for r in caplog.records if r.getMessage() == "anomaly published"]
     assert logged and logged[-1].entity == "h" and logged[-1].offset == 99
+
+
+def test_outputs_queued_earlier_are_sent_before_the_batch_is_scored():
+    """Unit.handle wakes the producer's sender before the scoring kernel runs (its Python then runs
+    while the kernel holds no GIL), not after: the batch's entities do not exist yet at the wake-up."""
+    cfg = load_config(CFG).detectors[0]
+    unit = Unit("d", ("t", 0), cfg, Detector(cfg, background=False), Metrics(CollectorRegistry()).for_detector("d"),
+                anomaly_log=RateLimitedLog(logging.getLogger("rnnstream.daemon")))
+    woke = []
+
+    class Waking(_Outputs):
+        def wake(self):
+            woke.append(len(unit.detector.state))
+
+    try:
+        unit.handle(_records(10, 1_700_000_000, int(time.time() * 1000)), Waking(), decode_batch)
+        unit.handle(_records(10, 1_800_000_000, int(time.time() * 1000)), Waking(), decode_batch)
+    finally:
+        unit.close()
+    assert woke == [0, 1]     # before each batch: no entity yet, then the one entity "h"
