@@ -27,7 +27,7 @@ HEAD_WEIGHT = 0.5   # the scored scale is the geometric mean of the head's and t
 
 @device
 def scale_by_model(err, log_scale):
-    """The model's scale head's part of the residual (issue 8, branch ``model``): ``err[f] /=
+    """The model's scale head's part of the residual: ``err[f] /=
     exp(HEAD_WEIGHT * log_scale[f])``. The scorer then divides by its running mean absolute value of
     these (``s_f``) and fits their tail as before, so the scale an error is set against is the
     geometric mean of the scale the model expected for this entity at this event and the entity's
@@ -63,8 +63,8 @@ def observe(i, x, t, s, count, last_ts, nmean, nvar, pred, log_scale, sc, kp, u,
     fixed rule, not a fitted combination).
 
     With a model's scale head (``log_scale`` (slots, F) float32, not empty; a model without one passes
-    an empty array, e.g. ``pred[:0]``), each scored error is divided by ``exp(log_scale[s, f])``, the
-    log-scale the model predicted at the entity's previous event, as ``pred`` (see
+    an empty array, e.g. ``pred[:0]``), each scored error is divided by ``exp(HEAD_WEIGHT *
+    log_scale[s, f])``, from the log-scale the model predicted at the entity's previous event, as ``pred`` (see
     :func:`scale_by_model`); the scorer's own running scale then measures the errors in those units.
 
     A late event (older than the entity's previous event by more than ``kp[KP_LATE]`` seconds) is
