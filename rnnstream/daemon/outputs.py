@@ -263,11 +263,12 @@ class Outputs:
         topic = self.scores_topic
         partition_of = self._partitioner(topic)
         limit = self.max_record_bytes - RECORD_OVERHEAD_BYTES
-        if self._raw is not None and partition_of is not None and topic not in self._blocked:
-            if self._score_encoded(raw, entities, ts, index, score, error, flag, versions, partition_of, limit):
-                return
+        as_batches = self._raw is not None and partition_of is not None and topic not in self._blocked
+        if as_batches and self._score_encoded(raw, entities, ts, index, score, error, flag, versions,
+                                              partition_of, limit):
+            return
         records = self._score_values(raw, entities, ts, index, score, error, flag, versions)
-        if self._raw is not None and partition_of is not None and topic not in self._blocked:
+        if as_batches:
             # Grouped by output partition, each group one record batch (``rawbatch``).
             groups: dict[int, _Batch] = {}
             for record, key, value in records:

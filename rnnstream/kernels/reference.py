@@ -263,7 +263,7 @@ def capped_errors(ent: EntityRef, err: np.ndarray, u: np.ndarray, kp: np.ndarray
 
 
 def model_scaled_errors(err: np.ndarray, log_scale: np.ndarray | None) -> np.ndarray:
-    """The errors ``observe`` scores with a model's scale head (branch ``model``): divided by
+    """The errors ``observe`` scores with a model's scale head: divided by
     ``exp(HEAD_WEIGHT * log_scale)``, the log-scale the model predicted at the entity's previous event;
     unchanged without a head (``None``)."""
     from .observe import HEAD_WEIGHT

@@ -18,7 +18,7 @@ constant) or twice that of a Gaussian of standard deviation ``b`` for the square
 head trains the mean head exactly as without it (the prediction's gradient is divided by ``b``
 (``b^2``) where the head expects a larger error, as DeepAR's likelihood does). ``c_s`` is the
 level the scorer does not use: the step kernel applies ``b_s + w_s . [h; u]`` only (see
-:func:`scale_center`). Outside the clamp the log-scale's gradient is 0.
+:func:`scale_level`). Outside the clamp the log-scale's gradient is 0.
 
 The kernel releases the GIL, so training can run in a thread beside scoring. Deterministic: a fixed
 summation order, no threads.
