@@ -486,20 +486,29 @@ def cmd_scenarios(args) -> int:
     return 0
 
 
+EXAMPLES = ("rnnstream eval scenarios                       # config/example.yaml, scenario seeds 0,1,2",
+            "rnnstream eval scenarios -c config/nab.yaml --seeds 0,1,2,3,4,5",
+            "rnnstream eval scenarios --set 'model={type: naive}' --family sensors -v")
+
+
 def register(evsub) -> None:
     """Add ``scenarios`` under ``rnnstream eval``."""
+    import argparse
+
     q = evsub.add_parser("scenarios", help="the behaviour scenarios: a multi-host SRE stream and an 8-sensor test bed",
                          description="Generate the seeded scenarios (rnnstream/evaluation/scenarios.py), score them "
                                      "causally with a fresh detector per stream, and report per injected anomaly "
                                      "what was published, its peak score, delay, kind and blamed features, and "
-                                     "the false alarms per 10,000 events.")
+                                     "the false alarms per 10,000 events.",
+                         epilog="examples:\n" + "\n".join(f"  {e}" for e in EXAMPLES),
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     q.add_argument("-c", "--config", default="config/example.yaml",
                    help="detector configuration (default config/example.yaml, the shipped defaults)")
     q.add_argument("--detector", help="detector name (default: the first)")
     q.add_argument("--set", action="append", metavar="PATH=YAML",
                    help="override a detector setting, e.g. --set model='{type: naive}' (repeatable)")
     q.add_argument("--seeds", help="scenario seeds (each a variant), default 0,1,2; the model seed is the config's")
-    q.add_argument("--family", choices=("all",) + FAMILIES, default="all")
+    q.add_argument("--family", choices=("all",) + FAMILIES, default="all", help="which scenarios (default all)")
     q.add_argument("--no-naive", action="store_true", help="skip the comparison with naive persistence")
     q.add_argument("-v", "--verbose", action="store_true", help="per-scenario tables on stdout (default: stderr)")
     q.add_argument("--json", help="write every outcome to this file")
