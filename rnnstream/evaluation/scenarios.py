@@ -291,6 +291,7 @@ class StreamOutcome:
     alarm_rows: np.ndarray
     labelled_rows: int = 0
     flagged_labelled_rows: int = 0
+    novelty_alarms: int = 0     # alarms with a feature blamed by the novelty rule
 
 
 def kind_named(a: AnomalyOutcome) -> bool:
@@ -336,10 +337,13 @@ def assess(stream: Stream, scores: Scores, tolerance: int = TOLERANCE_EVENTS) ->
         outcomes.append(AnomalyOutcome(stream.key, a.name, a.entity, a.features, a.expected, a.scored, a.size,
                                        bool(hits.size), float(scores.score[peak_row]), delay_events,
                                        delay_seconds, kinds, blamed))
+    from rnnstream.kernels.calibrate import KIND_NOVELTY
+
     alarm_rows = np.flatnonzero(scores.alarm)
     return StreamOutcome(stream.key, len(stream.entity), outcomes, int((~inside[alarm_rows]).sum()),
                          int(alarm_rows.size), alarm_rows, int(labelled.sum()),
-                         int((labelled & scores.alarm).sum()))
+                         int((labelled & scores.alarm).sum()),
+                         int((scores.kind[alarm_rows] == KIND_NOVELTY).any(axis=1).sum()))
 
 
 @dataclass
@@ -362,7 +366,8 @@ class Report:
         false = sum(s.false_alarms for s in self.streams)
         out = {"anomalies": float(len(scored)), "published": float(found),
                "false alarms /10k": 1e4 * false / max(rows, 1), "alarms": float(alarms),
-               "false alarms": float(false)}
+               "false alarms": float(false),
+               "novelty alarms": float(sum(s.novelty_alarms for s in self.streams))}
         recall = found / max(len(scored), 1)
         precision = (alarms - false) / alarms if alarms else 0.0
         out["event F1"] = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -436,7 +441,9 @@ def _summary(reports: list[Report]) -> str:
     rows = sum(s.rows for r in reports for s in r.streams)
     false = sum(f["false alarms"] for f in figs)
     alarms = sum(f["alarms"] for f in figs)
-    line = f"  false alarms {false:.0f} of {alarms:.0f} alarms, {1e4 * false / rows:.1f} /10k events"
+    novelty = sum(f["novelty alarms"] for f in figs)
+    line = (f"  false alarms {false:.0f} of {alarms:.0f} alarms ({novelty:.0f} alarms by the novelty rule), "
+            f"{1e4 * false / rows:.1f} /10k events")
     if fam == "sensors":
         line += (f"; event F1 {np.mean([f['event F1'] for f in figs]):.2f}, point F1 of the flag "
                  f"{np.mean([f['point F1'] for f in figs]):.3f} (mean over seeds)")

@@ -178,12 +178,13 @@ def test_assess_counts_published_spans_false_alarms_and_f1():
     scores = S.Scores(np.zeros(100), np.zeros(100, dtype=bool), np.zeros((100, 2), dtype=np.uint8))
     scores.alarm[[45, 80, 20]] = True            # e1's 3rd event in the span, e1 past the span (+10), e0
     scores.kind[45, 1] = 3
+    scores.kind[20, 0] = 5                       # e0's alarm: the novelty rule
     scores.score[[45, 51]] = [0.7, 0.9]
     out = S.assess(st, scores)
     (a,) = out.anomalies
     assert a.published and a.delay_events == 2 and a.delay_seconds == 2.0 and a.peak == 0.9
     assert a.kinds == ("level_shift",) and a.blamed == ("b",)
-    assert out.false_alarms == 2 and out.alarms == 3
+    assert out.false_alarms == 2 and out.alarms == 3 and out.novelty_alarms == 1
     rep = S.Report("sensors", 0, "", [out])
     assert rep.figures()["event F1"] == pytest.approx(2 * (1 / 3) * 1 / (1 / 3 + 1))
 
