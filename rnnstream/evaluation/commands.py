@@ -203,7 +203,7 @@ def _write_nab_results(corpus, results, out: Path) -> None:
 
 
 def register(evsub: argparse._SubParsersAction) -> None:
-    """Add ``nab``, ``generate`` and ``corpus`` under ``rnnstream eval``."""
+    """Add ``nab``, ``generate``, ``corpus`` and ``scenarios`` under ``rnnstream eval``."""
     q = evsub.add_parser("nab", help="Numenta Anomaly Benchmark layout: data/<category>/<file>.csv + labels/")
     q.add_argument("--data", required=True, help="NAB root (data/, labels/combined_windows.json)")
     q.add_argument("--out", required=True,
@@ -225,3 +225,7 @@ def register(evsub: argparse._SubParsersAction) -> None:
     q.add_argument("--out", default="out/eval", help="cache of per-stream scores (default out/eval)")
     add_run_options(q)
     q.set_defaults(func=cmd_evaluate)
+
+    from .scenarios import register as register_scenarios
+
+    register_scenarios(evsub)
