@@ -20,6 +20,10 @@ class GRUParams:
     hidden: int = setting(16, doc="Hidden units.", min=1, max=256)
     layers: int = setting(1, doc="Stacked recurrent layers, each with its own hidden state per entity.", min=1, max=3)
     seed: int = setting(0, doc="Seed of the weight initialisation.", min=0)
+    level_halflife: float = setting(
+        0.0, doc="Initialise one hidden unit per feature (up to hidden) as an exponentially weighted mean of "
+        "that feature with this half-life in events, which the head (starting at 0 on it: persistence) can "
+        "learn to forecast with (0 = off). No extra state: it lives in the hidden state.", min=0)
     scale_head: bool = setting(
         False, doc="A second head predicts each feature's log-scale of the next error (trained by the Laplace "
         "likelihood, Gaussian with training.loss: squared); the scorer sets each error against it. One layer "

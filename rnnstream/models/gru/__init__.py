@@ -55,7 +55,8 @@ class GRUModel(Model):
     def init_weights(self) -> dict[str, np.ndarray]:
         if self.layers > 1:
             return stacked.init_stacked_weights(self.hidden, self.layers, self.n_inputs, self.n_features, self.seed)
-        return init_weights(self.hidden, self.n_inputs, self.n_features, self.seed, self.scale_head)
+        return init_weights(self.hidden, self.n_inputs, self.n_features, self.seed, self.scale_head,
+                            float(getattr(self.params, "level_halflife", 0.0)))
 
     def state_fields(self) -> dict[str, FieldSpec]:
         fields = {"h": FieldSpec((self.hidden,) if self.layers == 1 else (self.layers, self.hidden), "float32")}
@@ -101,6 +102,10 @@ class GRUModel(Model):
 
             return fit(weights, opt_state, windows, training, functools.partial(loss_and_grad, layers=self.layers),
                        stack_names(self.layers))
+        if getattr(training, "skip_fit", False):
+            from .skip_fit import fit_skip
+
+            weights = fit_skip(weights, windows)
         if not self.scale_head:
             return fit(weights, opt_state, windows, training)
         # The scale head: its level c_s (training's alone) set to its optimum for the head's shape before

@@ -144,3 +144,36 @@ detectors:
     assert model.state_fields()["log_scale"].shape == (2,)
     assert all(not model.weights[k].any() for k in ("w_s", "b_s", "c_s"))
     assert "log_scale" not in GRUModel(2, 6, GRUParams(hidden=8)).state_fields()
+
+
+def test_level_units_are_exponential_means_and_the_head_stays_persistence():
+    """``level_halflife``: hidden unit f follows the exponentially weighted mean of tanh(LEVEL_GAIN u_f)
+    in the step kernel, unit by unit, while the untrained prediction is still persistence exactly."""
+    from types import SimpleNamespace
+
+    from rnnstream.kernels.params import kernel_params
+    from rnnstream.models.base import BatchOutput
+    from rnnstream.models.gru.params import LEVEL_GAIN
+
+    from conftest import make_state
+
+    halflife = 4.0
+    model = GRUModel(2, 7, SimpleNamespace(hidden=8, seed=0, level_halflife=halflife))
+    plain = GRUModel(2, 7, SimpleNamespace(hidden=8, seed=0))
+    for k in ("w_o", "b_o"):
+        np.testing.assert_array_equal(model.weights[k], plain.weights[k])
+    assert np.array_equal(model.weights["w_x"][2:8], plain.weights["w_x"][2:8])  # other units untouched
+    state = make_state(1, 2, 7, 8)
+    n = 300
+    rng = np.random.default_rng(4)
+    x = np.cumsum(rng.normal(size=(n, 2)), axis=0) + rng.normal(size=(n, 2)) * 3
+    out = BatchOutput.allocate(n, 2)
+    keep = 2.0 ** (-1.0 / halflife)
+    level = np.zeros(2)
+    for i in range(n):   # one event per call, to read h after each
+        model.step(state, np.zeros(1, dtype=np.int64), x[i:i + 1], np.array([1.7e9 + 60.0 * i]), kernel_params(), out)
+        u = out.z[0].astype(np.float32).astype(np.float64)
+        level = keep * level + (1.0 - keep) * np.tanh(LEVEL_GAIN * u)
+        np.testing.assert_allclose(state["h"][0, :2], level, atol=2e-4)
+        np.testing.assert_array_equal(state["pred"][0], out.z[0].astype(np.float32))
+    assert np.ptp(level) > 0.1
