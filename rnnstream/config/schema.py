@@ -271,8 +271,6 @@ class TrainingConfig:
     batch_windows: int = setting(32, doc="Windows per gradient step.", min=1)
     steps: int = setting(20, doc="Adam steps per retraining, each on batch_windows windows.", min=1)
     learning_rate: float = setting(3e-3, doc="Adam learning rate.", gt=0)
-    head_learning_rate_scale: float = setting(1.0, doc="The prediction head's weights take Adam steps this many times learning_rate (the recurrent weights take learning_rate).", gt=0)
-    skip_fit: bool = setting(False, doc="Before the Adam steps of a one-layer GRU, fit the head's weights on each feature's last value, its level unit (model.level_halflife) and its bias in closed form (least absolute error, a few reweighted least-squares passes) on the fit's windows.")
     clip_norm: float = setting(1.0, doc="Global gradient-norm clip.", gt=0)
     loss: Literal["absolute", "squared"] = setting("absolute", doc="GRU training objective: the mean absolute error of the next-event forecast (its median: bursts and jumps do not pull it off persistence) or the mean squared error.")
     budget: float = setting(50.0, doc="Most training work per event of an average entity, in window-steps (one event of a training window through one forward and backward pass): after a fit of steps x batch x window window-steps, the next retraining waits until the entities seen in the meantime have had cost / budget events each on average (never sooner than every_events). The model is shared, so the work per event shrinks as entities are added (0 = no limit).", min=0)

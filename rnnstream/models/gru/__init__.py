@@ -102,10 +102,6 @@ class GRUModel(Model):
 
             return fit(weights, opt_state, windows, training, functools.partial(loss_and_grad, layers=self.layers),
                        stack_names(self.layers))
-        if getattr(training, "skip_fit", False):
-            from .skip_fit import fit_skip
-
-            weights = fit_skip(weights, windows)
         if not self.scale_head:
             return fit(weights, opt_state, windows, training)
         # The scale head: its level c_s (training's alone) set to its optimum for the head's shape before

@@ -42,9 +42,8 @@ def adopt_state(opt_state: Mapping[str, np.ndarray], params: Mapping[str, np.nda
 
 
 def adam_step(params: dict[str, np.ndarray], grads: Mapping[str, np.ndarray], state: dict[str, np.ndarray],
-              lr: float, lr_scale: Mapping[str, float] | None = None) -> None:
-    """One bias-corrected Adam update of ``params`` and ``state``, in place; the weights named in
-    ``lr_scale`` take steps that many times ``lr``."""
+              lr: float) -> None:
+    """One bias-corrected Adam update of ``params`` and ``state``, in place."""
     t = int(state["t"]) + 1
     state["t"] = np.array(t, dtype=np.int64)
     c1 = 1.0 - BETA1 ** t
@@ -56,5 +55,4 @@ def adam_step(params: dict[str, np.ndarray], grads: Mapping[str, np.ndarray], st
         m += (1.0 - BETA1) * g
         v *= BETA2
         v += (1.0 - BETA2) * g * g
-        rate = lr * lr_scale.get(k, 1.0) if lr_scale else lr
-        params[k] -= rate * (m / c1) / (np.sqrt(v / c2) + EPS)
+        params[k] -= lr * (m / c1) / (np.sqrt(v / c2) + EPS)

@@ -21,8 +21,6 @@ from ..base import FitResult
 from .adam import adam_step, adopt_state, clip_by_global_norm
 from .bptt import GRAD_ORDER, loss_and_grad
 
-HEAD_NAMES = ("w_o", "b_o")   # the prediction head's weights (``training.head_learning_rate_scale``)
-
 
 def fit(weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray], windows: np.ndarray,
         training: Any, objective: Callable[..., tuple[float, dict[str, np.ndarray]]] = loss_and_grad,
@@ -47,8 +45,6 @@ def fit(weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray], 
     # With one minibatch of all windows, the first step's loss is the loss before training (the same
     # forward pass, bit for bit), so it is not computed twice.
     loss_before = None if batch == n_windows else objective(params, windows, want_grad=False, loss=loss)[0]
-    head_rate = float(getattr(training, "head_learning_rate_scale", 1.0))
-    lr_scale = {k: head_rate for k in HEAD_NAMES if k in params} if head_rate != 1.0 else None
     norms = []
     for _ in range(int(training.steps)):
         if batch == n_windows:
@@ -68,7 +64,7 @@ def fit(weights: Mapping[str, np.ndarray], opt_state: Mapping[str, np.ndarray], 
                              adopt_state(opt_state, params), loss_before, loss_before,
                              {"diverged": True, "steps": len(norms)})
         norms.append(norm)
-        adam_step(params, grads, state, float(training.learning_rate), lr_scale)
+        adam_step(params, grads, state, float(training.learning_rate))
     if loss_before is None:  # no steps at all
         loss_before = objective(params, windows, want_grad=False, loss=loss)[0]
     new_weights = {k: params[k].astype(np.float32) for k in names}

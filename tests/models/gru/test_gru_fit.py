@@ -91,14 +91,6 @@ def test_adam_first_step_moves_each_weight_by_lr_against_its_gradient_sign():
     assert int(s["t"]) == 1
 
 
-def test_adam_lr_scale_multiplies_the_named_weights_steps_only():
-    p = {"w": np.array([1.0, -2.0]), "v": np.array([1.0])}
-    s = init_state(p)
-    adam_step(p, {"w": np.array([0.3, -1e-3]), "v": np.array([2.0])}, s, lr=0.01, lr_scale={"w": 5.0})
-    np.testing.assert_allclose(p["w"], [0.95, -1.95], rtol=1e-6)
-    np.testing.assert_allclose(p["v"], [0.99], rtol=1e-6)
-
-
 def jump_windows(seed, n_windows=8, T=64):
     """A flat level with rare large jumps (a service switching modes) and a little noise."""
     rng = np.random.default_rng(seed)
