@@ -56,7 +56,7 @@ class GRUModel(Model):
         if self.layers > 1:
             return stacked.init_stacked_weights(self.hidden, self.layers, self.n_inputs, self.n_features, self.seed)
         return init_weights(self.hidden, self.n_inputs, self.n_features, self.seed, self.scale_head,
-                            float(getattr(self.params, "level_halflife", 0.0)))
+                            tuple(getattr(self.params, "level_halflives", ())))
 
     def state_fields(self) -> dict[str, FieldSpec]:
         fields = {"h": FieldSpec((self.hidden,) if self.layers == 1 else (self.layers, self.hidden), "float32")}
