@@ -20,23 +20,15 @@ class GRUParams:
     hidden: int = setting(16, doc="Hidden units.", min=1, max=256)
     layers: int = setting(1, doc="Stacked recurrent layers, each with its own hidden state per entity.", min=1, max=3)
     seed: int = setting(0, doc="Seed of the weight initialisation.", min=0)
-    level_halflives: tuple[float, ...] = setting(
-        (2.0, 16.0), doc="One layer only: per half-life (in events of the entity) and feature, one hidden unit "
-        "starts as an exponentially weighted mean of that feature (as many as there are hidden units), which "
-        "the head, starting at 0 on it (persistence), can learn to forecast with. No extra state: they live "
-        "in the hidden state. Empty = off.", max_items=4, unique=True)
     scale_head: bool = setting(
         False, doc="A second head predicts each feature's log-scale of the next error (trained by the Laplace "
         "likelihood, Gaussian with training.loss: squared); the scorer sets each error against it. One layer "
         "only; 4 B per entity and feature.")
 
     def _cross_check(self) -> list[tuple[str, str]]:
-        problems = []
         if self.scale_head and self.layers > 1:
-            problems.append(("scale_head", f"needs layers: 1 (got layers: {self.layers})"))
-        if any(not h > 0 for h in self.level_halflives):
-            problems.append(("level_halflives", f"half-lives must be > 0 (got {list(self.level_halflives)})"))
-        return problems
+            return [("scale_head", f"needs layers: 1 (got layers: {self.layers})")]
+        return []
 
 
 @dataclass(frozen=True, kw_only=True)

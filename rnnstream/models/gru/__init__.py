@@ -55,8 +55,7 @@ class GRUModel(Model):
     def init_weights(self) -> dict[str, np.ndarray]:
         if self.layers > 1:
             return stacked.init_stacked_weights(self.hidden, self.layers, self.n_inputs, self.n_features, self.seed)
-        return init_weights(self.hidden, self.n_inputs, self.n_features, self.seed, self.scale_head,
-                            tuple(getattr(self.params, "level_halflives", ())))
+        return init_weights(self.hidden, self.n_inputs, self.n_features, self.seed, self.scale_head)
 
     def state_fields(self) -> dict[str, FieldSpec]:
         fields = {"h": FieldSpec((self.hidden,) if self.layers == 1 else (self.layers, self.hidden), "float32")}

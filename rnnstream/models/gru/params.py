@@ -9,7 +9,6 @@ a sensible naive forecaster from the first event. Gate order in the stacked matr
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 import numpy as np
 
@@ -30,7 +29,7 @@ def weight_shapes(hidden: int, n_inputs: int, n_features: int,
 
 
 def init_weights(hidden: int, n_inputs: int, n_features: int, seed: int,
-                 scale_head: bool = False, level_halflives: Sequence[float] = ()) -> dict[str, np.ndarray]:
+                 scale_head: bool = False) -> dict[str, np.ndarray]:
     """Fresh weights: recurrent part uniform(-1/sqrt(H), 1/sqrt(H)); head = identity on ``u[:F]``; the
     scale head (if asked) all zeros: log-scale 0, so an untrained model is scored as without it. The
     other weights do not depend on ``scale_head``."""
@@ -50,39 +49,4 @@ def init_weights(hidden: int, n_inputs: int, n_features: int, seed: int,
     if scale_head:
         for name in SCALE_NAMES:
             weights[name] = np.zeros(shapes[name], dtype=np.float32)
-    if level_halflives:
-        level_units(weights, hidden, n_features, level_halflives)
     return weights
-
-
-LEVEL_GAIN = 0.5   # a level unit's candidate is tanh(LEVEL_GAIN u_f): near-linear within ~1.5 deviations
-
-
-def level_unit_index(k: int, f: int, n_features: int) -> int:
-    """The hidden unit that is feature ``f``'s level at the ``k``-th half-life (halflife-major)."""
-    return k * n_features + f
-
-
-def level_units(weights: dict[str, np.ndarray], hidden: int, n_features: int, halflives: Sequence[float]) -> None:
-    """Make hidden unit ``level_unit_index(k, f)`` (those below ``hidden``) an exponentially weighted
-    mean of ``tanh(LEVEL_GAIN u_f)`` with half-life ``halflives[k]`` events, in place: its update gate is
-    the constant ``2 ** (-1 / halflife)`` (bias only) and its candidate reads ``u_f`` alone (no recurrent
-    input, so the reset gate does not matter). The head's weight on it stays 0, so the untrained
-    prediction is still persistence; training can move the head's weight from the last value towards
-    these smoothed levels where they forecast better. They cost no state: they live in ``h``, and
-    training may change them like any other unit."""
-    for k, halflife in enumerate(halflives):
-        keep = 2.0 ** (-1.0 / float(halflife))
-        logit = np.float32(np.log(keep / (1.0 - keep)))
-        for f in range(n_features):
-            j = level_unit_index(k, f, n_features)
-            if j >= hidden:
-                return
-            z_row, n_row = hidden + j, 2 * hidden + j
-            for row in (z_row, n_row):
-                weights["w_x"][row] = 0.0
-                weights["w_h"][row] = 0.0
-                weights["b_x"][row] = 0.0
-                weights["b_h"][row] = 0.0
-            weights["b_x"][z_row] = logit
-            weights["w_x"][n_row, f] = LEVEL_GAIN

@@ -11,8 +11,6 @@ from rnnstream.models.gru import GRUModel, flops_per_step
 from rnnstream.models.gru.activations import exp64, sigmoid32, sigmoid64, tanh32, tanh64
 from rnnstream.state.slots import FieldSpec
 
-from conftest import make_state
-
 
 def test_registered_with_state_field(params):
     assert model_class("gru") is GRUModel
@@ -146,50 +144,3 @@ detectors:
     assert model.state_fields()["log_scale"].shape == (2,)
     assert all(not model.weights[k].any() for k in ("w_s", "b_s", "c_s"))
     assert "log_scale" not in GRUModel(2, 6, GRUParams(hidden=8)).state_fields()
-
-
-def test_level_units_are_exponential_means_and_the_head_stays_persistence():
-    """``level_halflives``: hidden unit ``k F + f`` follows the exponentially weighted mean of
-    tanh(LEVEL_GAIN u_f) at half-life k in the step kernel, while the untrained prediction is still
-    persistence exactly; the units beyond them are the plain initialisation's."""
-    from types import SimpleNamespace
-
-    from rnnstream.kernels.params import kernel_params
-    from rnnstream.models.base import BatchOutput
-    from rnnstream.models.gru.params import LEVEL_GAIN
-
-    halflives = (2.0, 16.0)
-    model = GRUModel(2, 7, SimpleNamespace(hidden=8, seed=0, level_halflives=halflives))
-    plain = GRUModel(2, 7, SimpleNamespace(hidden=8, seed=0))
-    for k in ("w_o", "b_o"):
-        np.testing.assert_array_equal(model.weights[k], plain.weights[k])
-    for rows in (slice(0, 8), slice(12, 16), slice(20, 24)):   # reset gates; update gates, candidates of units 4-7
-        for k in ("w_x", "w_h", "b_x", "b_h"):
-            np.testing.assert_array_equal(model.weights[k][rows], plain.weights[k][rows])
-    state = make_state(1, 2, 7, 8)
-    n = 300
-    rng = np.random.default_rng(4)
-    x = np.cumsum(rng.normal(size=(n, 2)), axis=0) + rng.normal(size=(n, 2)) * 3
-    out = BatchOutput.allocate(n, 2)
-    keep = 2.0 ** (-1.0 / np.repeat(halflives, 2))
-    level = np.zeros(4)
-    spread = np.zeros(4)
-    for i in range(n):   # one event per call, to read h after each
-        model.step(state, np.zeros(1, dtype=np.int64), x[i:i + 1], np.array([1.7e9 + 60.0 * i]), kernel_params(), out)
-        u = out.z[0].astype(np.float32).astype(np.float64)
-        level = keep * level + (1.0 - keep) * np.tanh(LEVEL_GAIN * np.tile(u, 2))
-        spread = np.maximum(spread, np.abs(level))
-        np.testing.assert_allclose(state["h"][0, :4], level, atol=2e-4)
-        np.testing.assert_array_equal(state["pred"][0], out.z[0].astype(np.float32))
-    assert np.all(spread > 0.1)
-
-
-def test_level_units_stop_at_the_hidden_size_and_are_refused_non_positive():
-    from rnnstream.config.model_params import GRUParams
-    from rnnstream.models.gru.params import init_weights
-
-    w = init_weights(3, 6, 2, 0, level_halflives=(2.0, 16.0))   # units 0, 1 (half-life 2), 2 (16, feature 0)
-    assert np.count_nonzero(w["w_x"][6:9]) == 3 and w["w_x"][8, 0] != 0.0 and w["w_x"][8, 1] == 0.0
-    assert w["b_x"][3:6].min() > 0.0   # every update gate keeps more than half
-    assert GRUParams()._cross_check() == []
-    assert GRUParams(level_halflives=(2.0, 0.0))._cross_check()[0][0] == "level_halflives"
