@@ -80,7 +80,8 @@ FS_HI = 14          # largest value seen
 FS_MERR = 15        # running mean absolute error of the model's own prediction (``observe``: the blend)
 FS_PERR = 16        # running mean absolute error of persistence (the previous value)
 FS_STAIL = 17       # tail fit of the sustained-deviation test's w = z^2 / 2 (TAIL_SIZE numbers: TL_*)
-PF = 21
+FS_QTAIL = 21       # tail fit of |r| on the events at which no other feature is active (TAIL_SIZE numbers: TL_*)
+PF = 25
 TL_RATE = 0         # a tail fit: exceedance rate of TAIL_U,
 TL_M1 = 1           # mean excess over TAIL_U of the exceedances,
 TL_M2 = 2           # mean squared excess,
@@ -122,6 +123,7 @@ S_RATE0 = math.erfc(math.sqrt(2.0))
 S_M1 = 0.93
 S_PRIOR_EVENTS = 200.0
 S_PRIOR_EXC = 100.0
+LOG_ACTIVE = math.log(1e-2)  # a feature whose point p-value is below 1 in 100 is active at that event
 WINSOR_LOGP = math.log(1e-3)  # values beyond their fit's 1e-3 quantile are folded in at it
 OVERRIDE_MARGIN = 0.1  # a suppressed event this much above the alarm's score is published
 MIN_MS = 1e-12
@@ -217,6 +219,7 @@ def init_features(x, s, sc):
         sc[s, k + FS_SCALE] = 0.0
         tail_init(sc, s, k + FS_TAIL, RATE0, 1.0)
         tail_init(sc, s, k + FS_STAIL, S_RATE0, S_M1)
+        tail_init(sc, s, k + FS_QTAIL, RATE0, 1.0)
         sc[s, k + FS_SHORT] = 0.0
         sc[s, k + FS_SHORT_SQ] = 0.0
         sc[s, k + FS_PREV] = x[f]
@@ -268,6 +271,13 @@ def score_event(err, x, n, t, s, sc, kp, kind):
     decay = 1.0 - 1.0 / long_w
     exc_memory = max(long_w * EXC_MEMORY, 1.0)
     fold_tails = n_seen >= MIN_SCALE_EVENTS
+    # features whose point residual is active (p below 1 in 100) at this event, for the conditional fit
+    n_active = 0
+    if n_features > 1:
+        for f in range(n_features):
+            k = SC_FEAT + PF * f
+            if tail_logp(abs(err[f] / max(sc[s, k + FS_SCALE], floor)), TAIL_U, sc, s, k + FS_TAIL) < LOG_ACTIVE:
+                n_active += 1
     best = 0.0
     novel = False
     last_arg = math.nan      # the last p_to_score argument of a feature and its score, reused below
@@ -287,6 +297,10 @@ def score_event(err, x, n, t, s, sc, kp, kind):
         r = err[f] / scale
         a = abs(r)
         lp = tail_logp(a, TAIL_U, sc, s, k + FS_TAIL)
+        # with no other feature active, the residual is judged against the fit of such events alone
+        quiet = n_features > 1 and n_active - (1 if lp < LOG_ACTIVE else 0) == 0
+        if quiet:
+            lp = tail_logp(a, TAIL_U, sc, s, k + FS_QTAIL)
         kf = KIND_SPIKE if r > 0.0 else KIND_DROP
         # sustained deviation: short mean of the clipped signed residual against its long-run RMS
         if use_short:
@@ -354,6 +368,9 @@ def score_event(err, x, n, t, s, sc, kp, kind):
         sc[s, k + FS_SCALE] += a_long * (abs(err[f]) * shrink - sc[s, k + FS_SCALE])
         if fold_tails:
             tail_fold(aw, TAIL_U, sc, s, k + FS_TAIL, a_rate, exc_memory, PRIOR_EXC)
+            if quiet:
+                awq = min(a, tail_quantile(log_q, TAIL_U, sc, s, k + FS_QTAIL)) if a > TAIL_U else a
+                tail_fold(awq, TAIL_U, sc, s, k + FS_QTAIL, a_rate, exc_memory, PRIOR_EXC)
     sc[s, SC_N] = n_seen + 1.0
     score = 0.0
     calibrated = 0.0    # the score without the novelty rule: what a stronger anomaly must beat
