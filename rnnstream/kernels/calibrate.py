@@ -58,7 +58,8 @@ from .params import (KP_FLATLINE, KP_LONG, KP_MIN_GAP, KP_NOVELTY, KP_SCALE_FLOO
                      KP_THRESHOLD, KP_WARMUP)
 
 # Layout of the per-entity scorer row (float64): a header, then PF numbers per feature f at
-# SC_FEAT + PF * f + FS_*, then the daily profile (``profile_offset``).
+# SC_FEAT + PF * f + FS_*, then the daily profile (``profile_offset``), then, with more than one
+# feature, each feature's conditional tail fit (QT_SIZE numbers at the row's end, ``quiet_offset``).
 SC_N = 0            # errors folded into the statistics
 SC_ALARMED = 1      # 1.0 once the entity has raised an anomaly
 SC_ALARM_N = 2      # the entity's event count at its last anomaly
@@ -80,8 +81,8 @@ FS_HI = 14          # largest value seen
 FS_MERR = 15        # running mean absolute error of the model's own prediction (``observe``: the blend)
 FS_PERR = 16        # running mean absolute error of persistence (the previous value)
 FS_STAIL = 17       # tail fit of the sustained-deviation test's w = z^2 / 2 (TAIL_SIZE numbers: TL_*)
-FS_QTAIL = 21       # tail fit of |r| on the events at which no other feature is active (TAIL_SIZE numbers: TL_*)
-PF = 25
+PF = 21
+QT_SIZE = 4         # per feature: tail fit of |r| at the events when no other feature is active (TL_*)
 TL_RATE = 0         # a tail fit: exceedance rate of TAIL_U,
 TL_M1 = 1           # mean excess over TAIL_U of the exceedances,
 TL_M2 = 2           # mean squared excess,
@@ -138,7 +139,14 @@ def profile_offset(n_features: int) -> int:
 
 def sc_size(n_features: int, profile_bins: int = 0) -> int:
     """Length of the per-entity statistics row for ``n_features`` features and a daily profile."""
-    return profile_offset(n_features) + profile_bins * n_features + -(-profile_bins // PROFILE_COUNTS_PER_WORD)
+    quiet = QT_SIZE * n_features if n_features > 1 else 0   # one feature has no others: no conditional fit
+    return profile_offset(n_features) + profile_bins * n_features + -(-profile_bins // PROFILE_COUNTS_PER_WORD) + quiet
+
+
+@device
+def quiet_offset(row_len, n_features, f):
+    """Where feature ``f``'s conditional tail fit starts in a row of ``row_len`` (more than one feature)."""
+    return row_len - QT_SIZE * (n_features - f)
 
 
 @device
@@ -219,7 +227,8 @@ def init_features(x, s, sc):
         sc[s, k + FS_SCALE] = 0.0
         tail_init(sc, s, k + FS_TAIL, RATE0, 1.0)
         tail_init(sc, s, k + FS_STAIL, S_RATE0, S_M1)
-        tail_init(sc, s, k + FS_QTAIL, RATE0, 1.0)
+        if x.shape[0] > 1:
+            tail_init(sc, s, quiet_offset(sc.shape[1], x.shape[0], f), RATE0, 1.0)
         sc[s, k + FS_SHORT] = 0.0
         sc[s, k + FS_SHORT_SQ] = 0.0
         sc[s, k + FS_PREV] = x[f]
@@ -300,7 +309,7 @@ def score_event(err, x, n, t, s, sc, kp, kind):
         # with no other feature active, the residual is judged against the fit of such events alone
         quiet = n_features > 1 and n_active - (1 if lp < LOG_ACTIVE else 0) == 0
         if quiet:
-            lp = tail_logp(a, TAIL_U, sc, s, k + FS_QTAIL)
+            lp = tail_logp(a, TAIL_U, sc, s, quiet_offset(sc.shape[1], n_features, f))
         kf = KIND_SPIKE if r > 0.0 else KIND_DROP
         # sustained deviation: short mean of the clipped signed residual against its long-run RMS
         if use_short:
@@ -369,8 +378,9 @@ def score_event(err, x, n, t, s, sc, kp, kind):
         if fold_tails:
             tail_fold(aw, TAIL_U, sc, s, k + FS_TAIL, a_rate, exc_memory, PRIOR_EXC)
             if quiet:
-                awq = min(a, tail_quantile(log_q, TAIL_U, sc, s, k + FS_QTAIL)) if a > TAIL_U else a
-                tail_fold(awq, TAIL_U, sc, s, k + FS_QTAIL, a_rate, exc_memory, PRIOR_EXC)
+                kq = quiet_offset(sc.shape[1], n_features, f)
+                awq = min(a, tail_quantile(log_q, TAIL_U, sc, s, kq)) if a > TAIL_U else a
+                tail_fold(awq, TAIL_U, sc, s, kq, a_rate, exc_memory, PRIOR_EXC)
     sc[s, SC_N] = n_seen + 1.0
     score = 0.0
     calibrated = 0.0    # the score without the novelty rule: what a stronger anomaly must beat

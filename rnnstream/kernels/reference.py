@@ -104,7 +104,7 @@ class FeatureStats:
     def as_list(self) -> list[float]:
         return [self.scale, *self.tail.as_list(), self.short, self.short_sq, self.prev, self.run, self.cr, self.cc,
                 self.rr, self.rc, self.lo, self.hi, self.model_mae, self.persist_mae, *self.short_tail.as_list(),
-                *self.quiet_tail.as_list()]
+]
 
 
 @dataclass
@@ -128,6 +128,9 @@ class ScorerRef:
             self.n, float(self.alarmed), self.alarm_n, self.alarm_t, self.alarm_score]
         for f, st in enumerate(self.feats):
             row[C.SC_FEAT + C.PF * f:C.SC_FEAT + C.PF * (f + 1)] = st.as_list()
+            if n_features > 1:
+                q = C.quiet_offset(len(row), n_features, f)
+                row[q:q + C.QT_SIZE] = st.quiet_tail.as_list()
         if bins:
             means = C.profile_offset(n_features) + bins * n_features
             row[C.profile_offset(n_features):means] = self.prof.ravel()
