@@ -15,7 +15,12 @@ Per entity and feature f, with the prediction error ``e_f`` in normalised units 
    once the scale has ``MIN_SCALE_EVENTS`` errors behind it, and
    values beyond the fit's own 1e-3 quantile are folded in at that quantile (winsorised), so an
    anomaly, even a long one, barely moves the fit and does not hide the next; a tail that really is
-   heavier keeps pushing that quantile out and is learnt.
+   heavier keeps pushing that quantile out and is learnt. With more than one feature, each feature
+   also keeps such a fit of the events at which no other feature's point p-value is below
+   ``10^LOG_ACTIVE`` (1 in 100), and a residual at such an event takes its p-value from it (a
+   conditional p-value): jumps the features make together are learnt as normal, one feature's jump
+   alone is not. Not guaranteed: the same for level shifts (the sustained-deviation test's fit and
+   normaliser are unconditional).
 3. **Sustained deviation** (``short_window`` > 1): a short exponential mean ``c`` of the signed
    ``r_f`` clipped to ``±SHORT_CLIP``, divided by its own long-run RMS: ``z``. Its p-value comes from
    the entity's own peaks-over-threshold fit of ``w = z^2 / 2`` beyond ``S_U`` (``|z| = 2``), as the
