@@ -15,7 +15,12 @@ Per entity and feature f, with the prediction error ``e_f`` in normalised units 
    once the scale has ``MIN_SCALE_EVENTS`` errors behind it, and
    values beyond the fit's own 1e-3 quantile are folded in at that quantile (winsorised), so an
    anomaly, even a long one, barely moves the fit and does not hide the next; a tail that really is
-   heavier keeps pushing that quantile out and is learnt.
+   heavier keeps pushing that quantile out and is learnt. With more than one feature, each feature
+   also keeps such a fit of the events at which no other feature's point p-value is below
+   ``10^LOG_ACTIVE`` (1 in 100), and a residual at such an event takes its p-value from it (a
+   conditional p-value): jumps the features make together are learnt as normal, one feature's jump
+   alone is not. Not guaranteed: the same for level shifts (the sustained-deviation test's fit and
+   normaliser are unconditional).
 3. **Sustained deviation** (``short_window`` > 1): a short exponential mean ``c`` of the signed
    ``r_f`` clipped to ``±SHORT_CLIP``, divided by its own long-run RMS: ``z``. Its p-value comes from
    the entity's own peaks-over-threshold fit of ``w = z^2 / 2`` beyond ``S_U`` (``|z| = 2``), as the
@@ -58,7 +63,8 @@ from .params import (KP_FLATLINE, KP_LONG, KP_MIN_GAP, KP_NOVELTY, KP_SCALE_FLOO
                      KP_THRESHOLD, KP_WARMUP)
 
 # Layout of the per-entity scorer row (float64): a header, then PF numbers per feature f at
-# SC_FEAT + PF * f + FS_*, then the daily profile (``profile_offset``).
+# SC_FEAT + PF * f + FS_*, then the daily profile (``profile_offset``), then, with more than one
+# feature, each feature's conditional tail fit (QT_SIZE numbers at the row's end, ``quiet_offset``).
 SC_N = 0            # errors folded into the statistics
 SC_ALARMED = 1      # 1.0 once the entity has raised an anomaly
 SC_ALARM_N = 2      # the entity's event count at its last anomaly
@@ -81,6 +87,7 @@ FS_MERR = 15        # running mean absolute error of the model's own prediction 
 FS_PERR = 16        # running mean absolute error of persistence (the previous value)
 FS_STAIL = 17       # tail fit of the sustained-deviation test's w = z^2 / 2 (TAIL_SIZE numbers: TL_*)
 PF = 21
+QT_SIZE = 4         # per feature: tail fit of |r| at the events when no other feature is active (TL_*)
 TL_RATE = 0         # a tail fit: exceedance rate of TAIL_U,
 TL_M1 = 1           # mean excess over TAIL_U of the exceedances,
 TL_M2 = 2           # mean squared excess,
@@ -122,6 +129,7 @@ S_RATE0 = math.erfc(math.sqrt(2.0))
 S_M1 = 0.93
 S_PRIOR_EVENTS = 200.0
 S_PRIOR_EXC = 100.0
+LOG_ACTIVE = math.log(1e-2)  # a feature whose point p-value is below 1 in 100 is active at that event
 WINSOR_LOGP = math.log(1e-3)  # values beyond their fit's 1e-3 quantile are folded in at it
 OVERRIDE_MARGIN = 0.1  # a suppressed event this much above the alarm's score is published
 MIN_MS = 1e-12
@@ -136,7 +144,14 @@ def profile_offset(n_features: int) -> int:
 
 def sc_size(n_features: int, profile_bins: int = 0) -> int:
     """Length of the per-entity statistics row for ``n_features`` features and a daily profile."""
-    return profile_offset(n_features) + profile_bins * n_features + -(-profile_bins // PROFILE_COUNTS_PER_WORD)
+    quiet = QT_SIZE * n_features if n_features > 1 else 0   # one feature has no others: no conditional fit
+    return profile_offset(n_features) + profile_bins * n_features + -(-profile_bins // PROFILE_COUNTS_PER_WORD) + quiet
+
+
+@device
+def quiet_offset(row_len, n_features, f):
+    """Where feature ``f``'s conditional tail fit starts in a row of ``row_len`` (more than one feature)."""
+    return row_len - QT_SIZE * (n_features - f)
 
 
 @device
@@ -217,6 +232,8 @@ def init_features(x, s, sc):
         sc[s, k + FS_SCALE] = 0.0
         tail_init(sc, s, k + FS_TAIL, RATE0, 1.0)
         tail_init(sc, s, k + FS_STAIL, S_RATE0, S_M1)
+        if x.shape[0] > 1:
+            tail_init(sc, s, quiet_offset(sc.shape[1], x.shape[0], f), RATE0, 1.0)
         sc[s, k + FS_SHORT] = 0.0
         sc[s, k + FS_SHORT_SQ] = 0.0
         sc[s, k + FS_PREV] = x[f]
@@ -268,6 +285,13 @@ def score_event(err, x, n, t, s, sc, kp, kind):
     decay = 1.0 - 1.0 / long_w
     exc_memory = max(long_w * EXC_MEMORY, 1.0)
     fold_tails = n_seen >= MIN_SCALE_EVENTS
+    # features whose point residual is active (p below 1 in 100) at this event, for the conditional fit
+    n_active = 0
+    if n_features > 1:
+        for f in range(n_features):
+            k = SC_FEAT + PF * f
+            if tail_logp(abs(err[f] / max(sc[s, k + FS_SCALE], floor)), TAIL_U, sc, s, k + FS_TAIL) < LOG_ACTIVE:
+                n_active += 1
     best = 0.0
     novel = False
     last_arg = math.nan      # the last p_to_score argument of a feature and its score, reused below
@@ -287,6 +311,10 @@ def score_event(err, x, n, t, s, sc, kp, kind):
         r = err[f] / scale
         a = abs(r)
         lp = tail_logp(a, TAIL_U, sc, s, k + FS_TAIL)
+        # with no other feature active, the residual is judged against the fit of such events alone
+        quiet = n_features > 1 and n_active - (1 if lp < LOG_ACTIVE else 0) == 0
+        if quiet:
+            lp = tail_logp(a, TAIL_U, sc, s, quiet_offset(sc.shape[1], n_features, f))
         kf = KIND_SPIKE if r > 0.0 else KIND_DROP
         # sustained deviation: short mean of the clipped signed residual against its long-run RMS
         if use_short:
@@ -354,6 +382,10 @@ def score_event(err, x, n, t, s, sc, kp, kind):
         sc[s, k + FS_SCALE] += a_long * (abs(err[f]) * shrink - sc[s, k + FS_SCALE])
         if fold_tails:
             tail_fold(aw, TAIL_U, sc, s, k + FS_TAIL, a_rate, exc_memory, PRIOR_EXC)
+            if quiet:
+                kq = quiet_offset(sc.shape[1], n_features, f)
+                awq = min(a, tail_quantile(log_q, TAIL_U, sc, s, kq)) if a > TAIL_U else a
+                tail_fold(awq, TAIL_U, sc, s, kq, a_rate, exc_memory, PRIOR_EXC)
     sc[s, SC_N] = n_seen + 1.0
     score = 0.0
     calibrated = 0.0    # the score without the novelty rule: what a stronger anomaly must beat

@@ -99,10 +99,12 @@ class FeatureStats:
     model_mae: float = 0.0    # running mean absolute error of the model's prediction (the blend)
     persist_mae: float = 0.0  # ... and of persistence
     short_tail: TailFit = field(default_factory=TailFit.sustained)
+    quiet_tail: TailFit = field(default_factory=TailFit)   # |r| at events with no other feature active
 
     def as_list(self) -> list[float]:
         return [self.scale, *self.tail.as_list(), self.short, self.short_sq, self.prev, self.run, self.cr, self.cc,
-                self.rr, self.rc, self.lo, self.hi, self.model_mae, self.persist_mae, *self.short_tail.as_list()]
+                self.rr, self.rc, self.lo, self.hi, self.model_mae, self.persist_mae, *self.short_tail.as_list(),
+]
 
 
 @dataclass
@@ -126,6 +128,9 @@ class ScorerRef:
             self.n, float(self.alarmed), self.alarm_n, self.alarm_t, self.alarm_score]
         for f, st in enumerate(self.feats):
             row[C.SC_FEAT + C.PF * f:C.SC_FEAT + C.PF * (f + 1)] = st.as_list()
+            if n_features > 1:
+                q = C.quiet_offset(len(row), n_features, f)
+                row[q:q + C.QT_SIZE] = st.quiet_tail.as_list()
         if bins:
             means = C.profile_offset(n_features) + bins * n_features
             row[C.profile_offset(n_features):means] = self.prof.ravel()
@@ -293,6 +298,8 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
     memory = max(long_w * C.EXC_MEMORY, 1.0)
     best, novel = 0.0, False
     tol = kp[P.KP_NOVELTY]
+    active = [st.tail.logp(abs(err[f] / max(st.scale, kp[P.KP_SCALE_FLOOR]))) < C.LOG_ACTIVE
+              for f, st in enumerate(sc.feats)]
     for f, st in enumerate(sc.feats):
         v = float(x[f])
         is_novel = tol > 0 and st.hi > st.lo and (v > st.hi + (st.hi - st.lo) * tol or v < st.lo - (st.hi - st.lo) * tol)
@@ -300,7 +307,11 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
         r = err[f] / max(st.scale, kp[P.KP_SCALE_FLOOR])
         a = abs(r)
         lp, kind = st.tail.logp(a), (C.KIND_SPIKE if r > 0 else C.KIND_DROP)
+        quiet = F > 1 and sum(active) - active[f] == 0
+        if quiet:
+            lp = st.quiet_tail.logp(a)
         a_cap = st.tail.quantile(log_q)
+        a_cap_quiet = st.quiet_tail.quantile(log_q)
         if use_short:
             c = st.short + 2.0 / (kp[P.KP_SHORT] + 1.0) * (min(max(r, -C.SHORT_CLIP), C.SHORT_CLIP) - st.short)
             if st.short_sq > C.MIN_MS:
@@ -341,6 +352,8 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
         st.scale += a_long * (abs(err[f]) * min(1.0, aw / max(a, C.MIN_MS)) - st.scale)
         if sc.n >= C.MIN_SCALE_EVENTS:
             st.tail.fold(aw, a_rate, memory)
+            if quiet:
+                st.quiet_tail.fold(min(a, a_cap_quiet), a_rate, memory)
     sc.n += 1.0
     calibrated = p_to_score(best + math.log(F)) if scoring else 0.0
     score = (1.0 if novel else calibrated) if scoring else 0.0

@@ -152,6 +152,35 @@ def test_one_faulty_feature_of_sixteen_is_found_and_blamed():
     assert rms[3000] < 3.2 * np.median(rms)  # one RMS over the features would have diluted it
 
 
+def test_a_jump_usually_shared_with_another_feature_is_found_when_it_comes_alone():
+    # two features that jump together (a service switching regimes): the shared jumps are learnt as
+    # normal; the same jump in one feature alone is judged against the fit of events at which no
+    # other feature was active, and found (with one unconditional fit per feature it scored 0.20)
+    rng = np.random.default_rng(3)
+    e = rng.standard_normal((3000, 2))
+    shared = np.arange(200, 2800, 40)
+    e[shared] += 12.0
+    e[2900, 1] += 12.0
+    scores, flags, kinds = run(e, short_window=1, flatline=False)
+    assert max(scores[shared[-20:]]) < 0.3
+    assert flags[2900] & FLAG_ANOMALY and scores[2900] > 0.8
+    assert kinds[2900, 1] == KIND_SPIKE and kinds[2900, 0] == 0
+
+
+def test_one_feature_has_no_conditional_fit():
+    # with one feature there are no others: the conditional fit is never used nor folded into
+    rng = np.random.default_rng(5)
+    e = rng.standard_t(3, 2000)
+    e[1500] = 15.0
+    sc = np.zeros((1, sc_size(1)))
+    kp = kernel_params(warmup_events=50)
+    kind = np.zeros(1, dtype=np.uint8)
+    for n in range(e.size):
+        score_event(np.array([e[n]]), np.array([n * 1e-3]), n, float(n), 0, sc, kp, kind)
+    assert sc.shape[1] == C.SC_FEAT + C.PF   # one feature has no conditional fit (and no room for one)
+    assert sc_size(2) == C.SC_FEAT + 2 * (C.PF + C.QT_SIZE)
+
+
 def test_flatline_of_a_noisy_series_fires_and_series_that_often_repeat_do_not():
     rng = np.random.default_rng(4)
     e = rng.standard_normal(4000)
