@@ -204,7 +204,7 @@ def _job(args: tuple[Spec, Corpus, str, str | None]) -> StreamScores:
     res = score_stream(spec, corpus, key)
     if cache_path is not None:
         Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(cache_path).with_suffix(".tmp.npz")
+        tmp = Path(cache_path).with_suffix(f".{os.getpid()}.tmp.npz")  # two evaluations may score the same stream at once
         np.savez(tmp, score=res.score, alarm=res.alarm, raw=res.raw, seconds=res.seconds)
         os.replace(tmp, cache_path)
     return res
