@@ -86,6 +86,7 @@ SCORES_SCHEMA = "rnnstream.scores"
 SCORES_VERSION = 1
 MAX_KEY_PARTITIONS_CACHED = 1 << 20
 SCORE_NUMBERS_BYTES = 256                    # a per-record score value's numbers and framing, at most
+SCORES_HOLD_S = 0.1     # batched scores held for a fuller produce request while polls come full, at most
 
 
 def iso_utc(seconds: float) -> str:
@@ -120,6 +121,8 @@ class _Batch:
     values: list | None
     sources: list | None
     watch: Any = None       # its rawbatch.SplitWatch
+    first: int = 0          # coalesced (``RawPublisher.publish_coalesced``): where its records start in
+    count: int | None = None   # the record batch, and how many (None: the whole batch is this one's)
     buffer: Any = None      # encoded: scorerecords.ROOM bytes, then the records
     raw: Any = None         # encoded: the poll's source records ...
     rows: Any = None        # ... and the positions in ``raw`` of this batch's events, in record order
@@ -176,6 +179,11 @@ class Outputs:
         # True (the daemon's loop): record batches are queued without waking the producer's sender,
         # and the caller calls ``wake()`` once its poll's outputs are all queued.
         self.deferred_wake = False
+        # True (set by the loop while the poll it handles was full, i.e. more records wait): batched
+        # scores stay in an open record batch, filled by the next polls, until it is full, until
+        # SCORES_HOLD_S passes, or until a ``wake()`` with this False (a poll that was not full, an
+        # empty one), a flush or a commit. Needs ``deferred_wake``.
+        self.hold_scores = False
         self._pending: list[_Out] = []
         self._blocked: dict[str, str] = {}      # topic -> last error, while it is failing
         self._failing_since: float | None = None
@@ -385,6 +393,25 @@ class Outputs:
                 self._inflight.append((future, part))
             lo = hi
 
+    def _publish_coalesced(self, partition: int, group: _Batch) -> None:
+        """The records of ``group`` to ``partition``, appended to its open record batch when it has
+        room (``RawPublisher.publish_coalesced``): a poll's and, while ``hold_scores``, the next
+        polls' batched scores go out in one produce request. Without ``deferred_wake`` (no loop to
+        call ``wake``) the batch is released at once."""
+        try:
+            future, group.watch, group.first = self._raw.publish_coalesced(
+                group.topic, partition, group.keys, group.values, SCORES_HOLD_S)
+        except Exception as exc:
+            for out in self._outs(group):
+                self._send_failed(out, exc)
+            return
+        group.count = len(group.keys)
+        self.sent["score"] += group.count
+        self._inflight.append((future, group))
+        if not self.deferred_wake:
+            self._raw.release()
+            self._raw.wake()
+
     @staticmethod
     def _outs(batch: _Batch) -> list[_Out]:
         if batch.keys is None:      # encoded by scorerecords: read its records back
@@ -455,9 +482,8 @@ class Outputs:
             return
         partition_of = self._partitioner(self.scores_topic) if self._raw is not None else None
         if (partition_of is not None and self.scores_topic not in self._blocked
-                and len(key) + len(value) + RECORD_OVERHEAD_BYTES <= self._raw.max_batch_bytes):
-            # Sent now, as a batch of its own: the producer's linger cannot make it fuller.
-            self._publish(partition_of(key), _Batch(self.scores_topic, [key], [value], [src]))
+                and len(key) + len(value) + RECORD_OVERHEAD_BYTES <= self._raw.max_coalesced_bytes):
+            self._publish_coalesced(partition_of(key), _Batch(self.scores_topic, [key], [value], [src]))
             return
         self._send(_Out(self.scores_topic, key, value, None, "score", src))
 
@@ -483,8 +509,11 @@ class Outputs:
     # -- delivery ---------------------------------------------------------------------------------
 
     def wake(self) -> None:
-        """Send what was queued with ``deferred_wake``: one wake-up of the producer's sender for all."""
+        """Send what was queued with ``deferred_wake``: one wake-up of the producer's sender for all;
+        unless ``hold_scores``, open batches of batched scores are released first (sent now)."""
         if self._raw is not None:
+            if not self.hold_scores:
+                self._raw.release()
             self._raw.wake()
 
     @property
@@ -572,7 +601,7 @@ class Outputs:
         for entry in inflight:
             future, item = entry
             if type(item) is _Batch:
-                fate = rawbatch.outcome(future, item.watch)
+                fate = rawbatch.outcome(future, item.watch, item.first, item.count)
                 if fate is None:
                     keep.append(entry)
                 elif fate:

@@ -270,6 +270,7 @@ class Runner:
                     self._process(batch)
                 else:   # outputs a full poll left queued (_process), when no more records came
                     for outputs in self.outputs.values():
+                        outputs.hold_scores = False
                         outputs.wake()
                 self._retry_restores()
                 self._service_outputs()
@@ -514,9 +515,13 @@ class Runner:
         when the next unit's scoring kernel starts (``Unit.handle``), so that the sender's work (its
         Python holds the GIL for a ms or two a request, which the loop's thread would otherwise wait
         for) runs while the kernel does not need the GIL; or, when the next poll returns nothing,
-        then (at most ``kafka.poll_timeout_ms`` later)."""
+        then (at most ``kafka.poll_timeout_ms`` later). While polls come full, batched scores also
+        wait in an open record batch for the next polls' (``Outputs.hold_scores``): one produce
+        request for several polls, released by the first poll that is not full."""
         m = self.metrics
         full = sum(len(records) for records in batch.values()) >= self.config.kafka.max_poll_records
+        for outputs in self.outputs.values():   # more records wait: batched scores may wait for them
+            outputs.hold_scores = full
         for tp, records in batch.items():
             m.for_topic(tp.topic).inc(len(records))
             unit = self.units.get(tp)
