@@ -313,6 +313,7 @@ class Outputs:
         """The poll's score records encoded at once (``scorerecords``) and queued as record batches.
         False (nothing done) when an entity is so long that a record could exceed ``limit`` (those
         take the record-at-a-time path, which replaces such a record by a reference)."""
+        topic = self.scores_topic
         ents, offsets = _selected(raw, entities, index)
         src = raw[int(index[0])]
         key = (src.topic, src.partition)
@@ -323,15 +324,24 @@ class Outputs:
         if 10 * max(map(len, ents)) + len(pieces[0]) + SCORE_NUMBERS_BYTES > limit:
             return False
         parts = self._entity_partitions(partition_of, ents)
+        # With the loop (deferred_wake), records go into each output partition's open batch, as
+        # batched scores do (``_publish_coalesced``): fewer, fuller produce requests.
+        coalesce = self.deferred_wake
+        raw_pub = self._raw
+        budget = (raw_pub.max_coalesced_bytes if coalesce else raw_pub.max_batch_bytes) - rawbatch.HEADER.size
         batches = scorerecords.encode(pieces, ents, offsets, ts[index], score, error, flag & FLAG_ANOMALY,
-                                      flag & FLAG_SUPPRESSED, versions, parts,
-                                      self._raw.max_batch_bytes - rawbatch.HEADER.size)
+                                      flag & FLAG_SUPPRESSED, versions, parts, budget,
+                                      raw_pub.open_batches(topic, self._partition_count) if coalesce else None)
         rows = np.asarray(index)
         for b in batches:
-            group = _Batch(self.scores_topic, None, None, None, buffer=b.buffer, raw=raw, rows=rows[b.events])
+            group = _Batch(topic, None, None, None, buffer=b.buffer, raw=raw, rows=rows[b.events])
             try:
-                future, group.watch = self._raw.publish_framed(group.topic, b.partition, b.buffer, b.count,
-                                                               wake=not self.deferred_wake)
+                if coalesce:
+                    future, group.watch, group.first = raw_pub.publish_coalesced_framed(
+                        topic, b.partition, b.buffer, b.count, b.first, b.ts_delta, SCORES_HOLD_S)
+                    group.count = b.count
+                else:
+                    future, group.watch = raw_pub.publish_framed(topic, b.partition, b.buffer, b.count)
             except Exception as exc:
                 for out in self._outs(group):
                     self._send_failed(out, exc)

@@ -368,6 +368,51 @@ class RawPublisher:
         room), when ``release`` is called, and by ``flush`` or a transaction's commit (which wait for
         every queued batch, as for any other). The caller owes a ``wake`` after a new open batch
         (``asleep`` is set): the sender must see it to time its linger."""
+        def records_at(first: int, ts_delta: int) -> tuple[bytes | bytearray, int]:
+            return encode_records(keys, values, framed=first == 0, first=first, timestamp_delta=ts_delta), ts_delta
+        return self._coalesce(topic, partition, len(keys), records_at, hold_s, extend=True)
+
+    def open_batches(self, topic: str, partitions: int) -> tuple[list[int], list[int], list[int]]:
+        """Per partition of ``topic`` (0 .. partitions-1): the record count of its open batch (0: none
+        that takes appends), the bytes of records it still has room for, and the timestamp delta (ms)
+        of a record appended now: what ``scorerecords.encode`` needs to encode records that continue it."""
+        count, room, delta = [0] * partitions, [0] * partitions, [0] * partitions
+        if not self._open:
+            return count, room, delta
+        acc = self.producer._accumulator
+        now_ms = int(time.time() * 1000)
+        for tp, batch in list(self._open.items()):
+            if tp.topic != topic or not 0 <= tp.partition < partitions:
+                continue
+            with acc._tp_lock(tp):
+                dq = acc._batches[tp]
+                rb = batch.records
+                if dq and dq[-1] is batch and rb.open and not rb.closed:
+                    p = tp.partition
+                    count[p] = rb.next_offset()
+                    room[p] = max(self.max_coalesced_bytes - rb.size_in_bytes(), 0)
+                    delta[p] = max(now_ms - rb.timestamp, 0)
+        return count, room, delta
+
+    def publish_coalesced_framed(self, topic: str, partition: int, framed: bytearray, count: int, first: int,
+                                 ts_delta: int, hold_s: float) -> tuple[Any, SplitWatch, int]:
+        """``publish_coalesced`` of ``count`` records already encoded (``scorerecords``; ``framed`` is
+        HEADER.size free bytes, then the records): ``first`` > 0 when they were encoded to continue the
+        open batch of that many records (offset deltas from ``first``, timestamp delta ``ts_delta``;
+        ``open_batches``), 0 for a new batch. If the open batch was sent meanwhile (its hold time
+        passed on the sender's thread), they are encoded again for a new one."""
+        def records_at(at: int, _: int) -> tuple[bytes | bytearray | memoryview, int]:
+            if at == first:
+                return (framed if at == 0 else memoryview(framed)[HEADER.size:]), ts_delta
+            keys, values = decode_records(framed, count, HEADER.size)
+            return encode_records(keys, values, framed=at == 0, first=at), 0
+        return self._coalesce(topic, partition, count, records_at, hold_s, extend=first > 0)
+
+    def _coalesce(self, topic: str, partition: int, count: int, records_at, hold_s: float,
+                  extend: bool) -> tuple[Any, SplitWatch, int]:
+        """Append ``count`` records to the partition's open batch (``extend`` and it still takes them),
+        else queue them as a new open batch. ``records_at(first, ts_delta)``: the records encoded with
+        offset deltas from ``first`` (framed when 0) and the timestamp delta they carry."""
         producer = self.producer
         if producer._closed:
             raise IllegalStateError("KafkaProducer already closed!")
@@ -384,24 +429,25 @@ class RawPublisher:
                     raise IllegalStateError("RecordAccumulator is closed")
                 dq = acc._batches[tp]
                 batch = self._open.get(tp)
-                if batch is not None and dq and dq[-1] is batch and batch.records.open and not batch.records.closed:
+                if (extend and batch is not None and dq and dq[-1] is batch and batch.records.open
+                        and not batch.records.closed):
                     rb = batch.records
                     first = rb.next_offset()
-                    body = encode_records(keys, values, first=first,
-                                          timestamp_delta=max(now_ms - rb.timestamp, 0))
+                    body, ts_delta = records_at(first, max(now_ms - rb.timestamp, 0))
                     if rb.size_in_bytes() + len(body) <= self.max_coalesced_bytes:
-                        rb.extend(body, len(keys), now_ms)
-                        batch._record_futures.count += len(keys)
+                        rb.extend(body, count, rb.timestamp + ts_delta)
+                        batch._record_futures.count += count
                         return batch.produce_future, batch._record_futures, first
                 if batch is not None:
                     batch.records.open = False     # full, or no longer last: sent with the next drain
                 now = time.monotonic()
-                rb = RecordBatchV2(encode_records(keys, values, framed=True), len(keys), now_ms, framed=True)
+                framed, _ = records_at(0, 0)
+                rb = RecordBatchV2(framed, count, now_ms, framed=True)
                 rb.open = True
                 batch = ProducerBatch(tp, rb, now=now)
                 # Its linger runs from ``last_attempt``: the sender sends it hold_s from now.
                 batch.last_attempt = now + max(hold_s - self._linger, 0.0)
-                watch = batch._record_futures = SplitWatch(len(keys), batch.produce_future)
+                watch = batch._record_futures = SplitWatch(count, batch.produce_future)
                 dq.append(batch)
                 acc._incomplete.add(batch)
                 self._open[tp] = batch

@@ -16,7 +16,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.partitioner.default import murmur2
 from kafka.record.memory_records import MemoryRecords
 
-from rnnstream.daemon import rawbatch
+from rnnstream.daemon import rawbatch, scorerecords
 from rnnstream.daemon.outputs import Outputs
 
 from .test_outputs import detector_cfg
@@ -347,5 +347,48 @@ def test_a_held_batch_refused_as_too_large_is_split_and_every_poll_accounted(kaf
                 continue
         _wait_delivered(out)
         _check_batched_scores_once_in_order(_read_all(kafka.bootstrap, topic, 6), n)
+    finally:
+        producer.close()
+
+
+def test_held_per_record_scores_continue_the_open_batches_and_read_back_once_in_order(kafka):
+    topic = kafka.new_topic("rawholdrec", partitions=3)
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", linger_ms=5, batch_size=16384)
+    try:
+        out = Outputs(producer, detector_cfg(f"{{scores_topic: {topic}}}"), "pod-1")
+        out.deferred_wake, out.hold_scores = True, True
+        assert len(producer.partitions_for(topic)) == 3
+        n = 0
+        for _ in range(4):                                         # 4 polls: one open batch per partition
+            n = _publish_polls_from(out, n, 300)
+            out.wake()
+        assert len({id(f) for f, _ in out._inflight}) == 3 and len(out._inflight) == 12
+        sizes = [b.record_count for dq in producer._accumulator._batches.values() for b in dq]
+        assert sorted(sizes) and sum(sizes) == n and len(sizes) == 3
+        # the open batch of partition 0 is sent behind the encoder's back: its records are encoded again
+        first, room, delta = out._raw.open_batches(topic, 3)
+        assert all(c > 0 for c in first) and all(r > 0 for r in room)
+        out._raw.release()
+        out._raw.wake()
+        deadline = time.monotonic() + 30
+        while out._raw.open_batches(topic, 3)[0] != [0, 0, 0] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pieces = scorerecords.pieces_for("hosts", "metrics", 0)
+        names = [e for e in (f"host-{i:04d}" for i in range(97)) if (murmur2(e.encode()) & 0x7FFFFFFF) % 3 == 0]
+        names = (names * 50)[:50]                                  # entities of output partition 0
+        (b,) = [b for b in scorerecords.encode(pieces, names, np.arange(n, n + 50), np.zeros(50), np.zeros(50),
+                                               np.zeros(50), np.zeros(50, bool), np.zeros(50, bool),
+                                               np.ones(50, np.int64), np.zeros(50, np.int64), 1 << 20,
+                                               ([first[0], 0, 0], [room[0], 0, 0], [delta[0], 0, 0]))]
+        assert b.first == first[0]
+        future, watch, at = out._raw.publish_coalesced_framed(topic, 0, b.buffer, b.count, b.first, b.ts_delta, 0.1)
+        assert at == 0                                             # a new batch, its deltas from 0
+        out.hold_scores = False
+        out.wake()
+        producer.flush(30)
+        _wait_delivered(out)
+        assert rawbatch.outcome(future, watch, at, b.count) == []
+        got = _read_all(kafka.bootstrap, topic, n + 50)
+        _check_every_score_once_in_order(got, n + 50, 3)
     finally:
         producer.close()
