@@ -218,6 +218,23 @@ class ProduceTrace:
         sender._produce_request = counted
 
 
+SAMPLE_EVERY_S = 0.02
+STACKS_KEPT = 8
+
+
+def sample_stack(ident: int | None, counts: dict[str, int], depth: int = 4) -> None:
+    """Count where thread ``ident``'s Python is right now: its innermost ``depth`` frames (file:line
+    function), innermost first; a wait in C (a lock, a socket, a nogil kernel) shows as its caller."""
+    frame = sys._current_frames().get(ident)
+    where = []
+    while frame is not None and len(where) < depth:
+        code = frame.f_code
+        where.append(f"{Path(code.co_filename).name}:{frame.f_lineno} {code.co_name}")
+        frame = frame.f_back
+    key = " < ".join(where) or "(no Python frame)"
+    counts[key] = counts.get(key, 0) + 1
+
+
 def timed_runner(cfg, topic: str, n: int, trace: dict | None = None) -> tuple[float, Runner]:
     """Run a daemon on ``cfg`` in a thread; seconds from its first consumed record until its ``n``-th
     event is scored and the producer has delivered every output (flushed), and the stopped runner (its
@@ -229,8 +246,9 @@ def timed_runner(cfg, topic: str, n: int, trace: dict | None = None) -> tuple[fl
     hang on a loaded machine; see runner.REBALANCE_POLL_MS).
 
     ``trace`` (a dict) receives where the timed interval's CPU went: ``threads`` (CPU seconds by
-    thread name: ``loop`` is the daemon's, the producer's sender is ``*-network-thread``) and the
-    producer's ``requests``, ``batches`` and ``bytes`` sent."""
+    thread name: ``loop`` is the daemon's, the producer's sender is ``*-network-thread``), the
+    producer's ``requests``, ``batches`` and ``bytes`` sent, and ``stacks``: the loop thread's most
+    frequent Python stacks, sampled every SAMPLE_EVERY_S (``sample_stack``)."""
     Detector(cfg.detectors[0], background=False).close()   # load/compile kernels before timing
     runner = Runner(cfg, registry=CollectorRegistry(), http=False)
     thread = threading.Thread(target=runner.run, daemon=True, name="loop")
@@ -254,12 +272,17 @@ def timed_runner(cfg, topic: str, n: int, trace: dict | None = None) -> tuple[fl
     if trace is not None:
         produced = ProduceTrace(runner.producer)
         cpu0 = thread_cpu()
+        stacks: dict[str, int] = {}
+        next_sample = time.monotonic()
     last, last_change = 0, time.monotonic()
     while (now := done()) < n:
         if now != last:
             last, last_change = now, time.monotonic()
         elif time.monotonic() - last_change > STALL_TIMEOUT_S:
             fail(f"stalled at {now} of {n} events for {STALL_TIMEOUT_S:.0f} s")
+        if trace is not None and time.monotonic() >= next_sample:
+            sample_stack(thread.ident, stacks)
+            next_sample += SAMPLE_EVERY_S
         time.sleep(0.005)
     runner.producer.flush(timeout=60)    # the last outputs delivered: the end of the run
     took = time.perf_counter() - started
@@ -270,7 +293,8 @@ def timed_runner(cfg, topic: str, n: int, trace: dict | None = None) -> tuple[fl
         for tid, c in cpu1.items():
             name = "main (the benchmark's watcher)" if tid == threading.main_thread().native_id else names.get(tid, "other")
             threads[name] = threads.get(name, 0.0) + c - cpu0.get(tid, 0.0)
-        trace.update(threads=threads, requests=produced.requests, batches=produced.batches, bytes=produced.bytes)
+        trace.update(threads=threads, requests=produced.requests, batches=produced.batches, bytes=produced.bytes,
+                     stacks=sorted(stacks.items(), key=lambda kv: -kv[1])[:STACKS_KEPT])
     runner.stop()
     thread.join(60)
     return took, runner
@@ -323,8 +347,9 @@ def measure(kind: str, bootstrap: str, topic: str, n: int, state_dir: str, basel
     return float("nan"), {}
 
 
-def describe(v: str, rate: float, trace: dict, n: int) -> str:
-    """One line: where a daemon run's time went (CPU by thread, produce requests, the broker's CPU)."""
+def describe(v: str, rate: float, trace: dict, n: int, slow_below: float = 0.0, verbose: bool = False) -> str:
+    """One line: where a daemon run's time went (CPU by thread, produce requests, the broker's CPU);
+    with the loop thread's sampled stacks when ``verbose`` or the run was slower than ``slow_below``."""
     if not trace.get("threads"):
         return f"{v}: {rate:,.0f} events/s"
     secs = trace["seconds"]
@@ -336,6 +361,8 @@ def describe(v: str, rate: float, trace: dict, n: int) -> str:
         line += (f"; produce requests {trace['requests'] / secs:,.0f}/s, {trace['batches'] / trace['requests']:.1f} "
                  f"batches and {trace['bytes'] / trace['requests'] / 1024:,.0f} KiB a request, "
                  f"{trace['bytes'] / n:.1f} B an event")
+    if trace.get("stacks") and (rate < slow_below or verbose):
+        line += "".join(f"\n      {c:4d} samples of the loop: {where}" for where, c in trace["stacks"])
     return line
 
 
@@ -348,6 +375,8 @@ def main() -> None:
     parser.add_argument("--baseline", help="also measure the daemon variants with the rnnstream package in this directory")
     parser.add_argument("--trace", action="store_true",
                         help="print where each daemon run's CPU went: by thread, the broker's, produce requests")
+    parser.add_argument("--stacks", action="store_true",
+                        help="with --trace: print every run's sampled loop stacks (else only a slow run's)")
     parser.add_argument("--measure", choices=list(BARE) + list(SCORES), help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
@@ -386,7 +415,9 @@ def main() -> None:
                                       args.baseline, broker.pid)
                 rates[v].append(rate)
                 if args.trace:
-                    print(f"  round {r + 1} " + describe(v, rate, trace, args.events), flush=True)
+                    # A run at under half the variant's best so far gets its loop's stacks printed.
+                    print(f"  round {r + 1} " + describe(v, rate, trace, args.events, 0.5 * np.nanmax(rates[v]),
+                                                         args.stacks), flush=True)
             print(f"round {r + 1} ({load_average()}): " + ", ".join(f"{v} {rates[v][-1]:,.0f}" for v in variants)
                   + " events/s", flush=True)
         med = {v: float(np.nanmedian(x)) for v, x in rates.items() if not np.isnan(x).all()}

@@ -33,7 +33,12 @@ Delivery. Sends are asynchronous (the producer batches). Scores, in either forma
 kafka-python producer as whole record batches, one per poll and output partition (``rawbatch``: a few
 µs an event instead of a ``send`` each, and no linger), with the producer's acks, retries, idempotence
 and transactions; any other producer, a topic whose partitions are not known, and a failing topic go
-through ``send``. No output failure raises out of this module:
+through ``send``. Under the daemon's loop (``deferred_wake``) a poll's scores continue the output
+partition's *open* batch, and while polls come full (``hold_scores``) the next polls' do too, up to a
+produce request's size or ``SCORES_HOLD_S``: a produce request costs the producer and the broker
+about the same CPU whatever its size, so several polls share one. A poll that is not full, a flush and
+a transaction's commit send what is held; scores wait at most ``SCORES_HOLD_S`` longer, and only
+while the loop is behind. No output failure raises out of this module:
 
 * an output larger than the producer's ``max_request_size``, or refused by the broker as too large
   (the topic's ``max.message.bytes``), is replaced by a *reference*: value
