@@ -91,7 +91,7 @@ SCORES_SCHEMA = "rnnstream.scores"
 SCORES_VERSION = 1
 MAX_KEY_PARTITIONS_CACHED = 1 << 20
 SCORE_NUMBERS_BYTES = 256                    # a per-record score value's numbers and framing, at most
-SCORES_HOLD_S = 0.1     # batched scores held for a fuller produce request while polls come full, at most
+SCORES_HOLD_S = 0.2     # scores held for a fuller produce request while the loop is behind, at most
 
 
 def iso_utc(seconds: float) -> str:

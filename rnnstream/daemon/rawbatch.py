@@ -310,6 +310,7 @@ class RawPublisher:
         self.max_coalesced_bytes = max(int(config["max_request_size"]) - 1024, self.max_batch_bytes)
         self._linger = float(config.get("linger_ms", 0)) / 1000.0
         self._open: dict[TopicPartition, ProducerBatch] = {}   # publish_coalesced's batches taking appends
+        self._hold_until: float | None = None     # when the open batches leave (time.monotonic())
 
     def publish(self, topic: str, partition: int, keys: Sequence[bytes],
                 values: Sequence[bytes], *, wake: bool = True) -> tuple[Any, SplitWatch]:
@@ -445,8 +446,11 @@ class RawPublisher:
                 rb = RecordBatchV2(framed, count, now_ms, framed=True)
                 rb.open = True
                 batch = ProducerBatch(tp, rb, now=now)
-                # Its linger runs from ``last_attempt``: the sender sends it hold_s from now.
-                batch.last_attempt = now + max(hold_s - self._linger, 0.0)
+                # Its linger runs from ``last_attempt``: the sender sends it hold_s from now, or when
+                # the other partitions' open batches go, so that they share a produce request.
+                if self._hold_until is None or self._hold_until <= now:
+                    self._hold_until = now + hold_s
+                batch.last_attempt = self._hold_until - self._linger
                 watch = batch._record_futures = SplitWatch(count, batch.produce_future)
                 dq.append(batch)
                 acc._incomplete.add(batch)

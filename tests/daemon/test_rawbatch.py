@@ -363,8 +363,9 @@ def test_held_per_record_scores_continue_the_open_batches_and_read_back_once_in_
             n = _publish_polls_from(out, n, 300)
             out.wake()
         assert len({id(f) for f, _ in out._inflight}) == 3 and len(out._inflight) == 12
-        sizes = [b.record_count for dq in producer._accumulator._batches.values() for b in dq]
-        assert sorted(sizes) and sum(sizes) == n and len(sizes) == 3
+        held = [b for dq in producer._accumulator._batches.values() for b in dq]
+        assert sum(b.record_count for b in held) == n and len(held) == 3
+        assert len({b.last_attempt for b in held}) == 1            # one deadline: one produce request
         # the open batch of partition 0 is sent behind the encoder's back: its records are encoded again
         first, room, delta = out._raw.open_batches(topic, 3)
         assert all(c > 0 for c in first) and all(r > 0 for r in room)
