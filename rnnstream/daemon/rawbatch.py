@@ -367,8 +367,8 @@ class RawPublisher:
         A new open batch is sent by the producer's sender ``hold_s`` after it was created at the
         latest (its linger measured from then), at once when it is full (the next publish found no
         room), when ``release`` is called, and by ``flush`` or a transaction's commit (which wait for
-        every queued batch, as for any other). The caller owes a ``wake`` after a new open batch
-        (``asleep`` is set): the sender must see it to time its linger."""
+        every queued batch, as for any other). The caller owes a ``wake`` after a new open batch that
+        starts a new deadline (``asleep`` is set): the sender must see it to time its linger."""
         def records_at(first: int, ts_delta: int) -> tuple[bytes | bytearray, int]:
             return encode_records(keys, values, framed=first == 0, first=first, timestamp_delta=ts_delta), ts_delta
         return self._coalesce(topic, partition, len(keys), records_at, hold_s, extend=True)
@@ -450,12 +450,15 @@ class RawPublisher:
                 # the other partitions' open batches go, so that they share a produce request.
                 if self._hold_until is None or self._hold_until <= now:
                     self._hold_until = now + hold_s
+                    # A new deadline: the sender must see it to time it (one wake-up). A batch that
+                    # joins a running deadline needs none: the sender already sleeps until then,
+                    # and sends whatever is queued for it, full batches too, in that request.
+                    self.asleep = True
                 batch.last_attempt = self._hold_until - self._linger
                 watch = batch._record_futures = SplitWatch(count, batch.produce_future)
                 dq.append(batch)
                 acc._incomplete.add(batch)
                 self._open[tp] = batch
-                self.asleep = True
                 return batch.produce_future, watch, 0
         finally:
             acc._appends_in_progress.decrement()
