@@ -184,10 +184,10 @@ class Outputs:
         # True (the daemon's loop): record batches are queued without waking the producer's sender,
         # and the caller calls ``wake()`` once its poll's outputs are all queued.
         self.deferred_wake = False
-        # True (set by the loop while the poll it handles was full, i.e. more records wait): batched
-        # scores stay in an open record batch, filled by the next polls, until it is full, until
-        # SCORES_HOLD_S passes, or until a ``wake()`` with this False (a poll that was not full, an
-        # empty one), a flush or a commit. Needs ``deferred_wake``.
+        # True (set by the loop while it is behind: Runner._behind): scores, in either format, stay
+        # in each output partition's open record batch, filled by the next polls, until it is full,
+        # until SCORES_HOLD_S passes, or until a ``wake()`` with this False (a poll that was not
+        # behind, an empty one), a flush or a commit. Needs ``deferred_wake``.
         self.hold_scores = False
         self._pending: list[_Out] = []
         self._blocked: dict[str, str] = {}      # topic -> last error, while it is failing
