@@ -33,7 +33,12 @@ Delivery. Sends are asynchronous (the producer batches). Scores, in either forma
 kafka-python producer as whole record batches, one per poll and output partition (``rawbatch``: a few
 µs an event instead of a ``send`` each, and no linger), with the producer's acks, retries, idempotence
 and transactions; any other producer, a topic whose partitions are not known, and a failing topic go
-through ``send``. No output failure raises out of this module:
+through ``send``. Under the daemon's loop (``deferred_wake``) a poll's scores continue the output
+partition's *open* batch, and while polls come full (``hold_scores``) the next polls' do too, up to a
+produce request's size or ``SCORES_HOLD_S``: a produce request costs the producer and the broker
+about the same CPU whatever its size, so several polls share one. A poll that is not full, a flush and
+a transaction's commit send what is held; scores wait at most ``SCORES_HOLD_S`` longer, and only
+while the loop is behind. No output failure raises out of this module:
 
 * an output larger than the producer's ``max_request_size``, or refused by the broker as too large
   (the topic's ``max.message.bytes``), is replaced by a *reference*: value
@@ -86,6 +91,7 @@ SCORES_SCHEMA = "rnnstream.scores"
 SCORES_VERSION = 1
 MAX_KEY_PARTITIONS_CACHED = 1 << 20
 SCORE_NUMBERS_BYTES = 256                    # a per-record score value's numbers and framing, at most
+SCORES_HOLD_S = 0.2     # scores held for a fuller produce request while the loop is behind, at most
 
 
 def iso_utc(seconds: float) -> str:
@@ -120,6 +126,8 @@ class _Batch:
     values: list | None
     sources: list | None
     watch: Any = None       # its rawbatch.SplitWatch
+    first: int = 0          # coalesced (``RawPublisher.publish_coalesced``): where its records start in
+    count: int | None = None   # the record batch, and how many (None: the whole batch is this one's)
     buffer: Any = None      # encoded: scorerecords.ROOM bytes, then the records
     raw: Any = None         # encoded: the poll's source records ...
     rows: Any = None        # ... and the positions in ``raw`` of this batch's events, in record order
@@ -176,6 +184,11 @@ class Outputs:
         # True (the daemon's loop): record batches are queued without waking the producer's sender,
         # and the caller calls ``wake()`` once its poll's outputs are all queued.
         self.deferred_wake = False
+        # True (set by the loop while it is behind: Runner._behind): scores, in either format, stay
+        # in each output partition's open record batch, filled by the next polls, until it is full,
+        # until SCORES_HOLD_S passes, or until a ``wake()`` with this False (a poll that was not
+        # behind, an empty one), a flush or a commit. Needs ``deferred_wake``.
+        self.hold_scores = False
         self._pending: list[_Out] = []
         self._blocked: dict[str, str] = {}      # topic -> last error, while it is failing
         self._failing_since: float | None = None
@@ -305,6 +318,7 @@ class Outputs:
         """The poll's score records encoded at once (``scorerecords``) and queued as record batches.
         False (nothing done) when an entity is so long that a record could exceed ``limit`` (those
         take the record-at-a-time path, which replaces such a record by a reference)."""
+        topic = self.scores_topic
         ents, offsets = _selected(raw, entities, index)
         src = raw[int(index[0])]
         key = (src.topic, src.partition)
@@ -315,15 +329,24 @@ class Outputs:
         if 10 * max(map(len, ents)) + len(pieces[0]) + SCORE_NUMBERS_BYTES > limit:
             return False
         parts = self._entity_partitions(partition_of, ents)
+        # With the loop (deferred_wake), records go into each output partition's open batch, as
+        # batched scores do (``_publish_coalesced``): fewer, fuller produce requests.
+        coalesce = self.deferred_wake
+        raw_pub = self._raw
+        budget = (raw_pub.max_coalesced_bytes if coalesce else raw_pub.max_batch_bytes) - rawbatch.HEADER.size
         batches = scorerecords.encode(pieces, ents, offsets, ts[index], score, error, flag & FLAG_ANOMALY,
-                                      flag & FLAG_SUPPRESSED, versions, parts,
-                                      self._raw.max_batch_bytes - rawbatch.HEADER.size)
+                                      flag & FLAG_SUPPRESSED, versions, parts, budget,
+                                      raw_pub.open_batches(topic, self._partition_count) if coalesce else None)
         rows = np.asarray(index)
         for b in batches:
-            group = _Batch(self.scores_topic, None, None, None, buffer=b.buffer, raw=raw, rows=rows[b.events])
+            group = _Batch(topic, None, None, None, buffer=b.buffer, raw=raw, rows=rows[b.events])
             try:
-                future, group.watch = self._raw.publish_framed(group.topic, b.partition, b.buffer, b.count,
-                                                               wake=not self.deferred_wake)
+                if coalesce:
+                    future, group.watch, group.first = raw_pub.publish_coalesced_framed(
+                        topic, b.partition, b.buffer, b.count, b.first, b.ts_delta, SCORES_HOLD_S)
+                    group.count = b.count
+                else:
+                    future, group.watch = raw_pub.publish_framed(topic, b.partition, b.buffer, b.count)
             except Exception as exc:
                 for out in self._outs(group):
                     self._send_failed(out, exc)
@@ -384,6 +407,25 @@ class Outputs:
                 self.sent["score"] += hi - lo
                 self._inflight.append((future, part))
             lo = hi
+
+    def _publish_coalesced(self, partition: int, group: _Batch) -> None:
+        """The records of ``group`` to ``partition``, appended to its open record batch when it has
+        room (``RawPublisher.publish_coalesced``): a poll's and, while ``hold_scores``, the next
+        polls' batched scores go out in one produce request. Without ``deferred_wake`` (no loop to
+        call ``wake``) the batch is released at once."""
+        try:
+            future, group.watch, group.first = self._raw.publish_coalesced(
+                group.topic, partition, group.keys, group.values, SCORES_HOLD_S)
+        except Exception as exc:
+            for out in self._outs(group):
+                self._send_failed(out, exc)
+            return
+        group.count = len(group.keys)
+        self.sent["score"] += group.count
+        self._inflight.append((future, group))
+        if not self.deferred_wake:
+            self._raw.release()
+            self._raw.wake()
 
     @staticmethod
     def _outs(batch: _Batch) -> list[_Out]:
@@ -455,9 +497,8 @@ class Outputs:
             return
         partition_of = self._partitioner(self.scores_topic) if self._raw is not None else None
         if (partition_of is not None and self.scores_topic not in self._blocked
-                and len(key) + len(value) + RECORD_OVERHEAD_BYTES <= self._raw.max_batch_bytes):
-            # Sent now, as a batch of its own: the producer's linger cannot make it fuller.
-            self._publish(partition_of(key), _Batch(self.scores_topic, [key], [value], [src]))
+                and len(key) + len(value) + RECORD_OVERHEAD_BYTES <= self._raw.max_coalesced_bytes):
+            self._publish_coalesced(partition_of(key), _Batch(self.scores_topic, [key], [value], [src]))
             return
         self._send(_Out(self.scores_topic, key, value, None, "score", src))
 
@@ -483,8 +524,11 @@ class Outputs:
     # -- delivery ---------------------------------------------------------------------------------
 
     def wake(self) -> None:
-        """Send what was queued with ``deferred_wake``: one wake-up of the producer's sender for all."""
+        """Send what was queued with ``deferred_wake``: one wake-up of the producer's sender for all;
+        unless ``hold_scores``, open batches of batched scores are released first (sent now)."""
         if self._raw is not None:
+            if not self.hold_scores:
+                self._raw.release()
             self._raw.wake()
 
     @property
@@ -572,7 +616,7 @@ class Outputs:
         for entry in inflight:
             future, item = entry
             if type(item) is _Batch:
-                fate = rawbatch.outcome(future, item.watch)
+                fate = rawbatch.outcome(future, item.watch, item.first, item.count)
                 if fate is None:
                     keep.append(entry)
                 elif fate:

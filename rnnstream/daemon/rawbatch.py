@@ -64,17 +64,20 @@ _VARINT = [varint(i) for i in range(_SMALL)]   # 0 .. 16383: lengths and offset 
 _ROOM = bytes(HEADER.size)
 
 
-def encode_records(keys: Sequence[bytes], values: Sequence[bytes], *, framed: bool = False) -> bytes | bytearray:
-    """The records part of a v2 batch: record ``j`` has offset delta ``j``, timestamp delta 0,
-    ``keys[j]``, ``values[j]`` and no headers. ``framed``: a bytearray with HEADER.size free bytes
-    in front, for the header (``RecordBatchV2(..., framed=True)``)."""
+def encode_records(keys: Sequence[bytes], values: Sequence[bytes], *, framed: bool = False, first: int = 0,
+                   timestamp_delta: int = 0) -> bytes | bytearray:
+    """The records part of a v2 batch: record ``j`` has offset delta ``first + j``, timestamp delta
+    ``timestamp_delta`` (ms, >= 0), ``keys[j]``, ``values[j]`` and no headers. ``framed``: a bytearray
+    with HEADER.size free bytes in front, for the header (``RecordBatchV2(..., framed=True)``).
+    ``first``/``timestamp_delta`` are for records appended to an open batch (``RecordBatchV2.extend``)."""
     table, big = _VARINT, varint
     parts: list[bytes] = [_ROOM] if framed else []
     add = parts.append
-    for j, (k, v) in enumerate(zip(keys, values)):
+    attributes_ts = b"\x00" + (table[timestamp_delta] if timestamp_delta < _SMALL else big(timestamp_delta))
+    for j, (k, v) in enumerate(zip(keys, values), first):
         lk, lv = len(k), len(v)
         # Pieces, not one concatenated record: a score batch's value is hundreds of KB, copied once.
-        head = b"\x00\x00" + (table[j] if j < _SMALL else big(j)) + (table[lk] if lk < _SMALL else big(lk))
+        head = attributes_ts + (table[j] if j < _SMALL else big(j)) + (table[lk] if lk < _SMALL else big(lk))
         vlen = table[lv] if lv < _SMALL else big(lv)
         n = len(head) + lk + len(vlen) + lv + 1
         add(table[n] if n < _SMALL else big(n))
@@ -120,8 +123,8 @@ class RecordBatchV2:
     """A closed-for-appends record batch, in the shape kafka-python's sender expects of a
     ``MemoryRecordsBuilder`` (``set_producer_state``, ``close``, ``buffer``, ``size_in_bytes``, ...)."""
 
-    __slots__ = ("_body", "_framed", "_count", "_timestamp", "_buffer", "_producer_id", "_producer_epoch",
-                 "_base_sequence", "_transactional")
+    __slots__ = ("_body", "_framed", "_count", "_timestamp", "_max_timestamp", "_buffer", "_producer_id",
+                 "_producer_epoch", "_base_sequence", "_transactional", "open")
 
     def __init__(self, body: bytes | bytearray, count: int, timestamp_ms: int, *, framed: bool = False):
         # framed: ``body`` is a bytearray holding HEADER.size free bytes, then the records; the
@@ -129,8 +132,11 @@ class RecordBatchV2:
         self._body = body
         self._framed = framed
         self._count = count
-        self._timestamp = timestamp_ms
+        self._timestamp = self._max_timestamp = timestamp_ms
         self._buffer: bytearray | None = None
+        # True: more records may be appended (``extend``) and the batch is not full; the producer's
+        # sender sends it when its linger has passed (``RawPublisher.publish_coalesced``).
+        self.open = False
         self._producer_id = -1
         self._producer_epoch = -1
         self._base_sequence = -1
@@ -138,6 +144,26 @@ class RecordBatchV2:
 
     def append(self, timestamp, key, value, headers=None):
         return None      # full: kafka-python starts a batch of its own for the next send
+
+    def extend(self, records: bytes | bytearray, count: int, timestamp_ms: int) -> None:
+        """Append ``count`` records encoded by ``encode_records(first=<records so far>,
+        timestamp_delta=timestamp_ms - <the batch's base timestamp>)``. Only while the batch is open and
+        still in the accumulator, under its partition's lock (the sender closes it there)."""
+        if self._buffer is not None or not self._framed:
+            raise IllegalStateError("records appended to a closed batch")
+        self._body += records
+        self._count += count
+        self._max_timestamp = max(self._max_timestamp, timestamp_ms)
+
+    @property
+    def closed(self) -> bool:
+        """Closed (the sender drained it, or an abort or expiry took it): no more appends."""
+        return self._buffer is not None
+
+    @property
+    def timestamp(self) -> int:
+        """The base timestamp (ms): the first records' publish time."""
+        return self._timestamp
 
     def set_producer_state(self, producer_id, producer_epoch, base_sequence, is_transactional):
         if self._buffer is not None:
@@ -168,7 +194,7 @@ class RecordBatchV2:
             buf[HEADER.size:] = self._body
         HEADER.pack_into(buf, 0, 0, len(buf) - LENGTH_FROM, -1, MAGIC, 0,
                          TRANSACTIONAL if self._transactional else 0, self._count - 1,
-                         self._timestamp, self._timestamp, self._producer_id, self._producer_epoch,
+                         self._timestamp, self._max_timestamp, self._producer_id, self._producer_epoch,
                          self._base_sequence, self._count)
         struct.pack_into(">I", buf, CRC_AT, crc32c(memoryview(buf)[ATTRIBUTES_AT:]))
         self._buffer = buf
@@ -190,7 +216,7 @@ class RecordBatchV2:
         return 1.0
 
     def is_full(self) -> bool:
-        return True      # ready to send now: its records are all there, no linger
+        return not self.open    # closed for appends: ready to send now, no linger
 
     def next_offset(self) -> int:
         return self._count
@@ -244,20 +270,23 @@ class _Moved:
         old._latch.set()
 
 
-def outcome(future: Any, watch: SplitWatch) -> list[tuple[int, BaseException]] | None:
-    """The fate of a published batch's records: None while some is not known yet; else the failed
-    ones as ``(record index, exception)`` (empty: all delivered)."""
+def outcome(future: Any, watch: SplitWatch, first: int = 0, count: int | None = None
+            ) -> list[tuple[int, BaseException]] | None:
+    """The fate of the records ``first .. first + count - 1`` of a published batch (default: all of
+    them; a coalesced publish's share of its batch): None while some is not known yet; else the failed
+    ones as ``(index from first, exception)`` (empty: all delivered)."""
+    n = watch.count - first if count is None else count
     if future.is_done:
         if future.exception is not None:
-            return [(j, future.exception) for j in range(watch.count)]
+            return [(j, future.exception) for j in range(n)]
         per_record = future.value[2]
-        return [] if per_record is None else [(j, per_record(j)) for j in range(watch.count)]
+        return [] if per_record is None else [(j, per_record(first + j)) for j in range(n)]
     moved = watch.moved
     if len(moved) < watch.count:      # not split (or being split right now on the I/O thread)
         return None
     failed = []
-    for j in range(watch.count):
-        f, index = moved[j]
+    for j in range(n):
+        f, index = moved[first + j]
         if not f.is_done:
             return None
         if f.exception is not None:
@@ -276,6 +305,12 @@ class RawPublisher:
         # A batch stays below what one produce request and the sender's batching hold.
         self.max_batch_bytes = max(min(int(config["batch_size"]), int(config["max_request_size"]) - 1024), 1024)
         self.asleep = False   # batches were queued without waking the sender (publish(wake=False))
+        # An open batch (publish_coalesced) fills up to what one produce request holds: it is the
+        # request, not the batch, that costs (see there).
+        self.max_coalesced_bytes = max(int(config["max_request_size"]) - 1024, self.max_batch_bytes)
+        self._linger = float(config.get("linger_ms", 0)) / 1000.0
+        self._open: dict[TopicPartition, ProducerBatch] = {}   # publish_coalesced's batches taking appends
+        self._hold_until: float | None = None     # when the open batches leave (time.monotonic())
 
     def publish(self, topic: str, partition: int, keys: Sequence[bytes],
                 values: Sequence[bytes], *, wake: bool = True) -> tuple[Any, SplitWatch]:
@@ -320,6 +355,126 @@ class RawPublisher:
         else:
             self.asleep = True
         return batch.produce_future, watch
+
+    def publish_coalesced(self, topic: str, partition: int, keys: Sequence[bytes], values: Sequence[bytes],
+                          hold_s: float) -> tuple[Any, SplitWatch, int]:
+        """``publish``, but into the partition's *open* batch while it is still queued and has room
+        (``max_coalesced_bytes``), so that several polls' records leave in one batch and one produce
+        request: the producer's cost is per request (about 1 ms of its sender's Python and 2 ms of the
+        broker's CPU whatever the size), not per byte. Returns the batch's future, its watch and the
+        index of the first of these records in the batch (``outcome(future, watch, first, len(keys))``).
+
+        A new open batch is sent by the producer's sender ``hold_s`` after it was created at the
+        latest (its linger measured from then), at once when it is full (the next publish found no
+        room), when ``release`` is called, and by ``flush`` or a transaction's commit (which wait for
+        every queued batch, as for any other). The caller owes a ``wake`` after a new open batch that
+        starts a new deadline (``asleep`` is set): the sender must see it to time its linger."""
+        def records_at(first: int, ts_delta: int) -> tuple[bytes | bytearray, int]:
+            return encode_records(keys, values, framed=first == 0, first=first, timestamp_delta=ts_delta), ts_delta
+        return self._coalesce(topic, partition, len(keys), records_at, hold_s, extend=True)
+
+    def open_batches(self, topic: str, partitions: int) -> tuple[list[int], list[int], list[int]]:
+        """Per partition of ``topic`` (0 .. partitions-1): the record count of its open batch (0: none
+        that takes appends), the bytes of records it still has room for, and the timestamp delta (ms)
+        of a record appended now: what ``scorerecords.encode`` needs to encode records that continue it."""
+        count, room, delta = [0] * partitions, [0] * partitions, [0] * partitions
+        if not self._open:
+            return count, room, delta
+        acc = self.producer._accumulator
+        now_ms = int(time.time() * 1000)
+        for tp, batch in list(self._open.items()):
+            if tp.topic != topic or not 0 <= tp.partition < partitions:
+                continue
+            with acc._tp_lock(tp):
+                dq = acc._batches[tp]
+                rb = batch.records
+                if dq and dq[-1] is batch and rb.open and not rb.closed:
+                    p = tp.partition
+                    count[p] = rb.next_offset()
+                    room[p] = max(self.max_coalesced_bytes - rb.size_in_bytes(), 0)
+                    delta[p] = max(now_ms - rb.timestamp, 0)
+        return count, room, delta
+
+    def publish_coalesced_framed(self, topic: str, partition: int, framed: bytearray, count: int, first: int,
+                                 ts_delta: int, hold_s: float) -> tuple[Any, SplitWatch, int]:
+        """``publish_coalesced`` of ``count`` records already encoded (``scorerecords``; ``framed`` is
+        HEADER.size free bytes, then the records): ``first`` > 0 when they were encoded to continue the
+        open batch of that many records (offset deltas from ``first``, timestamp delta ``ts_delta``;
+        ``open_batches``), 0 for a new batch. If the open batch was sent meanwhile (its hold time
+        passed on the sender's thread), they are encoded again for a new one."""
+        def records_at(at: int, _: int) -> tuple[bytes | bytearray | memoryview, int]:
+            if at == first:
+                return (framed if at == 0 else memoryview(framed)[HEADER.size:]), ts_delta
+            keys, values = decode_records(framed, count, HEADER.size)
+            return encode_records(keys, values, framed=at == 0, first=at), 0
+        return self._coalesce(topic, partition, count, records_at, hold_s, extend=first > 0)
+
+    def _coalesce(self, topic: str, partition: int, count: int, records_at, hold_s: float,
+                  extend: bool) -> tuple[Any, SplitWatch, int]:
+        """Append ``count`` records to the partition's open batch (``extend`` and it still takes them),
+        else queue them as a new open batch. ``records_at(first, ts_delta)``: the records encoded with
+        offset deltas from ``first`` (framed when 0) and the timestamp delta they carry."""
+        producer = self.producer
+        if producer._closed:
+            raise IllegalStateError("KafkaProducer already closed!")
+        tp = TopicPartition(topic, partition)
+        tm = producer._transaction_manager
+        if tm is not None and tm.is_transactional():
+            tm.maybe_add_partition_to_transaction(tp)
+        now_ms = int(time.time() * 1000)
+        acc = producer._accumulator
+        acc._appends_in_progress.increment()
+        try:
+            with acc._tp_lock(tp):
+                if acc._closed:
+                    raise IllegalStateError("RecordAccumulator is closed")
+                dq = acc._batches[tp]
+                batch = self._open.get(tp)
+                if (extend and batch is not None and dq and dq[-1] is batch and batch.records.open
+                        and not batch.records.closed):
+                    rb = batch.records
+                    first = rb.next_offset()
+                    body, ts_delta = records_at(first, max(now_ms - rb.timestamp, 0))
+                    if rb.size_in_bytes() + len(body) <= self.max_coalesced_bytes:
+                        rb.extend(body, count, rb.timestamp + ts_delta)
+                        batch._record_futures.count += count
+                        return batch.produce_future, batch._record_futures, first
+                if batch is not None:
+                    batch.records.open = False     # full, or no longer last: sent with the next drain
+                now = time.monotonic()
+                framed, _ = records_at(0, 0)
+                rb = RecordBatchV2(framed, count, now_ms, framed=True)
+                rb.open = True
+                batch = ProducerBatch(tp, rb, now=now)
+                # Its linger runs from ``last_attempt``: the sender sends it hold_s from now, or when
+                # the other partitions' open batches go, so that they share a produce request.
+                if self._hold_until is None or self._hold_until <= now:
+                    self._hold_until = now + hold_s
+                    # A new deadline: the sender must see it to time it (one wake-up). A batch that
+                    # joins a running deadline needs none: the sender already sleeps until then,
+                    # and sends whatever is queued for it, full batches too, in that request.
+                    self.asleep = True
+                batch.last_attempt = self._hold_until - self._linger
+                watch = batch._record_futures = SplitWatch(count, batch.produce_future)
+                dq.append(batch)
+                acc._incomplete.add(batch)
+                self._open[tp] = batch
+                return batch.produce_future, watch, 0
+        finally:
+            acc._appends_in_progress.decrement()
+
+    def release(self) -> None:
+        """Close every open batch for appends: the sender sends them at its next wake-up (``wake``)."""
+        if not self._open:
+            return
+        acc = self.producer._accumulator
+        for tp, batch in self._open.items():
+            with acc._tp_lock(tp):
+                if batch.records.open:
+                    batch.records.open = False
+                    batch.last_attempt = batch.created
+                    self.asleep = True
+        self._open.clear()
 
     def wake(self) -> None:
         """Wake the producer's sender thread if batches were queued with ``wake=False`` since the last call."""

@@ -270,6 +270,7 @@ class Runner:
                     self._process(batch)
                 else:   # outputs a full poll left queued (_process), when no more records came
                     for outputs in self.outputs.values():
+                        outputs.hold_scores = False
                         outputs.wake()
                 self._retry_restores()
                 self._service_outputs()
@@ -514,9 +515,15 @@ class Runner:
         when the next unit's scoring kernel starts (``Unit.handle``), so that the sender's work (its
         Python holds the GIL for a ms or two a request, which the loop's thread would otherwise wait
         for) runs while the kernel does not need the GIL; or, when the next poll returns nothing,
-        then (at most ``kafka.poll_timeout_ms`` later)."""
+        then (at most ``kafka.poll_timeout_ms`` later). While the loop is behind, scores (either format)
+        also wait in an open record batch for the next polls' (``Outputs.hold_scores``): one produce
+        request for several polls, released by the first poll that is neither full nor followed by a
+        full poll's records already waiting in its partitions (``_behind``)."""
         m = self.metrics
         full = sum(len(records) for records in batch.values()) >= self.config.kafka.max_poll_records
+        behind = full or self._behind(batch)
+        for outputs in self.outputs.values():   # more records wait: scores may wait for theirs
+            outputs.hold_scores = behind
         for tp, records in batch.items():
             m.for_topic(tp.topic).inc(len(records))
             unit = self.units.get(tp)
@@ -538,6 +545,17 @@ class Runner:
                     if u.name == name:
                         latest.update(u.latest)
                 m.set_entity_scores(name, latest)
+
+    def _behind(self, batch: dict) -> bool:
+        """Whether at least a full poll's records (``kafka.max_poll_records``) wait behind this poll's
+        in one of its partitions (by the highwater mark of the last fetch): the loop is behind even
+        when the fetches, not the loop, are what limit its polls."""
+        limit = self.config.kafka.max_poll_records
+        for tp, records in batch.items():
+            hw = self.consumer.highwater(tp)
+            if records and hw is not None and hw - records[-1].offset - 1 >= limit:
+                return True
+        return False
 
     def _detector_metrics(self):
         for det in self.config.detectors:

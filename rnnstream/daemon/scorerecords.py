@@ -115,12 +115,16 @@ def _put(out, pos, src, lo, hi):
 
 
 @kernel
-def _plan(order, part, budget, offsets, versions, anomaly, suppressed, piece_at, key_at, ent_lo, ent_hi,
-          col_lo, col_hi, room, key_len, value_len, rec_len, batches):
+def _plan(order, part, budget, first, room_left, ts_delta, offsets, versions, anomaly, suppressed, piece_at,
+          key_at, ent_lo, ent_hi, col_lo, col_hi, room, key_len, value_len, rec_len, batches):
     """Sizes of the records of events ``order[0], order[1], ..`` (grouped by ``part``, in event order
     within a partition) and their batches of at most ``budget`` bytes of records each (a record alone
     may be larger), each preceded by ``room`` free bytes: per batch, start of its records, end,
-    record count, partition, index in ``order`` of its first event. Returns (batches, total bytes)."""
+    record count, partition, index in ``order`` of its first event, offset delta of its first record,
+    timestamp delta of its records. A partition ``p`` with ``first[p] > 0`` starts with records to
+    append to an open batch of ``first[p]`` records: offset deltas from ``first[p]``, timestamp delta
+    ``ts_delta[p]``, at most ``room_left[p]`` bytes (a new batch if its first record does not fit).
+    Returns (batches, total bytes)."""
     n = len(order)
     fixed = piece_at[len(piece_at) - 1]        # every constant piece, less 'true'/'false'
     for k in range(n):
@@ -135,19 +139,33 @@ def _plan(order, part, budget, offsets, versions, anomaly, suppressed, piece_at,
     nb = 0
     used = 0
     j = 0
+    td = 0
+    limit = budget
     total = 0
     for k in range(n):
-        body = 3 + _varint_size(j) + _varint_size(key_len[k]) + key_len[k] + _varint_size(value_len[k]) + value_len[k]
+        p = part[order[k]]
+        fresh = nb == 0 or p != batches[nb - 1, 3]
+        if fresh:
+            j = first[p]
+            td = ts_delta[p] if j > 0 else 0
+            limit = room_left[p] if j > 0 else budget
+        tail = _varint_size(key_len[k]) + key_len[k] + _varint_size(value_len[k]) + value_len[k]
+        body = 2 + _varint_size(td) + _varint_size(j) + tail
         size = body + _varint_size(body)
-        if nb == 0 or part[order[k]] != batches[nb - 1, 3] or (j > 0 and used + size > budget):
-            j = 0
-            body = 4 + _varint_size(key_len[k]) + key_len[k] + _varint_size(value_len[k]) + value_len[k]
-            size = body + _varint_size(body)
+        if fresh or used + size > limit:
+            if not fresh or (j > 0 and size > limit):     # a new batch: deltas from 0, the whole budget
+                j = 0
+                td = 0
+                limit = budget
+                body = 3 + 1 + tail
+                size = body + _varint_size(body)
             total += room
             batches[nb, 0] = total
             batches[nb, 2] = 0
-            batches[nb, 3] = part[order[k]]
+            batches[nb, 3] = p
             batches[nb, 4] = k
+            batches[nb, 5] = j
+            batches[nb, 6] = td
             nb += 1
             used = 0
         rec_len[k] = body
@@ -166,16 +184,18 @@ def _write(out, order, batches, nb, offsets, versions, anomaly, suppressed, piec
     b = 0
     pos = 0
     j = 0
+    td = 0
     for k in range(len(order)):
         if b < nb and k == batches[b, 4]:
             pos = batches[b, 0]
-            j = 0
+            j = batches[b, 5]
+            td = batches[b, 6]
             b += 1
         e = order[k]
         pos = _put_varint(out, pos, rec_len[k])
         out[pos] = 0                           # attributes
-        out[pos + 1] = 0                       # timestamp delta
-        pos = _put_varint(out, pos + 2, j)     # offset delta
+        pos = _put_varint(out, pos + 1, td)    # timestamp delta
+        pos = _put_varint(out, pos, j)         # offset delta
         pos = _put_varint(out, pos, key_len[k])
         pos = _put(out, pos, keys, key_at[e], key_at[e + 1])
         pos = _put_varint(out, pos, value_len[k])
@@ -203,12 +223,15 @@ def _write(out, order, batches, nb, offsets, versions, anomaly, suppressed, piec
 @dataclass(slots=True)
 class Batch:
     """One encoded batch: ``buffer`` is ``ROOM`` free bytes then its records; ``events`` the positions
-    (in the caller's event order) of its records' events, in record order."""
+    (in the caller's event order) of its records' events, in record order. ``first`` > 0: records to
+    append to an open batch of that many records (``encode``'s ``first``), timestamp delta ``ts_delta``."""
 
     partition: int
     count: int
     buffer: bytearray
     events: np.ndarray
+    first: int = 0
+    ts_delta: int = 0
 
 
 def pieces_for(detector: str, topic: str, partition: int) -> tuple[np.ndarray, np.ndarray]:
@@ -225,11 +248,14 @@ def pieces_for(detector: str, topic: str, partition: int) -> tuple[np.ndarray, n
 def encode(pieces: tuple[np.ndarray, np.ndarray], entities: Sequence[str], offsets: np.ndarray,
            event_time: np.ndarray, score: np.ndarray, error: np.ndarray, anomaly: np.ndarray,
            suppressed: np.ndarray, versions: np.ndarray, partitions: np.ndarray,
-           budget: int) -> list[Batch]:
+           budget: int, open_batches: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> list[Batch]:
     """The score records of events ``0..n-1`` (event ``k``: ``entities[k]``, ``offsets[k]``, ...), in
     record batches per output partition (``partitions[k]``), each at most ``budget`` bytes of records
-    unless one record alone is larger. Raises ``UnicodeEncodeError`` for an entity that is not valid
-    UTF-8 text (as ``str.encode`` does)."""
+    unless one record alone is larger. ``open_batches``: per output partition, the record count, room
+    left (bytes) and timestamp delta of an open batch to append to (``RawPublisher.open_batches``; a
+    count of 0: none); a partition's first batch then continues that batch's offset deltas
+    (``Batch.first``). Raises ``UnicodeEncodeError`` for an entity that is not valid UTF-8 text (as
+    ``str.encode`` does)."""
     n = len(entities)
     joined = "".join(entities)
     keys_bytes = joined.encode()
@@ -260,17 +286,23 @@ def encode(pieces: tuple[np.ndarray, np.ndarray], entities: Sequence[str], offse
     anomaly = np.ascontiguousarray(anomaly, dtype=np.bool_)
     suppressed = np.ascontiguousarray(suppressed, dtype=np.bool_)
     key_len, value_len, rec_len = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
-    table_b = np.empty((n, 5), np.int64)
-    nb, total = _plan(order, partitions, int(budget), offsets, versions, anomaly, suppressed, at, key_at, ent_lo,
-                      ent_hi, col_lo, col_hi, ROOM, key_len, value_len, rec_len, table_b)
+    table_b = np.empty((n, 7), np.int64)
+    if open_batches is None:
+        zeros = np.zeros(int(partitions.max(initial=0)) + 1, np.int64)
+        open_batches = (zeros, zeros, zeros)
+    first, room_left, ts_delta = (np.ascontiguousarray(a, dtype=np.int64) for a in open_batches)
+    nb, total = _plan(order, partitions, int(budget), first, room_left, ts_delta, offsets, versions, anomaly,
+                      suppressed, at, key_at, ent_lo, ent_hi, col_lo, col_hi, ROOM, key_len, value_len, rec_len,
+                      table_b)
     out = np.empty(total, np.uint8)
     _write(out, order, table_b, nb, offsets, versions, anomaly, suppressed, table, at, keys, key_at, ents, ent_lo,
            ent_hi, cols, col_lo, col_hi, key_len, value_len, rec_len)
     table_b = table_b[:nb]
     batches = []
     ends = list(table_b[1:, 4]) + [n]
-    for (start, end, count, partition, first), last in zip(table_b.tolist(), ends):
-        batches.append(Batch(int(partition), int(count), bytearray(out[start - ROOM:end]), order[first:last]))
+    for (start, end, count, partition, at_k, delta, td), last in zip(table_b.tolist(), ends):
+        batches.append(Batch(int(partition), int(count), bytearray(out[start - ROOM:end]), order[at_k:last],
+                             int(delta), int(td)))
     return batches
 
 

@@ -92,6 +92,11 @@ class EmbeddedKafka:
         return self._port
 
     @property
+    def pid(self) -> int | None:
+        """The broker JVM's process id while running (benchmarks read its CPU time), else None."""
+        return self._proc.pid if self.running else None
+
+    @property
     def directory(self) -> Path | None:
         """The temporary directory holding server.properties, data/ and broker.log while running."""
         return self._dir

@@ -99,3 +99,32 @@ def test_a_framed_batch_is_a_valid_v2_batch():
     assert len(batches) == 1 and batches[0].validate_crc()
     got = [(r.key, r.value) for r in batches[0]]
     assert got == [_expected(e, *args[:-1]) for e in b.events.tolist()]
+
+
+def test_records_that_continue_open_batches_and_a_new_batch_where_the_room_is_too_small():
+    """``open_batches``: partition 0's open batch has 5 records and room for 2,000 bytes, partition 1's
+    300 records and room for 10 bytes (not even one record: a new batch), partition 2 none."""
+    from kafka.record.memory_records import MemoryRecords
+
+    args = _events(200)
+    pieces = scorerecords.pieces_for("det", "in", 7)
+    ents, offsets, ts, score, error, flag, versions, parts = args
+    batches = scorerecords.encode(pieces, ents, offsets, ts, score, error, flag & 1 > 0, flag & 2 > 0, versions,
+                                  parts, 1 << 20, ([5, 300, 0], [2000, 10, 0], [70, 9000, 0]))
+    first = {}
+    for b in batches:
+        first.setdefault(b.partition, b)
+    assert (first[0].first, first[0].ts_delta) == (5, 70) and 0 < len(first[0].buffer) - scorerecords.ROOM <= 2000
+    assert (first[1].first, first[1].ts_delta) == (0, 0) and (first[2].first, first[2].ts_delta) == (0, 0)
+    assert sum(b.count for b in batches) == 200 and len([b for b in batches if b.partition == 0]) == 2
+    # appended to an open batch of 5 records, they read back with their offsets and timestamps
+    head = rawbatch.encode_records([b"k"] * 5, [b"v"] * 5, framed=True)
+    rb = rawbatch.RecordBatchV2(head, 5, 1_700_000_000_000, framed=True)
+    rb.extend(memoryview(first[0].buffer)[scorerecords.ROOM:], first[0].count, 1_700_000_000_070)
+    rb.close()
+    (batch,) = list(MemoryRecords(bytes(rb.buffer())))
+    assert batch.validate_crc()
+    got = list(batch)
+    assert [r.offset for r in got] == list(range(5 + first[0].count))
+    assert [r.timestamp for r in got] == [1_700_000_000_000] * 5 + [1_700_000_000_070] * first[0].count
+    assert [(r.key, r.value) for r in got[5:]] == [_expected(e, *args[:-1]) for e in first[0].events.tolist()]
