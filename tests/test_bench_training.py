@@ -30,3 +30,21 @@ def test_a_cost_below_the_scoring_time_is_a_fraction_and_a_saving_is_negative():
 def test_unpaired_or_empty_rounds_are_refused(off, on):
     with pytest.raises(ValueError):
         bench_training.overhead(off, on)
+
+
+def test_the_steady_state_cost_is_per_fit_and_per_scored_event_whatever_the_rounds_length():
+    # 2 fits a round costing 0.1 s each over 1,000 events scored at 1 ms each; one fit every 500 events
+    # in the steady state: 0.1 s against 0.5 s of scoring = 20% (round 2, twice as loaded, gives 10%
+    # a fit: the median is taken per round).
+    got = bench_training.fit_cost([1.0, 2.0, 1.0], [1.2, 2.2, 1.2], [2, 2, 2], 1000, 500)
+    assert got.per_fit == pytest.approx(0.1)
+    assert got.per_event == pytest.approx(1e-3)
+    assert got.share == pytest.approx(0.2)
+    # the same rounds with a fit every 5,000 events in the steady state: 2%
+    assert bench_training.fit_cost([1.0], [1.2], [2], 1000, 5000).share == pytest.approx(0.02)
+
+
+@pytest.mark.parametrize("fits", [[2, 3, 2], [0, 0, 0], [2, 2]])
+def test_rounds_with_different_or_no_fits_are_refused(fits):
+    with pytest.raises(ValueError):
+        bench_training.fit_cost([1.0, 1.0, 1.0], [1.2, 1.2, 1.2], fits, 1000, 500)

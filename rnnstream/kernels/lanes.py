@@ -6,7 +6,10 @@ over 16 entities. A sparse row costs its non-zeros only, with no gather (the wei
 scalar, the operand one contiguous vector row of ``z``), which neither a per-entity sparse row loop
 (scalar, latency-bound) nor a per-entity dense product (10x the work) achieves.
 
-Two forms, both emitted as LLVM IR that keeps the row's accumulators in registers:
+Two forms, both emitted as LLVM IR that keeps the rows' accumulators in registers; ``ROWS`` rows are
+summed together (their common terms in one loop, then each row's remaining terms), so that the adds'
+latency of one row overlaps the others' (one row at a time was latency-bound: ESN step, R=200, about
+12% more entity-steps/s with 4 rows than with 1 in alternating runs):
 
 - :func:`csr_lanes`: ``w`` as CSR (``ptr`` int64 (m+1,), ``col`` int32, ``val`` float32), the terms of
   row ``j`` summed in storage order ``p = ptr[j], ..., ptr[j+1] - 1``;
@@ -37,6 +40,7 @@ from .jit import INTRINSICS, VECTOR_BITS, device
 
 LANES = VECTOR_BITS // 32  # floats per vector: 16 (one AVX-512 register, two AVX2 registers), or 8
 BLOCKS = (2, 1)       # vectors per pass over a row's terms: two independent chains where L allows
+ROWS = 4              # rows summed together (independent chains); the rest of m one at a time
 
 
 def _c_array(a, ndim: int, dtype) -> bool:
@@ -45,7 +49,11 @@ def _c_array(a, ndim: int, dtype) -> bool:
 
 def _emit(builder: ir.IRBuilder, m, lanes_total, z_row_bytes, b, z, acc, acc_row_bytes, terms) -> None:
     """Rows ``j < m``: ``acc[j] = b[j] + sum over terms(j)``; ``terms(j)`` gives ``(count, term(p))``
-    where ``term(p)`` returns ``(weight float, byte offset of z's row)`` of the ``p``-th term."""
+    where ``term(p)`` returns ``(weight float, byte offset of z's row)`` of the ``p``-th term.
+
+    ``ROWS`` rows are summed together, each in its own registers: their first ``min(count)`` terms in
+    one loop (independent add chains, so the adds' latency overlaps), then each row's remaining terms.
+    Every row still adds its own terms in its own order."""
     i64 = ir.IntType(64)
     f32 = ir.FloatType()
     vec = ir.VectorType(f32, LANES)
@@ -61,12 +69,23 @@ def _emit(builder: ir.IRBuilder, m, lanes_total, z_row_bytes, b, z, acc, acc_row
         return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined),
                                       ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
 
-    with cgutils.for_range(builder, m) as rows:
-        j = rows.index
-        count, term = terms(j)
-        bj = splat(builder.load(at(b, builder.mul(j, const(4)), f32)))
-        out_row = builder.mul(j, acc_row_bytes)
-        done = const(0)  # lanes finished so far in this row
+    def add_terms(term, first, count, offs, slots):
+        with cgutils.for_range(builder, count) as loop:
+            weight, z_row = term(builder.add(first, loop.index))
+            x = splat(weight)
+            for off, slot in zip(offs, slots):
+                zk = builder.load(at(z, builder.add(z_row, off), vec), align=4)
+                builder.store(builder.fadd(builder.load(slot), builder.fmul(zk, x)), slot)
+
+    def row_block(j0, k: int):
+        rows = [builder.add(j0, const(i)) for i in range(k)]
+        row_terms = [terms(j) for j in rows]
+        common = row_terms[0][0]
+        for count, _ in row_terms[1:]:
+            common = builder.select(builder.icmp_signed("<", count, common), count, common)
+        bjs = [splat(builder.load(at(b, builder.mul(j, const(4)), f32))) for j in rows]
+        out_rows = [builder.mul(j, acc_row_bytes) for j in rows]
+        done = const(0)  # lanes finished so far in these rows
         for width in BLOCKS:
             step = width * LANES
             passes = builder.udiv(builder.sub(lanes_total, done), const(step))
@@ -74,18 +93,30 @@ def _emit(builder: ir.IRBuilder, m, lanes_total, z_row_bytes, b, z, acc, acc_row
             with cgutils.for_range(builder, passes) as blocks:
                 lane0 = builder.add(start, builder.mul(blocks.index, const(step)))
                 offs = [builder.mul(builder.add(lane0, const(c * LANES)), const(4)) for c in range(width)]
-                slots = [cgutils.alloca_once(builder, vec) for _ in range(width)]  # promoted to registers
-                for slot in slots:
-                    builder.store(bj, slot)
-                with cgutils.for_range(builder, count) as loop:
-                    weight, z_row = term(loop.index)
-                    x = splat(weight)
-                    for off, slot in zip(offs, slots):
-                        zk = builder.load(at(z, builder.add(z_row, off), vec), align=4)
-                        builder.store(builder.fadd(builder.load(slot), builder.fmul(zk, x)), slot)
-                for off, slot in zip(offs, slots):
-                    builder.store(builder.load(slot), at(acc, builder.add(out_row, off), vec), align=4)
+                slots = [[cgutils.alloca_once(builder, vec) for _ in range(width)] for _ in rows]  # registers
+                for bj, row_slots in zip(bjs, slots):
+                    for slot in row_slots:
+                        builder.store(bj, slot)
+                with cgutils.for_range(builder, common) as loop:
+                    for (_, term), row_slots in zip(row_terms, slots):
+                        weight, z_row = term(loop.index)
+                        x = splat(weight)
+                        for off, slot in zip(offs, row_slots):
+                            zk = builder.load(at(z, builder.add(z_row, off), vec), align=4)
+                            builder.store(builder.fadd(builder.load(slot), builder.fmul(zk, x)), slot)
+                for (count, term), row_slots in zip(row_terms, slots):
+                    add_terms(term, common, builder.sub(count, common), offs, row_slots)
+                for out_row, row_slots in zip(out_rows, slots):
+                    for off, slot in zip(offs, row_slots):
+                        builder.store(builder.load(slot), at(acc, builder.add(out_row, off), vec), align=4)
             done = builder.add(start, builder.mul(passes, const(step)))
+
+    groups = builder.udiv(m, const(ROWS))
+    with cgutils.for_range(builder, groups) as g:
+        row_block(builder.mul(g.index, const(ROWS)), ROWS)
+    first_single = builder.mul(groups, const(ROWS))
+    with cgutils.for_range(builder, builder.sub(m, first_single)) as one:
+        row_block(builder.add(first_single, one.index), 1)
 
 
 def _arrays(context, builder, signature, args):
