@@ -459,8 +459,8 @@ def test_the_budget_spaces_retrainings_deterministically():
 
 
 def test_nab_yaml_budget_leaves_a_few_entities_retrained_at_every_events():
-    """nab.yaml's schedule (8 steps x 4 windows x 128 events every 128 events) with up to 3 entities
-    is within its budget: its triggers are not moved; the default budget would space them from two
+    """nab.yaml's schedule (6 steps x 4 windows x 128 events every 128 events) with up to 3 entities
+    is within its budget: its triggers are not moved; the default budget would space them from three
     entities on (the generated corpus has several per stream). Fresh
     windows follow each other without a gap (every_events <= window): every event is trained on
     (spaced wider, NAB's standard score fell 3-4 points at seed 0)."""
@@ -468,11 +468,11 @@ def test_nab_yaml_budget_leaves_a_few_entities_retrained_at_every_events():
     from rnnstream.training.schedule import spacing
 
     tr = load_config(ROOT_NAB.read_text()).detectors[0].training
-    assert (tr.steps, tr.batch_windows, tr.window, tr.every_events) == (8, 4, 128, 128)
+    assert (tr.steps, tr.batch_windows, tr.window, tr.every_events) == (6, 4, 128, 128)
     assert tr.every_events <= tr.window and tr.every_seconds == 0
     assert spacing(tr, tr.batch_windows, tr.window, 3) <= tr.every_events
     default = dataclasses.replace(tr, budget=TrainingConfig().budget)
-    assert spacing(default, tr.batch_windows, tr.window, 2) > tr.every_events
+    assert spacing(default, tr.batch_windows, tr.window, 3) > tr.every_events
 
 
 def test_nab_yaml_retrains_every_window_of_one_entity_and_its_outputs_do_not_depend_on_batching():
