@@ -25,9 +25,10 @@ compression); callers fall back to ``send`` otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import time
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from crc32c import crc32c
 from kafka.errors import IllegalStateError
@@ -325,11 +326,11 @@ class RawPublisher:
         return self.publish_framed(topic, partition, encode_records(keys, values, framed=True), len(keys),
                                    wake=wake)
 
-    def publish_framed(self, topic: str, partition: int, framed: bytearray, count: int, *,
-                       wake: bool = True) -> tuple[Any, SplitWatch]:
-        """``publish`` of ``count`` records already encoded (``encode_records(framed=True)``, or
-        ``scorerecords``): ``framed`` is HEADER.size free bytes then the records, and becomes the
-        batch's buffer."""
+    @contextlib.contextmanager
+    def _appending(self, topic: str, partition: int) -> Iterator[tuple[TopicPartition, Any]]:
+        """``(tp, accumulator)``: the partition, added to the open transaction when the producer has one,
+        and the producer's accumulator locked for it with an append in progress.
+        ``IllegalStateError`` when the producer or its accumulator is closed."""
         producer = self.producer
         if producer._closed:
             raise IllegalStateError("KafkaProducer already closed!")
@@ -337,19 +338,28 @@ class RawPublisher:
         tm = producer._transaction_manager
         if tm is not None and tm.is_transactional():
             tm.maybe_add_partition_to_transaction(tp)
-        now = time.monotonic()
-        batch = ProducerBatch(tp, RecordBatchV2(framed, count, int(time.time() * 1000), framed=True), now=now)
-        watch = batch._record_futures = SplitWatch(count, batch.produce_future)
         acc = producer._accumulator
         acc._appends_in_progress.increment()
         try:
             with acc._tp_lock(tp):
                 if acc._closed:
                     raise IllegalStateError("RecordAccumulator is closed")
-                acc._batches[tp].append(batch)
-                acc._incomplete.add(batch)
+                yield tp, acc
         finally:
             acc._appends_in_progress.decrement()
+
+    def publish_framed(self, topic: str, partition: int, framed: bytearray, count: int, *,
+                       wake: bool = True) -> tuple[Any, SplitWatch]:
+        """``publish`` of ``count`` records already encoded (``encode_records(framed=True)``, or
+        ``scorerecords``): ``framed`` is HEADER.size free bytes then the records, and becomes the
+        batch's buffer."""
+        producer = self.producer
+        with self._appending(topic, partition) as (tp, acc):
+            now = time.monotonic()
+            batch = ProducerBatch(tp, RecordBatchV2(framed, count, int(time.time() * 1000), framed=True), now=now)
+            watch = batch._record_futures = SplitWatch(count, batch.produce_future)
+            acc._batches[tp].append(batch)
+            acc._incomplete.add(batch)
         if wake:
             producer._sender.wakeup()
         else:
@@ -414,54 +424,40 @@ class RawPublisher:
         """Append ``count`` records to the partition's open batch (``extend`` and it still takes them),
         else queue them as a new open batch. ``records_at(first, ts_delta)``: the records encoded with
         offset deltas from ``first`` (framed when 0) and the timestamp delta they carry."""
-        producer = self.producer
-        if producer._closed:
-            raise IllegalStateError("KafkaProducer already closed!")
-        tp = TopicPartition(topic, partition)
-        tm = producer._transaction_manager
-        if tm is not None and tm.is_transactional():
-            tm.maybe_add_partition_to_transaction(tp)
         now_ms = int(time.time() * 1000)
-        acc = producer._accumulator
-        acc._appends_in_progress.increment()
-        try:
-            with acc._tp_lock(tp):
-                if acc._closed:
-                    raise IllegalStateError("RecordAccumulator is closed")
-                dq = acc._batches[tp]
-                batch = self._open.get(tp)
-                if (extend and batch is not None and dq and dq[-1] is batch and batch.records.open
-                        and not batch.records.closed):
-                    rb = batch.records
-                    first = rb.next_offset()
-                    body, ts_delta = records_at(first, max(now_ms - rb.timestamp, 0))
-                    if rb.size_in_bytes() + len(body) <= self.max_coalesced_bytes:
-                        rb.extend(body, count, rb.timestamp + ts_delta)
-                        batch._record_futures.count += count
-                        return batch.produce_future, batch._record_futures, first
-                if batch is not None:
-                    batch.records.open = False     # full, or no longer last: sent with the next drain
-                now = time.monotonic()
-                framed, _ = records_at(0, 0)
-                rb = RecordBatchV2(framed, count, now_ms, framed=True)
-                rb.open = True
-                batch = ProducerBatch(tp, rb, now=now)
-                # Its linger runs from ``last_attempt``: the sender sends it hold_s from now, or when
-                # the other partitions' open batches go, so that they share a produce request.
-                if self._hold_until is None or self._hold_until <= now:
-                    self._hold_until = now + hold_s
-                    # A new deadline: the sender must see it to time it (one wake-up). A batch that
-                    # joins a running deadline needs none: the sender already sleeps until then,
-                    # and sends whatever is queued for it, full batches too, in that request.
-                    self.asleep = True
-                batch.last_attempt = self._hold_until - self._linger
-                watch = batch._record_futures = SplitWatch(count, batch.produce_future)
-                dq.append(batch)
-                acc._incomplete.add(batch)
-                self._open[tp] = batch
-                return batch.produce_future, watch, 0
-        finally:
-            acc._appends_in_progress.decrement()
+        with self._appending(topic, partition) as (tp, acc):
+            dq = acc._batches[tp]
+            batch = self._open.get(tp)
+            if (extend and batch is not None and dq and dq[-1] is batch and batch.records.open
+                    and not batch.records.closed):
+                rb = batch.records
+                first = rb.next_offset()
+                body, ts_delta = records_at(first, max(now_ms - rb.timestamp, 0))
+                if rb.size_in_bytes() + len(body) <= self.max_coalesced_bytes:
+                    rb.extend(body, count, rb.timestamp + ts_delta)
+                    batch._record_futures.count += count
+                    return batch.produce_future, batch._record_futures, first
+            if batch is not None:
+                batch.records.open = False     # full, or no longer last: sent with the next drain
+            now = time.monotonic()
+            framed, _ = records_at(0, 0)
+            rb = RecordBatchV2(framed, count, now_ms, framed=True)
+            rb.open = True
+            batch = ProducerBatch(tp, rb, now=now)
+            # Its linger runs from ``last_attempt``: the sender sends it hold_s from now, or when
+            # the other partitions' open batches go, so that they share a produce request.
+            if self._hold_until is None or self._hold_until <= now:
+                self._hold_until = now + hold_s
+                # A new deadline: the sender must see it to time it (one wake-up). A batch that
+                # joins a running deadline needs none: the sender already sleeps until then,
+                # and sends whatever is queued for it, full batches too, in that request.
+                self.asleep = True
+            batch.last_attempt = self._hold_until - self._linger
+            watch = batch._record_futures = SplitWatch(count, batch.produce_future)
+            dq.append(batch)
+            acc._incomplete.add(batch)
+            self._open[tp] = batch
+            return batch.produce_future, watch, 0
 
     def release(self) -> None:
         """Close every open batch for appends: the sender sends them at its next wake-up (``wake``)."""

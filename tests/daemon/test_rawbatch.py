@@ -118,11 +118,17 @@ def test_record_batches_join_the_transaction_commit_and_abort(kafka):
         producer.close()
 
 
-def test_a_batch_refused_as_too_large_is_split_by_the_producer_and_still_accounted(kafka):
-    topic = f"rawsmall-{time.time_ns()}"
+def _small_topic(kafka, prefix: str) -> str:
+    """A new one-partition topic that takes messages of at most 6,000 bytes."""
+    topic = f"{prefix}-{time.time_ns()}"
     admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
     admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"max.message.bytes": "6000"})])
     admin.close()
+    return topic
+
+
+def test_a_batch_refused_as_too_large_is_split_by_the_producer_and_still_accounted(kafka):
+    topic = _small_topic(kafka, "rawsmall")
     producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", batch_size=65536)
     try:
         out = Outputs(producer, detector_cfg(f"{{scores_topic: {topic}}}"), "pod-1")
@@ -326,10 +332,7 @@ def test_held_batched_scores_in_a_transaction_commit_and_abort(kafka):
 
 
 def test_a_held_batch_refused_as_too_large_is_split_and_every_poll_accounted(kafka):
-    topic = f"rawholdsmall-{time.time_ns()}"
-    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
-    admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"max.message.bytes": "6000"})])
-    admin.close()
+    topic = _small_topic(kafka, "rawholdsmall")
     producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
     try:
         out = Outputs(producer, detector_cfg(_batched(topic)), "pod-1")
