@@ -103,8 +103,7 @@ class FeatureStats:
 
     def as_list(self) -> list[float]:
         return [self.scale, *self.tail.as_list(), self.short, self.short_sq, self.prev, self.run, self.cr, self.cc,
-                self.rr, self.rc, self.lo, self.hi, self.model_mae, self.persist_mae, *self.short_tail.as_list(),
-]
+                self.rr, self.rc, self.lo, self.hi, self.model_mae, self.persist_mae, *self.short_tail.as_list()]
 
 
 @dataclass
