@@ -69,13 +69,13 @@ def _emit(builder: ir.IRBuilder, m, lanes_total, z_row_bytes, b, z, acc, acc_row
         return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined),
                                       ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
 
-    def add_terms(term, first, count, offs, slots):
-        with cgutils.for_range(builder, count) as loop:
-            weight, z_row = term(builder.add(first, loop.index))
-            x = splat(weight)
-            for off, slot in zip(offs, slots):
-                zk = builder.load(at(z, builder.add(z_row, off), vec), align=4)
-                builder.store(builder.fadd(builder.load(slot), builder.fmul(zk, x)), slot)
+    def add_term(term, p, offs, slots):
+        """slots += weight of term ``p`` x its z row, at the lanes ``offs``."""
+        weight, z_row = term(p)
+        x = splat(weight)
+        for off, slot in zip(offs, slots):
+            zk = builder.load(at(z, builder.add(z_row, off), vec), align=4)
+            builder.store(builder.fadd(builder.load(slot), builder.fmul(zk, x)), slot)
 
     def row_block(j0, k: int):
         rows = [builder.add(j0, const(i)) for i in range(k)]
@@ -99,13 +99,10 @@ def _emit(builder: ir.IRBuilder, m, lanes_total, z_row_bytes, b, z, acc, acc_row
                         builder.store(bj, slot)
                 with cgutils.for_range(builder, common) as loop:
                     for (_, term), row_slots in zip(row_terms, slots):
-                        weight, z_row = term(loop.index)
-                        x = splat(weight)
-                        for off, slot in zip(offs, row_slots):
-                            zk = builder.load(at(z, builder.add(z_row, off), vec), align=4)
-                            builder.store(builder.fadd(builder.load(slot), builder.fmul(zk, x)), slot)
+                        add_term(term, loop.index, offs, row_slots)
                 for (count, term), row_slots in zip(row_terms, slots):
-                    add_terms(term, common, builder.sub(count, common), offs, row_slots)
+                    with cgutils.for_range(builder, builder.sub(count, common)) as loop:
+                        add_term(term, builder.add(common, loop.index), offs, row_slots)
                 for out_row, row_slots in zip(out_rows, slots):
                     for off, slot in zip(offs, row_slots):
                         builder.store(builder.load(slot), at(acc, builder.add(out_row, off), vec), align=4)
