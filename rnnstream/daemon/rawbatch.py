@@ -297,6 +297,12 @@ def outcome(future: Any, watch: SplitWatch, first: int = 0, count: int | None = 
     return failed
 
 
+def _takes_appends(queue, batch: ProducerBatch) -> bool:
+    """Whether ``batch`` (of ``publish_coalesced``) still takes appends: open, not yet closed by the
+    sender, and the last batch of its partition's ``queue`` (under the partition's lock)."""
+    return bool(queue) and queue[-1] is batch and batch.records.open and not batch.records.closed
+
+
 class RawPublisher:
     """Queues pre-encoded record batches on one kafka-python ``KafkaProducer``."""
 
@@ -396,9 +402,8 @@ class RawPublisher:
             if tp.topic != topic or not 0 <= tp.partition < partitions:
                 continue
             with acc._tp_lock(tp):
-                dq = acc._batches[tp]
                 rb = batch.records
-                if dq and dq[-1] is batch and rb.open and not rb.closed:
+                if _takes_appends(acc._batches[tp], batch):
                     p = tp.partition
                     count[p] = rb.next_offset()
                     room[p] = max(self.max_coalesced_bytes - rb.size_in_bytes(), 0)
@@ -428,8 +433,7 @@ class RawPublisher:
         with self._appending(topic, partition) as (tp, acc):
             dq = acc._batches[tp]
             batch = self._open.get(tp)
-            if (extend and batch is not None and dq and dq[-1] is batch and batch.records.open
-                    and not batch.records.closed):
+            if extend and batch is not None and _takes_appends(dq, batch):
                 rb = batch.records
                 first = rb.next_offset()
                 body, ts_delta = records_at(first, max(now_ms - rb.timestamp, 0))
