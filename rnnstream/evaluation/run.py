@@ -149,6 +149,24 @@ def run_detector(detector_cfg: Any, entity_names: list[str], entity: np.ndarray,
 def run_detector_unsuppressed(detector_cfg: Any, entity_names: list[str], entity: np.ndarray, values: np.ndarray,
                               timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Reported score, published-alarm flag and score before suppression of every row, from a fresh detector."""
+    rows = detector_rows(detector_cfg, entity_names, entity, values, timestamps)
+    return rows.score, rows.alarm, rows.unsuppressed
+
+
+@dataclass
+class DetectorRows:
+    """Per row: the reported score, the published-alarm flag, the score before suppression, and per
+    feature the blamed kind (``KIND_*``)."""
+
+    score: np.ndarray
+    alarm: np.ndarray
+    unsuppressed: np.ndarray
+    kind: np.ndarray
+
+
+def detector_rows(detector_cfg: Any, entity_names: list[str], entity: np.ndarray, values: np.ndarray,
+                  timestamps: np.ndarray) -> DetectorRows:
+    """Every row scored causally by a fresh detector (micro-batches of ``BATCH`` rows)."""
     from rnnstream.detector import Detector
     from rnnstream.kernels.calibrate import FLAG_ANOMALY
 
@@ -156,16 +174,18 @@ def run_detector_unsuppressed(detector_cfg: Any, entity_names: list[str], entity
     try:
         ts = np.asarray(timestamps, dtype=np.float64)
         names = np.asarray(entity_names, dtype=object)[entity]
-        score = np.zeros(len(ts))
-        unsuppressed = np.zeros(len(ts))
-        alarm = np.zeros(len(ts), dtype=bool)
-        for start in range(0, len(ts), BATCH):
-            stop = min(start + BATCH, len(ts))
+        n = len(ts)
+        out = DetectorRows(np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n),
+                           np.zeros((n, values.shape[1]), dtype=np.uint8))
+        for start in range(0, n, BATCH):
+            stop = min(start + BATCH, n)
             res = det.process(names[start:stop].tolist(), values[start:stop], ts[start:stop])
-            score[start + res.index] = res.reported_score()
-            unsuppressed[start + res.index] = res.score
-            alarm[start + res.index] = (res.flag & FLAG_ANOMALY) != 0
-        return score, alarm, unsuppressed
+            at = start + res.index
+            out.score[at] = res.reported_score()
+            out.unsuppressed[at] = res.score
+            out.alarm[at] = (res.flag & FLAG_ANOMALY) != 0
+            out.kind[at] = res.kind
+        return out
     finally:
         det.close()
 

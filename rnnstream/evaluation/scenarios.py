@@ -241,26 +241,13 @@ def detector_config(config_path: str | Path, detector: str | None = None, overri
     return load_config_text(config_text(config_path, detector, overrides)).detector(detector)
 
 
-def score(cfg: Any, stream: Stream, batch: int = 256) -> Scores:
+def score(cfg: Any, stream: Stream) -> Scores:
     """Score ``stream`` causally with a fresh detector built from ``cfg`` (its features set to the stream's)."""
-    from rnnstream.detector import Detector
-    from rnnstream.kernels.calibrate import FLAG_ANOMALY
+    from .run import detector_rows
 
-    det = Detector(replace(cfg, features=stream.features), background=False)
-    try:
-        n, f = stream.values.shape
-        names = np.asarray(stream.entity_names, dtype=object)[stream.entity]
-        out = Scores(np.zeros(n), np.zeros(n, dtype=bool), np.zeros((n, f), dtype=np.uint8))
-        for start in range(0, n, batch):
-            stop = min(start + batch, n)
-            res = det.process(names[start:stop].tolist(), stream.values[start:stop], stream.timestamps[start:stop])
-            at = start + res.index
-            out.score[at] = res.score
-            out.alarm[at] = (res.flag & FLAG_ANOMALY) != 0
-            out.kind[at] = res.kind
-        return out
-    finally:
-        det.close()
+    rows = detector_rows(replace(cfg, features=stream.features), stream.entity_names, stream.entity, stream.values,
+                         stream.timestamps)
+    return Scores(rows.unsuppressed, rows.alarm, rows.kind)
 
 
 # ---------------------------------------------------------------- what a user sees
