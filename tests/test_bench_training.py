@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
@@ -48,3 +49,18 @@ def test_the_steady_state_cost_is_per_fit_and_per_scored_event_whatever_the_roun
 def test_rounds_with_different_or_no_fits_are_refused(fits):
     with pytest.raises(ValueError):
         bench_training.fit_cost([1.0, 1.0, 1.0], [1.2, 1.2, 1.2], fits, 1000, 500)
+
+
+def test_the_gc_clock_counts_only_the_collections_inside_timed_runs():
+    clock = bench_training.GCClock()
+    try:
+        bench_training.settled()   # outside a timed run: not counted
+        assert (clock.collections, clock.seconds) == (0, 0.0)
+        clock.running = True
+        gc.collect()
+        clock.running = False
+        assert clock.collections == 1 and clock.seconds >= 0.0
+        gc.collect()
+        assert clock.collections == 1
+    finally:
+        gc.callbacks.remove(clock._callback)
