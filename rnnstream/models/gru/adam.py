@@ -33,12 +33,32 @@ def init_state(params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return state
 
 
+def state_fits(opt_state: Mapping[str, np.ndarray], params: Mapping[str, np.ndarray]) -> bool:
+    """Whether ``opt_state`` is Adam's state of ``params``: the same names and shapes as :func:`init_state`'s."""
+    names = {f"m.{k}" for k in params} | {f"v.{k}" for k in params} | {"t"}
+    return set(opt_state) == names and np.shape(opt_state["t"]) == () and all(
+        np.shape(opt_state[f"{moment}.{k}"]) == np.shape(p) for k, p in params.items() for moment in "mv")
+
+
 def adopt_state(opt_state: Mapping[str, np.ndarray], params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Copies of ``opt_state`` when it fits ``params`` (same names and shapes), else a fresh state."""
+    """Copies of ``opt_state`` when it fits ``params`` (:func:`state_fits`), else a fresh state."""
     fresh = init_state(params)
-    if set(opt_state) != set(fresh) or any(np.shape(opt_state[k]) != fresh[k].shape for k in fresh):
+    if not state_fits(opt_state, params):
         return fresh
     return {k: np.array(v, dtype=fresh[k].dtype) for k, v in opt_state.items()}
+
+
+def adam_update(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, t: int, lr: float) -> None:
+    """The bias-corrected Adam update of step ``t`` (counted from 1) of the parameters ``p`` and moments
+    ``m``, ``v`` by the gradient ``g``, in place. Element by element, so one call on vectors that
+    concatenate several arrays gives each element the same bits as a call per array."""
+    c1 = 1.0 - BETA1 ** t
+    c2 = 1.0 - BETA2 ** t
+    m *= BETA1
+    m += (1.0 - BETA1) * g
+    v *= BETA2
+    v += (1.0 - BETA2) * g * g
+    p -= lr * (m / c1) / (np.sqrt(v / c2) + EPS)
 
 
 def adam_step(params: dict[str, np.ndarray], grads: Mapping[str, np.ndarray], state: dict[str, np.ndarray],
@@ -46,13 +66,5 @@ def adam_step(params: dict[str, np.ndarray], grads: Mapping[str, np.ndarray], st
     """One bias-corrected Adam update of ``params`` and ``state``, in place."""
     t = int(state["t"]) + 1
     state["t"] = np.array(t, dtype=np.int64)
-    c1 = 1.0 - BETA1 ** t
-    c2 = 1.0 - BETA2 ** t
     for k, g in grads.items():
-        m = state[f"m.{k}"]
-        v = state[f"v.{k}"]
-        m *= BETA1
-        m += (1.0 - BETA1) * g
-        v *= BETA2
-        v += (1.0 - BETA2) * g * g
-        params[k] -= lr * (m / c1) / (np.sqrt(v / c2) + EPS)
+        adam_update(params[k], g, state[f"m.{k}"], state[f"v.{k}"], t, lr)

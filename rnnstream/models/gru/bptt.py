@@ -298,10 +298,20 @@ def loss_and_grad(weights: Mapping[str, np.ndarray], windows: np.ndarray, want_g
 
     ``loss`` is a key of ``LOSSES``. With the scale head's weights (``SCALE_ORDER``) in ``weights``, the
     likelihood loss, and their gradients too."""
+    scaled = "w_s" in weights
+    grads = {k: np.zeros(np.shape(weights[k])) for k in (GRAD_ORDER + SCALE_ORDER if scaled else GRAD_ORDER)}
+    return loss_and_grad_into(weights, windows, grads, want_grad, loss), grads
+
+
+def loss_and_grad_into(weights: Mapping[str, np.ndarray], windows: np.ndarray, grads: Mapping[str, np.ndarray],
+                       want_grad: bool = True, loss: str = "absolute") -> float:
+    """:func:`loss_and_grad` that *adds* the gradient into ``grads`` (C-contiguous float64 arrays of the
+    weights' shapes, one per name of ``GRAD_ORDER``, and of ``SCALE_ORDER`` with the scale head) instead
+    of allocating it: what a training loop calls at every step."""
     w, scaled = _arrays(weights)
-    grads = {k: np.zeros_like(w[k]) for k in GRAD_ORDER + SCALE_ORDER}
-    value = _run(w, windows, want_grad, loss, grads, np.zeros((2, w["b_s"].shape[0])))
-    return value, {k: grads[k] for k in (GRAD_ORDER + SCALE_ORDER if scaled else GRAD_ORDER)}
+    if not scaled:
+        grads = dict(grads, **{k: w[k] for k in SCALE_ORDER})   # empty: nothing is added to them
+    return _run(w, windows, want_grad, loss, grads, np.zeros((2, w["b_s"].shape[0])))
 
 
 def scale_level(weights: Mapping[str, np.ndarray], windows: np.ndarray,
