@@ -168,56 +168,93 @@ def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, loss_kind, want_grad
     scale = 1.0 / n_terms
     # Transposed weights: the forward matvecs run over the gate index innermost, so they vectorise
     # while every gate's sum keeps the order of the scalar form (bias, then inputs k = 0..D-1, then
-    # hidden k = 0..H-1), and so its exact value.
-    w_xt = np.ascontiguousarray(w_x.T)
+    # hidden k = 0..H-1), and so its exact value. ``acc`` holds the sums of a step as [n's input part |
+    # r | z | n's hidden part], so that the input terms (w_xt's columns in the order n, r, z) and the
+    # hidden terms (w_h's rows r, z, n) each run as one loop over 3H gates; the terms of four inputs
+    # (hidden units) are added in one pass, still one by one in their order.
+    H4 = 4 * H
+    w_xt = np.empty((D, H3))
+    for k in range(D):
+        for i in range(H):
+            w_xt[k, i] = w_x[H2 + i, k]
+        for i in range(H2):
+            w_xt[k, H + i] = w_x[i, k]
     w_ht = np.ascontiguousarray(w_h.T)
-    acc = np.zeros(H3)
-    accn = np.zeros(H)
+    bias = np.empty(H4)
+    for i in range(H):
+        bias[i] = b_x[H2 + i]
+        bias[H3 + i] = b_h[H2 + i]
+    for i in range(H2):
+        bias[H + i] = b_x[i] + b_h[i]
+    acc = np.zeros(H4)
+    rz = np.zeros((T, H2))   # r then z
     hs = np.zeros((T + 1, H))
-    rs = np.zeros((T, H))
-    zs = np.zeros((T, H))
     ns = np.zeros((T, H))
     ghn = np.zeros((T, H))
     e = np.zeros((T, F))
     u = np.zeros(D)
     dh = np.zeros(H)
     dh_prev = np.zeros(H)
-    dgx = np.zeros(3 * H)
-    dgh = np.zeros(3 * H)
+    dgx = np.zeros((T, H3))   # a window's gate gradients by step, for its weight gradients
+    dgh = np.zeros((T, H3))
+    uw = np.zeros((T, D))     # its inputs as float64
     scaled = b_s.shape[0] > 0
     ls = np.zeros((T, b_s.shape[0]))
     half_de = np.zeros(F)
     sse = 0.0
+    # The input and recurrent weight gradients accumulate transposed (each element's additions in the
+    # same order), so that their outer-product updates run over the 3H gates innermost.
+    g_w_xt = np.ascontiguousarray(g_w_x.T)
+    g_w_ht = np.ascontiguousarray(g_w_h.T)
     for b in range(B):
         for t in range(T):
             for k in range(D):
                 u[k] = windows[b, t, k]
-            for i in range(H2):
-                acc[i] = b_x[i] + b_h[i]
-            for i in range(H2, H3):
-                acc[i] = b_x[i]
-            for i in range(H):
-                accn[i] = b_h[H2 + i]
-            for k in range(D):
-                uk = u[k]
+            for i in range(H4):
+                acc[i] = bias[i]
+            k = 0
+            while k + 4 <= D:
+                uk0 = u[k]
+                uk1 = u[k + 1]
+                uk2 = u[k + 2]
+                uk3 = u[k + 3]
                 for i in range(H3):
-                    acc[i] += w_xt[k, i] * uk
-            for k in range(H):
-                hk = hs[t, k]
-                for i in range(H2):
-                    acc[i] += w_ht[k, i] * hk
-                for i in range(H):
-                    accn[i] += w_ht[k, H2 + i] * hk
+                    a = acc[i] + w_xt[k, i] * uk0
+                    a = a + w_xt[k + 1, i] * uk1
+                    a = a + w_xt[k + 2, i] * uk2
+                    acc[i] = a + w_xt[k + 3, i] * uk3
+                k += 4
+            while k < D:
+                uk0 = u[k]
+                for i in range(H3):
+                    acc[i] += w_xt[k, i] * uk0
+                k += 1
+            k = 0
+            while k + 4 <= H:
+                hk0 = hs[t, k]
+                hk1 = hs[t, k + 1]
+                hk2 = hs[t, k + 2]
+                hk3 = hs[t, k + 3]
+                for i in range(H3):
+                    a = acc[H + i] + w_ht[k, i] * hk0
+                    a = a + w_ht[k + 1, i] * hk1
+                    a = a + w_ht[k + 2, i] * hk2
+                    acc[H + i] = a + w_ht[k + 3, i] * hk3
+                k += 4
+            while k < H:
+                hk0 = hs[t, k]
+                for i in range(H3):
+                    acc[H + i] += w_ht[k, i] * hk0
+                k += 1
+            for j in range(H2):
+                rz[t, j] = sigmoid64(acc[H + j])
             for j in range(H):
-                rs[t, j] = sigmoid64(acc[j])
-            for j in range(H):
-                zs[t, j] = sigmoid64(acc[H + j])
-            for j in range(H):
-                ahn = accn[j]
-                n = tanh64(acc[H2 + j] + rs[t, j] * ahn)
+                ahn = acc[H3 + j]
+                r = rz[t, j]
+                n = tanh64(acc[j] + r * ahn)
                 ns[t, j] = n
                 ghn[t, j] = ahn
-                z = zs[t, j]
+                z = rz[t, H + j]
                 hs[t + 1, j] = (1.0 - z) * n + z * hs[t, j]
             if skip <= t <= T - 2:
                 if scaled:
@@ -231,6 +268,7 @@ def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, loss_kind, want_grad
         for t in range(T - 1, -1, -1):
             for k in range(D):
                 u[k] = windows[b, t, k]
+                uw[t, k] = u[k]
             if skip <= t <= T - 2:
                 if scaled:
                     scale_head_backward(scale, e[t], ls[t], hs[t + 1], u, w_s, g_w_s, g_b_s, g_c_s, dh, half_de,
@@ -239,8 +277,8 @@ def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, loss_kind, want_grad
                 else:
                     head_backward(scale, e[t], hs[t + 1], u, w_o, g_w_o, g_b_o, dh, loss_kind)
             for j in range(H):
-                r = rs[t, j]
-                z = zs[t, j]
+                r = rz[t, j]
+                z = rz[t, H + j]
                 n = ns[t, j]
                 dn = dh[j] * (1.0 - z)
                 dz = dh[j] * (hs[t, j] - n)
@@ -248,24 +286,82 @@ def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, loss_kind, want_grad
                 dan = dn * (1.0 - n * n)
                 dar = dan * ghn[t, j] * r * (1.0 - r)
                 daz = dz * z * (1.0 - z)
-                dgx[j] = dar
-                dgx[H + j] = daz
-                dgx[2 * H + j] = dan
-                dgh[j] = dar
-                dgh[H + j] = daz
-                dgh[2 * H + j] = dan * r
-            for i in range(H3):
-                dx = dgx[i]
-                dhi = dgh[i]
-                g_b_x[i] += dx
-                g_b_h[i] += dhi
-                for k in range(D):
-                    g_w_x[i, k] += dx * u[k]
+                dgx[t, j] = dar
+                dgx[t, H + j] = daz
+                dgx[t, 2 * H + j] = dan
+                dgh[t, j] = dar
+                dgh[t, H + j] = daz
+                dgh[t, 2 * H + j] = dan * r
+            # The hidden state's gradient through the recurrent weights (w_h^T dgh): four gates a pass,
+            # each unit's sum still in gate order.
+            i = 0
+            while i + 4 <= H3:
+                d0 = dgh[t, i]
+                d1 = dgh[t, i + 1]
+                d2 = dgh[t, i + 2]
+                d3 = dgh[t, i + 3]
                 for k in range(H):
-                    g_w_h[i, k] += dhi * hs[t, k]
-                    dh_prev[k] += dhi * w_h[i, k]
+                    a = dh_prev[k] + d0 * w_h[i, k]
+                    a = a + d1 * w_h[i + 1, k]
+                    a = a + d2 * w_h[i + 2, k]
+                    dh_prev[k] = a + d3 * w_h[i + 3, k]
+                i += 4
+            while i < H3:
+                d0 = dgh[t, i]
+                for k in range(H):
+                    dh_prev[k] += d0 * w_h[i, k]
+                i += 1
             for k in range(H):
                 dh[k] = dh_prev[k]
+        # The weight gradients of the window's steps, each element's terms added in the order of the
+        # steps (t descending) as one chain of four steps at a time.
+        t = T - 1
+        while t >= 3:
+            for i in range(H3):
+                g_b_x[i] = (((g_b_x[i] + dgx[t, i]) + dgx[t - 1, i]) + dgx[t - 2, i]) + dgx[t - 3, i]
+            for i in range(H3):
+                g_b_h[i] = (((g_b_h[i] + dgh[t, i]) + dgh[t - 1, i]) + dgh[t - 2, i]) + dgh[t - 3, i]
+            for k in range(D):
+                u0 = uw[t, k]
+                u1 = uw[t - 1, k]
+                u2 = uw[t - 2, k]
+                u3 = uw[t - 3, k]
+                for i in range(H3):
+                    a = g_w_xt[k, i] + dgx[t, i] * u0
+                    a = a + dgx[t - 1, i] * u1
+                    a = a + dgx[t - 2, i] * u2
+                    g_w_xt[k, i] = a + dgx[t - 3, i] * u3
+            for k in range(H):
+                h0 = hs[t, k]
+                h1 = hs[t - 1, k]
+                h2 = hs[t - 2, k]
+                h3 = hs[t - 3, k]
+                for i in range(H3):
+                    a = g_w_ht[k, i] + dgh[t, i] * h0
+                    a = a + dgh[t - 1, i] * h1
+                    a = a + dgh[t - 2, i] * h2
+                    g_w_ht[k, i] = a + dgh[t - 3, i] * h3
+            t -= 4
+        while t >= 0:
+            for i in range(H3):
+                g_b_x[i] += dgx[t, i]
+            for i in range(H3):
+                g_b_h[i] += dgh[t, i]
+            for k in range(D):
+                u0 = uw[t, k]
+                for i in range(H3):
+                    g_w_xt[k, i] += dgx[t, i] * u0
+            for k in range(H):
+                h0 = hs[t, k]
+                for i in range(H3):
+                    g_w_ht[k, i] += dgh[t, i] * h0
+            t -= 1
+    if want_grad:
+        for i in range(H3):
+            for k in range(D):
+                g_w_x[i, k] = g_w_xt[k, i]
+            for k in range(H):
+                g_w_h[i, k] = g_w_ht[k, i]
     return sse * scale
 
 
