@@ -7,6 +7,8 @@ from typing import Mapping
 
 import numpy as np
 
+from ...kernels.jit import kernel
+
 BETA1 = 0.9
 BETA2 = 0.999
 EPS = 1e-8
@@ -50,15 +52,29 @@ def adopt_state(opt_state: Mapping[str, np.ndarray], params: Mapping[str, np.nda
 
 def adam_update(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, t: int, lr: float) -> None:
     """The bias-corrected Adam update of step ``t`` (counted from 1) of the parameters ``p`` and moments
-    ``m``, ``v`` by the gradient ``g``, in place. Element by element, so one call on vectors that
-    concatenate several arrays gives each element the same bits as a call per array."""
-    c1 = 1.0 - BETA1 ** t
-    c2 = 1.0 - BETA2 ** t
-    m *= BETA1
-    m += (1.0 - BETA1) * g
-    v *= BETA2
-    v += (1.0 - BETA2) * g * g
-    p -= lr * (m / c1) / (np.sqrt(v / c2) + EPS)
+    ``m``, ``v`` by the gradient ``g`` (C-contiguous float64 arrays of one shape), in place. Element by
+    element, so one call on vectors that concatenate several arrays gives each element the same bits
+    as a call per array."""
+    for a in (p, g, m, v):
+        if a.dtype != np.float64 or not a.flags.c_contiguous or a.shape != p.shape:
+            raise ValueError("adam_update needs C-contiguous float64 arrays of one shape")
+    _adam_update(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), float(lr),
+                 1.0 - BETA1 ** t, 1.0 - BETA2 ** t)
+
+
+@kernel
+def _adam_update(p, g, m, v, lr, c1, c2):
+    """``m = BETA1 m + (1 - BETA1) g``, ``v = BETA2 v + (1 - BETA2) g g``, ``p -= lr (m / c1) /
+    (sqrt(v / c2) + EPS)``, each operation rounded as numpy's whole-array form rounds it."""
+    for i in range(p.shape[0]):
+        gi = g[i]
+        mi = m[i] * BETA1
+        mi = mi + (1.0 - BETA1) * gi
+        vi = v[i] * BETA2
+        vi = vi + (1.0 - BETA2) * gi * gi
+        m[i] = mi
+        v[i] = vi
+        p[i] = p[i] - lr * (mi / c1) / (math.sqrt(vi / c2) + EPS)
 
 
 def adam_step(params: dict[str, np.ndarray], grads: Mapping[str, np.ndarray], state: dict[str, np.ndarray],

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rnnstream.models.gru import GRUModel
-from rnnstream.models.gru.adam import adam_step, clip_by_global_norm, init_state
+from rnnstream.models.gru.adam import BETA1, BETA2, EPS, adam_step, adam_update, clip_by_global_norm, init_state
 from rnnstream.models.gru.train import fit
 
 
@@ -89,6 +89,32 @@ def test_adam_first_step_moves_each_weight_by_lr_against_its_gradient_sign():
     adam_step(p, {"w": np.array([0.3, -1e-3, 50.0])}, s, lr=0.1)
     np.testing.assert_allclose(p["w"], [0.9, -1.9, 0.4], rtol=1e-6)
     assert int(s["t"]) == 1
+
+
+def test_adam_update_rounds_as_numpy_whole_array_operations_and_whatever_the_arrays_are_cut_into():
+    rng = np.random.default_rng(7)
+    shape = (6, 5)
+    g = rng.standard_normal(shape) * 10.0 ** rng.integers(-12, 12, shape)
+    p, m, v = (rng.standard_normal(shape) for _ in range(3))
+    v = np.abs(v) * 1e-6
+    t, lr = 3, 7.5e-3
+    # the formula as numpy evaluates it, operation by operation
+    c1, c2 = 1.0 - BETA1 ** t, 1.0 - BETA2 ** t
+    m_ref = m * BETA1
+    m_ref += (1.0 - BETA1) * g
+    v_ref = v * BETA2
+    v_ref += (1.0 - BETA2) * g * g
+    p_ref = p - lr * (m_ref / c1) / (np.sqrt(v_ref / c2) + EPS)
+    whole = [a.copy() for a in (p, m, v)]
+    adam_update(whole[0], g, whole[1], whole[2], t, lr)
+    rows = [a.copy() for a in (p, m, v)]
+    for r in range(shape[0]):   # row by row: each element gets the same bits
+        adam_update(rows[0][r], g[r], rows[1][r], rows[2][r], t, lr)
+    for got in (whole, rows):
+        for a, ref in zip(got, (p_ref, m_ref, v_ref)):
+            assert np.array_equal(a, ref)
+    with pytest.raises(ValueError):
+        adam_update(p[:, ::2].copy(), g[:, ::2], m[:, ::2], v[:, ::2], t, lr)   # not contiguous: would be lost
 
 
 def jump_windows(seed, n_windows=8, T=64):
