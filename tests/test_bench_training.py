@@ -64,3 +64,13 @@ def test_the_gc_clock_counts_only_the_collections_inside_timed_runs():
         assert clock.collections == 1
     finally:
         gc.callbacks.remove(clock._callback)
+
+
+def test_each_round_replays_twice_with_and_twice_without_training_in_mirrored_orders():
+    for r in range(4):
+        order = bench_training.round_order(r)
+        assert sorted(order) == [False, False, True, True]
+        assert order == order[::-1]   # mirrored: a steady drift through the round weighs on both alike
+        assert bench_training.round_order(r + 1) == tuple(not x for x in order)
+    assert bench_training.round_order(0) == (False, True, True, False)
+    assert bench_training.round_order(1) == (True, False, False, True)
