@@ -148,6 +148,23 @@ def scale_head_backward(scale, e, ls, h, u, w_s, g_w_s, g_b_s, g_c_s, dh, half_d
         row_backward(dl, f, h, u, w_s, g_w_s, dh)
 
 
+@device
+def add_outer_products4(g, d, x, t):
+    """``g[k, i] += d[s, i] * x[s, k]`` for the steps ``s = t, t - 1, t - 2, t - 3`` in that order, the
+    four terms of each element added one by one (``g`` (K, N) a transposed weight gradient, ``d`` the
+    gate gradients by step, ``x`` the inputs or hidden states by step)."""
+    for k in range(g.shape[0]):
+        x0 = x[t, k]
+        x1 = x[t - 1, k]
+        x2 = x[t - 2, k]
+        x3 = x[t - 3, k]
+        for i in range(g.shape[1]):
+            a = g[k, i] + d[t, i] * x0
+            a = a + d[t - 1, i] * x1
+            a = a + d[t - 2, i] * x2
+            g[k, i] = a + d[t - 3, i] * x3
+
+
 @trainer
 def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, loss_kind, want_grad,
                g_w_x, g_w_h, g_b_x, g_b_h, g_w_o, g_b_o,
@@ -321,26 +338,8 @@ def bptt_batch(windows, w_x, w_h, b_x, b_h, w_o, b_o, skip, loss_kind, want_grad
                 g_b_x[i] = (((g_b_x[i] + dgx[t, i]) + dgx[t - 1, i]) + dgx[t - 2, i]) + dgx[t - 3, i]
             for i in range(H3):
                 g_b_h[i] = (((g_b_h[i] + dgh[t, i]) + dgh[t - 1, i]) + dgh[t - 2, i]) + dgh[t - 3, i]
-            for k in range(D):
-                u0 = uw[t, k]
-                u1 = uw[t - 1, k]
-                u2 = uw[t - 2, k]
-                u3 = uw[t - 3, k]
-                for i in range(H3):
-                    a = g_w_xt[k, i] + dgx[t, i] * u0
-                    a = a + dgx[t - 1, i] * u1
-                    a = a + dgx[t - 2, i] * u2
-                    g_w_xt[k, i] = a + dgx[t - 3, i] * u3
-            for k in range(H):
-                h0 = hs[t, k]
-                h1 = hs[t - 1, k]
-                h2 = hs[t - 2, k]
-                h3 = hs[t - 3, k]
-                for i in range(H3):
-                    a = g_w_ht[k, i] + dgh[t, i] * h0
-                    a = a + dgh[t - 1, i] * h1
-                    a = a + dgh[t - 2, i] * h2
-                    g_w_ht[k, i] = a + dgh[t - 3, i] * h3
+            add_outer_products4(g_w_xt, dgx, uw, t)
+            add_outer_products4(g_w_ht, dgh, hs, t)
             t -= 4
         while t >= 0:
             for i in range(H3):
