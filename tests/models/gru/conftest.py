@@ -1,24 +1,10 @@
-"""Shared helpers of the GRU tests."""
+"""Shared fixtures of the GRU tests (slot arrays: ``gru_state.make_state``)."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
-
-from rnnstream.models.base import common_fields
-from rnnstream.state.slots import dense_arrays
-
-
-def make_state(n_slots: int, n_features: int, n_inputs: int, hidden: int, window: int = 16,
-               scale_head: bool = False) -> dict[str, np.ndarray]:
-    fields = common_fields(n_features, n_inputs, window)
-    state = dense_arrays(fields, n_slots)
-    state["h"] = np.zeros((n_slots, hidden), dtype=np.float32)
-    if scale_head:
-        state["log_scale"] = np.zeros((n_slots, n_features), dtype=np.float32)
-    return state
 
 
 @pytest.fixture

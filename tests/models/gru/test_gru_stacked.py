@@ -23,7 +23,7 @@ from rnnstream.state.slots import FieldSpec
 
 from models.gradcheck import assert_matches_central_differences
 
-from conftest import make_state
+from gru_state import make_state
 
 
 def model(hidden, layers, n_features=1, n_inputs=6, seed=0):

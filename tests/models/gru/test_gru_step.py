@@ -12,7 +12,7 @@ from rnnstream.models.base import BatchOutput
 from rnnstream.models.gru import GRUModel
 from rnnstream.models.gru.reference import gru_cell_reference, step_batch_reference
 
-from conftest import make_state
+from gru_state import make_state
 
 
 def random_weights(model: GRUModel, rng: np.random.Generator) -> dict[str, np.ndarray]:
