@@ -51,7 +51,13 @@ Alert hygiene: scores are 0 before ``warmup_events``. Once an entity raises an a
 other for ``suppress_events`` events and ``min_gap_seconds`` seconds (flag ``FLAG_SUPPRESSED``),
 unless an event inside that period has a calibrated score (novelty aside) at least ``OVERRIDE_MARGIN``
 above that of the event that started it (a p-value 10x smaller): that event is published and
-restarts the period. A novelty alarm (score 1) thus never hides a far larger deviation.
+restarts the period. A novelty alarm (score 1) thus never hides a far larger deviation. Scores
+saturate at 1.0, so after an alarm scoring above ``1 - OVERRIDE_MARGIN`` the unclipped calibrated
+p-values are compared instead (10x smaller), but only for a new incident: once ``NEW_INCIDENT_EVENTS``
+events in a row have scored below the threshold since the alarm. So a continuing incident (a stuck
+value whose p-value shrinks at every repeat, a level shift) does not re-alarm, and a stronger anomaly
+after a strong alarm is not hidden. Not guaranteed: a stronger anomaly that follows within
+``NEW_INCIDENT_EVENTS`` events of a strong alarm is part of its incident and not published.
 """
 
 from __future__ import annotations
@@ -66,10 +72,11 @@ from .params import (KP_FLATLINE, KP_LONG, KP_MIN_GAP, KP_NOVELTY, KP_SCALE_FLOO
 # SC_FEAT + PF * f + FS_*, then the daily profile (``profile_offset``), then, with more than one
 # feature, each feature's conditional tail fit (QT_SIZE numbers at the row's end, ``quiet_offset``).
 SC_N = 0            # errors folded into the statistics
-SC_ALARMED = 1      # 1.0 once the entity has raised an anomaly
+SC_ALARMED = 1      # 0 before the entity's first anomaly; after it, 1 + the events in a row since its last
+                    # anomaly that scored below the threshold, saturating at 1 + NEW_INCIDENT_EVENTS
 SC_ALARM_N = 2      # the entity's event count at its last anomaly
 SC_ALARM_T = 3      # the event time of its last anomaly
-SC_ALARM_SCORE = 4  # the calibrated score (novelty aside) of its last anomaly
+SC_ALARM_LOGP = 4   # the calibrated log p-value (novelty aside, Bonferroni included) of its last anomaly
 SC_FEAT = 5
 FS_SCALE = 0        # mean absolute error (normalised units)
 FS_TAIL = 1         # tail fit of |r| (TAIL_SIZE numbers: TL_*)
@@ -132,6 +139,8 @@ S_PRIOR_EXC = 100.0
 LOG_ACTIVE = math.log(1e-2)  # a feature whose point p-value is below 1 in 100 is active at that event
 WINSOR_LOGP = math.log(1e-3)  # values beyond their fit's 1e-3 quantile are folded in at it
 OVERRIDE_MARGIN = 0.1  # a suppressed event this much above the alarm's score is published
+LOG_OVERRIDE = math.log(10.0)  # ... or, in a new incident, one whose p-value is 10x smaller than the alarm's
+NEW_INCIDENT_EVENTS = 3.0  # events in a row below the threshold after an alarm that end its incident
 MIN_MS = 1e-12
 MIN_SCALE_EVENTS = 10  # the tail fits learn once the residual scale has this many errors behind it
 LOG_TESTS = (0.0, math.log(2.0), math.log(3.0))  # log(tests per feature): libm's log, as in the kernel
@@ -388,7 +397,8 @@ def score_event(err, x, n, t, s, sc, kp, kind):
                 tail_fold(awq, TAIL_U, sc, s, kq, a_rate, exc_memory, PRIOR_EXC)
     sc[s, SC_N] = n_seen + 1.0
     score = 0.0
-    calibrated = 0.0    # the score without the novelty rule: what a stronger anomaly must beat
+    calibrated = 0.0    # the score without the novelty rule
+    arg = 0.0           # its log p-value: what a stronger anomaly must beat, unclipped
     if scoring:
         arg = best + log_features
         calibrated = last_score if arg == last_arg else p_to_score(arg)
@@ -396,20 +406,28 @@ def score_event(err, x, n, t, s, sc, kp, kind):
     else:
         for f in range(n_features):
             kind[f] = KIND_NONE
+    alarmed = sc[s, SC_ALARMED]
+    in_period = alarmed != 0.0 and (n - sc[s, SC_ALARM_N] <= kp[KP_SUPPRESS] or t - sc[s, SC_ALARM_T] < kp[KP_MIN_GAP])
     flags = 0
     if score >= kp[KP_THRESHOLD]:
         flags = FLAG_ANOMALY
-        if sc[s, SC_ALARMED] != 0.0 and (
-            n - sc[s, SC_ALARM_N] <= kp[KP_SUPPRESS] or t - sc[s, SC_ALARM_T] < kp[KP_MIN_GAP]
-        ) and calibrated < sc[s, SC_ALARM_SCORE] + OVERRIDE_MARGIN:
-            flags = FLAG_SUPPRESSED
-    elif sc[s, SC_ALARMED] != 0.0 and (
-        n - sc[s, SC_ALARM_N] <= kp[KP_SUPPRESS] or t - sc[s, SC_ALARM_T] < kp[KP_MIN_GAP]
-    ):
+        if in_period:
+            alarm_logp = sc[s, SC_ALARM_LOGP]
+            alarm_score = p_to_score(alarm_logp)
+            # a score cannot rise 0.1 above an alarm's of 0.9 or more: a new incident then compares p-values
+            stronger = calibrated >= alarm_score + OVERRIDE_MARGIN or (
+                alarmed > NEW_INCIDENT_EVENTS and alarm_score > 1.0 - OVERRIDE_MARGIN
+                and arg <= alarm_logp - LOG_OVERRIDE)
+            if not stronger:
+                flags = FLAG_SUPPRESSED
+    elif in_period:
         flags = FLAG_SUPPRESSED
     if flags == FLAG_ANOMALY:
         sc[s, SC_ALARMED] = 1.0
         sc[s, SC_ALARM_N] = n
         sc[s, SC_ALARM_T] = t
-        sc[s, SC_ALARM_SCORE] = calibrated
+        sc[s, SC_ALARM_LOGP] = arg
+    elif alarmed != 0.0 and alarmed <= NEW_INCIDENT_EVENTS:
+        # the run of events below the threshold since the alarm; once long enough, the incident has ended
+        sc[s, SC_ALARMED] = alarmed + 1.0 if score < kp[KP_THRESHOLD] else 1.0
     return score, flags

@@ -112,9 +112,10 @@ class ScorerRef:
 
     n: float = 0.0
     alarmed: bool = False
+    quiet_run: float = 0.0    # events in a row below the threshold since the last alarm (at most NEW_INCIDENT_EVENTS)
     alarm_n: float = 0.0
     alarm_t: float = 0.0
-    alarm_score: float = 0.0
+    alarm_logp: float = 0.0   # the calibrated log p-value of the last alarm
     feats: list[FeatureStats] = field(default_factory=list)
     prof_n: np.ndarray = field(default_factory=lambda: np.zeros(0))          # (B,) values per day bin
     prof: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))       # (B, F) mean per day bin
@@ -123,8 +124,8 @@ class ScorerRef:
         """The same numbers in the layout of ``calibrate.SC_*`` (for comparing with a kernel's ``sc``)."""
         bins = len(self.prof_n)
         row = np.zeros(C.sc_size(n_features, bins))
-        row[[C.SC_N, C.SC_ALARMED, C.SC_ALARM_N, C.SC_ALARM_T, C.SC_ALARM_SCORE]] = [
-            self.n, float(self.alarmed), self.alarm_n, self.alarm_t, self.alarm_score]
+        row[[C.SC_N, C.SC_ALARMED, C.SC_ALARM_N, C.SC_ALARM_T, C.SC_ALARM_LOGP]] = [
+            self.n, 1.0 + self.quiet_run if self.alarmed else 0.0, self.alarm_n, self.alarm_t, self.alarm_logp]
         for f, st in enumerate(self.feats):
             row[C.SC_FEAT + C.PF * f:C.SC_FEAT + C.PF * (f + 1)] = st.as_list()
             if n_features > 1:
@@ -354,14 +355,24 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
             if quiet:
                 st.quiet_tail.fold(min(a, a_cap_quiet), a_rate, memory)
     sc.n += 1.0
-    calibrated = p_to_score(best + math.log(F)) if scoring else 0.0
+    logp = best + math.log(F) if scoring else 0.0
+    calibrated = p_to_score(logp) if scoring else 0.0
     score = (1.0 if novel else calibrated) if scoring else 0.0
     if not scoring:
         kinds[:] = 0
     in_period = sc.alarmed and (n - sc.alarm_n <= kp[P.KP_SUPPRESS] or t - sc.alarm_t < kp[P.KP_MIN_GAP])
-    if score >= thr and not (in_period and calibrated < sc.alarm_score + C.OVERRIDE_MARGIN):
-        sc.alarmed, sc.alarm_n, sc.alarm_t, sc.alarm_score = True, float(n), float(t), calibrated
+    # in a period, an anomaly is published if clearly stronger than the one that started it: a calibrated
+    # score OVERRIDE_MARGIN higher, or, after an alarm scoring above 1 - OVERRIDE_MARGIN and once its
+    # incident has ended (NEW_INCIDENT_EVENTS in a row below the threshold), a p-value 10x smaller
+    alarm_score = p_to_score(sc.alarm_logp)
+    stronger = (calibrated >= alarm_score + C.OVERRIDE_MARGIN
+                or (sc.quiet_run >= C.NEW_INCIDENT_EVENTS and alarm_score > 1.0 - C.OVERRIDE_MARGIN
+                    and logp <= sc.alarm_logp - math.log(10.0)))
+    if score >= thr and not (in_period and not stronger):
+        sc.alarmed, sc.quiet_run, sc.alarm_n, sc.alarm_t, sc.alarm_logp = True, 0.0, float(n), float(t), logp
         return score, FLAG_ANOMALY, kinds
+    if sc.alarmed and sc.quiet_run < C.NEW_INCIDENT_EVENTS:
+        sc.quiet_run = sc.quiet_run + 1.0 if score < thr else 0.0
     return score, (FLAG_SUPPRESSED if in_period else 0), kinds
 
 

@@ -223,6 +223,26 @@ def test_suppression_and_a_clearly_stronger_anomaly_breaks_through():
     assert not np.any(flags[301:340] & FLAG_ANOMALY)
 
 
+def test_after_an_alarm_of_0_9_or_more_a_new_stronger_anomaly_breaks_through_and_a_continuing_one_does_not():
+    # scores saturate at 1.0, so "0.1 higher" cannot hold after an alarm of 0.9 or more: once its incident
+    # has ended (NEW_INCIDENT_EVENTS events in a row below the threshold), a p-value 10x smaller is published
+    rng = np.random.default_rng(0)
+    e = rng.standard_normal(400)
+    e[300], e[302], e[320], e[330] = 30.0, 60.0, 300.0, 300.0
+    scores, flags, _ = run(e, suppress_events=50, short_window=1)
+    assert flags[300] == FLAG_ANOMALY and scores[300] > 1.0 - C.OVERRIDE_MARGIN
+    assert flags[302] == FLAG_SUPPRESSED        # stronger, but 1 event below the threshold: the same incident
+    assert flags[320] == FLAG_ANOMALY           # 19 quiet events, then a residual 10x larger: a new incident
+    assert flags[330] == FLAG_SUPPRESSED        # as strong as the alarm that started the period
+    # a stuck value's strength grows at every repeat: past 1.0 it re-alarms only when the period ends
+    noisy = 50 + rng.standard_normal(4000)
+    noisy[3000:3200] = noisy[2999]
+    scores, flags, _ = run(rng.standard_normal(4000), values=noisy, short_window=1, suppress_events=50)
+    alarms = np.flatnonzero(flags & FLAG_ANOMALY)
+    saturated = alarms[scores[alarms] >= 1.0 - C.OVERRIDE_MARGIN]
+    assert len(saturated) >= 3 and np.all(np.diff(saturated) > 50)
+
+
 def test_min_gap_seconds_suppresses_by_event_time():
     rng = np.random.default_rng(5)
     e = rng.standard_normal(300)
