@@ -45,7 +45,11 @@ Per feature, the smallest p-value of its tests is multiplied by the number of te
 p-value is the smallest over features times F (Bonferroni): one faulty feature of 16 is not diluted.
 The score is ``log(p + 1e-10) / log(1e-10)`` in [0, 1]: 0.5 means a 1-in-100,000 event, 1.0 a
 1-in-10^10 one. All statistics exclude the event being scored (causal). Each feature's ``kind`` says
-which test blamed it (``KIND_*``), or 0 when that feature alone would not cross the threshold.
+which test blamed it (``KIND_*``), or 0 when that feature alone would not cross the threshold. A
+calibrated test names the kind of a feature that also left its range (a 16-deviation spike is a
+``spike``); ``novelty`` is the kind of a feature that crosses by the novelty rule alone, and such a
+feature is not blamed when another crosses by a calibrated test (a healthy sensor that reaches a new
+extreme with the shared operating point, beside the faulty one).
 
 Alert hygiene: scores are 0 before ``warmup_events``. Once an entity raises an anomaly, it raises no
 other for ``suppress_events`` events and ``min_gap_seconds`` seconds (flag ``FLAG_SUPPRESSED``),
@@ -303,6 +307,7 @@ def score_event(err, x, n, t, s, sc, kp, kind):
                 n_active += 1
     best = 0.0
     novel = False
+    calibrated_blame = False   # a feature crosses the threshold by a calibrated test
     last_arg = math.nan      # the last p_to_score argument of a feature and its score, reused below
     last_score = 0.0
     for f in range(n_features):
@@ -376,13 +381,14 @@ def score_event(err, x, n, t, s, sc, kp, kind):
             best = lp
         if is_novel:
             novel = True
-            kf = KIND_NOVELTY
-            lp = -1e300
         if scoring:
             last_arg = lp + log_features
             last_score = p_to_score(last_arg)
             if last_score >= kp[KP_THRESHOLD]:
-                kind[f] = kf
+                kind[f] = kf             # a calibrated test names the kind, novel value or not
+                calibrated_blame = True
+            elif is_novel:
+                kind[f] = KIND_NOVELTY
         # fold the (winsorised) residual into the scale and the tail fit; the winsorising quantile
         # is at least TAIL_U, so it is computed only for a residual beyond TAIL_U (the tail fit is
         # not changed before this point)
@@ -396,6 +402,10 @@ def score_event(err, x, n, t, s, sc, kp, kind):
                 awq = min(a, tail_quantile(log_q, TAIL_U, sc, s, kq)) if a > TAIL_U else a
                 tail_fold(awq, TAIL_U, sc, s, kq, a_rate, exc_memory, PRIOR_EXC)
     sc[s, SC_N] = n_seen + 1.0
+    if calibrated_blame and novel:
+        for f in range(n_features):   # features that only left their range are not blamed beside them
+            if kind[f] == KIND_NOVELTY:
+                kind[f] = KIND_NONE
     score = 0.0
     calibrated = 0.0    # the score without the novelty rule
     arg = 0.0           # its log p-value: what a stronger anomaly must beat, unclipped

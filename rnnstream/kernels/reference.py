@@ -344,10 +344,11 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
             lp, kind = lp_flat, C.KIND_FLATLINE
         lp += log_tests
         best = min(best, lp)
-        if is_novel:
-            novel, kind, lp = True, C.KIND_NOVELTY, -1e300
+        novel = novel or is_novel
         if scoring and p_to_score(lp + math.log(F)) >= thr:
             kinds[f] = kind
+        elif scoring and is_novel:
+            kinds[f] = C.KIND_NOVELTY
         aw = min(a, a_cap)
         st.scale += a_long * (abs(err[f]) * min(1.0, aw / max(a, C.MIN_MS)) - st.scale)
         if sc.n >= C.MIN_SCALE_EVENTS:
@@ -355,6 +356,8 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
             if quiet:
                 st.quiet_tail.fold(min(a, a_cap_quiet), a_rate, memory)
     sc.n += 1.0
+    if ((kinds != 0) & (kinds != C.KIND_NOVELTY)).any():   # beside a calibrated kind, novelty alone is not blamed
+        kinds[kinds == C.KIND_NOVELTY] = 0
     logp = best + math.log(F) if scoring else 0.0
     calibrated = p_to_score(logp) if scoring else 0.0
     score = (1.0 if novel else calibrated) if scoring else 0.0

@@ -211,6 +211,18 @@ def test_novelty_range_and_tolerance():
     assert off[110] < 0.5
 
 
+def test_a_calibrated_kind_names_a_novel_value_and_novelty_alone_is_not_blamed_beside_it():
+    rng = np.random.default_rng(1)
+    e = rng.standard_normal((400, 2)) * 0.1
+    v = rng.uniform(0.0, 1.0, (400, 2))
+    e[300, 0], v[300, 0] = 30.0, 5.0            # a spike that also leaves the range: named spike
+    v[300, 1] = 5.0                             # beside it, feature 1 only leaves its range: not blamed
+    v[350, 1] = 9.0                             # alone, a range break is blamed as novelty
+    scores, _, kinds = run(e, values=v, novelty_tolerance=0.01)
+    assert kinds[300].tolist() == [KIND_SPIKE, 0] and scores[300] == 1.0
+    assert kinds[350].tolist() == [0, KIND_NOVELTY] and scores[350] == 1.0
+
+
 def test_suppression_and_a_clearly_stronger_anomaly_breaks_through():
     rng = np.random.default_rng(0)
     e = rng.standard_normal(400)
