@@ -53,15 +53,17 @@ extreme with the shared operating point, beside the faulty one).
 
 Alert hygiene: scores are 0 before ``warmup_events``. Once an entity raises an anomaly, it raises no
 other for ``suppress_events`` events and ``min_gap_seconds`` seconds (flag ``FLAG_SUPPRESSED``),
-unless an event inside that period has a calibrated score (novelty aside) at least ``OVERRIDE_MARGIN``
-above that of the event that started it (a p-value 10x smaller): that event is published and
-restarts the period. A novelty alarm (score 1) thus never hides a far larger deviation. Scores
-saturate at 1.0, so after an alarm scoring above ``1 - OVERRIDE_MARGIN`` the unclipped calibrated
-p-values are compared instead (10x smaller), but only for a new incident: once ``NEW_INCIDENT_EVENTS``
-events in a row have scored below the threshold since the alarm. So a continuing incident (a stuck
-value whose p-value shrinks at every repeat, a level shift) does not re-alarm, and a stronger anomaly
-after a strong alarm is not hidden. Not guaranteed: a stronger anomaly that follows within
-``NEW_INCIDENT_EVENTS`` events of a strong alarm is part of its incident and not published.
+unless an event inside that period is clearly stronger than the one that started it: a calibrated
+score (novelty aside) at least ``OVERRIDE_MARGIN`` higher (a p-value 10x smaller). That event is
+published and restarts the period. After a novelty alarm (whose calibrated score is below the
+threshold) this holds at once, so a novelty alarm never hides a far larger deviation; after a
+calibrated alarm only for a *new incident*, once ``NEW_INCIDENT_EVENTS`` events in a row have scored
+below the threshold since the alarm, so a continuing incident (a stuck value whose p-value shrinks at
+every repeat, a level shift building up) does not re-alarm as its score climbs. Scores saturate at
+1.0, so after an alarm scoring above ``1 - OVERRIDE_MARGIN`` a new incident's unclipped p-value is
+compared instead (10x smaller): a stronger anomaly after a strong alarm is not hidden. Not
+guaranteed: a stronger anomaly within ``NEW_INCIDENT_EVENTS`` events of a calibrated alarm is part of
+its incident and not published.
 """
 
 from __future__ import annotations
@@ -424,10 +426,13 @@ def score_event(err, x, n, t, s, sc, kp, kind):
         if in_period:
             alarm_logp = sc[s, SC_ALARM_LOGP]
             alarm_score = p_to_score(alarm_logp)
-            # a score cannot rise 0.1 above an alarm's of 0.9 or more: a new incident then compares p-values
-            stronger = calibrated >= alarm_score + OVERRIDE_MARGIN or (
-                alarmed > NEW_INCIDENT_EVENTS and alarm_score > 1.0 - OVERRIDE_MARGIN
-                and arg <= alarm_logp - LOG_OVERRIDE)
+            # after a calibrated alarm, only a new incident breaks through (a continuing one re-alarms not
+            # as its score climbs); after a novelty alarm, any calibrated event 0.1 higher. A score cannot
+            # rise 0.1 above an alarm's of 0.9 or more: the unclipped p-values are then compared
+            new_incident = alarmed > NEW_INCIDENT_EVENTS
+            stronger = (new_incident or alarm_score < kp[KP_THRESHOLD]) and calibrated >= alarm_score + OVERRIDE_MARGIN
+            stronger = stronger or (new_incident and alarm_score > 1.0 - OVERRIDE_MARGIN
+                                    and arg <= alarm_logp - LOG_OVERRIDE)
             if not stronger:
                 flags = FLAG_SUPPRESSED
     elif in_period:

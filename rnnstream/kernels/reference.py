@@ -365,12 +365,13 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
         kinds[:] = 0
     in_period = sc.alarmed and (n - sc.alarm_n <= kp[P.KP_SUPPRESS] or t - sc.alarm_t < kp[P.KP_MIN_GAP])
     # in a period, an anomaly is published if clearly stronger than the one that started it: a calibrated
-    # score OVERRIDE_MARGIN higher, or, after an alarm scoring above 1 - OVERRIDE_MARGIN and once its
-    # incident has ended (NEW_INCIDENT_EVENTS in a row below the threshold), a p-value 10x smaller
+    # score OVERRIDE_MARGIN higher, after a novelty alarm at once, after a calibrated one only once its
+    # incident has ended (NEW_INCIDENT_EVENTS in a row below the threshold); after an alarm scoring above
+    # 1 - OVERRIDE_MARGIN, a new incident with a p-value 10x smaller
     alarm_score = p_to_score(sc.alarm_logp)
-    stronger = (calibrated >= alarm_score + C.OVERRIDE_MARGIN
-                or (sc.quiet_run >= C.NEW_INCIDENT_EVENTS and alarm_score > 1.0 - C.OVERRIDE_MARGIN
-                    and logp <= sc.alarm_logp - math.log(10.0)))
+    new_incident = sc.quiet_run >= C.NEW_INCIDENT_EVENTS
+    stronger = ((new_incident or alarm_score < thr) and calibrated >= alarm_score + C.OVERRIDE_MARGIN
+                or (new_incident and alarm_score > 1.0 - C.OVERRIDE_MARGIN and logp <= sc.alarm_logp - math.log(10.0)))
     if score >= thr and not (in_period and not stronger):
         sc.alarmed, sc.quiet_run, sc.alarm_n, sc.alarm_t, sc.alarm_logp = True, 0.0, float(n), float(t), logp
         return score, FLAG_ANOMALY, kinds
