@@ -279,7 +279,7 @@ class StreamOutcome:
     alarm_rows: np.ndarray
     labelled_rows: int = 0
     flagged_labelled_rows: int = 0
-    novelty_alarms: int = 0     # alarms with a feature blamed by the novelty rule
+    novelty_alarms: int = 0     # alarms raised by the novelty rule alone (no calibrated test crosses)
 
 
 def kind_named(a: AnomalyOutcome) -> bool:

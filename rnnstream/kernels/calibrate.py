@@ -45,13 +45,25 @@ Per feature, the smallest p-value of its tests is multiplied by the number of te
 p-value is the smallest over features times F (Bonferroni): one faulty feature of 16 is not diluted.
 The score is ``log(p + 1e-10) / log(1e-10)`` in [0, 1]: 0.5 means a 1-in-100,000 event, 1.0 a
 1-in-10^10 one. All statistics exclude the event being scored (causal). Each feature's ``kind`` says
-which test blamed it (``KIND_*``), or 0 when that feature alone would not cross the threshold.
+which test blamed it (``KIND_*``), or 0 when that feature alone would not cross the threshold. A
+calibrated test names the kind of a feature that also left its range (a 16-deviation spike is a
+``spike``); ``novelty`` is the kind of a feature that crosses by the novelty rule alone, and such a
+feature is not blamed when another crosses by a calibrated test (a healthy sensor that reaches a new
+extreme with the shared operating point, beside the faulty one).
 
 Alert hygiene: scores are 0 before ``warmup_events``. Once an entity raises an anomaly, it raises no
 other for ``suppress_events`` events and ``min_gap_seconds`` seconds (flag ``FLAG_SUPPRESSED``),
-unless an event inside that period has a calibrated score (novelty aside) at least ``OVERRIDE_MARGIN``
-above that of the event that started it (a p-value 10x smaller): that event is published and
-restarts the period. A novelty alarm (score 1) thus never hides a far larger deviation.
+unless an event inside that period is clearly stronger than the one that started it: a calibrated
+score (novelty aside) at least ``OVERRIDE_MARGIN`` higher (a p-value 10x smaller). That event is
+published and restarts the period. After a novelty alarm (whose calibrated score is below the
+threshold) this holds at once, so a novelty alarm never hides a far larger deviation; after a
+calibrated alarm only for a *new incident*, once ``NEW_INCIDENT_EVENTS`` events in a row have scored
+below the threshold since the alarm, so a continuing incident (a stuck value whose p-value shrinks at
+every repeat, a level shift building up) does not re-alarm as its score climbs. Scores saturate at
+1.0, so after an alarm scoring above ``1 - OVERRIDE_MARGIN`` a new incident's unclipped p-value is
+compared instead (10x smaller): a stronger anomaly after a strong alarm is not hidden. Not
+guaranteed: a stronger anomaly within ``NEW_INCIDENT_EVENTS`` events of a calibrated alarm is part of
+its incident and not published.
 """
 
 from __future__ import annotations
@@ -66,10 +78,11 @@ from .params import (KP_FLATLINE, KP_LONG, KP_MIN_GAP, KP_NOVELTY, KP_SCALE_FLOO
 # SC_FEAT + PF * f + FS_*, then the daily profile (``profile_offset``), then, with more than one
 # feature, each feature's conditional tail fit (QT_SIZE numbers at the row's end, ``quiet_offset``).
 SC_N = 0            # errors folded into the statistics
-SC_ALARMED = 1      # 1.0 once the entity has raised an anomaly
+SC_ALARMED = 1      # 0 before the entity's first anomaly; after it, 1 + the events in a row since its last
+                    # anomaly that scored below the threshold, saturating at 1 + NEW_INCIDENT_EVENTS
 SC_ALARM_N = 2      # the entity's event count at its last anomaly
 SC_ALARM_T = 3      # the event time of its last anomaly
-SC_ALARM_SCORE = 4  # the calibrated score (novelty aside) of its last anomaly
+SC_ALARM_LOGP = 4   # the calibrated log p-value (novelty aside, Bonferroni included) of its last anomaly
 SC_FEAT = 5
 FS_SCALE = 0        # mean absolute error (normalised units)
 FS_TAIL = 1         # tail fit of |r| (TAIL_SIZE numbers: TL_*)
@@ -132,6 +145,8 @@ S_PRIOR_EXC = 100.0
 LOG_ACTIVE = math.log(1e-2)  # a feature whose point p-value is below 1 in 100 is active at that event
 WINSOR_LOGP = math.log(1e-3)  # values beyond their fit's 1e-3 quantile are folded in at it
 OVERRIDE_MARGIN = 0.1  # a suppressed event this much above the alarm's score is published
+LOG_OVERRIDE = math.log(10.0)  # ... or, in a new incident, one whose p-value is 10x smaller than the alarm's
+NEW_INCIDENT_EVENTS = 3.0  # events in a row below the threshold after an alarm that end its incident
 MIN_MS = 1e-12
 MIN_SCALE_EVENTS = 10  # the tail fits learn once the residual scale has this many errors behind it
 LOG_TESTS = (0.0, math.log(2.0), math.log(3.0))  # log(tests per feature): libm's log, as in the kernel
@@ -294,6 +309,7 @@ def score_event(err, x, n, t, s, sc, kp, kind):
                 n_active += 1
     best = 0.0
     novel = False
+    calibrated_blame = False   # a feature crosses the threshold by a calibrated test
     last_arg = math.nan      # the last p_to_score argument of a feature and its score, reused below
     last_score = 0.0
     for f in range(n_features):
@@ -367,13 +383,14 @@ def score_event(err, x, n, t, s, sc, kp, kind):
             best = lp
         if is_novel:
             novel = True
-            kf = KIND_NOVELTY
-            lp = -1e300
         if scoring:
             last_arg = lp + log_features
             last_score = p_to_score(last_arg)
             if last_score >= kp[KP_THRESHOLD]:
-                kind[f] = kf
+                kind[f] = kf             # a calibrated test names the kind, novel value or not
+                calibrated_blame = True
+            elif is_novel:
+                kind[f] = KIND_NOVELTY
         # fold the (winsorised) residual into the scale and the tail fit; the winsorising quantile
         # is at least TAIL_U, so it is computed only for a residual beyond TAIL_U (the tail fit is
         # not changed before this point)
@@ -387,8 +404,13 @@ def score_event(err, x, n, t, s, sc, kp, kind):
                 awq = min(a, tail_quantile(log_q, TAIL_U, sc, s, kq)) if a > TAIL_U else a
                 tail_fold(awq, TAIL_U, sc, s, kq, a_rate, exc_memory, PRIOR_EXC)
     sc[s, SC_N] = n_seen + 1.0
+    if calibrated_blame and novel:
+        for f in range(n_features):   # features that only left their range are not blamed beside them
+            if kind[f] == KIND_NOVELTY:
+                kind[f] = KIND_NONE
     score = 0.0
-    calibrated = 0.0    # the score without the novelty rule: what a stronger anomaly must beat
+    calibrated = 0.0    # the score without the novelty rule
+    arg = 0.0           # its log p-value: what a stronger anomaly must beat, unclipped
     if scoring:
         arg = best + log_features
         calibrated = last_score if arg == last_arg else p_to_score(arg)
@@ -396,20 +418,31 @@ def score_event(err, x, n, t, s, sc, kp, kind):
     else:
         for f in range(n_features):
             kind[f] = KIND_NONE
+    alarmed = sc[s, SC_ALARMED]
+    in_period = alarmed != 0.0 and (n - sc[s, SC_ALARM_N] <= kp[KP_SUPPRESS] or t - sc[s, SC_ALARM_T] < kp[KP_MIN_GAP])
     flags = 0
     if score >= kp[KP_THRESHOLD]:
         flags = FLAG_ANOMALY
-        if sc[s, SC_ALARMED] != 0.0 and (
-            n - sc[s, SC_ALARM_N] <= kp[KP_SUPPRESS] or t - sc[s, SC_ALARM_T] < kp[KP_MIN_GAP]
-        ) and calibrated < sc[s, SC_ALARM_SCORE] + OVERRIDE_MARGIN:
-            flags = FLAG_SUPPRESSED
-    elif sc[s, SC_ALARMED] != 0.0 and (
-        n - sc[s, SC_ALARM_N] <= kp[KP_SUPPRESS] or t - sc[s, SC_ALARM_T] < kp[KP_MIN_GAP]
-    ):
+        if in_period:
+            alarm_logp = sc[s, SC_ALARM_LOGP]
+            alarm_score = p_to_score(alarm_logp)
+            # after a calibrated alarm, only a new incident breaks through (a continuing one re-alarms not
+            # as its score climbs); after a novelty alarm, any calibrated event 0.1 higher. A score cannot
+            # rise 0.1 above an alarm's of 0.9 or more: the unclipped p-values are then compared
+            new_incident = alarmed > NEW_INCIDENT_EVENTS
+            stronger = (new_incident or alarm_score < kp[KP_THRESHOLD]) and calibrated >= alarm_score + OVERRIDE_MARGIN
+            stronger = stronger or (new_incident and alarm_score > 1.0 - OVERRIDE_MARGIN
+                                    and arg <= alarm_logp - LOG_OVERRIDE)
+            if not stronger:
+                flags = FLAG_SUPPRESSED
+    elif in_period:
         flags = FLAG_SUPPRESSED
     if flags == FLAG_ANOMALY:
         sc[s, SC_ALARMED] = 1.0
         sc[s, SC_ALARM_N] = n
         sc[s, SC_ALARM_T] = t
-        sc[s, SC_ALARM_SCORE] = calibrated
+        sc[s, SC_ALARM_LOGP] = arg
+    elif alarmed != 0.0 and alarmed <= NEW_INCIDENT_EVENTS:
+        # the run of events below the threshold since the alarm; once long enough, the incident has ended
+        sc[s, SC_ALARMED] = alarmed + 1.0 if score < kp[KP_THRESHOLD] else 1.0
     return score, flags

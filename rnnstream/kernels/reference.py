@@ -112,9 +112,10 @@ class ScorerRef:
 
     n: float = 0.0
     alarmed: bool = False
+    quiet_run: float = 0.0    # events in a row below the threshold since the last alarm (at most NEW_INCIDENT_EVENTS)
     alarm_n: float = 0.0
     alarm_t: float = 0.0
-    alarm_score: float = 0.0
+    alarm_logp: float = 0.0   # the calibrated log p-value of the last alarm
     feats: list[FeatureStats] = field(default_factory=list)
     prof_n: np.ndarray = field(default_factory=lambda: np.zeros(0))          # (B,) values per day bin
     prof: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))       # (B, F) mean per day bin
@@ -123,8 +124,8 @@ class ScorerRef:
         """The same numbers in the layout of ``calibrate.SC_*`` (for comparing with a kernel's ``sc``)."""
         bins = len(self.prof_n)
         row = np.zeros(C.sc_size(n_features, bins))
-        row[[C.SC_N, C.SC_ALARMED, C.SC_ALARM_N, C.SC_ALARM_T, C.SC_ALARM_SCORE]] = [
-            self.n, float(self.alarmed), self.alarm_n, self.alarm_t, self.alarm_score]
+        row[[C.SC_N, C.SC_ALARMED, C.SC_ALARM_N, C.SC_ALARM_T, C.SC_ALARM_LOGP]] = [
+            self.n, 1.0 + self.quiet_run if self.alarmed else 0.0, self.alarm_n, self.alarm_t, self.alarm_logp]
         for f, st in enumerate(self.feats):
             row[C.SC_FEAT + C.PF * f:C.SC_FEAT + C.PF * (f + 1)] = st.as_list()
             if n_features > 1:
@@ -343,10 +344,11 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
             lp, kind = lp_flat, C.KIND_FLATLINE
         lp += log_tests
         best = min(best, lp)
-        if is_novel:
-            novel, kind, lp = True, C.KIND_NOVELTY, -1e300
+        novel = novel or is_novel
         if scoring and p_to_score(lp + math.log(F)) >= thr:
             kinds[f] = kind
+        elif scoring and is_novel:
+            kinds[f] = C.KIND_NOVELTY
         aw = min(a, a_cap)
         st.scale += a_long * (abs(err[f]) * min(1.0, aw / max(a, C.MIN_MS)) - st.scale)
         if sc.n >= C.MIN_SCALE_EVENTS:
@@ -354,14 +356,27 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
             if quiet:
                 st.quiet_tail.fold(min(a, a_cap_quiet), a_rate, memory)
     sc.n += 1.0
-    calibrated = p_to_score(best + math.log(F)) if scoring else 0.0
+    if ((kinds != 0) & (kinds != C.KIND_NOVELTY)).any():   # beside a calibrated kind, novelty alone is not blamed
+        kinds[kinds == C.KIND_NOVELTY] = 0
+    logp = best + math.log(F) if scoring else 0.0
+    calibrated = p_to_score(logp) if scoring else 0.0
     score = (1.0 if novel else calibrated) if scoring else 0.0
     if not scoring:
         kinds[:] = 0
     in_period = sc.alarmed and (n - sc.alarm_n <= kp[P.KP_SUPPRESS] or t - sc.alarm_t < kp[P.KP_MIN_GAP])
-    if score >= thr and not (in_period and calibrated < sc.alarm_score + C.OVERRIDE_MARGIN):
-        sc.alarmed, sc.alarm_n, sc.alarm_t, sc.alarm_score = True, float(n), float(t), calibrated
+    # in a period, an anomaly is published if clearly stronger than the one that started it: a calibrated
+    # score OVERRIDE_MARGIN higher, after a novelty alarm at once, after a calibrated one only once its
+    # incident has ended (NEW_INCIDENT_EVENTS in a row below the threshold); after an alarm scoring above
+    # 1 - OVERRIDE_MARGIN, a new incident with a p-value 10x smaller
+    alarm_score = p_to_score(sc.alarm_logp)
+    new_incident = sc.quiet_run >= C.NEW_INCIDENT_EVENTS
+    stronger = ((new_incident or alarm_score < thr) and calibrated >= alarm_score + C.OVERRIDE_MARGIN
+                or (new_incident and alarm_score > 1.0 - C.OVERRIDE_MARGIN and logp <= sc.alarm_logp - math.log(10.0)))
+    if score >= thr and not (in_period and not stronger):
+        sc.alarmed, sc.quiet_run, sc.alarm_n, sc.alarm_t, sc.alarm_logp = True, 0.0, float(n), float(t), logp
         return score, FLAG_ANOMALY, kinds
+    if sc.alarmed and sc.quiet_run < C.NEW_INCIDENT_EVENTS:
+        sc.quiet_run = sc.quiet_run + 1.0 if score < thr else 0.0
     return score, (FLAG_SUPPRESSED if in_period else 0), kinds
 
 

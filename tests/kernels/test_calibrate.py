@@ -211,6 +211,18 @@ def test_novelty_range_and_tolerance():
     assert off[110] < 0.5
 
 
+def test_a_calibrated_kind_names_a_novel_value_and_novelty_alone_is_not_blamed_beside_it():
+    rng = np.random.default_rng(1)
+    e = rng.standard_normal((400, 2)) * 0.1
+    v = rng.uniform(0.0, 1.0, (400, 2))
+    e[300, 0], v[300, 0] = 30.0, 5.0            # a spike that also leaves the range: named spike
+    v[300, 1] = 5.0                             # beside it, feature 1 only leaves its range: not blamed
+    v[350, 1] = 9.0                             # alone, a range break is blamed as novelty
+    scores, _, kinds = run(e, values=v, novelty_tolerance=0.01)
+    assert kinds[300].tolist() == [KIND_SPIKE, 0] and scores[300] == 1.0
+    assert kinds[350].tolist() == [0, KIND_NOVELTY] and scores[350] == 1.0
+
+
 def test_suppression_and_a_clearly_stronger_anomaly_breaks_through():
     rng = np.random.default_rng(0)
     e = rng.standard_normal(400)
@@ -221,6 +233,37 @@ def test_suppression_and_a_clearly_stronger_anomaly_breaks_through():
     assert flags[340] == FLAG_ANOMALY and scores[340] >= scores[300] + C.OVERRIDE_MARGIN  # far stronger
     assert flags[380] == FLAG_SUPPRESSED                        # the period restarted at 340
     assert not np.any(flags[301:340] & FLAG_ANOMALY)
+
+
+def test_a_new_stronger_anomaly_breaks_through_and_a_continuing_incident_does_not_re_alarm():
+    # scores saturate at 1.0, so "0.1 higher" cannot hold after an alarm of 0.9 or more: once its incident
+    # has ended (NEW_INCIDENT_EVENTS events in a row below the threshold), a p-value 10x smaller is published
+    rng = np.random.default_rng(0)
+    e = rng.standard_normal(400)
+    e[300], e[302], e[320], e[330] = 30.0, 60.0, 300.0, 300.0
+    scores, flags, _ = run(e, suppress_events=50, short_window=1)
+    assert flags[300] == FLAG_ANOMALY and scores[300] > 1.0 - C.OVERRIDE_MARGIN
+    assert flags[302] == FLAG_SUPPRESSED        # stronger, but 1 event below the threshold: the same incident
+    assert flags[320] == FLAG_ANOMALY           # 19 quiet events, then a residual 10x larger: a new incident
+    assert flags[330] == FLAG_SUPPRESSED        # as strong as the alarm that started the period
+    # a stuck value's score climbs at every repeat: a continuing incident, which re-alarms only when the
+    # period ends (before the new-incident rule: at 0.52, 0.64, 0.76, 0.88, 0.98 within 17 events)
+    noisy = 50 + rng.standard_normal(4000)
+    noisy[3000:3200] = noisy[2999]
+    scores, flags, _ = run(rng.standard_normal(4000), values=noisy, short_window=1, suppress_events=50)
+    alarms = np.flatnonzero(flags & FLAG_ANOMALY)
+    assert len(alarms) >= 3 and alarms[0] >= 3000 and np.all(np.diff(alarms) > 50)
+    assert scores[alarms[0]] < 0.6 and np.all(scores[alarms[0]:alarms[0] + 20] >= 0.5)   # it did climb
+
+
+def test_a_novelty_alarm_does_not_hide_a_calibrated_anomaly_right_after_it():
+    rng = np.random.default_rng(2)
+    e = rng.standard_normal(400)
+    v = rng.uniform(0.0, 1.0, 400)
+    v[300], e[301] = 3.0, 12.0       # a range break (calibrated score below the threshold), then a spike
+    scores, flags, kinds = run(e, values=v, novelty_tolerance=0.01, suppress_events=50, short_window=1)
+    assert flags[300] == FLAG_ANOMALY and kinds[300, 0] == KIND_NOVELTY
+    assert flags[301] == FLAG_ANOMALY and kinds[301, 0] == KIND_SPIKE
 
 
 def test_min_gap_seconds_suppresses_by_event_time():

@@ -122,6 +122,8 @@ def test_export_entity_fields(world, entity, partition):
     assert got["normaliser"]["cpu"]["mean"] == float(st["nmean"][slot, 0])
     assert got["normaliser"]["cpu"]["std"] == math.sqrt(float(st["nvar"][slot, 0]))
     assert got["scorer"]["errors_seen"] == int(st["sc"][slot, SC_N])
+    if any(fl & FLAG_ANOMALY for fl in f["flag"][mine]):   # the row keeps a log p-value; the export says a score
+        assert got["scorer"]["alarmed"] and 0.0 <= got["scorer"]["last_alarm_score"] <= 1.0
     cpu = got["scorer"]["features"]["cpu"]["range"]
     assert cpu == {"min": float(st["sc"][slot, SC_FEAT + FS_LO]), "max": float(st["sc"][slot, SC_FEAT + FS_HI])}
     assert cpu["max"] >= f["x"][mine, 0].max() and cpu["min"] <= f["x"][mine, 0].min()
