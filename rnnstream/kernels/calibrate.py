@@ -82,7 +82,7 @@ SC_ALARMED = 1      # 0 before the entity's first anomaly; after it, 1 + the eve
                     # anomaly that scored below the threshold, saturating at 1 + NEW_INCIDENT_EVENTS
 SC_ALARM_N = 2      # the entity's event count at its last anomaly
 SC_ALARM_T = 3      # the event time of its last anomaly
-SC_ALARM_LOGP = 4   # the calibrated log p-value (novelty aside, Bonferroni included) of its last anomaly
+SC_ALARM_LOGP = 4   # the calibrated log p-value (novelty aside, Bonferroni included, at most 0) of its last anomaly
 SC_FEAT = 5
 FS_SCALE = 0        # mean absolute error (normalised units)
 FS_TAIL = 1         # tail fit of |r| (TAIL_SIZE numbers: TL_*)
@@ -126,6 +126,7 @@ KIND_NOVELTY = 5    # the value left the entity's seen range
 KIND_NAMES = ("", "spike", "drop", "level_shift", "flatline", "novelty")
 
 TAIL_FLOOR = 1e-10
+LOG_TAIL_FLOOR = math.log(TAIL_FLOOR)
 TAIL_U = 2.0          # exceedance threshold, in mean absolute errors
 SHORT_CLIP = 4.0      # residuals enter the short mean clipped to this many mean absolute errors
 RATE0 = math.exp(-2.0)  # Laplace prior: P(|r| > 2) for a unit-mean exponential |r|
@@ -176,6 +177,14 @@ def p_to_score(logp):
         return 0.0  # what the formula gives: exp(0) = 1, and log(1 + 1e-10) / log(1e-10) < 0 clips to 0
     p = math.exp(min(logp, 0.0))
     return min(max(math.log(p + TAIL_FLOOR) / math.log(TAIL_FLOOR), 0.0), 1.0)
+
+
+@device
+def stored_alarm_logp(word):
+    """The last alarm's log p-value from its ``SC_ALARM_LOGP`` word. An alarm's log p-value is negative;
+    a positive word is the calibrated score that builds before the new-incident rule kept there (their
+    checkpoints restore), read back as ``log(p + 1e-10)``, of which that score is a fixed multiple."""
+    return word * LOG_TAIL_FLOOR if word > 0.0 else word
 
 
 @device
@@ -424,7 +433,7 @@ def score_event(err, x, n, t, s, sc, kp, kind):
     if score >= kp[KP_THRESHOLD]:
         flags = FLAG_ANOMALY
         if in_period:
-            alarm_logp = sc[s, SC_ALARM_LOGP]
+            alarm_logp = stored_alarm_logp(sc[s, SC_ALARM_LOGP])
             alarm_score = p_to_score(alarm_logp)
             # after a calibrated alarm, only a new incident breaks through (a continuing one re-alarms not
             # as its score climbs); after a novelty alarm, any calibrated event 0.1 higher. A score cannot
@@ -441,7 +450,7 @@ def score_event(err, x, n, t, s, sc, kp, kind):
         sc[s, SC_ALARMED] = 1.0
         sc[s, SC_ALARM_N] = n
         sc[s, SC_ALARM_T] = t
-        sc[s, SC_ALARM_LOGP] = arg
+        sc[s, SC_ALARM_LOGP] = min(arg, 0.0)   # p at most 1: a positive word is an earlier build's score
     elif alarmed != 0.0 and alarmed <= NEW_INCIDENT_EVENTS:
         # the run of events below the threshold since the alarm; once long enough, the incident has ended
         sc[s, SC_ALARMED] = alarmed + 1.0 if score < kp[KP_THRESHOLD] else 1.0

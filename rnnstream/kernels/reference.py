@@ -373,7 +373,7 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
     stronger = ((new_incident or alarm_score < thr) and calibrated >= alarm_score + C.OVERRIDE_MARGIN
                 or (new_incident and alarm_score > 1.0 - C.OVERRIDE_MARGIN and logp <= sc.alarm_logp - math.log(10.0)))
     if score >= thr and not (in_period and not stronger):
-        sc.alarmed, sc.quiet_run, sc.alarm_n, sc.alarm_t, sc.alarm_logp = True, 0.0, float(n), float(t), logp
+        sc.alarmed, sc.quiet_run, sc.alarm_n, sc.alarm_t, sc.alarm_logp = True, 0.0, float(n), float(t), min(logp, 0.0)
         return score, FLAG_ANOMALY, kinds
     if sc.alarmed and sc.quiet_run < C.NEW_INCIDENT_EVENTS:
         sc.quiet_run = sc.quiet_run + 1.0 if score < thr else 0.0

@@ -305,7 +305,7 @@ def entity_state(cfg: Any, unit: Unit, source: dict[str, Any], row: dict[str, np
             "alarmed": alarmed,
             "last_alarm_event_count": int(sc[C.SC_ALARM_N]) if alarmed else None,
             "last_alarm_time": _iso(float(sc[C.SC_ALARM_T])) if alarmed else None,
-            "last_alarm_score": float(C.p_to_score(sc[C.SC_ALARM_LOGP])) if alarmed else None,
+            "last_alarm_score": float(C.p_to_score(C.stored_alarm_logp(sc[C.SC_ALARM_LOGP]))) if alarmed else None,
             "features": {f: _feature_stats(sc, i) for i, f in enumerate(features)},
         },
         "recurrent_state": {k: v.astype(float).tolist() for k, v in row.items() if k not in COMMON_FIELDS},

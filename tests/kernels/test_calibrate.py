@@ -294,3 +294,35 @@ def test_reference_matches_kernel_on_random_streams(n_features):
         seen.add(100 + got[1])
     np.testing.assert_allclose(sc[0], rsc.as_row(n_features), rtol=1e-9, atol=1e-12)
     assert {KIND_SPIKE, KIND_DROP, KIND_FLATLINE, 100 + FLAG_ANOMALY, 100 + FLAG_SUPPRESSED} <= seen
+
+
+def test_a_row_of_an_earlier_build_keeps_its_alarm_when_restored():
+    # builds before the new-incident rule kept the alarm's calibrated score where its log p-value is now
+    # kept; restored, that score must still be what a suppressed event has to beat
+    lps = np.linspace(-23.0, -11.6, 58)          # p from 1e-10 to 1e-5: alarms' scores 0.5 to 1
+    back = np.array([C.stored_alarm_logp(p_to_score(v)) for v in lps])
+    np.testing.assert_allclose(back, np.log(np.exp(lps) + C.TAIL_FLOOR), rtol=1e-9)
+    assert C.stored_alarm_logp(-7.5) == -7.5     # a log p-value reads as itself
+
+    rng = np.random.default_rng(3)
+    e = rng.standard_normal(400)
+    e[300], e[304] = 7.0, 7.5                   # an alarm (0.60), then 4 events later a slightly stronger one
+    kp = kernel_params(warmup_events=50, long_window=1000, suppress_events=50, novelty_tolerance=0.0,
+                       short_window=1)
+    values = np.arange(400, dtype=float) * 1e-3
+    outcomes = []
+    for legacy in (False, True):
+        sc = np.zeros((1, sc_size(1)))
+        kinds = np.zeros((400, 1), dtype=np.uint8)
+        flags = np.zeros(400, dtype=np.int64)
+        scores = np.zeros(400)
+        for n in range(400):
+            scores[n], flags[n] = score_event(np.array([e[n]]), values[n:n + 1], n, float(n), 0, sc, kp, kinds[n])
+            if legacy and n == 300:
+                sc[0, C.SC_ALARM_LOGP] = p_to_score(sc[0, C.SC_ALARM_LOGP])   # the earlier build's row
+                sc[0, C.SC_ALARMED] = 1.0
+        outcomes.append((scores, flags))
+    (scores, flags), (_, legacy_flags) = outcomes
+    assert flags[300] == FLAG_ANOMALY and 0.5 <= scores[300] < 1.0 - C.OVERRIDE_MARGIN
+    assert scores[304] >= 0.5 and flags[304] == FLAG_SUPPRESSED
+    np.testing.assert_array_equal(legacy_flags, flags)
