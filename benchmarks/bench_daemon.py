@@ -218,6 +218,24 @@ class ProduceTrace:
         sender._produce_request = counted
 
 
+class PollTrace:
+    """Counts a consumer's polls, the empty ones and the records they returned (wraps ``poll``: a
+    benchmark's instrument, not the daemon's)."""
+
+    def __init__(self, consumer):
+        self.polls = self.empty = self.records = 0
+        poll = consumer.poll
+
+        def counted(*args, **kwargs):
+            batch = poll(*args, **kwargs)
+            self.polls += 1
+            got = sum(len(r) for r in batch.values())
+            self.records += got
+            self.empty += not got
+            return batch
+        consumer.poll = counted
+
+
 SAMPLE_EVERY_S = 0.02
 STACKS_KEPT = 8
 
@@ -247,7 +265,8 @@ def timed_runner(cfg, topic: str, n: int, trace: dict | None = None) -> tuple[fl
 
     ``trace`` (a dict) receives where the timed interval's CPU went: ``threads`` (CPU seconds by
     thread name: ``loop`` is the daemon's, the producer's sender is ``*-network-thread``), the
-    producer's ``requests``, ``batches`` and ``bytes`` sent, and ``stacks``: the loop thread's most
+    producer's ``requests``, ``batches`` and ``bytes`` sent, the consumer's ``polls`` (``empty_polls``,
+    ``polled_records``: ``PollTrace``), and ``stacks``: the loop thread's most
     frequent Python stacks, sampled every SAMPLE_EVERY_S (``sample_stack``)."""
     Detector(cfg.detectors[0], background=False).close()   # load/compile kernels before timing
     runner = Runner(cfg, registry=CollectorRegistry(), http=False)
@@ -271,6 +290,7 @@ def timed_runner(cfg, topic: str, n: int, trace: dict | None = None) -> tuple[fl
     started = time.perf_counter()
     if trace is not None:
         produced = ProduceTrace(runner.producer)
+        polled = PollTrace(runner.consumer)
         cpu0 = thread_cpu()
         stacks: dict[str, int] = {}
         next_sample = time.monotonic()
@@ -294,6 +314,7 @@ def timed_runner(cfg, topic: str, n: int, trace: dict | None = None) -> tuple[fl
             name = "main (the benchmark's watcher)" if tid == threading.main_thread().native_id else names.get(tid, "other")
             threads[name] = threads.get(name, 0.0) + c - cpu0.get(tid, 0.0)
         trace.update(threads=threads, requests=produced.requests, batches=produced.batches, bytes=produced.bytes,
+                     polls=polled.polls, empty_polls=polled.empty, polled_records=polled.records,
                      stacks=sorted(stacks.items(), key=lambda kv: -kv[1])[:STACKS_KEPT])
     runner.stop()
     thread.join(60)
@@ -361,6 +382,9 @@ def describe(v: str, rate: float, trace: dict, n: int, slow_below: float = 0.0, 
         line += (f"; produce requests {trace['requests'] / secs:,.0f}/s, {trace['batches'] / trace['requests']:.1f} "
                  f"batches and {trace['bytes'] / trace['requests'] / 1024:,.0f} KiB a request, "
                  f"{trace['bytes'] / n:.1f} B an event")
+    if trace.get("polls"):
+        line += (f"; polls {trace['polls'] / secs:,.0f}/s ({trace['empty_polls']} empty), "
+                 f"{trace['polled_records'] / max(trace['polls'] - trace['empty_polls'], 1):,.0f} records a poll")
     if trace.get("stacks") and (rate < slow_below or verbose):
         line += "".join(f"\n      {c:4d} samples of the loop: {where}" for where, c in trace["stacks"])
     return line
