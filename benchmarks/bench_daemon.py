@@ -20,7 +20,8 @@ the same rounds: a before/after comparison under the same load.
 
 Each daemon is timed from its first consumed record to its last event scored and every output the
 producer holds delivered (``producer.flush()``), the bare loops from their first record to their
-last decoded. Prints events/s per round, medians and the ratios of medians (targets: daemon >= 0.85x
+last decoded. A daemon run whose consumer group rebalanced after its first record (kafka-python's
+rejoin, ``RebalanceTrace``) is measured again once, and says so. Prints events/s per round, medians and the ratios of medians (targets: daemon >= 0.85x
 kafka-python; scores on >= 0.6x (record) and >= 0.9x (batch) of the daemon without them). Kernel
 compilation is excluded (warmed up before timing).
 """
@@ -236,6 +237,27 @@ class PollTrace:
         consumer.poll = counted
 
 
+class RebalanceTrace:
+    """Counts a runner's partition revocations and consumer rejoins from now on (wraps the runner's
+    ``_on_revoked`` and ``_rejoin``: a benchmark's instrument). kafka-python 3.0.12 may start a new
+    group generation right after the first assignment (``runner.REBALANCE_POLL_MS``'s docstring):
+    the partitions are revoked and the consumer waits, polling nothing, until the group assigns them
+    again or the runner rejoins after a session timeout. A run with such a rebalance after its first
+    record measures the rebalance (30-40 s in the runs of 2026-11-30: the "6-24 k events/s" rounds),
+    not the throughput."""
+
+    def __init__(self, runner):
+        self.count = 0
+        for name in ("_on_revoked", "_rejoin"):
+            method = getattr(runner, name)
+
+            def counted(*args, _method=method, _name=name, **kwargs):
+                if _name == "_rejoin" or args[0]:        # a revocation of no partition changes nothing
+                    self.count += 1
+                return _method(*args, **kwargs)
+            setattr(runner, name, counted)
+
+
 SAMPLE_EVERY_S = 0.02
 STACKS_KEPT = 8
 
@@ -288,6 +310,7 @@ def timed_runner(cfg, topic: str, n: int, trace: dict | None = None) -> tuple[fl
             fail(f"no record consumed in {ASSIGN_TIMEOUT_S:.0f} s (the group join hung?)")
         time.sleep(0.001)
     started = time.perf_counter()
+    rebalances = RebalanceTrace(runner)
     if trace is not None:
         produced = ProduceTrace(runner.producer)
         polled = PollTrace(runner.consumer)
@@ -306,6 +329,7 @@ def timed_runner(cfg, topic: str, n: int, trace: dict | None = None) -> tuple[fl
         time.sleep(0.005)
     runner.producer.flush(timeout=60)    # the last outputs delivered: the end of the run
     took = time.perf_counter() - started
+    runner.rebalanced_while_timed = rebalances.count
     if trace is not None:
         cpu1 = thread_cpu()
         names = {t.native_id: t.name for t in threading.enumerate()}
@@ -341,6 +365,7 @@ def daemon_run(bootstrap: str, topic: str, n: int, state_dir: str, scores: str |
                                                 {"detector": "bench", "topic": f"{topic}.scores"})
         assert not sent, f"{sent} score records failed"
     trace["seconds"] = took
+    trace["rebalances"] = runner.rebalanced_while_timed
     return n / took, trace
 
 
@@ -353,7 +378,7 @@ def measure(kind: str, bootstrap: str, topic: str, n: int, state_dir: str, basel
     if kind.startswith("base:"):
         kind = kind[len("base:"):]
         env["PYTHONPATH"] = os.pathsep.join([baseline, env["PYTHONPATH"]]) if env.get("PYTHONPATH") else baseline
-    for attempt in (1, 2):     # a hung group join is retried once, in a new process and group
+    for attempt in (1, 2):     # a hung group join, or a rebalance while timed, is measured again once
         broker0 = process_cpu(broker_pid) if broker_pid else float("nan")
         out = subprocess.run([sys.executable, __file__, "--measure", kind, "--bootstrap", bootstrap,
                               "--topic", topic, "--events", str(n), "--state-dir", f"{state_dir}-{attempt}"],
@@ -362,6 +387,11 @@ def measure(kind: str, bootstrap: str, topic: str, n: int, state_dir: str, basel
             result = orjson.loads(out.stdout.strip().splitlines()[-1])
             trace = result.get("trace", {})
             trace["broker_cpu"] = (process_cpu(broker_pid) if broker_pid else float("nan")) - broker0
+            if trace.get("rebalances") and attempt == 1:
+                print(f"{kind}: {float(result['rate']):,.0f} events/s, but the group rebalanced "
+                      f"{trace['rebalances']} time(s) after its first record (RebalanceTrace): measured again",
+                      flush=True)
+                continue
             return float(result["rate"]), trace
         print(f"{kind} failed (attempt {attempt}); the end of its log:\n" + "\n".join(out.stderr.strip().splitlines()[-15:]),
               flush=True)
@@ -376,7 +406,9 @@ def describe(v: str, rate: float, trace: dict, n: int, slow_below: float = 0.0, 
     secs = trace["seconds"]
     threads = sorted(trace["threads"].items(), key=lambda kv: -kv[1])
     cpu = ", ".join(f"{name} {c / n * 1e6:.2f}" for name, c in threads if c / n * 1e6 >= 0.05)
-    line = (f"{v}: {rate:,.0f} events/s in {secs:.2f} s; CPU µs an event: {cpu}; "
+    line = (f"{v}: {rate:,.0f} events/s in {secs:.2f} s"
+            + (f" (rebalanced {trace['rebalances']} time(s) while timed)" if trace.get("rebalances") else "")
+            + f"; CPU µs an event: {cpu}; "
             f"broker {trace['broker_cpu'] / n * 1e6:.2f} (its whole process, the child's start included)")
     if trace.get("requests"):
         line += (f"; produce requests {trace['requests'] / secs:,.0f}/s, {trace['batches'] / trace['requests']:.1f} "
