@@ -102,12 +102,19 @@ _OFFSET = attrgetter("offset")
 
 
 def _selected(raw: Sequence[Any], entities: Sequence[str], index: np.ndarray) -> tuple[list, np.ndarray]:
-    """The entities and source offsets of events ``index`` (``entities[i]`` is ``raw[i]``'s)."""
+    """The entities and source offsets of events ``index`` (``entities[i]`` is ``raw[i]``'s; ``raw`` is
+    one partition's records, offsets increasing). The entities list may be ``entities`` itself."""
     n = len(index)
+    first = raw[0].offset
+    if raw[-1].offset - first == len(raw) - 1:     # no gap in the poll: record i is at first + i
+        offsets = index.astype(np.int64) + first
+    elif n == len(raw):
+        offsets = np.fromiter(map(_OFFSET, raw), np.int64, n)
+    else:
+        offsets = np.fromiter([raw[i].offset for i in index.tolist()], np.int64, n)
     if n == len(entities) == len(raw):     # every event scored: index is 0 .. n-1
-        return list(entities), np.fromiter(map(_OFFSET, raw), np.int64, n)
-    rows = index.tolist()
-    return [entities[i] for i in rows], np.fromiter([raw[i].offset for i in rows], np.int64, n)
+        return entities if type(entities) is list else list(entities), offsets
+    return [entities[i] for i in index.tolist()], offsets
 
 
 @dataclass(slots=True)
@@ -470,8 +477,9 @@ class Outputs:
         """Events ``lo:hi`` of ``columns`` as one batch record (``scoresbatch``); halves that exceed
         the size limit."""
         offsets, ents, *numbers = columns
+        whole = lo == 0 and hi == len(offsets)
         value = scoresbatch.encode(self.detector, self.instance_id, src.topic, src.partition, offsets[lo:hi],
-                                   ents[lo:hi], *(c[lo:hi] for c in numbers))
+                                   ents if whole else ents[lo:hi], *(c[lo:hi] for c in numbers))
         if len(key) + len(value) + RECORD_OVERHEAD_BYTES > self.max_record_bytes and hi - lo > 1:
             mid = (lo + hi) // 2
             self._send_batch(key, src, columns, lo, mid)

@@ -408,3 +408,15 @@ def test_a_failed_transaction_discards_what_was_in_flight():
     p.futures[-1].failure(KafkaError("aborted"))
     out.service()
     assert out.pending == 0 and out.send_failures == 0
+
+
+@pytest.mark.parametrize("offsets", [[5, 6, 7, 8, 9], [5, 7, 8, 20, 21]])
+@pytest.mark.parametrize("index", [[0, 1, 2, 3, 4], [1, 3], [0, 4]])
+def test_the_selected_events_offsets_with_and_without_gaps_in_the_poll(offsets, index):
+    from rnnstream.daemon.outputs import _selected
+
+    raw = [rec(b"{}", o) for o in offsets]
+    names = [f"e{o}" for o in offsets]
+    ents, got = _selected(raw, names, np.array(index))
+    assert got.dtype == np.int64 and got.tolist() == [offsets[i] for i in index]
+    assert ents == [names[i] for i in index]
