@@ -20,8 +20,9 @@ the same rounds: a before/after comparison under the same load.
 
 Each daemon is timed from its first consumed record to its last event scored and every output the
 producer holds delivered (``producer.flush()``), the bare loops from their first record to their
-last decoded. A daemon run whose partitions were revoked after its first record and away for more
-than ``REBALANCE_RETRY_S`` (kafka-python's rejoin, ``RebalanceTrace``) is measured again once, and says so. Prints events/s per round, medians and the ratios of medians (targets: daemon >= 0.85x
+last decoded. A daemon run whose group rebalanced after its first record and that then scored
+nothing for more than ``STALL_RETRY_S`` (kafka-python's rejoin, ``RebalanceTrace``) is measured again
+once, and says so. Prints events/s per round, medians and the ratios of medians (targets: daemon >= 0.85x
 kafka-python; scores on >= 0.6x (record) and >= 0.9x (batch) of the daemon without them). Kernel
 compilation is excluded (warmed up before timing).
 """
@@ -238,38 +239,27 @@ class PollTrace:
 
 
 class RebalanceTrace:
-    """Counts a runner's partition revocations and consumer rejoins from now on, and the seconds its
-    partitions were revoked and not yet assigned again (wraps the runner's ``_on_revoked``,
-    ``_on_assigned`` and ``_rejoin``: a benchmark's instrument). kafka-python 3.0.12 often starts a new
+    """Counts a runner's partition revocations and consumer rejoins from now on (wraps the runner's
+    ``_on_revoked`` and ``_rejoin``: a benchmark's instrument). kafka-python 3.0.12 often starts a new
     group generation right after the first assignment (``runner.REBALANCE_POLL_MS``'s docstring):
-    usually the partitions come back within a fraction of a second, but at times the consumer waits,
-    polling nothing, until the runner rejoins after a session timeout: such a run measures the
-    rebalance (30-40 s in the runs of 2026-11-30: the "6-24 k events/s" rounds), not the throughput."""
+    usually the partitions come back within a tenth of a second, but at times the consumer then
+    polls nothing for about 30 s (its loop waiting in ``ensure_coordinator_ready``) until the group
+    settles or the runner rejoins: such a run measures the rebalance (the "6-24 k events/s" rounds
+    of 2026-11-30), not the throughput."""
 
     def __init__(self, runner):
         self.count = 0
-        self.unassigned_s = 0.0
-        self._revoked_at: float | None = None
-        for name in ("_on_revoked", "_on_assigned", "_rejoin"):
+        for name in ("_on_revoked", "_rejoin"):
             method = getattr(runner, name)
 
             def counted(*args, _method=method, _name=name, **kwargs):
-                now = time.monotonic()
-                if _name == "_rejoin" or (_name == "_on_revoked" and args[0]):   # revoking none changes nothing
+                if _name == "_rejoin" or args[0]:        # a revocation of no partition changes nothing
                     self.count += 1
-                    self._revoked_at = self._revoked_at or now
-                elif _name == "_on_assigned" and args[0] and self._revoked_at is not None:
-                    self.unassigned_s += now - self._revoked_at
-                    self._revoked_at = None
                 return _method(*args, **kwargs)
             setattr(runner, name, counted)
 
-    def seconds(self) -> float:
-        """Seconds without the partitions so far."""
-        return self.unassigned_s + (time.monotonic() - self._revoked_at if self._revoked_at is not None else 0.0)
 
-
-REBALANCE_RETRY_S = 1.0   # a run whose partitions were away longer than this is measured again
+STALL_RETRY_S = 2.0   # a run that rebalanced and then scored nothing for longer is measured again
 
 
 SAMPLE_EVERY_S = 0.02
@@ -332,8 +322,10 @@ def timed_runner(cfg, topic: str, n: int, trace: dict | None = None) -> tuple[fl
         stacks: dict[str, int] = {}
         next_sample = time.monotonic()
     last, last_change = 0, time.monotonic()
+    longest = 0.0       # the longest time without an event scored
     while (now := done()) < n:
         if now != last:
+            longest = max(longest, time.monotonic() - last_change)
             last, last_change = now, time.monotonic()
         elif time.monotonic() - last_change > STALL_TIMEOUT_S:
             fail(f"stalled at {now} of {n} events for {STALL_TIMEOUT_S:.0f} s")
@@ -343,7 +335,7 @@ def timed_runner(cfg, topic: str, n: int, trace: dict | None = None) -> tuple[fl
         time.sleep(0.005)
     runner.producer.flush(timeout=60)    # the last outputs delivered: the end of the run
     took = time.perf_counter() - started
-    runner.rebalanced_while_timed = (rebalances.count, rebalances.seconds())
+    runner.rebalanced_while_timed = (rebalances.count, longest)
     if trace is not None:
         cpu1 = thread_cpu()
         names = {t.native_id: t.name for t in threading.enumerate()}
@@ -379,7 +371,7 @@ def daemon_run(bootstrap: str, topic: str, n: int, state_dir: str, scores: str |
                                                 {"detector": "bench", "topic": f"{topic}.scores"})
         assert not sent, f"{sent} score records failed"
     trace["seconds"] = took
-    trace["rebalances"], trace["unassigned_s"] = runner.rebalanced_while_timed
+    trace["rebalances"], trace["longest_pause_s"] = runner.rebalanced_while_timed
     return n / took, trace
 
 
@@ -401,9 +393,9 @@ def measure(kind: str, bootstrap: str, topic: str, n: int, state_dir: str, basel
             result = orjson.loads(out.stdout.strip().splitlines()[-1])
             trace = result.get("trace", {})
             trace["broker_cpu"] = (process_cpu(broker_pid) if broker_pid else float("nan")) - broker0
-            if trace.get("unassigned_s", 0.0) > REBALANCE_RETRY_S and attempt == 1:
+            if trace.get("rebalances") and trace.get("longest_pause_s", 0.0) > STALL_RETRY_S and attempt == 1:
                 print(f"{kind}: {float(result['rate']):,.0f} events/s, but the group rebalanced after its "
-                      f"first record and its partitions were away {trace['unassigned_s']:.1f} s "
+                      f"first record and nothing was scored for {trace['longest_pause_s']:.1f} s "
                       f"(RebalanceTrace): measured again", flush=True)
                 continue
             return float(result["rate"]), trace
@@ -421,8 +413,8 @@ def describe(v: str, rate: float, trace: dict, n: int, slow_below: float = 0.0, 
     threads = sorted(trace["threads"].items(), key=lambda kv: -kv[1])
     cpu = ", ".join(f"{name} {c / n * 1e6:.2f}" for name, c in threads if c / n * 1e6 >= 0.05)
     line = (f"{v}: {rate:,.0f} events/s in {secs:.2f} s"
-            + (f" (rebalanced {trace['rebalances']} time(s) while timed, the partitions away "
-               f"{trace['unassigned_s']:.2f} s)" if trace.get("rebalances") else "")
+            + (f" (rebalanced {trace['rebalances']} time(s) while timed)" if trace.get("rebalances") else "")
+            + f", longest pause {trace.get('longest_pause_s', 0.0):.2f} s"
             + f"; CPU µs an event: {cpu}; "
             f"broker {trace['broker_cpu'] / n * 1e6:.2f} (its whole process, the child's start included)")
     if trace.get("requests"):
