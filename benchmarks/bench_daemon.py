@@ -1,6 +1,6 @@
 """Daemon throughput against a local embedded broker, end to end, next to bare consumer loops.
 
-    python benchmarks/bench_daemon.py [--events 1000000] [--entities 10000] [--rounds 3]
+    python benchmarks/bench_daemon.py [--events 1000000] [--entities 10000] [--rounds 5]
 
 Pre-fills one topic with JSON events ({"host", "ts", "cpu"}, keyed by host), then measures, each in a
 fresh process and consumer group over the same topic, alternating in every round so that all see the
@@ -433,7 +433,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--entities", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds; the ratios are medians of per-round ratios, which swing by 10-30%% at load 2-7")
     parser.add_argument("--only", nargs="*", help="measure only these variants (names as printed)")
     parser.add_argument("--baseline", help="also measure the daemon variants with the rnnstream package in this directory")
     parser.add_argument("--trace", action="store_true",
