@@ -63,8 +63,8 @@ def encode(detector: str, instance_id: str, topic: str, partition: int, offsets:
            entities: Sequence[str], event_time: np.ndarray, score: np.ndarray, error: np.ndarray,
            anomaly: np.ndarray, suppressed: np.ndarray, model_version: np.ndarray) -> bytes:
     """The version 2 value of ``n`` events (``offsets`` increasing; ``anomaly``, ``suppressed``: bools).
-    Raises ``UnicodeEncodeError`` (``orjson``'s ``JSONEncodeError``, a
-    ``TypeError``) for an entity that is not valid UTF-8 text."""
+    Raises ``orjson.JSONEncodeError`` (a ``TypeError``) for an entity that is not valid Unicode
+    (a lone surrogate), as version 1's encoding did."""
     offsets = np.asarray(offsets, dtype=np.int64)
     n = len(offsets)
     header = orjson.dumps({
