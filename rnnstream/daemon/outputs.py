@@ -15,15 +15,12 @@ daemon guarantees at-least-once delivery, not exactly-once). Score events carry 
 subset of the fields plus ``anomaly``/``suppressed``. A dead letter is the ORIGINAL key and value bytes
 with the source record's headers followed by ``rnnstream.*`` headers saying why.
 
-Scores, ``outputs.scores_format: batch`` (``SCORES_SCHEMA`` version ``SCORES_VERSION``): one record per
-poll and source partition, key ``<detector>:<topic>:<partition>`` (so the batches of one source
-partition stay in order on one output partition), every scored event of it once, in offset order, in
-columns::
-
-    {"schema": "rnnstream.scores", "version": 1, "detector", "instance_id",
-     "source": {"topic", "partition", "first_offset", "last_offset"}, "count": n,
-     "offset": [n ints], "entity": [n strings], "event_time": [n epoch seconds], "score": [n],
-     "error": [n], "anomaly": [n bools], "suppressed": [n bools], "model_version": [n ints]}
+Scores, ``outputs.scores_format: batch`` (schema ``rnnstream.scores`` version 2: the layout in
+``scoresbatch``, which also decodes it): one record per poll and source partition, key
+``<detector>:<topic>:<partition>`` (so the batches of one source partition stay in order on one output
+partition), every scored event of it once, in offset order: a JSON header (source, count, offsets and
+model versions as runs, entities) and the float64 event times, scores and errors and a flags byte per
+event in binary columns.
 
 Event ``k``'s id is ``<detector>:<source.topic>:<source.partition>:<offset[k]>``, as in the record
 format. A poll whose batch would exceed the producer's record size limit is split into several
@@ -78,7 +75,7 @@ from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLarg
 from kafka.partitioner.default import murmur2
 
 from ..kernels.calibrate import FLAG_ANOMALY, FLAG_SUPPRESSED, KIND_NAMES
-from . import rawbatch, scorerecords
+from . import rawbatch, scoresbatch, scorerecords
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +84,6 @@ MAX_REFERENCE_KEY_BYTES = 1024
 DEFAULT_MAX_REQUEST_BYTES = 1048576          # kafka-python's max_request_size default
 RECORD_OVERHEAD_BYTES = 512                  # batch and record framing, with a margin
 _TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)
-SCORES_SCHEMA = "rnnstream.scores"
-SCORES_VERSION = 1
 MAX_KEY_PARTITIONS_CACHED = 1 << 20
 SCORE_NUMBERS_BYTES = 256                    # a per-record score value's numbers and framing, at most
 SCORES_HOLD_S = 0.2     # scores held for a fuller produce request while the loop is behind, at most
@@ -107,12 +102,19 @@ _OFFSET = attrgetter("offset")
 
 
 def _selected(raw: Sequence[Any], entities: Sequence[str], index: np.ndarray) -> tuple[list, np.ndarray]:
-    """The entities and source offsets of events ``index`` (``entities[i]`` is ``raw[i]``'s)."""
+    """The entities and source offsets of events ``index`` (``entities[i]`` is ``raw[i]``'s; ``raw`` is
+    one partition's records, offsets increasing). The entities list may be ``entities`` itself."""
     n = len(index)
+    first = raw[0].offset
+    if raw[-1].offset - first == len(raw) - 1:     # no gap in the poll: record i is at first + i
+        offsets = index.astype(np.int64) + first
+    elif n == len(raw):
+        offsets = np.fromiter(map(_OFFSET, raw), np.int64, n)
+    else:
+        offsets = np.fromiter([raw[i].offset for i in index.tolist()], np.int64, n)
     if n == len(entities) == len(raw):     # every event scored: index is 0 .. n-1
-        return list(entities), np.fromiter(map(_OFFSET, raw), np.int64, n)
-    rows = index.tolist()
-    return [entities[i] for i in rows], np.fromiter([raw[i].offset for i in rows], np.int64, n)
+        return entities if type(entities) is list else list(entities), offsets
+    return [entities[i] for i in index.tolist()], offsets
 
 
 @dataclass(slots=True)
@@ -466,30 +468,18 @@ class Outputs:
     def _score_batches(self, raw, entities, ts, index, score, error, flag, versions) -> None:
         src = raw[int(index[0])]
         ents, offsets = _selected(raw, entities, index)
-        columns = {
-            "offset": offsets,
-            "entity": ents,
-            "event_time": np.ascontiguousarray(ts[index], dtype=np.float64),
-            "score": np.ascontiguousarray(score, dtype=np.float64),
-            "error": np.ascontiguousarray(error, dtype=np.float64),
-            "anomaly": (flag & FLAG_ANOMALY).astype(bool),
-            "suppressed": (flag & FLAG_SUPPRESSED).astype(bool),
-            "model_version": np.ascontiguousarray(versions),
-        }
+        columns = (offsets, ents, np.ascontiguousarray(ts[index], dtype=np.float64), score, error,
+                   (flag & FLAG_ANOMALY) != 0, (flag & FLAG_SUPPRESSED) != 0, versions)
         key = f"{self.detector}:{src.topic}:{src.partition}".encode()
         self._send_batch(key, src, columns, 0, len(offsets))
 
-    def _send_batch(self, key: bytes, src: Any, columns: dict, lo: int, hi: int) -> None:
-        """Events ``lo:hi`` of ``columns`` as one batch record; halves that exceed the size limit."""
-        offsets = columns["offset"]
-        value = orjson.dumps({
-            "schema": SCORES_SCHEMA, "version": SCORES_VERSION, "detector": self.detector,
-            "instance_id": self.instance_id,
-            "source": {"topic": src.topic, "partition": int(src.partition),
-                       "first_offset": int(offsets[lo]), "last_offset": int(offsets[hi - 1])},
-            "count": hi - lo,
-            **{name: col[lo:hi] for name, col in columns.items()},
-        }, option=orjson.OPT_SERIALIZE_NUMPY)
+    def _send_batch(self, key: bytes, src: Any, columns: tuple, lo: int, hi: int) -> None:
+        """Events ``lo:hi`` of ``columns`` as one batch record (``scoresbatch``); halves that exceed
+        the size limit."""
+        offsets, ents, *numbers = columns
+        whole = lo == 0 and hi == len(offsets)
+        value = scoresbatch.encode(self.detector, self.instance_id, src.topic, src.partition, offsets[lo:hi],
+                                   ents if whole else ents[lo:hi], *(c[lo:hi] for c in numbers))
         if len(key) + len(value) + RECORD_OVERHEAD_BYTES > self.max_record_bytes and hi - lo > 1:
             mid = (lo + hi) // 2
             self._send_batch(key, src, columns, lo, mid)

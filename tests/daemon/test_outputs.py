@@ -11,6 +11,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.future import Future
 
 from rnnstream.config import load_config
+from rnnstream.daemon import scoresbatch
 from rnnstream.daemon.decode import decode_batch
 from rnnstream.daemon.outputs import Outputs
 
@@ -306,33 +307,34 @@ def test_batched_scores_hold_every_event_once_in_offset_order_with_the_record_fo
     assert len(per_event) == 81
     assert [m["topic"] for m in batch_p.sent] == ["scores", "scores"]            # one record per poll
     assert {m["key"] for m in batch_p.sent} == {b"hosts:metrics:4"}               # one source partition: one key
-    batches = [orjson.loads(m["value"]) for m in batch_p.sent]
+    batches = [scoresbatch.decode(m["value"]) for m in batch_p.sent]
     for b in batches:
-        assert (b["schema"], b["version"], b["detector"], b["instance_id"]) == ("rnnstream.scores", 1, "hosts", "pod-1")
+        assert (b["schema"], b["version"], b["detector"], b["instance_id"]) == ("rnnstream.scores", 2, "hosts", "pod-1")
         assert b["count"] == len(b["offset"]) == len(b["entity"]) == len(b["score"]) == len(b["model_version"])
         assert b["source"] == {"topic": "metrics", "partition": 4,
                                "first_offset": b["offset"][0], "last_offset": b["offset"][-1]}
-    offsets = [o for b in batches for o in b["offset"]]
+    offsets = [o for b in batches for o in b["offset"].tolist()]
     assert offsets == sorted(set(offsets)) and 50 not in offsets and len(offsets) == 81   # once each, in order
-    rebuilt = [{"event_id": f"hosts:metrics:4:{b['offset'][k]}", "detector": "hosts", "entity": b["entity"][k],
-                "event_time": b["event_time"][k], "score": b["score"][k], "error": b["error"][k],
-                "anomaly": b["anomaly"][k], "suppressed": b["suppressed"][k], "model_version": b["model_version"][k]}
-               for b in batches for k in range(b["count"])]
+    headers = [orjson.loads(m["value"].split(b"\n")[0]) for m in batch_p.sent]
+    assert [h["offset_runs"] for h in headers] == [[[10, 40]], [[51, 41]]]      # 50 was refused
+    rebuilt = [e for m in batch_p.sent for e in scoresbatch.events(m["value"])]
     assert rebuilt == per_event                    # the same facts as the per-record format, bit for bit
     assert sum(e["anomaly"] for e in rebuilt) == 1 and rebuilt[-1]["anomaly"]
     assert out.sent["score"] == 2
 
 
 def test_a_batch_over_the_record_size_limit_is_split_into_consecutive_batches():
-    p = FailingProducer(max_request_size=3000)
+    p = FailingProducer(max_request_size=1500)
     _run_scores("batch", p)
-    batches = [orjson.loads(m["value"]) for m in p.sent]
+    batches = [scoresbatch.decode(m["value"]) for m in p.sent]
     assert len(batches) > 2
-    assert all(len(m["value"]) + len(m["key"]) + 512 <= 3000 for m in p.sent)
-    offsets = [o for b in batches for o in b["offset"]]
+    assert all(len(m["value"]) + len(m["key"]) + 512 <= 1500 for m in p.sent)
+    offsets = [o for b in batches for o in b["offset"].tolist()]
     assert offsets == sorted(set(offsets)) and len(offsets) == 81
     for b in batches:
         assert (b["source"]["first_offset"], b["source"]["last_offset"], b["count"]) == (b["offset"][0], b["offset"][-1], len(b["offset"]))
+    whole = [e for m in _run_scores("batch")[0].sent for e in scoresbatch.events(m["value"])]
+    assert [e for m in p.sent for e in scoresbatch.events(m["value"])] == whole     # batching changes no value
 
 
 def test_per_record_scores_take_the_default_partitioners_partition():
@@ -406,3 +408,15 @@ def test_a_failed_transaction_discards_what_was_in_flight():
     p.futures[-1].failure(KafkaError("aborted"))
     out.service()
     assert out.pending == 0 and out.send_failures == 0
+
+
+@pytest.mark.parametrize("offsets", [[5, 6, 7, 8, 9], [5, 7, 8, 20, 21]])
+@pytest.mark.parametrize("index", [[0, 1, 2, 3, 4], [1, 3], [0, 4]])
+def test_the_selected_events_offsets_with_and_without_gaps_in_the_poll(offsets, index):
+    from rnnstream.daemon.outputs import _selected
+
+    raw = [rec(b"{}", o) for o in offsets]
+    names = [f"e{o}" for o in offsets]
+    ents, got = _selected(raw, names, np.array(index))
+    assert got.dtype == np.int64 and got.tolist() == [offsets[i] for i in index]
+    assert ents == [names[i] for i in index]

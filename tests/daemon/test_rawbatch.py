@@ -16,7 +16,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.partitioner.default import murmur2
 from kafka.record.memory_records import MemoryRecords
 
-from rnnstream.daemon import rawbatch, scorerecords
+from rnnstream.daemon import rawbatch, scoresbatch, scorerecords
 from rnnstream.daemon.outputs import Outputs
 
 from .test_outputs import detector_cfg
@@ -223,7 +223,7 @@ def _batched(out_topic: str) -> str:
 
 
 def _check_batched_scores_once_in_order(got, n: int) -> None:
-    offsets = [o for r in got for o in orjson.loads(r.value)["offset"]]
+    offsets = [o for r in got for o in scoresbatch.decode(r.value)["offset"].tolist()]
     assert offsets == list(range(n))                     # one source partition, one key: in order, once
 
 

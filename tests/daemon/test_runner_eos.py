@@ -18,6 +18,7 @@ import pytest
 from kafka import KafkaProducer
 
 from rnnstream.config import load_config
+from rnnstream.daemon import scoresbatch
 
 from .runner_helpers import (LAUNCH, assert_same_states, committed, end_offsets, group_members, read_all,
                              run_to_end, synth_events, unique, unit_states, wait_until, write_config)
@@ -197,14 +198,15 @@ def test_replicas_killed_restarted_scaled_and_replaced_equal_one_uninterrupted_r
 
 def _scores(records: list) -> list[tuple[int, str, int]]:
     """(source partition, entity, offset) of every score in ``records`` in the order read, per-record
-    or batched (rnnstream.scores v1)."""
+    or batched (``scoresbatch``)."""
     out = []
     for r in records:
-        v = orjson.loads(r.value)
-        if v.get("schema") == "rnnstream.scores":
-            assert v["version"] == 1 and v["count"] == len(v["offset"]) == len(v["entity"])
-            out += [(v["source"]["partition"], e, o) for e, o in zip(v["entity"], v["offset"])]
+        if r.value.startswith(b'{"schema":'):    # batched (per-record values start with the event_id)
+            v = scoresbatch.decode(r.value)
+            assert v["version"] == scoresbatch.VERSION and v["count"] == len(v["offset"]) == len(v["entity"])
+            out += [(v["source"]["partition"], e, o) for e, o in zip(v["entity"], v["offset"].tolist())]
         else:
+            v = orjson.loads(r.value)
             _, _, partition, offset = v["event_id"].rsplit(":", 3)
             out.append((int(partition), v["entity"], int(offset)))
     return out
