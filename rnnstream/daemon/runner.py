@@ -449,26 +449,34 @@ class Runner:
         self._state_lock = lock_state_dir(self.config.state_dir)
 
     def _subscribe(self, cfg: Config) -> None:
-        """A new consumer, subscribed to every configured topic, with their metadata fetched first.
+        """A new consumer, subscribed to every configured topic, with their metadata fetched before
+        its first ``poll`` joins the group.
 
         The group leader assigns only the partitions its client knows of. Joining before the metadata
         of a just-created topic arrived left the daemon without that topic's partitions until
         kafka-python's next metadata refresh (minutes), so each topic's partitions are asked for here.
         A topic that does not exist yet is left to that refresh.
+
+        The fetch comes *after* ``subscribe``: kafka-python 3.0.12's leader compares the metadata
+        snapshot it assigned with (taken from the coordinator's metadata listener, which only counts
+        subscribed topics) with the next one, and rejoins when they differ. Fetched before
+        ``subscribe``, the snapshot at the first join was empty, the next metadata response differed,
+        and every start began a second generation right after its first assignment (the rebalance
+        ``REBALANCE_POLL_MS`` and ``bench_daemon.RebalanceTrace`` describe).
         """
         topics = self._topics()
         extra = {} if self.standbys is None else {"assignors": self.standbys.assignors()}
         self.consumer = self._consumer_factory(cfg, topics, **extra)
+        self._pacing = fetch.Pacing(self.consumer, cfg.kafka.fetch_min_bytes, cfg.kafka.fetch_max_wait_ms)
+        self._rebalancing_since = time.monotonic()
+        self._unowned_since = None
+        self.consumer.subscribe(topics, listener=_Listener(self))
         for topic in topics:
             try:
                 self.consumer.partitions_for_topic(topic)
             except KafkaError as exc:   # only a head start: the metadata refresh finds them later
                 log.warning("could not fetch a topic's metadata before joining",
                             extra={"topic": topic, "error": f"{type(exc).__name__}: {exc}"})
-        self._pacing = fetch.Pacing(self.consumer, cfg.kafka.fetch_min_bytes, cfg.kafka.fetch_max_wait_ms)
-        self._rebalancing_since = time.monotonic()
-        self._unowned_since = None
-        self.consumer.subscribe(topics, listener=_Listener(self))
 
     def _shutdown(self) -> None:
         """Close everything, each blocking call within what is left of the shutdown budget."""
