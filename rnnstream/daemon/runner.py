@@ -105,7 +105,13 @@ polls even while rebalancing (a checkpoint, a full ``gc.collect()``): the most l
 start that hung in about one in nine (its log shows a new generation and "performing partition
 assignments", then no assignment), though that hang did not recur here unforced (30 process
 restarts, 50 in-process starts). Staying inside ``poll`` for long stretches while rebalancing, with
-no other work between them, shrinks the window to a few milliseconds per stretch."""
+no other work between them, shrinks the window to a few milliseconds per stretch.
+
+This timeout only applies once the runner knows a rebalance is on (from a revocation): the one every
+start used to begin right after its first assignment (an empty metadata snapshot at the first join,
+``_subscribe``) started inside an ordinary ``kafka.poll_timeout_ms`` poll, with records processed
+and checkpoints written between polls, which is this window at its widest. That rebalance is gone;
+one that another member starts still opens the window for its first poll."""
 
 
 class _Listener(AsyncConsumerRebalanceListener):
@@ -377,7 +383,7 @@ class Runner:
         or gave them to nobody, or does not know it, or has been rebalancing all that time) the
         consumer is closed and a new one subscribes (``_rejoin``), counted in
         ``rnnstream_consumer_rejoins_total``. This is what kafka-python's rejoin right after the first
-        assignment (``REBALANCE_POLL_MS``) left behind: a member waiting for an assignment that never
+        assignment (``REBALANCE_POLL_MS``, before ``_subscribe`` fetched the metadata after subscribing) left behind: a member waiting for an assignment that never
         came, until a liveness probe restarted the process. A member idle by the group's choice (more
         replicas than partitions) is left alone."""
         if self.units or self._unrestored or self._broker_down_since is not None or self._stop.is_set():
