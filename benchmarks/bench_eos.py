@@ -112,8 +112,9 @@ def run_latency(mode: str, bootstrap: str, topic: str, state_dir: str, rate: int
 
 def consume(bootstrap: str, topic: str, seconds: float, out: str) -> None:
     """Read ``topic`` (read_committed) for ``seconds``; save (arrival, latency) of every score to ``out``."""
-    import orjson
     from kafka import KafkaConsumer
+
+    from rnnstream.daemon import scoresbatch
 
     arrivals: list[float] = []
     latencies: list[float] = []
@@ -124,7 +125,7 @@ def consume(bootstrap: str, topic: str, seconds: float, out: str) -> None:
         for records in c.poll(timeout_ms=50).values():
             now = time.time()
             for r in records:
-                for t in orjson.loads(r.value)["event_time"]:
+                for t in scoresbatch.decode(r.value)["event_time"].tolist():
                     arrivals.append(now)
                     latencies.append(now - t)
     c.close()
