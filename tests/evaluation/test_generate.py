@@ -138,3 +138,17 @@ def test_anomalies_that_do_not_fit_are_left_out_not_crashed_on(small):
             "categories": {"gauge": {"anomalies": ["mean"]}}}
     plan = gen.plan_stream(defn, 0, 0)
     assert all(e.anomalies == [] for e in plan.entities)
+
+
+def test_the_long_preset_plans_long_univariate_single_entity_streams():
+    long = gen.load_definition(CORPUS, preset="long")
+    assert gen.corpus_dir(long, 0) != gen.corpus_dir(gen.load_definition(CORPUS, streams=long["streams"]), 0)
+    cats = set()
+    for i in range(long["streams"]):
+        plan = gen.plan_stream(long, 0, i)
+        cats.add(plan.category)
+        assert len(plan.features) == 1 and len(plan.entities) == 1
+        ent = plan.entities[0]
+        assert 4000 <= ent.events <= 12000
+        assert all(a.position >= 0.15 * ent.events for a in ent.anomalies)
+    assert cats == set(long["categories"]) and "modes" not in cats
