@@ -457,12 +457,13 @@ def score_event(err, x, n, t, s, sc, kp, kind):
                 # shrinks at every repeat of the run) are left out: other evidence is judged as usual
                 ev_logp = best_other + log_features
                 ev_score = p_to_score(ev_logp)
-            stronger = ev_score >= alarm_score + OVERRIDE_MARGIN or (
-                alarm_score > 1.0 - OVERRIDE_MARGIN and ev_logp <= alarm_logp - LOG_OVERRIDE)
+            higher = ev_score >= alarm_score + OVERRIDE_MARGIN
+            smaller_p = alarm_score > 1.0 - OVERRIDE_MARGIN and ev_logp <= alarm_logp - LOG_OVERRIDE
+            stronger = higher or smaller_p
             if in_period:
                 # after a calibrated alarm only a new incident (a continuing one re-alarms not as its score
-                # climbs); after a novelty alarm at once
-                stronger = stronger and (new_incident or alarm_score < kp[KP_THRESHOLD])
+                # climbs); after a novelty alarm, 0.1 higher at once
+                stronger = (higher and (new_incident or alarm_score < kp[KP_THRESHOLD])) or (smaller_p and new_incident)
             if not stronger:
                 flags = FLAG_SUPPRESSED
     elif in_period:

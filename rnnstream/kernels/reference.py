@@ -380,10 +380,11 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
     if sc.alarm_flat and not in_period and best_flat:
         ev_logp = best_other + math.log(F)   # the stuck tests left out
     ev_score = p_to_score(ev_logp) if scoring else 0.0
-    stronger = (ev_score >= alarm_score + C.OVERRIDE_MARGIN
-                or (alarm_score > 1.0 - C.OVERRIDE_MARGIN and ev_logp <= sc.alarm_logp - math.log(10.0)))
+    higher = ev_score >= alarm_score + C.OVERRIDE_MARGIN
+    smaller_p = alarm_score > 1.0 - C.OVERRIDE_MARGIN and ev_logp <= sc.alarm_logp - math.log(10.0)
+    stronger = higher or smaller_p
     if in_period:
-        stronger = stronger and (new_incident or alarm_score < thr)
+        stronger = (higher and (new_incident or alarm_score < thr)) or (smaller_p and new_incident)
     if score >= thr and not (held and not stronger):
         sc.alarm_flat = best_flat or (sc.alarm_flat and sc.alarmed and not new_incident)
         sc.alarmed, sc.quiet_run, sc.alarm_n, sc.alarm_t, sc.alarm_logp = True, 0.0, float(n), float(t), min(logp, 0.0)
