@@ -65,9 +65,10 @@ compared instead (10x smaller): a stronger anomaly after a strong alarm is not h
 period, an incident that has not ended (fewer than ``NEW_INCIDENT_EVENTS`` events in a row below the
 threshold since its alarm) is still held, after any alarm: its next alarm needs a new incident or an
 event clearly stronger than the alarm (as above), so a stuck value or a level shift alarms once, not
-once per period. When a stuck run gave the alarm's p-value (``SC_ALARMED`` negative), the stuck tests,
-whose p-value shrinks at every repeat, are left out when an event past the period is judged stronger,
-and the mark stays through the incident's stronger alarms. Not guaranteed: a stronger anomaly within
+once per period (``suppress_events`` and ``min_gap_seconds`` both 0 turn this off too: every event
+above the threshold is an anomaly). When a stuck run gave the alarm's p-value (``SC_ALARMED``
+negative), the stuck tests, whose p-value shrinks at every repeat, are left out when an event past the
+period is judged stronger, and the mark stays through the incident's stronger alarms. Not guaranteed: a stronger anomaly within
 ``NEW_INCIDENT_EVENTS`` events of a calibrated alarm and within its period is part of its incident and
 not published.
 """
@@ -445,7 +446,9 @@ def score_event(err, x, n, t, s, sc, kp, kind):
     flags = 0
     if score >= kp[KP_THRESHOLD]:
         flags = FLAG_ANOMALY
-        if in_period or (alarmed != 0.0 and not new_incident):
+        # past the period, an incident that has not ended is held (suppression off: nothing is)
+        suppressing = kp[KP_SUPPRESS] > 0.0 or kp[KP_MIN_GAP] > 0.0
+        if in_period or (suppressing and alarmed != 0.0 and not new_incident):
             alarm_logp = stored_alarm_logp(sc[s, SC_ALARM_LOGP])
             alarm_score = p_to_score(alarm_logp)
             # clearly stronger: a calibrated score 0.1 higher; a score cannot rise 0.1 above an alarm's of 0.9

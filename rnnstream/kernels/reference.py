@@ -374,7 +374,8 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
     # incident; past it, not when a stuck run began the incident and the stuck test gives the event's p-value
     alarm_score = p_to_score(sc.alarm_logp)
     new_incident = sc.quiet_run >= C.NEW_INCIDENT_EVENTS
-    held = in_period or (sc.alarmed and not new_incident)
+    suppressing = kp[P.KP_SUPPRESS] > 0.0 or kp[P.KP_MIN_GAP] > 0.0
+    held = in_period or (suppressing and sc.alarmed and not new_incident)
     best_flat = best < best_other
     ev_logp = logp
     if sc.alarm_flat and not in_period and best_flat:

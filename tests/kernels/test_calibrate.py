@@ -256,6 +256,9 @@ def test_a_new_stronger_anomaly_breaks_through_and_a_continuing_incident_does_no
     assert len(alarms) == 1 and 3000 <= alarms[0] < 3010 and kinds[alarms[0], 0] == KIND_FLATLINE
     assert scores[alarms[0]] < 0.6 and np.all(scores[alarms[0]:3200] >= 0.5)   # it did climb, and stayed
     assert np.all(flags[alarms[0] + 1:3200] == FLAG_SUPPRESSED)
+    # suppression off (suppress_events and min_gap_seconds 0): every event above the threshold is an anomaly
+    _, off, _ = run(rng.standard_normal(4000), values=noisy, short_window=1, suppress_events=0)
+    assert np.all(off[alarms[0]:3200] == FLAG_ANOMALY)
 
 
 def test_a_stuck_value_alarms_once_and_a_new_incident_after_it_alarms_again():
