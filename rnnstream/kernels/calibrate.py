@@ -61,9 +61,16 @@ calibrated alarm only for a *new incident*, once ``NEW_INCIDENT_EVENTS`` events 
 below the threshold since the alarm, so a continuing incident (a stuck value whose p-value shrinks at
 every repeat, a level shift building up) does not re-alarm as its score climbs. Scores saturate at
 1.0, so after an alarm scoring above ``1 - OVERRIDE_MARGIN`` a new incident's unclipped p-value is
-compared instead (10x smaller): a stronger anomaly after a strong alarm is not hidden. Not
-guaranteed: a stronger anomaly within ``NEW_INCIDENT_EVENTS`` events of a calibrated alarm is part of
-its incident and not published.
+compared instead (10x smaller): a stronger anomaly after a strong alarm is not hidden. Past the
+period, an incident that has not ended (fewer than ``NEW_INCIDENT_EVENTS`` events in a row below the
+threshold since its alarm) is still held, after any alarm: its next alarm needs a new incident or an
+event clearly stronger than the alarm (as above), so a stuck value or a level shift alarms once, not
+once per period (``suppress_events`` and ``min_gap_seconds`` both 0 turn this off too: every event
+above the threshold is an anomaly). When a stuck run gave the alarm's p-value (``SC_ALARMED``
+negative), the stuck tests, whose p-value shrinks at every repeat, are left out when an event past the
+period is judged stronger, and the mark stays through the incident's stronger alarms. Not guaranteed: a stronger anomaly within
+``NEW_INCIDENT_EVENTS`` events of a calibrated alarm and within its period is part of its incident and
+not published.
 """
 
 from __future__ import annotations
@@ -79,7 +86,8 @@ from .params import (KP_FLATLINE, KP_LONG, KP_MIN_GAP, KP_NOVELTY, KP_SCALE_FLOO
 # feature, each feature's conditional tail fit (QT_SIZE numbers at the row's end, ``quiet_offset``).
 SC_N = 0            # errors folded into the statistics
 SC_ALARMED = 1      # 0 before the entity's first anomaly; after it, 1 + the events in a row since its last
-                    # anomaly that scored below the threshold, saturating at 1 + NEW_INCIDENT_EVENTS
+                    # anomaly that scored below the threshold, saturating at 1 + NEW_INCIDENT_EVENTS; negative
+                    # when a stuck run gave that anomaly's incident its p-value (rows before the latch: >= 0)
 SC_ALARM_N = 2      # the entity's event count at its last anomaly
 SC_ALARM_T = 3      # the event time of its last anomaly
 SC_ALARM_LOGP = 4   # the calibrated log p-value (novelty aside, Bonferroni included, at most 0) of its last anomaly
@@ -317,6 +325,7 @@ def score_event(err, x, n, t, s, sc, kp, kind):
             if tail_logp(abs(err[f] / max(sc[s, k + FS_SCALE], floor)), TAIL_U, sc, s, k + FS_TAIL) < LOG_ACTIVE:
                 n_active += 1
     best = 0.0
+    best_other = 0.0        # the best log p-value with the stuck-value tests left out
     novel = False
     calibrated_blame = False   # a feature crosses the threshold by a calibrated test
     last_arg = math.nan      # the last p_to_score argument of a feature and its score, reused below
@@ -383,6 +392,8 @@ def score_event(err, x, n, t, s, sc, kp, kind):
         sc[s, k + FS_RR] = rr
         sc[s, k + FS_RC] = rc
         sc[s, k + FS_PREV] = xf
+        if lp + log_tests < best_other:
+            best_other = lp + log_tests
         # a run that began before the warm-up ended is the entity's normal (a constant series)
         if use_flat and n - run >= kp[KP_WARMUP] and lp_flat < lp:
             lp = lp_flat
@@ -427,31 +438,47 @@ def score_event(err, x, n, t, s, sc, kp, kind):
     else:
         for f in range(n_features):
             kind[f] = KIND_NONE
-    alarmed = sc[s, SC_ALARMED]
+    word = sc[s, SC_ALARMED]
+    alarmed = abs(word)
     in_period = alarmed != 0.0 and (n - sc[s, SC_ALARM_N] <= kp[KP_SUPPRESS] or t - sc[s, SC_ALARM_T] < kp[KP_MIN_GAP])
+    new_incident = alarmed > NEW_INCIDENT_EVENTS
+    best_flat = best < best_other   # the stuck-value test gives the event's p-value
     flags = 0
     if score >= kp[KP_THRESHOLD]:
         flags = FLAG_ANOMALY
-        if in_period:
+        # past the period, an incident that has not ended is held (suppression off: nothing is)
+        suppressing = kp[KP_SUPPRESS] > 0.0 or kp[KP_MIN_GAP] > 0.0
+        if in_period or (suppressing and alarmed != 0.0 and not new_incident):
             alarm_logp = stored_alarm_logp(sc[s, SC_ALARM_LOGP])
             alarm_score = p_to_score(alarm_logp)
-            # after a calibrated alarm, only a new incident breaks through (a continuing one re-alarms not
-            # as its score climbs); after a novelty alarm, any calibrated event 0.1 higher. A score cannot
-            # rise 0.1 above an alarm's of 0.9 or more: the unclipped p-values are then compared
-            new_incident = alarmed > NEW_INCIDENT_EVENTS
-            stronger = (new_incident or alarm_score < kp[KP_THRESHOLD]) and calibrated >= alarm_score + OVERRIDE_MARGIN
-            stronger = stronger or (new_incident and alarm_score > 1.0 - OVERRIDE_MARGIN
-                                    and arg <= alarm_logp - LOG_OVERRIDE)
+            # clearly stronger: a calibrated score 0.1 higher; a score cannot rise 0.1 above an alarm's of 0.9
+            # or more, so then a p-value 10x smaller
+            ev_logp = arg
+            ev_score = calibrated
+            if word < 0.0 and not in_period and best_flat:
+                # past the period of an incident that a stuck run began, the stuck tests (whose p-value
+                # shrinks at every repeat of the run) are left out: other evidence is judged as usual
+                ev_logp = best_other + log_features
+                ev_score = p_to_score(ev_logp)
+            higher = ev_score >= alarm_score + OVERRIDE_MARGIN
+            smaller_p = alarm_score > 1.0 - OVERRIDE_MARGIN and ev_logp <= alarm_logp - LOG_OVERRIDE
+            stronger = higher or smaller_p
+            if in_period:
+                # after a calibrated alarm only a new incident (a continuing one re-alarms not as its score
+                # climbs); after a novelty alarm, 0.1 higher at once
+                stronger = (higher and (new_incident or alarm_score < kp[KP_THRESHOLD])) or (smaller_p and new_incident)
             if not stronger:
                 flags = FLAG_SUPPRESSED
     elif in_period:
         flags = FLAG_SUPPRESSED
     if flags == FLAG_ANOMALY:
-        sc[s, SC_ALARMED] = 1.0
+        # a stuck run that began an incident stays held through the incident's stronger alarms
+        sc[s, SC_ALARMED] = -1.0 if best_flat or (word < 0.0 and not new_incident) else 1.0
         sc[s, SC_ALARM_N] = n
         sc[s, SC_ALARM_T] = t
         sc[s, SC_ALARM_LOGP] = min(arg, 0.0)   # p at most 1: a positive word is an earlier build's score
     elif alarmed != 0.0 and alarmed <= NEW_INCIDENT_EVENTS:
         # the run of events below the threshold since the alarm; once long enough, the incident has ended
-        sc[s, SC_ALARMED] = alarmed + 1.0 if score < kp[KP_THRESHOLD] else 1.0
+        quiet = alarmed + 1.0 if score < kp[KP_THRESHOLD] else 1.0
+        sc[s, SC_ALARMED] = -quiet if word < 0.0 else quiet
     return score, flags

@@ -116,6 +116,7 @@ class ScorerRef:
     alarm_n: float = 0.0
     alarm_t: float = 0.0
     alarm_logp: float = 0.0   # the calibrated log p-value of the last alarm
+    alarm_flat: bool = False  # that p-value was the stuck-value test's
     feats: list[FeatureStats] = field(default_factory=list)
     prof_n: np.ndarray = field(default_factory=lambda: np.zeros(0))          # (B,) values per day bin
     prof: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))       # (B, F) mean per day bin
@@ -125,7 +126,8 @@ class ScorerRef:
         bins = len(self.prof_n)
         row = np.zeros(C.sc_size(n_features, bins))
         row[[C.SC_N, C.SC_ALARMED, C.SC_ALARM_N, C.SC_ALARM_T, C.SC_ALARM_LOGP]] = [
-            self.n, 1.0 + self.quiet_run if self.alarmed else 0.0, self.alarm_n, self.alarm_t, self.alarm_logp]
+            self.n, (1.0 + self.quiet_run) * (-1.0 if self.alarm_flat else 1.0) if self.alarmed else 0.0,
+            self.alarm_n, self.alarm_t, self.alarm_logp]
         for f, st in enumerate(self.feats):
             row[C.SC_FEAT + C.PF * f:C.SC_FEAT + C.PF * (f + 1)] = st.as_list()
             if n_features > 1:
@@ -296,7 +298,7 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
     log_q = C.WINSOR_LOGP
     decay = 1.0 - 1.0 / long_w
     memory = max(long_w * C.EXC_MEMORY, 1.0)
-    best, novel = 0.0, False
+    best, best_other, novel = 0.0, 0.0, False
     tol = kp[P.KP_NOVELTY]
     active = [st.tail.logp(abs(err[f] / max(st.scale, kp[P.KP_SCALE_FLOOR]))) < C.LOG_ACTIVE
               for f, st in enumerate(sc.feats)]
@@ -340,6 +342,7 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
                 st.rc += 1.0
             st.run = 0.0
         st.prev = v
+        best_other = min(best_other, lp + log_tests)   # the stuck tests left out
         if use_flat and n - st.run >= kp[P.KP_WARMUP] and lp_flat < lp:
             lp, kind = lp_flat, C.KIND_FLATLINE
         lp += log_tests
@@ -364,20 +367,32 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
     if not scoring:
         kinds[:] = 0
     in_period = sc.alarmed and (n - sc.alarm_n <= kp[P.KP_SUPPRESS] or t - sc.alarm_t < kp[P.KP_MIN_GAP])
-    # in a period, an anomaly is published if clearly stronger than the one that started it: a calibrated
-    # score OVERRIDE_MARGIN higher, after a novelty alarm at once, after a calibrated one only once its
-    # incident has ended (NEW_INCIDENT_EVENTS in a row below the threshold); after an alarm scoring above
-    # 1 - OVERRIDE_MARGIN, a new incident with a p-value 10x smaller
+    # an anomaly is held while its period lasts or, past it, while its incident continues (fewer than
+    # NEW_INCIDENT_EVENTS in a row below the threshold since the alarm). A held anomaly is published if
+    # clearly stronger than the alarm: a calibrated score OVERRIDE_MARGIN higher or, after an alarm scoring
+    # above 1 - OVERRIDE_MARGIN, a p-value 10x smaller; in the period after a calibrated alarm only in a new
+    # incident; past it, not when a stuck run began the incident and the stuck test gives the event's p-value
     alarm_score = p_to_score(sc.alarm_logp)
     new_incident = sc.quiet_run >= C.NEW_INCIDENT_EVENTS
-    stronger = ((new_incident or alarm_score < thr) and calibrated >= alarm_score + C.OVERRIDE_MARGIN
-                or (new_incident and alarm_score > 1.0 - C.OVERRIDE_MARGIN and logp <= sc.alarm_logp - math.log(10.0)))
-    if score >= thr and not (in_period and not stronger):
+    suppressing = kp[P.KP_SUPPRESS] > 0.0 or kp[P.KP_MIN_GAP] > 0.0
+    held = in_period or (suppressing and sc.alarmed and not new_incident)
+    best_flat = best < best_other
+    ev_logp = logp
+    if sc.alarm_flat and not in_period and best_flat:
+        ev_logp = best_other + math.log(F)   # the stuck tests left out
+    ev_score = p_to_score(ev_logp) if scoring else 0.0
+    higher = ev_score >= alarm_score + C.OVERRIDE_MARGIN
+    smaller_p = alarm_score > 1.0 - C.OVERRIDE_MARGIN and ev_logp <= sc.alarm_logp - math.log(10.0)
+    stronger = higher or smaller_p
+    if in_period:
+        stronger = (higher and (new_incident or alarm_score < thr)) or (smaller_p and new_incident)
+    if score >= thr and not (held and not stronger):
+        sc.alarm_flat = best_flat or (sc.alarm_flat and sc.alarmed and not new_incident)
         sc.alarmed, sc.quiet_run, sc.alarm_n, sc.alarm_t, sc.alarm_logp = True, 0.0, float(n), float(t), min(logp, 0.0)
         return score, FLAG_ANOMALY, kinds
     if sc.alarmed and sc.quiet_run < C.NEW_INCIDENT_EVENTS:
         sc.quiet_run = sc.quiet_run + 1.0 if score < thr else 0.0
-    return score, (FLAG_SUPPRESSED if in_period else 0), kinds
+    return score, (FLAG_SUPPRESSED if in_period or (held and score >= thr) else 0), kinds
 
 
 def finish_event(ent: EntityRef, t: float, u: np.ndarray, flag: int) -> None:

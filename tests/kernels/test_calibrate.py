@@ -246,14 +246,56 @@ def test_a_new_stronger_anomaly_breaks_through_and_a_continuing_incident_does_no
     assert flags[302] == FLAG_SUPPRESSED        # stronger, but 1 event below the threshold: the same incident
     assert flags[320] == FLAG_ANOMALY           # 19 quiet events, then a residual 10x larger: a new incident
     assert flags[330] == FLAG_SUPPRESSED        # as strong as the alarm that started the period
-    # a stuck value's score climbs at every repeat: a continuing incident, which re-alarms only when the
-    # period ends (before the new-incident rule: at 0.52, 0.64, 0.76, 0.88, 0.98 within 17 events)
+    # a stuck value's score climbs at every repeat: a continuing incident, which does not re-alarm, in its
+    # period (before the new-incident rule: at 0.52, 0.64, 0.76, 0.88, 0.98 within 17 events) nor after it
+    # (before the latch: again every 51 events, 4 alarms in these 200)
     noisy = 50 + rng.standard_normal(4000)
     noisy[3000:3200] = noisy[2999]
-    scores, flags, _ = run(rng.standard_normal(4000), values=noisy, short_window=1, suppress_events=50)
+    scores, flags, kinds = run(rng.standard_normal(4000), values=noisy, short_window=1, suppress_events=50)
     alarms = np.flatnonzero(flags & FLAG_ANOMALY)
-    assert len(alarms) >= 3 and alarms[0] >= 3000 and np.all(np.diff(alarms) > 50)
-    assert scores[alarms[0]] < 0.6 and np.all(scores[alarms[0]:alarms[0] + 20] >= 0.5)   # it did climb
+    assert len(alarms) == 1 and 3000 <= alarms[0] < 3010 and kinds[alarms[0], 0] == KIND_FLATLINE
+    assert scores[alarms[0]] < 0.6 and np.all(scores[alarms[0]:3200] >= 0.5)   # it did climb, and stayed
+    assert np.all(flags[alarms[0] + 1:3200] == FLAG_SUPPRESSED)
+    # suppression off (suppress_events and min_gap_seconds 0): every event above the threshold is an anomaly
+    _, off, _ = run(rng.standard_normal(4000), values=noisy, short_window=1, suppress_events=0)
+    assert np.all(off[alarms[0]:3200] == FLAG_ANOMALY)
+
+
+def test_a_stuck_value_alarms_once_and_a_new_incident_after_it_alarms_again():
+    # feature 0 stuck for 1,000 events (at 1 a score of 1.0 by the end): one alarm; then feature 1 sticks
+    rng = np.random.default_rng(8)
+    e = rng.standard_normal((4000, 2))
+    v = 50 + rng.standard_normal((4000, 2))
+    v[2000:3000, 0] = v[1999, 0]
+    v[3200:3400, 1] = v[3199, 1]
+    scores, flags, kinds = run(e, values=v, short_window=1, suppress_events=50)
+    alarms = np.flatnonzero(flags & FLAG_ANOMALY)
+    assert len(alarms) == 2 and 2000 <= alarms[0] < 2015 and 3200 <= alarms[1] < 3215
+    assert kinds[alarms[0]].tolist() == [KIND_FLATLINE, 0] and kinds[alarms[1]].tolist() == [0, KIND_FLATLINE]
+    assert scores[2990] == 1.0 and flags[2990] == FLAG_SUPPRESSED
+    # a spike of the other feature while the first is still stuck is clearly stronger: published, and the
+    # stuck run that began the incident still does not re-alarm after it (its p-value shrinks at every repeat)
+    v[2500, 1], e[2500, 1] = 80.0, 60.0
+    scores, flags, kinds = run(e, values=v, short_window=1, suppress_events=50)
+    alarms = np.flatnonzero(flags & FLAG_ANOMALY)
+    assert alarms.tolist()[:2] == [alarms[0], 2500] and kinds[2500, 1] == KIND_SPIKE and len(alarms) == 3
+
+
+def test_a_continuing_level_shift_alarms_once_and_a_clearly_stronger_spike_in_it_is_published():
+    # residuals shifted by 10 stay above the threshold for 23 events, past a period of 10: one alarm
+    rng = np.random.default_rng(7)
+    e = rng.standard_normal(1500)
+    e[1000:1400] += 10.0
+    scores, flags, _ = run(e, suppress_events=10)
+    assert np.all(scores[1000:1020] >= 0.5) and scores[1000] > 1.0 - C.OVERRIDE_MARGIN
+    assert np.flatnonzero(flags & FLAG_ANOMALY).tolist() == [1000]
+    # past the period, inside the incident: a spike as strong as the alarm is part of it, one with a p-value
+    # 10x smaller is published
+    for spike, published in ((300.0, False), (1e3, True)):
+        e[1015] = spike
+        scores, flags, _ = run(e, suppress_events=10)
+        assert scores[1015] >= scores[1000] and bool(flags[1015] == FLAG_ANOMALY) == published
+        assert np.flatnonzero(flags & FLAG_ANOMALY).tolist() == [1000, 1015][:1 + published]
 
 
 def test_a_novelty_alarm_does_not_hide_a_calibrated_anomaly_right_after_it():
@@ -274,9 +316,9 @@ def test_min_gap_seconds_suppresses_by_event_time():
     assert flags[200] == FLAG_ANOMALY and flags[205] == FLAG_SUPPRESSED and flags[215] == FLAG_ANOMALY
 
 
-@pytest.mark.parametrize("n_features", [1, 3])
-def test_reference_matches_kernel_on_random_streams(n_features):
-    kp = kernel_params(warmup_events=20, short_window=4, long_window=60, suppress_events=5, threshold=0.3,
+@pytest.mark.parametrize("n_features,threshold", [(1, 0.3), (3, 0.3), (3, 0.95)])   # 0.95: above 1 - OVERRIDE_MARGIN
+def test_reference_matches_kernel_on_random_streams(n_features, threshold):
+    kp = kernel_params(warmup_events=20, short_window=4, long_window=60, suppress_events=5, threshold=threshold,
                        novelty_tolerance=0.05)
     rng = np.random.default_rng(n_features)
     sc, rsc = np.zeros((1, sc_size(n_features))), ref.ScorerRef()
@@ -326,3 +368,29 @@ def test_a_row_of_an_earlier_build_keeps_its_alarm_when_restored():
     assert flags[300] == FLAG_ANOMALY and 0.5 <= scores[300] < 1.0 - C.OVERRIDE_MARGIN
     assert scores[304] >= 0.5 and flags[304] == FLAG_SUPPRESSED
     np.testing.assert_array_equal(legacy_flags, flags)
+
+
+def test_a_row_of_main_before_the_latch_restored_in_a_stuck_incident_alarms_once_more_then_holds():
+    # before the latch the row did not mark an incident that a stuck run began (SC_ALARMED >= 0): restored,
+    # the run's shrinking p-value breaks through once, when the period ends, and is then held as a stuck run
+    rng = np.random.default_rng(0)
+    e = rng.standard_normal(4000)
+    values = 50 + rng.standard_normal(4000)
+    values[3000:3600] = values[2999]
+    kp = kernel_params(warmup_events=50, long_window=1000, suppress_events=50, novelty_tolerance=0.0,
+                       short_window=1)
+    kind = np.zeros(1, dtype=np.uint8)
+    for legacy in (False, True):
+        sc = np.zeros((1, sc_size(1)))
+        flags = np.zeros(4000, dtype=np.int64)
+        for n in range(4000):
+            _, flags[n] = score_event(np.array([e[n]]), values[n:n + 1], n, float(n), 0, sc, kp, kind)
+            if n == 3020:
+                assert sc[0, C.SC_ALARMED] < 0.0          # this build marks the stuck run
+                if legacy:
+                    sc[0, C.SC_ALARMED] = abs(sc[0, C.SC_ALARMED])
+        alarms = np.flatnonzero(flags[:3600] & FLAG_ANOMALY)
+        if legacy:
+            assert len(alarms) == 2 and alarms[1] == alarms[0] + 51
+        else:
+            assert len(alarms) == 1 and 3000 <= alarms[0] < 3010
