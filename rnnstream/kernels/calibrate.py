@@ -39,7 +39,12 @@ Per entity and feature f, with the prediction error ``e_f`` in normalised units 
    fire; a noisy metric that stops moving does, after a few repeats. A run that began during the
    warm-up is never scored (a series constant from its start is constant by nature).
 5. **Novelty** (``novelty_tolerance`` > 0): a value beyond the entity's seen range by more than that
-   share of the range scores 1, as NAB's HTM detector's spatial anomaly does.
+   share of the range (a record) scores 1, as NAB's HTM detector's spatial anomaly does, where the
+   feature rarely sets records (its running rate of records after the warm-up, ``FS_RECORDS``, at most
+   ``novelty_record_rate``) or one of its calibrated tests has a p-value at most ``novelty_gate``: a
+   random walk reaching a new extreme by an ordinary step is not novel, a jump to one is, and so is a
+   stationary series drifting past its range. Not guaranteed: the rate starts at 0 after the warm-up
+   (the first records are novel) and decays between a walk's distant records.
 
 Per feature, the smallest p-value of its tests is multiplied by the number of tests, and the event's
 p-value is the smallest over features times F (Bonferroni): one faulty feature of 16 is not diluted.
@@ -78,7 +83,7 @@ from __future__ import annotations
 import math
 
 from .jit import device
-from .params import (KP_FLATLINE, KP_LONG, KP_MIN_GAP, KP_NOVELTY, KP_SCALE_FLOOR, KP_SHORT, KP_SUPPRESS,
+from .params import (KP_FLATLINE, KP_LONG, KP_MIN_GAP, KP_NOVELTY, KP_NOVELTY_GATE, KP_NOVELTY_RECORDS, KP_SCALE_FLOOR, KP_SHORT, KP_SUPPRESS,
                      KP_THRESHOLD, KP_WARMUP)
 
 # Layout of the per-entity scorer row (float64): a header, then PF numbers per feature f at
@@ -107,7 +112,8 @@ FS_HI = 14          # largest value seen
 FS_MERR = 15        # running mean absolute error of the model's own prediction (``observe``: the blend)
 FS_PERR = 16        # running mean absolute error of persistence (the previous value)
 FS_STAIL = 17       # tail fit of the sustained-deviation test's w = z^2 / 2 (TAIL_SIZE numbers: TL_*)
-PF = 21
+FS_RECORDS = 21     # running rate of records (values beyond the seen range by novelty_tolerance)
+PF = 22
 QT_SIZE = 4         # per feature: tail fit of |r| at the events when no other feature is active (TL_*)
 TL_RATE = 0         # a tail fit: exceedance rate of TAIL_U,
 TL_M1 = 1           # mean excess over TAIL_U of the exceedances,
@@ -278,6 +284,7 @@ def init_features(x, s, sc):
         sc[s, k + FS_HI] = x[f]
         sc[s, k + FS_MERR] = 0.0
         sc[s, k + FS_PERR] = 0.0
+        sc[s, k + FS_RECORDS] = 0.0
 
 
 @device
@@ -312,6 +319,8 @@ def score_event(err, x, n, t, s, sc, kp, kind):
     log_tests = LOG_TESTS[int(n_tests) - 1]
     log_features = 0.0 if n_features == 1 else math.log(float(n_features))   # log(1) = 0 exactly
     tol = kp[KP_NOVELTY]
+    log_gate = math.log(kp[KP_NOVELTY_GATE])
+    rec_max = kp[KP_NOVELTY_RECORDS]
     floor = kp[KP_SCALE_FLOOR]
     log_q = WINSOR_LOGP
     decay = 1.0 - 1.0 / long_w
@@ -333,11 +342,14 @@ def score_event(err, x, n, t, s, sc, kp, kind):
     for f in range(n_features):
         k = SC_FEAT + PF * f
         xf = x[f]
-        # novelty: beyond the seen range by more than tol of the range
+        # a record: beyond the seen range by more than tol of the range; the feature's running rate of
+        # records after the warm-up (the warm-up builds the range: its records are not the entity's habit)
         lo = sc[s, k + FS_LO]
         hi = sc[s, k + FS_HI]
         margin = (hi - lo) * tol
-        is_novel = tol > 0.0 and hi > lo and (xf > hi + margin or xf < lo - margin)
+        record = tol > 0.0 and hi > lo and (xf > hi + margin or xf < lo - margin)
+        records = sc[s, k + FS_RECORDS]
+        sc[s, k + FS_RECORDS] = records + a_long * ((1.0 if record and scoring else 0.0) - records)
         sc[s, k + FS_LO] = min(lo, xf)
         sc[s, k + FS_HI] = max(hi, xf)
         # point residual against the entity's own scale
@@ -398,6 +410,9 @@ def score_event(err, x, n, t, s, sc, kp, kind):
         if use_flat and n - run >= kp[KP_WARMUP] and lp_flat < lp:
             lp = lp_flat
             kf = KIND_FLATLINE
+        # novelty: a record where the feature rarely sets records, or where one of its tests is at least
+        # mildly surprising; a walk pushing its edge by ordinary steps is not novel
+        is_novel = record and (lp <= log_gate or records <= rec_max)
         lp += log_tests
         if lp < best:
             best = lp

@@ -32,7 +32,9 @@ KP_LATE = 15           # an event older than its entity's previous one by more t
 KP_PROFILE_CAP = 16    # the scored error is at most this multiple of the value's distance from the daily profile (0 = off)
 KP_FLATLINE = 17       # 1.0: the stuck-value test is on
 KP_BLEND = 18          # memory, in events, of the model-vs-persistence error means that set the blend (0 = off)
-KP_SIZE = 19
+KP_NOVELTY_GATE = 19   # value novelty counts only where the feature's calibrated p-value is at most this (1 = always)
+KP_NOVELTY_RECORDS = 20  # ... or where the feature's running rate of such records is at most this
+KP_SIZE = 21
 
 # Schema field -> kernel slot. Every field of ScoringConfig and TimeFeaturesConfig is listed here,
 # or in NOT_IN_KERNEL with the reason.
@@ -50,6 +52,8 @@ SCORING_SLOTS = {
     "profile_cap": KP_PROFILE_CAP,
     "flatline": KP_FLATLINE,
     "persistence_blend": KP_BLEND,
+    "novelty_gate": KP_NOVELTY_GATE,
+    "novelty_record_rate": KP_NOVELTY_RECORDS,
 }
 TIME_SLOTS = {
     "time_of_day": KP_TOD,

@@ -100,10 +100,11 @@ class FeatureStats:
     persist_mae: float = 0.0  # ... and of persistence
     short_tail: TailFit = field(default_factory=TailFit.sustained)
     quiet_tail: TailFit = field(default_factory=TailFit)   # |r| at events with no other feature active
+    records: float = 0.0      # running rate of records (values beyond the range by novelty_tolerance) after the warm-up
 
     def as_list(self) -> list[float]:
         return [self.scale, *self.tail.as_list(), self.short, self.short_sq, self.prev, self.run, self.cr, self.cc,
-                self.rr, self.rc, self.lo, self.hi, self.model_mae, self.persist_mae, *self.short_tail.as_list()]
+                self.rr, self.rc, self.lo, self.hi, self.model_mae, self.persist_mae, *self.short_tail.as_list(), self.records]
 
 
 @dataclass
@@ -304,7 +305,9 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
               for f, st in enumerate(sc.feats)]
     for f, st in enumerate(sc.feats):
         v = float(x[f])
-        is_novel = tol > 0 and st.hi > st.lo and (v > st.hi + (st.hi - st.lo) * tol or v < st.lo - (st.hi - st.lo) * tol)
+        record = tol > 0 and st.hi > st.lo and (v > st.hi + (st.hi - st.lo) * tol or v < st.lo - (st.hi - st.lo) * tol)
+        records = st.records   # how often this feature set records after the warm-up, before this event
+        st.records += a_long * (float(record and scoring) - st.records)
         st.lo, st.hi = min(st.lo, v), max(st.hi, v)
         r = err[f] / max(st.scale, kp[P.KP_SCALE_FLOOR])
         a = abs(r)
@@ -345,6 +348,9 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
         best_other = min(best_other, lp + log_tests)   # the stuck tests left out
         if use_flat and n - st.run >= kp[P.KP_WARMUP] and lp_flat < lp:
             lp, kind = lp_flat, C.KIND_FLATLINE
+        # a record is novel where the feature rarely sets records, or where one of its tests is at least
+        # mildly surprising: a walk pushing its edge by ordinary steps is not
+        is_novel = record and (lp <= math.log(kp[P.KP_NOVELTY_GATE]) or records <= kp[P.KP_NOVELTY_RECORDS])
         lp += log_tests
         best = min(best, lp)
         novel = novel or is_novel

@@ -211,6 +211,46 @@ def test_novelty_range_and_tolerance():
     assert off[110] < 0.5
 
 
+def _walk(n_events=3000, seed=3):
+    """A random walk scored as persistence scores it: the error is the step."""
+    steps = np.random.default_rng(seed).standard_normal(n_events)
+    return np.cumsum(steps), steps
+
+
+def test_a_walk_setting_records_by_ordinary_steps_is_seldom_novel_and_a_jump_to_a_new_extreme_still_is():
+    v, e = _walk()
+    gated, _, kinds = run(e, values=v, novelty_tolerance=0.01)
+    ungated, _, ukinds = run(e, values=v, novelty_tolerance=0.01, novelty_gate=1.0)
+    records = int((ukinds[50:, 0] == KIND_NOVELTY).sum())
+    novel = int((kinds[50:, 0] == KIND_NOVELTY).sum())
+    assert records >= 40                          # the walk keeps pushing its edge
+    assert novel <= records // 4                  # only its surprising steps (p <= 0.01) are novel: 11 of 73
+    assert (gated[50:] >= 0.5).sum() <= (ungated[50:] >= 0.5).sum() // 4
+    # the same walk jumping to a new extreme by 5 standard deviations at event 2500
+    jump = v.max() + 5.0 - v[2499]
+    v2, e2 = v.copy(), e.copy()
+    v2[2500:] += jump - e[2500]
+    e2[2500] = jump
+    scores, flags, _ = run(e2, values=v2, novelty_tolerance=0.01)
+    assert scores[2500] == 1.0 and flags[2500] == FLAG_ANOMALY
+
+
+def test_a_series_that_seldom_sets_records_creeping_into_new_territory_is_novel():
+    """A stationary series (a machine's temperature) drifting past its range by ordinary steps: the
+    calibrated tests see nothing surprising at each step, but this entity rarely sets records."""
+    rng = np.random.default_rng(4)
+    v = rng.uniform(-1.0, 1.0, 3000)               # bounded: its range is found early
+    e = rng.standard_normal(3000) * 0.5
+    v[2500:] += np.linspace(0.0, 5.0, 500)         # 0.01 of the range an event
+    scores, flags, kinds = run(e, values=v, novelty_tolerance=0.01, short_window=1)
+    assert not (flags[300:2500] == FLAG_ANOMALY).any()    # (just after the warm-up, its edges are still found)
+    first = 2500 + int(np.flatnonzero(flags[2500:] == FLAG_ANOMALY)[0])
+    assert kinds[first, 0] == KIND_NOVELTY and scores[first] == 1.0
+    # gated as if it set records often, the same creep raises nothing
+    _, flags_gated, _ = run(e, values=v, novelty_tolerance=0.01, short_window=1, novelty_record_rate=0.0)
+    assert not (flags_gated[2500:] == FLAG_ANOMALY).any()
+
+
 def test_a_calibrated_kind_names_a_novel_value_and_novelty_alone_is_not_blamed_beside_it():
     rng = np.random.default_rng(1)
     e = rng.standard_normal((400, 2)) * 0.1

@@ -19,14 +19,19 @@ from rnnstream.kernels.params import kernel_params
     (2, {"short_window": 1}),                                      # two tests per feature
     (3, {"warmup_events": 20, "short_window": 4, "long_window": 60, "suppress_events": 5, "threshold": 0.3,
          "novelty_tolerance": 0.05}),
+    (1, {"novelty_gate": 1.0}),                                    # novelty ungated
+    (2, {"novelty_record_rate": 0.0, "novelty_gate": 0.5}),        # always gated
 ])
-def test_kernel_equals_reference_bit_for_bit(n_features, scoring):
+@pytest.mark.parametrize("walk", [False, True])                    # a walk keeps setting records
+def test_kernel_equals_reference_bit_for_bit(n_features, scoring, walk):
     kp = kernel_params(**scoring)
     rng = np.random.default_rng(7 + n_features)
     n_events = 4000
     sc, rsc = np.zeros((1, sc_size(n_features))), ref.ScorerRef()
     kind = np.zeros(n_features, dtype=np.uint8)
     values = np.round(rng.standard_normal((n_events, n_features)), 1)   # rounded: repeats happen
+    if walk:
+        values = np.cumsum(values, axis=0)
     values[2000:2100] = values[1999]                                     # a stuck stretch
     values[3000] = 50.0                                                  # novelty
     errors = rng.standard_t(3, (n_events, n_features)) * np.where(rng.random((n_events, 1)) < 0.01, 30.0, 1.0)
