@@ -180,8 +180,8 @@ def _channel(category: str, step: int, rng: np.random.Generator, entity_seed: in
             "channel-offset": 1.0, "random-seed": entity_seed, "variance": _uniform(rng, (0.02, 0.1))}
 
 
-def _kind_params(atype: str, category: str, spec: dict, rng: np.random.Generator) -> dict:
-    """GutenTAG parameters of one anomaly; ``magnitude`` is in units of the signal's amplitude."""
+def _kind_params(atype: str, category: str, spec: dict, rng: np.random.Generator, length: int) -> dict:
+    """GutenTAG parameters of one anomaly of ``length`` rows; ``magnitude`` is in units of the signal's amplitude."""
     mag = _uniform(rng, spec["magnitude"]) if "magnitude" in spec else 1.0
     sign = 1.0 if rng.random() < 0.7 else -1.0     # metrics mostly go up in trouble
     if atype == "extremum":
@@ -191,7 +191,10 @@ def _kind_params(atype: str, category: str, spec: dict, rng: np.random.Generator
     if atype == "variance":
         return {"kind": "variance", "variance": mag}
     if atype == "trend":
-        return {"kind": "trend", "oscillation": {"kind": "polynomial", "polynomial": [0.0, sign * mag]}}
+        # GutenTAG evaluates the polynomial at the anomaly's row numbers 0..length-1 and keeps its last
+        # value after the window: the slope is per row, so the ramp ends (and stays) `mag` amplitudes away.
+        return {"kind": "trend", "oscillation": {"kind": "polynomial",
+                                                 "polynomial": [0.0, sign * mag / max(length - 1, 1)]}}
     if atype == "frequency":
         return {"kind": "frequency", "frequency_factor": mag if sign > 0 else 1.0 / mag}
     if atype == "pattern":
@@ -246,7 +249,7 @@ def plan_stream(defn: dict, seed: int, index: int) -> StreamPlan:
             lengths = [_length(t, defn["anomaly_types"][t]["length"], rng) for t in types]
             pos = _place(n, lengths, int(defn["anomaly_from"] * n), rng)
             for t, L, p in zip(types, lengths, pos or []):
-                params = _kind_params(t, category, defn["anomaly_types"][t], rng)
+                params = _kind_params(t, category, defn["anomaly_types"][t], rng, L)
                 anomalies.append(Anomaly(t, int(rng.integers(n_feat)), p, L, params))
         plan = EntityPlan(
             name=f"{category[0]}{index:04d}-e{e}", events=n, t0=start + int(rng.integers(DAY // step)) * step,

@@ -152,3 +152,27 @@ def test_the_long_preset_plans_long_univariate_single_entity_streams():
         assert 4000 <= ent.events <= 12000
         assert all(a.position >= 0.15 * ent.events for a in ent.anomalies)
     assert cats == set(long["categories"]) and "modes" not in cats
+
+
+def test_a_trend_ends_its_magnitude_away_and_stays_there(small, tmp_path):
+    """GutenTAG's polynomial runs over the window's row numbers: the slope is per row, and a ramp of
+    `magnitude` amplitudes must not become hundreds of them (a counter dead at 0 or pinned at the cap)."""
+    spec = small["anomaly_types"]["trend"]
+    defn = {**small, "streams": 6, "events": [600, 600], "normal_share": 0.0, "anomalies": [1, 1],
+            "categories": {"counts": {"anomalies": ["trend"]}, "gauge": {"anomalies": ["trend"]}}}
+    for i in range(defn["streams"]):
+        for ent in gen.plan_stream(defn, 5, i).entities:
+            for a in ent.anomalies:
+                slope = a.params["oscillation"]["polynomial"][1]
+                assert spec["magnitude"][0] - 1e-9 <= abs(slope) * (a.length - 1) <= spec["magnitude"][1] + 1e-9
+    gen.generate(defn, 5, tmp_path)
+    windows = load_windows(tmp_path)
+    for key in list_streams(tmp_path):
+        if not key.startswith("counts"):
+            continue
+        s = read_stream(tmp_path, key)
+        for w in windows[key]:
+            code = s.entity_names.index(w.entity)
+            ts, v = s.timestamps[s.rows_of(code)], s.values[s.rows_of(code)][:, 0]
+            after = v[ts > w.end]
+            assert np.mean(after == 0) < 0.9 and after.max() < 1e7, (key, np.mean(after == 0), after.max())
