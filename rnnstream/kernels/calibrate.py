@@ -20,7 +20,10 @@ Per entity and feature f, with the prediction error ``e_f`` in normalised units 
    ``10^LOG_ACTIVE`` (1 in 100), and a residual at such an event takes its p-value from it (a
    conditional p-value): jumps the features make together are learnt as normal, one feature's jump
    alone is not. Not guaranteed: the same for level shifts (the sustained-deviation test's fit and
-   normaliser are unconditional).
+   normaliser are unconditional). With more than one feature, each feature also has a cross-feature
+   test (``cross_test``): ``d = r_f - beta m`` against the other features' mean residual ``m``, with
+   ``beta`` the entity's own regression of ``r_f`` on ``m``, scored against its own scale and tail
+   fit: a feature that fails to follow when the others jump is found. It counts as one more test.
 3. **Sustained deviation** (``short_window`` > 1): a short exponential mean ``c`` of the signed
    ``r_f`` clipped to ``±SHORT_CLIP``, divided by its own long-run RMS: ``z``. Its p-value comes from
    the entity's own peaks-over-threshold fit of ``w = z^2 / 2`` beyond ``S_U`` (``|z| = 2``), as the
