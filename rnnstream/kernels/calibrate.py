@@ -289,25 +289,36 @@ def init_features(x, s, sc):
 
 
 @device
-def cross_test(r, sum_r, n_features, f, lp, kf, sc, s, a_long, a_rate, exc_memory, fold_tails):
+def cross_residual(r, sum_r, n_features, f, sc, s):
+    """``(rc, m, d, ad, log p)`` of feature ``f``'s cross-feature test (see ``cross_test``); reads only."""
+    q = quiet_offset(sc.shape[1], n_features, f)
+    rc = min(max(r, -CROSS_CLIP), CROSS_CLIP)
+    m = (sum_r - rc) / (n_features - 1.0)
+    mm = sc[s, q + XC_MM]
+    beta = sc[s, q + XC_EM] / mm if mm > MIN_MS else 0.0
+    d = rc - beta * m
+    ad = abs(d) / max(sc[s, q + XC_SCALE], CROSS_FLOOR)
+    return rc, m, d, ad, tail_logp(ad, TAIL_U, sc, s, q + XC_TAIL)
+
+
+@device
+def cross_test(r, sum_r, lp_others, n_features, f, lp, kf, sc, s, a_long, a_rate, exc_memory, fold_tails):
     """The cross-feature test of feature ``f`` (more than one feature): its residual ``r`` against the
     mean ``m`` of the other features' residuals (each clipped to ``±CROSS_CLIP``; ``sum_r`` is all
     features'), through the entity's own regression ``beta = E[r m] / E[m^2]``: ``d = r - beta m`` (``r``
     clipped as well, so one feature's huge spike does not spill into the others' ``d``) scored against
     its own scale and tail fit.
     A feature that jumps when the others do not, or fails to follow when they jump, has a large ``|d|``;
-    features that always move together do not. Returns the smaller of ``lp`` and the test's log p-value
+    features that always move together do not. The test counts only for the feature(s) whose test is
+    the most surprising (``lp_others``: the smallest of the other features' cross-test log p-values):
+    with 2 features, one jumping alone makes both ``|d|`` large, and the one that moved is blamed, not
+    the one that stayed put; with more, the one that stayed put while the others moved together. Returns the smaller of ``lp`` and the test's log p-value
     and the kind (``spike`` or ``drop`` by the sign of ``d``), and folds the event into the statistics."""
     q = quiet_offset(sc.shape[1], n_features, f)
-    rc = min(max(r, -CROSS_CLIP), CROSS_CLIP)
-    m = (sum_r - rc) / (n_features - 1.0)
+    rc, m, d, ad, lpx = cross_residual(r, sum_r, n_features, f, sc, s)
     em = sc[s, q + XC_EM]
     mm = sc[s, q + XC_MM]
-    beta = em / mm if mm > MIN_MS else 0.0
-    d = rc - beta * m
-    ad = abs(d) / max(sc[s, q + XC_SCALE], CROSS_FLOOR)
-    lpx = tail_logp(ad, TAIL_U, sc, s, q + XC_TAIL)
-    if lpx < lp:
+    if lpx < lp and lpx <= lp_others:
         lp = lpx
         kf = KIND_SPIKE if d > 0.0 else KIND_DROP
     adw = min(ad, tail_quantile(WINSOR_LOGP, TAIL_U, sc, s, q + XC_TAIL)) if ad > TAIL_U else ad
@@ -362,6 +373,9 @@ def score_event(err, x, n, t, s, sc, kp, kind):
     # and the sum of the features' residuals, for the cross-feature test
     n_active = 0
     sum_r = 0.0
+    lpx_min1 = 0.0
+    lpx_min2 = 0.0
+    f_min1 = -1
     if n_features > 1:
         for f in range(n_features):
             k = SC_FEAT + PF * f
@@ -369,6 +383,14 @@ def score_event(err, x, n, t, s, sc, kp, kind):
             sum_r += min(max(rf, -CROSS_CLIP), CROSS_CLIP)
             if tail_logp(abs(rf), TAIL_U, sc, s, k + FS_TAIL) < LOG_ACTIVE:
                 n_active += 1
+        for f in range(n_features):   # the two smallest cross-test log p-values: each feature's must beat the others'
+            lpx = cross_residual(err[f] / max(sc[s, SC_FEAT + PF * f + FS_SCALE], floor), sum_r, n_features, f, sc, s)[4]
+            if lpx < lpx_min1:
+                lpx_min2 = lpx_min1
+                lpx_min1 = lpx
+                f_min1 = f
+            elif lpx < lpx_min2:
+                lpx_min2 = lpx
     best = 0.0
     novel = False
     calibrated_blame = False   # a feature crosses the threshold by a calibrated test
@@ -395,7 +417,9 @@ def score_event(err, x, n, t, s, sc, kp, kind):
             lp = tail_logp(a, TAIL_U, sc, s, quiet_offset(sc.shape[1], n_features, f) + QT_TAIL)
         kf = KIND_SPIKE if r > 0.0 else KIND_DROP
         if n_features > 1:
-            lp, kf = cross_test(r, sum_r, n_features, f, lp, kf, sc, s, a_long, a_rate, exc_memory, fold_tails)
+            lp_others = lpx_min2 if f == f_min1 else lpx_min1
+            lp, kf = cross_test(r, sum_r, lp_others, n_features, f, lp, kf, sc, s, a_long, a_rate, exc_memory,
+                                fold_tails)
         # sustained deviation: short mean of the clipped signed residual against its long-run RMS
         if use_short:
             rc = min(max(r, -SHORT_CLIP), SHORT_CLIP)

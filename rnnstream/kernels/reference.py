@@ -284,16 +284,22 @@ def model_scaled_errors(err: np.ndarray, log_scale: np.ndarray | None) -> np.nda
     return np.asarray(err, dtype=np.float64) / np.exp(HEAD_WEIGHT * np.asarray(log_scale, dtype=np.float64))
 
 
-def cross_test(st: FeatureStats, r: float, sum_r: float, F: int, lp: float, kind: int, a_long: float,
-               a_rate: float, memory: float, fold: bool) -> tuple[float, int]:
-    """The cross-feature test (see ``calibrate.cross_test``): ``d = r - beta m`` against its own tail."""
+def cross_residual(st: FeatureStats, r: float, sum_r: float, F: int) -> tuple[float, float, float, float, float]:
+    """``(rc, m, d, ad, log p)`` of the cross-feature test (see ``calibrate.cross_test``)."""
     rc = min(max(r, -C.CROSS_CLIP), C.CROSS_CLIP)
     m = (sum_r - rc) / (F - 1.0)
     beta = st.cross_em / st.cross_mm if st.cross_mm > C.MIN_MS else 0.0
     d = rc - beta * m
     ad = abs(d) / max(st.cross_scale, C.CROSS_FLOOR)
-    lpx = st.cross_tail.logp(ad)
-    if lpx < lp:
+    return rc, m, d, ad, st.cross_tail.logp(ad)
+
+
+def cross_test(st: FeatureStats, r: float, sum_r: float, lp_others: float, F: int, lp: float, kind: int,
+               a_long: float, a_rate: float, memory: float, fold: bool) -> tuple[float, int]:
+    """The cross-feature test (see ``calibrate.cross_test``): ``d = r - beta m`` against its own tail,
+    counted only where no other feature's is more surprising (``lp_others``)."""
+    rc, m, d, ad, lpx = cross_residual(st, r, sum_r, F)
+    if lpx < lp and lpx <= lp_others:
         lp, kind = lpx, (C.KIND_SPIKE if d > 0 else C.KIND_DROP)
     adw = min(ad, st.cross_tail.quantile(C.WINSOR_LOGP)) if ad > C.TAIL_U else ad
     st.cross_em += a_long * (rc * m - st.cross_em)
@@ -329,6 +335,7 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
     sum_r = 0.0
     for rf in rs:
         sum_r += min(max(rf, -C.CROSS_CLIP), C.CROSS_CLIP)
+    cross = [cross_residual(st, rf, sum_r, F)[4] for rf, st in zip(rs, sc.feats)] if F > 1 else []
     for f, st in enumerate(sc.feats):
         v = float(x[f])
         is_novel = tol > 0 and st.hi > st.lo and (v > st.hi + (st.hi - st.lo) * tol or v < st.lo - (st.hi - st.lo) * tol)
@@ -340,7 +347,8 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
         if quiet:
             lp = st.quiet_tail.logp(a)
         if F > 1:
-            lp, kind = cross_test(st, r, sum_r, F, lp, kind, a_long, a_rate, memory, sc.n >= C.MIN_SCALE_EVENTS)
+            lp_others = min(v for g, v in enumerate(cross) if g != f)
+            lp, kind = cross_test(st, r, sum_r, lp_others, F, lp, kind, a_long, a_rate, memory, sc.n >= C.MIN_SCALE_EVENTS)
         a_cap = st.tail.quantile(log_q)
         a_cap_quiet = st.quiet_tail.quantile(log_q)
         if use_short:
