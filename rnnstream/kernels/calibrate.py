@@ -20,7 +20,10 @@ Per entity and feature f, with the prediction error ``e_f`` in normalised units 
    ``10^LOG_ACTIVE`` (1 in 100), and a residual at such an event takes its p-value from it (a
    conditional p-value): jumps the features make together are learnt as normal, one feature's jump
    alone is not. Not guaranteed: the same for level shifts (the sustained-deviation test's fit and
-   normaliser are unconditional).
+   normaliser are unconditional). With more than one feature, each feature also has a cross-feature
+   test (``cross_test``): ``d = r_f - beta m`` against the other features' mean residual ``m``, with
+   ``beta`` the entity's own regression of ``r_f`` on ``m``, scored against its own scale and tail
+   fit: a feature that fails to follow when the others jump is found. It counts as one more test.
 3. **Sustained deviation** (``short_window`` > 1): a short exponential mean ``c`` of the signed
    ``r_f`` clipped to ``±SHORT_CLIP``, divided by its own long-run RMS: ``z``. Its p-value comes from
    the entity's own peaks-over-threshold fit of ``w = z^2 / 2`` beyond ``S_U`` (``|z| = 2``), as the
@@ -114,7 +117,12 @@ FS_PERR = 16        # running mean absolute error of persistence (the previous v
 FS_STAIL = 17       # tail fit of the sustained-deviation test's w = z^2 / 2 (TAIL_SIZE numbers: TL_*)
 FS_RECORDS = 21     # running rate of records (values beyond the seen range by novelty_tolerance)
 PF = 22
-QT_SIZE = 4         # per feature: tail fit of |r| at the events when no other feature is active (TL_*)
+QT_SIZE = 11        # per feature with more than one feature: the conditional fit and the cross-feature test
+QT_TAIL = 0         # tail fit of |r| at the events when no other feature is active (TL_*)
+XC_EM = 4           # cross-feature test: exponentially weighted mean of r_f m (m: the other features' mean r),
+XC_MM = 5           # ... of m^2 (beta_f = XC_EM / XC_MM),
+XC_SCALE = 6        # ... of |d_f|, d_f = r_f - beta_f m,
+XC_TAIL = 7         # tail fit of |d_f| / its scale (TL_*)
 TL_RATE = 0         # a tail fit: exceedance rate of TAIL_U,
 TL_M1 = 1           # mean excess over TAIL_U of the exceedances,
 TL_M2 = 2           # mean squared excess,
@@ -157,6 +165,8 @@ S_RATE0 = math.erfc(math.sqrt(2.0))
 S_M1 = 0.93
 S_PRIOR_EVENTS = 200.0
 S_PRIOR_EXC = 100.0
+CROSS_CLIP = 20.0     # r_f and m enter the cross-feature regression clipped to this many mean absolute errors
+CROSS_FLOOR = 0.1     # the scale of d_f is at least this share of the feature's mean absolute error
 LOG_ACTIVE = math.log(1e-2)  # a feature whose point p-value is below 1 in 100 is active at that event
 WINSOR_LOGP = math.log(1e-3)  # values beyond their fit's 1e-3 quantile are folded in at it
 OVERRIDE_MARGIN = 0.1  # a suppressed event this much above the alarm's score is published
@@ -164,7 +174,7 @@ LOG_OVERRIDE = math.log(10.0)  # ... or, in a new incident, one whose p-value is
 NEW_INCIDENT_EVENTS = 3.0  # events in a row below the threshold after an alarm that end its incident
 MIN_MS = 1e-12
 MIN_SCALE_EVENTS = 10  # the tail fits learn once the residual scale has this many errors behind it
-LOG_TESTS = (0.0, math.log(2.0), math.log(3.0))  # log(tests per feature): libm's log, as in the kernel
+LOG_TESTS = (0.0, math.log(2.0), math.log(3.0), math.log(4.0))  # log(tests per feature): libm's log, as in the kernel
 
 
 def profile_offset(n_features: int) -> int:
@@ -174,13 +184,14 @@ def profile_offset(n_features: int) -> int:
 
 def sc_size(n_features: int, profile_bins: int = 0) -> int:
     """Length of the per-entity statistics row for ``n_features`` features and a daily profile."""
-    quiet = QT_SIZE * n_features if n_features > 1 else 0   # one feature has no others: no conditional fit
+    quiet = QT_SIZE * n_features if n_features > 1 else 0   # one feature has no others: no conditional fit or cross test
     return profile_offset(n_features) + profile_bins * n_features + -(-profile_bins // PROFILE_COUNTS_PER_WORD) + quiet
 
 
 @device
 def quiet_offset(row_len, n_features, f):
-    """Where feature ``f``'s conditional tail fit starts in a row of ``row_len`` (more than one feature)."""
+    """Where feature ``f``'s block (conditional tail fit, cross-feature test) starts in a row of ``row_len``
+    (more than one feature)."""
     return row_len - QT_SIZE * (n_features - f)
 
 
@@ -271,7 +282,12 @@ def init_features(x, s, sc):
         tail_init(sc, s, k + FS_TAIL, RATE0, 1.0)
         tail_init(sc, s, k + FS_STAIL, S_RATE0, S_M1)
         if x.shape[0] > 1:
-            tail_init(sc, s, quiet_offset(sc.shape[1], x.shape[0], f), RATE0, 1.0)
+            q = quiet_offset(sc.shape[1], x.shape[0], f)
+            tail_init(sc, s, q + QT_TAIL, RATE0, 1.0)
+            sc[s, q + XC_EM] = 0.0
+            sc[s, q + XC_MM] = 0.0
+            sc[s, q + XC_SCALE] = 0.0
+            tail_init(sc, s, q + XC_TAIL, RATE0, 1.0)
         sc[s, k + FS_SHORT] = 0.0
         sc[s, k + FS_SHORT_SQ] = 0.0
         sc[s, k + FS_PREV] = x[f]
@@ -285,6 +301,48 @@ def init_features(x, s, sc):
         sc[s, k + FS_MERR] = 0.0
         sc[s, k + FS_PERR] = 0.0
         sc[s, k + FS_RECORDS] = 0.0
+
+
+@device
+def cross_residual(r, sum_r, n_features, f, sc, s):
+    """``(rc, m, d, ad, log p)`` of feature ``f``'s cross-feature test (see ``cross_test``); reads only."""
+    q = quiet_offset(sc.shape[1], n_features, f)
+    rc = min(max(r, -CROSS_CLIP), CROSS_CLIP)
+    m = (sum_r - rc) / (n_features - 1.0)
+    mm = sc[s, q + XC_MM]
+    beta = sc[s, q + XC_EM] / mm if mm > MIN_MS else 0.0
+    d = rc - beta * m
+    ad = abs(d) / max(sc[s, q + XC_SCALE], CROSS_FLOOR)
+    return rc, m, d, ad, tail_logp(ad, TAIL_U, sc, s, q + XC_TAIL)
+
+
+@device
+def cross_test(r, sum_r, lp_others, n_features, f, lp, kf, sc, s, a_long, a_rate, exc_memory, fold_tails):
+    """The cross-feature test of feature ``f`` (more than one feature): its residual ``r`` against the
+    mean ``m`` of the other features' residuals (each clipped to ``±CROSS_CLIP``; ``sum_r`` is all
+    features'), through the entity's own regression ``beta = E[r m] / E[m^2]``: ``d = r - beta m`` (``r``
+    clipped as well, so one feature's huge spike does not spill into the others' ``d``) scored against
+    its own scale and tail fit.
+    A feature that jumps when the others do not, or fails to follow when they jump, has a large ``|d|``;
+    features that always move together do not. The test counts only for the feature(s) whose test is
+    the most surprising (``lp_others``: the smallest of the other features' cross-test log p-values):
+    with 2 features, one jumping alone makes both ``|d|`` large, and the one that moved is blamed, not
+    the one that stayed put; with more, the one that stayed put while the others moved together. Returns the smaller of ``lp`` and the test's log p-value
+    and the kind (``spike`` or ``drop`` by the sign of ``d``), and folds the event into the statistics."""
+    q = quiet_offset(sc.shape[1], n_features, f)
+    rc, m, d, ad, lpx = cross_residual(r, sum_r, n_features, f, sc, s)
+    em = sc[s, q + XC_EM]
+    mm = sc[s, q + XC_MM]
+    if lpx < lp and lpx <= lp_others:
+        lp = lpx
+        kf = KIND_SPIKE if d > 0.0 else KIND_DROP
+    adw = min(ad, tail_quantile(WINSOR_LOGP, TAIL_U, sc, s, q + XC_TAIL)) if ad > TAIL_U else ad
+    sc[s, q + XC_EM] = em + a_long * (rc * m - em)
+    sc[s, q + XC_MM] = mm + a_long * (m * m - mm)
+    sc[s, q + XC_SCALE] += a_long * (abs(d) * min(1.0, adw / max(ad, MIN_MS)) - sc[s, q + XC_SCALE])
+    if fold_tails:
+        tail_fold(adw, TAIL_U, sc, s, q + XC_TAIL, a_rate, exc_memory, PRIOR_EXC)
+    return lp, kf
 
 
 @device
@@ -316,6 +374,8 @@ def score_event(err, x, n, t, s, sc, kp, kind):
         n_tests += 1.0
     if use_flat:
         n_tests += 1.0
+    if n_features > 1:
+        n_tests += 1.0   # the cross-feature test
     log_tests = LOG_TESTS[int(n_tests) - 1]
     log_features = 0.0 if n_features == 1 else math.log(float(n_features))   # log(1) = 0 exactly
     tol = kp[KP_NOVELTY]
@@ -327,12 +387,27 @@ def score_event(err, x, n, t, s, sc, kp, kind):
     exc_memory = max(long_w * EXC_MEMORY, 1.0)
     fold_tails = n_seen >= MIN_SCALE_EVENTS
     # features whose point residual is active (p below 1 in 100) at this event, for the conditional fit
+    # and the sum of the features' residuals, for the cross-feature test
     n_active = 0
+    sum_r = 0.0
+    lpx_min1 = 0.0
+    lpx_min2 = 0.0
+    f_min1 = -1
     if n_features > 1:
         for f in range(n_features):
             k = SC_FEAT + PF * f
-            if tail_logp(abs(err[f] / max(sc[s, k + FS_SCALE], floor)), TAIL_U, sc, s, k + FS_TAIL) < LOG_ACTIVE:
+            rf = err[f] / max(sc[s, k + FS_SCALE], floor)
+            sum_r += min(max(rf, -CROSS_CLIP), CROSS_CLIP)
+            if tail_logp(abs(rf), TAIL_U, sc, s, k + FS_TAIL) < LOG_ACTIVE:
                 n_active += 1
+        for f in range(n_features):   # the two smallest cross-test log p-values: each feature's must beat the others'
+            lpx = cross_residual(err[f] / max(sc[s, SC_FEAT + PF * f + FS_SCALE], floor), sum_r, n_features, f, sc, s)[4]
+            if lpx < lpx_min1:
+                lpx_min2 = lpx_min1
+                lpx_min1 = lpx
+                f_min1 = f
+            elif lpx < lpx_min2:
+                lpx_min2 = lpx
     best = 0.0
     best_other = 0.0        # the best log p-value with the stuck-value tests left out
     novel = False
@@ -360,8 +435,12 @@ def score_event(err, x, n, t, s, sc, kp, kind):
         # with no other feature active, the residual is judged against the fit of such events alone
         quiet = n_features > 1 and n_active - (1 if lp < LOG_ACTIVE else 0) == 0
         if quiet:
-            lp = tail_logp(a, TAIL_U, sc, s, quiet_offset(sc.shape[1], n_features, f))
+            lp = tail_logp(a, TAIL_U, sc, s, quiet_offset(sc.shape[1], n_features, f) + QT_TAIL)
         kf = KIND_SPIKE if r > 0.0 else KIND_DROP
+        if n_features > 1:
+            lp_others = lpx_min2 if f == f_min1 else lpx_min1
+            lp, kf = cross_test(r, sum_r, lp_others, n_features, f, lp, kf, sc, s, a_long, a_rate, exc_memory,
+                                fold_tails)
         # sustained deviation: short mean of the clipped signed residual against its long-run RMS
         if use_short:
             rc = min(max(r, -SHORT_CLIP), SHORT_CLIP)
@@ -435,7 +514,7 @@ def score_event(err, x, n, t, s, sc, kp, kind):
         if fold_tails:
             tail_fold(aw, TAIL_U, sc, s, k + FS_TAIL, a_rate, exc_memory, PRIOR_EXC)
             if quiet:
-                kq = quiet_offset(sc.shape[1], n_features, f)
+                kq = quiet_offset(sc.shape[1], n_features, f) + QT_TAIL
                 awq = min(a, tail_quantile(log_q, TAIL_U, sc, s, kq)) if a > TAIL_U else a
                 tail_fold(awq, TAIL_U, sc, s, kq, a_rate, exc_memory, PRIOR_EXC)
     sc[s, SC_N] = n_seen + 1.0

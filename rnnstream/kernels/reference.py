@@ -101,6 +101,10 @@ class FeatureStats:
     short_tail: TailFit = field(default_factory=TailFit.sustained)
     quiet_tail: TailFit = field(default_factory=TailFit)   # |r| at events with no other feature active
     records: float = 0.0      # running rate of records (values beyond the range by novelty_tolerance) after the warm-up
+    cross_em: float = 0.0     # cross-feature test: running mean of r m (m: the other features' mean r),
+    cross_mm: float = 0.0     # ... of m^2,
+    cross_scale: float = 0.0  # ... of |d|, d = r - beta m
+    cross_tail: TailFit = field(default_factory=TailFit)   # |d| / its scale
 
     def as_list(self) -> list[float]:
         return [self.scale, *self.tail.as_list(), self.short, self.short_sq, self.prev, self.run, self.cr, self.cc,
@@ -133,7 +137,9 @@ class ScorerRef:
             row[C.SC_FEAT + C.PF * f:C.SC_FEAT + C.PF * (f + 1)] = st.as_list()
             if n_features > 1:
                 q = C.quiet_offset(len(row), n_features, f)
-                row[q:q + C.QT_SIZE] = st.quiet_tail.as_list()
+                row[q + C.QT_TAIL:q + C.QT_TAIL + 4] = st.quiet_tail.as_list()
+                row[[q + C.XC_EM, q + C.XC_MM, q + C.XC_SCALE]] = [st.cross_em, st.cross_mm, st.cross_scale]
+                row[q + C.XC_TAIL:q + C.XC_TAIL + 4] = st.cross_tail.as_list()
         if bins:
             means = C.profile_offset(n_features) + bins * n_features
             row[C.profile_offset(n_features):means] = self.prof.ravel()
@@ -281,6 +287,32 @@ def model_scaled_errors(err: np.ndarray, log_scale: np.ndarray | None) -> np.nda
     return np.asarray(err, dtype=np.float64) / np.exp(HEAD_WEIGHT * np.asarray(log_scale, dtype=np.float64))
 
 
+def cross_residual(st: FeatureStats, r: float, sum_r: float, F: int) -> tuple[float, float, float, float, float]:
+    """``(rc, m, d, ad, log p)`` of the cross-feature test (see ``calibrate.cross_test``)."""
+    rc = min(max(r, -C.CROSS_CLIP), C.CROSS_CLIP)
+    m = (sum_r - rc) / (F - 1.0)
+    beta = st.cross_em / st.cross_mm if st.cross_mm > C.MIN_MS else 0.0
+    d = rc - beta * m
+    ad = abs(d) / max(st.cross_scale, C.CROSS_FLOOR)
+    return rc, m, d, ad, st.cross_tail.logp(ad)
+
+
+def cross_test(st: FeatureStats, r: float, sum_r: float, lp_others: float, F: int, lp: float, kind: int,
+               a_long: float, a_rate: float, memory: float, fold: bool) -> tuple[float, int]:
+    """The cross-feature test (see ``calibrate.cross_test``): ``d = r - beta m`` against its own tail,
+    counted only where no other feature's is more surprising (``lp_others``)."""
+    rc, m, d, ad, lpx = cross_residual(st, r, sum_r, F)
+    if lpx < lp and lpx <= lp_others:
+        lp, kind = lpx, (C.KIND_SPIKE if d > 0 else C.KIND_DROP)
+    adw = min(ad, st.cross_tail.quantile(C.WINSOR_LOGP)) if ad > C.TAIL_U else ad
+    st.cross_em += a_long * (rc * m - st.cross_em)
+    st.cross_mm += a_long * (m * m - st.cross_mm)
+    st.cross_scale += a_long * (abs(d) * min(1.0, adw / max(ad, C.MIN_MS)) - st.cross_scale)
+    if fold:
+        st.cross_tail.fold(adw, a_rate, memory)
+    return lp, kind
+
+
 def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
                 kp: np.ndarray) -> tuple[float, int, np.ndarray]:
     """``(score, flags, kinds)`` of one event; updates ``sc``. ``n`` is the entity's count before it."""
@@ -295,14 +327,18 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
     a_rate = max(1.0 / (sc.n + 1.0 + C.PRIOR_EVENTS), 1.0 / long_w)
     a_srate = max(1.0 / (sc.n + 1.0 + C.S_PRIOR_EVENTS), 1.0 / long_w)
     use_short, use_flat = kp[P.KP_SHORT] > 1, kp[P.KP_FLATLINE] != 0
-    log_tests = math.log(1 + use_short + use_flat)
+    log_tests = math.log(1 + use_short + use_flat + (F > 1))
     log_q = C.WINSOR_LOGP
     decay = 1.0 - 1.0 / long_w
     memory = max(long_w * C.EXC_MEMORY, 1.0)
     best, best_other, novel = 0.0, 0.0, False
     tol = kp[P.KP_NOVELTY]
-    active = [st.tail.logp(abs(err[f] / max(st.scale, kp[P.KP_SCALE_FLOOR]))) < C.LOG_ACTIVE
-              for f, st in enumerate(sc.feats)]
+    rs = [err[f] / max(st.scale, kp[P.KP_SCALE_FLOOR]) for f, st in enumerate(sc.feats)]
+    active = [st.tail.logp(abs(rf)) < C.LOG_ACTIVE for rf, st in zip(rs, sc.feats)]
+    sum_r = 0.0
+    for rf in rs:
+        sum_r += min(max(rf, -C.CROSS_CLIP), C.CROSS_CLIP)
+    cross = [cross_residual(st, rf, sum_r, F)[4] for rf, st in zip(rs, sc.feats)] if F > 1 else []
     for f, st in enumerate(sc.feats):
         v = float(x[f])
         record = tol > 0 and st.hi > st.lo and (v > st.hi + (st.hi - st.lo) * tol or v < st.lo - (st.hi - st.lo) * tol)
@@ -315,6 +351,9 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
         quiet = F > 1 and sum(active) - active[f] == 0
         if quiet:
             lp = st.quiet_tail.logp(a)
+        if F > 1:
+            lp_others = min(v for g, v in enumerate(cross) if g != f)
+            lp, kind = cross_test(st, r, sum_r, lp_others, F, lp, kind, a_long, a_rate, memory, sc.n >= C.MIN_SCALE_EVENTS)
         a_cap = st.tail.quantile(log_q)
         a_cap_quiet = st.quiet_tail.quantile(log_q)
         if use_short:
