@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .kernels.calibrate import FLAG_ANOMALY, FLAG_LATE, FLAG_SUPPRESSED
+from .kernels.calibrate import FLAG_ANOMALY, FLAG_LATE, FLAG_SUPPRESSED, upgrade_rows
 from .kernels.params import from_config, n_time_features
 from .models.base import BatchOutput, common_fields, create
 from .state.slots import SlotState
@@ -245,6 +245,9 @@ class Detector:
         """Put back what ``snapshot(entities)`` captured. Raises KeyError/ValueError/TypeError/IndexError
         when it does not fit this detector's shapes (the detector is then unusable: close it)."""
         if entities:
+            if "slot.sc" in arrays:   # a checkpoint of an earlier build: its scorer rows in this build's layout
+                arrays = {**arrays, "slot.sc": upgrade_rows(arrays["slot.sc"], self.n_features,
+                                                            int(self.cfg.time_features.daily_profile_bins))}
             self.state.restore_snapshot(arrays, meta)
         else:
             self.state.set_clock(meta)

@@ -358,3 +358,56 @@ def test_restore_carries_which_entities_keep_rings(via):
     finally:
         for det in (whole, split, back):
             det.close()
+
+
+def _legacy_rows(rows: np.ndarray, n_features: int, profile_bins: int) -> np.ndarray:
+    """``rows`` in the layout of the build before the record rate and the cross-feature test (PF 21,
+    4 numbers per feature at the end): what that build's checkpoints hold."""
+    from rnnstream.kernels import calibrate as C
+
+    F, pf, qt = n_features, 21, 4
+    prof = C.profile_offset(F)
+    parts = [rows[:, :C.SC_FEAT]]
+    parts += [rows[:, C.SC_FEAT + C.PF * f:C.SC_FEAT + C.PF * f + pf] for f in range(F)]
+    parts.append(rows[:, prof:C.sc_size(F, profile_bins) - C.QT_SIZE * F])
+    parts += [rows[:, rows.shape[1] - C.QT_SIZE * (F - f):rows.shape[1] - C.QT_SIZE * (F - f) + qt] for f in range(F)]
+    return np.concatenate(parts, axis=1)
+
+
+def test_a_checkpoint_of_the_previous_scorer_layout_is_restored_with_what_it_learnt():
+    """An upgrade keeps the entities' state: rows of the previous layout (no record rate, no cross-feature
+    test) are copied into this one, the new numbers at a fresh entity's values."""
+    from rnnstream.kernels import calibrate as C
+
+    ents, x, ts = _stream(n=300, n_entities=4, seed=2)
+    det, back = _det(), _det()
+    try:
+        det.process(ents[:200], x[:200], ts[:200])
+        arrays, meta = det.snapshot()
+        bins = int(det.cfg.time_features.daily_profile_bins)
+        assert bins > 0
+        rows = arrays["slot.sc"]
+        legacy = {**arrays, "slot.sc": _legacy_rows(rows, 2, bins)}
+        assert legacy["slot.sc"].shape[1] < rows.shape[1]
+        back.restore(legacy, meta)
+        got = back.state.arrays["sc"]
+        live = rows[:, C.SC_N] > 0
+        assert live.sum() == 4
+        want = rows.copy()
+        for f in range(2):
+            want[live, C.SC_FEAT + C.PF * f + C.FS_RECORDS] = 0.0
+            q = rows.shape[1] - C.QT_SIZE * (2 - f)
+            want[live, q + C.XC_EM:q + C.XC_SCALE + 1] = 0.0
+            want[live, q + C.XC_TAIL:q + C.XC_TAIL + 4] = [C.RATE0, 1.0, 2.0, 0.0]
+        np.testing.assert_array_equal(got[:rows.shape[0]][live], want[live])
+        out = back.process(ents[200:], x[200:], ts[200:])
+        assert np.all(np.isfinite(out.score[:100])) and np.all((out.score[:100] >= 0) & (out.score[:100] <= 1))
+        bad = _det()
+        try:
+            with pytest.raises(ValueError, match="match neither this build's layout"):
+                bad.restore({**arrays, "slot.sc": rows[:, :-1]}, meta)
+        finally:
+            bad.close()
+    finally:
+        det.close()
+        back.close()

@@ -188,6 +188,50 @@ def sc_size(n_features: int, profile_bins: int = 0) -> int:
     return profile_offset(n_features) + profile_bins * n_features + -(-profile_bins // PROFILE_COUNTS_PER_WORD) + quiet
 
 
+LEGACY_LAYOUTS = ((21, 4),)
+"""``(PF, QT_SIZE)`` of the rows of earlier builds that :func:`upgrade_rows` reads: 21 and 4 before the
+novelty rule's record rate (``FS_RECORDS``) and the cross-feature test (``XC_*``), 2026-12-01."""
+
+
+def upgrade_rows(rows, n_features: int, profile_bins: int):
+    """Statistics rows ``(N, width)`` in this build's layout: returned as they are when they have its
+    width; copied into it when they have the width of a layout of ``LEGACY_LAYOUTS``, each number at its
+    new place and the numbers that layout did not keep at the values a fresh entity starts with (a record
+    rate of 0; for a live entity with more than one feature, an empty cross-feature regression and the
+    prior tail fit), so a restored entity keeps all it had learnt. ValueError for any other width.
+
+    Not guaranteed: that the upgraded entity scores as if this build had seen its whole past (its record
+    rate and cross-feature statistics start from nothing at the restore)."""
+    import numpy as np
+
+    rows = np.asarray(rows, dtype=np.float64)
+    width = sc_size(n_features, profile_bins)
+    if rows.ndim != 2 or rows.shape[1] == width:
+        return rows
+    prof = profile_bins * n_features + -(-profile_bins // PROFILE_COUNTS_PER_WORD)
+    for pf, qt in LEGACY_LAYOUTS:
+        quiet = qt * n_features if n_features > 1 else 0
+        if rows.shape[1] != SC_FEAT + pf * n_features + prof + quiet:
+            continue
+        out = np.zeros((rows.shape[0], width))
+        out[:, :SC_FEAT] = rows[:, :SC_FEAT]
+        for f in range(n_features):
+            out[:, SC_FEAT + PF * f:SC_FEAT + PF * f + pf] = rows[:, SC_FEAT + pf * f:SC_FEAT + pf * (f + 1)]
+        out[:, profile_offset(n_features):profile_offset(n_features) + prof] = \
+            rows[:, SC_FEAT + pf * n_features:SC_FEAT + pf * n_features + prof]
+        if n_features > 1:
+            live = rows[:, SC_N] > 0
+            for f in range(n_features):
+                old_q, q = rows.shape[1] - qt * (n_features - f), width - QT_SIZE * (n_features - f)
+                out[:, q:q + qt] = rows[:, old_q:old_q + qt]
+                out[live, q + XC_TAIL + TL_RATE] = RATE0
+                out[live, q + XC_TAIL + TL_M1] = 1.0
+                out[live, q + XC_TAIL + TL_M2] = 2.0
+        return out
+    raise ValueError(f"scorer rows of width {rows.shape[1]} match neither this build's layout ({width} for "
+                     f"{n_features} feature(s), {profile_bins} profile bins) nor an earlier one it reads")
+
+
 @device
 def quiet_offset(row_len, n_features, f):
     """Where feature ``f``'s block (conditional tail fit, cross-feature test) starts in a row of ``row_len``
