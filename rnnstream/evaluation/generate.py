@@ -373,6 +373,11 @@ class Generated:
     seconds: float
 
 
+GENERATOR_VERSION = 2
+"""Changes whenever the same definition and seed would give other files (2: trends ramp to their
+magnitude), so that ``ensure`` regenerates a corpus written by an older generator."""
+
+
 def corpus_dir(defn: dict, seed: int, out: str | Path = DEFAULT_OUT) -> Path:
     return Path(out) / f"{defn['name']}-{defn['streams']}-{seed}"
 
@@ -393,7 +398,7 @@ def generate(defn: dict, seed: int, root: str | Path) -> Generated:
         all_windows[plan.key] = windows
         rows += stream.timestamps.size
     write_windows(root, all_windows)
-    write_manifest(root, {"name": defn["name"], "seed": seed, "definition": defn,
+    write_manifest(root, {"name": defn["name"], "seed": seed, "definition": defn, "generator_version": GENERATOR_VERSION,
                           "generator": "rnnstream.evaluation.generate + timeeval-gutentag",
                           "categories": {c: {"signal": SIGNAL[c], **(s or {})} for c, s in defn["categories"].items()}})
     return Generated(root, len(plans), sum(len(p.entities) for p in plans), rows,
@@ -411,7 +416,8 @@ def ensure(defn: dict, seed: int, out: str | Path = DEFAULT_OUT) -> Path:
             have = json.loads(manifest.read_text())
         except json.JSONDecodeError:
             have = {}
-        if have.get("definition") == json.loads(json.dumps(defn)) and have.get("seed") == seed:
+        if (have.get("definition") == json.loads(json.dumps(defn)) and have.get("seed") == seed
+                and have.get("generator_version") == GENERATOR_VERSION):
             return root
     generate(defn, seed, root)
     return root

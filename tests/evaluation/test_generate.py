@@ -176,3 +176,13 @@ def test_a_trend_ends_its_magnitude_away_and_stays_there(small, tmp_path):
             ts, v = s.timestamps[s.rows_of(code)], s.values[s.rows_of(code)][:, 0]
             after = v[ts > w.end]
             assert np.mean(after == 0) < 0.9 and after.max() < 1e7, (key, np.mean(after == 0), after.max())
+
+
+def test_ensure_regenerates_a_corpus_of_another_generator_version(small, tmp_path, monkeypatch):
+    root = gen.ensure(small, 3, tmp_path)
+    manifest = root / "corpus.json"
+    first = manifest.stat().st_mtime_ns
+    assert gen.ensure(small, 3, tmp_path) == root and manifest.stat().st_mtime_ns == first
+    monkeypatch.setattr(gen, "GENERATOR_VERSION", gen.GENERATOR_VERSION + 1)
+    gen.ensure(small, 3, tmp_path)
+    assert manifest.stat().st_mtime_ns != first
