@@ -24,7 +24,7 @@ from report import machine, parse_figures
 HERE = Path(__file__).resolve().parent
 ORDER = ["bench_gru_step.py", "bench_esn_step.py", "bench_training.py", "bench_memory.py", "bench_startup.py",
          "bench_nab.py", "bench_daemon.py", "bench_latency.py", "bench_eos.py"]
-QUICK = {"bench_training.py": ["--events", "1000000", "--rounds", "1"], "bench_memory.py": ["--entities", "200000"],
+QUICK = {"bench_training.py": ["--events", "2000000", "--rounds", "1"], "bench_memory.py": ["--entities", "200000"],
          "bench_startup.py": ["--runs", "3"], "bench_nab.py": ["--runs", "1"],
          "bench_daemon.py": ["--events", "300000", "--rounds", "3"],
          "bench_latency.py": ["--warmup", "10", "--duration", "20"],
