@@ -182,10 +182,15 @@ def profile_offset(n_features: int) -> int:
     return SC_FEAT + PF * n_features
 
 
+def profile_size(n_features: int, profile_bins: int) -> int:
+    """Numbers the daily profile takes in the row: the per-bin means, then the packed bin counts."""
+    return profile_bins * n_features + -(-profile_bins // PROFILE_COUNTS_PER_WORD)
+
+
 def sc_size(n_features: int, profile_bins: int = 0) -> int:
     """Length of the per-entity statistics row for ``n_features`` features and a daily profile."""
     quiet = QT_SIZE * n_features if n_features > 1 else 0   # one feature has no others: no conditional fit or cross test
-    return profile_offset(n_features) + profile_bins * n_features + -(-profile_bins // PROFILE_COUNTS_PER_WORD) + quiet
+    return profile_offset(n_features) + profile_size(n_features, profile_bins) + quiet
 
 
 LEGACY_LAYOUTS = ((21, 4),)
@@ -208,7 +213,7 @@ def upgrade_rows(rows, n_features: int, profile_bins: int):
     width = sc_size(n_features, profile_bins)
     if rows.ndim != 2 or rows.shape[1] == width:
         return rows
-    prof = profile_bins * n_features + -(-profile_bins // PROFILE_COUNTS_PER_WORD)
+    prof = profile_size(n_features, profile_bins)
     for pf, qt in LEGACY_LAYOUTS:
         quiet = qt * n_features if n_features > 1 else 0
         if rows.shape[1] != SC_FEAT + pf * n_features + prof + quiet:
