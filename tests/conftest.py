@@ -29,3 +29,27 @@ def nab_root() -> Path:
         pytest.fail(f"NAB data not found at {NAB_ROOT} (expected data/ and labels/combined_windows.json); "
                     "the shared/ directory must sit beside the repository checkout", pytrace=False)
     return NAB_ROOT
+
+
+def _legacy_rows(rows, n_features: int, profile_bins: int):
+    """``rows`` (scorer statistics, this build's layout) in the layout of the build before the record
+    rate and the cross-feature test (PF 21, 4 numbers per feature at the end): what that build's
+    checkpoints and changelogs hold."""
+    import numpy as np
+
+    from rnnstream.kernels import calibrate as C
+
+    F, pf, qt = n_features, 21, 4
+    prof = C.profile_offset(F)
+    parts = [rows[:, :C.SC_FEAT]]
+    parts += [rows[:, C.SC_FEAT + C.PF * f:C.SC_FEAT + C.PF * f + pf] for f in range(F)]
+    parts.append(rows[:, prof:C.sc_size(F, profile_bins) - C.QT_SIZE * F])
+    parts += [rows[:, rows.shape[1] - C.QT_SIZE * (F - f):rows.shape[1] - C.QT_SIZE * (F - f) + qt] for f in range(F)]
+    return np.concatenate(parts, axis=1)
+
+
+@pytest.fixture
+def legacy_scorer_rows():
+    """``f(rows, n_features, profile_bins)``: scorer rows in the previous build's layout."""
+    return _legacy_rows
+

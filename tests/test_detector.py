@@ -360,21 +360,7 @@ def test_restore_carries_which_entities_keep_rings(via):
             det.close()
 
 
-def _legacy_rows(rows: np.ndarray, n_features: int, profile_bins: int) -> np.ndarray:
-    """``rows`` in the layout of the build before the record rate and the cross-feature test (PF 21,
-    4 numbers per feature at the end): what that build's checkpoints hold."""
-    from rnnstream.kernels import calibrate as C
-
-    F, pf, qt = n_features, 21, 4
-    prof = C.profile_offset(F)
-    parts = [rows[:, :C.SC_FEAT]]
-    parts += [rows[:, C.SC_FEAT + C.PF * f:C.SC_FEAT + C.PF * f + pf] for f in range(F)]
-    parts.append(rows[:, prof:C.sc_size(F, profile_bins) - C.QT_SIZE * F])
-    parts += [rows[:, rows.shape[1] - C.QT_SIZE * (F - f):rows.shape[1] - C.QT_SIZE * (F - f) + qt] for f in range(F)]
-    return np.concatenate(parts, axis=1)
-
-
-def test_a_checkpoint_of_the_previous_scorer_layout_is_restored_with_what_it_learnt():
+def test_a_checkpoint_of_the_previous_scorer_layout_is_restored_with_what_it_learnt(legacy_scorer_rows):
     """An upgrade keeps the entities' state: rows of the previous layout (no record rate, no cross-feature
     test) are copied into this one, the new numbers at a fresh entity's values."""
     from rnnstream.kernels import calibrate as C
@@ -387,7 +373,7 @@ def test_a_checkpoint_of_the_previous_scorer_layout_is_restored_with_what_it_lea
         bins = int(det.cfg.time_features.daily_profile_bins)
         assert bins > 0
         rows = arrays["slot.sc"]
-        legacy = {**arrays, "slot.sc": _legacy_rows(rows, 2, bins)}
+        legacy = {**arrays, "slot.sc": legacy_scorer_rows(rows, 2, bins)}
         assert legacy["slot.sc"].shape[1] < rows.shape[1]
         back.restore(legacy, meta)
         got = back.state.arrays["sc"]

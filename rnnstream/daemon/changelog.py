@@ -40,7 +40,12 @@ as the outputs and the input offsets, and a ``read_committed`` reader never sees
 
 Format 2 (one record per entity, keys ``e<chunk>\\0<input topic>\\0<entity>``, the same rows) is
 read as well; the first commit after such a restore writes every entity into buckets and tombstones
-every format-2 key, in one commit (one transaction with exactly once).
+every format-2 key, in one commit (one transaction with exactly once). Rows of an earlier build's
+scorer layout (the head's ``row_bytes`` is one of ``Detector.legacy_scorer_widths``'s) are read and
+upgraded (``codec_for``), and the first commit after such a restore rewrites every bucket in this
+build's layout, also in one commit: a head never names rows of two layouts. A local cache that does
+not record the row length of the buckets (written before 2026-12-01) makes that first commit
+rewrite every bucket too, once.
 
 Not guaranteed: a local cache (``state_dir``) older than the topic's ``delete.retention.ms`` (1 day
 by default) can miss the tombstone of a bucket emptied meanwhile, whose entities then survive in the
@@ -54,7 +59,7 @@ import math
 import struct
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -112,8 +117,14 @@ class RowCodec:
     New per-entity fields (a model's ``state_fields``, new common fields) are carried without change
     here; a config whose fields differ is told apart by the head's ``shape`` fingerprint."""
 
-    def __init__(self, state: SlotState):
+    def __init__(self, state: SlotState, scorer: tuple[int, Callable[[np.ndarray], np.ndarray]] | None = None):
+        """``scorer``: ``(width, upgrade)`` to read rows whose ``sc`` field is ``width`` numbers long (an
+        earlier build's scorer layout), turned into this build's by ``upgrade`` when decoded."""
         self.specs = [(name, state.fields[name]) for name in sorted(state.fields)]
+        self._upgrade = None
+        if scorer is not None:
+            width, self._upgrade = scorer
+            self.specs = [(n, replace(spec, shape=(width,)) if n == "sc" else spec) for n, spec in self.specs]
         self.sizes = [int(np.dtype(spec.dtype).itemsize * math.prod(spec.shape)) for _, spec in self.specs]
         self.row_bytes = sum(self.sizes)
 
@@ -144,7 +155,23 @@ class RowCodec:
             part = np.ascontiguousarray(raw[:, at:at + size])
             arrays[name] = part.view(dt).reshape(k, *spec.shape).astype(np.dtype(spec.dtype))
             at += size
+        if self._upgrade is not None:
+            arrays["sc"] = self._upgrade(arrays["sc"])
         return StateBlob(list(entities), arrays)
+
+
+def codec_for(det: Detector, row_bytes: int) -> RowCodec | None:
+    """The codec that decodes entity rows of ``row_bytes`` bytes into ``det``'s: its own, or one reading
+    an earlier build's scorer layout (``Detector.legacy_scorer_widths``) and upgrading it; None when
+    no layout has rows that long (the model's shape changed)."""
+    codec = RowCodec(det.state)
+    if row_bytes == codec.row_bytes:
+        return codec
+    for width in det.legacy_scorer_widths():
+        old = RowCodec(det.state, (width, det.upgrade_scorer_rows))
+        if old.row_bytes == row_bytes:
+            return old
+    return None
 
 
 def _split(value: bytes) -> list[bytes]:
@@ -211,6 +238,7 @@ class WriterState:
     buckets: int | None = None   # B of the last head (None: nothing written yet)
     members: dict | None = None  # bucket -> its live entities under ``buckets`` (built at the first commit)
     legacy: dict = field(default_factory=dict)   # format-2 entity key -> chunks, to tombstone
+    row_bytes: int | None = None  # row length of the buckets the last head names (None: this build's)
 
 
 def _members(names, buckets: int) -> dict[int, set[str]]:
@@ -236,7 +264,8 @@ def commit_records(det: Detector, topic: str, next_offset: int, ws: WriterState,
     tombstones: list[bytes] = []      # bucket names, written first (before any bucket of a new B)
     target = bucket_count(len(st.index), codec.row_bytes)
     old = ws.buckets
-    if old is None or target >= 4 * old or 16 * target <= old:   # first write, or resized: all of it
+    relaid = ws.row_bytes not in (None, codec.row_bytes)   # rows of an earlier layout: rewrite them all
+    if old is None or relaid or target >= 4 * old or 16 * target <= old:   # first write, or resized: all of it
         buckets = target
         members = _members(st.index, buckets)
         dirty = set(members)
@@ -472,10 +501,10 @@ def apply(det: Detector, restored: Restored, base_arrays_id: str | None = None, 
     head = restored.head
     if head is None or head.get("format") not in (FORMAT, FORMAT_2):
         raise StateFormatError(f"changelog head missing or of another format: {None if head is None else head.get('format')}")
-    codec = RowCodec(det.state)
-    if head.get("row_bytes") != codec.row_bytes:
+    codec = codec_for(det, head.get("row_bytes"))
+    if codec is None:
         raise StateFormatError(f"changelog entity rows are {head.get('row_bytes')} bytes, this config's "
-                               f"are {codec.row_bytes}")
+                               f"are {RowCodec(det.state).row_bytes}")
     if restored.broken:
         raise StateFormatError(f"changelog buckets that do not decode: {sorted(restored.broken)[:5]}")
     if head["arrays_id"] == base_arrays_id:

@@ -128,7 +128,7 @@ class StateLog:
         unit.saved_path = self.store.save(unit.name, unit.tp, unit.detector, unit.next_offset, extra={
             "changelog": {"topic": self.topic(unit.name), "offset": unit.changelog_offset,
                           "arrays_id": ws.arrays_id, "parity": ws.parity, "chunks": ws.chunks,
-                          "buckets": ws.buckets, "format": cl.FORMAT}})
+                          "buckets": ws.buckets, "row_bytes": ws.row_bytes, "format": cl.FORMAT}})
 
     # -- restoring ---------------------------------------------------------------------------------
 
@@ -170,7 +170,7 @@ class StateLog:
                 det, next_offset, _ = cached
                 restored = self.reader.read(topic, tp.partition, tp.topic, int(info["offset"]), progress=progress)
                 ws = cl.WriterState(int(info["parity"]), info["arrays_id"], int(info["chunks"]),
-                                    buckets=info["buckets"])
+                                    buckets=info["buckets"], row_bytes=info.get("row_bytes", 0))   # 0: unknown
                 if restored.head is not None:
                     try:
                         cl.apply(det, restored, base_arrays_id=info["arrays_id"], base_buckets=info["buckets"])
@@ -250,7 +250,7 @@ class StateLog:
 def _writer_from(restored: cl.Restored) -> cl.WriterState:
     h = restored.head
     return cl.WriterState(int(h["parity"]), h["arrays_id"], int(h["chunks"]), buckets=h.get("buckets"),
-                          legacy=dict(restored.legacy))
+                          legacy=dict(restored.legacy), row_bytes=h.get("row_bytes"))
 
 
 def _name(tp: Any) -> str:

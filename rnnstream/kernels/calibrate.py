@@ -198,6 +198,17 @@ LEGACY_LAYOUTS = ((21, 4),)
 novelty rule's record rate (``FS_RECORDS``) and the cross-feature test (``XC_*``), 2026-12-01."""
 
 
+def _layout_width(pf: int, qt: int, n_features: int, profile_bins: int) -> int:
+    quiet = qt * n_features if n_features > 1 else 0
+    return SC_FEAT + pf * n_features + profile_size(n_features, profile_bins) + quiet
+
+
+def legacy_widths(n_features: int, profile_bins: int) -> tuple[int, ...]:
+    """Row lengths of the ``LEGACY_LAYOUTS`` for ``n_features`` features and a daily profile: the rows
+    :func:`upgrade_rows` reads besides this build's."""
+    return tuple(_layout_width(pf, qt, n_features, profile_bins) for pf, qt in LEGACY_LAYOUTS)
+
+
 def upgrade_rows(rows, n_features: int, profile_bins: int):
     """Statistics rows ``(N, width)`` in this build's layout: returned as they are when they have its
     width; copied into it when they have the width of a layout of ``LEGACY_LAYOUTS``, each number at its
@@ -215,8 +226,7 @@ def upgrade_rows(rows, n_features: int, profile_bins: int):
         return rows
     prof = profile_size(n_features, profile_bins)
     for pf, qt in LEGACY_LAYOUTS:
-        quiet = qt * n_features if n_features > 1 else 0
-        if rows.shape[1] != SC_FEAT + pf * n_features + prof + quiet:
+        if rows.shape[1] != _layout_width(pf, qt, n_features, profile_bins):
             continue
         out = np.zeros((rows.shape[0], width))
         out[:, :SC_FEAT] = rows[:, :SC_FEAT]

@@ -360,7 +360,7 @@ class ChangelogPartition:
     partition: int
     input_topic: str
     restored: Any           # rnnstream.daemon.changelog.Restored
-    codec: Any              # the config's RowCodec
+    codec: Any              # the RowCodec that reads its rows into the config's (an earlier scorer layout's too)
 
     @property
     def label(self) -> str:
@@ -387,7 +387,6 @@ def changelog_partitions(cfg: Config, det_cfg: Any, partition: str | None = None
     reader = reader or cl.Reader(lambda: cl.restore_consumer(cfg))
     det = Detector(det_cfg, background=False)
     codec = cl.RowCodec(det.state)
-    det.close()
     wanted = parse_partition(partition) if partition else None
     try:
         parts = reader.partitions(topic)
@@ -399,8 +398,11 @@ def changelog_partitions(cfg: Config, det_cfg: Any, partition: str | None = None
                     continue
                 restored = reader.read(topic, p, input_topic)
                 if restored.records:
-                    yield ChangelogPartition(topic, p, input_topic, restored, codec)
+                    head = restored.head
+                    fits = None if head is None else cl.codec_for(det, head.get("row_bytes"))
+                    yield ChangelogPartition(topic, p, input_topic, restored, fits or codec)
     finally:
+        det.close()
         if own:
             reader.close()
 

@@ -334,3 +334,54 @@ def test_a_format_2_changelog_is_read_and_rewritten_as_buckets_at_the_next_commi
             d.close()
     finally:
         det.close()
+
+
+def test_a_changelog_of_the_previous_scorer_layout_is_restored_and_rewritten_whole(legacy_scorer_rows):
+    """Buckets an earlier build wrote (its scorer rows shorter) restore with what they learnt, upgraded as
+    a checkpoint is; the first commit after rewrites every bucket, so a later restore from the topic
+    reads one layout (a commit of the changed bucket alone would leave the others unreadable)."""
+    import orjson
+
+    cfg = _cfg(max_entities=1000)
+    names = [f"host-{i}" for i in range(300)]
+    det = Detector(cfg)
+    ws, log = [cl.WriterState()], []
+    try:
+        det.process(names, np.random.default_rng(3).standard_normal((300, 2)) + 5, 1.7e9 + np.arange(300.0))
+        _commit(det, log, ws, 300)
+        assert ws[0].buckets > 1
+        codec = cl.RowCodec(det.state)
+        bins = int(cfg.time_features.daily_profile_bins)
+        width = legacy_scorer_rows(np.zeros((1, det.state.fields["sc"].shape[0])), 2, bins).shape[1]
+        assert width in det.legacy_scorer_widths()
+        old = cl.RowCodec(det.state, (width, None))
+        legacy_log = []
+        for key, value in log:   # the same commit as the earlier build wrote it
+            if key[:1] == b"b" and value is not None:
+                rows = cl.decode_bucket([value])
+                blob = codec.decode(list(rows), list(rows.values()))
+                blob.arrays["sc"] = legacy_scorer_rows(blob.arrays["sc"], 2, bins)
+                (value,) = cl.encode_bucket([e.encode() for e in rows], old.encode_all(blob))
+            elif key[:1] == b"h":
+                value = orjson.dumps({**orjson.loads(value), "row_bytes": old.row_bytes})
+            legacy_log.append((key, value))
+        back, restored = _restore(cfg, legacy_log)
+        assert restored.head["row_bytes"] == old.row_bytes < codec.row_bytes
+        got, want = back.state.export(names), det.state.export(names)
+        for f in det.state.fields:
+            if f != "sc":
+                np.testing.assert_array_equal(got.arrays[f], want.arrays[f], err_msg=f)
+        np.testing.assert_array_equal(got.arrays["sc"],
+                                      det.upgrade_scorer_rows(legacy_scorer_rows(want.arrays["sc"], 2, bins)))
+        h = restored.head
+        writer = [cl.WriterState(int(h["parity"]), h["arrays_id"], int(h["chunks"]), buckets=h["buckets"],
+                                 row_bytes=h["row_bytes"])]
+        back.process(["host-7"], np.ones((1, 2)), np.array([1.7e9 + 400]))
+        records = _commit(back, legacy_log, writer, 301)
+        assert len(_bucket_rows(records)) == writer[0].buckets   # every bucket, not only host-7's
+        again, _ = _restore(cfg, legacy_log)
+        _same(back, again)
+        again.close()
+        back.close()
+    finally:
+        det.close()
