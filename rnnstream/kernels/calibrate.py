@@ -67,7 +67,11 @@ published and restarts the period. After a novelty alarm (whose calibrated score
 threshold) this holds at once, so a novelty alarm never hides a far larger deviation; after a
 calibrated alarm only for a *new incident*, once ``NEW_INCIDENT_EVENTS`` events in a row have scored
 below the threshold since the alarm, so a continuing incident (a stuck value whose p-value shrinks at
-every repeat, a level shift building up) does not re-alarm as its score climbs. Scores saturate at
+every repeat, a level shift building up) does not re-alarm as its score climbs. A novel value is not
+compared by score: after a calibrated alarm it is published within the period once the incident has
+ended and ``short_window`` events in a row after that have been unsurprising (not novel, calibrated
+p-value above ``novelty_gate``), if its own calibrated p-value is at most ``novelty_gate``: the series
+was back to normal, so a surprising record is a new incident's news. Scores saturate at
 1.0, so after an alarm scoring above ``1 - OVERRIDE_MARGIN`` a new incident's unclipped p-value is
 compared instead (10x smaller): a stronger anomaly after a strong alarm is not hidden. Past the
 period, an incident that has not ended (fewer than ``NEW_INCIDENT_EVENTS`` events in a row below the
@@ -595,6 +599,9 @@ def score_event(err, x, n, t, s, sc, kp, kind):
     alarmed = abs(word)
     in_period = alarmed != 0.0 and (n - sc[s, SC_ALARM_N] <= kp[KP_SUPPRESS] or t - sc[s, SC_ALARM_T] < kp[KP_MIN_GAP])
     new_incident = alarmed > NEW_INCIDENT_EVENTS
+    # once the incident has ended, the run of unsurprising events after which a novel value is news: the
+    # sustained-deviation test's memory (short_window); the word counts on to NEW_INCIDENT_EVENTS + 1 + it
+    quiet_novel = NEW_INCIDENT_EVENTS + kp[KP_SHORT]
     best_flat = best < best_other   # the stuck-value test gives the event's p-value
     flags = 0
     if score >= kp[KP_THRESHOLD]:
@@ -620,6 +627,10 @@ def score_event(err, x, n, t, s, sc, kp, kind):
                 # after a calibrated alarm only a new incident (a continuing one re-alarms not as its score
                 # climbs); after a novelty alarm, 0.1 higher at once
                 stronger = (higher and (new_incident or alarm_score < kp[KP_THRESHOLD])) or (smaller_p and new_incident)
+                # after a calibrated alarm whose incident has ended and the series been back to normal
+                # for quiet_novel events in a row, a surprising novel value is a new incident's news
+                if novel and alarmed > quiet_novel and alarm_score >= kp[KP_THRESHOLD] and arg <= log_gate:
+                    stronger = True
             if not stronger:
                 flags = FLAG_SUPPRESSED
     elif in_period:
@@ -630,8 +641,13 @@ def score_event(err, x, n, t, s, sc, kp, kind):
         sc[s, SC_ALARM_N] = n
         sc[s, SC_ALARM_T] = t
         sc[s, SC_ALARM_LOGP] = min(arg, 0.0)   # p at most 1: a positive word is an earlier build's score
-    elif alarmed != 0.0 and alarmed <= NEW_INCIDENT_EVENTS:
-        # the run of events below the threshold since the alarm; once long enough, the incident has ended
-        quiet = alarmed + 1.0 if score < kp[KP_THRESHOLD] else 1.0
+    elif alarmed != 0.0 and alarmed <= quiet_novel:
+        # the run of events below the threshold since the alarm; once long enough, the incident has ended.
+        # After that, the run of unsurprising events (not novel, calibrated p-value above novelty_gate)
+        # counts on to quiet_novel: the series is back to normal (a surprising event restarts that run)
+        if not new_incident:
+            quiet = alarmed + 1.0 if score < kp[KP_THRESHOLD] else 1.0
+        else:
+            quiet = alarmed + 1.0 if not novel and arg > log_gate else NEW_INCIDENT_EVENTS + 1.0
         sc[s, SC_ALARMED] = -quiet if word < 0.0 else quiet
     return score, flags

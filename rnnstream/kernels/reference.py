@@ -117,7 +117,8 @@ class ScorerRef:
 
     n: float = 0.0
     alarmed: bool = False
-    quiet_run: float = 0.0    # events in a row below the threshold since the last alarm (at most NEW_INCIDENT_EVENTS)
+    quiet_run: float = 0.0    # events in a row below the threshold since the last alarm up to NEW_INCIDENT_EVENTS, then
+                              # unsurprising ones in a row (at most NEW_INCIDENT_EVENTS + short_window)
     alarm_n: float = 0.0
     alarm_t: float = 0.0
     alarm_logp: float = 0.0   # the calibrated log p-value of the last alarm
@@ -419,6 +420,7 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
     # incident; past it, not when a stuck run began the incident and the stuck test gives the event's p-value
     alarm_score = p_to_score(sc.alarm_logp)
     new_incident = sc.quiet_run >= C.NEW_INCIDENT_EVENTS
+    quiet_novel = C.NEW_INCIDENT_EVENTS + kp[P.KP_SHORT]   # the incident ended, then short_window normal events
     suppressing = kp[P.KP_SUPPRESS] > 0.0 or kp[P.KP_MIN_GAP] > 0.0
     held = in_period or (suppressing and sc.alarmed and not new_incident)
     best_flat = best < best_other
@@ -431,12 +433,18 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
     stronger = higher or smaller_p
     if in_period:
         stronger = (higher and (new_incident or alarm_score < thr)) or (smaller_p and new_incident)
+        if novel and sc.quiet_run >= quiet_novel and alarm_score >= thr and logp <= math.log(kp[P.KP_NOVELTY_GATE]):
+            stronger = True   # a calibrated alarm's incident ended long since: a novel value is news
     if score >= thr and not (held and not stronger):
         sc.alarm_flat = best_flat or (sc.alarm_flat and sc.alarmed and not new_incident)
         sc.alarmed, sc.quiet_run, sc.alarm_n, sc.alarm_t, sc.alarm_logp = True, 0.0, float(n), float(t), min(logp, 0.0)
         return score, FLAG_ANOMALY, kinds
-    if sc.alarmed and sc.quiet_run < C.NEW_INCIDENT_EVENTS:
-        sc.quiet_run = sc.quiet_run + 1.0 if score < thr else 0.0
+    if sc.alarmed and sc.quiet_run < quiet_novel:
+        if not new_incident:   # events in a row below the threshold, until the incident has ended
+            sc.quiet_run = sc.quiet_run + 1.0 if score < thr else 0.0
+        else:                  # then unsurprising ones in a row: the series is back to normal
+            normal = not novel and logp > math.log(kp[P.KP_NOVELTY_GATE])
+            sc.quiet_run = sc.quiet_run + 1.0 if normal else C.NEW_INCIDENT_EVENTS
     return score, (FLAG_SUPPRESSED if in_period or (held and score >= thr) else 0), kinds
 
 

@@ -400,6 +400,42 @@ def test_a_novelty_alarm_does_not_hide_a_calibrated_anomaly_right_after_it():
     assert flags[301] == FLAG_ANOMALY and kinds[301, 0] == KIND_SPIKE
 
 
+def test_a_surprising_record_after_an_ended_incident_is_published_in_the_period():
+    # a calibrated alarm at 300; the series is back to normal; a record with a surprising residual inside the
+    # period is a new incident's news once the incident has ended (NEW_INCIDENT_EVENTS events below the
+    # threshold) and short_window unsurprising events in a row have followed: published, as `novelty`
+    rng = np.random.default_rng(4)
+    e = rng.standard_normal(400)
+    v = rng.uniform(0.0, 1.0, 400)
+    e[300] = 30.0
+    scoring = dict(novelty_tolerance=0.01, suppress_events=50, short_window=10)
+
+    def flags_with(at, residual):
+        ee, vv = e.copy(), v.copy()
+        vv[at], ee[at] = 3.0, residual
+        scores, flags, kinds = run(ee, values=vv, **scoring)
+        assert flags[300] == FLAG_ANOMALY and scores[300] >= 0.5 and scores[at] == 1.0
+        return flags[at], kinds[at, 0]
+
+    assert flags_with(340, 6.0) == (FLAG_ANOMALY, KIND_NOVELTY)
+    # the same record with an ordinary residual (p above novelty_gate): held, as before
+    assert flags_with(340, 0.5)[0] == FLAG_SUPPRESSED
+    # too soon: the incident ended, but fewer than short_window normal events since
+    assert flags_with(308, 6.0)[0] == FLAG_SUPPRESSED
+    # the kernel and its reference agree on it
+    ee, vv = e.copy(), v.copy()
+    vv[340], ee[340] = 3.0, 6.0
+    kp = kernel_params(warmup_events=50, long_window=1000, **scoring)
+    sc, rsc = np.zeros((1, sc_size(1))), ref.ScorerRef()
+    kind = np.zeros(1, dtype=np.uint8)
+    for n in range(400):
+        got = score_event(ee[n:n + 1].copy(), vv[n:n + 1], n, float(n), 0, sc, kp, kind)
+        want = ref.score_event(rsc, ee[n:n + 1].copy(), vv[n:n + 1], n, float(n), kp)
+        assert got[1] == want[1] and got[0] == pytest.approx(want[0], rel=1e-9, abs=1e-12)
+        np.testing.assert_array_equal(kind, want[2])
+    np.testing.assert_allclose(sc[0], rsc.as_row(1), rtol=1e-9, atol=1e-12)
+
+
 def test_min_gap_seconds_suppresses_by_event_time():
     rng = np.random.default_rng(5)
     e = rng.standard_normal(300)
