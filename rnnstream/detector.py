@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .kernels.calibrate import FLAG_ANOMALY, FLAG_LATE, FLAG_SUPPRESSED, legacy_widths, upgrade_rows
+from .kernels.calibrate import FLAG_ANOMALY, FLAG_LATE, FLAG_SUPPRESSED, SCORER_LAYOUT, legacy_widths, upgrade_rows
 from .kernels.params import from_config, n_time_features
 from .models.base import BatchOutput, common_fields, create
 from .state.slots import SlotState
@@ -234,7 +234,8 @@ class Detector:
         train_arrays, train_meta = self.training.snapshot()
         arrays.update(train_arrays)
         meta.update({"watermark": self.watermark if np.isfinite(self.watermark) else None,
-                     "events": self.events, "next_sweep": self._next_sweep, "training": train_meta})
+                     "events": self.events, "next_sweep": self._next_sweep, "training": train_meta,
+                     "scorer_layout": SCORER_LAYOUT})
         return arrays, meta
 
     def arrays_version(self) -> str:
@@ -246,7 +247,7 @@ class Detector:
         when it does not fit this detector's shapes (the detector is then unusable: close it)."""
         if entities:
             if "slot.sc" in arrays:   # a checkpoint of an earlier build: its scorer rows in this build's layout
-                arrays = {**arrays, "slot.sc": self.upgrade_scorer_rows(arrays["slot.sc"])}
+                arrays = {**arrays, "slot.sc": self.upgrade_scorer_rows(arrays["slot.sc"], meta.get("scorer_layout"))}
             self.state.restore_snapshot(arrays, meta)
         else:
             self.state.set_clock(meta)
@@ -260,13 +261,15 @@ class Detector:
         self.watermark = float("-inf") if meta["watermark"] is None else float(meta["watermark"])
         self.events, self._next_sweep = int(meta["events"]), int(meta["next_sweep"])
 
-    def upgrade_scorer_rows(self, rows: np.ndarray) -> np.ndarray:
-        """Scorer statistics rows (``sc``) of this build's layout or of an earlier build's (its width
-        one of ``legacy_scorer_widths``) in this build's layout; ValueError for any other width."""
-        return upgrade_rows(rows, self.n_features, int(self.cfg.time_features.daily_profile_bins))
+    def upgrade_scorer_rows(self, rows: np.ndarray, layout: int | None) -> np.ndarray:
+        """Scorer statistics rows (``sc``) written in scorer layout ``layout`` (the ``scorer_layout`` of
+        ``snapshot``'s meta; None for an earlier build's, whose width is then one of
+        ``legacy_scorer_widths``) in this build's layout (``calibrate.upgrade_rows``); ValueError when
+        they do not fit."""
+        return upgrade_rows(rows, self.n_features, int(self.cfg.time_features.daily_profile_bins), layout)
 
     def legacy_scorer_widths(self) -> tuple[int, ...]:
-        """Widths of the ``sc`` rows of earlier builds that ``upgrade_scorer_rows`` reads."""
+        """Widths of the ``sc`` rows of earlier builds (no recorded layout) that ``upgrade_scorer_rows`` reads."""
         return legacy_widths(self.n_features, int(self.cfg.time_features.daily_profile_bins))
 
     def close(self) -> None:

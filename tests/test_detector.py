@@ -360,9 +360,11 @@ def test_restore_carries_which_entities_keep_rings(via):
             det.close()
 
 
-def test_a_checkpoint_of_the_previous_scorer_layout_is_restored_with_what_it_learnt(legacy_scorer_rows):
-    """An upgrade keeps the entities' state: rows of the previous layout (no record rate, no cross-feature
-    test) are copied into this one, the new numbers at a fresh entity's values."""
+@pytest.mark.parametrize("pf, qt", [(21, 4), (22, 11)])
+def test_a_checkpoint_of_an_earlier_scorer_layout_is_restored_with_what_it_learnt(pf, qt, legacy_scorer_rows):
+    """An upgrade keeps the entities' state: rows of an earlier layout (no record rate, no cross-feature
+    test; float64 profile means) are copied into this one, the new numbers at a fresh entity's values.
+    Rows are read by the layout the checkpoint records, not by their width alone."""
     from rnnstream.kernels import calibrate as C
 
     ents, x, ts = _stream(n=300, n_entities=4, seed=2)
@@ -373,18 +375,23 @@ def test_a_checkpoint_of_the_previous_scorer_layout_is_restored_with_what_it_lea
         bins = int(det.cfg.time_features.daily_profile_bins)
         assert bins > 0
         rows = arrays["slot.sc"]
-        legacy = {**arrays, "slot.sc": legacy_scorer_rows(rows, 2, bins)}
-        assert legacy["slot.sc"].shape[1] < rows.shape[1]
-        back.restore(legacy, meta)
+        legacy = {**arrays, "slot.sc": legacy_scorer_rows(rows, 2, bins, pf, qt)}
+        assert legacy["slot.sc"].shape[1] != rows.shape[1]
+        old_meta = {k: v for k, v in meta.items() if k != "scorer_layout"}   # earlier builds did not record it
+        with pytest.raises(ValueError, match="match neither this build's layout"):
+            _det().restore(legacy, meta)    # recorded as this build's layout: not read by width
+        back.restore(legacy, old_meta)
         got = back.state.arrays["sc"]
         live = rows[:, C.SC_N] > 0
         assert live.sum() == 4
         want = rows.copy()
         for f in range(2):
-            want[live, C.SC_FEAT + C.PF * f + C.FS_RECORDS] = 0.0
+            if pf <= C.FS_RECORDS:
+                want[live, C.SC_FEAT + C.PF * f + C.FS_RECORDS] = 0.0
             q = rows.shape[1] - C.QT_SIZE * (2 - f)
-            want[live, q + C.XC_EM:q + C.XC_SCALE + 1] = 0.0
-            want[live, q + C.XC_TAIL:q + C.XC_TAIL + 4] = [C.RATE0, 1.0, 2.0, 0.0]
+            if qt <= C.XC_EM:
+                want[live, q + C.XC_EM:q + C.XC_SCALE + 1] = 0.0
+                want[live, q + C.XC_TAIL:q + C.XC_TAIL + 4] = [C.RATE0, 1.0, 2.0, 0.0]
         np.testing.assert_array_equal(got[:rows.shape[0]][live], want[live])
         out = back.process(ents[200:], x[200:], ts[200:])
         assert np.all(np.isfinite(out.score[:100])) and np.all((out.score[:100] >= 0) & (out.score[:100] <= 1))

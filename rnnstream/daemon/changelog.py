@@ -41,8 +41,8 @@ as the outputs and the input offsets, and a ``read_committed`` reader never sees
 Format 2 (one record per entity, keys ``e<chunk>\\0<input topic>\\0<entity>``, the same rows) is
 read as well; the first commit after such a restore writes every entity into buckets and tombstones
 every format-2 key, in one commit (one transaction with exactly once). Rows of an earlier build's
-scorer layout (the head's ``row_bytes`` is one of ``Detector.legacy_scorer_widths``'s) are read and
-upgraded (``codec_for``), and the first commit after such a restore rewrites every bucket in this
+scorer layout (a head without ``scorer_layout`` in its meta, its ``row_bytes`` one of
+``Detector.legacy_scorer_widths``'s) are read and upgraded (``codec_for``), and the first commit after such a restore rewrites every bucket in this
 build's layout, also in one commit: a head never names rows of two layouts. A local cache that does
 not record the row length of the buckets (written before 2026-12-01) makes that first commit
 rewrite every bucket too, once.
@@ -66,6 +66,7 @@ import numpy as np
 import orjson
 
 from ..detector import Detector
+from ..kernels.calibrate import SCORER_LAYOUT
 from ..errors import RnnstreamError, StateFormatError
 from ..state.fileformat import from_bytes, to_bytes
 from ..state.slots import SlotState, StateBlob
@@ -160,16 +161,18 @@ class RowCodec:
         return StateBlob(list(entities), arrays)
 
 
-def codec_for(det: Detector, row_bytes: int) -> RowCodec | None:
-    """The codec that decodes entity rows of ``row_bytes`` bytes into ``det``'s: its own, or one reading
-    an earlier build's scorer layout (``Detector.legacy_scorer_widths``) and upgrading it; None when
-    no layout has rows that long (the model's shape changed)."""
-    codec = RowCodec(det.state)
-    if row_bytes == codec.row_bytes:
-        return codec
+def codec_for(det: Detector, head: dict) -> RowCodec | None:
+    """The codec that decodes the entity rows a changelog ``head`` names into ``det``'s: its own when
+    the head's meta has this build's ``scorer_layout``, or, for a head of an earlier build (no recorded
+    layout), one reading that build's scorer layout (``Detector.legacy_scorer_widths``) and upgrading
+    it. None when the head's ``row_bytes`` fit neither (the model's shape changed)."""
+    layout = (head.get("meta") or {}).get("scorer_layout")
+    if layout is not None:
+        codec = RowCodec(det.state)
+        return codec if head.get("row_bytes") == codec.row_bytes and layout == SCORER_LAYOUT else None
     for width in det.legacy_scorer_widths():
-        old = RowCodec(det.state, (width, det.upgrade_scorer_rows))
-        if old.row_bytes == row_bytes:
+        old = RowCodec(det.state, (width, lambda rows: det.upgrade_scorer_rows(rows, None)))
+        if old.row_bytes == head.get("row_bytes"):
             return old
     return None
 
@@ -501,7 +504,7 @@ def apply(det: Detector, restored: Restored, base_arrays_id: str | None = None, 
     head = restored.head
     if head is None or head.get("format") not in (FORMAT, FORMAT_2):
         raise StateFormatError(f"changelog head missing or of another format: {None if head is None else head.get('format')}")
-    codec = codec_for(det, head.get("row_bytes"))
+    codec = codec_for(det, head)
     if codec is None:
         raise StateFormatError(f"changelog entity rows are {head.get('row_bytes')} bytes, this config's "
                                f"are {RowCodec(det.state).row_bytes}")

@@ -138,6 +138,10 @@ TL_N = 3            # exceedances seen (warm start of the excess means)
 PROFILE_COUNT_BITS = 4
 PROFILE_COUNT_MAX = (1 << PROFILE_COUNT_BITS) - 1
 PROFILE_COUNTS_PER_WORD = 13
+# The profile's per-bin means are float32, packed PROFILE_MEANS_PER_WORD to a float64 of the row (read
+# through a float32 view of it): a time-of-day mean needs no more digits, and at one feature and 24 bins
+# this takes 12 numbers, not 24 (float64 before 2026-12-01: ``LEGACY_LAYOUTS`` upgrades those rows).
+PROFILE_MEANS_PER_WORD = 2
 
 FLAG_ANOMALY = 1
 FLAG_SUPPRESSED = 2
@@ -186,9 +190,15 @@ def profile_offset(n_features: int) -> int:
     return SC_FEAT + PF * n_features
 
 
+def profile_means_size(n_features: int, profile_bins: int) -> int:
+    """Numbers (float64 words) the daily profile's float32 per-bin means take, from ``profile_offset``;
+    the packed bin counts follow them."""
+    return -(-profile_bins * n_features // PROFILE_MEANS_PER_WORD)
+
+
 def profile_size(n_features: int, profile_bins: int) -> int:
-    """Numbers the daily profile takes in the row: the per-bin means, then the packed bin counts."""
-    return profile_bins * n_features + -(-profile_bins // PROFILE_COUNTS_PER_WORD)
+    """Numbers the daily profile takes in the row: the packed per-bin means, then the packed bin counts."""
+    return profile_means_size(n_features, profile_bins) + -(-profile_bins // PROFILE_COUNTS_PER_WORD)
 
 
 def sc_size(n_features: int, profile_bins: int = 0) -> int:
@@ -197,28 +207,42 @@ def sc_size(n_features: int, profile_bins: int = 0) -> int:
     return profile_offset(n_features) + profile_size(n_features, profile_bins) + quiet
 
 
-LEGACY_LAYOUTS = ((21, 4),)
-"""``(PF, QT_SIZE)`` of the rows of earlier builds that :func:`upgrade_rows` reads: 21 and 4 before the
-novelty rule's record rate (``FS_RECORDS``) and the cross-feature test (``XC_*``), 2026-12-01."""
+SCORER_LAYOUT = 3
+"""Version of this build's scorer row layout, kept in ``Detector.snapshot``'s meta (``scorer_layout``),
+so checkpoints and changelogs say which layout their rows have (before version 3 they did not)."""
+
+LEGACY_LAYOUTS = ((21, 4), (22, 11))
+"""``(PF, QT_SIZE)`` of the layouts of earlier builds (versions 1 and 2, which did not record their
+version) that :func:`upgrade_rows` reads: 21 and 4 before the novelty rule's record rate
+(``FS_RECORDS``) and the cross-feature test (``XC_*``), 2026-12-01; 22 and 11 before the profile's means
+became float32 (``PROFILE_MEANS_PER_WORD``), also 2026-12-01. Both kept those means as float64, one to
+a number."""
 
 
-def _layout_width(pf: int, qt: int, n_features: int, profile_bins: int) -> int:
+def _legacy_profile_size(n_features: int, profile_bins: int) -> int:
+    return profile_bins * n_features + -(-profile_bins // PROFILE_COUNTS_PER_WORD)
+
+
+def _legacy_width(pf: int, qt: int, n_features: int, profile_bins: int) -> int:
     quiet = qt * n_features if n_features > 1 else 0
-    return SC_FEAT + pf * n_features + profile_size(n_features, profile_bins) + quiet
+    return SC_FEAT + pf * n_features + _legacy_profile_size(n_features, profile_bins) + quiet
 
 
 def legacy_widths(n_features: int, profile_bins: int) -> tuple[int, ...]:
     """Row lengths of the ``LEGACY_LAYOUTS`` for ``n_features`` features and a daily profile: the rows
-    :func:`upgrade_rows` reads besides this build's."""
-    return tuple(_layout_width(pf, qt, n_features, profile_bins) for pf, qt in LEGACY_LAYOUTS)
+    :func:`upgrade_rows` reads when their layout is not recorded."""
+    return tuple(_legacy_width(pf, qt, n_features, profile_bins) for pf, qt in LEGACY_LAYOUTS)
 
 
-def upgrade_rows(rows, n_features: int, profile_bins: int):
-    """Statistics rows ``(N, width)`` in this build's layout: returned as they are when they have its
-    width; copied into it when they have the width of a layout of ``LEGACY_LAYOUTS``, each number at its
-    new place and the numbers that layout did not keep at the values a fresh entity starts with (a record
-    rate of 0; for a live entity with more than one feature, an empty cross-feature regression and the
-    prior tail fit), so a restored entity keeps all it had learnt. ValueError for any other width.
+def upgrade_rows(rows, n_features: int, profile_bins: int, layout: int | None):
+    """Statistics rows ``(N, width)`` in this build's layout. ``layout``: the version the rows were
+    written in (``SCORER_LAYOUT``: returned as they are), or None when it was not recorded (an earlier
+    build's): then they are read as the layout of ``LEGACY_LAYOUTS`` whose width they have (widths alone
+    can be ambiguous: at 16 profile bins the first and this build's coincide) and copied into this one,
+    each number at its new place, the profile's means rounded to float32, and the numbers that layout did
+    not keep at the values a fresh entity starts with (a record rate of 0; for a live entity with more
+    than one feature, an empty cross-feature regression and the prior tail fit), so a restored entity
+    keeps all it had learnt. ValueError when the width does not fit the layout.
 
     Not guaranteed: that the upgraded entity scores as if this build had seen its whole past (its record
     rate and cross-feature statistics start from nothing at the restore)."""
@@ -226,29 +250,38 @@ def upgrade_rows(rows, n_features: int, profile_bins: int):
 
     rows = np.asarray(rows, dtype=np.float64)
     width = sc_size(n_features, profile_bins)
-    if rows.ndim != 2 or rows.shape[1] == width:
+    if layout == SCORER_LAYOUT and rows.ndim == 2 and rows.shape[1] == width:
         return rows
-    prof = profile_size(n_features, profile_bins)
-    for pf, qt in LEGACY_LAYOUTS:
-        if rows.shape[1] != _layout_width(pf, qt, n_features, profile_bins):
+    means = profile_bins * n_features
+    counts = _legacy_profile_size(n_features, profile_bins) - means
+    for pf, qt in LEGACY_LAYOUTS if layout is None and rows.ndim == 2 else ():
+        if rows.shape[1] != _legacy_width(pf, qt, n_features, profile_bins):
             continue
         out = np.zeros((rows.shape[0], width))
         out[:, :SC_FEAT] = rows[:, :SC_FEAT]
         for f in range(n_features):
             out[:, SC_FEAT + PF * f:SC_FEAT + PF * f + pf] = rows[:, SC_FEAT + pf * f:SC_FEAT + pf * (f + 1)]
-        out[:, profile_offset(n_features):profile_offset(n_features) + prof] = \
-            rows[:, SC_FEAT + pf * n_features:SC_FEAT + pf * n_features + prof]
+        old_p, p = SC_FEAT + pf * n_features, profile_offset(n_features)
+        words = profile_means_size(n_features, profile_bins)
+        packed = np.zeros((rows.shape[0], words * PROFILE_MEANS_PER_WORD), dtype=np.float32)
+        packed[:, :means] = rows[:, old_p:old_p + means]   # float64 means rounded to float32
+        out[:, p:p + words] = packed.view(np.float64)
+        out[:, p + words:p + words + counts] = rows[:, old_p + means:old_p + means + counts]
         if n_features > 1:
             live = rows[:, SC_N] > 0
             for f in range(n_features):
                 old_q, q = rows.shape[1] - qt * (n_features - f), width - QT_SIZE * (n_features - f)
                 out[:, q:q + qt] = rows[:, old_q:old_q + qt]
+                if qt > XC_TAIL:
+                    continue
                 out[live, q + XC_TAIL + TL_RATE] = RATE0
                 out[live, q + XC_TAIL + TL_M1] = 1.0
                 out[live, q + XC_TAIL + TL_M2] = 2.0
         return out
-    raise ValueError(f"scorer rows of width {rows.shape[1]} match neither this build's layout ({width} for "
-                     f"{n_features} feature(s), {profile_bins} profile bins) nor an earlier one it reads")
+    shape = rows.shape[1] if rows.ndim == 2 else rows.shape
+    raise ValueError(f"scorer rows of width {shape} (layout {layout}) match neither this build's layout "
+                     f"({width} for {n_features} feature(s), {profile_bins} profile bins, layout {SCORER_LAYOUT}) "
+                     f"nor an earlier one it reads")
 
 
 @device

@@ -12,7 +12,8 @@ exponential). The input gets, per feature, the profile at the event's bin (as it
 and at the bin of the expected next event (the event time plus the previous gap, after the event is
 folded in), both normalised like the feature. A bin with no value yet stands in with the event's own
 normalised value (current bin) or the current bin's profile (next bin), so an empty profile implies no
-change. The profile lives in the per-entity statistics row (``calibrate.profile_offset``); a bin's
+change. The profile lives in the per-entity statistics row (``calibrate.profile_offset``), its means as
+float32 (``calibrate.PROFILE_MEANS_PER_WORD``), saturated at float32's largest value; a bin's
 count is kept up to ``calibrate.PROFILE_COUNT_MAX`` (15) only, which is exact as long as
 ``1 / profile_rate`` (10) is below it: beyond, the count changes nothing.
 """
@@ -21,8 +22,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .jit import device
-from .calibrate import PF, PROFILE_COUNT_BITS, PROFILE_COUNT_MAX, PROFILE_COUNTS_PER_WORD, SC_FEAT
+from .calibrate import PF, PROFILE_COUNT_BITS, PROFILE_COUNT_MAX, PROFILE_COUNTS_PER_WORD, PROFILE_MEANS_PER_WORD, SC_FEAT
 from .params import KP_DOW, KP_GAP, KP_HALFLIFE, KP_PROFILE_BINS, KP_PROFILE_RATE, KP_TOD, KP_ZCLIP
 
 DAY = 86400.0
@@ -30,6 +33,7 @@ WEEK_OFFSET_DAYS = 3.0  # 1970-01-01 was a Thursday; shift so that Monday 00:00 
 GAP_SCALE = 10.0        # log1p(gap seconds) / GAP_SCALE keeps the gap feature within ~[0, 1.5]
 REL_FLOOR = 1e-6        # standard deviation floor relative to |mean|
 ABS_FLOOR = 1e-9
+PROFILE_MEAN_MAX = float(np.finfo(np.float32).max)   # a profile mean saturates here (values up to 1e100 are accepted)
 
 
 @device
@@ -149,20 +153,22 @@ def daily_profile(x, t, gap, s, sc, n_bins, rate, zclip, u, k, msd):
     """
     n_features = x.shape[0]
     base = SC_FEAT + PF * n_features  # calibrate.profile_offset
-    counts = base + n_bins * n_features
+    counts = base + -(-n_bins * n_features // PROFILE_MEANS_PER_WORD)   # calibrate.profile_means_size
+    means = sc[s].view(np.float32)   # the float32 means, from float64 word ``base`` on
     b_cur = day_bin(t, n_bins)
     b_nxt = day_bin(t + gap, n_bins)
-    cur = base + b_cur * n_features
-    nxt = base + b_nxt * n_features
+    cur = base * PROFILE_MEANS_PER_WORD + b_cur * n_features
+    nxt = base * PROFILE_MEANS_PER_WORD + b_nxt * n_features
     n_cur = profile_count(sc, s, counts, b_cur)
     for f in range(n_features):
         p = u[f]
         if n_cur > 0.0:
-            p = min(max((sc[s, cur + f] - msd[0, f]) / msd[1, f], -zclip), zclip)
+            p = min(max((means[cur + f] - msd[0, f]) / msd[1, f], -zclip), zclip)
         u[k + f] = p
     a = max(1.0 / (n_cur + 1.0), rate)
     for f in range(n_features):
-        sc[s, cur + f] += a * (x[f] - sc[s, cur + f])
+        m = float(means[cur + f])
+        means[cur + f] = min(max(m + a * (x[f] - m), -PROFILE_MEAN_MAX), PROFILE_MEAN_MAX)   # float64, stored as float32
     if n_cur < PROFILE_COUNT_MAX:
         sc[s, counts + b_cur // PROFILE_COUNTS_PER_WORD] += float(
             1 << (PROFILE_COUNT_BITS * (b_cur % PROFILE_COUNTS_PER_WORD)))
@@ -170,7 +176,7 @@ def daily_profile(x, t, gap, s, sc, n_bins, rate, zclip, u, k, msd):
     for f in range(n_features):
         p = u[k + f]
         if n_nxt > 0.0:
-            p = min(max((sc[s, nxt + f] - msd[0, f]) / msd[1, f], -zclip), zclip)
+            p = min(max((means[nxt + f] - msd[0, f]) / msd[1, f], -zclip), zclip)
         u[k + n_features + f] = p
     return n_cur
 

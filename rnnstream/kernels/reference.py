@@ -125,7 +125,7 @@ class ScorerRef:
     alarm_flat: bool = False  # that p-value was the stuck-value test's
     feats: list[FeatureStats] = field(default_factory=list)
     prof_n: np.ndarray = field(default_factory=lambda: np.zeros(0))          # (B,) values per day bin
-    prof: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))       # (B, F) mean per day bin
+    prof: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))  # (B, F) mean per day bin
 
     def as_row(self, n_features: int) -> np.ndarray:
         """The same numbers in the layout of ``calibrate.SC_*`` (for comparing with a kernel's ``sc``)."""
@@ -142,8 +142,10 @@ class ScorerRef:
                 row[[q + C.XC_EM, q + C.XC_MM, q + C.XC_SCALE]] = [st.cross_em, st.cross_mm, st.cross_scale]
                 row[q + C.XC_TAIL:q + C.XC_TAIL + 4] = st.cross_tail.as_list()
         if bins:
-            means = C.profile_offset(n_features) + bins * n_features
-            row[C.profile_offset(n_features):means] = self.prof.ravel()
+            means = C.profile_offset(n_features) + C.profile_means_size(n_features, bins)
+            packed = np.zeros((means - C.profile_offset(n_features)) * C.PROFILE_MEANS_PER_WORD, dtype=np.float32)
+            packed[:self.prof.size] = self.prof.ravel()
+            row[C.profile_offset(n_features):means] = packed.view(np.float64)
             for b, n in enumerate(np.minimum(self.prof_n, C.PROFILE_COUNT_MAX).astype(int)):
                 row[means + b // C.PROFILE_COUNTS_PER_WORD] += n * 2.0 ** (C.PROFILE_COUNT_BITS * (b % C.PROFILE_COUNTS_PER_WORD))
         return row
@@ -174,7 +176,7 @@ class EntityRef:
         self.ring_in = np.zeros((self.window, self.n_inputs), dtype=np.float32)
         self.ring_flag = np.zeros(self.window, dtype=np.uint8)
         self.sc.prof_n = np.zeros(self.profile_bins)
-        self.sc.prof = np.zeros((self.profile_bins, self.n_features))
+        self.sc.prof = np.zeros((self.profile_bins, self.n_features), dtype=np.float32)
 
 
 def is_late(ent: EntityRef, t: float, kp: np.ndarray) -> bool:
@@ -226,7 +228,9 @@ def daily_profile(ent: EntityRef, x: np.ndarray, z: np.ndarray, t: float, mean: 
     ent.in_bin = float(sc.prof_n[cur])
     p_cur = np.clip((sc.prof[cur] - mean) / sd, -zclip, zclip) if sc.prof_n[cur] > 0 else z.copy()
     weight = max(1.0 / (sc.prof_n[cur] + 1.0), kp[P.KP_PROFILE_RATE])
-    sc.prof[cur] += weight * (x - sc.prof[cur])
+    m = sc.prof[cur].astype(np.float64)
+    top = float(np.finfo(np.float32).max)
+    sc.prof[cur] = np.clip(m + weight * (x - m), -top, top).astype(np.float32)
     sc.prof_n[cur] += 1.0
     p_next = np.clip((sc.prof[nxt] - mean) / sd, -zclip, zclip) if sc.prof_n[nxt] > 0 else p_cur.copy()
     return np.concatenate([p_cur, p_next])

@@ -399,7 +399,7 @@ def changelog_partitions(cfg: Config, det_cfg: Any, partition: str | None = None
                 restored = reader.read(topic, p, input_topic)
                 if restored.records:
                     head = restored.head
-                    fits = None if head is None else cl.codec_for(det, head.get("row_bytes"))
+                    fits = None if head is None else cl.codec_for(det, head)
                     yield ChangelogPartition(topic, p, input_topic, restored, fits or codec)
     finally:
         det.close()

@@ -44,13 +44,13 @@ def _square_wave(days: int, seed: int = 0):
 def test_profile_adds_two_inputs_per_feature_and_room_in_the_statistics_row():
     plain, prof = _detector(0, 0.0), _detector(24, 0.0)
     assert prof.model.n_inputs == plain.model.n_inputs + 2
-    # 24 means, then the 24 bin counts packed 13 to a number
-    assert prof.state["sc"].shape[1] == plain.state["sc"].shape[1] + 24 + 2
+    # 24 float32 means packed 2 to a number, then the 24 bin counts packed 13 to a number
+    assert prof.state["sc"].shape[1] == plain.state["sc"].shape[1] + 12 + 2
 
 
 def test_bin_counts_saturate_where_they_no_longer_matter():
     """A bin's count is kept up to 15 (exact: only whether it reaches 1 / profile_rate = 10 matters)."""
-    from rnnstream.kernels.calibrate import PROFILE_COUNT_MAX, profile_offset
+    from rnnstream.kernels.calibrate import PROFILE_COUNT_MAX, profile_means_size, profile_offset
     from rnnstream.kernels.features import profile_count
     from rnnstream.kernels.params import PROFILE_RATE
 
@@ -58,7 +58,7 @@ def test_bin_counts_saturate_where_they_no_longer_matter():
     det = _detector(24, 0.0)
     ts, x, _ = _square_wave(days=3)
     det.process(["h"] * 300, x[:300], ts[:300])    # 300 five-minute events: 12 per hourly bin, 24 in 00:00-01:00
-    counts_at = profile_offset(1) + 24
+    counts_at = profile_offset(1) + profile_means_size(1, 24)
     got = [profile_count.py_func(det.state["sc"], 0, counts_at, b) for b in range(24)]
     assert got == [15.0] + [12.0] * 23
     det.process(["h"] * (len(ts) - 300), x[300:], ts[300:])
