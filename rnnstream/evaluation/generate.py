@@ -109,6 +109,12 @@ def _check(d: dict, path: Path) -> None:
     for cat, spec in cats.items():
         if cat not in SIGNAL:
             fail(f"categories.{cat}", f"unknown category (known: {sorted(SIGNAL)})")
+        least = (spec or {}).get("min_features", 1)
+        if not (isinstance(least, int) and 1 <= least <= d["features"][1]):
+            fail(f"categories.{cat}.min_features", f"expected an integer in [1, features[1] = {d['features'][1]}], got {least!r}")
+        if "mode-correlation" in (spec or {}).get("anomalies", []) and max(least, d["features"][0]) < 2:
+            fail(f"categories.{cat}.min_features", "mode-correlation inverts one feature against the others: "
+                 "it needs at least 2 features (min_features: 2)")
         for t in (spec or {}).get("anomalies", []):
             if t not in d["anomaly_types"]:
                 fail(f"categories.{cat}.anomalies", f"{t!r} is not defined under anomaly_types")
@@ -157,6 +163,10 @@ class StreamPlan:
     entities: list[EntityPlan]
 
 
+def _category(defn: dict, category: str) -> dict:
+    return defn["categories"][category] or {}
+
+
 def _uniform(rng: np.random.Generator, lohi) -> float:
     return float(rng.uniform(lohi[0], lohi[1]))
 
@@ -165,7 +175,7 @@ def _integer(rng: np.random.Generator, lohi) -> int:
     return int(rng.integers(lohi[0], lohi[1] + 1))
 
 
-def _channel(category: str, step: int, rng: np.random.Generator, entity_seed: int) -> dict:
+def _channel(category: str, step: int, rng: np.random.Generator, entity_seed: int, mode_jumps: int) -> dict:
     if category in ("seasonal", "counts"):
         amp = 1.0 if category == "seasonal" else _uniform(rng, (0.4, 1.0))
         return {"kind": "sine", "frequency": 100.0 * step / DAY, "amplitude": amp,
@@ -176,7 +186,9 @@ def _channel(category: str, step: int, rng: np.random.Generator, entity_seed: in
         period = int(rng.choice(BATCH_PERIODS_HOURS)) * 3600
         return {"kind": "square", "frequency": 100.0 * step / period, "amplitude": 1.0,
                 "variance": _uniform(rng, (0.03, 0.15))}
-    return {"kind": "random-mode-jump", "frequency": int(rng.integers(*MODE_JUMPS)), "channel-diff": 0.5,
+    # One jump count and seed for every channel of the entity: GutenTAG then puts the mode changes of
+    # all channels at the same rows (a service switching regimes moves all its metrics at once).
+    return {"kind": "random-mode-jump", "frequency": mode_jumps, "channel-diff": 0.5,
             "channel-offset": 1.0, "random-seed": entity_seed, "variance": _uniform(rng, (0.02, 0.1))}
 
 
@@ -232,9 +244,10 @@ def plan_stream(defn: dict, seed: int, index: int) -> StreamPlan:
     rng = np.random.default_rng([seed, index])
     cats = list(defn["categories"])
     category = cats[index % len(cats)]
-    allowed = defn["categories"][category]["anomalies"]
+    allowed = _category(defn, category).get("anomalies", [])
     step = int(rng.choice(defn["step_seconds"]))
-    n_feat = _integer(rng, defn["features"])
+    lo, hi = defn["features"]
+    n_feat = _integer(rng, (max(lo, _category(defn, category).get("min_features", 1)), hi))
     features = [f"m{j}" for j in range(n_feat)]
     start = int(parse_timestamps([defn["start"]])[0].astype(np.int64))
     key = f"{category}/{category}_{index:04d}.csv"
@@ -242,7 +255,8 @@ def plan_stream(defn: dict, seed: int, index: int) -> StreamPlan:
     for e in range(_integer(rng, defn["entities"])):
         n = _integer(rng, defn["events"])
         entity_seed = int(rng.integers(2**31))
-        channels = [_channel(category, step, rng, entity_seed) for _ in range(n_feat)]
+        mode_jumps = int(rng.integers(*MODE_JUMPS)) if category == "modes" else 0
+        channels = [_channel(category, step, rng, entity_seed, mode_jumps) for _ in range(n_feat)]
         anomalies: list[Anomaly] = []
         if allowed and rng.random() >= defn["normal_share"]:
             types = [str(rng.choice(allowed)) for _ in range(_integer(rng, defn["anomalies"]))]
@@ -373,9 +387,10 @@ class Generated:
     seconds: float
 
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 """Changes whenever the same definition and seed would give other files (2: trends ramp to their
-magnitude), so that ``ensure`` regenerates a corpus written by an older generator."""
+magnitude; 3: the features of a ``modes`` entity change modes at the same rows), so that ``ensure``
+regenerates a corpus written by an older generator."""
 
 
 def corpus_dir(defn: dict, seed: int, out: str | Path = DEFAULT_OUT) -> Path:

@@ -123,10 +123,39 @@ def test_a_platform_in_counts_is_a_dead_exporter_reporting_zeros(small):
         assert np.median(stream.values[rows[~inside], f]) > 0
 
 
+def test_a_modes_entity_switches_regimes_in_every_feature_at_once_and_one_feature_breaks_from_them(small):
+    """A service switching regimes moves all its metrics at the same rows; a mode-correlation anomaly
+    inverts one feature, whose mode then changes alone at the window's edges (one feature could not
+    tell it from a regime switch: modes streams have at least two)."""
+    defn = {**small, "streams": 6, "normal_share": 0.0, "gap_share": 0.0,
+            "categories": {"modes": small["categories"]["modes"]}}
+    assert small["categories"]["modes"]["min_features"] == 2
+    lone = shared = 0
+    for i in range(defn["streams"]):
+        plan = gen.plan_stream(defn, 0, i)
+        assert len(plan.features) >= 2
+        generated = gen.run_gutentag(gen.gutentag_config(plan), 0)
+        for ent in plan.entities:
+            values, labels = generated[f"{plan.key}#{ent.name}"]
+            jumps = np.abs(np.diff(values, axis=0)) > 1.0   # modes are >= 2 apart, the noise far smaller
+            edges = np.zeros(len(values) - 1, dtype=bool)
+            for a in ent.anomalies:
+                edges[[a.position - 1, min(a.position + a.length - 1, len(edges) - 1)]] = True
+            moves = jumps.sum(axis=1)
+            shared += int(np.sum(moves == len(plan.features)))
+            lone += int(np.sum((moves == 1) & edges))
+            assert np.all((moves == 0) | (moves == len(plan.features)) | edges), \
+                "outside an anomaly's edges the features change modes together"
+    assert shared > 0 and lone > 0
+
+
 def test_bad_definitions_name_the_key(tmp_path):
     bad = tmp_path / "c.yaml"
     bad.write_text(CORPUS.read_text().replace("features: [1, 8]", "features: [1, 20]"))
     with pytest.raises(gen.CorpusDefinitionError, match="features"):
+        gen.load_definition(bad)
+    bad.write_text(CORPUS.read_text().replace("min_features: 2", "min_features: 1"))
+    with pytest.raises(gen.CorpusDefinitionError, match="categories.modes.min_features: mode-correlation"):
         gen.load_definition(bad)
     with pytest.raises(gen.CorpusDefinitionError, match="presets.nope"):
         gen.load_definition(CORPUS, preset="nope")
