@@ -31,7 +31,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .kernels.calibrate import FLAG_ANOMALY, FLAG_LATE, FLAG_SUPPRESSED, SCORER_LAYOUT, legacy_widths, upgrade_rows
+from .kernels.calibrate import (FLAG_ANOMALY, FLAG_LATE, FLAG_SUPPRESSED, LAYOUTS, SCORER_LAYOUT, layout_width,
+                                legacy_widths, upgrade_rows)
 from .kernels.params import from_config, n_time_features
 from .models.base import BatchOutput, common_fields, create
 from .state.slots import SlotState
@@ -271,6 +272,12 @@ class Detector:
     def legacy_scorer_widths(self) -> tuple[int, ...]:
         """Widths of the ``sc`` rows of earlier builds (no recorded layout) that ``upgrade_scorer_rows`` reads."""
         return legacy_widths(self.n_features, int(self.cfg.time_features.daily_profile_bins))
+
+    def scorer_width(self, layout: int) -> int | None:
+        """Width of the ``sc`` rows of a recorded scorer ``layout``; None for a layout this build cannot read."""
+        if layout not in LAYOUTS:
+            return None
+        return layout_width(layout, self.n_features, int(self.cfg.time_features.daily_profile_bins))
 
     def close(self) -> None:
         self.training.close()

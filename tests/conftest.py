@@ -31,22 +31,25 @@ def nab_root() -> Path:
     return NAB_ROOT
 
 
-def _legacy_rows(rows, n_features: int, profile_bins: int, pf: int = 21, qt: int = 4):
-    """``rows`` (scorer statistics, this build's layout) in an earlier build's layout (``pf`` numbers per
-    feature, ``qt`` per feature at the end, the profile's means as float64; 21 and 4 before the record
-    rate and the cross-feature test, 22 and 11 before the float32 means): what that build's checkpoints
-    and changelogs hold."""
+def _legacy_rows(rows, n_features: int, profile_bins: int, layout: int = 1):
+    """``rows`` (scorer statistics, this build's layout) in the earlier scorer ``layout`` (a key of
+    ``calibrate.LAYOUTS``: its numbers per feature, its numbers per feature at the end, its profile
+    means per word): what that build's checkpoints and changelogs hold."""
     import numpy as np
 
     from rnnstream.kernels import calibrate as C
 
+    pf, qt, per_word = C.LAYOUTS[layout]
     F = n_features
     prof = C.profile_offset(F)
     words = C.profile_means_size(F, profile_bins)
     parts = [rows[:, :C.SC_FEAT]]
     parts += [rows[:, C.SC_FEAT + C.PF * f:C.SC_FEAT + C.PF * f + pf] for f in range(F)]
     means = np.ascontiguousarray(rows[:, prof:prof + words]).view(np.float32)[:, :profile_bins * F]
-    parts.append(means.astype(np.float64))   # those builds kept the means as float64
+    if per_word == 1:
+        parts.append(means.astype(np.float64))   # those builds kept the means as float64
+    else:
+        parts.append(rows[:, prof:prof + words])
     parts.append(rows[:, prof + words:C.sc_size(F, profile_bins) - (C.QT_SIZE * F if F > 1 else 0)])
     if F > 1:
         parts += [rows[:, rows.shape[1] - C.QT_SIZE * (F - f):rows.shape[1] - C.QT_SIZE * (F - f) + qt] for f in range(F)]
@@ -55,6 +58,6 @@ def _legacy_rows(rows, n_features: int, profile_bins: int, pf: int = 21, qt: int
 
 @pytest.fixture
 def legacy_scorer_rows():
-    """``f(rows, n_features, profile_bins, pf=21, qt=4)``: scorer rows in an earlier build's layout."""
+    """``f(rows, n_features, profile_bins, layout=1)``: scorer rows in an earlier build's layout."""
     return _legacy_rows
 

@@ -360,11 +360,12 @@ def test_restore_carries_which_entities_keep_rings(via):
             det.close()
 
 
-@pytest.mark.parametrize("pf, qt", [(21, 4), (22, 11)])
-def test_a_checkpoint_of_an_earlier_scorer_layout_is_restored_with_what_it_learnt(pf, qt, legacy_scorer_rows):
+@pytest.mark.parametrize("layout", [1, 2, 3])
+def test_a_checkpoint_of_an_earlier_scorer_layout_is_restored_with_what_it_learnt(layout, legacy_scorer_rows):
     """An upgrade keeps the entities' state: rows of an earlier layout (no record rate, no cross-feature
-    test; float64 profile means) are copied into this one, the new numbers at a fresh entity's values.
-    Rows are read by the layout the checkpoint records, not by their width alone."""
+    test, float64 profile means; no profile distance) are copied into this one, the new numbers at a
+    fresh entity's values. Rows are read by the layout the checkpoint records (layouts 1 and 2 recorded
+    none), not by their width alone."""
     from rnnstream.kernels import calibrate as C
 
     ents, x, ts = _stream(n=300, n_entities=4, seed=2)
@@ -375,11 +376,17 @@ def test_a_checkpoint_of_an_earlier_scorer_layout_is_restored_with_what_it_learn
         bins = int(det.cfg.time_features.daily_profile_bins)
         assert bins > 0
         rows = arrays["slot.sc"]
-        legacy = {**arrays, "slot.sc": legacy_scorer_rows(rows, 2, bins, pf, qt)}
+        pf, qt, _ = C.LAYOUTS[layout]
+        legacy = {**arrays, "slot.sc": legacy_scorer_rows(rows, 2, bins, layout)}
         assert legacy["slot.sc"].shape[1] != rows.shape[1]
-        old_meta = {k: v for k, v in meta.items() if k != "scorer_layout"}   # earlier builds did not record it
-        with pytest.raises(ValueError, match="match neither this build's layout"):
-            _det().restore(legacy, meta)    # recorded as this build's layout: not read by width
+        old_meta = {k: v for k, v in meta.items() if k != "scorer_layout"}   # builds before layout 3 did not record it
+        if layout in C.UNRECORDED_LAYOUTS:
+            with pytest.raises(ValueError, match="match neither this build's layout"):
+                _det().restore(legacy, meta)    # recorded as this build's layout: not read by width
+        else:
+            old_meta["scorer_layout"] = layout
+            with pytest.raises(ValueError, match="match neither this build's layout"):
+                _det().restore(legacy, {k: v for k, v in meta.items() if k != "scorer_layout"})
         back.restore(legacy, old_meta)
         got = back.state.arrays["sc"]
         live = rows[:, C.SC_N] > 0
@@ -388,6 +395,8 @@ def test_a_checkpoint_of_an_earlier_scorer_layout_is_restored_with_what_it_learn
         for f in range(2):
             if pf <= C.FS_RECORDS:
                 want[live, C.SC_FEAT + C.PF * f + C.FS_RECORDS] = 0.0
+            if pf <= C.FS_PROFILE_ERR:
+                want[live, C.SC_FEAT + C.PF * f + C.FS_PROFILE_ERR] = C.PROFILE_ERR0
             q = rows.shape[1] - C.QT_SIZE * (2 - f)
             if qt <= C.XC_EM:
                 want[live, q + C.XC_EM:q + C.XC_SCALE + 1] = 0.0

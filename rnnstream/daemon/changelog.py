@@ -41,7 +41,7 @@ as the outputs and the input offsets, and a ``read_committed`` reader never sees
 Format 2 (one record per entity, keys ``e<chunk>\\0<input topic>\\0<entity>``, the same rows) is
 read as well; the first commit after such a restore writes every entity into buckets and tombstones
 every format-2 key, in one commit (one transaction with exactly once). Rows of an earlier build's
-scorer layout (a head without ``scorer_layout`` in its meta, its ``row_bytes`` one of
+scorer layout (an earlier ``scorer_layout`` in the head's meta, or none and its ``row_bytes`` one of
 ``Detector.legacy_scorer_widths``'s) are read and upgraded (``codec_for``), and the first commit after such a restore rewrites every bucket in this
 build's layout, also in one commit: a head never names rows of two layouts. A local cache that does
 not record the row length of the buckets (written before 2026-12-01) makes that first commit
@@ -163,15 +163,21 @@ class RowCodec:
 
 def codec_for(det: Detector, head: dict) -> RowCodec | None:
     """The codec that decodes the entity rows a changelog ``head`` names into ``det``'s: its own when
-    the head's meta has this build's ``scorer_layout``, or, for a head of an earlier build (no recorded
-    layout), one reading that build's scorer layout (``Detector.legacy_scorer_widths``) and upgrading
-    it. None when the head's ``row_bytes`` fit neither (the model's shape changed)."""
+    the head's meta has this build's ``scorer_layout``, or, for a head of an earlier build, one reading
+    that build's scorer layout (the recorded one's width, ``Detector.scorer_width``; without a recorded
+    layout, ``Detector.legacy_scorer_widths``) and upgrading it. None when the head's ``row_bytes`` fit
+    neither (the model's shape changed)."""
     layout = (head.get("meta") or {}).get("scorer_layout")
-    if layout is not None:
+    if layout == SCORER_LAYOUT:
         codec = RowCodec(det.state)
-        return codec if head.get("row_bytes") == codec.row_bytes and layout == SCORER_LAYOUT else None
-    for width in det.legacy_scorer_widths():
-        old = RowCodec(det.state, (width, lambda rows: det.upgrade_scorer_rows(rows, None)))
+        return codec if head.get("row_bytes") == codec.row_bytes else None
+    if layout is not None:
+        width = det.scorer_width(layout)
+        widths = () if width is None else (width,)
+    else:
+        widths = det.legacy_scorer_widths()
+    for width in widths:
+        old = RowCodec(det.state, (width, lambda rows: det.upgrade_scorer_rows(rows, layout)))
         if old.row_bytes == head.get("row_bytes"):
             return old
     return None

@@ -120,7 +120,8 @@ FS_MERR = 15        # running mean absolute error of the model's own prediction 
 FS_PERR = 16        # running mean absolute error of persistence (the previous value)
 FS_STAIL = 17       # tail fit of the sustained-deviation test's w = z^2 / 2 (TAIL_SIZE numbers: TL_*)
 FS_RECORDS = 21     # running rate of records (values beyond the seen range by novelty_tolerance)
-PF = 22
+FS_PROFILE_ERR = 22  # running mean absolute distance of the normalised value from its time-of-day mean
+PF = 23
 QT_SIZE = 11        # per feature with more than one feature: the conditional fit and the cross-feature test
 QT_TAIL = 0         # tail fit of |r| at the events when no other feature is active (TL_*)
 XC_EM = 4           # cross-feature test: exponentially weighted mean of r_f m (m: the other features' mean r),
@@ -140,7 +141,7 @@ PROFILE_COUNT_MAX = (1 << PROFILE_COUNT_BITS) - 1
 PROFILE_COUNTS_PER_WORD = 13
 # The profile's per-bin means are float32, packed PROFILE_MEANS_PER_WORD to a float64 of the row (read
 # through a float32 view of it): a time-of-day mean needs no more digits, and at one feature and 24 bins
-# this takes 12 numbers, not 24 (float64 before 2026-12-01: ``LEGACY_LAYOUTS`` upgrades those rows).
+# this takes 12 numbers, not 24 (float64 before 2026-12-01: ``upgrade_rows`` upgrades those rows).
 PROFILE_MEANS_PER_WORD = 2
 
 FLAG_ANOMALY = 1
@@ -181,6 +182,13 @@ OVERRIDE_MARGIN = 0.1  # a suppressed event this much above the alarm's score is
 LOG_OVERRIDE = math.log(10.0)  # ... or, in a new incident, one whose p-value is 10x smaller than the alarm's
 NEW_INCIDENT_EVENTS = 3.0  # events in a row below the threshold after an alarm that end its incident
 MIN_MS = 1e-12
+PROFILE_ERR0 = 0.5         # the running distance starts at a profile that explains most of the series ...
+PROFILE_ERR_EVENTS = 100.0  # ... and follows whether it explains it now: regimes come and go
+PROFILE_GATE = math.sqrt(2.0 / math.pi)
+"""``profile_cap`` holds only for a feature whose time-of-day mean predicts its normalised value better
+than the series' own running mean does: a running ``FS_PROFILE_ERR`` at most E|z| of a standard normal
+(0.798). A random walk or a service switching regimes at random hours has a profile that is right only
+by chance (its distance is 0.85-0.95), and its surprises are no longer capped there."""
 MIN_SCALE_EVENTS = 10  # the tail fits learn once the residual scale has this many errors behind it
 LOG_TESTS = (0.0, math.log(2.0), math.log(3.0), math.log(4.0))  # log(tests per feature): libm's log, as in the kernel
 
@@ -207,68 +215,78 @@ def sc_size(n_features: int, profile_bins: int = 0) -> int:
     return profile_offset(n_features) + profile_size(n_features, profile_bins) + quiet
 
 
-SCORER_LAYOUT = 3
+SCORER_LAYOUT = 4
 """Version of this build's scorer row layout, kept in ``Detector.snapshot``'s meta (``scorer_layout``),
 so checkpoints and changelogs say which layout their rows have (before version 3 they did not)."""
 
-LEGACY_LAYOUTS = ((21, 4), (22, 11))
-"""``(PF, QT_SIZE)`` of the layouts of earlier builds (versions 1 and 2, which did not record their
-version) that :func:`upgrade_rows` reads: 21 and 4 before the novelty rule's record rate
-(``FS_RECORDS``) and the cross-feature test (``XC_*``), 2026-12-01; 22 and 11 before the profile's means
-became float32 (``PROFILE_MEANS_PER_WORD``), also 2026-12-01. Both kept those means as float64, one to
-a number."""
+LAYOUTS = {1: (21, 4, 1), 2: (22, 11, 1), 3: (22, 11, 2), 4: (PF, QT_SIZE, PROFILE_MEANS_PER_WORD)}
+"""``(PF, QT_SIZE, profile means per word)`` of every scorer layout :func:`upgrade_rows` reads: 1
+before the novelty rule's record rate (``FS_RECORDS``) and the cross-feature test (``XC_*``); 2 before
+the profile's means became float32 (``PROFILE_MEANS_PER_WORD``); 3 before the profile's running distance
+(``FS_PROFILE_ERR``, the ``profile_cap`` gate); all 2026-12-01. Layouts 1 and 2 kept the means as
+float64, one to a number."""
+
+UNRECORDED_LAYOUTS = (1, 2)
+"""Layouts of builds that did not record theirs: rows without a recorded layout are read as the one of
+these whose width they have."""
 
 
-def _legacy_profile_size(n_features: int, profile_bins: int) -> int:
-    return profile_bins * n_features + -(-profile_bins // PROFILE_COUNTS_PER_WORD)
-
-
-def _legacy_width(pf: int, qt: int, n_features: int, profile_bins: int) -> int:
+def layout_width(layout: int, n_features: int, profile_bins: int) -> int:
+    """Row length of scorer ``layout`` (a key of ``LAYOUTS``) for ``n_features`` and a daily profile."""
+    pf, qt, per_word = LAYOUTS[layout]
     quiet = qt * n_features if n_features > 1 else 0
-    return SC_FEAT + pf * n_features + _legacy_profile_size(n_features, profile_bins) + quiet
+    return (SC_FEAT + pf * n_features + -(-profile_bins * n_features // per_word)
+            + -(-profile_bins // PROFILE_COUNTS_PER_WORD) + quiet)
 
 
 def legacy_widths(n_features: int, profile_bins: int) -> tuple[int, ...]:
-    """Row lengths of the ``LEGACY_LAYOUTS`` for ``n_features`` features and a daily profile: the rows
+    """Row lengths of the ``UNRECORDED_LAYOUTS`` for ``n_features`` features and a daily profile: the rows
     :func:`upgrade_rows` reads when their layout is not recorded."""
-    return tuple(_legacy_width(pf, qt, n_features, profile_bins) for pf, qt in LEGACY_LAYOUTS)
+    return tuple(layout_width(v, n_features, profile_bins) for v in UNRECORDED_LAYOUTS)
 
 
 def upgrade_rows(rows, n_features: int, profile_bins: int, layout: int | None):
     """Statistics rows ``(N, width)`` in this build's layout. ``layout``: the version the rows were
-    written in (``SCORER_LAYOUT``: returned as they are), or None when it was not recorded (an earlier
-    build's): then they are read as the layout of ``LEGACY_LAYOUTS`` whose width they have (widths alone
-    can be ambiguous: at 16 profile bins the first and this build's coincide) and copied into this one,
-    each number at its new place, the profile's means rounded to float32, and the numbers that layout did
-    not keep at the values a fresh entity starts with (a record rate of 0; for a live entity with more
-    than one feature, an empty cross-feature regression and the prior tail fit), so a restored entity
-    keeps all it had learnt. ValueError when the width does not fit the layout.
+    written in (``SCORER_LAYOUT``: returned as they are; an earlier key of ``LAYOUTS``: read as that), or
+    None when it was not recorded (an earlier build's): then they are read as the layout of
+    ``UNRECORDED_LAYOUTS`` whose width they have (widths alone can be ambiguous: at 16 profile bins the
+    first and layout 3 coincide). Each number is copied to its new place, the profile's means rounded to
+    float32, and the numbers that layout did not keep start at the values a fresh entity starts with (a
+    record rate of 0, the prior profile distance, under which the cap holds as it did in those builds
+    until the distance has learnt; for a live entity with more than one feature, an empty cross-feature
+    regression and the prior tail fit), so a restored entity keeps all it had learnt.
+    ValueError when the width does not fit the layout.
 
-    Not guaranteed: that the upgraded entity scores as if this build had seen its whole past (its record
-    rate and cross-feature statistics start from nothing at the restore)."""
+    Not guaranteed: that the upgraded entity scores as if this build had seen its whole past (the
+    statistics its layout did not keep start from nothing at the restore)."""
     import numpy as np
 
     rows = np.asarray(rows, dtype=np.float64)
     width = sc_size(n_features, profile_bins)
     if layout == SCORER_LAYOUT and rows.ndim == 2 and rows.shape[1] == width:
         return rows
+    candidates = UNRECORDED_LAYOUTS if layout is None else (layout,) if layout in LAYOUTS and layout != SCORER_LAYOUT else ()
     means = profile_bins * n_features
-    counts = _legacy_profile_size(n_features, profile_bins) - means
-    for pf, qt in LEGACY_LAYOUTS if layout is None and rows.ndim == 2 else ():
-        if rows.shape[1] != _legacy_width(pf, qt, n_features, profile_bins):
+    counts = -(-profile_bins // PROFILE_COUNTS_PER_WORD)
+    for version in candidates if rows.ndim == 2 else ():
+        if rows.shape[1] != layout_width(version, n_features, profile_bins):
             continue
+        pf, qt, per_word = LAYOUTS[version]
         out = np.zeros((rows.shape[0], width))
         out[:, :SC_FEAT] = rows[:, :SC_FEAT]
+        live = rows[:, SC_N] > 0
         for f in range(n_features):
             out[:, SC_FEAT + PF * f:SC_FEAT + PF * f + pf] = rows[:, SC_FEAT + pf * f:SC_FEAT + pf * (f + 1)]
+            if pf <= FS_PROFILE_ERR:
+                out[live, SC_FEAT + PF * f + FS_PROFILE_ERR] = PROFILE_ERR0
         old_p, p = SC_FEAT + pf * n_features, profile_offset(n_features)
-        words = profile_means_size(n_features, profile_bins)
+        old_words, words = -(-means // per_word), profile_means_size(n_features, profile_bins)
+        old_means = np.ascontiguousarray(rows[:, old_p:old_p + old_words])
         packed = np.zeros((rows.shape[0], words * PROFILE_MEANS_PER_WORD), dtype=np.float32)
-        packed[:, :means] = rows[:, old_p:old_p + means]   # float64 means rounded to float32
+        packed[:, :means] = (old_means if per_word == 1 else old_means.view(np.float32))[:, :means]
         out[:, p:p + words] = packed.view(np.float64)
-        out[:, p + words:p + words + counts] = rows[:, old_p + means:old_p + means + counts]
+        out[:, p + words:p + words + counts] = rows[:, old_p + old_words:old_p + old_words + counts]
         if n_features > 1:
-            live = rows[:, SC_N] > 0
             for f in range(n_features):
                 old_q, q = rows.shape[1] - qt * (n_features - f), width - QT_SIZE * (n_features - f)
                 out[:, q:q + qt] = rows[:, old_q:old_q + qt]
@@ -397,6 +415,7 @@ def init_features(x, s, sc):
         sc[s, k + FS_MERR] = 0.0
         sc[s, k + FS_PERR] = 0.0
         sc[s, k + FS_RECORDS] = 0.0
+        sc[s, k + FS_PROFILE_ERR] = PROFILE_ERR0
 
 
 @device

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from .calibrate import FLAG_LATE, FS_MERR, FS_PERR, FS_PREV, KIND_NONE, PF, SC_FEAT, SC_N, score_event
+from .calibrate import (FLAG_LATE, FS_MERR, FS_PERR, FS_PREV, FS_PROFILE_ERR, KIND_NONE, PF, PROFILE_ERR_EVENTS,
+                        PROFILE_GATE, SC_FEAT, SC_N, score_event)
 from .features import prepare_input
 from .jit import device
 from .params import KP_BLEND, KP_LATE, KP_PROFILE_CAP, KP_PROFILE_RATE, KP_ZCLIP
@@ -49,9 +50,14 @@ def observe(i, x, t, s, count, last_ts, nmean, nvar, pred, log_scale, sc, kp, u,
     flags) and returns the flags. ``msd`` is a (2, F) scratch for the pre-event mean and deviation.
 
     With a daily profile and ``profile_cap`` c > 0, the error that is scored is at most c times the
-    RMS distance between the normalised value and the profile at its bin (its last ``2F`` inputs hold
-    the profile), once that bin has been through its running-mean phase (``1 / profile_rate`` values):
-    a value the time of day explains well does not count as a surprise, however the model did.
+    distance between the normalised value and the profile at its bin (its last ``2F`` inputs hold
+    the profile), once that bin has been through its running-mean phase (``1 / profile_rate`` values),
+    for a feature whose profile explains it (its running distance from the profile, before this event,
+    at most ``PROFILE_GATE``): a value the time of day explains well does not count as a surprise,
+    however the model did; where the time of day explains nothing (a random walk, regimes switching at
+    random hours) a value near its time-of-day mean is so by chance, and is scored as it is. The
+    running distance (``FS_PROFILE_ERR``, exponentially weighted with memory ``PROFILE_ERR_EVENTS``,
+    from ``PROFILE_ERR0``) takes in every value whose bin held one before.
     ``out_err`` stays the model's own error.
 
     With ``persistence_blend`` B > 0, the error scored (and ``out_pred``) is that of a blend of the
@@ -110,11 +116,16 @@ def observe(i, x, t, s, count, last_ts, nmean, nvar, pred, log_scale, sc, kp, u,
         out_z[i, f] = u[f]
     model_err = math.sqrt(acc / n_features)
     cap = kp[KP_PROFILE_CAP]
-    if cap > 0.0 and in_bin * kp[KP_PROFILE_RATE] >= 1.0:
+    if cap > 0.0 and in_bin > 0.0:
         k = u.shape[0] - 2 * n_features
+        ready = in_bin * kp[KP_PROFILE_RATE] >= 1.0
         for f in range(n_features):
-            limit = cap * abs(u[f] - u[k + f])
-            err[f] = min(max(err[f], -limit), limit)
+            dist = abs(u[f] - u[k + f])
+            j = SC_FEAT + PF * f + FS_PROFILE_ERR
+            if ready and sc[s, j] <= PROFILE_GATE:
+                limit = cap * dist
+                err[f] = min(max(err[f], -limit), limit)
+            sc[s, j] += (dist - sc[s, j]) / PROFILE_ERR_EVENTS
     if n > 0 and log_scale.shape[0] > 0:
         scale_by_model(err, log_scale[s])
     score, flags = score_event(err, x, n, t, s, sc, kp, out_kind[i])

@@ -102,6 +102,7 @@ class FeatureStats:
     short_tail: TailFit = field(default_factory=TailFit.sustained)
     quiet_tail: TailFit = field(default_factory=TailFit)   # |r| at events with no other feature active
     records: float = 0.0      # running rate of records (values beyond the range by novelty_tolerance) after the warm-up
+    profile_err: float = C.PROFILE_ERR0   # running distance of the normalised value from its time-of-day mean
     cross_em: float = 0.0     # cross-feature test: running mean of r m (m: the other features' mean r),
     cross_mm: float = 0.0     # ... of m^2,
     cross_scale: float = 0.0  # ... of |d|, d = r - beta m
@@ -109,7 +110,8 @@ class FeatureStats:
 
     def as_list(self) -> list[float]:
         return [self.scale, *self.tail.as_list(), self.short, self.short_sq, self.prev, self.run, self.cr, self.cc,
-                self.rr, self.rc, self.lo, self.hi, self.model_mae, self.persist_mae, *self.short_tail.as_list(), self.records]
+                self.rr, self.rc, self.lo, self.hi, self.model_mae, self.persist_mae, *self.short_tail.as_list(), self.records,
+                self.profile_err]
 
 
 @dataclass
@@ -271,13 +273,20 @@ def blended_errors(ent: EntityRef, u: np.ndarray, mean: np.ndarray, sd: np.ndarr
 
 def capped_errors(ent: EntityRef, err: np.ndarray, u: np.ndarray, kp: np.ndarray) -> np.ndarray:
     """The errors ``observe`` scores: each at most ``profile_cap`` times the distance of the value
-    ``u[f]`` from its bin's profile ``u[-2F + f]``, once the bin holds ``1 / rate`` values."""
+    ``u[f]`` from its bin's profile ``u[-2F + f]``, once the bin holds ``1 / rate`` values, for a feature
+    whose running distance from its profile is at most ``PROFILE_GATE``; that distance then takes in this
+    one (any value whose bin held one before; memory ``PROFILE_ERR_EVENTS``)."""
     err = np.asarray(err, dtype=np.float64).copy()
     F = ent.n_features
-    if kp[P.KP_PROFILE_CAP] > 0 and kp[P.KP_PROFILE_BINS] and ent.in_bin * kp[P.KP_PROFILE_RATE] >= 1.0:
+    if kp[P.KP_PROFILE_CAP] > 0 and kp[P.KP_PROFILE_BINS] and ent.in_bin > 0:
         u32 = np.asarray(u, dtype=np.float32)
-        limit = kp[P.KP_PROFILE_CAP] * np.abs(u32[:F] - u32[len(u) - 2 * F:len(u) - F]).astype(np.float64)
-        err = np.clip(err, -limit, limit)
+        dist = np.abs(u32[:F] - u32[len(u) - 2 * F:len(u) - F]).astype(np.float64)
+        ready = ent.in_bin * kp[P.KP_PROFILE_RATE] >= 1.0
+        for f, st in enumerate(ent.sc.feats):
+            if ready and st.profile_err <= C.PROFILE_GATE:
+                limit = kp[P.KP_PROFILE_CAP] * dist[f]
+                err[f] = min(max(err[f], -limit), limit)
+            st.profile_err += (dist[f] - st.profile_err) / C.PROFILE_ERR_EVENTS
     return err
 
 

@@ -9,6 +9,7 @@ from rnnstream.config import load_config
 from rnnstream.daemon import changelog as cl
 from rnnstream.detector import Detector
 from rnnstream.errors import StateFormatError
+from rnnstream.kernels import calibrate as C
 
 YAML = """
 detectors:
@@ -336,10 +337,12 @@ def test_a_format_2_changelog_is_read_and_rewritten_as_buckets_at_the_next_commi
         det.close()
 
 
-def test_a_changelog_of_the_previous_scorer_layout_is_restored_and_rewritten_whole(legacy_scorer_rows):
+@pytest.mark.parametrize("layout", [1, 3])
+def test_a_changelog_of_the_previous_scorer_layout_is_restored_and_rewritten_whole(layout, legacy_scorer_rows):
     """Buckets an earlier build wrote (its scorer rows shorter) restore with what they learnt, upgraded as
-    a checkpoint is; the first commit after rewrites every bucket, so a later restore from the topic
-    reads one layout (a commit of the changed bucket alone would leave the others unreadable)."""
+    a checkpoint is, whether the head records their layout (3) or not (1); the first commit after
+    rewrites every bucket, so a later restore from the topic reads one layout (a commit of the changed
+    bucket alone would leave the others unreadable)."""
     import orjson
 
     cfg = _cfg(max_entities=1000)
@@ -352,19 +355,22 @@ def test_a_changelog_of_the_previous_scorer_layout_is_restored_and_rewritten_who
         assert ws[0].buckets > 1
         codec = cl.RowCodec(det.state)
         bins = int(cfg.time_features.daily_profile_bins)
-        width = legacy_scorer_rows(np.zeros((1, det.state.fields["sc"].shape[0])), 2, bins).shape[1]
-        assert width in det.legacy_scorer_widths()
+        width = legacy_scorer_rows(np.zeros((1, det.state.fields["sc"].shape[0])), 2, bins, layout).shape[1]
+        recorded = layout not in C.UNRECORDED_LAYOUTS
+        assert width == det.scorer_width(layout) and (width in det.legacy_scorer_widths()) != recorded
         old = cl.RowCodec(det.state, (width, None))
         legacy_log = []
         for key, value in log:   # the same commit as the earlier build wrote it
             if key[:1] == b"b" and value is not None:
                 rows = cl.decode_bucket([value])
                 blob = codec.decode(list(rows), list(rows.values()))
-                blob.arrays["sc"] = legacy_scorer_rows(blob.arrays["sc"], 2, bins)
+                blob.arrays["sc"] = legacy_scorer_rows(blob.arrays["sc"], 2, bins, layout)
                 (value,) = cl.encode_bucket([e.encode() for e in rows], old.encode_all(blob))
-            elif key[:1] == b"h":   # (earlier builds recorded no scorer layout)
+            elif key[:1] == b"h":   # (builds before layout 3 recorded none)
                 head = orjson.loads(value)
                 head["meta"].pop("scorer_layout")
+                if recorded:
+                    head["meta"]["scorer_layout"] = layout
                 value = orjson.dumps({**head, "row_bytes": old.row_bytes})
             legacy_log.append((key, value))
         back, restored = _restore(cfg, legacy_log)
@@ -374,7 +380,8 @@ def test_a_changelog_of_the_previous_scorer_layout_is_restored_and_rewritten_who
             if f != "sc":
                 np.testing.assert_array_equal(got.arrays[f], want.arrays[f], err_msg=f)
         np.testing.assert_array_equal(got.arrays["sc"],
-                                      det.upgrade_scorer_rows(legacy_scorer_rows(want.arrays["sc"], 2, bins), None))
+                                      det.upgrade_scorer_rows(legacy_scorer_rows(want.arrays["sc"], 2, bins, layout),
+                                                              layout if recorded else None))
         h = restored.head
         writer = [cl.WriterState(int(h["parity"]), h["arrays_id"], int(h["chunks"]), buckets=h["buckets"],
                                  row_bytes=h["row_bytes"])]

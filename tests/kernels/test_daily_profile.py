@@ -96,3 +96,59 @@ def test_outputs_do_not_depend_on_batching():
         r = det.process(["h"] * len(ts[lo:lo + 97]), x[lo:lo + 97], ts[lo:lo + 97])
         parts.append(np.column_stack([r.score, r.flag, r.err]).copy())
     np.testing.assert_array_equal(np.concatenate(parts), ref)
+
+
+def _flipping_days(days: int, seed: int = 0):
+    """Hourly samples of a square wave (80 from 09:00 to 17:00, 20 otherwise) whose phase flips every
+    day: each hour's history says the opposite of today half the time, so the time of day explains
+    nothing (its mean sits between the levels)."""
+    rng = np.random.default_rng(seed)
+    ts = 1.7e9 - (1.7e9 % 86400.0) + np.arange(0.0, days * 86400.0, 3600.0)
+    tod, day = ts % 86400.0, (ts - ts[0]) // 86400.0
+    office = (tod >= 9 * 3600.0) & (tod < 17 * 3600.0)
+    x = np.where(office == (day % 2 == 0), 80.0, 20.0) + 0.5 * rng.standard_normal(ts.size)
+    return ts, x[:, None]
+
+
+def _profile_distance(det: Detector) -> float:
+    from rnnstream.kernels.calibrate import FS_PROFILE_ERR, SC_FEAT
+
+    return float(det.state["sc"][0, SC_FEAT + FS_PROFILE_ERR])
+
+
+def test_the_profile_distance_tells_a_daily_rhythm_from_a_series_the_time_of_day_does_not_explain():
+    from rnnstream.kernels.calibrate import PROFILE_GATE
+
+    daily, other = _detector(24, 0.75), _detector(24, 0.75)
+    ts, x, _ = _square_wave(days=6)
+    daily.process(["h"] * len(ts), x, ts)
+    ts, x = _flipping_days(days=30)
+    other.process(["h"] * len(ts), x, ts)
+    assert _profile_distance(daily) < 0.3 < PROFILE_GATE < _profile_distance(other)
+
+
+def test_the_cap_holds_only_where_the_profile_explains_the_series():
+    """The rule itself, on the reference (which the kernel matches bit for bit): with the running distance
+    at most PROFILE_GATE the error is clipped to cap x the value's distance from its profile; above it the
+    error is scored as it is. Either way the distance takes in this value (memory PROFILE_ERR_EVENTS)."""
+    from rnnstream.kernels import reference as ref
+    from rnnstream.kernels.calibrate import PROFILE_ERR0, PROFILE_ERR_EVENTS, PROFILE_GATE
+    from rnnstream.kernels.params import kernel_params
+
+    kp = kernel_params(True, True, True, 24, profile_cap=0.75)
+    u = np.array([2.0, 0.1, 0.2, 0.3, 0.4, 0.5, 1.5, 1.6], dtype=np.float32)   # value 2.0, its profile 1.5
+
+    def entity(distance: float, in_bin: float) -> ref.EntityRef:
+        ent = ref.EntityRef(1, len(u), 8, 24)
+        ent.sc.feats = [ref.FeatureStats(profile_err=distance)]
+        ent.in_bin = in_bin
+        return ent
+
+    assert PROFILE_ERR0 < PROFILE_GATE    # a young entity's profile is trusted until it is seen to fail
+    for before, want in [(PROFILE_GATE, 0.375), (0.1, 0.375), (PROFILE_GATE + 1e-9, 3.0)]:
+        ent = entity(before, 10.0)
+        assert ref.capped_errors(ent, np.array([3.0]), u, kp)[0] == want
+        assert ent.sc.feats[0].profile_err == before + (0.5 - before) / PROFILE_ERR_EVENTS
+    ent = entity(0.1, 3.0)   # the bin is in its running-mean phase: no cap yet, the distance learns already
+    assert ref.capped_errors(ent, np.array([3.0]), u, kp)[0] == 3.0
+    assert ent.sc.feats[0].profile_err == 0.1 + 0.4 / PROFILE_ERR_EVENTS
