@@ -204,6 +204,12 @@ def profile_means_size(n_features: int, profile_bins: int) -> int:
     return -(-profile_bins * n_features // PROFILE_MEANS_PER_WORD)
 
 
+# The same two formulas for the kernels (``features.daily_profile``): compiled from these functions, not
+# restated.
+profile_offset_kernel = device(profile_offset)
+profile_means_size_kernel = device(profile_means_size)
+
+
 def profile_size(n_features: int, profile_bins: int) -> int:
     """Numbers the daily profile takes in the row: the packed per-bin means, then the packed bin counts."""
     return profile_means_size(n_features, profile_bins) + -(-profile_bins // PROFILE_COUNTS_PER_WORD)

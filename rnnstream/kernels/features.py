@@ -25,7 +25,8 @@ import math
 import numpy as np
 
 from .jit import device
-from .calibrate import PF, PROFILE_COUNT_BITS, PROFILE_COUNT_MAX, PROFILE_COUNTS_PER_WORD, PROFILE_MEANS_PER_WORD, SC_FEAT
+from .calibrate import (PROFILE_COUNT_BITS, PROFILE_COUNT_MAX, PROFILE_COUNTS_PER_WORD, PROFILE_MEANS_PER_WORD,
+                        profile_means_size_kernel, profile_offset_kernel)
 from .params import KP_DOW, KP_GAP, KP_HALFLIFE, KP_PROFILE_BINS, KP_PROFILE_RATE, KP_TOD, KP_ZCLIP
 
 DAY = 86400.0
@@ -152,8 +153,8 @@ def daily_profile(x, t, gap, s, sc, n_bins, rate, zclip, u, k, msd):
     Returns the number of values the current bin held before ``x``.
     """
     n_features = x.shape[0]
-    base = SC_FEAT + PF * n_features  # calibrate.profile_offset
-    counts = base + -(-n_bins * n_features // PROFILE_MEANS_PER_WORD)   # calibrate.profile_means_size
+    base = profile_offset_kernel(n_features)
+    counts = base + profile_means_size_kernel(n_features, n_bins)
     means = sc[s].view(np.float32)   # the float32 means, from float64 word ``base`` on
     b_cur = day_bin(t, n_bins)
     b_nxt = day_bin(t + gap, n_bins)
