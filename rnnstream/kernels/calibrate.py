@@ -89,6 +89,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .jit import device
 from .params import (KP_FLATLINE, KP_LONG, KP_MIN_GAP, KP_NOVELTY, KP_NOVELTY_GATE, KP_NOVELTY_RECORDS, KP_SCALE_FLOOR, KP_SHORT, KP_SUPPRESS,
                      KP_THRESHOLD, KP_WARMUP)
@@ -143,6 +145,7 @@ PROFILE_COUNTS_PER_WORD = 13
 # through a float32 view of it): a time-of-day mean needs no more digits, and at one feature and 24 bins
 # this takes 12 numbers, not 24 (float64 before 2026-12-01: ``upgrade_rows`` upgrades those rows).
 PROFILE_MEANS_PER_WORD = 2
+PROFILE_MEAN_MAX = float(np.finfo(np.float32).max)   # a mean saturates here (values up to 1e100 are accepted)
 
 FLAG_ANOMALY = 1
 FLAG_SUPPRESSED = 2
@@ -198,10 +201,16 @@ def profile_offset(n_features: int) -> int:
     return SC_FEAT + PF * n_features
 
 
-def profile_means_size(n_features: int, profile_bins: int) -> int:
-    """Numbers (float64 words) the daily profile's float32 per-bin means take, from ``profile_offset``;
+def profile_means_size(n_features: int, profile_bins: int, per_word: int = PROFILE_MEANS_PER_WORD) -> int:
+    """Numbers (float64 words) the daily profile's per-bin means take, from ``profile_offset``, at
+    ``per_word`` means to a number (this build's float32 means; 1 for the float64 means of layouts 1-2);
     the packed bin counts follow them."""
-    return -(-profile_bins * n_features // PROFILE_MEANS_PER_WORD)
+    return -(-profile_bins * n_features // per_word)
+
+
+def profile_counts_size(profile_bins: int) -> int:
+    """Numbers the daily profile's packed bin counts take, after its means."""
+    return -(-profile_bins // PROFILE_COUNTS_PER_WORD)
 
 
 # The same two formulas for the kernels (``features.daily_profile``): compiled from these functions, not
@@ -210,15 +219,9 @@ profile_offset_kernel = device(profile_offset)
 profile_means_size_kernel = device(profile_means_size)
 
 
-def profile_size(n_features: int, profile_bins: int) -> int:
-    """Numbers the daily profile takes in the row: the packed per-bin means, then the packed bin counts."""
-    return profile_means_size(n_features, profile_bins) + -(-profile_bins // PROFILE_COUNTS_PER_WORD)
-
-
 def sc_size(n_features: int, profile_bins: int = 0) -> int:
     """Length of the per-entity statistics row for ``n_features`` features and a daily profile."""
-    quiet = QT_SIZE * n_features if n_features > 1 else 0   # one feature has no others: no conditional fit or cross test
-    return profile_offset(n_features) + profile_size(n_features, profile_bins) + quiet
+    return layout_width(SCORER_LAYOUT, n_features, profile_bins)
 
 
 SCORER_LAYOUT = 4
@@ -240,9 +243,9 @@ these whose width they have."""
 def layout_width(layout: int, n_features: int, profile_bins: int) -> int:
     """Row length of scorer ``layout`` (a key of ``LAYOUTS``) for ``n_features`` and a daily profile."""
     pf, qt, per_word = LAYOUTS[layout]
-    quiet = qt * n_features if n_features > 1 else 0
-    return (SC_FEAT + pf * n_features + -(-profile_bins * n_features // per_word)
-            + -(-profile_bins // PROFILE_COUNTS_PER_WORD) + quiet)
+    quiet = qt * n_features if n_features > 1 else 0   # one feature has no others: no conditional fit or cross test
+    return (SC_FEAT + pf * n_features + profile_means_size(n_features, profile_bins, per_word)
+            + profile_counts_size(profile_bins) + quiet)
 
 
 def legacy_widths(n_features: int, profile_bins: int) -> tuple[int, ...]:
@@ -265,15 +268,13 @@ def upgrade_rows(rows, n_features: int, profile_bins: int, layout: int | None):
 
     Not guaranteed: that the upgraded entity scores as if this build had seen its whole past (the
     statistics its layout did not keep start from nothing at the restore)."""
-    import numpy as np
-
     rows = np.asarray(rows, dtype=np.float64)
     width = sc_size(n_features, profile_bins)
     if layout == SCORER_LAYOUT and rows.ndim == 2 and rows.shape[1] == width:
         return rows
     candidates = UNRECORDED_LAYOUTS if layout is None else (layout,) if layout in LAYOUTS and layout != SCORER_LAYOUT else ()
     means = profile_bins * n_features
-    counts = -(-profile_bins // PROFILE_COUNTS_PER_WORD)
+    counts = profile_counts_size(profile_bins)
     for version in candidates if rows.ndim == 2 else ():
         if rows.shape[1] != layout_width(version, n_features, profile_bins):
             continue
@@ -286,7 +287,7 @@ def upgrade_rows(rows, n_features: int, profile_bins: int, layout: int | None):
             if pf <= FS_PROFILE_ERR:
                 out[live, SC_FEAT + PF * f + FS_PROFILE_ERR] = PROFILE_ERR0
         old_p, p = SC_FEAT + pf * n_features, profile_offset(n_features)
-        old_words, words = -(-means // per_word), profile_means_size(n_features, profile_bins)
+        old_words, words = profile_means_size(n_features, profile_bins, per_word), profile_means_size(n_features, profile_bins)
         old_means = np.ascontiguousarray(rows[:, old_p:old_p + old_words])
         packed = np.zeros((rows.shape[0], words * PROFILE_MEANS_PER_WORD), dtype=np.float32)
         packed[:, :means] = (old_means if per_word == 1 else old_means.view(np.float32))[:, :means]

@@ -25,8 +25,8 @@ import math
 import numpy as np
 
 from .jit import device
-from .calibrate import (PROFILE_COUNT_BITS, PROFILE_COUNT_MAX, PROFILE_COUNTS_PER_WORD, PROFILE_MEANS_PER_WORD,
-                        profile_means_size_kernel, profile_offset_kernel)
+from .calibrate import (PROFILE_COUNT_BITS, PROFILE_COUNT_MAX, PROFILE_COUNTS_PER_WORD, PROFILE_MEAN_MAX,
+                        PROFILE_MEANS_PER_WORD, profile_means_size_kernel, profile_offset_kernel)
 from .params import KP_DOW, KP_GAP, KP_HALFLIFE, KP_PROFILE_BINS, KP_PROFILE_RATE, KP_TOD, KP_ZCLIP
 
 DAY = 86400.0
@@ -34,7 +34,6 @@ WEEK_OFFSET_DAYS = 3.0  # 1970-01-01 was a Thursday; shift so that Monday 00:00 
 GAP_SCALE = 10.0        # log1p(gap seconds) / GAP_SCALE keeps the gap feature within ~[0, 1.5]
 REL_FLOOR = 1e-6        # standard deviation floor relative to |mean|
 ABS_FLOOR = 1e-9
-PROFILE_MEAN_MAX = float(np.finfo(np.float32).max)   # a profile mean saturates here (values up to 1e100 are accepted)
 
 
 @device

@@ -26,7 +26,6 @@ REL_FLOOR = 1e-6
 ABS_FLOOR = 1e-9
 TAIL_FLOOR = 1e-10
 SD_FLOOR = 1e-6
-PROFILE_MEAN_MAX = float(np.finfo(np.float32).max)   # a profile mean saturates here
 FLAG_ANOMALY = 1
 FLAG_SUPPRESSED = 2
 
@@ -232,7 +231,7 @@ def daily_profile(ent: EntityRef, x: np.ndarray, z: np.ndarray, t: float, mean: 
     p_cur = np.clip((sc.prof[cur] - mean) / sd, -zclip, zclip) if sc.prof_n[cur] > 0 else z.copy()
     weight = max(1.0 / (sc.prof_n[cur] + 1.0), kp[P.KP_PROFILE_RATE])
     m = sc.prof[cur].astype(np.float64)
-    sc.prof[cur] = np.clip(m + weight * (x - m), -PROFILE_MEAN_MAX, PROFILE_MEAN_MAX).astype(np.float32)
+    sc.prof[cur] = np.clip(m + weight * (x - m), -C.PROFILE_MEAN_MAX, C.PROFILE_MEAN_MAX).astype(np.float32)
     sc.prof_n[cur] += 1.0
     p_next = np.clip((sc.prof[nxt] - mean) / sd, -zclip, zclip) if sc.prof_n[nxt] > 0 else p_cur.copy()
     return np.concatenate([p_cur, p_next])
