@@ -360,12 +360,13 @@ def test_restore_carries_which_entities_keep_rings(via):
             det.close()
 
 
-@pytest.mark.parametrize("layout", [1, 2, 3])
+@pytest.mark.parametrize("layout", [1, 2, 3, 4])
 def test_a_checkpoint_of_an_earlier_scorer_layout_is_restored_with_what_it_learnt(layout, legacy_scorer_rows):
     """An upgrade keeps the entities' state: rows of an earlier layout (no record rate, no cross-feature
-    test, float64 profile means; no profile distance) are copied into this one, the new numbers at a
-    fresh entity's values. Rows are read by the layout the checkpoint records (layouts 1 and 2 recorded
-    none), not by their width alone."""
+    test, float64 profile means; no profile distance; no scale in the features' own units) are copied
+    into this one, the new numbers at a fresh entity's values (the scale in own units pending, taken from
+    the normalised one at the entity's next event). Rows are read by the layout the checkpoint records
+    (layouts 1 and 2 recorded none), not by their width alone."""
     from rnnstream.kernels import calibrate as C
 
     ents, x, ts = _stream(n=300, n_entities=4, seed=2)
@@ -401,9 +402,13 @@ def test_a_checkpoint_of_an_earlier_scorer_layout_is_restored_with_what_it_learn
             if qt <= C.XC_EM:
                 want[live, q + C.XC_EM:q + C.XC_SCALE + 1] = 0.0
                 want[live, q + C.XC_TAIL:q + C.XC_TAIL + 4] = [C.RATE0, 1.0, 2.0, 0.0]
+            if qt <= C.QT_RAW_SCALE:
+                want[live, q + C.QT_RAW_SCALE] = C.RAW_SCALE_PENDING
         np.testing.assert_array_equal(got[:rows.shape[0]][live], want[live])
         out = back.process(ents[200:], x[200:], ts[200:])
         assert np.all(np.isfinite(out.score[:100])) and np.all((out.score[:100] >= 0) & (out.score[:100] <= 1))
+        raw = [back.state.arrays["sc"][:, rows.shape[1] - C.QT_SIZE * (2 - f) + C.QT_RAW_SCALE] for f in range(2)]
+        assert all(np.all(r[:rows.shape[0]][live] > 0) for r in raw)   # every entity has had an event: none pending
         bad = _det()
         try:
             with pytest.raises(ValueError, match="match neither this build's layout"):

@@ -21,9 +21,19 @@ Per entity and feature f, with the prediction error ``e_f`` in normalised units 
    conditional p-value): jumps the features make together are learnt as normal, one feature's jump
    alone is not. Not guaranteed: the same for level shifts (the sustained-deviation test's fit and
    normaliser are unconditional). With more than one feature, each feature also has a cross-feature
-   test (``cross_test``): ``d = r_f - beta m`` against the other features' mean residual ``m``, with
-   ``beta`` the entity's own regression of ``r_f`` on ``m``, scored against its own scale and tail
+   test (``cross_test``): ``d = q_f - beta m`` against the other features' mean residual ``m``, with
+   ``beta`` the entity's own regression of ``q_f`` on ``m``, scored against its own scale and tail
    fit: a feature that fails to follow when the others jump is found. It counts as one more test.
+   These two tests compare a feature with the others and with its own past, so their residual ``q_f``
+   is set against a scale in fixed units: the feature's mean absolute error in its own units
+   (``QT_RAW_SCALE``: each error times the normaliser's deviation it was made in), divided by the
+   deviation now: ``q_f = e_f / max(raw_f / sd_f, scale_floor)``. ``s_f`` (normalised units) mixes the
+   units of every deviation its memory spans: after the features switch regimes together, each
+   normaliser's deviation grows from the noise's to the distance between the regimes (40 times, say)
+   within a few events, the errors of the noise shrink as much in normalised units, and for
+   ``long_window`` events ``s_f`` still remembers the old ones, so a feature that then switched alone
+   scored like noise. The point and sustained-deviation tests keep ``s_f``: on the univariate NAB
+   corpus the fixed-unit scale scored lower (README, What did not help).
 3. **Sustained deviation** (``short_window`` > 1): a short exponential mean ``c`` of the signed
    ``r_f`` clipped to ``±SHORT_CLIP``, divided by its own long-run RMS: ``z``. Its p-value comes from
    the entity's own peaks-over-threshold fit of ``w = z^2 / 2`` beyond ``S_U`` (``|z| = 2``), as the
@@ -124,12 +134,14 @@ FS_STAIL = 17       # tail fit of the sustained-deviation test's w = z^2 / 2 (TA
 FS_RECORDS = 21     # running rate of records (values beyond the seen range by novelty_tolerance)
 FS_PROFILE_ERR = 22  # running mean absolute distance of the normalised value from its time-of-day mean
 PF = 23
-QT_SIZE = 11        # per feature with more than one feature: the conditional fit and the cross-feature test
-QT_TAIL = 0         # tail fit of |r| at the events when no other feature is active (TL_*)
-XC_EM = 4           # cross-feature test: exponentially weighted mean of r_f m (m: the other features' mean r),
+QT_SIZE = 12        # per feature with more than one feature: the conditional fit and the cross-feature test
+QT_TAIL = 0         # tail fit of |q| at the events when no other feature is active (TL_*; q: r in fixed units)
+XC_EM = 4           # cross-feature test: exponentially weighted mean of q_f m (m: the other features' mean q),
 XC_MM = 5           # ... of m^2 (beta_f = XC_EM / XC_MM),
-XC_SCALE = 6        # ... of |d_f|, d_f = r_f - beta_f m,
+XC_SCALE = 6        # ... of |d_f|, d_f = q_f - beta_f m,
 XC_TAIL = 7         # tail fit of |d_f| / its scale (TL_*)
+QT_RAW_SCALE = 11   # mean absolute error in the feature's own units (each error times the deviation it was
+                    # normalised with); RAW_SCALE_PENDING: not known yet (a row upgraded from layout 4)
 TL_RATE = 0         # a tail fit: exceedance rate of TAIL_U,
 TL_M1 = 1           # mean excess over TAIL_U of the exceedances,
 TL_M2 = 2           # mean squared excess,
@@ -192,6 +204,7 @@ PROFILE_GATE = math.sqrt(2.0 / math.pi)
 than the series' own running mean does: a running ``FS_PROFILE_ERR`` at most E|z| of a standard normal
 (0.798). A random walk or a service switching regimes at random hours has a profile that is right only
 by chance (its distance is 0.85-0.95), and its surprises are no longer capped there."""
+RAW_SCALE_PENDING = -1.0   # QT_RAW_SCALE of an upgraded row: set from FS_SCALE at the entity's next event
 MIN_SCALE_EVENTS = 10  # the tail fits learn once the residual scale has this many errors behind it
 LOG_TESTS = (0.0, math.log(2.0), math.log(3.0), math.log(4.0))  # log(tests per feature): libm's log, as in the kernel
 
@@ -224,16 +237,17 @@ def sc_size(n_features: int, profile_bins: int = 0) -> int:
     return layout_width(SCORER_LAYOUT, n_features, profile_bins)
 
 
-SCORER_LAYOUT = 4
+SCORER_LAYOUT = 5
 """Version of this build's scorer row layout, kept in ``Detector.snapshot``'s meta (``scorer_layout``),
 so checkpoints and changelogs say which layout their rows have (before version 3 they did not)."""
 
-LAYOUTS = {1: (21, 4, 1), 2: (22, 11, 1), 3: (22, 11, 2), 4: (PF, QT_SIZE, PROFILE_MEANS_PER_WORD)}
+LAYOUTS = {1: (21, 4, 1), 2: (22, 11, 1), 3: (22, 11, 2), 4: (PF, 11, 2), 5: (PF, QT_SIZE, PROFILE_MEANS_PER_WORD)}
 """``(PF, QT_SIZE, profile means per word)`` of every scorer layout :func:`upgrade_rows` reads: 1
 before the novelty rule's record rate (``FS_RECORDS``) and the cross-feature test (``XC_*``); 2 before
 the profile's means became float32 (``PROFILE_MEANS_PER_WORD``); 3 before the profile's running distance
-(``FS_PROFILE_ERR``, the ``profile_cap`` gate); all 2026-12-01. Layouts 1 and 2 kept the means as
-float64, one to a number."""
+(``FS_PROFILE_ERR``, the ``profile_cap`` gate); all 2026-12-01; 4 before the residual scale in the
+feature's own units (``QT_RAW_SCALE``, with more than one feature), 2026-12-01 11:00 UTC. Layouts 1 and 2 kept the
+means as float64, one to a number."""
 
 UNRECORDED_LAYOUTS = (1, 2)
 """Layouts of builds that did not record theirs: rows without a recorded layout are read as the one of
@@ -263,7 +277,9 @@ def upgrade_rows(rows, n_features: int, profile_bins: int, layout: int | None):
     float32, and the numbers that layout did not keep start at the values a fresh entity starts with (a
     record rate of 0, the prior profile distance, under which the cap holds as it did in those builds
     until the distance has learnt; for a live entity with more than one feature, an empty cross-feature
-    regression and the prior tail fit), so a restored entity keeps all it had learnt.
+    regression and the prior tail fit; the residual scale in the feature's own units is taken from the
+    normalised one at the entity's next event, ``RAW_SCALE_PENDING``), so a restored entity keeps all it
+    had learnt.
     ValueError when the width does not fit the layout.
 
     Not guaranteed: that the upgraded entity scores as if this build had seen its whole past (the
@@ -297,6 +313,8 @@ def upgrade_rows(rows, n_features: int, profile_bins: int, layout: int | None):
             for f in range(n_features):
                 old_q, q = rows.shape[1] - qt * (n_features - f), width - QT_SIZE * (n_features - f)
                 out[:, q:q + qt] = rows[:, old_q:old_q + qt]
+                if qt <= QT_RAW_SCALE:
+                    out[live, q + QT_RAW_SCALE] = RAW_SCALE_PENDING
                 if qt > XC_TAIL:
                     continue
                 out[live, q + XC_TAIL + TL_RATE] = RATE0
@@ -409,6 +427,7 @@ def init_features(x, s, sc):
             sc[s, q + XC_MM] = 0.0
             sc[s, q + XC_SCALE] = 0.0
             tail_init(sc, s, q + XC_TAIL, RATE0, 1.0)
+            sc[s, q + QT_RAW_SCALE] = 0.0
         sc[s, k + FS_SHORT] = 0.0
         sc[s, k + FS_SHORT_SQ] = 0.0
         sc[s, k + FS_PREV] = x[f]
@@ -440,7 +459,8 @@ def cross_residual(r, sum_r, n_features, f, sc, s):
 
 @device
 def cross_test(r, sum_r, lp_others, n_features, f, lp, kf, sc, s, a_long, a_rate, exc_memory, fold_tails):
-    """The cross-feature test of feature ``f`` (more than one feature): its residual ``r`` against the
+    """The cross-feature test of feature ``f`` (more than one feature): its residual ``r`` (in fixed
+    units, ``fixed_residual``) against the
     mean ``m`` of the other features' residuals (each clipped to ``±CROSS_CLIP``; ``sum_r`` is all
     features'), through the entity's own regression ``beta = E[r m] / E[m^2]``: ``d = r - beta m`` (``r``
     clipped as well, so one feature's huge spike does not spill into the others' ``d``) scored against
@@ -468,8 +488,17 @@ def cross_test(r, sum_r, lp_others, n_features, f, lp, kf, sc, s, a_long, a_rate
 
 
 @device
-def score_event(err, x, n, t, s, sc, kp, kind):
-    """Score entity ``s``'s event with prediction errors ``err`` (F,) and raw values ``x`` (F,).
+def fixed_residual(e, sd, sc, s, q, floor):
+    """The residual ``q`` of a normalised error ``e`` against the feature's mean absolute error in its own
+    units (``QT_RAW_SCALE`` at ``sc[s, q + ...]``), in the units of the deviation ``sd`` that ``e`` was
+    normalised with, at least ``floor``: ``e / max(raw / sd, floor)``."""
+    return e / max(sc[s, q + QT_RAW_SCALE] / sd, floor)
+
+
+@device
+def score_event(err, x, sd, n, t, s, sc, kp, kind):
+    """Score entity ``s``'s event with prediction errors ``err`` (F,) and raw values ``x`` (F,), the
+    errors normalised with the deviations ``sd`` (F,) (``observe``: the normaliser's before this event).
 
     Returns ``(score, flags)`` and writes each feature's ``KIND_*`` into ``kind`` (F,). ``n`` is the
     entity's event count before this event; ``t`` its event time. An entity's first event has no
@@ -509,7 +538,7 @@ def score_event(err, x, n, t, s, sc, kp, kind):
     exc_memory = max(long_w * EXC_MEMORY, 1.0)
     fold_tails = n_seen >= MIN_SCALE_EVENTS
     # features whose point residual is active (p below 1 in 100) at this event, for the conditional fit
-    # and the sum of the features' residuals, for the cross-feature test
+    # and the sum of the features' residuals in fixed units, for the cross-feature test
     n_active = 0
     sum_r = 0.0
     lpx_min1 = 0.0
@@ -518,12 +547,15 @@ def score_event(err, x, n, t, s, sc, kp, kind):
     if n_features > 1:
         for f in range(n_features):
             k = SC_FEAT + PF * f
-            rf = err[f] / max(sc[s, k + FS_SCALE], floor)
-            sum_r += min(max(rf, -CROSS_CLIP), CROSS_CLIP)
-            if tail_logp(abs(rf), TAIL_U, sc, s, k + FS_TAIL) < LOG_ACTIVE:
+            qo = quiet_offset(sc.shape[1], n_features, f)
+            if sc[s, qo + QT_RAW_SCALE] < 0.0:   # RAW_SCALE_PENDING: the normalised scale, in these units
+                sc[s, qo + QT_RAW_SCALE] = sc[s, k + FS_SCALE] * sd[f]
+            sum_r += min(max(fixed_residual(err[f], sd[f], sc, s, qo, floor), -CROSS_CLIP), CROSS_CLIP)
+            if tail_logp(abs(err[f] / max(sc[s, k + FS_SCALE], floor)), TAIL_U, sc, s, k + FS_TAIL) < LOG_ACTIVE:
                 n_active += 1
         for f in range(n_features):   # the two smallest cross-test log p-values: each feature's must beat the others'
-            lpx = cross_residual(err[f] / max(sc[s, SC_FEAT + PF * f + FS_SCALE], floor), sum_r, n_features, f, sc, s)[4]
+            qo = quiet_offset(sc.shape[1], n_features, f)
+            lpx = cross_residual(fixed_residual(err[f], sd[f], sc, s, qo, floor), sum_r, n_features, f, sc, s)[4]
             if lpx < lpx_min1:
                 lpx_min2 = lpx_min1
                 lpx_min1 = lpx
@@ -554,14 +586,18 @@ def score_event(err, x, n, t, s, sc, kp, kind):
         r = err[f] / scale
         a = abs(r)
         lp = tail_logp(a, TAIL_U, sc, s, k + FS_TAIL)
-        # with no other feature active, the residual is judged against the fit of such events alone
+        # with no other feature active, the residual (in fixed units) is judged against the fit of such
+        # events alone
         quiet = n_features > 1 and n_active - (1 if lp < LOG_ACTIVE else 0) == 0
+        qr = 0.0
+        if n_features > 1:
+            qr = fixed_residual(err[f], sd[f], sc, s, quiet_offset(sc.shape[1], n_features, f), floor)
         if quiet:
-            lp = tail_logp(a, TAIL_U, sc, s, quiet_offset(sc.shape[1], n_features, f) + QT_TAIL)
+            lp = tail_logp(abs(qr), TAIL_U, sc, s, quiet_offset(sc.shape[1], n_features, f) + QT_TAIL)
         kf = KIND_SPIKE if r > 0.0 else KIND_DROP
         if n_features > 1:
             lp_others = lpx_min2 if f == f_min1 else lpx_min1
-            lp, kf = cross_test(r, sum_r, lp_others, n_features, f, lp, kf, sc, s, a_long, a_rate, exc_memory,
+            lp, kf = cross_test(qr, sum_r, lp_others, n_features, f, lp, kf, sc, s, a_long, a_rate, exc_memory,
                                 fold_tails)
         # sustained deviation: short mean of the clipped signed residual against its long-run RMS
         if use_short:
@@ -633,11 +669,15 @@ def score_event(err, x, n, t, s, sc, kp, kind):
         aw = min(a, tail_quantile(log_q, TAIL_U, sc, s, k + FS_TAIL)) if a > TAIL_U else a
         shrink = min(1.0, aw / max(a, MIN_MS))
         sc[s, k + FS_SCALE] += a_long * (abs(err[f]) * shrink - sc[s, k + FS_SCALE])
+        if n_features > 1:
+            kr = quiet_offset(sc.shape[1], n_features, f) + QT_RAW_SCALE
+            sc[s, kr] += a_long * (abs(err[f]) * sd[f] * shrink - sc[s, kr])
         if fold_tails:
             tail_fold(aw, TAIL_U, sc, s, k + FS_TAIL, a_rate, exc_memory, PRIOR_EXC)
             if quiet:
                 kq = quiet_offset(sc.shape[1], n_features, f) + QT_TAIL
-                awq = min(a, tail_quantile(log_q, TAIL_U, sc, s, kq)) if a > TAIL_U else a
+                aq = abs(qr)
+                awq = min(aq, tail_quantile(log_q, TAIL_U, sc, s, kq)) if aq > TAIL_U else aq
                 tail_fold(awq, TAIL_U, sc, s, kq, a_rate, exc_memory, PRIOR_EXC)
     sc[s, SC_N] = n_seen + 1.0
     if calibrated_blame and novel:

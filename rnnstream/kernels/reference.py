@@ -106,6 +106,7 @@ class FeatureStats:
     cross_mm: float = 0.0     # ... of m^2,
     cross_scale: float = 0.0  # ... of |d|, d = r - beta m
     cross_tail: TailFit = field(default_factory=TailFit)   # |d| / its scale
+    raw_scale: float = 0.0    # mean absolute error in the feature's own units (with more than one feature)
 
     def as_list(self) -> list[float]:
         return [self.scale, *self.tail.as_list(), self.short, self.short_sq, self.prev, self.run, self.cr, self.cc,
@@ -143,6 +144,7 @@ class ScorerRef:
                 row[q + C.QT_TAIL:q + C.QT_TAIL + 4] = st.quiet_tail.as_list()
                 row[[q + C.XC_EM, q + C.XC_MM, q + C.XC_SCALE]] = [st.cross_em, st.cross_mm, st.cross_scale]
                 row[q + C.XC_TAIL:q + C.XC_TAIL + 4] = st.cross_tail.as_list()
+                row[q + C.QT_RAW_SCALE] = st.raw_scale
         if bins:
             means = C.profile_offset(n_features) + C.profile_means_size(n_features, bins)
             packed = np.zeros((means - C.profile_offset(n_features)) * C.PROFILE_MEANS_PER_WORD, dtype=np.float32)
@@ -327,9 +329,11 @@ def cross_test(st: FeatureStats, r: float, sum_r: float, lp_others: float, F: in
 
 
 def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
-                kp: np.ndarray) -> tuple[float, int, np.ndarray]:
-    """``(score, flags, kinds)`` of one event; updates ``sc``. ``n`` is the entity's count before it."""
+                kp: np.ndarray, sd: np.ndarray | None = None) -> tuple[float, int, np.ndarray]:
+    """``(score, flags, kinds)`` of one event; updates ``sc``. ``n`` is the entity's count before it;
+    ``sd`` the deviations the errors were normalised with (None: ones)."""
     F = len(x)
+    sd = np.ones(F) if sd is None else np.asarray(sd, dtype=np.float64)
     kinds = np.zeros(F, dtype=np.uint8)
     if n == 0:
         sc.feats = [FeatureStats(prev=float(v), lo=float(v), hi=float(v)) for v in x]
@@ -348,10 +352,17 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
     tol = kp[P.KP_NOVELTY]
     rs = [err[f] / max(st.scale, kp[P.KP_SCALE_FLOOR]) for f, st in enumerate(sc.feats)]
     active = [st.tail.logp(abs(rf)) < C.LOG_ACTIVE for rf, st in zip(rs, sc.feats)]
+    # the conditional fit and the cross-feature test: residuals against the scale in the feature's own units
+    qs = [0.0] * F
+    if F > 1:
+        for f, st in enumerate(sc.feats):
+            if st.raw_scale < 0:   # pending after an upgrade: the normalised scale in these units
+                st.raw_scale = st.scale * sd[f]
+            qs[f] = err[f] / max(st.raw_scale / sd[f], kp[P.KP_SCALE_FLOOR])
     sum_r = 0.0
-    for rf in rs:
-        sum_r += min(max(rf, -C.CROSS_CLIP), C.CROSS_CLIP)
-    cross = [cross_residual(st, rf, sum_r, F)[4] for rf, st in zip(rs, sc.feats)] if F > 1 else []
+    for qf in qs:
+        sum_r += min(max(qf, -C.CROSS_CLIP), C.CROSS_CLIP)
+    cross = [cross_residual(st, qf, sum_r, F)[4] for qf, st in zip(qs, sc.feats)] if F > 1 else []
     for f, st in enumerate(sc.feats):
         v = float(x[f])
         record = tol > 0 and st.hi > st.lo and (v > st.hi + (st.hi - st.lo) * tol or v < st.lo - (st.hi - st.lo) * tol)
@@ -363,10 +374,10 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
         lp, kind = st.tail.logp(a), (C.KIND_SPIKE if r > 0 else C.KIND_DROP)
         quiet = F > 1 and sum(active) - active[f] == 0
         if quiet:
-            lp = st.quiet_tail.logp(a)
+            lp = st.quiet_tail.logp(abs(qs[f]))
         if F > 1:
             lp_others = min(v for g, v in enumerate(cross) if g != f)
-            lp, kind = cross_test(st, r, sum_r, lp_others, F, lp, kind, a_long, a_rate, memory, sc.n >= C.MIN_SCALE_EVENTS)
+            lp, kind = cross_test(st, qs[f], sum_r, lp_others, F, lp, kind, a_long, a_rate, memory, sc.n >= C.MIN_SCALE_EVENTS)
         a_cap = st.tail.quantile(log_q)
         a_cap_quiet = st.quiet_tail.quantile(log_q)
         if use_short:
@@ -412,10 +423,12 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
             kinds[f] = C.KIND_NOVELTY
         aw = min(a, a_cap)
         st.scale += a_long * (abs(err[f]) * min(1.0, aw / max(a, C.MIN_MS)) - st.scale)
+        if F > 1:
+            st.raw_scale += a_long * (abs(err[f]) * sd[f] * min(1.0, aw / max(a, C.MIN_MS)) - st.raw_scale)
         if sc.n >= C.MIN_SCALE_EVENTS:
             st.tail.fold(aw, a_rate, memory)
             if quiet:
-                st.quiet_tail.fold(min(a, a_cap_quiet), a_rate, memory)
+                st.quiet_tail.fold(min(abs(qs[f]), a_cap_quiet), a_rate, memory)
     sc.n += 1.0
     if ((kinds != 0) & (kinds != C.KIND_NOVELTY)).any():   # beside a calibrated kind, novelty alone is not blamed
         kinds[kinds == C.KIND_NOVELTY] = 0

@@ -337,7 +337,7 @@ def test_a_format_2_changelog_is_read_and_rewritten_as_buckets_at_the_next_commi
         det.close()
 
 
-@pytest.mark.parametrize("layout", [1, 3])
+@pytest.mark.parametrize("layout", [1, 3, 4])
 def test_a_changelog_of_the_previous_scorer_layout_is_restored_and_rewritten_whole(layout, legacy_scorer_rows):
     """Buckets an earlier build wrote (its scorer rows shorter) restore with what they learnt, upgraded as
     a checkpoint is, whether the head records their layout (3) or not (1); the first commit after

@@ -37,9 +37,13 @@ def test_kernel_equals_reference_bit_for_bit(n_features, scoring, walk):
     errors = rng.standard_t(3, (n_events, n_features)) * np.where(rng.random((n_events, 1)) < 0.01, 30.0, 1.0)
     errors[rng.random((n_events, n_features)) < 0.02] = 0.0              # a residual of 0 (below MIN_MS)
     errors[2500:2520] += 6.0                                             # a level shift
+    # the deviations the errors were normalised with: drifting, and 40 times larger from event 1000 on
+    # (the features switched regimes)
+    sds = np.exp(np.cumsum(rng.normal(0.0, 0.02, (n_events, n_features)), axis=0)) * np.where(
+        np.arange(n_events)[:, None] >= 1000, 40.0, 1.0)
     for n in range(n_events):
-        score, flags = score_event(errors[n].copy(), values[n], n, float(n), 0, sc, kp, kind)
-        want = ref.score_event(rsc, errors[n], values[n], n, float(n), kp)
+        score, flags = score_event(errors[n].copy(), values[n], sds[n], n, float(n), 0, sc, kp, kind)
+        want = ref.score_event(rsc, errors[n], values[n], n, float(n), kp, sds[n])
         assert (score, flags) == (want[0], want[1]), n
         np.testing.assert_array_equal(kind, want[2])
     np.testing.assert_array_equal(sc[0], rsc.as_row(n_features))
