@@ -15,12 +15,15 @@ MIN_MAE = 1e-12     # below this, neither forecaster has made an error yet: equa
 
 @device
 def blend_weight(m_err, p_err):
-    """Weight of the model's prediction against persistence's: ``p / (m + p)`` for their running mean
-    absolute errors ``m`` and ``p`` (inverse error weights), 0.5 while both are 0."""
-    d = m_err + p_err
-    if d < MIN_MAE:
+    """Weight of the model's prediction against persistence's: ``p^2 / (m^2 + p^2)`` for their running
+    mean absolute errors ``m`` and ``p``, 0.5 while both are 0: the two forecasts weighted by their
+    inverse squared errors, as the classic combination of forecasts weights them by their inverse
+    variances (Bates and Granger, 1969; a mean absolute error is proportional to the deviation of a
+    Gaussian or Laplace error). Not fitted: the errors' correlation is not estimated."""
+    d = m_err * m_err + p_err * p_err
+    if d < MIN_MAE * MIN_MAE:
         return 0.5
-    return p_err / d
+    return p_err * p_err / d
 
 
 HEAD_WEIGHT = 0.5   # the scored scale is the geometric mean of the head's and the scorer's running scale
@@ -62,8 +65,8 @@ def observe(i, x, t, s, count, last_ts, nmean, nvar, pred, log_scale, sc, kp, u,
 
     With ``persistence_blend`` B > 0, the error scored (and ``out_pred``) is that of a blend of the
     model's prediction and persistence (the entity's previous raw value, normalised like this event),
-    weighted by :func:`blend_weight` of their running mean absolute errors before this event (memory B
-    events, per feature, in the statistics row): where the model forecasts worse than persistence the
+    weighted by :func:`blend_weight` (inverse squared errors) of their running mean absolute errors
+    before this event (memory B events, per feature, in the statistics row): where the model forecasts worse than persistence the
     scored prediction moves towards persistence, where better towards the model. ``out_err`` is the
     model's own error, unblended. Not guaranteed: that the blend forecasts better than both (it is a
     fixed rule, not a fitted combination).

@@ -249,7 +249,7 @@ def blended_errors(ent: EntityRef, u: np.ndarray, mean: np.ndarray, sd: np.ndarr
                    kp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(error, prediction)`` that ``observe`` scores for an entity past its first event: with
     ``persistence_blend`` B > 0, per feature, the model's prediction ``ent.pred`` and persistence (the
-    previous raw value normalised with ``mean``/``sd`` and clipped) weighted ``w = p / (m + p)``
+    previous raw value normalised with ``mean``/``sd`` and clipped) weighted ``w = p^2 / (m^2 + p^2)``
     and ``1 - w`` (0.5 while both are 0), ``m`` and ``p`` their running mean absolute
     errors before this event (the model's in float32), which then take in this event's errors with weight
     ``max(1 / (errors folded + 1), 1 / B)``. Without it, the model's own prediction. Normalised units."""
@@ -264,7 +264,8 @@ def blended_errors(ent: EntityRef, u: np.ndarray, mean: np.ndarray, sd: np.ndarr
     pred, err = np.zeros(F), np.zeros(F)
     for f, st in enumerate(ent.sc.feats):
         persist = min(max((st.prev - mean[f]) / sd[f], -kp[P.KP_ZCLIP]), kp[P.KP_ZCLIP])
-        w = 0.5 if st.model_mae + st.persist_mae < 1e-12 else st.persist_mae / (st.model_mae + st.persist_mae)
+        m2, p2 = st.model_mae * st.model_mae, st.persist_mae * st.persist_mae
+        w = 0.5 if m2 + p2 < 1e-24 else p2 / (m2 + p2)
         st.model_mae += a * (abs(model_err[f]) - st.model_mae)
         st.persist_mae += a * (abs(z[f] - persist) - st.persist_mae)
         pred[f] = w * model[f] + (1.0 - w) * persist

@@ -13,7 +13,7 @@ import pytest
 
 from rnnstream.kernels import reference as ref
 from rnnstream.kernels.calibrate import FLAG_ANOMALY, FLAG_LATE, FLAG_SUPPRESSED
-from rnnstream.kernels.observe import observe
+from rnnstream.kernels.observe import blend_weight, observe
 from rnnstream.kernels.params import KP_LATE, kernel_params, n_time_features
 from rnnstream.kernels.ring import finish_event, flags_by_position, unroll_windows
 from rnnstream.models.base import BatchOutput, common_fields
@@ -174,9 +174,23 @@ def test_blend_scores_a_poor_model_as_persistence_and_a_good_one_as_itself(blend
     step = np.median(np.abs(np.diff(x[:, 0])))
     assert off_truth < 0.01 * step          # the oracle is scored as itself, with the blend or without
     if blend:
-        assert off_persist < 1.5 * step     # the poor model mostly as persistence (its weight p / (m + p))
+        assert off_persist < 1.5 * step     # the poor model mostly as persistence (its weight p^2 / (m^2 + p^2))
     else:
         assert off_persist > 4.0 * step     # without the blend, the poor model's own prediction
+
+
+def test_blend_weights_two_forecasts_by_their_inverse_squared_errors():
+    """Two unbiased forecasts with independent Gaussian errors of deviations 1 and 2: weighted by the
+    inverse squares of their mean absolute errors, the blend's mean squared error is the least any
+    fixed weights give, 1 / (1 + 1/4) = 0.8; the inverse errors themselves (weights 2/3 and 1/3) give
+    0.89."""
+    rng = np.random.default_rng(2)
+    truth = rng.standard_normal(200_000)
+    good, poor = truth + rng.standard_normal(truth.size), truth + 2.0 * rng.standard_normal(truth.size)
+    w = blend_weight(np.mean(np.abs(good - truth)), np.mean(np.abs(poor - truth)))
+    mse = np.mean((w * good + (1.0 - w) * poor - truth) ** 2)
+    assert mse == pytest.approx(0.8, rel=0.02)
+    assert blend_weight(1.0, 1.0) == 0.5 and blend_weight(0.0, 0.0) == 0.5 and blend_weight(0.0, 1.0) == 1.0
 
 
 def test_daily_profile_anticipates_a_daily_jump():
