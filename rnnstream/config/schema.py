@@ -302,7 +302,7 @@ class ScoringConfig:
     scale_floor: float = setting(0.01, doc="Smallest residual scale, in series standard deviations: errors far below it never surprise.", gt=0)
     profile_cap: float = setting(0.75, doc="With time_features.daily_profile_bins, the scored error is at most this multiple of the value's distance from its time-of-day mean (0 = off).", min=0)
     flatline: bool = setting(True, doc="Score runs of identical values against the entity's own rate of repeats (a stuck sensor or dead exporter).")
-    persistence_blend: int = setting(100, doc="Memory, in events, of each feature's running absolute error of the model's prediction and of persistence (the entity's previous value); the scored prediction blends the two, each weighted by the other's mean error, so where the model forecasts worse than persistence it is scored mostly as persistence (0 = the model's prediction alone).", min=0)
+    persistence_blend: int = setting(100, doc="Memory, in events, of each feature's running absolute error of the model's prediction and of persistence (the entity's previous value); the scored prediction blends the two, each weighted by the inverse square of its mean error, so where the model forecasts worse than persistence it is scored mostly as persistence (0 = the model's prediction alone).", min=0)
 
     def _cross_check(self) -> Problems:
         if self.short_window >= self.long_window:
