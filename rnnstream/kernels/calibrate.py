@@ -34,6 +34,12 @@ Per entity and feature f, with the prediction error ``e_f`` in normalised units 
    ``long_window`` events ``s_f`` still remembers the old ones, so a feature that then switched alone
    scored like noise. The point and sustained-deviation tests keep ``s_f``: on the univariate NAB
    corpus the fixed-unit scale scored lower (README, What did not help).
+   With more than one feature and ``short_window`` > 1, a **level test** (``level_test``, one more test)
+   looks at the values rather than the errors: each feature's normalised value against the others'
+   mean, through the entity's own regression, in a short mean set against its long-run RMS with its
+   own tail fit (as the sustained-deviation test). Features that share a daily pattern or a load keep
+   their relation; one whose amplitude, shape or rhythm changes, that goes flat or drifts alone, leaves
+   it, though each of its forecast errors is small.
 3. **Sustained deviation** (``short_window`` > 1): a short exponential mean ``c`` of the signed
    ``r_f`` clipped to ``±SHORT_CLIP``, divided by its own long-run RMS: ``z``. Its p-value comes from
    the entity's own peaks-over-threshold fit of ``w = z^2 / 2`` beyond ``S_U`` (``|z| = 2``), as the
@@ -134,7 +140,7 @@ FS_STAIL = 17       # tail fit of the sustained-deviation test's w = z^2 / 2 (TA
 FS_RECORDS = 21     # running rate of records (values beyond the seen range by novelty_tolerance)
 FS_PROFILE_ERR = 22  # running mean absolute distance of the normalised value from its time-of-day mean
 PF = 23
-QT_SIZE = 12        # per feature with more than one feature: the conditional fit and the cross-feature test
+QT_SIZE = 22        # per feature with more than one feature: the conditional fit, the cross-feature and level tests
 QT_TAIL = 0         # tail fit of |q| at the events when no other feature is active (TL_*; q: r in fixed units)
 XC_EM = 4           # cross-feature test: exponentially weighted mean of q_f m (m: the other features' mean q),
 XC_MM = 5           # ... of m^2 (beta_f = XC_EM / XC_MM),
@@ -142,6 +148,13 @@ XC_SCALE = 6        # ... of |d_f|, d_f = q_f - beta_f m,
 XC_TAIL = 7         # tail fit of |d_f| / its scale (TL_*)
 QT_RAW_SCALE = 11   # mean absolute error in the feature's own units (each error times the deviation it was
                     # normalised with); RAW_SCALE_PENDING: not known yet (a row upgraded from layout 4)
+LV_N = 12           # level test: events it has taken in (its own count: an upgraded row learns it afresh),
+LV_EM = 13          # ... exponentially weighted mean of z_f m (m: the other features' mean normalised value),
+LV_MM = 14          # ... of m^2 (gamma_f = LV_EM / LV_MM),
+LV_SCALE = 15       # ... of |l_f|, l_f = z_f - gamma_f m,
+LV_SHORT = 16       # ... short mean of l_f / its scale, clipped,
+LV_SHORT_SQ = 17    # ... long-run mean square of that short mean,
+LV_TAIL = 18        # ... tail fit of w = short^2 / (2 mean square) (TL_*, from the Gaussian's, as FS_STAIL)
 TL_RATE = 0         # a tail fit: exceedance rate of TAIL_U,
 TL_M1 = 1           # mean excess over TAIL_U of the exceedances,
 TL_M2 = 2           # mean squared excess,
@@ -206,7 +219,7 @@ than the series' own running mean does: a running ``FS_PROFILE_ERR`` at most E|z
 by chance (its distance is 0.85-0.95), and its surprises are no longer capped there."""
 RAW_SCALE_PENDING = -1.0   # QT_RAW_SCALE of an upgraded row: set from FS_SCALE at the entity's next event
 MIN_SCALE_EVENTS = 10  # the tail fits learn once the residual scale has this many errors behind it
-LOG_TESTS = (0.0, math.log(2.0), math.log(3.0), math.log(4.0))  # log(tests per feature): libm's log, as in the kernel
+LOG_TESTS = (0.0, math.log(2.0), math.log(3.0), math.log(4.0), math.log(5.0))  # log(tests per feature): libm's log, as in the kernel
 
 
 def profile_offset(n_features: int) -> int:
@@ -246,8 +259,8 @@ LAYOUTS = {1: (21, 4, 1), 2: (22, 11, 1), 3: (22, 11, 2), 4: (PF, 11, 2), 5: (PF
 before the novelty rule's record rate (``FS_RECORDS``) and the cross-feature test (``XC_*``); 2 before
 the profile's means became float32 (``PROFILE_MEANS_PER_WORD``); 3 before the profile's running distance
 (``FS_PROFILE_ERR``, the ``profile_cap`` gate); all 2026-12-01; 4 before the residual scale in the
-feature's own units (``QT_RAW_SCALE``, with more than one feature), 2026-12-01 11:00 UTC. Layouts 1 and 2 kept the
-means as float64, one to a number."""
+feature's own units and the level test (``QT_RAW_SCALE``, ``LV_*``, with more than one feature),
+2026-12-01 12:00 UTC. Layouts 1 and 2 kept the means as float64, one to a number."""
 
 UNRECORDED_LAYOUTS = (1, 2)
 """Layouts of builds that did not record theirs: rows without a recorded layout are read as the one of
@@ -278,8 +291,8 @@ def upgrade_rows(rows, n_features: int, profile_bins: int, layout: int | None):
     record rate of 0, the prior profile distance, under which the cap holds as it did in those builds
     until the distance has learnt; for a live entity with more than one feature, an empty cross-feature
     regression and the prior tail fit; the residual scale in the feature's own units is taken from the
-    normalised one at the entity's next event, ``RAW_SCALE_PENDING``), so a restored entity keeps all it
-    had learnt.
+    normalised one at the entity's next event, ``RAW_SCALE_PENDING``; the level test starts as a new
+    entity's, counting its own events), so a restored entity keeps all it had learnt.
     ValueError when the width does not fit the layout.
 
     Not guaranteed: that the upgraded entity scores as if this build had seen its whole past (the
@@ -315,6 +328,10 @@ def upgrade_rows(rows, n_features: int, profile_bins: int, layout: int | None):
                 out[:, q:q + qt] = rows[:, old_q:old_q + qt]
                 if qt <= QT_RAW_SCALE:
                     out[live, q + QT_RAW_SCALE] = RAW_SCALE_PENDING
+                if qt <= LV_N:
+                    out[live, q + LV_TAIL + TL_RATE] = S_RATE0
+                    out[live, q + LV_TAIL + TL_M1] = S_M1
+                    out[live, q + LV_TAIL + TL_M2] = 2.0 * S_M1 * S_M1
                 if qt > XC_TAIL:
                     continue
                 out[live, q + XC_TAIL + TL_RATE] = RATE0
@@ -428,6 +445,9 @@ def init_features(x, s, sc):
             sc[s, q + XC_SCALE] = 0.0
             tail_init(sc, s, q + XC_TAIL, RATE0, 1.0)
             sc[s, q + QT_RAW_SCALE] = 0.0
+            for j in range(LV_N, LV_TAIL):
+                sc[s, q + j] = 0.0
+            tail_init(sc, s, q + LV_TAIL, S_RATE0, S_M1)
         sc[s, k + FS_SHORT] = 0.0
         sc[s, k + FS_SHORT_SQ] = 0.0
         sc[s, k + FS_PREV] = x[f]
@@ -488,6 +508,66 @@ def cross_test(r, sum_r, lp_others, n_features, f, lp, kf, sc, s, a_long, a_rate
 
 
 @device
+def level_residual(z, sum_z, n_features, q, sc, s, kp, a_short):
+    """``(l, c, w, log p)`` of one feature's level test (see ``level_test``): the residual, the new short
+    mean, its statistic and log p-value (0 before the long-run mean square has a value); reads only."""
+    m = (sum_z - z) / (n_features - 1.0)
+    mm = sc[s, q + LV_MM]
+    gamma = sc[s, q + LV_EM] / mm if mm > MIN_MS else 0.0
+    lres = z - gamma * m
+    scale = max(sc[s, q + LV_SCALE], kp[KP_SCALE_FLOOR])
+    c = sc[s, q + LV_SHORT] + a_short * (min(max(lres / scale, -SHORT_CLIP), SHORT_CLIP) - sc[s, q + LV_SHORT])
+    ms = sc[s, q + LV_SHORT_SQ]
+    w = 0.0
+    lpl = 0.0
+    if ms > MIN_MS:
+        w = 0.5 * c * c / ms
+        lpl = tail_logp(w, S_U, sc, s, q + LV_TAIL)
+    return lres, c, w, lpl
+
+
+@device
+def level_test(z, sum_z, n_features, q, lp, kf, lp_others, sc, s, kp, a_short, log_q, exc_memory):
+    """The level test of one feature (more than one feature, ``short_window`` > 1): its normalised value
+    ``z`` against the mean ``m`` of the other features' (``sum_z`` is all features'), through the
+    entity's own regression ``gamma = E[z m] / E[m^2]``: ``l = z - gamma m`` over its mean absolute
+    value, clipped to ``±SHORT_CLIP``, in a short mean (``short_window``) set against its long-run
+    RMS, as the sustained-deviation test's, with its own peaks-over-threshold fit from the Gaussian's.
+    Features that follow the same daily pattern or load keep ``l`` near noise; one whose level leaves
+    that relation for a while (its amplitude, shape or frequency changes, it goes flat or drifts, it
+    stays in one regime while the others switch) moves the short mean. As the cross-feature test's, it
+    counts only for the feature(s) whose test is the most surprising (``lp_others``: the smallest of
+    the other features' level-test log p-values): one feature leaving the shared level moves the
+    others' ``m`` too, and the one that left is blamed. Returns the smaller of ``lp`` and the test's
+    log p-value and the kind (``level_shift`` when the test gives it), and folds the event in. The test counts its own events (``LV_N``, rates ``max(1 / (count + 1), 1 / long_window)``)
+    and takes part once it has ``warmup_events`` behind it. Not guaranteed: a relation that changes
+    for good is learnt (memory ``long_window``), as a level shift is by the sustained test."""
+    lv_n = sc[s, q + LV_N]
+    long_w = kp[KP_LONG]
+    a_long = max(1.0 / (lv_n + 1.0), 1.0 / long_w)
+    a_rate = max(1.0 / (lv_n + 1.0 + S_PRIOR_EVENTS), 1.0 / long_w)
+    m = (sum_z - z) / (n_features - 1.0)
+    em = sc[s, q + LV_EM]
+    mm = sc[s, q + LV_MM]
+    lres, c, w, lpl = level_residual(z, sum_z, n_features, q, sc, s, kp, a_short)
+    ms = sc[s, q + LV_SHORT_SQ]
+    if ms > MIN_MS:
+        if lpl < lp and lpl <= lp_others and lv_n >= kp[KP_WARMUP]:
+            lp = lpl
+            kf = KIND_SHIFT
+        if lv_n >= MIN_SCALE_EVENTS:
+            ww = min(w, tail_quantile(log_q, S_U, sc, s, q + LV_TAIL)) if w > S_U else w
+            tail_fold(ww, S_U, sc, s, q + LV_TAIL, a_rate, exc_memory, S_PRIOR_EXC)
+    sc[s, q + LV_SHORT] = c
+    sc[s, q + LV_SHORT_SQ] = ms + a_long * (c * c - ms)
+    sc[s, q + LV_EM] = em + a_long * (z * m - em)
+    sc[s, q + LV_MM] = mm + a_long * (m * m - mm)
+    sc[s, q + LV_SCALE] += a_long * (abs(lres) - sc[s, q + LV_SCALE])
+    sc[s, q + LV_N] = lv_n + 1.0
+    return lp, kf
+
+
+@device
 def fixed_residual(e, sd, sc, s, q, floor):
     """The residual ``q`` of a normalised error ``e`` against the feature's mean absolute error in its own
     units (``QT_RAW_SCALE`` at ``sc[s, q + ...]``), in the units of the deviation ``sd`` that ``e`` was
@@ -496,9 +576,10 @@ def fixed_residual(e, sd, sc, s, q, floor):
 
 
 @device
-def score_event(err, x, sd, n, t, s, sc, kp, kind):
+def score_event(err, x, sd, z, n, t, s, sc, kp, kind):
     """Score entity ``s``'s event with prediction errors ``err`` (F,) and raw values ``x`` (F,), the
-    errors normalised with the deviations ``sd`` (F,) (``observe``: the normaliser's before this event).
+    errors normalised with the deviations ``sd`` (F,) (``observe``: the normaliser's before this event);
+    ``z`` holds the normalised values (at least F; ``observe``: the model input, read, not written).
 
     Returns ``(score, flags)`` and writes each feature's ``KIND_*`` into ``kind`` (F,). ``n`` is the
     entity's event count before this event; ``t`` its event time. An entity's first event has no
@@ -525,8 +606,11 @@ def score_event(err, x, sd, n, t, s, sc, kp, kind):
         n_tests += 1.0
     if use_flat:
         n_tests += 1.0
+    use_level = n_features > 1 and use_short
     if n_features > 1:
         n_tests += 1.0   # the cross-feature test
+    if use_level:
+        n_tests += 1.0   # the level test
     log_tests = LOG_TESTS[int(n_tests) - 1]
     log_features = 0.0 if n_features == 1 else math.log(float(n_features))   # log(1) = 0 exactly
     tol = kp[KP_NOVELTY]
@@ -541,6 +625,22 @@ def score_event(err, x, sd, n, t, s, sc, kp, kind):
     # and the sum of the features' residuals in fixed units, for the cross-feature test
     n_active = 0
     sum_r = 0.0
+    sum_z = 0.0
+    lpl_min1 = 0.0
+    lpl_min2 = 0.0
+    fl_min1 = -1
+    if use_level:
+        for f in range(n_features):
+            sum_z += float(z[f])
+        for f in range(n_features):   # the two smallest level-test log p-values, as for the cross-feature test
+            lpl = level_residual(float(z[f]), sum_z, n_features, quiet_offset(sc.shape[1], n_features, f), sc, s, kp,
+                                 a_short)[3]
+            if lpl < lpl_min1:
+                lpl_min2 = lpl_min1
+                lpl_min1 = lpl
+                fl_min1 = f
+            elif lpl < lpl_min2:
+                lpl_min2 = lpl
     lpx_min1 = 0.0
     lpx_min2 = 0.0
     f_min1 = -1
@@ -599,6 +699,9 @@ def score_event(err, x, sd, n, t, s, sc, kp, kind):
             lp_others = lpx_min2 if f == f_min1 else lpx_min1
             lp, kf = cross_test(qr, sum_r, lp_others, n_features, f, lp, kf, sc, s, a_long, a_rate, exc_memory,
                                 fold_tails)
+        if use_level:
+            lp, kf = level_test(float(z[f]), sum_z, n_features, quiet_offset(sc.shape[1], n_features, f), lp, kf,
+                                lpl_min2 if f == fl_min1 else lpl_min1, sc, s, kp, a_short, log_q, exc_memory)
         # sustained deviation: short mean of the clipped signed residual against its long-run RMS
         if use_short:
             rc = min(max(r, -SHORT_CLIP), SHORT_CLIP)

@@ -131,7 +131,7 @@ def observe(i, x, t, s, count, last_ts, nmean, nvar, pred, log_scale, sc, kp, u,
             sc[s, j] += (dist - sc[s, j]) / PROFILE_ERR_EVENTS
     if n > 0 and log_scale.shape[0] > 0:
         scale_by_model(err, log_scale[s])
-    score, flags = score_event(err, x, msd[1], n, t, s, sc, kp, out_kind[i])
+    score, flags = score_event(err, x, msd[1], u, n, t, s, sc, kp, out_kind[i])
     out_err[i] = model_err
     out_score[i] = score
     out_flag[i] = flags

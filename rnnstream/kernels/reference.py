@@ -107,6 +107,13 @@ class FeatureStats:
     cross_scale: float = 0.0  # ... of |d|, d = r - beta m
     cross_tail: TailFit = field(default_factory=TailFit)   # |d| / its scale
     raw_scale: float = 0.0    # mean absolute error in the feature's own units (with more than one feature)
+    lv_n: float = 0.0         # level test (with more than one feature): its event count,
+    lv_em: float = 0.0        # ... running mean of z m (m: the other features' mean normalised value),
+    lv_mm: float = 0.0        # ... of m^2,
+    lv_scale: float = 0.0     # ... of |l|, l = z - gamma m,
+    lv_short: float = 0.0     # ... short mean of l / its scale, clipped,
+    lv_short_sq: float = 0.0  # ... its long-run mean square,
+    lv_tail: TailFit = field(default_factory=TailFit.sustained)   # ... and the tail fit of w = short^2 / (2 mean square)
 
     def as_list(self) -> list[float]:
         return [self.scale, *self.tail.as_list(), self.short, self.short_sq, self.prev, self.run, self.cr, self.cc,
@@ -145,6 +152,8 @@ class ScorerRef:
                 row[[q + C.XC_EM, q + C.XC_MM, q + C.XC_SCALE]] = [st.cross_em, st.cross_mm, st.cross_scale]
                 row[q + C.XC_TAIL:q + C.XC_TAIL + 4] = st.cross_tail.as_list()
                 row[q + C.QT_RAW_SCALE] = st.raw_scale
+                row[q + C.LV_N:q + C.LV_TAIL] = [st.lv_n, st.lv_em, st.lv_mm, st.lv_scale, st.lv_short, st.lv_short_sq]
+                row[q + C.LV_TAIL:q + C.LV_TAIL + 4] = st.lv_tail.as_list()
         if bins:
             means = C.profile_offset(n_features) + C.profile_means_size(n_features, bins)
             packed = np.zeros((means - C.profile_offset(n_features)) * C.PROFILE_MEANS_PER_WORD, dtype=np.float32)
@@ -329,12 +338,51 @@ def cross_test(st: FeatureStats, r: float, sum_r: float, lp_others: float, F: in
     return lp, kind
 
 
+def level_residual(st: FeatureStats, z: float, sum_z: float, F: int, kp: np.ndarray) -> tuple[float, float, float, float]:
+    """``(l, c, w, log p)`` of the level test (see ``calibrate.level_residual``)."""
+    m = (sum_z - z) / (F - 1.0)
+    gamma = st.lv_em / st.lv_mm if st.lv_mm > C.MIN_MS else 0.0
+    lres = z - gamma * m
+    scale = max(st.lv_scale, kp[P.KP_SCALE_FLOOR])
+    c = st.lv_short + 2.0 / (kp[P.KP_SHORT] + 1.0) * (min(max(lres / scale, -C.SHORT_CLIP), C.SHORT_CLIP) - st.lv_short)
+    if st.lv_short_sq <= C.MIN_MS:
+        return lres, c, 0.0, 0.0
+    w = 0.5 * c * c / st.lv_short_sq
+    return lres, c, w, st.lv_tail.logp(w)
+
+
+def level_test(st: FeatureStats, z: float, sum_z: float, F: int, lp: float, kind: int, lp_others: float,
+               kp: np.ndarray, memory: float) -> tuple[float, int]:
+    """The level test (see ``calibrate.level_test``): ``l = z - gamma m`` against the other features'
+    mean normalised value ``m``, its clipped short mean against its long-run RMS, on its own count,
+    counted where no other feature's is more surprising (``lp_others``)."""
+    long_w = kp[P.KP_LONG]
+    a_long = max(1.0 / (st.lv_n + 1.0), 1.0 / long_w)
+    a_rate = max(1.0 / (st.lv_n + 1.0 + C.S_PRIOR_EVENTS), 1.0 / long_w)
+    m = (sum_z - z) / (F - 1.0)
+    lres, c, w, lpl = level_residual(st, z, sum_z, F, kp)
+    if st.lv_short_sq > C.MIN_MS:
+        if lpl < lp and lpl <= lp_others and st.lv_n >= kp[P.KP_WARMUP]:
+            lp, kind = lpl, C.KIND_SHIFT
+        if st.lv_n >= C.MIN_SCALE_EVENTS:
+            st.lv_tail.fold(min(w, st.lv_tail.quantile(C.WINSOR_LOGP)) if w > C.S_U else w, a_rate, memory)
+    st.lv_short, st.lv_short_sq = c, st.lv_short_sq + a_long * (c * c - st.lv_short_sq)
+    st.lv_em += a_long * (z * m - st.lv_em)
+    st.lv_mm += a_long * (m * m - st.lv_mm)
+    st.lv_scale += a_long * (abs(lres) - st.lv_scale)
+    st.lv_n += 1.0
+    return lp, kind
+
+
 def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
-                kp: np.ndarray, sd: np.ndarray | None = None) -> tuple[float, int, np.ndarray]:
+                kp: np.ndarray, sd: np.ndarray | None = None,
+                z: np.ndarray | None = None) -> tuple[float, int, np.ndarray]:
     """``(score, flags, kinds)`` of one event; updates ``sc``. ``n`` is the entity's count before it;
-    ``sd`` the deviations the errors were normalised with (None: ones)."""
+    ``sd`` the deviations the errors were normalised with (None: ones); ``z`` the normalised values
+    (None: zeros)."""
     F = len(x)
     sd = np.ones(F) if sd is None else np.asarray(sd, dtype=np.float64)
+    z = np.zeros(F) if z is None else np.asarray(z, dtype=np.float64)[:F]
     kinds = np.zeros(F, dtype=np.uint8)
     if n == 0:
         sc.feats = [FeatureStats(prev=float(v), lo=float(v), hi=float(v)) for v in x]
@@ -345,7 +393,13 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
     a_rate = max(1.0 / (sc.n + 1.0 + C.PRIOR_EVENTS), 1.0 / long_w)
     a_srate = max(1.0 / (sc.n + 1.0 + C.S_PRIOR_EVENTS), 1.0 / long_w)
     use_short, use_flat = kp[P.KP_SHORT] > 1, kp[P.KP_FLATLINE] != 0
-    log_tests = math.log(1 + use_short + use_flat + (F > 1))
+    use_level = F > 1 and use_short
+    log_tests = math.log(1 + use_short + use_flat + (F > 1) + use_level)
+    sum_z = 0.0
+    if use_level:
+        for v in z:
+            sum_z += float(v)
+    levels = [level_residual(st, float(z[f]), sum_z, F, kp)[3] for f, st in enumerate(sc.feats)] if use_level else []
     log_q = C.WINSOR_LOGP
     decay = 1.0 - 1.0 / long_w
     memory = max(long_w * C.EXC_MEMORY, 1.0)
@@ -379,6 +433,9 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
         if F > 1:
             lp_others = min(v for g, v in enumerate(cross) if g != f)
             lp, kind = cross_test(st, qs[f], sum_r, lp_others, F, lp, kind, a_long, a_rate, memory, sc.n >= C.MIN_SCALE_EVENTS)
+        if use_level:
+            lp, kind = level_test(st, float(z[f]), sum_z, F, lp, kind, min(v for g, v in enumerate(levels) if g != f),
+                                  kp, memory)
         a_cap = st.tail.quantile(log_q)
         a_cap_quiet = st.quiet_tail.quantile(log_q)
         if use_short:

@@ -16,9 +16,10 @@ from rnnstream.kernels.params import kernel_params
 
 
 def run(errors: np.ndarray, values: np.ndarray | None = None, times: np.ndarray | None = None,
-        sd: np.ndarray | None = None, **scoring):
+        sd: np.ndarray | None = None, z: np.ndarray | None = None, **scoring):
     """Score a stream of error vectors (N, F) for one entity, normalised with the deviations ``sd`` (N, F;
-    default 1: the errors are in the features' own units); returns (scores, flags, kinds)."""
+    default 1: the errors are in the features' own units), the normalised values ``z`` (N, F; default 0:
+    no level test signal); returns (scores, flags, kinds)."""
     errors = np.asarray(errors, dtype=np.float64).reshape(len(errors), -1)
     n_events, n_features = errors.shape
     if values is None:  # distinct values: no repeats, no novelty
@@ -31,8 +32,9 @@ def run(errors: np.ndarray, values: np.ndarray | None = None, times: np.ndarray 
     scores, flags = np.zeros(n_events), np.zeros(n_events, dtype=np.int64)
     kinds = np.zeros((n_events, n_features), dtype=np.uint8)
     sd = np.ones_like(errors) if sd is None else np.asarray(sd, dtype=np.float64)
+    z = np.zeros_like(errors) if z is None else np.asarray(z, dtype=np.float64)
     for n in range(n_events):
-        scores[n], flags[n] = score_event(errors[n].copy(), values[n], sd[n], n, times[n], 0, sc, kp, kinds[n])
+        scores[n], flags[n] = score_event(errors[n].copy(), values[n], sd[n], z[n], n, times[n], 0, sc, kp, kinds[n])
     return scores, flags, kinds
 
 
@@ -55,7 +57,7 @@ def test_warmup_scores_zero_but_folds_statistics():
     kp = kernel_params(warmup_events=5)
     kind = np.zeros(1, dtype=np.uint8)
     for n in range(5):
-        score_event(np.array([1.0]), np.array([float(n)]), np.ones(1), n, float(n), 0, sc, kp, kind)
+        score_event(np.array([1.0]), np.array([float(n)]), np.ones(1), np.zeros(1), n, float(n), 0, sc, kp, kind)
     assert sc[0, C.SC_N] == 4.0  # the first event (no prediction) is not folded in
 
 
@@ -208,6 +210,28 @@ def test_a_feature_switching_regime_alone_is_found_after_the_normalisers_rescale
     assert not before_flags[700] & FLAG_ANOMALY and before[700] < 0.45
 
 
+def test_a_feature_leaving_the_daily_wave_it_shares_with_the_others_is_found_by_the_level_test():
+    # three features that follow the same daily wave with their own noise (a service's cpu, requests and
+    # latency); their forecast errors are noise throughout. One feature's amplitude triples for 120
+    # events: its normalised value leaves its relation to the others' mean, the level test's short mean
+    # moves, and that feature is found and blamed as a level shift. The same errors with the values
+    # kept on the shared wave raise nothing there
+    rng = np.random.default_rng(4)
+    n = 3000
+    wave = np.sin(2.0 * np.pi * np.arange(n) / 288.0)
+    z = wave[:, None] * np.array([1.0, 0.8, 1.2]) + 0.1 * rng.standard_normal((n, 3))
+    e = rng.standard_normal((n, 3))
+    normal, _, _ = run(e, z=z.copy())
+    z[2500:2620, 1] *= 3.0
+    scores, flags, kinds = run(e, z=z)
+    window = slice(2500, 2630)
+    assert (flags[window] & FLAG_ANOMALY).any() and scores[window].max() > 0.9
+    first = 2500 + int(np.flatnonzero(flags[window] & FLAG_ANOMALY)[0])
+    assert kinds[first].tolist() == [0, KIND_SHIFT, 0]
+    assert normal[window].max() < 0.5
+    assert not (flags[1000:2500] & FLAG_ANOMALY).any()      # the shared wave itself raises nothing
+
+
 def test_a_feature_that_did_not_follow_another_s_huge_spike_is_not_blamed_for_it():
     # two correlated features, a spike in one: the other's d = r - beta m is large too, but the spiking
     # feature's own d is the more surprising, so the cross-feature test does not blame the one that
@@ -237,7 +261,7 @@ def test_the_cross_feature_test_learns_how_strongly_features_move_together():
     kp = kernel_params(warmup_events=50, long_window=1000, short_window=1, flatline=False)
     kind = np.zeros(2, dtype=np.uint8)
     for n in range(2900):
-        score_event(e[n].copy(), np.array([n * 1e-3, n * 2e-3]), np.ones(2), n, float(n), 0, sc, kp, kind)
+        score_event(e[n].copy(), np.array([n * 1e-3, n * 2e-3]), np.ones(2), np.zeros(2), n, float(n), 0, sc, kp, kind)
     q = C.quiet_offset(sc.shape[1], 2, 1)
     assert 0.85 < sc[0, q + C.XC_EM] / sc[0, q + C.XC_MM] < 1.0
 
@@ -251,7 +275,7 @@ def test_one_feature_has_no_conditional_fit():
     kp = kernel_params(warmup_events=50)
     kind = np.zeros(1, dtype=np.uint8)
     for n in range(e.size):
-        score_event(np.array([e[n]]), np.array([n * 1e-3]), np.ones(1), n, float(n), 0, sc, kp, kind)
+        score_event(np.array([e[n]]), np.array([n * 1e-3]), np.ones(1), np.zeros(1), n, float(n), 0, sc, kp, kind)
     assert sc.shape[1] == C.SC_FEAT + C.PF   # one feature has no conditional fit (and no room for one)
     assert sc_size(2) == C.SC_FEAT + 2 * (C.PF + C.QT_SIZE)
 
@@ -452,7 +476,7 @@ def test_a_surprising_record_after_an_ended_incident_is_published_in_the_period(
     sc, rsc = np.zeros((1, sc_size(1))), ref.ScorerRef()
     kind = np.zeros(1, dtype=np.uint8)
     for n in range(400):
-        got = score_event(ee[n:n + 1].copy(), vv[n:n + 1], np.ones_like(vv[n:n + 1]), n, float(n), 0, sc, kp, kind)
+        got = score_event(ee[n:n + 1].copy(), vv[n:n + 1], np.ones_like(vv[n:n + 1]), np.zeros_like(vv[n:n + 1]), n, float(n), 0, sc, kp, kind)
         want = ref.score_event(rsc, ee[n:n + 1].copy(), vv[n:n + 1], n, float(n), kp)
         assert got[1] == want[1] and got[0] == pytest.approx(want[0], rel=1e-9, abs=1e-12)
         np.testing.assert_array_equal(kind, want[2])
@@ -479,7 +503,7 @@ def test_reference_matches_kernel_on_random_streams(n_features, threshold):
     seen = set()
     for n in range(3000):
         err = rng.standard_t(3, n_features) * (20.0 if rng.random() < 0.01 else 1.0)
-        got = score_event(err.copy(), values[n], np.ones_like(values[n]), n, float(n), 0, sc, kp, kind)
+        got = score_event(err.copy(), values[n], np.ones_like(values[n]), np.zeros_like(values[n]), n, float(n), 0, sc, kp, kind)
         want = ref.score_event(rsc, err, values[n], n, float(n), kp)
         assert got[1] == want[1] and got[0] == pytest.approx(want[0], rel=1e-9, abs=1e-12)
         np.testing.assert_array_equal(kind, want[2])
@@ -510,7 +534,7 @@ def test_a_row_of_an_earlier_build_keeps_its_alarm_when_restored():
         flags = np.zeros(400, dtype=np.int64)
         scores = np.zeros(400)
         for n in range(400):
-            scores[n], flags[n] = score_event(np.array([e[n]]), values[n:n + 1], np.ones_like(values[n:n + 1]), n, float(n), 0, sc, kp, kinds[n])
+            scores[n], flags[n] = score_event(np.array([e[n]]), values[n:n + 1], np.ones_like(values[n:n + 1]), np.zeros_like(values[n:n + 1]), n, float(n), 0, sc, kp, kinds[n])
             if legacy and n == 300:
                 sc[0, C.SC_ALARM_LOGP] = p_to_score(sc[0, C.SC_ALARM_LOGP])   # the earlier build's row
                 sc[0, C.SC_ALARMED] = 1.0
@@ -535,7 +559,7 @@ def test_a_row_of_main_before_the_latch_restored_in_a_stuck_incident_alarms_once
         sc = np.zeros((1, sc_size(1)))
         flags = np.zeros(4000, dtype=np.int64)
         for n in range(4000):
-            _, flags[n] = score_event(np.array([e[n]]), values[n:n + 1], np.ones_like(values[n:n + 1]), n, float(n), 0, sc, kp, kind)
+            _, flags[n] = score_event(np.array([e[n]]), values[n:n + 1], np.ones_like(values[n:n + 1]), np.zeros_like(values[n:n + 1]), n, float(n), 0, sc, kp, kind)
             if n == 3020:
                 assert sc[0, C.SC_ALARMED] < 0.0          # this build marks the stuck run
                 if legacy:

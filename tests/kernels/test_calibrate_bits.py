@@ -41,9 +41,13 @@ def test_kernel_equals_reference_bit_for_bit(n_features, scoring, walk):
     # (the features switched regimes)
     sds = np.exp(np.cumsum(rng.normal(0.0, 0.02, (n_events, n_features)), axis=0)) * np.where(
         np.arange(n_events)[:, None] >= 1000, 40.0, 1.0)
+    # the normalised values: a shared daily wave, one feature leaving it for a while (the level test)
+    zs = np.sin(np.arange(n_events) / 40.0)[:, None] * np.linspace(1.0, 1.5, n_features) + 0.2 * rng.standard_normal(
+        (n_events, n_features))
+    zs[3200:3300, 0] *= 3.0
     for n in range(n_events):
-        score, flags = score_event(errors[n].copy(), values[n], sds[n], n, float(n), 0, sc, kp, kind)
-        want = ref.score_event(rsc, errors[n], values[n], n, float(n), kp, sds[n])
+        score, flags = score_event(errors[n].copy(), values[n], sds[n], zs[n], n, float(n), 0, sc, kp, kind)
+        want = ref.score_event(rsc, errors[n], values[n], n, float(n), kp, sds[n], zs[n])
         assert (score, flags) == (want[0], want[1]), n
         np.testing.assert_array_equal(kind, want[2])
     np.testing.assert_array_equal(sc[0], rsc.as_row(n_features))

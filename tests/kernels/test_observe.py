@@ -73,7 +73,7 @@ def _reference_run(entities, x, ts, kp, refs: dict, n_inputs: int, profile_bins:
         err = ref.capped_errors(ent, err, u, kp)
         if n > 0 and log_scale is not None:
             err = ref.model_scaled_errors(err, log_scale[name])
-        score, flag, kind = ref.score_event(ent.sc, err, xi, n, t, kp, sd)
+        score, flag, kind = ref.score_event(ent.sc, err, xi, n, t, kp, sd, u)
         ent.pred = u[:F].copy()
         ref.finish_event(ent, t, u, flag & FLAG_ANOMALY)
         out["pred"].append(pred)
