@@ -329,19 +329,21 @@ def upgrade_rows(rows, n_features: int, profile_bins: int, layout: int | None):
                 if qt <= QT_RAW_SCALE:
                     out[live, q + QT_RAW_SCALE] = RAW_SCALE_PENDING
                 if qt <= LV_N:
-                    out[live, q + LV_TAIL + TL_RATE] = S_RATE0
-                    out[live, q + LV_TAIL + TL_M1] = S_M1
-                    out[live, q + LV_TAIL + TL_M2] = 2.0 * S_M1 * S_M1
-                if qt > XC_TAIL:
-                    continue
-                out[live, q + XC_TAIL + TL_RATE] = RATE0
-                out[live, q + XC_TAIL + TL_M1] = 1.0
-                out[live, q + XC_TAIL + TL_M2] = 2.0
+                    _prior_tail(out, live, q + LV_TAIL, S_RATE0, S_M1)
+                if qt <= XC_TAIL:
+                    _prior_tail(out, live, q + XC_TAIL, RATE0, 1.0)
         return out
     shape = rows.shape[1] if rows.ndim == 2 else rows.shape
     raise ValueError(f"scorer rows of width {shape} (layout {layout}) match neither this build's layout "
                      f"({width} for {n_features} feature(s), {profile_bins} profile bins, layout {SCORER_LAYOUT}) "
                      f"nor an earlier one it reads")
+
+
+def _prior_tail(rows, live, k, rate0, m1):
+    """``tail_init`` for the ``live`` rows of an upgraded array (its other numbers are 0 already)."""
+    rows[live, k + TL_RATE] = rate0
+    rows[live, k + TL_M1] = m1
+    rows[live, k + TL_M2] = 2.0 * m1 * m1
 
 
 @device
@@ -509,8 +511,9 @@ def cross_test(r, sum_r, lp_others, n_features, f, lp, kf, sc, s, a_long, a_rate
 
 @device
 def level_residual(z, sum_z, n_features, q, sc, s, kp, a_short):
-    """``(l, c, w, log p)`` of one feature's level test (see ``level_test``): the residual, the new short
-    mean, its statistic and log p-value (0 before the long-run mean square has a value); reads only."""
+    """``(m, l, c, w, log p)`` of one feature's level test (see ``level_test``): the other features' mean,
+    the residual, the new short mean, its statistic and log p-value (0 before the long-run mean square
+    has a value); reads only."""
     m = (sum_z - z) / (n_features - 1.0)
     mm = sc[s, q + LV_MM]
     gamma = sc[s, q + LV_EM] / mm if mm > MIN_MS else 0.0
@@ -523,7 +526,7 @@ def level_residual(z, sum_z, n_features, q, sc, s, kp, a_short):
     if ms > MIN_MS:
         w = 0.5 * c * c / ms
         lpl = tail_logp(w, S_U, sc, s, q + LV_TAIL)
-    return lres, c, w, lpl
+    return m, lres, c, w, lpl
 
 
 @device
@@ -539,17 +542,15 @@ def level_test(z, sum_z, n_features, q, lp, kf, lp_others, sc, s, kp, a_short, l
     counts only for the feature(s) whose test is the most surprising (``lp_others``: the smallest of
     the other features' level-test log p-values): one feature leaving the shared level moves the
     others' ``m`` too, and the one that left is blamed. Returns the smaller of ``lp`` and the test's
-    log p-value and the kind (``level_shift`` when the test gives it), and folds the event in. The test counts its own events (``LV_N``, rates ``max(1 / (count + 1), 1 / long_window)``)
-    and takes part once it has ``warmup_events`` behind it. Not guaranteed: a relation that changes
+    log p-value and the kind (``level_shift`` when the test gives it), and folds the event in. The
+    test counts its own events (``LV_N``, rates ``max(1 / (count + 1), 1 / long_window)``) and takes
+    part once it has ``warmup_events`` behind it. Not guaranteed: a relation that changes
     for good is learnt (memory ``long_window``), as a level shift is by the sustained test."""
     lv_n = sc[s, q + LV_N]
     long_w = kp[KP_LONG]
     a_long = max(1.0 / (lv_n + 1.0), 1.0 / long_w)
     a_rate = max(1.0 / (lv_n + 1.0 + S_PRIOR_EVENTS), 1.0 / long_w)
-    m = (sum_z - z) / (n_features - 1.0)
-    em = sc[s, q + LV_EM]
-    mm = sc[s, q + LV_MM]
-    lres, c, w, lpl = level_residual(z, sum_z, n_features, q, sc, s, kp, a_short)
+    m, lres, c, w, lpl = level_residual(z, sum_z, n_features, q, sc, s, kp, a_short)
     ms = sc[s, q + LV_SHORT_SQ]
     if ms > MIN_MS:
         if lpl < lp and lpl <= lp_others and lv_n >= kp[KP_WARMUP]:
@@ -560,11 +561,23 @@ def level_test(z, sum_z, n_features, q, lp, kf, lp_others, sc, s, kp, a_short, l
             tail_fold(ww, S_U, sc, s, q + LV_TAIL, a_rate, exc_memory, S_PRIOR_EXC)
     sc[s, q + LV_SHORT] = c
     sc[s, q + LV_SHORT_SQ] = ms + a_long * (c * c - ms)
-    sc[s, q + LV_EM] = em + a_long * (z * m - em)
-    sc[s, q + LV_MM] = mm + a_long * (m * m - mm)
+    sc[s, q + LV_EM] += a_long * (z * m - sc[s, q + LV_EM])
+    sc[s, q + LV_MM] += a_long * (m * m - sc[s, q + LV_MM])
     sc[s, q + LV_SCALE] += a_long * (abs(lres) - sc[s, q + LV_SCALE])
     sc[s, q + LV_N] = lv_n + 1.0
     return lp, kf
+
+
+@device
+def two_smallest(lp, f, min1, min2, f_min1):
+    """``(min1, min2, f_min1)`` with feature ``f``'s log p-value ``lp`` taken in: the two smallest so far
+    and the feature of the smallest (a test that counts only where no other feature's is more
+    surprising compares each feature's with the smallest of the others')."""
+    if lp < min1:
+        return lp, min1, f
+    if lp < min2:
+        return min1, lp, f_min1
+    return min1, min2, f_min1
 
 
 @device
@@ -626,24 +639,12 @@ def score_event(err, x, sd, z, n, t, s, sc, kp, kind):
     n_active = 0
     sum_r = 0.0
     sum_z = 0.0
-    lpl_min1 = 0.0
-    lpl_min2 = 0.0
-    fl_min1 = -1
-    if use_level:
-        for f in range(n_features):
-            sum_z += float(z[f])
-        for f in range(n_features):   # the two smallest level-test log p-values, as for the cross-feature test
-            lpl = level_residual(float(z[f]), sum_z, n_features, quiet_offset(sc.shape[1], n_features, f), sc, s, kp,
-                                 a_short)[3]
-            if lpl < lpl_min1:
-                lpl_min2 = lpl_min1
-                lpl_min1 = lpl
-                fl_min1 = f
-            elif lpl < lpl_min2:
-                lpl_min2 = lpl
     lpx_min1 = 0.0
     lpx_min2 = 0.0
     f_min1 = -1
+    lpl_min1 = 0.0
+    lpl_min2 = 0.0
+    fl_min1 = -1
     if n_features > 1:
         for f in range(n_features):
             k = SC_FEAT + PF * f
@@ -651,17 +652,16 @@ def score_event(err, x, sd, z, n, t, s, sc, kp, kind):
             if sc[s, qo + QT_RAW_SCALE] < 0.0:   # RAW_SCALE_PENDING: the normalised scale, in these units
                 sc[s, qo + QT_RAW_SCALE] = sc[s, k + FS_SCALE] * sd[f]
             sum_r += min(max(fixed_residual(err[f], sd[f], sc, s, qo, floor), -CROSS_CLIP), CROSS_CLIP)
+            sum_z += float(z[f])
             if tail_logp(abs(err[f] / max(sc[s, k + FS_SCALE], floor)), TAIL_U, sc, s, k + FS_TAIL) < LOG_ACTIVE:
                 n_active += 1
-        for f in range(n_features):   # the two smallest cross-test log p-values: each feature's must beat the others'
+        for f in range(n_features):   # the two smallest log p-values of each test: each feature's must beat the others'
             qo = quiet_offset(sc.shape[1], n_features, f)
             lpx = cross_residual(fixed_residual(err[f], sd[f], sc, s, qo, floor), sum_r, n_features, f, sc, s)[4]
-            if lpx < lpx_min1:
-                lpx_min2 = lpx_min1
-                lpx_min1 = lpx
-                f_min1 = f
-            elif lpx < lpx_min2:
-                lpx_min2 = lpx
+            lpx_min1, lpx_min2, f_min1 = two_smallest(lpx, f, lpx_min1, lpx_min2, f_min1)
+            if use_level:
+                lpl = level_residual(float(z[f]), sum_z, n_features, qo, sc, s, kp, a_short)[4]
+                lpl_min1, lpl_min2, fl_min1 = two_smallest(lpl, f, lpl_min1, lpl_min2, fl_min1)
     best = 0.0
     best_other = 0.0        # the best log p-value with the stuck-value tests left out
     novel = False
@@ -689,19 +689,21 @@ def score_event(err, x, sd, z, n, t, s, sc, kp, kind):
         # with no other feature active, the residual (in fixed units) is judged against the fit of such
         # events alone
         quiet = n_features > 1 and n_active - (1 if lp < LOG_ACTIVE else 0) == 0
+        qo = 0       # the feature's block at the row's end (more than one feature)
         qr = 0.0
         if n_features > 1:
-            qr = fixed_residual(err[f], sd[f], sc, s, quiet_offset(sc.shape[1], n_features, f), floor)
+            qo = quiet_offset(sc.shape[1], n_features, f)
+            qr = fixed_residual(err[f], sd[f], sc, s, qo, floor)
         if quiet:
-            lp = tail_logp(abs(qr), TAIL_U, sc, s, quiet_offset(sc.shape[1], n_features, f) + QT_TAIL)
+            lp = tail_logp(abs(qr), TAIL_U, sc, s, qo + QT_TAIL)
         kf = KIND_SPIKE if r > 0.0 else KIND_DROP
         if n_features > 1:
             lp_others = lpx_min2 if f == f_min1 else lpx_min1
             lp, kf = cross_test(qr, sum_r, lp_others, n_features, f, lp, kf, sc, s, a_long, a_rate, exc_memory,
                                 fold_tails)
         if use_level:
-            lp, kf = level_test(float(z[f]), sum_z, n_features, quiet_offset(sc.shape[1], n_features, f), lp, kf,
-                                lpl_min2 if f == fl_min1 else lpl_min1, sc, s, kp, a_short, log_q, exc_memory)
+            lp, kf = level_test(float(z[f]), sum_z, n_features, qo, lp, kf, lpl_min2 if f == fl_min1 else lpl_min1,
+                                sc, s, kp, a_short, log_q, exc_memory)
         # sustained deviation: short mean of the clipped signed residual against its long-run RMS
         if use_short:
             rc = min(max(r, -SHORT_CLIP), SHORT_CLIP)
@@ -773,12 +775,11 @@ def score_event(err, x, sd, z, n, t, s, sc, kp, kind):
         shrink = min(1.0, aw / max(a, MIN_MS))
         sc[s, k + FS_SCALE] += a_long * (abs(err[f]) * shrink - sc[s, k + FS_SCALE])
         if n_features > 1:
-            kr = quiet_offset(sc.shape[1], n_features, f) + QT_RAW_SCALE
-            sc[s, kr] += a_long * (abs(err[f]) * sd[f] * shrink - sc[s, kr])
+            sc[s, qo + QT_RAW_SCALE] += a_long * (abs(err[f]) * sd[f] * shrink - sc[s, qo + QT_RAW_SCALE])
         if fold_tails:
             tail_fold(aw, TAIL_U, sc, s, k + FS_TAIL, a_rate, exc_memory, PRIOR_EXC)
             if quiet:
-                kq = quiet_offset(sc.shape[1], n_features, f) + QT_TAIL
+                kq = qo + QT_TAIL
                 aq = abs(qr)
                 awq = min(aq, tail_quantile(log_q, TAIL_U, sc, s, kq)) if aq > TAIL_U else aq
                 tail_fold(awq, TAIL_U, sc, s, kq, a_rate, exc_memory, PRIOR_EXC)

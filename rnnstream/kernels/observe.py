@@ -66,8 +66,9 @@ def observe(i, x, t, s, count, last_ts, nmean, nvar, pred, log_scale, sc, kp, u,
     With ``persistence_blend`` B > 0, the error scored (and ``out_pred``) is that of a blend of the
     model's prediction and persistence (the entity's previous raw value, normalised like this event),
     weighted by :func:`blend_weight` (inverse squared errors) of their running mean absolute errors
-    before this event (memory B events, per feature, in the statistics row): where the model forecasts worse than persistence the
-    scored prediction moves towards persistence, where better towards the model. ``out_err`` is the
+    before this event (memory B events, per feature, in the statistics row): where the model forecasts
+    worse than persistence the scored prediction moves towards persistence, where better towards the
+    model. ``out_err`` is the
     model's own error, unblended. Not guaranteed: that the blend forecasts better than both (it is a
     fixed rule, not a fitted combination).
 

@@ -338,17 +338,18 @@ def cross_test(st: FeatureStats, r: float, sum_r: float, lp_others: float, F: in
     return lp, kind
 
 
-def level_residual(st: FeatureStats, z: float, sum_z: float, F: int, kp: np.ndarray) -> tuple[float, float, float, float]:
-    """``(l, c, w, log p)`` of the level test (see ``calibrate.level_residual``)."""
+def level_residual(st: FeatureStats, z: float, sum_z: float, F: int,
+                   kp: np.ndarray) -> tuple[float, float, float, float, float]:
+    """``(m, l, c, w, log p)`` of the level test (see ``calibrate.level_residual``)."""
     m = (sum_z - z) / (F - 1.0)
     gamma = st.lv_em / st.lv_mm if st.lv_mm > C.MIN_MS else 0.0
     lres = z - gamma * m
     scale = max(st.lv_scale, kp[P.KP_SCALE_FLOOR])
     c = st.lv_short + 2.0 / (kp[P.KP_SHORT] + 1.0) * (min(max(lres / scale, -C.SHORT_CLIP), C.SHORT_CLIP) - st.lv_short)
     if st.lv_short_sq <= C.MIN_MS:
-        return lres, c, 0.0, 0.0
+        return m, lres, c, 0.0, 0.0
     w = 0.5 * c * c / st.lv_short_sq
-    return lres, c, w, st.lv_tail.logp(w)
+    return m, lres, c, w, st.lv_tail.logp(w)
 
 
 def level_test(st: FeatureStats, z: float, sum_z: float, F: int, lp: float, kind: int, lp_others: float,
@@ -359,8 +360,7 @@ def level_test(st: FeatureStats, z: float, sum_z: float, F: int, lp: float, kind
     long_w = kp[P.KP_LONG]
     a_long = max(1.0 / (st.lv_n + 1.0), 1.0 / long_w)
     a_rate = max(1.0 / (st.lv_n + 1.0 + C.S_PRIOR_EVENTS), 1.0 / long_w)
-    m = (sum_z - z) / (F - 1.0)
-    lres, c, w, lpl = level_residual(st, z, sum_z, F, kp)
+    m, lres, c, w, lpl = level_residual(st, z, sum_z, F, kp)
     if st.lv_short_sq > C.MIN_MS:
         if lpl < lp and lpl <= lp_others and st.lv_n >= kp[P.KP_WARMUP]:
             lp, kind = lpl, C.KIND_SHIFT
@@ -399,7 +399,7 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
     if use_level:
         for v in z:
             sum_z += float(v)
-    levels = [level_residual(st, float(z[f]), sum_z, F, kp)[3] for f, st in enumerate(sc.feats)] if use_level else []
+    levels = [level_residual(st, float(z[f]), sum_z, F, kp)[4] for f, st in enumerate(sc.feats)] if use_level else []
     log_q = C.WINSOR_LOGP
     decay = 1.0 - 1.0 / long_w
     memory = max(long_w * C.EXC_MEMORY, 1.0)
