@@ -183,6 +183,21 @@ def test_the_long_preset_plans_long_univariate_single_entity_streams():
     assert cats == set(long["categories"]) and "modes" not in cats
 
 
+def test_the_weeks_preset_plans_entities_of_weeks_with_several_features():
+    weeks = gen.load_definition(CORPUS, preset="weeks")
+    cats, widths = set(), set()
+    for i in range(weeks["streams"]):
+        plan = gen.plan_stream(weeks, 0, i)
+        cats.add(plan.category)
+        widths.add(len(plan.features))
+        assert 2 <= len(plan.entities) <= 3
+        for ent in plan.entities:
+            assert 2000 <= ent.events <= 4000
+            assert all(a.position >= 0.15 * ent.events for a in ent.anomalies)
+    assert cats == set(weeks["categories"]) and "modes" in cats
+    assert min(widths) == 1 and max(widths) >= 7
+
+
 def test_a_trend_ends_its_magnitude_away_and_stays_there(small, tmp_path):
     """GutenTAG's polynomial runs over the window's row numbers: the slope is per row, and a ramp of
     `magnitude` amplitudes must not become hundreds of them (a counter dead at 0 or pinned at the cap)."""
