@@ -60,10 +60,13 @@ Per entity and feature f, with the prediction error ``e_f`` in normalised units 
 5. **Novelty** (``novelty_tolerance`` > 0): a value beyond the entity's seen range by more than that
    share of the range (a record) scores 1, as NAB's HTM detector's spatial anomaly does, where the
    feature rarely sets records (its running rate of records after the warm-up, ``FS_RECORDS``, at most
-   ``novelty_record_rate``) or one of its calibrated tests has a p-value at most ``novelty_gate``: a
-   random walk reaching a new extreme by an ordinary step is not novel, a jump to one is, and so is a
-   stationary series drifting past its range. Not guaranteed: the rate starts at 0 after the warm-up
-   (the first records are novel) and decays between a walk's distant records.
+   ``novelty_record_rate / F`` with F features) or one of its calibrated tests has a p-value at most
+   ``novelty_gate``: a random walk reaching a new extreme by an ordinary step is not novel, a jump to
+   one is, and so is a stationary series drifting past its range. The F features of an entity share
+   the rate's budget, as they share the event's p-value (Bonferroni): each stationary feature sets a
+   record with probability about 2/n at its n-th event, so an entity sets one F times as often as a
+   feature does. Not guaranteed: the rate starts at 0 after the warm-up (the first records are novel)
+   and decays between a walk's distant records.
 
 Per feature, the smallest p-value of its tests is multiplied by the number of tests, and the event's
 p-value is the smallest over features times F (Bonferroni): one faulty feature of 16 is not diluted.
@@ -752,9 +755,10 @@ def score_event(err, x, sd, z, n, t, s, sc, kp, kind):
         if use_flat and n - run >= kp[KP_WARMUP] and lp_flat < lp:
             lp = lp_flat
             kf = KIND_FLATLINE
-        # novelty: a record where the feature rarely sets records, or where one of its tests is at least
-        # mildly surprising; a walk pushing its edge by ordinary steps is not novel
-        is_novel = record and (lp <= log_gate or records <= rec_max)
+        # novelty: a record where the feature rarely sets records (F features share the rate's budget),
+        # or where one of its tests is at least mildly surprising; a walk pushing its edge by ordinary
+        # steps is not novel
+        is_novel = record and (lp <= log_gate or records * n_features <= rec_max)
         lp += log_tests
         if lp < best:
             best = lp

@@ -469,9 +469,10 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
         best_other = min(best_other, lp + log_tests)   # the stuck tests left out
         if use_flat and n - st.run >= kp[P.KP_WARMUP] and lp_flat < lp:
             lp, kind = lp_flat, C.KIND_FLATLINE
-        # a record is novel where the feature rarely sets records, or where one of its tests is at least
-        # mildly surprising: a walk pushing its edge by ordinary steps is not
-        is_novel = record and (lp <= math.log(kp[P.KP_NOVELTY_GATE]) or records <= kp[P.KP_NOVELTY_RECORDS])
+        # a record is novel where the feature rarely sets records (the F features share the rate's
+        # budget), or where one of its tests is at least mildly surprising: a walk pushing its edge by
+        # ordinary steps is not
+        is_novel = record and (lp <= math.log(kp[P.KP_NOVELTY_GATE]) or records * F <= kp[P.KP_NOVELTY_RECORDS])
         lp += log_tests
         best = min(best, lp)
         novel = novel or is_novel

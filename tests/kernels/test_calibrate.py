@@ -350,6 +350,34 @@ def test_a_series_that_seldom_sets_records_creeping_into_new_territory_is_novel(
     assert not (flags_gated[2500:] == FLAG_ANOMALY).any()
 
 
+def _novel_events(n_features, seed, **scoring):
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal((3000, n_features))
+    e = rng.standard_normal((3000, n_features)) * 0.5
+    scores, _, kinds = run(e, values=v, novelty_tolerance=0.01, **scoring)
+    return int(((kinds[50:] == KIND_NOVELTY).any(axis=1) & (scores[50:] >= 0.5)).sum())
+
+
+def test_the_features_of_an_entity_share_the_record_rate_of_the_novelty_rule():
+    """Each stationary feature sets a record with probability about 2/n at its n-th event, so an entity of
+    8 sets one 8 times as often as an entity of 1. With the rate's budget shared (a feature's rate at most
+    novelty_record_rate / F), 8 features of stationary noise raise about twice the novel events of one
+    (72 against 32 over these 5 seeds), not 8 times (263 with each feature given the whole budget)."""
+    one = sum(_novel_events(1, seed) for seed in range(5))
+    eight = sum(_novel_events(8, seed) for seed in range(5))
+    whole_budget = sum(_novel_events(8, seed, novelty_record_rate=0.16) for seed in range(5))
+    assert 0 < eight <= 3 * one
+    assert whole_budget >= 6 * one
+    # one feature of 8 creeping past its range is still novel
+    rng = np.random.default_rng(4)
+    v = rng.uniform(-1.0, 1.0, (3000, 8))
+    e = rng.standard_normal((3000, 8)) * 0.5
+    v[2500:, 3] += np.linspace(0.0, 5.0, 500)
+    scores, flags, kinds = run(e, values=v, novelty_tolerance=0.01, short_window=1)
+    creep = 2500 + np.flatnonzero(flags[2500:] == FLAG_ANOMALY)
+    assert creep.size and kinds[creep[0]].tolist() == [0, 0, 0, KIND_NOVELTY, 0, 0, 0, 0] and creep[0] < 2520
+
+
 def test_a_calibrated_kind_names_a_novel_value_and_novelty_alone_is_not_blamed_beside_it():
     rng = np.random.default_rng(1)
     e = rng.standard_normal((400, 2)) * 0.1
