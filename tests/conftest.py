@@ -50,9 +50,15 @@ def _legacy_rows(rows, n_features: int, profile_bins: int, layout: int = 1):
         parts.append(means.astype(np.float64))   # those builds kept the means as float64
     else:
         parts.append(rows[:, prof:prof + words])
-    parts.append(rows[:, prof + words:C.sc_size(F, profile_bins) - (C.QT_SIZE * F if F > 1 else 0)])
-    if F > 1:
-        parts += [rows[:, rows.shape[1] - C.QT_SIZE * (F - f):rows.shape[1] - C.QT_SIZE * (F - f) + qt] for f in range(F)]
+    parts.append(rows[:, prof + words:C.sc_size(F, profile_bins) - (C.QT_SIZE * F + C.cov_size(F) if F > 1 else 0)])
+    if F > 1:   # layout 5's level test regressed on the others' mean: two numbers after its count, gone since
+        for f in range(F):
+            q = C.quiet_offset(rows.shape[1], F, f)
+            block = rows[:, q:q + C.QT_SIZE]
+            if qt > C.QT_SIZE:
+                block = np.concatenate([block[:, :C.LV_N + 1], np.full((len(rows), qt - C.QT_SIZE), 0.5),
+                                        block[:, C.LV_N + 1:]], axis=1)
+            parts.append(block[:, :qt])
     return np.concatenate(parts, axis=1)
 
 

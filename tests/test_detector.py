@@ -362,19 +362,21 @@ def test_restore_carries_which_entities_keep_rings(via):
             det.close()
 
 
-@pytest.mark.parametrize("layout", [1, 2, 3, 4])
+@pytest.mark.parametrize("layout", [1, 2, 3, 4, 5])
 def test_a_checkpoint_of_an_earlier_scorer_layout_is_restored_with_what_it_learnt(layout, legacy_scorer_rows):
     """An upgrade keeps the entities' state: rows of an earlier layout (no record rate, no cross-feature
     test, float64 profile means; no profile distance; no scale in the features' own units, no level
-    test) are copied into this one, the new numbers at a fresh entity's values (the scale in own units
-    pending, taken from the normalised one at the entity's next event; the level test on its own count).
+    test; the level test's regression on the others' mean) are copied into this one, the new numbers at
+    a fresh entity's values (the scale in own units pending, taken from the normalised one at the
+    entity's next event; the level test on its own count, with an empty covariance).
     Rows are read by the layout the checkpoint records (layouts 1 and 2 recorded none), not by their
-    width alone. 48 profile bins: at 24, layout 2's rows and this build's have the same width at every
-    feature count, and a row recorded as this build's could not be told from one read by width."""
+    width alone. 36 profile bins: at 24, 32, 40 and 48 an earlier layout's rows and this build's have
+    the same width with two features, and a row recorded as this build's could not be told from one
+    read by width."""
     from rnnstream.kernels import calibrate as C
 
     ents, x, ts = _stream(n=300, n_entities=4, seed=2)
-    det, back = _det(profile_bins=48), _det(profile_bins=48)
+    det, back = _det(profile_bins=36), _det(profile_bins=36)
     try:
         det.process(ents[:200], x[:200], ts[:200])
         arrays, meta = det.snapshot()
@@ -387,11 +389,11 @@ def test_a_checkpoint_of_an_earlier_scorer_layout_is_restored_with_what_it_learn
         old_meta = {k: v for k, v in meta.items() if k != "scorer_layout"}   # builds before layout 3 did not record it
         if layout in C.UNRECORDED_LAYOUTS:
             with pytest.raises(ValueError, match="match neither this build's layout"):
-                _det(profile_bins=48).restore(legacy, meta)    # recorded as this build's layout: not read by width
+                _det(profile_bins=36).restore(legacy, meta)    # recorded as this build's layout: not read by width
         else:
             old_meta["scorer_layout"] = layout
             with pytest.raises(ValueError, match="match neither this build's layout"):
-                _det(profile_bins=48).restore(legacy, {k: v for k, v in meta.items() if k != "scorer_layout"})
+                _det(profile_bins=36).restore(legacy, {k: v for k, v in meta.items() if k != "scorer_layout"})
         back.restore(legacy, old_meta)
         got = back.state.arrays["sc"]
         live = rows[:, C.SC_N] > 0
@@ -408,15 +410,17 @@ def test_a_checkpoint_of_an_earlier_scorer_layout_is_restored_with_what_it_learn
                 want[live, q + C.XC_TAIL:q + C.XC_TAIL + 4] = [C.RATE0, 1.0, 2.0, 0.0]
             if qt <= C.QT_RAW_SCALE:
                 want[live, q + C.QT_RAW_SCALE] = C.RAW_SCALE_PENDING
-            if qt <= C.LV_N:   # the level test starts afresh, on its own count
-                want[live, q + C.LV_N:q + C.LV_TAIL] = 0.0
-                want[live, q + C.LV_TAIL:q + C.LV_TAIL + 4] = [C.S_RATE0, C.S_M1, 2.0 * C.S_M1 * C.S_M1, 0.0]
+            # the level test starts afresh, on its own count
+            want[live, q + C.LV_N:q + C.LV_TAIL] = 0.0
+            want[live, q + C.LV_TAIL:q + C.LV_TAIL + 4] = [C.S_RATE0, C.S_M1, 2.0 * C.S_M1 * C.S_M1, 0.0]
+        c0 = C.cov_offset(rows.shape[1], 2)
+        want[:, c0:c0 + C.cov_size(2)] = 0.0
         np.testing.assert_array_equal(got[:rows.shape[0]][live], want[live])
         out = back.process(ents[200:], x[200:], ts[200:])
         assert np.all(np.isfinite(out.score[:100])) and np.all((out.score[:100] >= 0) & (out.score[:100] <= 1))
         raw = [back.state.arrays["sc"][:, rows.shape[1] - C.QT_SIZE * (2 - f) + C.QT_RAW_SCALE] for f in range(2)]
         assert all(np.all(r[:rows.shape[0]][live] > 0) for r in raw)   # every entity has had an event: none pending
-        bad = _det(profile_bins=48)
+        bad = _det(profile_bins=36)
         try:
             with pytest.raises(ValueError, match="match neither this build's layout"):
                 bad.restore({**arrays, "slot.sc": rows[:, :-1]}, meta)

@@ -35,11 +35,13 @@ Per entity and feature f, with the prediction error ``e_f`` in normalised units 
    scored like noise. The point and sustained-deviation tests keep ``s_f``: on the univariate NAB
    corpus the fixed-unit scale scored lower (README, What did not help).
    With more than one feature and ``short_window`` > 1, a **level test** (``level_test``, one more test)
-   looks at the values rather than the errors: each feature's normalised value against the others'
-   mean, through the entity's own regression, in a short mean set against its long-run RMS with its
-   own tail fit (as the sustained-deviation test). Features that share a daily pattern or a load keep
-   their relation; one whose amplitude, shape or rhythm changes, that goes flat or drifts alone, leaves
-   it, though each of its forecast errors is small.
+   looks at the values rather than the errors: each feature's normalised value less its regression on
+   all the other features' (from the entity's running covariance of the normalised values, ``COV_*``:
+   ``(P z)_f / P_ff`` with ``P`` the inverse of the covariance plus a ridge), in a short mean set
+   against its long-run RMS with its own tail fit (as the sustained-deviation test). Features driven by
+   shared causes (a daily pattern, a load, an operating point and a temperature lagging it, each
+   feature with its own loadings and signs) keep their relation; one whose amplitude, shape or rhythm
+   changes, that goes flat or drifts alone, leaves it, though each of its forecast errors is small.
 3. **Sustained deviation** (``short_window`` > 1): a short exponential mean ``c`` of the signed
    ``r_f`` clipped to ``±SHORT_CLIP``, divided by its own long-run RMS: ``z``. Its p-value comes from
    the entity's own peaks-over-threshold fit of ``w = z^2 / 2`` beyond ``S_U`` (``|z| = 2``), as the
@@ -143,7 +145,7 @@ FS_STAIL = 17       # tail fit of the sustained-deviation test's w = z^2 / 2 (TA
 FS_RECORDS = 21     # running rate of records (values beyond the seen range by novelty_tolerance)
 FS_PROFILE_ERR = 22  # running mean absolute distance of the normalised value from its time-of-day mean
 PF = 23
-QT_SIZE = 22        # per feature with more than one feature: the conditional fit, the cross-feature and level tests
+QT_SIZE = 20        # per feature with more than one feature: the conditional fit, the cross-feature and level tests
 QT_TAIL = 0         # tail fit of |q| at the events when no other feature is active (TL_*; q: r in fixed units)
 XC_EM = 4           # cross-feature test: exponentially weighted mean of q_f m (m: the other features' mean q),
 XC_MM = 5           # ... of m^2 (beta_f = XC_EM / XC_MM),
@@ -152,12 +154,21 @@ XC_TAIL = 7         # tail fit of |d_f| / its scale (TL_*)
 QT_RAW_SCALE = 11   # mean absolute error in the feature's own units (each error times the deviation it was
                     # normalised with); RAW_SCALE_PENDING: not known yet (a row upgraded from layout 4)
 LV_N = 12           # level test: events it has taken in (its own count: an upgraded row learns it afresh),
-LV_EM = 13          # ... exponentially weighted mean of z_f m (m: the other features' mean normalised value),
-LV_MM = 14          # ... of m^2 (gamma_f = LV_EM / LV_MM),
-LV_SCALE = 15       # ... of |l_f|, l_f = z_f - gamma_f m,
-LV_SHORT = 16       # ... short mean of l_f / its scale, clipped,
-LV_SHORT_SQ = 17    # ... long-run mean square of that short mean,
-LV_TAIL = 18        # ... tail fit of w = short^2 / (2 mean square) (TL_*, from the Gaussian's, as FS_STAIL)
+LV_SCALE = 13       # ... exponentially weighted mean of |l_f|, l_f the value less its regression on the others,
+LV_SHORT = 14       # ... short mean of l_f / its scale, clipped,
+LV_SHORT_SQ = 15    # ... long-run mean square of that short mean,
+LV_TAIL = 16        # ... tail fit of w = short^2 / (2 mean square) (TL_*, from the Gaussian's, as FS_STAIL)
+# With more than one feature, before the features' blocks: the level test's covariance block
+# (``cov_offset``): the running covariance of the normalised values (lower triangle, row by row), and
+# the regression's factor, refreshed every COV_REFRESH events (the Cholesky factor of the covariance
+# plus the ridge, lower triangle), then three vectors: the diagonal of its inverse P (refreshed with
+# it), and the event's scratch: the forward solve and each feature's residual l_f. ``cov_size(F)``.
+COV_RIDGE = 0.01    # added to the covariance's diagonal, in units of its mean: a feature that is an exact
+                    # combination of the others (or constant) still has a finite regression
+COV_REFRESH = 16    # at most this many level-test events between two factorisations of the covariance,
+COV_REFRESH_SLOPE = 64   # ... and at most 1 + (events since the first) / this: the covariance learns at
+                    # 1 / count, so the factor is refreshed at every event at first and then as its
+                    # relative change allows (memory long_window); O(F^3 / 3) then, O(F^2) per event
 TL_RATE = 0         # a tail fit: exceedance rate of TAIL_U,
 TL_M1 = 1           # mean excess over TAIL_U of the exceedances,
 TL_M2 = 2           # mean squared excess,
@@ -253,27 +264,36 @@ def sc_size(n_features: int, profile_bins: int = 0) -> int:
     return layout_width(SCORER_LAYOUT, n_features, profile_bins)
 
 
-SCORER_LAYOUT = 5
+SCORER_LAYOUT = 6
 """Version of this build's scorer row layout, kept in ``Detector.snapshot``'s meta (``scorer_layout``),
 so checkpoints and changelogs say which layout their rows have (before version 3 they did not)."""
 
-LAYOUTS = {1: (21, 4, 1), 2: (22, 11, 1), 3: (22, 11, 2), 4: (PF, 11, 2), 5: (PF, QT_SIZE, PROFILE_MEANS_PER_WORD)}
+LAYOUTS = {1: (21, 4, 1), 2: (22, 11, 1), 3: (22, 11, 2), 4: (PF, 11, 2), 5: (PF, 22, 2), 6: (PF, QT_SIZE, PROFILE_MEANS_PER_WORD)}
 """``(PF, QT_SIZE, profile means per word)`` of every scorer layout :func:`upgrade_rows` reads: 1
 before the novelty rule's record rate (``FS_RECORDS``) and the cross-feature test (``XC_*``); 2 before
 the profile's means became float32 (``PROFILE_MEANS_PER_WORD``); 3 before the profile's running distance
 (``FS_PROFILE_ERR``, the ``profile_cap`` gate); all 2026-12-01; 4 before the residual scale in the
 feature's own units and the level test (``QT_RAW_SCALE``, ``LV_*``, with more than one feature),
-2026-12-01 12:00 UTC. Layouts 1 and 2 kept the means as float64, one to a number."""
+2026-12-01 12:00 UTC; 5 before the level test's regression on all the other features (the covariance
+block, ``cov_size``; it regressed on their mean, with two numbers at 13 and 14), 2026-12-01 14:00 UTC. Layouts 1 and 2 kept the means as float64, one to a number."""
 
 UNRECORDED_LAYOUTS = (1, 2)
 """Layouts of builds that did not record theirs: rows without a recorded layout are read as the one of
 these whose width they have."""
 
 
+def cov_size(n_features: int) -> int:
+    """Numbers of the level test's covariance block (layout 6, more than one feature): the covariance
+    and the Cholesky factor, lower triangles, and three vectors of F."""
+    return n_features * (n_features + 1) + 3 * n_features if n_features > 1 else 0
+
+
 def layout_width(layout: int, n_features: int, profile_bins: int) -> int:
     """Row length of scorer ``layout`` (a key of ``LAYOUTS``) for ``n_features`` and a daily profile."""
     pf, qt, per_word = LAYOUTS[layout]
     quiet = qt * n_features if n_features > 1 else 0   # one feature has no others: no conditional fit or cross test
+    if layout >= 6:
+        quiet += cov_size(n_features)
     return (SC_FEAT + pf * n_features + profile_means_size(n_features, profile_bins, per_word)
             + profile_counts_size(profile_bins) + quiet)
 
@@ -294,8 +314,9 @@ def upgrade_rows(rows, n_features: int, profile_bins: int, layout: int | None):
     record rate of 0, the prior profile distance, under which the cap holds as it did in those builds
     until the distance has learnt; for a live entity with more than one feature, an empty cross-feature
     regression and the prior tail fit; the residual scale in the feature's own units is taken from the
-    normalised one at the entity's next event, ``RAW_SCALE_PENDING``; the level test starts as a new
-    entity's, counting its own events), so a restored entity keeps all it had learnt.
+    normalised one at the entity's next event, ``RAW_SCALE_PENDING``; the level test, whose residual
+    layout 6 changed, starts as a new entity's, counting its own events, with an empty covariance), so
+    a restored entity keeps all it had learnt.
     ValueError when the width does not fit the layout.
 
     Not guaranteed: that the upgraded entity scores as if this build had seen its whole past (the
@@ -328,11 +349,11 @@ def upgrade_rows(rows, n_features: int, profile_bins: int, layout: int | None):
         if n_features > 1:
             for f in range(n_features):
                 old_q, q = rows.shape[1] - qt * (n_features - f), width - QT_SIZE * (n_features - f)
-                out[:, q:q + qt] = rows[:, old_q:old_q + qt]
+                keep = min(qt, LV_N)   # the conditional fit and the cross-feature test; not the level test's
+                out[:, q:q + keep] = rows[:, old_q:old_q + keep]
                 if qt <= QT_RAW_SCALE:
                     out[live, q + QT_RAW_SCALE] = RAW_SCALE_PENDING
-                if qt <= LV_N:
-                    _prior_tail(out, live, q + LV_TAIL, S_RATE0, S_M1)
+                _prior_tail(out, live, q + LV_TAIL, S_RATE0, S_M1)
                 if qt <= XC_TAIL:
                     _prior_tail(out, live, q + XC_TAIL, RATE0, 1.0)
         return out
@@ -354,6 +375,14 @@ def quiet_offset(row_len, n_features, f):
     """Where feature ``f``'s block (conditional tail fit, cross-feature test) starts in a row of ``row_len``
     (more than one feature)."""
     return row_len - QT_SIZE * (n_features - f)
+
+
+@device
+def cov_offset(row_len, n_features):
+    """Where the level test's covariance block starts in a row of ``row_len`` (more than one feature):
+    the covariance's lower triangle, the Cholesky factor's, the diagonal of the inverse (F), the forward
+    solve (F), the residuals (F)."""
+    return row_len - QT_SIZE * n_features - (n_features * (n_features + 1) + 3 * n_features)
 
 
 @device
@@ -453,6 +482,9 @@ def init_features(x, s, sc):
             for j in range(LV_N, LV_TAIL):
                 sc[s, q + j] = 0.0
             tail_init(sc, s, q + LV_TAIL, S_RATE0, S_M1)
+            if f == 0:
+                for j in range(cov_offset(sc.shape[1], x.shape[0]), q):
+                    sc[s, j] = 0.0
         sc[s, k + FS_SHORT] = 0.0
         sc[s, k + FS_SHORT_SQ] = 0.0
         sc[s, k + FS_PREV] = x[f]
@@ -513,14 +545,10 @@ def cross_test(r, sum_r, lp_others, n_features, f, lp, kf, sc, s, a_long, a_rate
 
 
 @device
-def level_residual(z, sum_z, n_features, q, sc, s, kp, a_short):
-    """``(m, l, c, w, log p)`` of one feature's level test (see ``level_test``): the other features' mean,
-    the residual, the new short mean, its statistic and log p-value (0 before the long-run mean square
-    has a value); reads only."""
-    m = (sum_z - z) / (n_features - 1.0)
-    mm = sc[s, q + LV_MM]
-    gamma = sc[s, q + LV_EM] / mm if mm > MIN_MS else 0.0
-    lres = z - gamma * m
+def level_residual(lres, q, sc, s, kp, a_short):
+    """``(c, w, log p)`` of one feature's level test (see ``level_test``) for its residual ``lres``
+    (``cond_residuals``): the new short mean, its statistic and log p-value (0 before the long-run mean
+    square has a value); reads only."""
     scale = max(sc[s, q + LV_SCALE], kp[KP_SCALE_FLOOR])
     c = sc[s, q + LV_SHORT] + a_short * (min(max(lres / scale, -SHORT_CLIP), SHORT_CLIP) - sc[s, q + LV_SHORT])
     ms = sc[s, q + LV_SHORT_SQ]
@@ -529,22 +557,105 @@ def level_residual(z, sum_z, n_features, q, sc, s, kp, a_short):
     if ms > MIN_MS:
         w = 0.5 * c * c / ms
         lpl = tail_logp(w, S_U, sc, s, q + LV_TAIL)
-    return m, lres, c, w, lpl
+    return c, w, lpl
 
 
 @device
-def level_test(z, sum_z, n_features, q, lp, kf, lp_others, sc, s, kp, a_short, log_q, exc_memory):
+def cond_residuals(z, n_features, sc, s):
+    """Each feature's normalised value less its least-squares regression on all the others', into the
+    covariance block's residuals (``cov_offset``): ``l_f = (P z)_f / P_ff``, ``P`` the inverse of the
+    entity's running covariance of the normalised values plus ``COV_RIDGE`` times its mean diagonal.
+    The covariance is factorised (Cholesky, ``L``) and ``P_ff`` computed (the squared norm of column f
+    of ``L^-1``) once it has ``F + 2`` level-test events behind it, then at every event for the first
+    ``COV_REFRESH_SLOPE``, and ever less often, at most every ``COV_REFRESH`` events (O(F^3 / 3)); at
+    each event ``P z`` takes a forward and a backward solve with that factor (O(F^2)). All 0 before
+    the first factorisation. The schedule depends on the entity's own count only (deterministic)."""
+    row = sc.shape[1]
+    c0 = cov_offset(row, n_features)
+    nt = n_features * (n_features + 1) // 2
+    l0 = c0 + nt
+    p0 = l0 + nt
+    w0 = p0 + n_features
+    r0 = w0 + n_features
+    seen = sc[s, quiet_offset(row, n_features, 0) + LV_N] - (n_features + 2.0)
+    if seen < 0.0:
+        for f in range(n_features):
+            sc[s, r0 + f] = 0.0
+        return
+    if int(seen) % min(COV_REFRESH, 1 + int(seen) // COV_REFRESH_SLOPE) == 0:
+        tr = 0.0
+        for f in range(n_features):
+            tr += sc[s, c0 + f * (f + 1) // 2 + f]
+        ridge = COV_RIDGE * tr / n_features + MIN_MS
+        for j in range(n_features):
+            jj = j * (j + 1) // 2
+            d = sc[s, c0 + jj + j] + ridge
+            for k in range(j):
+                d -= sc[s, l0 + jj + k] * sc[s, l0 + jj + k]
+            d = math.sqrt(max(d, MIN_MS))
+            sc[s, l0 + jj + j] = d
+            for i in range(j + 1, n_features):
+                ii = i * (i + 1) // 2
+                a = sc[s, c0 + ii + j]
+                for k in range(j):
+                    a -= sc[s, l0 + ii + k] * sc[s, l0 + jj + k]
+                sc[s, l0 + ii + j] = a / d
+        for f in range(n_features):         # P_ff: L x = e_f (x in the forward solve's place)
+            pff = 0.0
+            for i in range(f, n_features):
+                ii = i * (i + 1) // 2
+                a = 1.0 if i == f else 0.0
+                for k in range(f, i):
+                    a -= sc[s, l0 + ii + k] * sc[s, w0 + k]
+                xi = a / sc[s, l0 + ii + i]
+                sc[s, w0 + i] = xi
+                pff += xi * xi
+            sc[s, p0 + f] = pff
+    for i in range(n_features):             # L w = z
+        ii = i * (i + 1) // 2
+        a = float(z[i])
+        for k in range(i):
+            a -= sc[s, l0 + ii + k] * sc[s, w0 + k]
+        sc[s, w0 + i] = a / sc[s, l0 + ii + i]
+    for i in range(n_features - 1, -1, -1):  # L^T y = w: y = P z
+        a = sc[s, w0 + i]
+        for k in range(i + 1, n_features):
+            a -= sc[s, l0 + k * (k + 1) // 2 + i] * sc[s, r0 + k]
+        sc[s, r0 + i] = a / sc[s, l0 + i * (i + 1) // 2 + i]
+    for f in range(n_features):
+        sc[s, r0 + f] = sc[s, r0 + f] / sc[s, p0 + f]
+
+
+@device
+def fold_covariance(z, n_features, sc, s, long_w):
+    """Take the event's normalised values into the level test's running covariance (rate ``max(1 / (count
+    + 1), 1 / long_window)`` on the level test's count before this event)."""
+    c0 = cov_offset(sc.shape[1], n_features)
+    a = max(1.0 / (sc[s, quiet_offset(sc.shape[1], n_features, 0) + LV_N]), 1.0 / long_w)
+    for i in range(n_features):
+        ii = i * (i + 1) // 2
+        for j in range(i + 1):
+            sc[s, c0 + ii + j] += a * (float(z[i]) * float(z[j]) - sc[s, c0 + ii + j])
+
+
+@device
+def level_residual_of(sc, s, n_features, f):
+    """Feature ``f``'s level-test residual of this event (after ``cond_residuals``)."""
+    return sc[s, cov_offset(sc.shape[1], n_features) + n_features * (n_features + 1) + 2 * n_features + f]
+
+
+@device
+def level_test(lres, q, lp, kf, lp_others, sc, s, kp, a_short, log_q, exc_memory):
     """The level test of one feature (more than one feature, ``short_window`` > 1): its normalised value
-    ``z`` against the mean ``m`` of the other features' (``sum_z`` is all features'), through the
-    entity's own regression ``gamma = E[z m] / E[m^2]``: ``l = z - gamma m`` over its mean absolute
-    value, clipped to ``±SHORT_CLIP``, in a short mean (``short_window``) set against its long-run
-    RMS, as the sustained-deviation test's, with its own peaks-over-threshold fit from the Gaussian's.
-    Features that follow the same daily pattern or load keep ``l`` near noise; one whose level leaves
-    that relation for a while (its amplitude, shape or frequency changes, it goes flat or drifts, it
-    stays in one regime while the others switch) moves the short mean. As the cross-feature test's, it
-    counts only for the feature(s) whose test is the most surprising (``lp_others``: the smallest of
-    the other features' level-test log p-values): one feature leaving the shared level moves the
-    others' ``m`` too, and the one that left is blamed. Returns the smaller of ``lp`` and the test's
+    less its regression on all the other features' values (``lres``, from ``cond_residuals``) over its
+    mean absolute value, clipped to ``±SHORT_CLIP``, in a short mean (``short_window``) set against its
+    long-run RMS, as the sustained-deviation test's, with its own peaks-over-threshold fit from the
+    Gaussian's. Features driven by the same causes keep ``l`` near noise; one whose level leaves that
+    relation for a while (its amplitude, shape or frequency changes, it goes flat or drifts, it stays in
+    one regime while the others switch) moves the short mean. As the cross-feature test's, it counts
+    only for the feature(s) whose test is the most surprising (``lp_others``: the smallest of the other
+    features' level-test log p-values): one feature leaving the shared relation moves the others'
+    regressions too, and the one that left is blamed. Returns the smaller of ``lp`` and the test's
     log p-value and the kind (``level_shift`` when the test gives it), and folds the event in. The
     test counts its own events (``LV_N``, rates ``max(1 / (count + 1), 1 / long_window)``) and takes
     part once it has ``warmup_events`` behind it. Not guaranteed: a relation that changes
@@ -553,7 +664,7 @@ def level_test(z, sum_z, n_features, q, lp, kf, lp_others, sc, s, kp, a_short, l
     long_w = kp[KP_LONG]
     a_long = max(1.0 / (lv_n + 1.0), 1.0 / long_w)
     a_rate = max(1.0 / (lv_n + 1.0 + S_PRIOR_EVENTS), 1.0 / long_w)
-    m, lres, c, w, lpl = level_residual(z, sum_z, n_features, q, sc, s, kp, a_short)
+    c, w, lpl = level_residual(lres, q, sc, s, kp, a_short)
     ms = sc[s, q + LV_SHORT_SQ]
     if ms > MIN_MS:
         if lpl < lp and lpl <= lp_others and lv_n >= kp[KP_WARMUP]:
@@ -564,8 +675,6 @@ def level_test(z, sum_z, n_features, q, lp, kf, lp_others, sc, s, kp, a_short, l
             tail_fold(ww, S_U, sc, s, q + LV_TAIL, a_rate, exc_memory, S_PRIOR_EXC)
     sc[s, q + LV_SHORT] = c
     sc[s, q + LV_SHORT_SQ] = ms + a_long * (c * c - ms)
-    sc[s, q + LV_EM] += a_long * (z * m - sc[s, q + LV_EM])
-    sc[s, q + LV_MM] += a_long * (m * m - sc[s, q + LV_MM])
     sc[s, q + LV_SCALE] += a_long * (abs(lres) - sc[s, q + LV_SCALE])
     sc[s, q + LV_N] = lv_n + 1.0
     return lp, kf
@@ -641,7 +750,6 @@ def score_event(err, x, sd, z, n, t, s, sc, kp, kind):
     # and the sum of the features' residuals in fixed units, for the cross-feature test
     n_active = 0
     sum_r = 0.0
-    sum_z = 0.0
     lpx_min1 = 0.0
     lpx_min2 = 0.0
     f_min1 = -1
@@ -655,15 +763,16 @@ def score_event(err, x, sd, z, n, t, s, sc, kp, kind):
             if sc[s, qo + QT_RAW_SCALE] < 0.0:   # RAW_SCALE_PENDING: the normalised scale, in these units
                 sc[s, qo + QT_RAW_SCALE] = sc[s, k + FS_SCALE] * sd[f]
             sum_r += min(max(fixed_residual(err[f], sd[f], sc, s, qo, floor), -CROSS_CLIP), CROSS_CLIP)
-            sum_z += float(z[f])
             if tail_logp(abs(err[f] / max(sc[s, k + FS_SCALE], floor)), TAIL_U, sc, s, k + FS_TAIL) < LOG_ACTIVE:
                 n_active += 1
+        if use_level:
+            cond_residuals(z, n_features, sc, s)
         for f in range(n_features):   # the two smallest log p-values of each test: each feature's must beat the others'
             qo = quiet_offset(sc.shape[1], n_features, f)
             lpx = cross_residual(fixed_residual(err[f], sd[f], sc, s, qo, floor), sum_r, n_features, f, sc, s)[4]
             lpx_min1, lpx_min2, f_min1 = two_smallest(lpx, f, lpx_min1, lpx_min2, f_min1)
             if use_level:
-                lpl = level_residual(float(z[f]), sum_z, n_features, qo, sc, s, kp, a_short)[4]
+                lpl = level_residual(level_residual_of(sc, s, n_features, f), qo, sc, s, kp, a_short)[2]
                 lpl_min1, lpl_min2, fl_min1 = two_smallest(lpl, f, lpl_min1, lpl_min2, fl_min1)
     best = 0.0
     best_other = 0.0        # the best log p-value with the stuck-value tests left out
@@ -705,7 +814,7 @@ def score_event(err, x, sd, z, n, t, s, sc, kp, kind):
             lp, kf = cross_test(qr, sum_r, lp_others, n_features, f, lp, kf, sc, s, a_long, a_rate, exc_memory,
                                 fold_tails)
         if use_level:
-            lp, kf = level_test(float(z[f]), sum_z, n_features, qo, lp, kf, lpl_min2 if f == fl_min1 else lpl_min1,
+            lp, kf = level_test(level_residual_of(sc, s, n_features, f), qo, lp, kf, lpl_min2 if f == fl_min1 else lpl_min1,
                                 sc, s, kp, a_short, log_q, exc_memory)
         # sustained deviation: short mean of the clipped signed residual against its long-run RMS
         if use_short:
@@ -788,6 +897,8 @@ def score_event(err, x, sd, z, n, t, s, sc, kp, kind):
                 awq = min(aq, tail_quantile(log_q, TAIL_U, sc, s, kq)) if aq > TAIL_U else aq
                 tail_fold(awq, TAIL_U, sc, s, kq, a_rate, exc_memory, PRIOR_EXC)
     sc[s, SC_N] = n_seen + 1.0
+    if use_level:   # after every feature's level test, which counted this event (LV_N)
+        fold_covariance(z, n_features, sc, s, long_w)
     if calibrated_blame and novel:
         for f in range(n_features):   # features that only left their range are not blamed beside them
             if kind[f] == KIND_NOVELTY:

@@ -108,9 +108,7 @@ class FeatureStats:
     cross_tail: TailFit = field(default_factory=TailFit)   # |d| / its scale
     raw_scale: float = 0.0    # mean absolute error in the feature's own units (with more than one feature)
     lv_n: float = 0.0         # level test (with more than one feature): its event count,
-    lv_em: float = 0.0        # ... running mean of z m (m: the other features' mean normalised value),
-    lv_mm: float = 0.0        # ... of m^2,
-    lv_scale: float = 0.0     # ... of |l|, l = z - gamma m,
+    lv_scale: float = 0.0     # ... running mean of |l|, l = z less its regression on the other features,
     lv_short: float = 0.0     # ... short mean of l / its scale, clipped,
     lv_short_sq: float = 0.0  # ... its long-run mean square,
     lv_tail: TailFit = field(default_factory=TailFit.sustained)   # ... and the tail fit of w = short^2 / (2 mean square)
@@ -136,6 +134,14 @@ class ScorerRef:
     feats: list[FeatureStats] = field(default_factory=list)
     prof_n: np.ndarray = field(default_factory=lambda: np.zeros(0))          # (B,) values per day bin
     prof: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))  # (B, F) mean per day bin
+    # the level test's running covariance of the normalised values (F, F; more than one feature) and the
+    # regression: the Cholesky factor (lower) and the inverse's diagonal, refreshed every COV_REFRESH
+    # events; the last event's forward solve and residuals
+    cov: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    chol: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    pdiag: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    fwd: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    lres: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def as_row(self, n_features: int) -> np.ndarray:
         """The same numbers in the layout of ``calibrate.SC_*`` (for comparing with a kernel's ``sc``)."""
@@ -152,8 +158,16 @@ class ScorerRef:
                 row[[q + C.XC_EM, q + C.XC_MM, q + C.XC_SCALE]] = [st.cross_em, st.cross_mm, st.cross_scale]
                 row[q + C.XC_TAIL:q + C.XC_TAIL + 4] = st.cross_tail.as_list()
                 row[q + C.QT_RAW_SCALE] = st.raw_scale
-                row[q + C.LV_N:q + C.LV_TAIL] = [st.lv_n, st.lv_em, st.lv_mm, st.lv_scale, st.lv_short, st.lv_short_sq]
+                row[q + C.LV_N:q + C.LV_TAIL] = [st.lv_n, st.lv_scale, st.lv_short, st.lv_short_sq]
                 row[q + C.LV_TAIL:q + C.LV_TAIL + 4] = st.lv_tail.as_list()
+        if n_features > 1 and self.cov.size:
+            c0, low = C.cov_offset(len(row), n_features), np.tril_indices(n_features)
+            nt = len(low[0])
+            row[c0:c0 + nt] = self.cov[low]
+            row[c0 + nt:c0 + 2 * nt] = self.chol[low]
+            row[c0 + 2 * nt:c0 + 2 * nt + n_features] = self.pdiag
+            row[c0 + 2 * nt + n_features:c0 + 2 * nt + 2 * n_features] = self.fwd
+            row[c0 + 2 * nt + 2 * n_features:c0 + 2 * nt + 3 * n_features] = self.lres
         if bins:
             means = C.profile_offset(n_features) + C.profile_means_size(n_features, bins)
             packed = np.zeros((means - C.profile_offset(n_features)) * C.PROFILE_MEANS_PER_WORD, dtype=np.float32)
@@ -338,37 +352,79 @@ def cross_test(st: FeatureStats, r: float, sum_r: float, lp_others: float, F: in
     return lp, kind
 
 
-def level_residual(st: FeatureStats, z: float, sum_z: float, F: int,
-                   kp: np.ndarray) -> tuple[float, float, float, float, float]:
-    """``(m, l, c, w, log p)`` of the level test (see ``calibrate.level_residual``)."""
-    m = (sum_z - z) / (F - 1.0)
-    gamma = st.lv_em / st.lv_mm if st.lv_mm > C.MIN_MS else 0.0
-    lres = z - gamma * m
+def cond_residuals(sc: ScorerRef, z: np.ndarray) -> None:
+    """Each feature's normalised value less its least-squares regression on the others' (see
+    ``calibrate.cond_residuals``), into ``sc.lres``: ``(P z)_f / P_ff`` with ``P`` the inverse of the
+    covariance plus the ridge, by the textbook Cholesky factorisation (refreshed every ``COV_REFRESH``
+    events, with ``P``'s diagonal) and triangular solves."""
+    F = len(z)
+    seen = sc.feats[0].lv_n - (F + 2.0)
+    if seen < 0:
+        sc.lres[:] = 0.0
+        return
+    L, w, y = sc.chol, sc.fwd, sc.lres
+    if int(seen) % min(C.COV_REFRESH, 1 + int(seen) // C.COV_REFRESH_SLOPE) == 0:
+        tr = 0.0
+        for f in range(F):
+            tr += sc.cov[f, f]
+        a = sc.cov + np.diag(np.full(F, C.COV_RIDGE * tr / F + C.MIN_MS))
+        for j in range(F):
+            d = a[j, j]
+            for k in range(j):
+                d -= L[j, k] * L[j, k]
+            L[j, j] = d = math.sqrt(max(d, C.MIN_MS))
+            for i in range(j + 1, F):
+                v = a[i, j]
+                for k in range(j):
+                    v -= L[i, k] * L[j, k]
+                L[i, j] = v / d
+        for f in range(F):                  # P_ff = |L^-1 e_f|^2
+            pff = 0.0
+            for i in range(f, F):
+                v = 1.0 if i == f else 0.0
+                for k in range(f, i):
+                    v -= L[i, k] * w[k]
+                w[i] = v / L[i, i]
+                pff += w[i] * w[i]
+            sc.pdiag[f] = pff
+    for i in range(F):                      # L w = z
+        v = float(z[i])
+        for k in range(i):
+            v -= L[i, k] * w[k]
+        w[i] = v / L[i, i]
+    for i in range(F - 1, -1, -1):          # L^T y = w: y = P z
+        v = w[i]
+        for k in range(i + 1, F):
+            v -= L[k, i] * y[k]
+        y[i] = v / L[i, i]
+    y /= sc.pdiag
+
+
+def level_residual(st: FeatureStats, lres: float, kp: np.ndarray) -> tuple[float, float, float]:
+    """``(c, w, log p)`` of the level test for its residual ``lres`` (see ``calibrate.level_residual``)."""
     scale = max(st.lv_scale, kp[P.KP_SCALE_FLOOR])
     c = st.lv_short + 2.0 / (kp[P.KP_SHORT] + 1.0) * (min(max(lres / scale, -C.SHORT_CLIP), C.SHORT_CLIP) - st.lv_short)
     if st.lv_short_sq <= C.MIN_MS:
-        return m, lres, c, 0.0, 0.0
+        return c, 0.0, 0.0
     w = 0.5 * c * c / st.lv_short_sq
-    return m, lres, c, w, st.lv_tail.logp(w)
+    return c, w, st.lv_tail.logp(w)
 
 
-def level_test(st: FeatureStats, z: float, sum_z: float, F: int, lp: float, kind: int, lp_others: float,
+def level_test(st: FeatureStats, lres: float, lp: float, kind: int, lp_others: float,
                kp: np.ndarray, memory: float) -> tuple[float, int]:
-    """The level test (see ``calibrate.level_test``): ``l = z - gamma m`` against the other features'
-    mean normalised value ``m``, its clipped short mean against its long-run RMS, on its own count,
-    counted where no other feature's is more surprising (``lp_others``)."""
+    """The level test (see ``calibrate.level_test``): the residual ``lres`` of the value's regression on
+    the other features', its clipped short mean against its long-run RMS, on its own count, counted
+    where no other feature's is more surprising (``lp_others``)."""
     long_w = kp[P.KP_LONG]
     a_long = max(1.0 / (st.lv_n + 1.0), 1.0 / long_w)
     a_rate = max(1.0 / (st.lv_n + 1.0 + C.S_PRIOR_EVENTS), 1.0 / long_w)
-    m, lres, c, w, lpl = level_residual(st, z, sum_z, F, kp)
+    c, w, lpl = level_residual(st, lres, kp)
     if st.lv_short_sq > C.MIN_MS:
         if lpl < lp and lpl <= lp_others and st.lv_n >= kp[P.KP_WARMUP]:
             lp, kind = lpl, C.KIND_SHIFT
         if st.lv_n >= C.MIN_SCALE_EVENTS:
             st.lv_tail.fold(min(w, st.lv_tail.quantile(C.WINSOR_LOGP)) if w > C.S_U else w, a_rate, memory)
     st.lv_short, st.lv_short_sq = c, st.lv_short_sq + a_long * (c * c - st.lv_short_sq)
-    st.lv_em += a_long * (z * m - st.lv_em)
-    st.lv_mm += a_long * (m * m - st.lv_mm)
     st.lv_scale += a_long * (abs(lres) - st.lv_scale)
     st.lv_n += 1.0
     return lp, kind
@@ -386,6 +442,7 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
     kinds = np.zeros(F, dtype=np.uint8)
     if n == 0:
         sc.feats = [FeatureStats(prev=float(v), lo=float(v), hi=float(v)) for v in x]
+        sc.cov = np.zeros((0, 0))
         return 0.0, 0, kinds
     scoring = n >= kp[P.KP_WARMUP] and sc.n >= 2
     long_w, thr = kp[P.KP_LONG], kp[P.KP_THRESHOLD]
@@ -395,11 +452,12 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
     use_short, use_flat = kp[P.KP_SHORT] > 1, kp[P.KP_FLATLINE] != 0
     use_level = F > 1 and use_short
     log_tests = math.log(1 + use_short + use_flat + (F > 1) + use_level)
-    sum_z = 0.0
     if use_level:
-        for v in z:
-            sum_z += float(v)
-    levels = [level_residual(st, float(z[f]), sum_z, F, kp)[4] for f, st in enumerate(sc.feats)] if use_level else []
+        if sc.cov.shape != (F, F):
+            sc.cov, sc.chol, sc.pdiag = np.zeros((F, F)), np.zeros((F, F)), np.zeros(F)
+            sc.fwd, sc.lres = np.zeros(F), np.zeros(F)
+        cond_residuals(sc, z)
+    levels = [level_residual(st, float(sc.lres[f]), kp)[2] for f, st in enumerate(sc.feats)] if use_level else []
     log_q = C.WINSOR_LOGP
     decay = 1.0 - 1.0 / long_w
     memory = max(long_w * C.EXC_MEMORY, 1.0)
@@ -434,7 +492,7 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
             lp_others = min(v for g, v in enumerate(cross) if g != f)
             lp, kind = cross_test(st, qs[f], sum_r, lp_others, F, lp, kind, a_long, a_rate, memory, sc.n >= C.MIN_SCALE_EVENTS)
         if use_level:
-            lp, kind = level_test(st, float(z[f]), sum_z, F, lp, kind, min(v for g, v in enumerate(levels) if g != f),
+            lp, kind = level_test(st, float(sc.lres[f]), lp, kind, min(v for g, v in enumerate(levels) if g != f),
                                   kp, memory)
         a_cap = st.tail.quantile(log_q)
         a_cap_quiet = st.quiet_tail.quantile(log_q)
@@ -489,6 +547,12 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
             if quiet:
                 st.quiet_tail.fold(min(abs(qs[f]), a_cap_quiet), a_rate, memory)
     sc.n += 1.0
+    if use_level:   # the covariance takes the event in after every feature's level test counted it
+        a = max(1.0 / sc.feats[0].lv_n, 1.0 / long_w)
+        for i in range(F):
+            for j in range(i + 1):
+                sc.cov[i, j] += a * (float(z[i]) * float(z[j]) - sc.cov[i, j])
+                sc.cov[j, i] = sc.cov[i, j]
     if ((kinds != 0) & (kinds != C.KIND_NOVELTY)).any():   # beside a calibrated kind, novelty alone is not blamed
         kinds[kinds == C.KIND_NOVELTY] = 0
     logp = best + math.log(F) if scoring else 0.0
