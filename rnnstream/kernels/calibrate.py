@@ -160,7 +160,7 @@ LV_SHORT_SQ = 15    # ... long-run mean square of that short mean,
 LV_TAIL = 16        # ... tail fit of w = short^2 / (2 mean square) (TL_*, from the Gaussian's, as FS_STAIL)
 # With more than one feature, before the features' blocks: the level test's covariance block
 # (``cov_offset``): the running covariance of the normalised values (lower triangle, row by row), and
-# the regression's factor, refreshed every COV_REFRESH events (the Cholesky factor of the covariance
+# the regression's factor, refreshed when cov_refresh_due says (the Cholesky factor of the covariance
 # plus the ridge, lower triangle), then three vectors: the diagonal of its inverse P (refreshed with
 # it), and the event's scratch: the forward solve and each feature's residual l_f. ``cov_size(F)``.
 COV_RIDGE = 0.01    # added to the covariance's diagonal, in units of its mean: a feature that is an exact
@@ -288,6 +288,19 @@ def cov_size(n_features: int) -> int:
     return n_features * (n_features + 1) + 3 * n_features if n_features > 1 else 0
 
 
+def cov_refresh_due(seen: int) -> bool:
+    """Whether the level test refactorises its covariance ``seen`` events after its first factorisation:
+    at every event for the first ``COV_REFRESH_SLOPE``, then every ``1 + seen // COV_REFRESH_SLOPE``
+    events, at most every ``COV_REFRESH``."""
+    return seen % min(COV_REFRESH, 1 + seen // COV_REFRESH_SLOPE) == 0
+
+
+# The covariance block's size and refresh schedule for the kernels: compiled from these functions, not
+# restated.
+cov_size_kernel = device(cov_size)
+cov_refresh_due_kernel = device(cov_refresh_due)
+
+
 def layout_width(layout: int, n_features: int, profile_bins: int) -> int:
     """Row length of scorer ``layout`` (a key of ``LAYOUTS``) for ``n_features`` and a daily profile."""
     pf, qt, per_word = LAYOUTS[layout]
@@ -382,7 +395,7 @@ def cov_offset(row_len, n_features):
     """Where the level test's covariance block starts in a row of ``row_len`` (more than one feature):
     the covariance's lower triangle, the Cholesky factor's, the diagonal of the inverse (F), the forward
     solve (F), the residuals (F)."""
-    return row_len - QT_SIZE * n_features - (n_features * (n_features + 1) + 3 * n_features)
+    return row_len - QT_SIZE * n_features - cov_size_kernel(n_features)
 
 
 @device
@@ -582,7 +595,7 @@ def cond_residuals(z, n_features, sc, s):
         for f in range(n_features):
             sc[s, r0 + f] = 0.0
         return
-    if int(seen) % min(COV_REFRESH, 1 + int(seen) // COV_REFRESH_SLOPE) == 0:
+    if cov_refresh_due_kernel(int(seen)):
         tr = 0.0
         for f in range(n_features):
             tr += sc[s, c0 + f * (f + 1) // 2 + f]
@@ -640,8 +653,8 @@ def fold_covariance(z, n_features, sc, s, long_w):
 
 @device
 def level_residual_of(sc, s, n_features, f):
-    """Feature ``f``'s level-test residual of this event (after ``cond_residuals``)."""
-    return sc[s, cov_offset(sc.shape[1], n_features) + n_features * (n_features + 1) + 2 * n_features + f]
+    """Feature ``f``'s level-test residual of this event (after ``cond_residuals``): the block's last F."""
+    return sc[s, quiet_offset(sc.shape[1], n_features, 0) - n_features + f]
 
 
 @device

@@ -135,8 +135,8 @@ class ScorerRef:
     prof_n: np.ndarray = field(default_factory=lambda: np.zeros(0))          # (B,) values per day bin
     prof: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))  # (B, F) mean per day bin
     # the level test's running covariance of the normalised values (F, F; more than one feature) and the
-    # regression: the Cholesky factor (lower) and the inverse's diagonal, refreshed every COV_REFRESH
-    # events; the last event's forward solve and residuals
+    # regression: the Cholesky factor (lower) and the inverse's diagonal, refreshed when
+    # calibrate.cov_refresh_due; the last event's forward solve and residuals
     cov: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     chol: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     pdiag: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -355,15 +355,15 @@ def cross_test(st: FeatureStats, r: float, sum_r: float, lp_others: float, F: in
 def cond_residuals(sc: ScorerRef, z: np.ndarray) -> None:
     """Each feature's normalised value less its least-squares regression on the others' (see
     ``calibrate.cond_residuals``), into ``sc.lres``: ``(P z)_f / P_ff`` with ``P`` the inverse of the
-    covariance plus the ridge, by the textbook Cholesky factorisation (refreshed every ``COV_REFRESH``
-    events, with ``P``'s diagonal) and triangular solves."""
+    covariance plus the ridge, by the textbook Cholesky factorisation (refreshed with ``P``'s diagonal
+    when ``calibrate.cov_refresh_due``) and triangular solves."""
     F = len(z)
     seen = sc.feats[0].lv_n - (F + 2.0)
     if seen < 0:
         sc.lres[:] = 0.0
         return
     L, w, y = sc.chol, sc.fwd, sc.lres
-    if int(seen) % min(C.COV_REFRESH, 1 + int(seen) // C.COV_REFRESH_SLOPE) == 0:
+    if C.cov_refresh_due(int(seen)):
         tr = 0.0
         for f in range(F):
             tr += sc.cov[f, f]

@@ -341,7 +341,7 @@ def test_one_feature_has_no_conditional_fit():
     for n in range(e.size):
         score_event(np.array([e[n]]), np.array([n * 1e-3]), np.ones(1), np.zeros(1), n, float(n), 0, sc, kp, kind)
     assert sc.shape[1] == C.SC_FEAT + C.PF   # one feature has no conditional fit (and no room for one)
-    assert sc_size(2) == C.SC_FEAT + 2 * (C.PF + C.QT_SIZE) + C.cov_size(2)   # two features: 3 + 3 + 2 + 2
+    assert sc_size(2) == C.SC_FEAT + 2 * (C.PF + C.QT_SIZE) + C.cov_size(2)   # two features: 3 + 3 + 2 + 2 + 2
 
 
 def test_flatline_of_a_noisy_series_fires_and_series_that_often_repeat_do_not():
