@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .kernels.calibrate import (FLAG_ANOMALY, FLAG_LATE, FLAG_SUPPRESSED, LAYOUTS, SCORER_LAYOUT, layout_width,
+from .kernels.calibrate import (FLAG_ANOMALOUS, FLAG_ANOMALY, FLAG_LATE, FLAG_SUPPRESSED, LAYOUTS, SCORER_LAYOUT, layout_width,
                                 legacy_widths, upgrade_rows)
 from .kernels.params import from_config, n_time_features
 from .models.base import BatchOutput, common_fields, create
@@ -71,6 +71,13 @@ class BatchResult:
     def anomalies(self) -> np.ndarray:
         """Positions (into the accepted events) of the events that raised an anomaly."""
         return np.flatnonzero(self.flag & FLAG_ANOMALY)
+
+    @property
+    def anomalous(self) -> np.ndarray:
+        """Per accepted event, whether its own score reached the threshold (``FLAG_ANOMALOUS``), whether
+        or not it raised an anomaly: every event of an incident that scores above the threshold, where
+        ``anomalies`` holds only the incident's alarms."""
+        return (self.flag & FLAG_ANOMALOUS) != 0
 
     def reported_score(self) -> np.ndarray:
         """The score an alert threshold sees: 0 inside an entity's suppression period."""

@@ -30,7 +30,7 @@ import orjson
 from .detector import Detector
 from .errors import InputRejected, RnnstreamError
 from .events import RecordParser, has_field
-from .kernels.calibrate import FLAG_ANOMALY, FLAG_SUPPRESSED, KIND_NAMES
+from .kernels.calibrate import FLAG_ANOMALOUS, FLAG_ANOMALY, FLAG_SUPPRESSED, KIND_NAMES
 from .progress import progress
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ def replay(cfg: Any, input_path: str | Path, output_path: str | Path, plot_path:
     summary = ReplaySummary()
     names = list(cfg.features)
     header = ["entity", "timestamp", *names, *(f"{n}_predicted" for n in names), "error", "score",
-              "anomaly", "suppressed", "kind", "blamed", "model_version", "rejected"]
+              "anomaly", "suppressed", "anomalous", "kind", "blamed", "model_version", "rejected"]
     series = PlotSeries(entity) if entity is not None else None
     want_plot = plot_path is not None
     det = Detector(cfg, background=False)
@@ -260,10 +260,10 @@ def _flush(det: Detector, batch: list, writer: Any, summary: ReplaySummary, seri
             k = good[int(pos)]
             entity, xv, t = batch[k][2]
             flag = int(res.flag[j])
-            anomaly, suppressed = bool(flag & FLAG_ANOMALY), bool(flag & FLAG_SUPPRESSED)
+            anomaly, suppressed, anomalous = bool(flag & FLAG_ANOMALY), bool(flag & FLAG_SUPPRESSED), bool(flag & FLAG_ANOMALOUS)
             rows.append((k, [entity, datetime.fromtimestamp(t, timezone.utc).isoformat(), *map(repr, xv),
                              *map(repr, res.pred[j].tolist()), f"{res.err[j]:.6g}", f"{res.score[j]:.6g}",
-                             int(anomaly), int(suppressed), *_blame(res.kind[j], names), int(res.model_version[j]), ""]))
+                             int(anomaly), int(suppressed), int(anomalous), *_blame(res.kind[j], names), int(res.model_version[j]), ""]))
             summary.entities[entity] += 1
             if want_plot:
                 if series is None:
@@ -283,7 +283,7 @@ def _flush(det: Detector, batch: list, writer: Any, summary: ReplaySummary, seri
                 summary.anomalies.append((entity, t, float(res.score[j])))
         summary.processed += len(res.index)
     done = {k for k, _ in rows}
-    width = 9 + 2 * det.n_features  # every column but the last, "rejected"
+    width = 10 + 2 * det.n_features  # every column but the last, "rejected"
     for k, item in enumerate(batch):
         if k not in done:
             rows.append((k, [""] * width + [item[3]]))

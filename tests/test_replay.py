@@ -86,6 +86,9 @@ def test_replay_writes_every_row_and_counts_rejections(tmp_path, suffix):
             assert 0.0 <= float(row["score"]) <= 1.0 and row["anomaly"] in ("0", "1")
             if row["anomaly"] == "1":
                 assert float(row["score"]) >= 0.5 and row["suppressed"] == "0"
+            # anomalous: the row's own score reached the threshold, raised as an anomaly or not
+            if abs(float(row["score"]) - 0.5) > 1e-5:   # (the column rounds to 6 digits)
+                assert row["anomalous"] == ("1" if float(row["score"]) > 0.5 else "0"), (i, row)
     assert rows[5]["rejected"] == "wrong_type" and rows[30]["rejected"] == "non_finite_value"
     assert rows[44]["rejected"] == "bad_timestamp"
     assert rows[1101]["anomaly"] == "1"

@@ -156,12 +156,13 @@ def run_detector_unsuppressed(detector_cfg: Any, entity_names: list[str], entity
 @dataclass
 class DetectorRows:
     """Per row: the reported score, the published-alarm flag, the score before suppression, and per
-    feature the blamed kind (``KIND_*``)."""
+    feature the blamed kind (``KIND_*``); ``anomalous``: the row's own score reached the threshold."""
 
     score: np.ndarray
     alarm: np.ndarray
     unsuppressed: np.ndarray
     kind: np.ndarray
+    anomalous: np.ndarray
 
 
 def detector_rows(detector_cfg: Any, entity_names: list[str], entity: np.ndarray, values: np.ndarray,
@@ -176,7 +177,7 @@ def detector_rows(detector_cfg: Any, entity_names: list[str], entity: np.ndarray
         names = np.asarray(entity_names, dtype=object)[entity]
         n = len(ts)
         out = DetectorRows(np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n),
-                           np.zeros((n, values.shape[1]), dtype=np.uint8))
+                           np.zeros((n, values.shape[1]), dtype=np.uint8), np.zeros(n, dtype=bool))
         for start in range(0, n, BATCH):
             stop = min(start + BATCH, n)
             res = det.process(names[start:stop].tolist(), values[start:stop], ts[start:stop])
@@ -185,6 +186,7 @@ def detector_rows(detector_cfg: Any, entity_names: list[str], entity: np.ndarray
             out.unsuppressed[at] = res.score
             out.alarm[at] = (res.flag & FLAG_ANOMALY) != 0
             out.kind[at] = res.kind
+            out.anomalous[at] = res.anomalous
         return out
     finally:
         det.close()

@@ -80,7 +80,8 @@ calibrated test names the kind of a feature that also left its range (a 16-devia
 feature is not blamed when another crosses by a calibrated test (a healthy sensor that reaches a new
 extreme with the shared operating point, beside the faulty one).
 
-Alert hygiene: scores are 0 before ``warmup_events``. Once an entity raises an anomaly, it raises no
+Alert hygiene: scores are 0 before ``warmup_events``. Every event whose own score reaches the
+threshold is flagged ``FLAG_ANOMALOUS``, raised or not. Once an entity raises an anomaly, it raises no
 other for ``suppress_events`` events and ``min_gap_seconds`` seconds (flag ``FLAG_SUPPRESSED``),
 unless an event inside that period is clearly stronger than the one that started it: a calibrated
 score (novelty aside) at least ``OVERRIDE_MARGIN`` higher (a p-value 10x smaller). That event is
@@ -189,6 +190,7 @@ PROFILE_MEAN_MAX = float(np.finfo(np.float32).max)   # a mean saturates here (va
 FLAG_ANOMALY = 1
 FLAG_SUPPRESSED = 2
 FLAG_LATE = 4       # refused: older than the entity's previous event beyond late_tolerance_seconds
+FLAG_ANOMALOUS = 8  # the event's own score reached the threshold, whether or not it raised an anomaly
 
 KIND_NONE = 0
 KIND_SPIKE = 1      # the value is far above the prediction
@@ -981,4 +983,6 @@ def score_event(err, x, sd, z, n, t, s, sc, kp, kind):
         else:
             quiet = alarmed + 1.0 if not novel and arg > log_gate else NEW_INCIDENT_EVENTS + 1.0
         sc[s, SC_ALARMED] = -quiet if word < 0.0 else quiet
+    if score >= kp[KP_THRESHOLD]:
+        flags |= FLAG_ANOMALOUS
     return score, flags

@@ -586,14 +586,15 @@ def score_event(sc: ScorerRef, err: np.ndarray, x: np.ndarray, n: int, t: float,
     if score >= thr and not (held and not stronger):
         sc.alarm_flat = best_flat or (sc.alarm_flat and sc.alarmed and not new_incident)
         sc.alarmed, sc.quiet_run, sc.alarm_n, sc.alarm_t, sc.alarm_logp = True, 0.0, float(n), float(t), min(logp, 0.0)
-        return score, FLAG_ANOMALY, kinds
+        return score, FLAG_ANOMALY | C.FLAG_ANOMALOUS, kinds
     if sc.alarmed and sc.quiet_run < quiet_novel:
         if not new_incident:   # events in a row below the threshold, until the incident has ended
             sc.quiet_run = sc.quiet_run + 1.0 if score < thr else 0.0
         else:                  # then unsurprising ones in a row: the series is back to normal
             normal = not novel and logp > math.log(kp[P.KP_NOVELTY_GATE])
             sc.quiet_run = sc.quiet_run + 1.0 if normal else C.NEW_INCIDENT_EVENTS
-    return score, (FLAG_SUPPRESSED if in_period or (held and score >= thr) else 0), kinds
+    return score, ((FLAG_SUPPRESSED if in_period or (held and score >= thr) else 0)
+                   | (C.FLAG_ANOMALOUS if score >= thr else 0)), kinds
 
 
 def finish_event(ent: EntityRef, t: float, u: np.ndarray, flag: int) -> None:

@@ -10,16 +10,18 @@ import pytest
 
 from rnnstream.kernels import calibrate as C
 from rnnstream.kernels import reference as ref
-from rnnstream.kernels.calibrate import (FLAG_ANOMALY, FLAG_SUPPRESSED, KIND_DROP, KIND_FLATLINE, KIND_NOVELTY,
+from rnnstream.kernels.calibrate import (FLAG_ANOMALOUS, FLAG_ANOMALY, FLAG_SUPPRESSED, KIND_DROP, KIND_FLATLINE, KIND_NOVELTY,
                                          KIND_SHIFT, KIND_SPIKE, p_to_score, sc_size, score_event)
-from rnnstream.kernels.params import kernel_params
+from rnnstream.kernels.params import KP_THRESHOLD, kernel_params
 
 
 def run(errors: np.ndarray, values: np.ndarray | None = None, times: np.ndarray | None = None,
         sd: np.ndarray | None = None, z: np.ndarray | None = None, **scoring):
     """Score a stream of error vectors (N, F) for one entity, normalised with the deviations ``sd`` (N, F;
     default 1: the errors are in the features' own units), the normalised values ``z`` (N, F; default 0:
-    no level test signal); returns (scores, flags, kinds)."""
+    no level test signal); returns (scores, flags, kinds), the flags without ``FLAG_ANOMALOUS`` (the
+    alarm's: ``FLAG_ANOMALY``, ``FLAG_SUPPRESSED``; ``test_every_event_reaching_the_threshold_is_anomalous``
+    covers the other)."""
     errors = np.asarray(errors, dtype=np.float64).reshape(len(errors), -1)
     n_events, n_features = errors.shape
     if values is None:  # distinct values: no repeats, no novelty
@@ -35,7 +37,7 @@ def run(errors: np.ndarray, values: np.ndarray | None = None, times: np.ndarray 
     z = np.zeros_like(errors) if z is None else np.asarray(z, dtype=np.float64)
     for n in range(n_events):
         scores[n], flags[n] = score_event(errors[n].copy(), values[n], sd[n], z[n], n, times[n], 0, sc, kp, kinds[n])
-    return scores, flags, kinds
+    return scores, flags & ~FLAG_ANOMALOUS, kinds
 
 
 def test_p_to_score_meaning():
@@ -466,6 +468,26 @@ def test_suppression_and_a_clearly_stronger_anomaly_breaks_through():
     assert not np.any(flags[301:340] & FLAG_ANOMALY)
 
 
+def test_every_event_reaching_the_threshold_is_anomalous():
+    """``FLAG_ANOMALOUS`` marks each event whose own score reaches the threshold, inside a suppression
+    period or not: the events of an incident, where ``FLAG_ANOMALY`` marks only its alarms."""
+    rng = np.random.default_rng(0)
+    e = rng.standard_normal(400)
+    e[300], e[301] = 9.0, 9.0   # an incident of two large residuals
+    kp = kernel_params(warmup_events=50, long_window=1000, suppress_events=50, novelty_tolerance=0.0, short_window=1)
+    sc = np.zeros((1, sc_size(1)))
+    kind = np.zeros(1, dtype=np.uint8)
+    scores, flags = np.zeros(400), np.zeros(400, dtype=np.int64)
+    for n in range(400):
+        scores[n], flags[n] = score_event(e[n:n + 1].copy(), np.array([n * 1e-3]), np.ones(1), np.zeros(1), n,
+                                          float(n), 0, sc, kp, kind)
+    anomalous = (flags & FLAG_ANOMALOUS) != 0
+    assert np.array_equal(anomalous, scores >= kp[KP_THRESHOLD])
+    assert np.flatnonzero(anomalous).tolist() == [300, 301]
+    assert np.flatnonzero(flags & FLAG_ANOMALY).tolist() == [300]
+    assert flags[301] & FLAG_SUPPRESSED   # reached the threshold, not raised
+
+
 def test_a_new_stronger_anomaly_breaks_through_and_a_continuing_incident_does_not_re_alarm():
     # scores saturate at 1.0, so "0.1 higher" cannot hold after an alarm of 0.9 or more: once its incident
     # has ended (NEW_INCIDENT_EVENTS events in a row below the threshold), a p-value 10x smaller is published
@@ -600,7 +622,7 @@ def test_reference_matches_kernel_on_random_streams(n_features, threshold):
         assert got[1] == want[1] and got[0] == pytest.approx(want[0], rel=1e-9, abs=1e-12)
         np.testing.assert_array_equal(kind, want[2])
         seen.update(kind.tolist())
-        seen.add(100 + got[1])
+        seen.add(100 + (got[1] & ~FLAG_ANOMALOUS))
     np.testing.assert_allclose(sc[0], rsc.as_row(n_features), rtol=1e-9, atol=1e-12)
     assert {KIND_SPIKE, KIND_DROP, KIND_FLATLINE, 100 + FLAG_ANOMALY, 100 + FLAG_SUPPRESSED} <= seen
 
@@ -630,7 +652,7 @@ def test_a_row_of_an_earlier_build_keeps_its_alarm_when_restored():
             if legacy and n == 300:
                 sc[0, C.SC_ALARM_LOGP] = p_to_score(sc[0, C.SC_ALARM_LOGP])   # the earlier build's row
                 sc[0, C.SC_ALARMED] = 1.0
-        outcomes.append((scores, flags))
+        outcomes.append((scores, flags & ~FLAG_ANOMALOUS))
     (scores, flags), (_, legacy_flags) = outcomes
     assert flags[300] == FLAG_ANOMALY and 0.5 <= scores[300] < 1.0 - C.OVERRIDE_MARGIN
     assert scores[304] >= 0.5 and flags[304] == FLAG_SUPPRESSED
