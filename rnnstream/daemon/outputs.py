@@ -12,8 +12,8 @@ A feature's ``kind`` is what the scorer blames it for (``spike``, ``drop``, ``le
 
 ``event_id`` names the source record, so a consumer can drop the duplicates a restart replays (the
 daemon guarantees at-least-once delivery, not exactly-once). Score events carry the same ids and a
-subset of the fields plus ``anomaly``/``suppressed``. A dead letter is the ORIGINAL key and value bytes
-with the source record's headers followed by ``rnnstream.*`` headers saying why.
+subset of the fields plus ``anomaly``/``suppressed``/``anomalous``. A dead letter is the ORIGINAL key
+and value bytes with the source record's headers followed by ``rnnstream.*`` headers saying why.
 
 Scores, ``outputs.scores_format: batch`` (schema ``rnnstream.scores`` version 2: the layout in
 ``scoresbatch``, which also decodes it): one record per poll and source partition, key
@@ -74,7 +74,7 @@ import numpy as np
 from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 from kafka.partitioner.default import murmur2
 
-from ..kernels.calibrate import FLAG_ANOMALY, FLAG_SUPPRESSED, KIND_NAMES
+from ..kernels.calibrate import FLAG_ANOMALOUS, FLAG_ANOMALY, FLAG_SUPPRESSED, KIND_NAMES
 from . import rawbatch, scoresbatch, scorerecords
 
 log = logging.getLogger(__name__)
@@ -253,6 +253,7 @@ class Outputs:
             "error": float(error),
             "anomaly": bool(flag & FLAG_ANOMALY),
             "suppressed": bool(flag & FLAG_SUPPRESSED),
+            "anomalous": bool(flag & FLAG_ANOMALOUS),
             "model_version": int(model_version),
         }
         self._send(_Out(self.scores_topic, entity.encode(), orjson.dumps(event), None, "score", record))
@@ -337,7 +338,7 @@ class Outputs:
         raw_pub = self._raw
         budget = (raw_pub.max_coalesced_bytes if coalesce else raw_pub.max_batch_bytes) - rawbatch.HEADER.size
         batches = scorerecords.encode(pieces, ents, offsets, ts[index], score, error, flag & FLAG_ANOMALY,
-                                      flag & FLAG_SUPPRESSED, versions, parts, budget,
+                                      flag & FLAG_SUPPRESSED, flag & FLAG_ANOMALOUS, versions, parts, budget,
                                       raw_pub.open_batches(topic, self._partition_count) if coalesce else None)
         rows = np.asarray(index)
         for b in batches:
@@ -379,12 +380,13 @@ class Outputs:
         prefix = f"{det}:{src.topic}:{src.partition}:"
         anomaly = (flag & FLAG_ANOMALY).astype(bool).tolist()
         suppressed = (flag & FLAG_SUPPRESSED).astype(bool).tolist()
-        for i, t, sc, er, an, su, ver in zip(index.tolist(), ts[index].tolist(), score.tolist(), error.tolist(),
-                                             anomaly, suppressed, versions.tolist()):
+        anomalous = (flag & FLAG_ANOMALOUS).astype(bool).tolist()
+        for i, t, sc, er, an, su, ao, ver in zip(index.tolist(), ts[index].tolist(), score.tolist(), error.tolist(),
+                                                 anomaly, suppressed, anomalous, versions.tolist()):
             record, entity = raw[i], entities[i]
             yield record, entity.encode(), dumps({
                 "event_id": prefix + str(record.offset), "detector": det, "entity": entity, "event_time": t,
-                "score": sc, "error": er, "anomaly": an, "suppressed": su, "model_version": ver})
+                "score": sc, "error": er, "anomaly": an, "suppressed": su, "anomalous": ao, "model_version": ver})
 
     def _publish(self, partition: int, group: _Batch) -> None:
         """The records of ``group`` to ``partition``, as record batches of at most the publisher's size."""
@@ -469,7 +471,7 @@ class Outputs:
         src = raw[int(index[0])]
         ents, offsets = _selected(raw, entities, index)
         columns = (offsets, ents, np.ascontiguousarray(ts[index], dtype=np.float64), score, error,
-                   (flag & FLAG_ANOMALY) != 0, (flag & FLAG_SUPPRESSED) != 0, versions)
+                   (flag & FLAG_ANOMALY) != 0, (flag & FLAG_SUPPRESSED) != 0, (flag & FLAG_ANOMALOUS) != 0, versions)
         key = f"{self.detector}:{src.topic}:{src.partition}".encode()
         self._send_batch(key, src, columns, 0, len(offsets))
 

@@ -13,7 +13,7 @@ batches of at most a given size. The bytes are the same as those of the record-a
 Value of event ``k`` (``outputs`` module docstring)::
 
     {"event_id":"<detector>:<topic>:<partition>:<offset>","detector":..,"entity":..,"event_time":..,
-     "score":..,"error":..,"anomaly":..,"suppressed":..,"model_version":..}
+     "score":..,"error":..,"anomaly":..,"suppressed":..,"anomalous":..,"model_version":..}
 
 key: the entity's UTF-8 bytes.
 """
@@ -33,7 +33,8 @@ ROOM = HEADER.size            # bytes left free in front of each batch for its h
 
 # The value's constant pieces, in order; the variable parts go between them.
 _FIELDS = ('","detector":', ',"entity":', ',"event_time":', ',"score":', ',"error":', ',"anomaly":',
-           ',"suppressed":', ',"model_version":', "}")
+           ',"suppressed":', ',"anomalous":', ',"model_version":', "}")
+_TRUE = len(_FIELDS)          # the pieces 'true' and 'false' follow the fields' (``pieces_for``)
 
 
 @kernel
@@ -115,7 +116,7 @@ def _put(out, pos, src, lo, hi):
 
 
 @kernel
-def _plan(order, part, budget, first, room_left, ts_delta, offsets, versions, anomaly, suppressed, piece_at,
+def _plan(order, part, budget, first, room_left, ts_delta, offsets, versions, bools, piece_at,
           key_at, ent_lo, ent_hi, col_lo, col_hi, room, key_len, value_len, rec_len, batches):
     """Sizes of the records of events ``order[0], order[1], ..`` (grouped by ``part``, in event order
     within a partition) and their batches of at most ``budget`` bytes of records each (a record alone
@@ -132,8 +133,8 @@ def _plan(order, part, budget, first, room_left, ts_delta, offsets, versions, an
         v = fixed + _digits(offsets[e]) + _digits(versions[e]) + (ent_hi[e] - ent_lo[e])
         for c in range(3):
             v += col_hi[c, e] - col_lo[c, e]
-        v += 4 if anomaly[e] else 5
-        v += 4 if suppressed[e] else 5
+        for c in range(bools.shape[0]):
+            v += 4 if bools[c, e] else 5
         value_len[k] = v
         key_len[k] = key_at[e + 1] - key_at[e]
     nb = 0
@@ -178,7 +179,7 @@ def _plan(order, part, budget, first, room_left, ts_delta, offsets, versions, an
 
 
 @kernel
-def _write(out, order, batches, nb, offsets, versions, anomaly, suppressed, pieces, piece_at, keys, key_at,
+def _write(out, order, batches, nb, offsets, versions, bools, pieces, piece_at, keys, key_at,
            ents, ent_lo, ent_hi, cols, col_lo, col_hi, key_len, value_len, rec_len):
     """The records ``_plan`` sized, into ``out``."""
     b = 0
@@ -206,15 +207,13 @@ def _write(out, order, batches, nb, offsets, versions, anomaly, suppressed, piec
         for c in range(3):                                              # event_time, score, error
             pos = _put(out, pos, pieces, piece_at[2 + c], piece_at[3 + c])
             pos = _put(out, pos, cols, col_lo[c, e], col_hi[c, e])
-        t = 9 if anomaly[e] else 10                                     # true / false
-        pos = _put(out, pos, pieces, piece_at[5], piece_at[6])          # ,"anomaly":
-        pos = _put(out, pos, pieces, piece_at[t], piece_at[t + 1])
-        t = 9 if suppressed[e] else 10
-        pos = _put(out, pos, pieces, piece_at[6], piece_at[7])          # ,"suppressed":
-        pos = _put(out, pos, pieces, piece_at[t], piece_at[t + 1])
-        pos = _put(out, pos, pieces, piece_at[7], piece_at[8])          # ,"model_version":
+        for c in range(bools.shape[0]):                                 # ,"anomaly": ,"suppressed": ,"anomalous":
+            t = _TRUE if bools[c, e] else _TRUE + 1                     # true / false
+            pos = _put(out, pos, pieces, piece_at[5 + c], piece_at[6 + c])
+            pos = _put(out, pos, pieces, piece_at[t], piece_at[t + 1])
+        pos = _put(out, pos, pieces, piece_at[8], piece_at[9])          # ,"model_version":
         pos = _put_int(out, pos, versions[e])
-        pos = _put(out, pos, pieces, piece_at[8], piece_at[9])          # }
+        pos = _put(out, pos, pieces, piece_at[9], piece_at[10])         # }
         out[pos] = 0                                                    # no headers
         pos += 1
         j += 1
@@ -242,12 +241,12 @@ def pieces_for(detector: str, topic: str, partition: int) -> tuple[np.ndarray, n
     at = np.zeros(len(parts) + 1, np.int64)
     np.cumsum([len(p) for p in parts], out=at[1:])
     table = np.frombuffer(b"".join(parts), np.uint8)
-    return table, np.append(at, at[9])      # last: the length of every piece but true/false
+    return table, np.append(at, at[_TRUE])  # last: the length of every piece but true/false
 
 
 def encode(pieces: tuple[np.ndarray, np.ndarray], entities: Sequence[str], offsets: np.ndarray,
            event_time: np.ndarray, score: np.ndarray, error: np.ndarray, anomaly: np.ndarray,
-           suppressed: np.ndarray, versions: np.ndarray, partitions: np.ndarray,
+           suppressed: np.ndarray, anomalous: np.ndarray, versions: np.ndarray, partitions: np.ndarray,
            budget: int, open_batches: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> list[Batch]:
     """The score records of events ``0..n-1`` (event ``k``: ``entities[k]``, ``offsets[k]``, ...), in
     record batches per output partition (``partitions[k]``), each at most ``budget`` bytes of records
@@ -283,19 +282,19 @@ def encode(pieces: tuple[np.ndarray, np.ndarray], entities: Sequence[str], offse
     table, at = pieces
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
     versions = np.ascontiguousarray(versions, dtype=np.int64)
-    anomaly = np.ascontiguousarray(anomaly, dtype=np.bool_)
-    suppressed = np.ascontiguousarray(suppressed, dtype=np.bool_)
+    bools = np.empty((3, n), np.bool_)       # the fields anomaly, suppressed, anomalous, in order
+    bools[0], bools[1], bools[2] = anomaly, suppressed, anomalous
     key_len, value_len, rec_len = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
     table_b = np.empty((n, 7), np.int64)
     if open_batches is None:
         zeros = np.zeros(int(partitions.max(initial=0)) + 1, np.int64)
         open_batches = (zeros, zeros, zeros)
     first, room_left, ts_delta = (np.ascontiguousarray(a, dtype=np.int64) for a in open_batches)
-    nb, total = _plan(order, partitions, int(budget), first, room_left, ts_delta, offsets, versions, anomaly,
-                      suppressed, at, key_at, ent_lo, ent_hi, col_lo, col_hi, ROOM, key_len, value_len, rec_len,
+    nb, total = _plan(order, partitions, int(budget), first, room_left, ts_delta, offsets, versions, bools,
+                      at, key_at, ent_lo, ent_hi, col_lo, col_hi, ROOM, key_len, value_len, rec_len,
                       table_b)
     out = np.empty(total, np.uint8)
-    _write(out, order, table_b, nb, offsets, versions, anomaly, suppressed, table, at, keys, key_at, ents, ent_lo,
+    _write(out, order, table_b, nb, offsets, versions, bools, table, at, keys, key_at, ents, ent_lo,
            ent_hi, cols, col_lo, col_hi, key_len, value_len, rec_len)
     table_b = table_b[:nb]
     batches = []
@@ -310,5 +309,5 @@ def warm() -> None:
     """Compile (or load from numba's cache) the kernels, before the daemon takes partitions."""
     pieces = pieces_for("warm", "warm", 0)
     one = np.zeros(2)
-    encode(pieces, ["a", "b"], np.arange(2), one, one, one, one > 0, one > 0, np.zeros(2, np.int64),
+    encode(pieces, ["a", "b"], np.arange(2), one, one, one, one > 0, one > 0, one > 0, np.zeros(2, np.int64),
            np.arange(2), 1 << 16)

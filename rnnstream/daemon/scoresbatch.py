@@ -14,7 +14,8 @@ binary, little-endian (``n`` = ``count``)::
 * ``offset_runs``: the events' source offsets as runs of consecutive offsets ``[first, length]``, in
   order (offsets without a score, refused events, make a new run);
 * ``model_version_runs``: the events' model versions as runs ``[version, length]``;
-* ``flags``: bit 0 (1) the event is an anomaly, bit 1 (2) it is suppressed; the other bits are 0.
+* ``flags``: bit 0 (1) the event is an anomaly, bit 1 (2) it is suppressed, bit 2 (4) it is anomalous
+  (its own score reached the threshold; 0 in values written before 2026-12-01); the other bits are 0.
 
 The header is JSON written by ``orjson`` (no raw newline in it: the first ``\\n`` ends it); the
 columns start at a multiple of 8 bytes from the value's start. The numbers are the scorer's float64
@@ -39,6 +40,7 @@ VERSION = 2
 VERSIONS = (1, 2)                  # what ``decode`` reads
 FLAG_ANOMALY = 1
 FLAG_SUPPRESSED = 2
+FLAG_ANOMALOUS = 4
 COLUMNS = (("event_time", "<f8"), ("score", "<f8"), ("error", "<f8"), ("flags", "u1"))
 BYTES_PER_EVENT = sum(np.dtype(t).itemsize for _, t in COLUMNS)
 ALIGN = 8
@@ -61,8 +63,9 @@ def _runs(values: np.ndarray, step: int) -> list[list[int]]:
 
 def encode(detector: str, instance_id: str, topic: str, partition: int, offsets: np.ndarray,
            entities: Sequence[str], event_time: np.ndarray, score: np.ndarray, error: np.ndarray,
-           anomaly: np.ndarray, suppressed: np.ndarray, model_version: np.ndarray) -> bytes:
-    """The version 2 value of ``n`` events (``offsets`` increasing; ``anomaly``, ``suppressed``: bools).
+           anomaly: np.ndarray, suppressed: np.ndarray, anomalous: np.ndarray, model_version: np.ndarray) -> bytes:
+    """The version 2 value of ``n`` events (``offsets`` increasing; ``anomaly``, ``suppressed``,
+    ``anomalous``: bools).
     Raises ``orjson.JSONEncodeError`` (a ``TypeError``) for an entity that is not valid Unicode
     (a lone surrogate), as version 1's encoding did."""
     offsets = np.asarray(offsets, dtype=np.int64)
@@ -78,6 +81,7 @@ def encode(detector: str, instance_id: str, topic: str, partition: int, offsets:
     })
     flags = np.asarray(anomaly, dtype=bool).view(np.uint8) * np.uint8(FLAG_ANOMALY)
     flags |= np.asarray(suppressed, dtype=bool).view(np.uint8) * np.uint8(FLAG_SUPPRESSED)
+    flags |= np.asarray(anomalous, dtype=bool).view(np.uint8) * np.uint8(FLAG_ANOMALOUS)
     pad = -(len(header) + 1) % ALIGN
     return b"".join((header, b" " * pad, b"\n", np.asarray(event_time, dtype="<f8").tobytes(),
                      np.asarray(score, dtype="<f8").tobytes(), np.asarray(error, dtype="<f8").tobytes(),
@@ -103,7 +107,7 @@ def decode(value: bytes | bytearray | memoryview) -> dict[str, Any]:
     """A batched scores value (version 1 or 2) as a dict: ``schema``, ``version``, ``detector``,
     ``instance_id``, ``source``, ``count``, and the columns ``offset``, ``model_version`` (int64 arrays),
     ``entity`` (a list of str), ``event_time``, ``score``, ``error`` (float64 arrays), ``anomaly``,
-    ``suppressed`` (bool arrays). Raises ``ValueError`` for a value of another schema or version, or
+    ``suppressed`` (bool arrays) and, in version 2, ``anomalous`` (a bool array; version 1 had none). Raises ``ValueError`` for a value of another schema or version, or
     whose parts disagree (lengths, counts)."""
     data = bytes(value)
     end = data.find(b"\n")              # version 2's header ends at its first newline
@@ -144,8 +148,10 @@ def decode(value: bytes | bytearray | memoryview) -> dict[str, Any]:
         flags = out.pop("flags")
         out["anomaly"] = (flags & FLAG_ANOMALY) != 0
         out["suppressed"] = (flags & FLAG_SUPPRESSED) != 0
-    for name in ("offset", "entity", "event_time", "score", "error", "anomaly", "suppressed", "model_version"):
-        if len(out[name]) != n:
+        out["anomalous"] = (flags & FLAG_ANOMALOUS) != 0
+    for name in ("offset", "entity", "event_time", "score", "error", "anomaly", "suppressed", "anomalous",
+                 "model_version"):
+        if name in out and len(out[name]) != n:
             raise ValueError(f"{name}: {len(out[name])} values for a count of {n}")
     return out
 
@@ -153,12 +159,17 @@ def decode(value: bytes | bytearray | memoryview) -> dict[str, Any]:
 def events(value: bytes | bytearray | memoryview) -> Iterator[dict[str, Any]]:
     """Each event of a batched scores value as the per-record format's value (``scores_format:
     record``) of the same event: ``event_id``, ``detector``, ``entity``, ``event_time``, ``score``,
-    ``error``, ``anomaly``, ``suppressed``, ``model_version``."""
+    ``error``, ``anomaly``, ``suppressed``, ``anomalous`` (not in version 1's), ``model_version``."""
     b = decode(value)
     prefix = f"{b['detector']}:{b['source']['topic']}:{b['source']['partition']}:"
+    n = b["count"]
+    anomalous = b["anomalous"].tolist() if "anomalous" in b else [None] * n
     cols = (b["offset"].tolist(), b["entity"], b["event_time"].tolist(), b["score"].tolist(), b["error"].tolist(),
-            b["anomaly"].tolist(), b["suppressed"].tolist(), b["model_version"].tolist())
-    for offset, entity, t, score, error, anomaly, suppressed, version in zip(*cols):
-        yield {"event_id": f"{prefix}{offset}", "detector": b["detector"], "entity": entity, "event_time": t,
-               "score": score, "error": error, "anomaly": anomaly, "suppressed": suppressed,
-               "model_version": version}
+            b["anomaly"].tolist(), b["suppressed"].tolist(), anomalous, b["model_version"].tolist())
+    for offset, entity, t, score, error, anomaly, suppressed, anom, version in zip(*cols):
+        event = {"event_id": f"{prefix}{offset}", "detector": b["detector"], "entity": entity, "event_time": t,
+                 "score": score, "error": error, "anomaly": anomaly, "suppressed": suppressed}
+        if anom is not None:
+            event["anomalous"] = anom
+        event["model_version"] = version
+        yield event

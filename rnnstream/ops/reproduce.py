@@ -34,7 +34,7 @@ from ..daemon.checkpoint import CheckpointStore, restore_detector, shape_fingerp
 from ..daemon.decode import decode_batch
 from ..detector import Detector
 from ..errors import RnnstreamError, StateFormatError
-from ..kernels.calibrate import FLAG_ANOMALY, FLAG_SUPPRESSED
+from ..kernels.calibrate import FLAG_ANOMALOUS, FLAG_ANOMALY, FLAG_SUPPRESSED
 from ..progress import progress
 from ..replay import PlotSeries, check_outputs
 from ..state.fileformat import read_state_file
@@ -126,7 +126,7 @@ def _score(consumer: Any, tp: Any, det: Detector, cfg: Any, start: int, end: int
            entity: str | None, want_plot: bool, timeout_s: float) -> dict[str, Any]:
     names = list(cfg.features)
     header = ["offset", "entity", "timestamp", *names, *(f"{n}_predicted" for n in names), "error", "score",
-              "anomaly", "suppressed", "model_version", "rejected"]
+              "anomaly", "suppressed", "anomalous", "model_version", "rejected"]
     series = PlotSeries(entity) if entity is not None else None
     counts = {"records": 0, "scored": 0, "anomalies": 0, "rejected": 0}
     deadline = time.monotonic() + timeout_s
@@ -157,11 +157,13 @@ def _score(consumer: Any, tp: Any, det: Detector, cfg: Any, start: int, end: int
                     for j, i in enumerate(res.index.tolist()):
                         flag = int(res.flag[j])
                         anomaly, suppressed = bool(flag & FLAG_ANOMALY), bool(flag & FLAG_SUPPRESSED)
+                        anomalous = bool(flag & FLAG_ANOMALOUS)
                         ent, t = dec.entities[i], float(dec.ts[i])
                         rows[int(dec.offsets[i])] = [
                             int(dec.offsets[i]), ent, datetime.fromtimestamp(t, timezone.utc).isoformat(),
                             *map(repr, dec.x[i].tolist()), *map(repr, res.pred[j].tolist()), f"{res.err[j]:.6g}",
-                            f"{res.score[j]:.6g}", int(anomaly), int(suppressed), int(res.model_version[j]), ""]
+                            f"{res.score[j]:.6g}", int(anomaly), int(suppressed), int(anomalous),
+                            int(res.model_version[j]), ""]
                         counts["anomalies"] += anomaly
                         counts["scored"] += 1
                         if want_plot and ent == entity:

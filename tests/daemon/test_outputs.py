@@ -151,6 +151,8 @@ def test_unit_handle_routes_every_output():
     assert anomaly["features"]["cpu"]["kind"] in ("spike", "novelty") and anomaly["blamed"] == ["cpu"]
     assert anomaly["features"]["mem.used"]["kind"] is None
     assert sum(s["anomaly"] for s in scores) == 1
+    # anomalous: each event's own score reached the threshold, raised or not (the alarm's event among them)
+    assert all(s["anomalous"] == (s["score"] >= 0.5) for s in scores) and scores[-1]["anomalous"]
     for reason in ("not_object", "out_of_range", "future"):
         assert metrics.registry.get_sample_value("rnnstream_events_rejected_total",
                                                  {"detector": "hosts", "reason": reason}) == 1
@@ -319,7 +321,7 @@ def test_batched_scores_hold_every_event_once_in_offset_order_with_the_record_fo
     assert [h["offset_runs"] for h in headers] == [[[10, 40]], [[51, 41]]]      # 50 was refused
     rebuilt = [e for m in batch_p.sent for e in scoresbatch.events(m["value"])]
     assert rebuilt == per_event                    # the same facts as the per-record format, bit for bit
-    assert sum(e["anomaly"] for e in rebuilt) == 1 and rebuilt[-1]["anomaly"]
+    assert sum(e["anomaly"] for e in rebuilt) == 1 and rebuilt[-1]["anomaly"] and rebuilt[-1]["anomalous"]
     assert out.sent["score"] == 2
 
 

@@ -382,7 +382,7 @@ def test_held_per_record_scores_continue_the_open_batches_and_read_back_once_in_
         names = (names * 50)[:50]                                  # entities of output partition 0
         (b,) = [b for b in scorerecords.encode(pieces, names, np.arange(n, n + 50), np.zeros(50), np.zeros(50),
                                                np.zeros(50), np.zeros(50, bool), np.zeros(50, bool),
-                                               np.ones(50, np.int64), np.zeros(50, np.int64), 1 << 20,
+                                               np.zeros(50, bool), np.ones(50, np.int64), np.zeros(50, np.int64), 1 << 20,
                                                ([first[0], 0, 0], [room[0], 0, 0], [delta[0], 0, 0]))]
         assert b.first == first[0]
         future, watch, at = out._raw.publish_coalesced_framed(topic, 0, b.buffer, b.count, b.first, b.ts_delta, 0.1)

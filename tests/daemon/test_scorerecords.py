@@ -17,7 +17,7 @@ def _events(n, seed=1):
     ts = 1.7e9 + rng.random(n) * 1e5
     score = rng.random(n).astype(np.float32)           # widened to float64, as .tolist() does
     error = rng.normal(size=n) * 10.0 ** rng.integers(-30, 30, n)
-    flag = rng.integers(0, 4, n)
+    flag = rng.integers(0, 8, n)   # bits: anomaly, suppressed, anomalous (the scores' own bit values)
     versions = rng.integers(0, 1000, n)
     parts = rng.integers(0, 3, n)
     return ents, offsets, ts, score, error, flag, versions, parts
@@ -25,15 +25,16 @@ def _events(n, seed=1):
 
 def _encode(ents, offsets, ts, score, error, flag, versions, parts, budget, detector="det", topic="in", partition=7):
     pieces = scorerecords.pieces_for(detector, topic, partition)
-    return scorerecords.encode(pieces, ents, offsets, ts, score, error, flag & 1 > 0, flag & 2 > 0, versions, parts,
-                               budget)
+    return scorerecords.encode(pieces, ents, offsets, ts, score, error, flag & 1 > 0, flag & 2 > 0, flag & 4 > 0,
+                               versions, parts, budget)
 
 
 def _expected(e, ents, offsets, ts, score, error, flag, versions, detector="det", topic="in", partition=7):
     return ents[e].encode(), orjson.dumps({
         "event_id": f"{detector}:{topic}:{partition}:{offsets[e]}", "detector": detector, "entity": ents[e],
         "event_time": float(ts[e]), "score": float(score[e]), "error": float(error[e]),
-        "anomaly": bool(flag[e] & 1), "suppressed": bool(flag[e] & 2), "model_version": int(versions[e])})
+        "anomaly": bool(flag[e] & 1), "suppressed": bool(flag[e] & 2), "anomalous": bool(flag[e] & 4),
+        "model_version": int(versions[e])})
 
 
 def _check(batches, n, budget, args, **names):
@@ -109,7 +110,7 @@ def test_records_that_continue_open_batches_and_a_new_batch_where_the_room_is_to
     args = _events(200)
     pieces = scorerecords.pieces_for("det", "in", 7)
     ents, offsets, ts, score, error, flag, versions, parts = args
-    batches = scorerecords.encode(pieces, ents, offsets, ts, score, error, flag & 1 > 0, flag & 2 > 0, versions,
+    batches = scorerecords.encode(pieces, ents, offsets, ts, score, error, flag & 1 > 0, flag & 2 > 0, flag & 4 > 0, versions,
                                   parts, 1 << 20, ([5, 300, 0], [2000, 10, 0], [70, 9000, 0]))
     first = {}
     for b in batches:

@@ -20,6 +20,7 @@ def _events(n: int, seed: int = 0) -> dict:
         "error": rng.normal(0, 1, n) * 10.0 ** rng.integers(-300, 300, n),
         "anomaly": rng.random(n) < 0.2,
         "suppressed": rng.random(n) < 0.2,
+        "anomalous": rng.random(n) < 0.3,
         "model_version": np.sort(rng.integers(0, 4, n)),
     }
 
@@ -28,7 +29,7 @@ def _encode(ev: dict, lo: int = 0, hi: int | None = None) -> bytes:
     s = slice(lo, hi)
     return scoresbatch.encode("cpu", "host-a:4711", "metrics.hosts", 3, ev["offsets"][s], ev["entities"][s],
                               ev["event_time"][s], ev["score"][s], ev["error"][s], ev["anomaly"][s],
-                              ev["suppressed"][s], ev["model_version"][s])
+                              ev["suppressed"][s], ev["anomalous"][s], ev["model_version"][s])
 
 
 def _same(b: dict, ev: dict) -> None:
@@ -37,6 +38,7 @@ def _same(b: dict, ev: dict) -> None:
     for name in ("event_time", "score", "error"):
         assert b[name].dtype == np.float64 and b[name].tobytes() == np.asarray(ev[name], np.float64).tobytes()
     assert b["anomaly"].tolist() == ev["anomaly"].tolist() and b["suppressed"].tolist() == ev["suppressed"].tolist()
+    assert b["anomalous"].tolist() == ev["anomalous"].tolist()
     assert b["model_version"].tolist() == ev["model_version"].tolist()
 
 
@@ -56,7 +58,7 @@ def test_extreme_finite_values_and_signed_zeros_keep_their_bits():
     values = np.array([1e308, -1e308, 5e-324, -0.0, 0.0, 1.7976931348623157e308, np.nextafter(1.0, 0.0)])
     n = len(values)
     ev = {"offsets": np.arange(n), "entities": ["e"] * n, "event_time": values, "score": values[::-1].copy(),
-          "error": values, "anomaly": np.ones(n, bool), "suppressed": np.zeros(n, bool),
+          "error": values, "anomaly": np.ones(n, bool), "suppressed": np.zeros(n, bool), "anomalous": np.ones(n, bool),
           "model_version": np.full(n, 2**62)}
     _same(scoresbatch.decode(_encode(ev)), ev)
 
@@ -65,7 +67,8 @@ def test_the_layout_is_the_documented_one():
     ev = {"offsets": np.array([81723, 81724, 81726]), "entities": ["web-17", "web-3", "web-17"],
           "event_time": np.array([1795595460.0, 1795595460.5, 1795595520.0]), "score": np.array([0.12, 0.03, 0.9993]),
           "error": np.array([0.4, 0.1, 4.71]), "anomaly": np.array([False, False, True]),
-          "suppressed": np.array([False, True, False]), "model_version": np.array([12, 12, 13])}
+          "suppressed": np.array([False, True, False]), "anomalous": np.array([False, True, True]),
+          "model_version": np.array([12, 12, 13])}
     value = _encode(ev)
     end = value.index(b"\n")
     assert (end + 1) % 8 == 0 and value[:end].rstrip(b" ").endswith(b"}")       # columns 8-aligned
@@ -79,7 +82,7 @@ def test_the_layout_is_the_documented_one():
     assert np.frombuffer(body, "<f8", 3, 0).tolist() == ev["event_time"].tolist()
     assert np.frombuffer(body, "<f8", 3, 24).tolist() == ev["score"].tolist()
     assert np.frombuffer(body, "<f8", 3, 48).tolist() == ev["error"].tolist()
-    assert list(body[72:]) == [0, 2, 1]                                       # bit 0 anomaly, bit 1 suppressed
+    assert list(body[72:]) == [0, 6, 5]                  # bit 0 anomaly, bit 1 suppressed, bit 2 anomalous
 
 
 def test_the_same_events_give_the_same_bytes_and_any_batching_the_same_values():
@@ -105,7 +108,8 @@ def test_events_are_the_per_record_formats_values():
     assert got[1] == {"event_id": got[1]["event_id"], "detector": "cpu", "entity": ev["entities"][1],
                       "event_time": float(ev["event_time"][1]), "score": float(ev["score"][1]),
                       "error": float(ev["error"][1]), "anomaly": bool(ev["anomaly"][1]),
-                      "suppressed": bool(ev["suppressed"][1]), "model_version": int(ev["model_version"][1])}
+                      "suppressed": bool(ev["suppressed"][1]), "anomalous": bool(ev["anomalous"][1]),
+                      "model_version": int(ev["model_version"][1])}
     assert all(type(e["model_version"]) is int and type(e["anomaly"]) is bool for e in got)
 
 
@@ -122,6 +126,7 @@ def test_version_1_as_documented_is_still_read():
     assert b["score"].tolist() == [0.12, 0.03, 0.9993] and b["anomaly"].tolist() == [False, False, True]
     assert [e["event_id"] for e in scoresbatch.events(v1)] == ["cpu:metrics.hosts:3:81723", "cpu:metrics.hosts:3:81724",
                                                                 "cpu:metrics.hosts:3:81725"]
+    assert "anomalous" not in b and all("anomalous" not in e for e in scoresbatch.events(v1))   # version 1 had none
 
 
 @pytest.mark.parametrize("value, why", [
