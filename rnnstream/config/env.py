@@ -21,6 +21,12 @@ from ._tree import UNRESOLVED, EnvStr, item_path, key_path
 _REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
 
 
+def referenced(text: str) -> list[str]:
+    """The names of the variables ``text`` (YAML, or any string) refers to, sorted, each once; a
+    ``$${`` escape refers to none."""
+    return sorted({m.group(1) for m in _REF.finditer(text) if m.group(1)})
+
+
 def substitute(tree: Any, env: Mapping[str, str], path: str = "") -> tuple[Any, list[tuple[str, str]]]:
     """A copy of ``tree`` with references expanded, and the problems found (path, message)."""
     problems: list[tuple[str, str]] = []

@@ -7,8 +7,9 @@ with inline training, so each row's score depends on the rows before it alone. P
 
 Streams run in ``workers`` processes; results are collected by key, so they never depend on the
 number of workers or the order in which streams finish. A result is cached under
-``<cache>/<spec hash>/<key>.npz`` (the hash covers the configuration text, the baseline, the corpus
-root, the data file's size and mtime, and the rnnstream source code), so LOCO grids and repeated runs score each stream once.
+``<cache>/<spec hash>/<key>.npz`` (the hash covers the configuration text and the values of the
+environment variables it refers to, the baseline, the corpus root, the data file's size and mtime,
+and the rnnstream source code), so LOCO grids and repeated runs score each stream once.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 import yaml
 
 from rnnstream.config import load_config_text
+from rnnstream.config.env import referenced
 from rnnstream.errors import RnnstreamError
 
 from . import zscore
@@ -49,7 +51,10 @@ class Spec:
         return "zscore" if self.zscore is not None else "detector"
 
     def digest(self) -> str:
-        payload = json.dumps([self.config_text, self.detector, None if self.zscore is None else vars(self.zscore),
+        """Hash of what the scores depend on: the configuration text, the values of the environment
+        variables it refers to (``${VAR}``, substituted when it is loaded), the baseline and the code."""
+        env = {name: os.environ.get(name) for name in referenced(self.config_text or "")}
+        payload = json.dumps([self.config_text, env, self.detector, None if self.zscore is None else vars(self.zscore),
                               code_digest()])
         return hashlib.sha1(payload.encode()).hexdigest()[:16]
 

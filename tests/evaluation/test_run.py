@@ -77,3 +77,23 @@ def test_the_zscore_baseline_flags_the_spike(tmp_path):
         spike = np.flatnonzero((stream.entity == 0) & (stream.timestamps == corpus.windows[key][0].start))
         assert r.alarm[spike].all() and r.score[spike] > 0.5
         assert r.alarm.sum() < 10
+
+
+def test_a_cached_score_is_not_reused_when_a_variable_the_config_refers_to_changes(tmp_path, monkeypatch):
+    """The configuration is loaded (``${VAR}`` substituted) where the streams are scored, so the cache
+    key covers the values of the variables it refers to."""
+    corpus = _corpus(tmp_path / "c")
+    monkeypatch.setenv("RNNSTREAM_T_THRESHOLD", "0.5")
+    text = run.config_text(CONFIG, overrides={"model": {"type": "naive"}, "scoring.threshold": "${RNNSTREAM_T_THRESHOLD}"})
+    spec = run.Spec(text)
+    first = spec.digest()
+    low = run.run_corpus(spec, corpus, workers=1, cache=tmp_path / "cache")
+    assert spec.digest() == first
+    monkeypatch.setenv("RNNSTREAM_T_THRESHOLD", "0.01")
+    assert spec.digest() != first
+    high = run.run_corpus(spec, corpus, workers=1, cache=tmp_path / "cache")
+    assert sum(int(r.alarm.sum()) for r in high.values()) > sum(int(r.alarm.sum()) for r in low.values())
+    escaped = run.Spec(text.replace("${", "$${"))   # a literal "${": no variable
+    before = escaped.digest()
+    monkeypatch.setenv("RNNSTREAM_T_THRESHOLD", "0.5")
+    assert escaped.digest() == before and spec.digest() == first
