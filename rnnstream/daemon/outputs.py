@@ -89,6 +89,12 @@ SCORE_NUMBERS_BYTES = 256                    # a per-record score value's number
 SCORES_HOLD_S = 0.2     # scores held for a fuller produce request while the loop is behind, at most
 
 
+def score_flags(flag: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The flags a score record carries, as bool arrays in its fields' order: ``anomaly``,
+    ``suppressed``, ``anomalous`` (from the scorer's ``flag`` bits)."""
+    return (flag & FLAG_ANOMALY) != 0, (flag & FLAG_SUPPRESSED) != 0, (flag & FLAG_ANOMALOUS) != 0
+
+
 def iso_utc(seconds: float) -> str:
     """``2024-01-02T03:04:05.678Z`` for epoch ``seconds``."""
     return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -337,8 +343,8 @@ class Outputs:
         coalesce = self.deferred_wake
         raw_pub = self._raw
         budget = (raw_pub.max_coalesced_bytes if coalesce else raw_pub.max_batch_bytes) - rawbatch.HEADER.size
-        batches = scorerecords.encode(pieces, ents, offsets, ts[index], score, error, flag & FLAG_ANOMALY,
-                                      flag & FLAG_SUPPRESSED, flag & FLAG_ANOMALOUS, versions, parts, budget,
+        batches = scorerecords.encode(pieces, ents, offsets, ts[index], score, error, *score_flags(flag),
+                                      versions, parts, budget,
                                       raw_pub.open_batches(topic, self._partition_count) if coalesce else None)
         rows = np.asarray(index)
         for b in batches:
@@ -378,9 +384,7 @@ class Outputs:
         det, dumps = self.detector, orjson.dumps
         src = raw[int(index[0])]
         prefix = f"{det}:{src.topic}:{src.partition}:"
-        anomaly = (flag & FLAG_ANOMALY).astype(bool).tolist()
-        suppressed = (flag & FLAG_SUPPRESSED).astype(bool).tolist()
-        anomalous = (flag & FLAG_ANOMALOUS).astype(bool).tolist()
+        anomaly, suppressed, anomalous = (column.tolist() for column in score_flags(flag))
         for i, t, sc, er, an, su, ao, ver in zip(index.tolist(), ts[index].tolist(), score.tolist(), error.tolist(),
                                                  anomaly, suppressed, anomalous, versions.tolist()):
             record, entity = raw[i], entities[i]
@@ -471,7 +475,7 @@ class Outputs:
         src = raw[int(index[0])]
         ents, offsets = _selected(raw, entities, index)
         columns = (offsets, ents, np.ascontiguousarray(ts[index], dtype=np.float64), score, error,
-                   (flag & FLAG_ANOMALY) != 0, (flag & FLAG_SUPPRESSED) != 0, (flag & FLAG_ANOMALOUS) != 0, versions)
+                   *score_flags(flag), versions)
         key = f"{self.detector}:{src.topic}:{src.partition}".encode()
         self._send_batch(key, src, columns, 0, len(offsets))
 

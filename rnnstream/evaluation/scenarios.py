@@ -341,6 +341,13 @@ def assess(stream: Stream, scores: Scores, tolerance: int = TOLERANCE_EVENTS) ->
                          int(anomalous.sum()), int((labelled & anomalous).sum()))
 
 
+def _point_f1(hit: int, flagged: int, labelled: int) -> float:
+    """Point-wise F1 of a flag on ``flagged`` rows, ``hit`` of them among the ``labelled`` rows."""
+    precision = hit / flagged if flagged else 0.0
+    recall = hit / labelled if labelled else 0.0
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
 @dataclass
 class Report:
     family: str
@@ -367,15 +374,9 @@ class Report:
         precision = (alarms - false) / alarms if alarms else 0.0
         out["event F1"] = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         lab = sum(s.labelled_rows for s in self.streams)
-        hit = sum(s.flagged_labelled_rows for s in self.streams)
-        pp = hit / alarms if alarms else 0.0
-        pr = hit / lab if lab else 0.0
-        out["point F1"] = 2 * pp * pr / (pp + pr) if pp + pr else 0.0
-        flagged = sum(s.anomalous_rows for s in self.streams)
-        hit = sum(s.anomalous_labelled_rows for s in self.streams)
-        pp = hit / flagged if flagged else 0.0
-        pr = hit / lab if lab else 0.0
-        out["point F1 anomalous"] = 2 * pp * pr / (pp + pr) if pp + pr else 0.0
+        out["point F1"] = _point_f1(sum(s.flagged_labelled_rows for s in self.streams), alarms, lab)
+        out["point F1 anomalous"] = _point_f1(sum(s.anomalous_labelled_rows for s in self.streams),
+                                              sum(s.anomalous_rows for s in self.streams), lab)
         if self.differs_from_naive is not None:
             out["streams differing from naive"] = float(sum(self.differs_from_naive))
         return out
