@@ -316,7 +316,7 @@ class OutputsConfig:
 
     anomalies_topic: str | None = setting(None, doc="Anomaly reports (score >= threshold).", pattern=TOPIC, pattern_hint=TOPIC_HINT)
     scores_topic: str | None = setting(None, doc="Every event's score (high volume).", pattern=TOPIC, pattern_hint=TOPIC_HINT)
-    scores_format: Literal["record", "batch"] = setting("record", doc="record: one Kafka record per scored event (key = entity). batch: one record per poll and source partition holding every score of it, a JSON header and binary columns (schema rnnstream.scores version 2, README: Outputs). At full speed per-record scores cost the daemon about a quarter of its throughput, batched ones a few percent (README: Performance).")
+    scores_format: Literal["record", "batch"] = setting("record", doc="record: one Kafka record per scored event (key = entity). batch: one record per poll and source partition holding every score of it, a JSON header and binary columns (schema rnnstream.scores version 2, README: Outputs). At full speed per-record scores cost the daemon about a quarter of its throughput, batched ones a few percent (docs/performance.md).")
     dead_letter_topic: str | None = setting(None, doc="Rejected events, with the reason in a header.", pattern=TOPIC, pattern_hint=TOPIC_HINT)
 
     def topics(self) -> tuple[str, ...]:

@@ -33,7 +33,7 @@ Per entity and feature f, with the prediction error ``e_f`` in normalised units 
    within a few events, the errors of the noise shrink as much in normalised units, and for
    ``long_window`` events ``s_f`` still remembers the old ones, so a feature that then switched alone
    scored like noise. The point and sustained-deviation tests keep ``s_f``: on the univariate NAB
-   corpus the fixed-unit scale scored lower (README, What did not help).
+   corpus the fixed-unit scale scored lower (docs/detection.md, What did not help).
    With more than one feature and ``short_window`` > 1, a **level test** (``level_test``, one more test)
    looks at the values rather than the errors: each feature's normalised value less its regression on
    all the other features' (from the entity's running covariance of the normalised values, ``COV_*``:

@@ -38,7 +38,7 @@ def scale_by_model(err, log_scale):
     running scale (the head's log-scales are centred at 0 on its training windows, see
     :func:`rnnstream.models.gru.bptt.scale_level`: the running scale keeps the level, the head says
     where this entity's error is larger or smaller than usual). The head starts at 0, where this is
-    the identity. With the head's full weight (1) both corpora scored lower (README, Detection quality)."""
+    the identity. With the head's full weight (1) both corpora scored lower (docs/detection.md)."""
     for f in range(err.shape[0]):
         err[f] = err[f] * math.exp(-HEAD_WEIGHT * float(log_scale[f]))
 

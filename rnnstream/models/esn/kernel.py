@@ -22,7 +22,7 @@ plain numpy statement of them.
 Terms of reservoir row ``j`` are summed as ``reservoir_csr`` stores them: ``bias[j]``, then the input
 terms ``w_in[j, k] u[k]`` in ``k`` order, then the non-zero ``w_res[j, q] r[q]`` in ``q`` order; the
 readout ``w_out[f, R + D]``, then ``w_out[f, c] [r'; u][c]`` in ``c`` order. Measured (R=200, sparsity
-0.9, 10k random entities, ``benchmarks/bench_esn_step.py``): see the README's Performance section.
+0.9, 10k random entities, ``benchmarks/bench_esn_step.py``): see docs/performance.md.
 Nothing is allocated inside: ``u``, ``err``, ``msd``, ``z``, ``pre``, ``pacc``, ``ob`` and ``members``
 are caller scratch.
 """
