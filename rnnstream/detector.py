@@ -16,6 +16,10 @@ clock the caller passes (``future``, see ``process``); late events (older than t
 event by more than ``late_tolerance_seconds``). An entity whose event comes more than ``idle_ttl_seconds``
 of event time after its previous one starts afresh, as if it had been evicted.
 
+Features named in ``log_features`` enter the detector as ``sign(x) log(1 + |x|)`` (:func:`to_log`), after
+the checks above; their predictions come back in their own units (:func:`from_log`), while ``z`` and
+the errors stay in log units.
+
 Persistence: ``snapshot``/``restore`` capture everything future outputs depend on, composed of the
 parts' own snapshots (``SlotState``, the model, ``TrainingSchedule``) plus the detector's counters.
 ``snapshot(entities=False)`` leaves the per-entity rows out, for a changelog that carries them per
@@ -45,6 +49,19 @@ REASON_LATE = "late"
 MAX_ABS_VALUE = 1e100
 """Largest feature magnitude accepted. Squares of deviations stay below ~1e201, far from overflow,
 and no real metric comes near it; the one bound checked by ``Detector.process``."""
+LOG_MAX = float(np.log1p(MAX_ABS_VALUE))
+"""The largest value of a ``log_features`` feature on its log scale; predictions beyond it map back to
+``MAX_ABS_VALUE``."""
+
+
+def to_log(x: np.ndarray) -> np.ndarray:
+    """A ``log_features`` value on the scale the detector models it: ``sign(x) log(1 + |x|)``."""
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def from_log(y: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`to_log`, at most ``MAX_ABS_VALUE`` in magnitude."""
+    return np.sign(y) * np.minimum(np.expm1(np.minimum(np.abs(y), LOG_MAX)), MAX_ABS_VALUE)
 SWEEP_EVERY = 65536  # events between two sweeps of idle entities (memory only: expiry is per event)
 
 
@@ -92,6 +109,7 @@ class Detector:
         self.name = cfg.name
         tf = cfg.time_features
         self.n_features = len(cfg.features)
+        self.log_columns = np.array([cfg.features.index(f) for f in cfg.log_features], dtype=np.int64)
         bins = int(tf.daily_profile_bins)
         n_inputs = self.n_features + n_time_features(tf.time_of_day, tf.day_of_week, tf.log_gap, bins,
                                                      self.n_features)
@@ -137,6 +155,9 @@ class Detector:
             index = index[ok]
             entities = [entities[i] for i in index]
             x, ts = x[ok], ts[ok]
+        if self.log_columns.size:
+            x = x.copy()   # the caller's array, or a view of it
+            x[:, self.log_columns] = to_log(x[:, self.log_columns])
         n = len(index)
         if n > len(self.out.err):
             self.out = BatchOutput.allocate(max(n, 2 * len(self.out.err)), self.n_features)
@@ -173,6 +194,8 @@ class Detector:
             self.events += stop - start
             self.watermark = max(self.watermark, float(ts[start:stop].max()))
             start = stop
+        if self.log_columns.size:
+            out.pred[:n, self.log_columns] = from_log(out.pred[:n, self.log_columns])
         late = out.flag[:n] & FLAG_LATE
         if not late.any():
             return BatchResult(index, out.pred[:n], out.z[:n], out.err[:n], out.score[:n], out.flag[:n],

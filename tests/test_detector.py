@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rnnstream.config import load_config
-from rnnstream.detector import REASON_NON_FINITE, Detector
+from rnnstream.detector import MAX_ABS_VALUE, REASON_NON_FINITE, Detector, from_log, to_log
 from rnnstream.kernels.calibrate import FLAG_ANOMALY, FLAG_SUPPRESSED
 
 YAML = """
@@ -49,6 +49,47 @@ def _det(model="gru", max_entities=100, training=True, profile_bins=None) -> Det
     if profile_bins is not None:
         text += f"    time_features: {{daily_profile_bins: {profile_bins}}}\n"
     return Detector(load_config(text).detectors[0])
+
+
+def _det_log(log_features: str) -> Detector:
+    text = YAML.format(model="gru", extra=", hidden: 4", max_entities=100, training="true")
+    return Detector(load_config(text + f"    log_features: {log_features}\n").detectors[0])
+
+
+def test_log_features_are_modelled_on_a_log_scale_and_predicted_in_their_own_units():
+    """A detector with ``log_features: [b]`` fed x behaves exactly as one without, fed b on the log scale:
+    the same normalised values, errors, scores, flags and training; b's predictions come back in b's units."""
+    ents, x, ts = _stream(600)
+    x[:, 1] = np.floor(np.exp(x[:, 1]))       # a counter: 0 to e^45
+    x[::97, 1] *= -1                           # and a few negative values (a signed delta)
+    given = x.copy()
+    logged, plain = _det_log("[b]"), _det()
+    y = x.copy()
+    y[:, 1] = to_log(y[:, 1])
+    for s in range(0, len(ents), 64):
+        a = logged.process(ents[s:s + 64], x[s:s + 64], ts[s:s + 64])
+        b = plain.process(ents[s:s + 64], y[s:s + 64], ts[s:s + 64])
+        np.testing.assert_array_equal(a.z, b.z)
+        np.testing.assert_array_equal(a.err, b.err)
+        np.testing.assert_array_equal(a.score, b.score)
+        np.testing.assert_array_equal(a.flag, b.flag)
+        np.testing.assert_array_equal(a.pred[:, 0], b.pred[:, 0])
+        np.testing.assert_allclose(a.pred[:, 1], from_log(b.pred[:, 1]), rtol=1e-12)
+    np.testing.assert_array_equal(x, given)              # the caller's array is not changed
+    assert logged.model.version == plain.model.version > 0   # trained alike
+    assert np.abs(a.pred[:, 1] - x[s:s + 64, 1]).mean() < np.abs(x[s:s + 64, 1]).mean()   # in b's units
+
+
+def test_log_features_keep_extreme_values_finite():
+    det = _det_log("[a, b]")
+    x = np.array([[MAX_ABS_VALUE, -MAX_ABS_VALUE], [0.0, 0.0], [-MAX_ABS_VALUE, 1e-300]] * 30)
+    res = det.process([f"h{i % 2}" for i in range(len(x))], x, 1.7e9 + 60.0 * np.arange(len(x)))
+    assert len(res.index) == len(x)
+    for arr in (res.pred, res.z, res.err, res.score):
+        assert np.isfinite(arr).all()
+    assert np.abs(res.pred).max() <= MAX_ABS_VALUE
+    np.testing.assert_allclose(from_log(to_log(np.array([-1e100, -3.5, 0.0, 2.0, 1e100]))),
+                               [-1e100, -3.5, 0.0, 2.0, 1e100], rtol=1e-12)
 
 
 def _stream(n=200, n_entities=4, seed=0, spikes=0.03):

@@ -12,7 +12,7 @@ Construct them through :func:`rnnstream.config.load_config`: direct construction
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from .fields import setting
@@ -334,6 +334,7 @@ class DetectorConfig:
     entity: EntityConfig = setting(doc="Entity of an event (or shorthand `entity: <field>`).")
     timestamp: TimestampConfig = setting(doc="Event time.")
     features: tuple[str, ...] = setting(doc="Numeric payload fields fed to the model, in order.", min_items=1, max_items=16, unique=True, pattern=FIELD_PATH, pattern_hint=FIELD_PATH_HINT)
+    log_features: tuple[str, ...] = setting((), doc="Features modelled and scored on a log scale, sign(x) log(1 + |x|): counters whose bursts and changes are multiplicative (requests, messages, bytes). Each must be one of features. Predictions are reported in the feature's own units; the normalised value (z) and the errors are in log units. Changing the list starts the state afresh (the state's units change).", unique=True, pattern=FIELD_PATH, pattern_hint=FIELD_PATH_HINT)
     time_features: TimeFeaturesConfig = setting(doc="Calendar inputs.", factory=TimeFeaturesConfig)
     model: ModelConfig = setting(doc="The recurrent network.", factory=ModelConfig)
     training: TrainingConfig = setting(doc="Retraining.", factory=TrainingConfig)
@@ -344,6 +345,16 @@ class DetectorConfig:
     max_message_bytes: int = setting(1048576, doc="Larger payloads are rejected to the dead-letter topic.", min=1)
     late_tolerance_seconds: float = setting(0.0, doc="Events older than the entity's last event by more than this are rejected.", min=0)
     future_tolerance_seconds: float = setting(3600.0, doc="Events dated more than this after their Kafka record timestamp are rejected as 'future' (daemon only; the record timestamp is the producer's or broker's clock, stored with the record).", gt=0)
+
+    def _cross_check(self) -> Problems:
+        return [(f"log_features[{i}]", f"{name!r} is not one of features {list(self.features)}")
+                for i, name in enumerate(self.log_features) if name not in self.features]
+
+    def with_features(self, features: tuple[str, ...]) -> DetectorConfig:
+        """This detector reading ``features`` instead (an evaluation stream's columns): ``log_features``
+        keeps the names among them."""
+        return replace(self, features=tuple(features),
+                       log_features=tuple(f for f in self.log_features if f in features))
 
 
 @dataclass(frozen=True, kw_only=True)

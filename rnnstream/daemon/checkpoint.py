@@ -12,7 +12,7 @@ Files: ``<state_dir>/<detector>/<topic>-<partition>/ckpt-<generation:012d>.rns``
 * the training schedule counters (events, next_at, k, seen_seq, events at the last trigger), its
   WindowBuffer and its stats; the detector's watermark;
 * ``next_offset`` and meta: format, detector, topic, partition, model type, created_at and two config
-  fingerprints: ``shape`` (model type and parameters, features, time features, training window — what
+  fingerprints: ``shape`` (model type and parameters, features and log features, time features, training window — what
   the arrays' shapes and meaning depend on) and ``config`` (model, training, scoring, features).
 
 Guaranteed: with event-count triggers only, ``restore_detector(snapshot_detector(d))`` continues with
@@ -57,9 +57,14 @@ def _digest(parts: dict[str, Any]) -> str:
 
 
 def shape_fingerprint(cfg: Any) -> str:
-    """Hash of what the checkpoint's arrays mean: model type/params, features, time features, window."""
-    return _digest({"model": cfg.model, "features": list(cfg.features), "time_features": cfg.time_features,
-                    "window": cfg.training.window})
+    """Hash of what the checkpoint's arrays mean: model type/params, features and the ones on a log scale,
+    time features, window. Without ``log_features`` the hash is the one of the builds before them, so
+    their checkpoints still restore."""
+    parts = {"model": cfg.model, "features": list(cfg.features), "time_features": cfg.time_features,
+             "window": cfg.training.window}
+    if cfg.log_features:
+        parts["log_features"] = list(cfg.log_features)
+    return _digest(parts)
 
 
 def config_fingerprint(cfg: Any) -> str:
@@ -207,8 +212,8 @@ class CheckpointStore:
                 self._corrupt(path, str(exc))
                 continue
             if meta.get("shape_fingerprint") != shape_fingerprint(cfg):
-                log.warning("checkpoint refused: model shape changed (model type/size, features, time "
-                            "features or training.window); starting this partition fresh",
+                log.warning("checkpoint refused: model shape changed (model type/size, features, log_features, "
+                            "time features or training.window); starting this partition fresh",
                             extra={"path": str(path), "detector": detector_name, "topic": topic,
                                    "partition": partition, "checkpoint_model_type": meta.get("model_type"),
                                    "config_model_type": cfg.model.type})

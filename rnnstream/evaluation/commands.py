@@ -71,14 +71,21 @@ def _open(args: argparse.Namespace):
     if args.benchmark == "nab":
         return open_nab(args.data)
     if args.data:
-        return open_generic(args.data)
-    from .generate import ensure, load_definition
+        corpus = open_generic(args.data)
+    else:
+        from .generate import ensure, load_definition
 
-    defn = load_definition(args.corpus, args.preset, args.streams)
-    started = time.perf_counter()
-    root = ensure(defn, args.corpus_seed, args.corpus_dir)
-    print(f"corpus {root} ({time.perf_counter() - started:.1f}s)", file=sys.stderr)
-    return open_generic(root)
+        defn = load_definition(args.corpus, args.preset, args.streams)
+        started = time.perf_counter()
+        root = ensure(defn, args.corpus_seed, args.corpus_dir)
+        print(f"corpus {root} ({time.perf_counter() - started:.1f}s)", file=sys.stderr)
+        corpus = open_generic(root)
+    if args.category is None:
+        return corpus
+    try:
+        return corpus.only(args.category)
+    except ValueError as exc:
+        raise RnnstreamError(f"--category: {exc}") from None
 
 
 def _specs(args: argparse.Namespace, candidate: dict | None = None) -> list[tuple[str, int | None, object]]:
@@ -223,6 +230,7 @@ def register(evsub: argparse._SubParsersAction) -> None:
     q.add_argument("--data", help="an existing generic-layout directory (instead of --corpus)")
     q.add_argument("--corpus-dir", default="out/corpus", help="where generated corpora live (default out/corpus)")
     q.add_argument("--out", default="out/eval", help="cache of per-stream scores (default out/eval)")
+    q.add_argument("--category", help="evaluate only the streams of this category (a directory under data/)")
     add_run_options(q)
     q.set_defaults(func=cmd_evaluate)
 

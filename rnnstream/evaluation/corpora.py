@@ -35,6 +35,14 @@ class Corpus:
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_loaded": {}}   # workers load their own streams; never ship the memo
 
+    def only(self, category: str) -> Corpus:
+        """The streams of one category; ``ValueError`` naming the categories there are if it has none."""
+        keys = [k for k in self.keys if layout.category_of(k) == category]
+        if not keys:
+            raise ValueError(f"no stream of category {category!r}; the corpus has "
+                             f"{sorted({layout.category_of(k) for k in self.keys})}")
+        return Corpus(self.root, self.kind, keys, {k: self.windows.get(k, []) for k in keys})
+
     def load(self, key: str) -> layout.Stream:
         """The stream of ``key`` (read once per process, then kept: the figures read it several times)."""
         if key not in self._loaded:

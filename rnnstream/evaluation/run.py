@@ -206,9 +206,7 @@ def score_stream(spec: Spec, corpus: Corpus, key: str) -> StreamScores:
                             time.perf_counter() - started)
     cfg = load_config_text(spec.config_text).detector(spec.detector)
     if corpus.kind == "generic":
-        from dataclasses import replace
-
-        cfg = replace(cfg, features=tuple(stream.features))
+        cfg = cfg.with_features(tuple(stream.features))
     score, alarm, raw = run_detector_unsuppressed(cfg, stream.entity_names, stream.entity, stream.values,
                                                   stream.timestamps)
     return StreamScores(key, score, alarm, raw, time.perf_counter() - started)

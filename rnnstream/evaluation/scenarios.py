@@ -248,7 +248,7 @@ def score(cfg: Any, stream: Stream) -> Scores:
     """Score ``stream`` causally with a fresh detector built from ``cfg`` (its features set to the stream's)."""
     from .run import detector_rows
 
-    rows = detector_rows(replace(cfg, features=stream.features), stream.entity_names, stream.entity, stream.values,
+    rows = detector_rows(cfg.with_features(stream.features), stream.entity_names, stream.entity, stream.values,
                          stream.timestamps)
     return Scores(rows.unsuppressed, rows.alarm, rows.kind, rows.anomalous)
 

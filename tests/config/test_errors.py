@@ -117,6 +117,15 @@ def test_scoring_and_training_cross_checks():
     assert ("detectors[0].training.min_events", "must be >= window (128): one training window needs that many events") in found
 
 
+def test_log_features_must_be_features():
+    found = problems(with_detector(features=["cpu", "requests"], log_features=["requests", "bytes"]))
+    assert found == [("detectors[0].log_features[1]", "'bytes' is not one of features ['cpu', 'requests']")]
+    doc = with_detector(features=["cpu", "requests"], log_features=["requests"])
+    det = load_config_text(dump(doc)).detectors[0]
+    assert det.log_features == ("requests",)
+    assert det.with_features(("cpu", "latency")).log_features == ()   # an evaluation stream's columns
+
+
 def test_processing_cross_checks_name_their_path():
     assert "needs changelog: true" in problem_at({**minimal(), "processing": {"standby_replicas": 1}},
                                                  "processing.standby_replicas")

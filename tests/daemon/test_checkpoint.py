@@ -218,6 +218,29 @@ def test_different_hidden_size_refused_scoring_change_accepted(tmp_path, caplog)
         d.close()
 
 
+def test_log_features_are_part_of_the_shape(tmp_path, caplog):
+    """Values on a log scale make other state: a checkpoint made without them is refused with them, and
+    the fingerprint without any is the one of the builds before log_features (their checkpoints restore)."""
+    import dataclasses
+
+    from rnnstream.daemon.checkpoint import _digest, shape_fingerprint
+
+    cfg = detector_cfg()
+    logged = dataclasses.replace(cfg, log_features=("mem",))
+    assert shape_fingerprint(cfg) == _digest({"model": cfg.model, "features": list(cfg.features),
+                                              "time_features": cfg.time_features, "window": cfg.training.window})
+    assert shape_fingerprint(logged) != shape_fingerprint(cfg)
+    det = _trained(cfg)
+    store = CheckpointStore(tmp_path)
+    try:
+        store.save("hosts", TP, det, next_offset=300)
+    finally:
+        det.close()
+    with caplog.at_level(logging.WARNING):
+        assert store.load("hosts", TP, logged) is None
+    assert any("shape changed" in r.getMessage() for r in caplog.records)
+
+
 def test_checkpoint_of_an_older_format_refused_not_corrupt(tmp_path, caplog):
     """A checkpoint written before the compact history ring (state file format 1): refused with what
     happened, the partition starts afresh, and the file is neither counted corrupt nor moved."""

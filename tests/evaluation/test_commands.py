@@ -48,11 +48,22 @@ def test_seeds_give_mean_and_range_and_loco_reports_each_category(small, tmp_pat
     assert "**LOCO (standard)**" in out
 
 
+def test_one_category_with_counters_on_a_log_scale(small, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["eval", "corpus", "--data", str(small), "-c", CONFIG, "--category", "counts", "--out", str(tmp_path),
+                 "--set", "features=[m0,m1,m2,m3,m4,m5,m6,m7]", "--set", "log_features=[m0,m1,m2,m3,m4,m5,m6,m7]"]) == 0
+    out, err = capsys.readouterr()
+    assert "| found % [counts] |" in out and "| found % [batch] |" not in out
+    assert err.count(" rows, found ") == err.count("counts/") == 2
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--seeds", "0,x"], "--seeds"),
     (["--set", "scoring.threshold"], "PATH=VALUE"),
     (["--set", "scoring.threshold=3"], "threshold"),
     ([], "-c/--config is required"),
+    (["--category", "nope"], "no stream of category 'nope'"),
+    (["--set", "log_features=[m9]"], "log_features[0]"),
 ])
 def test_user_mistakes_exit_2_with_a_message(small, tmp_path, capsys, argv, message):
     base = ["eval", "corpus", "--data", str(small), "--out", str(tmp_path)]
