@@ -49,6 +49,8 @@ REASON_LATE = "late"
 MAX_ABS_VALUE = 1e100
 """Largest feature magnitude accepted. Squares of deviations stay below ~1e201, far from overflow,
 and no real metric comes near it; the one bound checked by ``Detector.process``."""
+SWEEP_EVERY = 65536  # events between two sweeps of idle entities (memory only: expiry is per event)
+
 LOG_MAX = float(np.log1p(MAX_ABS_VALUE))
 """The largest value of a ``log_features`` feature on its log scale; predictions beyond it map back to
 ``MAX_ABS_VALUE``."""
@@ -62,7 +64,6 @@ def to_log(x: np.ndarray) -> np.ndarray:
 def from_log(y: np.ndarray) -> np.ndarray:
     """The inverse of :func:`to_log`, at most ``MAX_ABS_VALUE`` in magnitude."""
     return np.sign(y) * np.minimum(np.expm1(np.minimum(np.abs(y), LOG_MAX)), MAX_ABS_VALUE)
-SWEEP_EVERY = 65536  # events between two sweeps of idle entities (memory only: expiry is per event)
 
 
 @dataclass

@@ -30,7 +30,7 @@ import orjson
 from .detector import Detector
 from .errors import InputRejected, RnnstreamError
 from .events import RecordParser, has_field
-from .kernels.calibrate import FLAG_ANOMALOUS, FLAG_ANOMALY, FLAG_SUPPRESSED, KIND_NAMES
+from .kernels.calibrate import KIND_NAMES, score_flags
 from .progress import progress
 
 log = logging.getLogger(__name__)
@@ -256,11 +256,11 @@ def _flush(det: Detector, batch: list, writer: Any, summary: ReplaySummary, seri
             line, rec, _, _ = batch[k]
             batch[k] = (line, rec, None, reason)
             summary.reject(reason, line, f"refused by the detector ({reason})", rec)
+        flags = [column.tolist() for column in score_flags(res.flag)]
         for j, pos in enumerate(res.index):
             k = good[int(pos)]
             entity, xv, t = batch[k][2]
-            flag = int(res.flag[j])
-            anomaly, suppressed, anomalous = bool(flag & FLAG_ANOMALY), bool(flag & FLAG_SUPPRESSED), bool(flag & FLAG_ANOMALOUS)
+            anomaly, suppressed, anomalous = (column[j] for column in flags)
             rows.append((k, [entity, datetime.fromtimestamp(t, timezone.utc).isoformat(), *map(repr, xv),
                              *map(repr, res.pred[j].tolist()), f"{res.err[j]:.6g}", f"{res.score[j]:.6g}",
                              int(anomaly), int(suppressed), int(anomalous), *_blame(res.kind[j], names), int(res.model_version[j]), ""]))

@@ -74,7 +74,7 @@ import numpy as np
 from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 from kafka.partitioner.default import murmur2
 
-from ..kernels.calibrate import FLAG_ANOMALOUS, FLAG_ANOMALY, FLAG_SUPPRESSED, KIND_NAMES
+from ..kernels.calibrate import KIND_NAMES, score_flags
 from . import rawbatch, scoresbatch, scorerecords
 
 log = logging.getLogger(__name__)
@@ -87,12 +87,6 @@ _TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)
 MAX_KEY_PARTITIONS_CACHED = 1 << 20
 SCORE_NUMBERS_BYTES = 256                    # a per-record score value's numbers and framing, at most
 SCORES_HOLD_S = 0.2     # scores held for a fuller produce request while the loop is behind, at most
-
-
-def score_flags(flag: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The flags a score record carries, as bool arrays in its fields' order: ``anomaly``,
-    ``suppressed``, ``anomalous`` (from the scorer's ``flag`` bits)."""
-    return (flag & FLAG_ANOMALY) != 0, (flag & FLAG_SUPPRESSED) != 0, (flag & FLAG_ANOMALOUS) != 0
 
 
 def iso_utc(seconds: float) -> str:
@@ -250,6 +244,7 @@ class Outputs:
         """Publish one event's score to ``scores_topic`` (key = entity)."""
         if self.scores_topic is None:
             return False
+        anomaly, suppressed, anomalous = (bool(b) for b in score_flags(flag))
         event = {
             "event_id": event_id(self.detector, record.topic, record.partition, record.offset),
             "detector": self.detector,
@@ -257,9 +252,9 @@ class Outputs:
             "event_time": float(event_time),
             "score": float(score),
             "error": float(error),
-            "anomaly": bool(flag & FLAG_ANOMALY),
-            "suppressed": bool(flag & FLAG_SUPPRESSED),
-            "anomalous": bool(flag & FLAG_ANOMALOUS),
+            "anomaly": anomaly,
+            "suppressed": suppressed,
+            "anomalous": anomalous,
             "model_version": int(model_version),
         }
         self._send(_Out(self.scores_topic, entity.encode(), orjson.dumps(event), None, "score", record))

@@ -192,6 +192,12 @@ FLAG_SUPPRESSED = 2
 FLAG_LATE = 4       # refused: older than the entity's previous event beyond late_tolerance_seconds
 FLAG_ANOMALOUS = 8  # the event's own score reached the threshold, whether or not it raised an anomaly
 
+
+def score_flags(flag):
+    """The three flags an event's outputs carry, in their fields' order: ``anomaly``, ``suppressed``,
+    ``anomalous`` (bool arrays for an array of ``flag`` words, bools for one word)."""
+    return (flag & FLAG_ANOMALY) != 0, (flag & FLAG_SUPPRESSED) != 0, (flag & FLAG_ANOMALOUS) != 0
+
 KIND_NONE = 0
 KIND_SPIKE = 1      # the value is far above the prediction
 KIND_DROP = 2       # far below

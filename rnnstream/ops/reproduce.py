@@ -34,7 +34,7 @@ from ..daemon.checkpoint import CheckpointStore, restore_detector, shape_fingerp
 from ..daemon.decode import decode_batch
 from ..detector import Detector
 from ..errors import RnnstreamError, StateFormatError
-from ..kernels.calibrate import FLAG_ANOMALOUS, FLAG_ANOMALY, FLAG_SUPPRESSED
+from ..kernels.calibrate import score_flags
 from ..progress import progress
 from ..replay import PlotSeries, check_outputs
 from ..state.fileformat import read_state_file
@@ -154,10 +154,9 @@ def _score(consumer: Any, tp: Any, det: Detector, cfg: Any, start: int, end: int
                     counts["rejected"] += len(res.rejected)
                     for pos, reason in res.rejected:
                         rows[dec.raw[pos].offset] = [dec.raw[pos].offset] + [""] * (len(header) - 2) + [reason]
+                    flags = [column.tolist() for column in score_flags(res.flag)]
                     for j, i in enumerate(res.index.tolist()):
-                        flag = int(res.flag[j])
-                        anomaly, suppressed = bool(flag & FLAG_ANOMALY), bool(flag & FLAG_SUPPRESSED)
-                        anomalous = bool(flag & FLAG_ANOMALOUS)
+                        anomaly, suppressed, anomalous = (column[j] for column in flags)
                         ent, t = dec.entities[i], float(dec.ts[i])
                         rows[int(dec.offsets[i])] = [
                             int(dec.offsets[i]), ent, datetime.fromtimestamp(t, timezone.utc).isoformat(),
