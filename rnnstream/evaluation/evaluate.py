@@ -14,7 +14,7 @@ import numpy as np
 from rnnstream.nab import scorer
 
 from .corpora import Corpus, nab_events, stream_result
-from .operator import TOLERANCE_ROWS, Outcome, summarise
+from .operator import FOUND_BY_CHANCE, TOLERANCE_ROWS, Outcome, summarise
 from .run import StreamScores
 
 PROFILE_LABELS = {"standard": "NAB standard", "reward_low_FP_rate": "NAB low FP", "reward_low_FN_rate": "NAB low FN"}
@@ -41,7 +41,8 @@ def flat(fig: dict) -> dict[str, float]:
     """The headline numbers of :func:`figures` as ``{name: value}`` (for tables and seed spreads)."""
     op = fig["operator"]
     out = {PROFILE_LABELS[p]: r["score"] for p, r in fig["nab"].items() if p in PROFILE_LABELS}
-    out.update({"found %": op["found_pct"], "median delay (rows)": op["delay_rows"],
+    out.update({"found %": op["found_pct"], FOUND_BY_CHANCE: op["found_by_chance_pct"],
+                "median delay (rows)": op["delay_rows"],
                 "median delay (s)": op["delay_seconds"], "false alarms /10k": op["fa_per_10k"],
                 "alarms per true alarm": op["alarms_per_true"]})
     if len(op["found_pct_by_type"]) > 1:  # NAB's windows have no type

@@ -12,6 +12,10 @@ baseline its own threshold crossing), and the labelled windows. Rules (the READM
   seconds) from the window's first row to the first such alarm.
 - A *false alarm* is an alarm outside every extended window. Rates are per 10,000 scored rows.
 - ``alarms_per_true`` is all alarms divided by alarms inside windows (1.0 = every alarm was true).
+- *Found by chance*: per window, the probability that the entity's own scored alarms, rotated by an
+  offset drawn uniformly from its scored rows (count and spacing kept, places forgotten), put one
+  inside the window's extended span; exact, no sampling. Long windows and frequent alarms find
+  anomalies by chance alone: ``found_pct`` means detection only as far as it exceeds this share.
 - *Calibration* (a detector's scores only): per 10,000 scored rows outside every extended window, the
   rows whose unsuppressed score reaches each of ``CALIBRATION_LEVELS``. A score ``L`` is a p-value of
   ``10^(-10 L)``, so calibrated p-values give ``10^(4 - 10 L)`` (10, 0.1 and 0.001 per 10k); the
@@ -30,6 +34,7 @@ import numpy as np
 from rnnstream.nab.weights import probation_length
 
 TOLERANCE_ROWS = 10
+FOUND_BY_CHANCE = "found % by chance (the same alarms, rotated)"   # its name in the reports
 CALIBRATION_LEVELS = (0.3, 0.5, 0.7)
 
 
@@ -50,6 +55,7 @@ class WindowOutcome:
     found: bool
     delay_rows: float    # nan when not found
     delay_seconds: float
+    chance: float = 0.0  # probability that the entity's alarms at a random rotation find it
 
 
 @dataclass
@@ -89,6 +95,24 @@ def spans(entity_ts: np.ndarray, code: int, windows: Iterable[tuple[int, int, st
     return out
 
 
+def found_by_chance(alarms: np.ndarray, rows: int, first: int, last: int) -> float:
+    """Probability that ``alarms`` (sorted distinct positions in ``0..rows-1``) rotated by an offset
+    uniform in ``0..rows-1`` (modulo ``rows``) put at least one inside ``first..last``.
+
+    The offsets that move alarm ``q`` into the span form the circular interval ``first - q ..
+    last - q``; the answer is the share of offsets covered by the union of these intervals.
+    """
+    width = last - first + 1
+    if alarms.size == 0 or rows <= 0:
+        return 0.0
+    if width >= rows:
+        return 1.0
+    starts = np.sort((first - np.asarray(alarms, dtype=np.int64)) % rows)
+    # on the circle, the gap after each interval's start up to the next start is covered for `width` of it
+    gaps = np.diff(np.concatenate((starts, starts[:1] + rows)))
+    return float(np.minimum(gaps, width).sum()) / rows
+
+
 def stream_outcome(entity: np.ndarray, timestamps: np.ndarray, alarm: np.ndarray,
                    windows: dict[int, Sequence[tuple[int, int, str]]], category: str,
                    tolerance: int = TOLERANCE_ROWS, score: np.ndarray | None = None) -> Outcome:
@@ -101,17 +125,19 @@ def stream_outcome(entity: np.ndarray, timestamps: np.ndarray, alarm: np.ndarray
         n = rows.size
         first_scored = probation_length(n)
         inside = np.zeros(n, dtype=bool)
+        scored_alarms = np.flatnonzero(al[first_scored:])
         for sp in spans(ts, code, windows.get(code, ()), tolerance):
             inside[sp.first:sp.last + 1] = True
             if sp.first < first_scored:
                 continue
+            chance = found_by_chance(scored_alarms, n - first_scored, sp.first - first_scored, sp.last - first_scored)
             hits = np.flatnonzero(al[sp.first:sp.last + 1])
             if hits.size:
                 k = int(hits[0])
                 out.windows.append(WindowOutcome(sp.type, category, True, float(k),
-                                                 float(ts[sp.first + k] - ts[sp.first])))
+                                                 float(ts[sp.first + k] - ts[sp.first]), chance))
             else:
-                out.windows.append(WindowOutcome(sp.type, category, False, np.nan, np.nan))
+                out.windows.append(WindowOutcome(sp.type, category, False, np.nan, np.nan, chance))
         scored = np.arange(n) >= first_scored
         out.rows += int(scored.sum())
         out.alarms += int((al & scored).sum())
@@ -140,6 +166,7 @@ def summarise(outcome: Outcome) -> dict:
     return {
         "anomalies": len(ws),
         "found_pct": _share(ws),
+        "found_by_chance_pct": 100.0 * float(np.mean([w.chance for w in ws])) if ws else float("nan"),
         "delay_rows": float(np.median([w.delay_rows for w in found])) if found else float("nan"),
         "delay_seconds": float(np.median([w.delay_seconds for w in found])) if found else float("nan"),
         "rows": outcome.rows,

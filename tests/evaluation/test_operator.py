@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from rnnstream.evaluation.operator import stream_outcome, summarise
+from rnnstream.evaluation.operator import found_by_chance, stream_outcome, summarise
 
 
 def _stream():
@@ -72,3 +72,36 @@ def test_calibration_counts_unsuppressed_scores_on_normal_rows_only():
     s = summarise(o + o)
     assert s["normal_over_per_10k"] == {lv: 1e4 * c / normal for lv, c in zip((0.3, 0.5, 0.7), (3, 2, 1))}
     assert summarise(stream_outcome(entity, ts, alarm, windows, "cat"))["normal_over_per_10k"] == {}
+
+
+def _rotations_finding(alarms, rows, first, last):
+    """Brute force: the share of the ``rows`` rotations that put an alarm in ``first..last``."""
+    hits = 0
+    for d in range(rows):
+        moved = (np.asarray(alarms) + d) % rows
+        hits += bool(np.any((moved >= first) & (moved <= last)))
+    return hits / rows
+
+
+def test_found_by_chance_equals_counting_every_rotation():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        rows = int(rng.integers(1, 40))
+        alarms = np.sort(rng.choice(rows, size=int(rng.integers(0, rows + 1)), replace=False))
+        first = int(rng.integers(0, rows))
+        last = int(rng.integers(first, rows))
+        assert math.isclose(found_by_chance(alarms, rows, first, last),
+                            _rotations_finding(alarms, rows, first, last)), (alarms, rows, first, last)
+
+
+def test_found_by_chance_in_the_summary():
+    """Each entity has 17 scored rows. A's scored alarms (rows 10 and 15, scored 7 and 12) each land in
+    its span of 4 rows (8-11) at 4 rotations, never the same: 8 of 17. B's (rows 5 and 16) land in its
+    span of 3 rows (12-14) at 3 rotations each: 6 of 17."""
+    entity, ts, alarm, windows = _stream()
+    s = summarise(stream_outcome(entity, ts, alarm, windows, "cat", tolerance=2))
+    a = 8 / 17
+    b = 6 / 17
+    assert math.isclose(s["found_by_chance_pct"], 100.0 * (a + b) / 2)
+    quiet = summarise(stream_outcome(entity, ts, np.zeros_like(alarm), windows, "cat", tolerance=2))
+    assert quiet["found_by_chance_pct"] == 0.0 and quiet["found_pct"] == 0.0
