@@ -56,11 +56,14 @@ class Corpus:
                                  values[:, None], ["value"])
         return layout.read_stream(self.root, key)
 
-    def windows_by_code(self, stream: layout.Stream) -> dict[int, list[tuple[int, int, str]]]:
+    def windows_by_code(self, stream: layout.Stream) -> dict[int, list[tuple[int, int, str, tuple[int, ...]]]]:
+        """Entity code -> ``(start, end, type, column indices of the labelled features)`` of its windows."""
         code = {name: c for c, name in enumerate(stream.entity_names)}
-        out: dict[int, list[tuple[int, int, str]]] = {}
+        column = {name: i for i, name in enumerate(stream.features)}
+        out: dict[int, list[tuple[int, int, str, tuple[int, ...]]]] = {}
         for w in self.windows.get(stream.key, []):
-            out.setdefault(code[w.entity], []).append((w.start, w.end, w.type))
+            cols = tuple(column[f] for f in w.features if f in column)
+            out.setdefault(code[w.entity], []).append((w.start, w.end, w.type, cols))
         return out
 
 
@@ -81,9 +84,11 @@ def open_generic(root: str | Path, files: list[str] | None = None) -> Corpus:
 
 
 def stream_result(corpus: Corpus, stream: layout.Stream, alarm: np.ndarray, tolerance: int,
-                  score: np.ndarray | None = None) -> Outcome:
+                  score: np.ndarray | None = None, kind: np.ndarray | None = None) -> Outcome:
+    """Operator counts of one stream; ``kind`` (rows x features, a detector's) also counts the windows
+    found by an alarm that blames a labelled feature (generic layout: NAB's files have one feature)."""
     return stream_outcome(stream.entity, stream.timestamps, alarm, corpus.windows_by_code(stream),
-                          stream.category, tolerance, score)
+                          stream.category, tolerance, score, kind if corpus.kind == "generic" else None)
 
 
 def nab_events(corpus: Corpus, stream: layout.Stream, score: np.ndarray, tolerance: int) -> dict[str, scorer.FileEvents]:

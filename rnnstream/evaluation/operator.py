@@ -16,6 +16,8 @@ baseline its own threshold crossing), and the labelled windows. Rules (the READM
   offset drawn uniformly from its scored rows (count and spacing kept, places forgotten), put one
   inside the window's extended span; exact, no sampling. Long windows and frequent alarms find
   anomalies by chance alone: ``found_pct`` means detection only as far as it exceeds this share.
+- *Found by an alarm blaming a labelled feature* (a detector's alarms, windows that name their
+  features): an alarm inside the extended span blames (gives a kind to) one of the window's features.
 - *Calibration* (a detector's scores only): per 10,000 scored rows outside every extended window, the
   rows whose unsuppressed score reaches each of ``CALIBRATION_LEVELS``. A score ``L`` is a p-value of
   ``10^(-10 L)``, so calibrated p-values give ``10^(4 - 10 L)`` (10, 0.1 and 0.001 per 10k); the
@@ -35,6 +37,7 @@ from rnnstream.nab.weights import probation_length
 
 TOLERANCE_ROWS = 10
 FOUND_BY_CHANCE = "found % by chance (the same alarms, rotated)"   # its name in the reports
+FOUND_BLAMED = "found % by an alarm blaming a labelled feature"
 CALIBRATION_LEVELS = (0.3, 0.5, 0.7)
 
 
@@ -46,6 +49,7 @@ class WindowSpan:
     first: int          # first row of the window
     last: int           # last row, tolerance included
     type: str
+    features: tuple[int, ...] = ()   # column indices of the labelled features (empty: not known)
 
 
 @dataclass
@@ -56,6 +60,7 @@ class WindowOutcome:
     delay_rows: float    # nan when not found
     delay_seconds: float
     chance: float = 0.0  # probability that the entity's alarms at a random rotation find it
+    blamed: bool | None = None  # an alarm inside blames a labelled feature (None: blame not known)
 
 
 @dataclass
@@ -82,16 +87,18 @@ def entity_rows(entity: np.ndarray) -> dict[int, np.ndarray]:
     return {int(c): rows for c, rows in zip(codes, np.split(order, starts[1:]))}
 
 
-def spans(entity_ts: np.ndarray, code: int, windows: Iterable[tuple[int, int, str]], tolerance: int) -> list[WindowSpan]:
-    """Map ``(start, end, type)`` windows (epoch seconds) to rows of one entity's timestamps."""
+def spans(entity_ts: np.ndarray, code: int, windows: Iterable[tuple], tolerance: int) -> list[WindowSpan]:
+    """Map ``(start, end, type[, feature columns])`` windows (epoch seconds) to rows of one entity's
+    timestamps."""
     out = []
     n = entity_ts.size
-    for start, end, kind in windows:
+    for w in windows:
+        start, end, kind = w[:3]
         first = int(np.searchsorted(entity_ts, start, side="left"))
         last = int(np.searchsorted(entity_ts, end, side="right")) - 1
         if first > last:
             continue  # no row of the entity inside the window (it fell in a gap)
-        out.append(WindowSpan(code, first, min(last + tolerance, n - 1), kind))
+        out.append(WindowSpan(code, first, min(last + tolerance, n - 1), kind, tuple(w[3]) if len(w) > 3 else ()))
     return out
 
 
@@ -114,10 +121,14 @@ def found_by_chance(alarms: np.ndarray, rows: int, first: int, last: int) -> flo
 
 
 def stream_outcome(entity: np.ndarray, timestamps: np.ndarray, alarm: np.ndarray,
-                   windows: dict[int, Sequence[tuple[int, int, str]]], category: str,
-                   tolerance: int = TOLERANCE_ROWS, score: np.ndarray | None = None) -> Outcome:
-    """Operator counts of one stream. ``windows``: entity code -> [(start, end, type)] in epoch seconds.
-    ``score``: each row's unsuppressed score, for the calibration counts (None: not counted)."""
+                   windows: dict[int, Sequence[tuple]], category: str,
+                   tolerance: int = TOLERANCE_ROWS, score: np.ndarray | None = None,
+                   kind: np.ndarray | None = None) -> Outcome:
+    """Operator counts of one stream. ``windows``: entity code -> [(start, end, type[, feature
+    columns])] in epoch seconds. ``score``: each row's unsuppressed score, for the calibration counts
+    (None: not counted). ``kind``: each row's blamed kind per feature (rows x features, 0 = not
+    blamed), for the windows found by an alarm that blames one of their labelled features (None, or a
+    window without labelled features: not counted)."""
     out = Outcome(normal_over=(0,) * len(CALIBRATION_LEVELS) if score is not None else ())
     for code, rows in entity_rows(np.asarray(entity)).items():
         ts = np.asarray(timestamps)[rows].astype(np.int64)
@@ -132,12 +143,15 @@ def stream_outcome(entity: np.ndarray, timestamps: np.ndarray, alarm: np.ndarray
                 continue
             chance = found_by_chance(scored_alarms, n - first_scored, sp.first - first_scored, sp.last - first_scored)
             hits = np.flatnonzero(al[sp.first:sp.last + 1])
+            blamed = None
+            if kind is not None and sp.features:
+                blamed = bool(hits.size) and bool(np.any(kind[rows[sp.first + hits]][:, list(sp.features)]))
             if hits.size:
                 k = int(hits[0])
                 out.windows.append(WindowOutcome(sp.type, category, True, float(k),
-                                                 float(ts[sp.first + k] - ts[sp.first]), chance))
+                                                 float(ts[sp.first + k] - ts[sp.first]), chance, blamed))
             else:
-                out.windows.append(WindowOutcome(sp.type, category, False, np.nan, np.nan, chance))
+                out.windows.append(WindowOutcome(sp.type, category, False, np.nan, np.nan, chance, blamed))
         scored = np.arange(n) >= first_scored
         out.rows += int(scored.sum())
         out.alarms += int((al & scored).sum())
@@ -167,6 +181,8 @@ def summarise(outcome: Outcome) -> dict:
         "anomalies": len(ws),
         "found_pct": _share(ws),
         "found_by_chance_pct": 100.0 * float(np.mean([w.chance for w in ws])) if ws else float("nan"),
+        "found_blamed_pct": (100.0 * float(np.mean([w.blamed for w in known])) if (known := [w for w in ws if w.blamed is not None])
+                             else float("nan")),
         "delay_rows": float(np.median([w.delay_rows for w in found])) if found else float("nan"),
         "delay_seconds": float(np.median([w.delay_seconds for w in found])) if found else float("nan"),
         "rows": outcome.rows,

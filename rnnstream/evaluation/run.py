@@ -86,6 +86,7 @@ class StreamScores:
     alarm: np.ndarray     # (N,) bool
     raw: np.ndarray       # (N,) z-score baseline: |z|; detector: the score before suppression
     seconds: float
+    kind: np.ndarray | None = None   # (N, F) detector: the kind blamed per feature (KIND_*); baseline: None
 
 
 # ---------------------------------------------------------------- configuration with overrides
@@ -147,15 +148,8 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 def run_detector(detector_cfg: Any, entity_names: list[str], entity: np.ndarray, values: np.ndarray,
                  timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Reported score and published-alarm flag of every row, from a fresh detector."""
-    score, alarm, _ = run_detector_unsuppressed(detector_cfg, entity_names, entity, values, timestamps)
-    return score, alarm
-
-
-def run_detector_unsuppressed(detector_cfg: Any, entity_names: list[str], entity: np.ndarray, values: np.ndarray,
-                              timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Reported score, published-alarm flag and score before suppression of every row, from a fresh detector."""
     rows = detector_rows(detector_cfg, entity_names, entity, values, timestamps)
-    return rows.score, rows.alarm, rows.unsuppressed
+    return rows.score, rows.alarm
 
 
 @dataclass
@@ -207,9 +201,8 @@ def score_stream(spec: Spec, corpus: Corpus, key: str) -> StreamScores:
     cfg = load_config_text(spec.config_text).detector(spec.detector)
     if corpus.kind == "generic":
         cfg = cfg.with_features(tuple(stream.features))
-    score, alarm, raw = run_detector_unsuppressed(cfg, stream.entity_names, stream.entity, stream.values,
-                                                  stream.timestamps)
-    return StreamScores(key, score, alarm, raw, time.perf_counter() - started)
+    rows = detector_rows(cfg, stream.entity_names, stream.entity, stream.values, stream.timestamps)
+    return StreamScores(key, rows.score, rows.alarm, rows.unsuppressed, time.perf_counter() - started, rows.kind)
 
 
 # ---------------------------------------------------------------- the corpus, cached, in workers
@@ -225,12 +218,14 @@ def _job(args: tuple[Spec, Corpus, str, str | None]) -> StreamScores:
     spec, corpus, key, cache_path = args
     if cache_path is not None and Path(cache_path).is_file():
         with np.load(cache_path) as z:
-            return StreamScores(key, z["score"], z["alarm"], z["raw"], float(z["seconds"]))
+            return StreamScores(key, z["score"], z["alarm"], z["raw"], float(z["seconds"]),
+                                z["kind"] if "kind" in z.files else None)
     res = score_stream(spec, corpus, key)
     if cache_path is not None:
         Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(cache_path).with_suffix(f".{os.getpid()}.tmp.npz")  # two evaluations may score the same stream at once
-        np.savez(tmp, score=res.score, alarm=res.alarm, raw=res.raw, seconds=res.seconds)
+        extra = {} if res.kind is None else {"kind": res.kind}
+        np.savez(tmp, score=res.score, alarm=res.alarm, raw=res.raw, seconds=res.seconds, **extra)
         os.replace(tmp, cache_path)
     return res
 

@@ -105,3 +105,20 @@ def test_found_by_chance_in_the_summary():
     assert math.isclose(s["found_by_chance_pct"], 100.0 * (a + b) / 2)
     quiet = summarise(stream_outcome(entity, ts, np.zeros_like(alarm), windows, "cat", tolerance=2))
     assert quiet["found_by_chance_pct"] == 0.0 and quiet["found_pct"] == 0.0
+
+
+def test_found_by_an_alarm_blaming_a_labelled_feature():
+    """One entity, 20 rows, two features; windows on feature 1 at rows 8-9 and on feature 0 at rows
+    14-15 (tolerance 0). The alarm at row 9 blames feature 1 (found, blamed); the one at row 15 blames
+    feature 1 only (found, not blamed). A window without labelled features is not counted."""
+    entity = np.zeros(20, dtype=np.int64)
+    ts = np.arange(20) * 60
+    alarm = np.zeros(20, dtype=bool)
+    alarm[[9, 15]] = True
+    kind = np.zeros((20, 2), dtype=np.uint8)
+    kind[9, 1] = 1
+    kind[15, 1] = 3
+    windows = {0: [(8 * 60, 9 * 60, "mean", (1,)), (14 * 60, 15 * 60, "spike", (0,)), (4 * 60, 4 * 60, "x", ())]}
+    s = summarise(stream_outcome(entity, ts, alarm, windows, "cat", tolerance=0, kind=kind))
+    assert s["found_pct"] == 200 / 3 and s["found_blamed_pct"] == 50.0
+    assert math.isnan(summarise(stream_outcome(entity, ts, alarm, windows, "cat", tolerance=0))["found_blamed_pct"])

@@ -62,6 +62,8 @@ def test_results_do_not_depend_on_workers_or_the_cache(tmp_path):
         np.testing.assert_array_equal(one[key].score, cached[key].score)
         assert one[key].score.shape == (400,) and np.all((one[key].score >= 0) & (one[key].score <= 1))
         np.testing.assert_array_equal(one[key].raw, cached[key].raw)
+        np.testing.assert_array_equal(one[key].kind, cached[key].kind)      # the blamed kinds are cached too
+        assert one[key].kind.shape[0] == 400 and not np.any(one[key].kind[~one[key].alarm & (one[key].raw < 0.5)])
         # raw: the score before suppression, equal to the reported one wherever that is not 0
         reported = one[key].score > 0
         np.testing.assert_array_equal(one[key].raw[reported], one[key].score[reported])
