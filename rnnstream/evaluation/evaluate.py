@@ -14,7 +14,7 @@ import numpy as np
 from rnnstream.nab import scorer
 
 from .corpora import Corpus, nab_events, stream_result
-from .operator import FOUND_BLAMED, FOUND_BY_CHANCE, TOLERANCE_ROWS, Outcome, summarise
+from .operator import TOLERANCE_ROWS, Outcome, headline, summarise
 from .run import StreamScores
 
 PROFILE_LABELS = {"standard": "NAB standard", "reward_low_FP_rate": "NAB low FP", "reward_low_FN_rate": "NAB low FN"}
@@ -41,11 +41,7 @@ def flat(fig: dict) -> dict[str, float]:
     """The headline numbers of :func:`figures` as ``{name: value}`` (for tables and seed spreads)."""
     op = fig["operator"]
     out = {PROFILE_LABELS[p]: r["score"] for p, r in fig["nab"].items() if p in PROFILE_LABELS}
-    out.update({"found %": op["found_pct"], FOUND_BY_CHANCE: op["found_by_chance_pct"]})
-    if not math.isnan(op["found_blamed_pct"]):
-        out[FOUND_BLAMED] = op["found_blamed_pct"]
-    out.update({"median delay (rows)": op["delay_rows"], "median delay (s)": op["delay_seconds"],
-                "false alarms /10k": op["fa_per_10k"], "alarms per true alarm": op["alarms_per_true"]})
+    out.update(headline(op))
     if len(op["found_pct_by_type"]) > 1:  # NAB's windows have no type
         out.update({f"found % {t}": v for t, v in op["found_pct_by_type"].items()})
     out.update({f"found % [{c}]": v for c, v in op["found_pct_by_category"].items()})

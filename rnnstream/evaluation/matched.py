@@ -14,7 +14,7 @@ import numpy as np
 
 from . import zscore
 from .corpora import Corpus, stream_result
-from .operator import FOUND_BY_CHANCE, Outcome, summarise
+from .operator import Outcome, headline, summarise
 from .run import Spec, run_corpus
 
 
@@ -39,7 +39,4 @@ def zscore_at_recall(corpus: Corpus, target_pct: float, window: int, tolerance: 
         else:
             hi = mid
     op = _at(corpus, streams, results, lo, tolerance)
-    return {"z threshold": lo, "found %": op["found_pct"], FOUND_BY_CHANCE: op["found_by_chance_pct"],
-            "median delay (rows)": op["delay_rows"],
-            "median delay (s)": op["delay_seconds"], "false alarms /10k": op["fa_per_10k"],
-            "alarms per true alarm": op["alarms_per_true"]}
+    return {"z threshold": lo, **headline(op)}

@@ -173,6 +173,7 @@ def summarise(outcome: Outcome) -> dict:
     ws = outcome.windows
     found = [w for w in ws if w.found]
     in_windows = outcome.alarms - outcome.false_alarms
+    known = [w for w in ws if w.blamed is not None]
     by_type, by_cat = defaultdict(list), defaultdict(list)
     for w in ws:
         by_type[w.type].append(w)
@@ -181,8 +182,7 @@ def summarise(outcome: Outcome) -> dict:
         "anomalies": len(ws),
         "found_pct": _share(ws),
         "found_by_chance_pct": 100.0 * float(np.mean([w.chance for w in ws])) if ws else float("nan"),
-        "found_blamed_pct": (100.0 * float(np.mean([w.blamed for w in known])) if (known := [w for w in ws if w.blamed is not None])
-                             else float("nan")),
+        "found_blamed_pct": 100.0 * float(np.mean([w.blamed for w in known])) if known else float("nan"),
         "delay_rows": float(np.median([w.delay_rows for w in found])) if found else float("nan"),
         "delay_seconds": float(np.median([w.delay_seconds for w in found])) if found else float("nan"),
         "rows": outcome.rows,
@@ -195,3 +195,14 @@ def summarise(outcome: Outcome) -> dict:
         "normal_over_per_10k": ({lv: 1e4 * c / outcome.normal_rows for lv, c in zip(CALIBRATION_LEVELS, outcome.normal_over)}
                                 if outcome.normal_over and outcome.normal_rows else {}),
     }
+
+
+def headline(op: dict) -> dict[str, float]:
+    """The operator's figures of a :func:`summarise` result under their names in the reports (the
+    blamed share only where it is known)."""
+    out = {"found %": op["found_pct"], FOUND_BY_CHANCE: op["found_by_chance_pct"]}
+    if not np.isnan(op["found_blamed_pct"]):
+        out[FOUND_BLAMED] = op["found_blamed_pct"]
+    out.update({"median delay (rows)": op["delay_rows"], "median delay (s)": op["delay_seconds"],
+                "false alarms /10k": op["fa_per_10k"], "alarms per true alarm": op["alarms_per_true"]})
+    return out
