@@ -168,7 +168,7 @@ def detector_rows(detector_cfg: Any, entity_names: list[str], entity: np.ndarray
                   timestamps: np.ndarray) -> DetectorRows:
     """Every row scored causally by a fresh detector (micro-batches of ``BATCH`` rows)."""
     from rnnstream.detector import Detector
-    from rnnstream.kernels.calibrate import FLAG_ANOMALY
+    from rnnstream.kernels.calibrate import score_flags
 
     det = Detector(detector_cfg, background=False)
     try:
@@ -183,9 +183,8 @@ def detector_rows(detector_cfg: Any, entity_names: list[str], entity: np.ndarray
             at = start + res.index
             out.score[at] = res.reported_score()
             out.unsuppressed[at] = res.score
-            out.alarm[at] = (res.flag & FLAG_ANOMALY) != 0
+            out.alarm[at], _, out.anomalous[at] = score_flags(res.flag)
             out.kind[at] = res.kind
-            out.anomalous[at] = res.anomalous
         return out
     finally:
         det.close()
